@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks for shoal's tests, lab and benchmarks, then the npm
+# dependencies. Run as root. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# runc/busybox-static/docker-registry: containers and the test image; iproute2/nftables: network
+# namespaces, veth, VXLAN, partitions; e2fsprogs/util-linux: volumes (ext4, loop devices);
+# serf/etcd-server: the real peers the benchmarks measure against.
+apt-get install -y --no-install-recommends \
+  ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod \
+  serf etcd-server
+npm ci --no-audit --no-fund
+npm run build
