@@ -1,0 +1,237 @@
+import t from 'tap';
+import { Unpackr } from 'msgpackr';
+import { encodeCommand } from './codec.js';
+import { ObjectStore } from './store.js';
+import { TooOldError, type ObjectInput, type StoreEvent, type TxnResult } from './types.js';
+
+const task = (id: string, over: Partial<ObjectInput> = {}): ObjectInput => ({
+  kind: 'task', id, name: 'task-' + id, labels: {}, spec: { image: 'busybox' }, ...over,
+});
+
+function ok(r: TxnResult) {
+  if (!r.ok) throw new Error('expected success, got ' + JSON.stringify(r.conflict));
+  return r;
+}
+
+t.test('create, get, versions and secondary indices', async (t) => {
+  const s = new ObjectStore();
+  const r = ok(s.applyTxn(5, [
+    { op: 'create', object: { kind: 'service', id: 's1', name: 'web', labels: { tier: 'front' }, spec: { replicas: 2 } } },
+    { op: 'create', object: task('t1', { serviceId: 's1', nodeId: 'n1', labels: { tier: 'front', app: 'web' } }) },
+    { op: 'create', object: task('t2', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' } }) },
+    { op: 'create', object: task('t3', { serviceId: 's2', nodeId: 'n1' }) },
+  ]));
+  t.equal(r.version, 5);
+  t.equal(s.applied, 5);
+  t.equal(s.get('task', 't1')?.version, 5);
+  t.equal(s.get('task', 't1')?.createdVersion, 5);
+  t.same(s.get('task', 't1')?.status, null, 'status defaults to null');
+  t.equal(s.getByName('service', 'web')?.id, 's1');
+  t.equal(s.getByName('task', 'web'), undefined, 'names are per kind');
+  t.same(s.list('task', { serviceId: 's1' }).map((o) => o.id).sort(), ['t1', 't2']);
+  t.same(s.list('task', { nodeId: 'n1' }).map((o) => o.id).sort(), ['t1', 't3']);
+  t.same(s.list('task', { labels: { tier: 'front' } }).map((o) => o.id).sort(), ['t1', 't2']);
+  t.same(s.list('task', { labels: { tier: 'front', app: 'web' } }).map((o) => o.id), ['t1']);
+  t.same(s.list('task', { serviceId: 's1', nodeId: 'n2' }).map((o) => o.id), ['t2']);
+  t.same(s.list('task', { labels: { nope: 'x' } }), []);
+  t.equal(s.list('task').length, 3);
+  t.equal(s.list('volume').length, 0);
+
+  // Update moves the task to another node and drops a label: the indices follow.
+  ok(s.applyTxn(6, [{ op: 'update', object: task('t1', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' } }), expectVersion: 5 }]));
+  t.equal(s.get('task', 't1')?.version, 6);
+  t.equal(s.get('task', 't1')?.createdVersion, 5);
+  t.same(s.list('task', { nodeId: 'n1' }).map((o) => o.id), ['t3']);
+  t.same(s.list('task', { nodeId: 'n2' }).map((o) => o.id).sort(), ['t1', 't2']);
+  t.same(s.list('task', { labels: { app: 'web' } }), []);
+
+  ok(s.applyTxn(7, [{ op: 'delete', kind: 'task', id: 't2', expectVersion: 5 }]));
+  t.equal(s.get('task', 't2'), undefined);
+  t.same(s.list('task', { serviceId: 's1' }).map((o) => o.id), ['t1']);
+  t.equal(s.getByName('task', 'task-t2'), undefined, 'the name is freed');
+  t.equal(s.size, 3);
+});
+
+t.test('a failed compare fails the whole transaction and changes nothing', async (t) => {
+  const s = new ObjectStore();
+  ok(s.applyTxn(1, [{ op: 'create', object: task('a') }, { op: 'create', object: task('b') }]));
+  const events: StoreEvent[] = [];
+  s.watch({}, (e) => events.push(...e));
+  const r = s.applyTxn(2, [
+    { op: 'update', object: task('a', { labels: { x: 'y' } }), expectVersion: 1 },
+    { op: 'delete', kind: 'task', id: 'b', expectVersion: 99 },
+  ]);
+  t.equal(r.ok, false);
+  if (!r.ok) {
+    t.equal(r.conflict.code, 'version-mismatch');
+    t.equal(r.conflict.opIndex, 1);
+    t.match(r.conflict.message, /version 1, not 99/);
+  }
+  t.same(s.get('task', 'a')?.labels, {}, 'first op rolled back');
+  t.equal(s.get('task', 'a')?.version, 1);
+  t.same(s.list('task', { labels: { x: 'y' } }), [], 'index untouched');
+  t.equal(events.length, 0, 'no events for a failed txn');
+  t.equal(s.applied, 2, 'the index is consumed anyway, identically everywhere');
+
+  const cases: [string, TxnResult][] = [
+    ['exists', s.applyTxn(3, [{ op: 'create', object: task('a') }])],
+    ['name-taken', s.applyTxn(4, [{ op: 'create', object: task('c', { name: 'task-a' }) }])],
+    ['not-found', s.applyTxn(5, [{ op: 'update', object: task('zz') }])],
+    ['not-found', s.applyTxn(6, [{ op: 'delete', kind: 'task', id: 'zz' }])],
+    ['version-mismatch', s.applyTxn(7, [{ op: 'put', object: task('new'), expectVersion: 3 }])],
+    ['version-mismatch', s.applyTxn(8, [{ op: 'put', object: task('a'), expectVersion: 0 }])],
+  ];
+  for (const [code, r] of cases) t.equal(r.ok ? 'ok' : r.conflict.code, code, code);
+  t.equal(s.size, 2);
+});
+
+t.test('ops inside one transaction see each other; renames and swaps keep names exact', async (t) => {
+  const s = new ObjectStore();
+  ok(s.applyTxn(1, [
+    { op: 'create', object: task('a', { name: 'x' }) },
+    { op: 'update', object: task('a', { name: 'y' }) },
+    { op: 'create', object: task('b', { name: 'x' }) },
+  ]));
+  t.equal(s.getByName('task', 'x')?.id, 'b');
+  t.equal(s.getByName('task', 'y')?.id, 'a');
+  // swap names a<->b in one txn via a temporary name
+  ok(s.applyTxn(2, [
+    { op: 'update', object: task('a', { name: 'tmp' }) },
+    { op: 'update', object: task('b', { name: 'y' }) },
+    { op: 'update', object: task('a', { name: 'x' }) },
+  ]));
+  t.equal(s.getByName('task', 'x')?.id, 'a');
+  t.equal(s.getByName('task', 'y')?.id, 'b');
+  t.equal(s.getByName('task', 'tmp'), undefined);
+  ok(s.applyTxn(3, [{ op: 'delete', kind: 'task', id: 'a' }, { op: 'create', object: task('c', { name: 'x' }) }]));
+  t.equal(s.getByName('task', 'x')?.id, 'c');
+  ok(s.applyTxn(4, [{ op: 'put', object: task('p'), expectVersion: 0 }, { op: 'put', object: task('p', { labels: { v: '2' } }) }]));
+  t.same(s.get('task', 'p')?.labels, { v: '2' });
+});
+
+t.test('bad input: malformed ops and entries fail as invalid, identically, and lose nothing', async (t) => {
+  const s = new ObjectStore();
+  ok(s.applyTxn(1, [{ op: 'create', object: task('a') }]));
+  const bad: [unknown, RegExp][] = [
+    [[], /at least one operation/],
+    [[{ op: 'frob' }], /unknown operation "frob"/],
+    [[{ op: 'create', object: { ...task('b'), kind: 'pod' } }], /kind "pod" is not one of/],
+    [[{ op: 'create', object: { ...task('b'), id: '' } }], /id must be/],
+    [[{ op: 'create', object: { ...task('b'), name: ' bad name' } }], /name " bad name"/],
+    [[{ op: 'create', object: { ...task('b'), labels: { 'a=b': 'c' } } }], /label key/],
+    [[{ op: 'create', object: { ...task('b'), spec: undefined } }], /spec is missing/],
+    [[{ op: 'delete', kind: 'task', id: 'a', expectVersion: -1 }], /non-negative integer/],
+  ];
+  let idx = 2;
+  for (const [ops, re] of bad) {
+    const r = s.applyTxn(idx++, ops as never);
+    t.equal(r.ok, false);
+    if (!r.ok) {
+      t.equal(r.conflict.code, 'invalid');
+      t.match(r.conflict.message, re);
+    }
+  }
+  const garbage = s.applyEntry(idx++, new Uint8Array([0xc1, 0xc1]));
+  t.equal(garbage?.result.ok, false);
+  const wrongFormat = s.applyEntry(idx++, new Uint8Array([0x93, 0x07, 0xa1, 0x78, 0x90]));
+  t.match(wrongFormat?.result.ok === false && wrongFormat.result.conflict.message, /format 7 is not supported/);
+  t.equal(s.size, 1);
+  t.equal(s.get('task', 'a')?.version, 1);
+  t.equal(s.applied, idx - 1);
+  t.throws(() => s.applyTxn(1, [{ op: 'create', object: task('q') }]), /not after the applied index/);
+  t.equal(s.applyEntry(3, encodeCommand({ reqId: 'r', ops: [] })), null, 're-delivered index is ignored');
+});
+
+t.test('applyEntry decodes commands and returns the proposer reqId; empty entries advance', async (t) => {
+  const s = new ObjectStore();
+  t.equal(s.applyEntry(1, new Uint8Array()), null);
+  t.equal(s.applied, 1);
+  const r = s.applyEntry(2, encodeCommand({ reqId: 'req-1', ops: [{ op: 'create', object: task('a') }] }));
+  t.equal(r?.reqId, 'req-1');
+  t.equal(r?.result.ok, true);
+  t.equal(s.skip(3), true);
+  t.equal(s.skip(3), false);
+  t.equal(s.applied, 3);
+});
+
+t.test('watches: replay from a version, live events, filters, too old', async (t) => {
+  const s = new ObjectStore({ eventLogCapacity: 4 });
+  ok(s.applyTxn(1, [{ op: 'create', object: task('a', { labels: { env: 'prod' } }) }]));
+  ok(s.applyTxn(2, [{ op: 'create', object: { kind: 'node', id: 'n1', name: 'n1', spec: {} } }]));
+  ok(s.applyTxn(3, [{ op: 'update', object: task('a', { labels: { env: 'dev' } }) }]));
+  const all: StoreEvent[] = [];
+  s.watch({}, (e) => all.push(...e), 1);
+  t.same(all.map((e) => [e.version, e.type, e.object.kind]), [[2, 'create', 'node'], [3, 'update', 'task']]);
+  const tasks: StoreEvent[] = [];
+  s.watch({ kinds: ['task'] }, (e) => tasks.push(...e), 0);
+  t.same(tasks.map((e) => e.version), [1, 3]);
+  const prod: StoreEvent[] = [];
+  const w = s.watch({ labels: { env: 'prod' } }, (e) => prod.push(...e), 0);
+  t.same(prod.map((e) => e.version), [1]);
+  ok(s.applyTxn(4, [{ op: 'delete', kind: 'task', id: 'a' }]));
+  t.same(all.map((e) => e.version), [2, 3, 4]);
+  t.equal(all[2]!.object.labels.env, 'dev', 'delete carries the last state');
+  t.same(tasks.map((e) => e.version), [1, 3, 4]);
+  t.same(prod.map((e) => e.version), [1], 'label filter excludes dev');
+  w.cancel();
+  ok(s.applyTxn(5, [{ op: 'create', object: task('b', { labels: { env: 'prod' } }) }]));
+  t.same(prod.map((e) => e.version), [1], 'cancelled watcher gets nothing');
+  // capacity 4: event 1 is now evicted
+  t.equal(s.oldestWatchVersion, 1);
+  t.throws(() => s.watch({}, () => {}, 0), TooOldError);
+  t.throws(() => s.watch({}, () => {}, 0), /too old, re-list/);
+  const fromOne: StoreEvent[] = [];
+  s.watch({}, (e) => fromOne.push(...e), 1);
+  t.same(fromOne.map((e) => e.version), [2, 3, 4, 5]);
+  const future: StoreEvent[] = [];
+  s.watch({}, (e) => future.push(...e), 5);
+  t.equal(future.length, 0);
+});
+
+t.test('snapshot and restore: same objects, indices, versions; watchers told to re-list', async (t) => {
+  const a = new ObjectStore();
+  ok(a.applyTxn(3, [
+    { op: 'create', object: task('t1', { serviceId: 's', nodeId: 'n', labels: { k: 'v' }, status: { state: 'running' } }) },
+    { op: 'create', object: { kind: 'secret', id: 'sec', name: 'pw', spec: { data: new Uint8Array([1, 2, 3]) } } },
+  ]));
+  ok(a.applyTxn(4, [{ op: 'update', object: task('t1', { serviceId: 's', nodeId: 'n', labels: { k: 'v' }, status: { state: 'complete' } }) }]));
+  const snap = a.snapshot();
+  t.ok(snap instanceof Uint8Array);
+  t.ok(Array.isArray(new Unpackr({ useRecords: true }).unpack(snap)), 'decodes with a fresh msgpackr instance');
+
+  const b = new ObjectStore();
+  let reset: Error | undefined;
+  b.watch({}, () => {}, undefined, (e) => (reset = e));
+  b.restore(snap);
+  t.match(reset?.message, /re-list/);
+  t.equal(b.applied, 4);
+  t.same(b.get('task', 't1'), a.get('task', 't1'));
+  t.same(b.list('task', { serviceId: 's', nodeId: 'n', labels: { k: 'v' } }).map((o) => o.id), ['t1']);
+  t.same((b.get('secret', 'sec')?.spec as { data: Uint8Array }).data, new Uint8Array([1, 2, 3]));
+  t.equal(b.getByName('secret', 'pw')?.id, 'sec');
+  t.throws(() => b.watch({}, () => {}, 3), TooOldError, 'events before the snapshot are gone');
+  // Both continue identically.
+  for (const s of [a, b]) ok(s.applyTxn(5, [{ op: 'delete', kind: 'task', id: 't1', expectVersion: 4 }]));
+  t.same(b.snapshot(), a.snapshot());
+  t.throws(() => b.restore(new Uint8Array([0x93, 0x09, 0x00, 0x90])), /snapshot format 9 is not supported/);
+  t.equal(b.size, 1, 'a refused snapshot changes nothing');
+});
+
+t.test('determinism: two stores fed the same entries end identical', async (t) => {
+  const a = new ObjectStore({ eventLogCapacity: 50 });
+  const b = new ObjectStore({ eventLogCapacity: 50 });
+  let seed = 42;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 1; i <= 500; i++) {
+    const id = 'o' + Math.floor(rnd() * 20);
+    const r = rnd();
+    const ops = r < 0.4
+      ? [{ op: 'create' as const, object: task(id, { labels: { g: String(i % 3) } }) }]
+      : r < 0.8 ? [{ op: 'put' as const, object: task(id, { nodeId: 'n' + (i % 4) }), expectVersion: Math.floor(rnd() * i) }]
+      : [{ op: 'delete' as const, kind: 'task' as const, id }];
+    const data = encodeCommand({ reqId: 'r' + i, ops });
+    t.same(a.applyEntry(i, data), b.applyEntry(i, data));
+  }
+  t.same(a.snapshot(), b.snapshot());
+  t.ok(a.size > 0);
+});

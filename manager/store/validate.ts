@@ -1,0 +1,54 @@
+// Checks that a transaction is well formed before it is proposed (so junk never reaches the log)
+// and again when it is applied (so a bad entry fails identically on every manager).
+import { isKind, type ObjectInput, type TxnOp } from './types.js';
+
+const MAX_OPS = 1000;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-/:]{0,252}$/;
+
+function checkObject(o: unknown): string | null {
+  if (!o || typeof o !== 'object') return 'object is missing';
+  const x = o as Partial<ObjectInput>;
+  if (!isKind(x.kind)) return `kind ${JSON.stringify(x.kind)} is not one of node, service, task, network, volume, secret, config, cluster`;
+  if (typeof x.id !== 'string' || x.id.length === 0 || x.id.length > 128) return 'id must be a non-empty string of at most 128 characters';
+  if (typeof x.name !== 'string' || !NAME_RE.test(x.name)) return `name ${JSON.stringify(x.name)} must be 1-253 characters of letters, digits and _.-/: starting with a letter or digit`;
+  if (x.labels !== undefined) {
+    if (!x.labels || typeof x.labels !== 'object' || Array.isArray(x.labels)) return 'labels must be a map of strings';
+    for (const [k, v] of Object.entries(x.labels)) {
+      if (k.length === 0 || k.includes('=')) return `label key ${JSON.stringify(k)} must be non-empty and contain no '='`;
+      if (typeof v !== 'string') return `label ${k} must have a string value`;
+    }
+  }
+  if (x.serviceId !== undefined && typeof x.serviceId !== 'string') return 'serviceId must be a string';
+  if (x.nodeId !== undefined && typeof x.nodeId !== 'string') return 'nodeId must be a string';
+  if (x.spec === undefined) return 'spec is missing (use null for an empty spec)';
+  return null;
+}
+
+/** Returns null when the ops are well formed, else [index of the bad op, what is wrong]. */
+export function validateOps(ops: unknown): [number, string] | null {
+  if (!Array.isArray(ops) || ops.length === 0) return [0, 'a transaction needs at least one operation'];
+  if (ops.length > MAX_OPS) return [MAX_OPS, `a transaction may hold at most ${MAX_OPS} operations; split it`];
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as TxnOp;
+    if (!op || typeof op !== 'object') return [i, 'operation is not an object'];
+    if ('expectVersion' in op && op.expectVersion !== undefined && (!Number.isInteger(op.expectVersion) || op.expectVersion < 0)) {
+      return [i, 'expectVersion must be a non-negative integer'];
+    }
+    switch (op.op) {
+      case 'create':
+      case 'update':
+      case 'put': {
+        const e = checkObject(op.object);
+        if (e) return [i, e];
+        break;
+      }
+      case 'delete':
+        if (!isKind(op.kind)) return [i, `kind ${JSON.stringify(op.kind)} is not a known kind`];
+        if (typeof op.id !== 'string' || op.id.length === 0) return [i, 'delete needs an id'];
+        break;
+      default:
+        return [i, `unknown operation ${JSON.stringify((op as { op?: unknown }).op)}; use create, update, put or delete`];
+    }
+  }
+  return null;
+}
