@@ -1,0 +1,209 @@
+// gRPC transport for raft messages between managers (proto/raft/transport.proto). It serves the
+// receiving side (batches and chunked snapshots, handed to `onMessage`) and keeps one Peer per
+// other member for the sending side. Security: plaintext; callers bind it to loopback until the
+// mTLS layer of a later issue wraps these credentials.
+import * as grpc from '@grpc/grpc-js';
+import { loadProto } from '../../proto/load.js';
+import type { Message, NodeId } from '../types.js';
+import { decodeMessage, WIRE_FORMAT } from './codec.js';
+import { CHANNEL_OPTIONS, Peer, type PeerOptions } from './peer.js';
+
+export interface TransportOptions extends Partial<PeerOptions> {
+  id: NodeId;
+  /** host:port to listen on, e.g. 127.0.0.1:0 */
+  listen: string;
+  /** Handed every raft message that arrives for this node (snapshots complete). */
+  onMessage(m: Message): void;
+  onUnreachable?(id: NodeId): void;
+  onSnapshotStatus?(id: NodeId, ok: boolean): void;
+  log?(msg: string): void;
+  /** Largest snapshot accepted, bytes; default 4 GiB. */
+  maxSnapshotBytes?: number;
+}
+
+const DEFAULT_PEER: PeerOptions = {
+  sendTimeoutMs: 2000,
+  backoffMinMs: 100,
+  backoffMaxMs: 5000,
+  maxQueue: 4096,
+  maxBatchBytes: 4 << 20,
+  snapshotChunkBytes: 512 << 10,
+  snapshotStallMs: 10_000,
+};
+
+interface BatchMsg { format: number; from: number; to: number; messages: Buffer[] }
+interface ChunkMsg { format: number; from: number; to: number; header: Buffer; offset: number; total: number; data: Buffer }
+
+let ctorCache: grpc.ServiceClientConstructor | undefined;
+function serviceCtor(): grpc.ServiceClientConstructor {
+  if (!ctorCache) {
+    const pkg = loadProto('raft/transport.proto') as any;
+    ctorCache = pkg.shoal.raft.v1.RaftTransport as grpc.ServiceClientConstructor;
+  }
+  return ctorCache;
+}
+
+export class RaftTransport {
+  private server?: grpc.Server;
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly opts: PeerOptions;
+  readonly received = { batches: 0, messages: 0, snapshots: 0, refused: 0 };
+  port = 0;
+
+  constructor(private readonly o: TransportOptions) {
+    this.opts = { ...DEFAULT_PEER, ...Object.fromEntries(Object.entries(o).filter(([k]) => k in DEFAULT_PEER)) } as PeerOptions;
+  }
+
+  private log(msg: string): void {
+    this.o.log?.(msg);
+  }
+
+  async start(): Promise<number> {
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': 64 << 20,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.http2.min_ping_interval_without_data_ms': 1000,
+    } as grpc.ServerOptions);
+    server.addService(serviceCtor().service, {
+      Stream: (call: grpc.ServerReadableStream<BatchMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveStream(call, cb),
+      SendSnapshot: (call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveSnapshot(call, cb),
+    });
+    this.port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(this.o.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`raft transport cannot listen on ${this.o.listen}: ${err.message}`)) : resolve(port))),
+    );
+    this.server = server;
+    return this.port;
+  }
+
+  private refuse(what: string): void {
+    this.received.refused++;
+    this.log(`raft transport: refused ${what}`);
+  }
+
+  private serveStream(call: grpc.ServerReadableStream<BatchMsg, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    let done = false;
+    // Headers tell the sender the stream is really open (see Peer.open).
+    call.sendMetadata(new grpc.Metadata());
+    const finish = (err: grpc.ServiceError | null) => {
+      if (done) return;
+      done = true;
+      cb(err, err ? undefined : {});
+    };
+    call.on('data', (b: BatchMsg) => {
+      if (b.format !== WIRE_FORMAT) {
+        this.refuse(`a batch in wire format ${b.format} from ${b.from} (this manager speaks ${WIRE_FORMAT})`);
+        finish({ code: grpc.status.FAILED_PRECONDITION, details: `wire format ${b.format} is not supported; this manager speaks ${WIRE_FORMAT}` } as grpc.ServiceError);
+        return;
+      }
+      if (b.to !== this.o.id) {
+        this.refuse(`a batch for node ${b.to} from ${b.from}: this is node ${this.o.id}`);
+        finish({ code: grpc.status.FAILED_PRECONDITION, details: `this is raft node ${this.o.id}, not ${b.to}; check the peer list` } as grpc.ServiceError);
+        return;
+      }
+      this.received.batches++;
+      for (const raw of b.messages) {
+        let m: Message;
+        try {
+          m = decodeMessage(raw);
+        } catch (e) {
+          this.refuse(`a malformed message from ${b.from}: ${(e as Error).message}`);
+          continue;
+        }
+        this.received.messages++;
+        this.o.onMessage(m);
+      }
+    });
+    call.on('end', () => finish(null));
+    call.on('error', () => finish(null));
+  }
+
+  private serveSnapshot(call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    const max = this.o.maxSnapshotBytes ?? 4 * 2 ** 30;
+    let header: Message | undefined;
+    let buf: Buffer | undefined;
+    let got = 0;
+    let failed = '';
+    let done = false;
+    const answer = (accepted: boolean, error: string) => {
+      if (done) return;
+      done = true;
+      cb(null, { accepted, error });
+    };
+    call.on('data', (c: ChunkMsg) => {
+      if (failed) return;
+      try {
+        if (c.format !== WIRE_FORMAT) throw new Error(`wire format ${c.format} is not supported; this manager speaks ${WIRE_FORMAT}`);
+        if (c.to !== this.o.id) throw new Error(`this is raft node ${this.o.id}, not ${c.to}`);
+        if (!buf) {
+          if (c.offset !== 0 || c.header.length === 0) throw new Error('the first snapshot chunk must start at offset 0 and carry the header');
+          if (c.total > max) throw new Error(`snapshot of ${c.total} bytes exceeds the limit of ${max}`);
+          header = decodeMessage(c.header);
+          if (!header.snapshot) throw new Error('snapshot header carries no snapshot meta');
+          buf = Buffer.allocUnsafe(c.total);
+        }
+        if (c.offset !== got || c.total !== buf.length || got + c.data.length > buf.length) throw new Error(`snapshot chunk at offset ${c.offset} (+${c.data.length}) does not follow ${got} of ${buf.length}`);
+        c.data.copy(buf, got);
+        got += c.data.length;
+      } catch (e) {
+        failed = (e as Error).message;
+        this.refuse(`a snapshot from ${c.from}: ${failed}`);
+      }
+    });
+    call.on('end', () => {
+      if (failed) return answer(false, failed);
+      if (!header || !buf || got !== buf.length) return answer(false, `snapshot incomplete: ${got} of ${buf?.length ?? '?'} bytes`);
+      header.snapshot!.data = buf;
+      this.received.snapshots++;
+      try {
+        this.o.onMessage(header);
+      } catch (e) {
+        return answer(false, (e as Error).message);
+      }
+      answer(true, '');
+    });
+    call.on('error', () => answer(false, 'stream broke'));
+  }
+
+  /** Adds or re-addresses a peer. */
+  addPeer(id: NodeId, addr: string): void {
+    const old = this.peers.get(id);
+    if (old && old.addr === addr) return;
+    old?.close();
+    this.peers.set(id, new Peer(id, this.o.id, addr, serviceCtor() as never, this.opts, {
+      unreachable: (p) => this.o.onUnreachable?.(p),
+      snapshotStatus: (p, ok) => this.o.onSnapshotStatus?.(p, ok),
+      log: (m) => this.log(m),
+    }));
+  }
+
+  removePeer(id: NodeId): void {
+    this.peers.get(id)?.close();
+    this.peers.delete(id);
+  }
+
+  peer(id: NodeId): Peer | undefined {
+    return this.peers.get(id);
+  }
+
+  /** Sends each message to its `to`; messages for unknown peers are dropped (and reported). */
+  send(msgs: Message[]): void {
+    for (const m of msgs) {
+      const p = this.peers.get(m.to);
+      if (p) p.send(m);
+      else {
+        this.log(`raft transport: no address for node ${m.to}; dropping a message`);
+        this.o.onUnreachable?.(m.to);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.peers.values()) p.close();
+    this.peers.clear();
+    const s = this.server;
+    this.server = undefined;
+    if (s) s.forceShutdown();
+  }
+}
+
+export { CHANNEL_OPTIONS };
