@@ -1,0 +1,297 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import t from 'tap';
+import { CompactedError, EntryType, UnavailableError, type Snapshot } from '../types.js';
+import { DiskStorage } from './disk-storage.js';
+import { collectingLogger, dataMatches, entryData, makeEntries, segmentFiles, snapshotFiles, tempDir } from './testkit.js';
+
+const conf = { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+
+function snap(index: number, term: number, tag = 'state'): Snapshot {
+  return { meta: { index, term, conf }, data: Buffer.from(`${tag}@${index}`) };
+}
+
+function allEntries(s: DiskStorage) {
+  return s.lastIndex() < s.firstIndex() ? [] : s.entries(s.firstIndex(), s.lastIndex() + 1, Infinity);
+}
+
+t.test('a fresh directory opens empty with the etcd dummy conventions', async (t) => {
+  const dir = await tempDir(t, 'fresh');
+  const s = await DiskStorage.open(dir);
+  t.teardown(() => s.close());
+  t.equal(s.firstIndex(), 1);
+  t.equal(s.lastIndex(), 0);
+  t.equal(s.term(0), 0);
+  t.throws(() => s.term(1), UnavailableError);
+  t.same(s.initialState(), { hardState: { term: 0, vote: 0, commit: 0 }, confState: { voters: [], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } });
+  t.equal(s.snapshot().meta.index, 0);
+  t.same(await segmentFiles(dir), ['0000000000000001-0000000000000001.wal']);
+});
+
+t.test('entries and hard state round-trip through close and reopen', async (t) => {
+  const dir = await tempDir(t, 'roundtrip');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 5, 1, 100), hardState: { term: 1, vote: 1, commit: 0 } });
+  await s.save({ entries: makeEntries(6, 3, 2, 100), hardState: { term: 2, vote: 3, commit: 4 } });
+  t.equal(s.lastIndex(), 8);
+  t.equal(s.term(5), 1);
+  t.equal(s.term(6), 2);
+  await s.close();
+  await t.rejects(s.save({ entries: makeEntries(9, 1, 2) }), /closed/);
+
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.equal(r.firstIndex(), 1);
+  t.equal(r.lastIndex(), 8);
+  t.same(r.initialState().hardState, { term: 2, vote: 3, commit: 4 });
+  const es = allEntries(r);
+  t.same(es.map((e) => [e.index, e.term]), [[1, 1], [2, 1], [3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2]]);
+  t.ok(es.every(dataMatches), 'every entry carries the bytes written');
+  t.same(r.openReport.tornTails, []);
+});
+
+t.test('entries(lo, hi, maxBytes) and term() follow the Storage contract', async (t) => {
+  const dir = await tempDir(t, 'reads');
+  const s = await DiskStorage.open(dir);
+  t.teardown(() => s.close());
+  await s.save({ entries: makeEntries(1, 10, 1, 84) }); // 84 + 16 = 100 bytes each
+  t.equal(s.entries(2, 11, 250).length, 2, 'two fit in 250 bytes');
+  t.equal(s.entries(2, 11, 1).length, 1, 'always at least one');
+  t.equal(s.entries(3, 3, 100).length, 0);
+  t.equal(s.entries(1, 11, Infinity).length, 10);
+  t.throws(() => s.entries(0, 2, 100), CompactedError);
+  t.throws(() => s.entries(5, 12, 100), UnavailableError);
+  t.throws(() => s.term(11), UnavailableError);
+});
+
+t.test('a conflicting suffix is replaced, and the truncation survives restart', async (t) => {
+  const dir = await tempDir(t, 'truncate');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 3 } });
+  // A new leader in term 2 overwrites 6..10 with a shorter suffix 6..7.
+  await s.save({ entries: makeEntries(6, 2, 2), hardState: { term: 2, vote: 2, commit: 3 } });
+  t.equal(s.lastIndex(), 7);
+  t.equal(s.term(6), 2);
+  // And appends again after it.
+  await s.save({ entries: makeEntries(8, 2, 2) });
+  await s.close();
+
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.same(allEntries(r).map((e) => [e.index, e.term]), [[1, 1], [2, 1], [3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2], [9, 2]]);
+  t.ok(allEntries(r).every(dataMatches));
+});
+
+t.test('the truncation survives restart even when the overwritten entries are in an older segment', async (t) => {
+  const dir = await tempDir(t, 'truncate-seg');
+  const s = await DiskStorage.open(dir, { segmentSizeBytes: 600 });
+  for (let i = 0; i < 8; i++) await s.save({ entries: makeEntries(1 + i * 4, 4, 1, 40), hardState: { term: 1, vote: 1, commit: 2 } });
+  t.ok((await segmentFiles(dir)).length >= 3, 'several segments');
+  await s.save({ entries: makeEntries(5, 3, 3, 40), hardState: { term: 3, vote: 3, commit: 2 } });
+  await s.close();
+  const r = await DiskStorage.open(dir, { segmentSizeBytes: 600 });
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), 7);
+  t.same(allEntries(r).map((e) => e.term), [1, 1, 1, 1, 3, 3, 3]);
+  t.same(r.initialState().hardState, { term: 3, vote: 3, commit: 2 });
+});
+
+t.test('segments roll at the size limit and carry the hard state', async (t) => {
+  const dir = await tempDir(t, 'roll');
+  const s = await DiskStorage.open(dir, { segmentSizeBytes: 1000 });
+  for (let i = 0; i < 20; i++) await s.save({ entries: makeEntries(1 + i * 3, 3, 1, 100), hardState: { term: 1, vote: 2, commit: i * 3 } });
+  const files = await segmentFiles(dir);
+  t.ok(files.length >= 5, `rolled into ${files.length} segments`);
+  for (let k = 0; k < files.length; k++) t.match(files[k], new RegExp(`^${String(k + 1).padStart(16, '0')}-\\d{16}\\.wal$`));
+  // Each segment's name carries the first index it was started for.
+  const firsts = files.map((f) => Number(f.slice(17, 33)));
+  t.same(firsts, [...firsts].sort((a, b) => a - b));
+  for (const f of files.slice(0, -1)) {
+    const st = await fs.stat(path.join(dir, 'wal', f));
+    t.ok(st.size >= 1000 && st.size < 1000 + 400, `${f} closed just past the limit (${st.size} bytes)`);
+  }
+  await s.close();
+  const r = await DiskStorage.open(dir, { segmentSizeBytes: 1000 });
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), 60);
+  t.ok(allEntries(r).every(dataMatches));
+  t.same(r.initialState().hardState, { term: 1, vote: 2, commit: 57 });
+});
+
+t.test('saveSnapshot writes, loads and prunes snapshot files; compact deletes only whole segments below', async (t) => {
+  const dir = await tempDir(t, 'snap');
+  const log = collectingLogger();
+  const s = await DiskStorage.open(dir, { segmentSizeBytes: 800, logger: log });
+  for (let i = 0; i < 30; i++) await s.save({ entries: makeEntries(1 + i * 4, 4, 2, 60), hardState: { term: 2, vote: 1, commit: (i + 1) * 4 } });
+  const before = await segmentFiles(dir);
+  t.ok(before.length >= 6, `${before.length} segments`);
+
+  await t.rejects(s.compact(10), /latest snapshot is at 0/, 'compact needs a snapshot first');
+  await t.rejects(s.saveSnapshot(snap(121, 2)), /beyond the commit index 120/);
+  await t.rejects(s.saveSnapshot(snap(50, 3)), /has term 2, not 3/);
+
+  await s.saveSnapshot(snap(40, 2));
+  await s.saveSnapshot(snap(80, 2));
+  await s.saveSnapshot(snap(100, 2));
+  t.same(await snapshotFiles(dir), ['0000000000000080-0000000000000002.snap', '0000000000000100-0000000000000002.snap'], 'keeps the newest two');
+  t.equal(s.snapshot().meta.index, 100);
+  await t.rejects(s.saveSnapshot(snap(90, 2)), /not newer/);
+
+  const beforeCompact = await segmentFiles(dir);
+  await s.compact(70);
+  t.equal(s.firstIndex(), 71);
+  t.equal(s.term(70), 2, 'the compaction point stays as the dummy');
+  t.throws(() => s.term(69), CompactedError);
+  const after = await segmentFiles(dir);
+  t.ok(after.length < beforeCompact.length, 'some segments were deleted');
+  t.same(after, beforeCompact.slice(beforeCompact.length - after.length), 'only the oldest ones');
+  // The segment after the last deleted one was started at an index <= 70, so everything deleted was below 70.
+  t.ok(Number(after[0]!.slice(17, 33)) <= 70, `first kept segment ${after[0]} starts at or below 70`);
+  const nextAfterKept = after[1];
+  t.ok(nextAfterKept === undefined || Number(nextAfterKept.slice(17, 33)) > 70, 'the first kept segment holds entry 70 or later (it was not deletable)');
+  // Every remaining entry >= 70 must still be in the WAL: reopen with no in-memory help.
+  await s.close();
+  const r = await DiskStorage.open(dir, { segmentSizeBytes: 800, retainOnOpen: 1000 });
+  t.teardown(() => r.close());
+  t.equal(r.snapshot().meta.index, 100);
+  t.same(Buffer.from(r.snapshot().data).toString(), 'state@100');
+  t.same(r.initialState().confState, conf);
+  t.ok(r.firstIndex() <= 71, `the WAL still holds the retained tail (first index ${r.firstIndex()})`);
+  t.equal(r.lastIndex(), 120);
+  t.ok(allEntries(r).every(dataMatches));
+});
+
+t.test('by default a reopen keeps 5,000 entries before the snapshot, or fewer when asked', async (t) => {
+  const dir = await tempDir(t, 'retain');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 50, 1, 10), hardState: { term: 1, vote: 1, commit: 50 } });
+  await s.saveSnapshot(snap(40, 1));
+  await s.close();
+  const a = await DiskStorage.open(dir);
+  t.equal(a.firstIndex(), 1);
+  await a.close();
+  const b = await DiskStorage.open(dir, { retainOnOpen: 5 });
+  t.teardown(() => b.close());
+  t.equal(b.firstIndex(), 36);
+  t.equal(b.term(35), 1);
+});
+
+t.test('a snapshot from the leader replaces the log, durably', async (t) => {
+  const dir = await tempDir(t, 'recv');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 5 } });
+  // Entries 6..10 of term 1 are stale; the leader sends a snapshot at 20 (term 3) plus 21..22.
+  await s.save({ snapshot: snap(20, 3, 'leader'), entries: makeEntries(21, 2, 3), hardState: { term: 3, vote: 0, commit: 20 } });
+  t.equal(s.firstIndex(), 21);
+  t.equal(s.term(20), 3);
+  await s.close();
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.equal(r.snapshot().meta.index, 20);
+  t.equal(Buffer.from(r.snapshot().data).toString(), 'leader@20');
+  t.equal(r.firstIndex(), 21);
+  t.equal(r.lastIndex(), 22);
+  t.same(r.initialState().hardState, { term: 3, vote: 0, commit: 20 });
+  t.throws(() => r.term(10), CompactedError, 'the stale log is gone');
+});
+
+t.test('a snapshot file whose save never completed is discarded at open and reported', async (t) => {
+  const dir = await tempDir(t, 'incomplete');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 5 } });
+  await s.close();
+  // What a crash leaves between writing a received snapshot's file and its WAL record.
+  const { writeSnapshotFile } = await import('./snapshot-file.js');
+  await writeSnapshotFile(path.join(dir, 'snap'), snap(30, 4));
+  const log = collectingLogger();
+  const r = await DiskStorage.open(dir, { logger: log });
+  t.teardown(() => r.close());
+  t.equal(r.snapshot().meta.index, 0);
+  t.equal(r.lastIndex(), 10);
+  t.equal(r.openReport.discardedSnapshots.length, 1);
+  t.match(log.warns.join('\n'), /above the persisted commit index 5/);
+  t.same(await snapshotFiles(dir), []);
+});
+
+t.test('a commit-only hard state (mustSync false) is written with the next save or at close', async (t) => {
+  const dir = await tempDir(t, 'defer');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 4, 1), hardState: { term: 1, vote: 1, commit: 1 } });
+  const size = async () => (await fs.stat(path.join(dir, 'wal', (await segmentFiles(dir))[0]!))).size;
+  const before = await size();
+  await s.save({ entries: [], hardState: { term: 1, vote: 1, commit: 3 }, mustSync: false });
+  t.equal(await size(), before, 'nothing written for it');
+  t.equal(s.hardState().commit, 3, 'but the storage reports it');
+  await s.close();
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.equal(r.initialState().hardState.commit, 3, 'close wrote it');
+});
+
+t.test('concurrent saves are serialised in call order and merged into fewer records', async (t) => {
+  const dir = await tempDir(t, 'concurrent');
+  const s = await DiskStorage.open(dir);
+  const saves: Promise<void>[] = [];
+  for (let i = 0; i < 50; i++) saves.push(s.save({ entries: makeEntries(1 + i * 2, 2, 1, 32), hardState: { term: 1, vote: 1, commit: i } }));
+  // A truncating save in the middle of the queue: it replaces 91..100 as they are written.
+  saves.push(s.save({ entries: makeEntries(91, 3, 2, 32), hardState: { term: 2, vote: 2, commit: 49 } }));
+  await Promise.all(saves);
+  t.equal(s.lastIndex(), 93);
+  t.same(s.entries(89, 94, Infinity).map((e) => e.term), [1, 1, 2, 2, 2]);
+  await s.close();
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), 93);
+  t.ok(allEntries(r).every(dataMatches));
+  t.same(r.initialState().hardState, { term: 2, vote: 2, commit: 49 });
+});
+
+t.test('bad input is refused with a clear error and loses nothing', async (t) => {
+  const dir = await tempDir(t, 'bad');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 5, 2), hardState: { term: 2, vote: 1, commit: 3 } });
+  await t.rejects(s.save({ entries: makeEntries(8, 1, 2) }), /gap after the last entry 5/);
+  await t.rejects(s.save({ entries: makeEntries(3, 1, 2) }), /overwrite a committed entry/);
+  await t.rejects(s.save({ entries: [], hardState: { term: 1, vote: 0, commit: 3 } }), /terms never go back/);
+  await t.rejects(s.save({ entries: [...makeEntries(6, 1, 2), ...makeEntries(8, 1, 2)] }), /contiguous/);
+  await t.rejects(s.save({ entries: [{ index: 6, term: 0, type: EntryType.Normal, data: new Uint8Array() }] }), /terms are positive/);
+  await t.rejects(s.save({ entries: [{ index: 6, term: 2, type: 7 as EntryType, data: new Uint8Array() }] }), /unknown type 7/);
+  await t.rejects(s.save({ entries: [{ index: 6, term: 2, type: EntryType.Normal, data: 'x' as unknown as Uint8Array }] }), /Uint8Array/);
+  await t.rejects(s.save(undefined as unknown as { entries: [] }), /expected/);
+  await t.rejects(s.compact(3), /latest snapshot is at 0/);
+  t.equal(s.lastIndex(), 5);
+  await s.save({ entries: makeEntries(6, 1, 2) });
+  await s.close();
+  const r = await DiskStorage.open(dir);
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), 6);
+  t.ok(allEntries(r).every(dataMatches));
+  await t.rejects(DiskStorage.open(dir, { segmentSizeBytes: 0 }), /segmentSizeBytes must be positive/);
+});
+
+t.test('the conf state hint overrides the snapshot conf state', async (t) => {
+  const dir = await tempDir(t, 'conf');
+  const s = await DiskStorage.open(dir);
+  await s.save({ entries: makeEntries(1, 3, 1), hardState: { term: 1, vote: 1, commit: 3 } });
+  await s.saveSnapshot(snap(2, 1));
+  await s.close();
+  const hint = { voters: [1, 2, 3, 4], learners: [5], votersOutgoing: [], learnersNext: [], autoLeave: false };
+  const r = await DiskStorage.open(dir, { confState: hint });
+  t.teardown(() => r.close());
+  t.same(r.initialState().confState, hint);
+  const q = await DiskStorage.open(await tempDir(t, 'conf2'));
+  t.teardown(() => q.close());
+  t.same(q.initialState().confState.voters, []);
+});
+
+t.test('entry data is stored byte for byte, including large entries', async (t) => {
+  const dir = await tempDir(t, 'big');
+  const s = await DiskStorage.open(dir, { segmentSizeBytes: 4096 });
+  const big = { index: 1, term: 1, type: EntryType.Normal, data: entryData(1, 1, 3_000_000) };
+  await s.save({ entries: [big, ...makeEntries(2, 3, 1, 0)] });
+  await s.close();
+  const r = await DiskStorage.open(dir, { segmentSizeBytes: 4096 });
+  t.teardown(() => r.close());
+  t.ok(dataMatches(r.entries(1, 2, 1)[0]!));
+  t.equal(r.lastIndex(), 4);
+});

@@ -1,0 +1,349 @@
+// The write-ahead log: numbered segment files wal/<seq:16 digits>-<firstIndex:16 digits>.wal.
+// `seq` counts up from 1 without gaps; `firstIndex` is the index the segment's first new entry
+// was expected to have when the segment was started (the WAL's last index + 1). Each segment
+// starts with a SegmentHeader record, then the current hard state (carried over so that older
+// segments can be deleted), then Batch records, one per save (see wal-codec.ts).
+//
+// Recovery reads every segment. A bad record in the last segment with nothing intact after it is
+// a torn write (the crash hit before its fsync finished): it is cut off and reported. Any other
+// bad record is corruption of data that had been fsynced, and open fails naming the file and
+// byte offset; nothing is silently dropped.
+
+import fs from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { Entry, HardState } from '../types.js';
+import { CorruptDataError } from './binary.js';
+import { pad16, syncDir } from './fsutil.js';
+import { findIntactRecordAfter, frameRecord, readRecordAt, recordWriter, RecordType } from './record.js';
+import {
+  Batch,
+  batchSizeBound,
+  decodeBatch,
+  decodeSegmentHeader,
+  encodeBatch,
+  encodeSegmentHeader,
+  SnapshotMark,
+  WAL_VERSION,
+} from './wal-codec.js';
+
+const SEGMENT_RE = /^(\d{16})-(\d{16})\.wal$/;
+
+export function segmentFileName(seq: number, firstIndex: number): string {
+  return `${pad16(seq)}-${pad16(firstIndex)}.wal`;
+}
+
+/** Corruption that recovery must not repair on its own. */
+export class WalCorruptError extends Error {
+  constructor(readonly file: string, readonly offset: number, detail: string) {
+    super(
+      `WAL corrupt: ${file} at byte offset ${offset}: ${detail}. This data had been fsynced, so it may hold ` +
+        `committed entries and shoal will not drop it silently. Restore the node's state directory from a ` +
+        `backup, or remove it and rejoin the node to the cluster so it receives a snapshot from the leader.`,
+    );
+    this.name = 'WalCorruptError';
+  }
+}
+
+export interface SegmentState {
+  seq: number;
+  firstIndex: number;
+  file: string;
+  /** Highest entry index written into this segment (0 if none). */
+  maxIndex: number;
+}
+
+/** A torn tail found and cut off at open. */
+export interface TornTail {
+  file: string;
+  offset: number;
+  droppedBytes: number;
+  reason: string;
+  /** True when the segment held nothing intact (a crash while it was being created) and was deleted. */
+  removedFile: boolean;
+}
+
+/** The log as the WAL describes it: entries base+1 .. base+log.length. */
+export interface WalReplay {
+  base: number;
+  /** Term of entry `base`, when known (0 for an empty log, or the term of a snapshot that reset the log). */
+  baseTerm: number | undefined;
+  log: Entry[];
+  hardState: HardState | undefined;
+  marks: SnapshotMark[];
+  tornTails: TornTail[];
+  removedTemps: string[];
+  unknownFiles: string[];
+}
+
+export interface WalOptions {
+  segmentSizeBytes: number;
+}
+
+class ReplayState {
+  base: number;
+  baseTerm: number | undefined;
+  log: Entry[] = [];
+  hardState: HardState | undefined;
+  marks: SnapshotMark[] = [];
+
+  constructor(firstIndex: number) {
+    this.base = firstIndex - 1;
+    this.baseTerm = this.base === 0 ? 0 : undefined;
+  }
+
+  get lastIndex(): number {
+    return this.base + this.log.length;
+  }
+
+  apply(b: Batch, seg: SegmentState, file: string, offset: number): void {
+    if (b.snapshot) {
+      this.marks.push(b.snapshot);
+      if (b.snapshot.reset) {
+        this.base = b.snapshot.index;
+        this.baseTerm = b.snapshot.term;
+        this.log = [];
+      }
+    }
+    if (b.entries.length > 0) {
+      const first = b.entries[0]!.index;
+      for (let i = 1; i < b.entries.length; i++) {
+        if (b.entries[i]!.index !== first + i) throw new WalCorruptError(file, offset, `batch entries are not contiguous at index ${first + i}`);
+      }
+      if (first > this.lastIndex + 1) {
+        throw new WalCorruptError(file, offset, `entry ${first} follows entry ${this.lastIndex}: a gap in the log`);
+      }
+      if (first <= this.base) {
+        // Below what the WAL holds: legitimate only when the older segments were deleted by
+        // compaction (the base's term is unknown), never below a snapshot that reset the log.
+        if (this.baseTerm !== undefined) {
+          throw new WalCorruptError(file, offset, `entry ${first} would overwrite entry ${this.base}, which is in a snapshot`);
+        }
+        this.base = first - 1;
+        this.log = [];
+      } else {
+        this.log.length = first - this.base - 1;
+      }
+      for (const e of b.entries) this.log.push(e);
+      seg.maxIndex = Math.max(seg.maxIndex, b.entries[b.entries.length - 1]!.index);
+    }
+    if (b.hardState) this.hardState = b.hardState;
+  }
+}
+
+export class Wal {
+  private fh: FileHandle | undefined;
+  private pos = 0;
+  /** Last index of the log the WAL describes (what a replay would give). */
+  private lastIndex: number;
+  private hardState: HardState | undefined;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly opts: WalOptions,
+    readonly segments: SegmentState[],
+    lastIndex: number,
+    hardState: HardState | undefined,
+  ) {
+    this.lastIndex = lastIndex;
+    this.hardState = hardState;
+  }
+
+  /**
+   * Replays the WAL in `dir` (cutting off a torn tail) and opens its last segment for appending.
+   * An empty directory gets a first segment whose firstIndex is `freshFirstIndex`.
+   */
+  static async open(
+    dir: string,
+    opts: WalOptions,
+    fresh: { allowed: boolean; why: string },
+  ): Promise<{ wal: Wal; replay: WalReplay }> {
+    const removedTemps: string[] = [];
+    const unknownFiles: string[] = [];
+    const found: SegmentState[] = [];
+    for (const name of await fs.readdir(dir)) {
+      const m = SEGMENT_RE.exec(name);
+      if (m) found.push({ seq: Number(m[1]), firstIndex: Number(m[2]), file: path.join(dir, name), maxIndex: 0 });
+      else if (name.endsWith('.tmp')) removedTemps.push(name);
+      else unknownFiles.push(name);
+    }
+    for (const t of removedTemps) await fs.rm(path.join(dir, t), { force: true });
+    found.sort((a, b) => a.seq - b.seq);
+    for (let k = 1; k < found.length; k++) {
+      if (found[k]!.seq !== found[k - 1]!.seq + 1) {
+        throw new WalCorruptError(
+          found[k]!.file,
+          0,
+          `segment ${found[k - 1]!.seq + 1} is missing between ${path.basename(found[k - 1]!.file)} and ${path.basename(found[k]!.file)} (a gap in the WAL)`,
+        );
+      }
+    }
+
+    if (found.length === 0 && !fresh.allowed) {
+      throw new Error(`the WAL directory ${dir} holds no segments, but ${fresh.why}; the log is lost. Restore the state directory from a backup, or remove it and rejoin the node`);
+    }
+    const st = new ReplayState(found.length > 0 ? found[0]!.firstIndex : 1);
+    const tornTails: TornTail[] = [];
+    const segments: SegmentState[] = [];
+    let tailSize = 0;
+    for (let k = 0; k < found.length; k++) {
+      const seg = found[k]!;
+      const isLast = k === found.length - 1;
+      const buf = await fs.readFile(seg.file);
+      let off = 0;
+      let torn: TornTail | undefined;
+      while (off < buf.length) {
+        const r = readRecordAt(buf, off);
+        if (!r.ok) {
+          if (!isLast) throw new WalCorruptError(seg.file, off, `${r.reason}, in a segment that is not the last one`);
+          const after = findIntactRecordAfter(buf, off);
+          if (after >= 0) {
+            throw new WalCorruptError(seg.file, off, `${r.reason}; an intact record follows at offset ${after}, so this is not a torn final write`);
+          }
+          torn = { file: seg.file, offset: off, droppedBytes: buf.length - off, reason: r.reason, removedFile: off === 0 };
+          break;
+        }
+        try {
+          if (off === 0) {
+            if (r.type !== RecordType.SegmentHeader) throw new CorruptDataError('the first record is not a segment header');
+            const h = decodeSegmentHeader(buf, r.payloadStart, r.payloadEnd);
+            if (h.seq !== seg.seq || h.firstIndex !== seg.firstIndex) {
+              throw new CorruptDataError(`the header says seq ${h.seq} firstIndex ${h.firstIndex}, which does not match the file name`);
+            }
+            if (k > 0 && h.firstIndex !== st.lastIndex + 1) {
+              throw new CorruptDataError(
+                `the segment starts at index ${h.firstIndex} but the segments before it end at index ${st.lastIndex} (a gap in the WAL)`,
+              );
+            }
+          } else {
+            if (r.type !== RecordType.Batch) throw new CorruptDataError(`record type ${r.type} in the middle of a segment`);
+            st.apply(decodeBatch(buf, r.payloadStart, r.payloadEnd), seg, seg.file, off);
+          }
+        } catch (err) {
+          if (err instanceof CorruptDataError) throw new WalCorruptError(seg.file, off, err.message);
+          throw err;
+        }
+        off = r.next;
+      }
+      if (torn) {
+        tornTails.push(torn);
+        if (torn.removedFile) {
+          await fs.rm(seg.file);
+          await syncDir(dir);
+          continue;
+        }
+        await fs.truncate(seg.file, off);
+        const fh = await fs.open(seg.file, 'r+');
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+      }
+      segments.push(seg);
+      tailSize = off;
+    }
+
+    const wal = new Wal(dir, opts, segments, st.lastIndex, st.hardState);
+    if (segments.length === 0) {
+      await wal.createSegment(1, st.lastIndex + 1);
+    } else {
+      wal.fh = await fs.open(segments[segments.length - 1]!.file, 'r+');
+      wal.pos = tailSize;
+    }
+    return {
+      wal,
+      replay: {
+        base: st.base,
+        baseTerm: st.baseTerm,
+        log: st.log,
+        hardState: st.hardState,
+        marks: st.marks,
+        tornTails,
+        removedTemps,
+        unknownFiles,
+      },
+    };
+  }
+
+  /** Starts segment `seq` (header + carried-over hard state), fsyncs it and the directory. */
+  private async createSegment(seq: number, firstIndex: number): Promise<void> {
+    const file = path.join(this.dir, segmentFileName(seq, firstIndex));
+    const hw = recordWriter(64);
+    encodeSegmentHeader(hw, { version: WAL_VERSION, seq, firstIndex });
+    const parts: Uint8Array[] = [frameRecord(hw, RecordType.SegmentHeader)];
+    if (this.hardState) {
+      const bw = recordWriter(64);
+      encodeBatch(bw, { entries: [], hardState: this.hardState });
+      parts.push(frameRecord(bw, RecordType.Batch));
+    }
+    const data = Buffer.concat(parts);
+    const fh = await fs.open(file, 'wx');
+    try {
+      await writeAll(fh, data, 0);
+      await fh.datasync();
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    await syncDir(this.dir);
+    if (this.fh) await this.fh.close();
+    this.fh = fh;
+    this.pos = data.length;
+    this.segments.push({ seq, firstIndex, file, maxIndex: 0 });
+  }
+
+  /** Writes one batch as one record and fdatasyncs it; rolls to a new segment first when the current one is full. */
+  async append(b: Batch): Promise<void> {
+    if (!this.fh) throw new Error('the WAL is closed');
+    if (this.pos >= this.opts.segmentSizeBytes) {
+      const cur = this.segments[this.segments.length - 1]!;
+      await this.createSegment(cur.seq + 1, this.lastIndex + 1);
+    }
+    const w = recordWriter(batchSizeBound(b));
+    encodeBatch(w, b);
+    const rec = frameRecord(w, RecordType.Batch);
+    await writeAll(this.fh, rec, this.pos);
+    await this.fh.datasync();
+    this.pos += rec.length;
+    if (b.snapshot?.reset) this.lastIndex = b.snapshot.index;
+    if (b.entries.length > 0) {
+      const last = b.entries[b.entries.length - 1]!.index;
+      this.lastIndex = last;
+      const seg = this.segments[this.segments.length - 1]!;
+      seg.maxIndex = Math.max(seg.maxIndex, last);
+    }
+    if (b.hardState) this.hardState = b.hardState;
+  }
+
+  /** Deletes the oldest segments whose entries are all below `index`; never the segment being written. */
+  async deleteSegmentsBelow(index: number): Promise<string[]> {
+    const deleted: string[] = [];
+    while (this.segments.length > 1 && this.segments[0]!.maxIndex < index) {
+      const seg = this.segments.shift()!;
+      await fs.rm(seg.file, { force: true });
+      deleted.push(seg.file);
+    }
+    if (deleted.length > 0) await syncDir(this.dir);
+    return deleted;
+  }
+
+  /** Bytes in the segment being written. */
+  get currentSegmentBytes(): number {
+    return this.pos;
+  }
+
+  async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (fh) await fh.close();
+  }
+}
+
+async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
+    off += bytesWritten;
+  }
+}
