@@ -88,7 +88,7 @@ export class ImageStore {
   }
 
   /** Pulls an image from its registry; concurrent pulls of one reference share the work. */
-  pull(spec: string, creds?: Credentials): Promise<ImageRecord> {
+  async pull(spec: string, creds?: Credentials): Promise<ImageRecord> {
     const ref = parseImageRef(spec);
     const key = formatRef(ref) + (ref.digest && ref.tag ? '@' + ref.digest : '');
     const running = this.pulling.get(key);
