@@ -1,0 +1,534 @@
+// The replicated store node: drives the pure raft core (RawNode) with the on-disk storage, the
+// gRPC transport and the object store. One Ready at a time, handled exactly per its contract:
+// send `messages`; persist (one fsync); send `messagesAfterPersist`; apply; advance. Proposals
+// that arrive while a save is in flight simply wait in the core and go out together in the next
+// Ready, which is what batches writes under load (group commit).
+import { randomBytes } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { RawNode, decodeConfChange, type CoreReady } from '../../raft/core/index.js';
+import { RaftTransport } from '../../raft/transport/transport.js';
+import {
+  ConfChangeTransition,
+  ConfChangeType,
+  EntryType,
+  Role,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type Snapshot,
+  type Storage,
+} from '../../raft/types.js';
+import { decodeCommand, encodeCommand } from '../store/codec.js';
+import { ObjectStore } from '../store/store.js';
+import { ConflictError, type TxnOp, type TxnResult } from '../store/types.js';
+import { validateOps } from '../store/validate.js';
+import { NotLeaderError, ProposalDroppedError, ReadTimeoutError, StoppedError, UnknownOutcomeError } from './errors.js';
+
+/** The durable storage the node needs: raft's read interface plus the writes the host does. */
+export interface HostStorage extends Storage {
+  save(batch: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; mustSync?: boolean }): Promise<void>;
+  saveSnapshot(s: Snapshot): Promise<void>;
+  compact(index: number): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export interface MemberAddr {
+  /** raft transport host:port */
+  raft: string;
+  /** Store service host:port */
+  api: string;
+}
+
+export interface NodeOptions {
+  id: NodeId;
+  storage: HostStorage;
+  /** Where this node's raft transport listens. */
+  listen: string;
+  /** Addresses of the other members (and of this one, for the API address). */
+  members: Map<NodeId, MemberAddr>;
+  tickMs?: number;
+  electionTick?: number;
+  snapshotEvery?: number;
+  snapshotKeep?: number;
+  proposalTimeoutMs?: number;
+  readTimeoutMs?: number;
+  eventLogCapacity?: number;
+  log?: (msg: string) => void;
+}
+
+interface Pending {
+  resolve(r: TxnResult & { ok: true }): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingConf {
+  resolve(c: ConfState): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+const ctxPackr = new Packr({ useRecords: false });
+
+export class ReplicatedNode {
+  readonly id: NodeId;
+  readonly store: ObjectStore;
+  readonly transport: RaftTransport;
+  private node!: RawNode;
+  private readonly storage: HostStorage;
+  private readonly members: Map<NodeId, MemberAddr>;
+  private readonly o: Required<Omit<NodeOptions, 'storage' | 'members' | 'log' | 'id' | 'listen'>>;
+  private readonly log: (msg: string) => void;
+  private ticker?: NodeJS.Timeout;
+  private running = false;
+  private stopped = false;
+  private fatal?: Error;
+  private lead: NodeId = 0;
+  private role: Role = Role.Follower;
+  private conf: ConfState;
+  private appliedTerm = 0;
+  private snapIndex = 0;
+  private reqSeq = 0;
+  private readonly reqPrefix = randomBytes(6).toString('base64url');
+  private readonly pending = new Map<string, Pending>();
+  private readonly pendingConf = new Map<string, PendingConf>();
+  private readonly applyWaiters: { index: number; resolve(): void }[] = [];
+  // ReadIndex: reads waiting for the next round, and the round in flight.
+  private readQueue: { resolve(): void; reject(e: Error): void }[] = [];
+  private readRound?: { ctx: string; waiters: { resolve(): void; reject(e: Error): void }[]; timer: NodeJS.Timeout };
+  private readSeq = 0;
+  /** Fires on every leadership change (for the Store service and tests). */
+  onLeaderChange?: (lead: NodeId, role: Role) => void;
+  /** Fires when the node stops on a fatal error (storage failure): the process should exit. */
+  onFatal?: (e: Error) => void;
+  readonly metrics = { readies: 0, saves: 0, applied: 0, proposals: 0, snapshots: 0 };
+
+  constructor(opts: NodeOptions) {
+    this.id = opts.id;
+    this.storage = opts.storage;
+    this.members = new Map(opts.members);
+    this.log = opts.log ?? (() => {});
+    this.o = {
+      tickMs: opts.tickMs ?? 100,
+      electionTick: opts.electionTick ?? 10,
+      snapshotEvery: opts.snapshotEvery ?? 10_000,
+      snapshotKeep: opts.snapshotKeep ?? 5_000,
+      proposalTimeoutMs: opts.proposalTimeoutMs ?? 10_000,
+      readTimeoutMs: opts.readTimeoutMs ?? 5_000,
+      eventLogCapacity: opts.eventLogCapacity ?? 100_000,
+    };
+    this.store = new ObjectStore({ eventLogCapacity: this.o.eventLogCapacity });
+    this.conf = opts.storage.initialState().confState;
+    this.transport = new RaftTransport({
+      id: opts.id,
+      listen: opts.listen,
+      onMessage: (m) => this.receive(m),
+      onUnreachable: (p) => this.node?.reportUnreachable(p),
+      onSnapshotStatus: (p, ok) => {
+        this.node?.reportSnapshot(p, ok);
+        this.kick();
+      },
+      log: this.log,
+    });
+    this.listen = opts.listen;
+  }
+
+  private readonly listen: string;
+
+  /**
+   * Writes a new cluster's starting point into empty storage: a snapshot at index 1, term 1,
+   * holding an empty store and the initial voters. Every founding member writes the same one,
+   * so they start from identical state. Returns false if the storage already holds state.
+   */
+  static async bootstrap(storage: HostStorage, voters: NodeId[]): Promise<boolean> {
+    const hs = storage.initialState().hardState;
+    if (storage.lastIndex() > 0 || storage.snapshot().meta.index > 0 || hs.term > 0) return false;
+    if (voters.length === 0) throw new Error('bootstrap needs at least one voter');
+    const empty = new ObjectStore();
+    empty.skip(1);
+    const conf: ConfState = { voters: [...voters].sort((a, b) => a - b), learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    await storage.save({ snapshot: { meta: { index: 1, term: 1, conf }, data: empty.snapshot() }, hardState: { term: 1, vote: 0, commit: 1 }, entries: [], mustSync: true });
+    return true;
+  }
+
+  /** Restores the store from the latest snapshot, starts the transport, the core and the ticker. */
+  async start(): Promise<void> {
+    const snap = this.storage.snapshot();
+    if (snap.meta.index > 0) {
+      if (snap.data.length > 0) this.store.restore(snap.data);
+      else this.store.skip(snap.meta.index);
+      this.snapIndex = snap.meta.index;
+      this.appliedTerm = snap.meta.term;
+      this.conf = snap.meta.conf;
+    }
+    this.node = new RawNode({
+      id: this.id,
+      storage: this.storage,
+      random: Math.random,
+      electionTick: this.o.electionTick,
+      heartbeatTick: 1,
+      preVote: true,
+      checkQuorum: true,
+      applied: this.store.applied,
+      logger: { info: (m) => this.log(m), warn: (m) => this.log('warn: ' + m) },
+    });
+    for (const [id, a] of this.members) if (id !== this.id) this.transport.addPeer(id, a.raft);
+    await this.transport.start();
+    this.ticker = setInterval(() => {
+      if (this.stopped) return;
+      this.node.tick();
+      this.kick();
+    }, this.o.tickMs);
+    this.kick();
+  }
+
+  get port(): number {
+    return this.transport.port;
+  }
+
+  leader(): NodeId {
+    return this.lead;
+  }
+
+  isLeader(): boolean {
+    return this.role === Role.Leader;
+  }
+
+  memberAddr(id: NodeId): MemberAddr | undefined {
+    return this.members.get(id);
+  }
+
+  confState(): ConfState {
+    return this.conf;
+  }
+
+  status() {
+    return this.node.status();
+  }
+
+  campaign(): void {
+    this.node.campaign();
+    this.kick();
+  }
+
+  transferLeader(to: NodeId): void {
+    this.node.transferLeader(to);
+    this.kick();
+  }
+
+  private receive(m: Message): void {
+    if (this.stopped) return;
+    try {
+      this.node.step(m);
+    } catch (e) {
+      this.log(`raft: refused a message of type ${m.type} from ${m.from}: ${(e as Error).message}`);
+      return;
+    }
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    setImmediate(() => void this.run());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (!this.stopped && this.node.hasReady()) await this.handle(this.node.ready());
+    } catch (e) {
+      this.die(e as Error);
+    } finally {
+      this.running = false;
+    }
+    if (!this.stopped && this.node.hasReady()) this.kick();
+  }
+
+  private async handle(rd: CoreReady): Promise<void> {
+    this.metrics.readies++;
+    if (rd.softState) this.setSoftState(rd.softState.lead, rd.softState.role);
+    // 1. messages that do not depend on this batch being durable
+    if (rd.messages.length > 0) this.transport.send(rd.messages);
+    // 2. persist, one fsync
+    if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      await this.storage.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot, mustSync: rd.mustSync });
+      this.metrics.saves++;
+    }
+    if (this.stopped) return;
+    // 3. messages that promise durability (votes, append acks)
+    if (rd.messagesAfterPersist.length > 0) this.transport.send(rd.messagesAfterPersist);
+    // 4. apply
+    if (rd.snapshot && rd.snapshot.meta.index > this.store.applied) this.applySnapshot(rd.snapshot);
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) this.readStateArrived(rs.index, Buffer.from(rs.context).toString());
+    for (const d of rd.droppedProposals) this.proposalDropped(d.data, d.reason, d.leader);
+    for (const d of rd.droppedReads) this.readDropped(Buffer.from(d.context).toString(), d.reason, d.leader);
+    this.releaseApplyWaiters();
+    // 5. done
+    this.node.advance();
+    if (this.store.applied - this.snapIndex >= this.o.snapshotEvery) await this.takeSnapshot();
+  }
+
+  private setSoftState(lead: NodeId, role: Role): void {
+    const wasLeader = this.role === Role.Leader;
+    this.lead = lead;
+    this.role = role;
+    if (wasLeader && role !== Role.Leader) {
+      // Our proposals may or may not be kept by the next leader.
+      for (const [k, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(new UnknownOutcomeError('this manager lost the raft leadership before the write committed'));
+        this.pending.delete(k);
+      }
+    }
+    this.log(`raft: node ${this.id} is ${role}, leader ${lead}`);
+    this.onLeaderChange?.(lead, role);
+  }
+
+  private applySnapshot(s: Snapshot): void {
+    if (s.data.length > 0) this.store.restore(s.data);
+    else this.store.skip(s.meta.index);
+    this.snapIndex = s.meta.index;
+    this.appliedTerm = s.meta.term;
+    this.conf = s.meta.conf;
+    this.log(`raft: restored the store from a snapshot at index ${s.meta.index}`);
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.store.applied) return;
+    this.appliedTerm = e.term;
+    this.metrics.applied++;
+    if (e.type === EntryType.ConfChange) {
+      const cc = decodeConfChange(e.data);
+      this.conf = this.node.applyConfChange(cc);
+      this.store.skip(e.index);
+      let reqId = '';
+      if (cc.context.length > 0) {
+        try {
+          const c = ctxPackr.unpack(cc.context) as { reqId: string; addrs?: [NodeId, MemberAddr][] };
+          reqId = c.reqId;
+          for (const [id, a] of c.addrs ?? []) {
+            this.members.set(id, a);
+            if (id !== this.id) this.transport.addPeer(id, a.raft);
+          }
+        } catch {
+          this.log(`raft: conf change at ${e.index} has an unreadable context`);
+        }
+      }
+      for (const ch of cc.changes) if (ch.type === ConfChangeType.RemoveNode && ch.nodeId !== this.id) this.transport.removePeer(ch.nodeId);
+      const w = this.pendingConf.get(reqId);
+      if (w) {
+        clearTimeout(w.timer);
+        this.pendingConf.delete(reqId);
+        w.resolve(this.conf);
+      }
+      return;
+    }
+    const r = this.store.applyEntry(e.index, e.data);
+    if (!r) return;
+    const p = this.pending.get(r.reqId);
+    if (!p) return;
+    this.pending.delete(r.reqId);
+    clearTimeout(p.timer);
+    if (r.result.ok) p.resolve(r.result);
+    else p.reject(new ConflictError(r.result.conflict, r.result.version));
+  }
+
+  private proposalDropped(data: Uint8Array, reason: string, leader: NodeId): void {
+    // Store commands and conf-change contexts both carry a reqId; find its waiter.
+    try {
+      const reqId = decodeCommand(data).reqId;
+      {
+        const p = this.pending.get(reqId);
+        if (p) {
+          this.pending.delete(reqId);
+          clearTimeout(p.timer);
+          p.reject(new ProposalDroppedError(reason, leader));
+        }
+      }
+    } catch {
+      // not a store command (a conf change): its waiter times out
+    }
+  }
+
+  private async takeSnapshot(): Promise<void> {
+    const index = this.store.applied;
+    const snap: Snapshot = { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
+    await this.storage.saveSnapshot(snap);
+    this.snapIndex = index;
+    this.metrics.snapshots++;
+    const keepFrom = index - this.o.snapshotKeep;
+    if (keepFrom > this.storage.firstIndex()) await this.storage.compact(keepFrom);
+    this.log(`raft: snapshot at index ${index} (${snap.data.length} bytes); log compacted below ${Math.max(keepFrom, 0)}`);
+  }
+
+  private die(e: Error): void {
+    if (this.fatal) return;
+    this.fatal = e;
+    this.log(`raft: fatal: ${e.stack ?? e.message}`);
+    void this.stop();
+    this.onFatal?.(e);
+  }
+
+  private newReqId(): string {
+    return `${this.id}.${this.reqPrefix}.${++this.reqSeq}`;
+  }
+
+  /**
+   * Proposes a transaction and resolves with its result once it is applied here. Only the leader
+   * proposes (followers forward at the API layer); a failed compare rejects with ConflictError.
+   */
+  propose(ops: TxnOp[]): Promise<TxnResult & { ok: true }> {
+    if (this.stopped) return Promise.reject(new StoppedError());
+    const bad = validateOps(ops);
+    if (bad) return Promise.reject(new ConflictError({ opIndex: bad[0], code: 'invalid', message: bad[1] }, 0));
+    if (this.role !== Role.Leader) return Promise.reject(new NotLeaderError(this.lead));
+    const reqId = this.newReqId();
+    const data = encodeCommand({ reqId, ops });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(reqId);
+        reject(new UnknownOutcomeError(`not applied within ${this.o.proposalTimeoutMs} ms`));
+      }, this.o.proposalTimeoutMs);
+      this.pending.set(reqId, { resolve, reject, timer });
+      this.metrics.proposals++;
+      this.node.propose(data);
+      this.kick();
+    });
+  }
+
+  /** Resolves once the local store reflects every write committed before the call (ReadIndex). */
+  linearizableRead(): Promise<void> {
+    if (this.stopped) return Promise.reject(new StoppedError());
+    return new Promise((resolve, reject) => {
+      this.readQueue.push({ resolve, reject });
+      this.startReadRound();
+    });
+  }
+
+  private startReadRound(): void {
+    if (this.readRound || this.readQueue.length === 0) return;
+    const ctx = `${this.id}.${this.reqPrefix}.r${++this.readSeq}`;
+    const waiters = this.readQueue;
+    this.readQueue = [];
+    const timer = setTimeout(() => {
+      if (this.readRound?.ctx !== ctx) return;
+      this.readRound = undefined;
+      for (const w of waiters) w.reject(new ReadTimeoutError(this.o.readTimeoutMs));
+      this.startReadRound();
+    }, this.o.readTimeoutMs);
+    this.readRound = { ctx, waiters, timer };
+    this.node.readIndex(Buffer.from(ctx));
+    this.kick();
+  }
+
+  private readStateArrived(index: number, ctx: string): void {
+    const r = this.readRound;
+    if (!r || r.ctx !== ctx) return;
+    clearTimeout(r.timer);
+    this.readRound = undefined;
+    void this.waitApplied(index).then(() => {
+      for (const w of r.waiters) w.resolve();
+    }, (e: Error) => {
+      for (const w of r.waiters) w.reject(e);
+    });
+    this.startReadRound();
+  }
+
+  private readDropped(ctx: string, reason: string, leader: NodeId): void {
+    const r = this.readRound;
+    if (!r || r.ctx !== ctx) return;
+    clearTimeout(r.timer);
+    this.readRound = undefined;
+    const e = new ReadTimeoutError(0, reason + (leader ? `; leader is ${leader}` : ""));
+    for (const w of r.waiters) w.reject(e);
+    this.startReadRound();
+  }
+
+  /** Resolves when the local store has applied `index`. */
+  waitApplied(index: number): Promise<void> {
+    if (this.store.applied >= index) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.applyWaiters.push({ index, resolve });
+    });
+  }
+
+  private releaseApplyWaiters(): void {
+    if (this.applyWaiters.length === 0) return;
+    const applied = this.store.applied;
+    for (let i = this.applyWaiters.length - 1; i >= 0; i--) {
+      const w = this.applyWaiters[i]!;
+      if (w.index <= applied) {
+        this.applyWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /** Proposes a membership change carrying the members' addresses; resolves when applied here. */
+  private changeConf(changes: ConfChange['changes'], addrs: [NodeId, MemberAddr][]): Promise<ConfState> {
+    if (this.role !== Role.Leader) return Promise.reject(new NotLeaderError(this.lead));
+    const reqId = this.newReqId();
+    const cc: ConfChange = { transition: ConfChangeTransition.Auto, changes, context: ctxPackr.pack({ reqId, addrs }) };
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingConf.delete(reqId);
+        reject(new UnknownOutcomeError(`membership change not applied within ${this.o.proposalTimeoutMs} ms`));
+      }, this.o.proposalTimeoutMs);
+      this.pendingConf.set(reqId, { resolve, reject, timer });
+      this.node.proposeConfChange(cc);
+      this.kick();
+    });
+  }
+
+  /** Adds a manager as a learner: it receives the log (or a snapshot) but does not vote yet. */
+  addLearner(id: NodeId, addr: MemberAddr): Promise<ConfState> {
+    return this.changeConf([{ type: ConfChangeType.AddLearner, nodeId: id }], [[id, addr]]);
+  }
+
+  /** Makes a (caught-up) learner a voter. */
+  promote(id: NodeId): Promise<ConfState> {
+    const a = this.members.get(id);
+    return this.changeConf([{ type: ConfChangeType.AddVoter, nodeId: id }], a ? [[id, a]] : []);
+  }
+
+  removeMember(id: NodeId): Promise<ConfState> {
+    return this.changeConf([{ type: ConfChangeType.RemoveNode, nodeId: id }], []);
+  }
+
+  /** The leader's view of a member's replication progress (match index), if leader. */
+  progress(id: NodeId): number | undefined {
+    return this.node.status().progress?.get(id)?.match;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.ticker);
+    const err = new StoppedError();
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    for (const p of this.pendingConf.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pendingConf.clear();
+    if (this.readRound) {
+      clearTimeout(this.readRound.timer);
+      for (const w of this.readRound.waiters) w.reject(err);
+      this.readRound = undefined;
+    }
+    for (const w of this.readQueue) w.reject(err);
+    this.readQueue = [];
+    await this.transport.stop();
+    // Let a save in flight finish before closing the storage under it.
+    while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.storage.close?.();
+  }
+}

@@ -1,0 +1,123 @@
+// A manager process holding the replicated object store: the raft node (DiskStorage + gRPC
+// transport) and the Store service. Used by the fault test and the benchmark; shoald will embed
+// the same parts when it runs the manager role.
+//
+//   node store-main.js --id 1 --data /var/lib/shoal/raft --raft 127.0.0.1:7001 --api 127.0.0.1:8001 \
+//        --peer 1=127.0.0.1:7001,127.0.0.1:8001 --peer 2=...,... --peer 3=...,...
+//
+// SECURITY: the raft transport and the Store service are plaintext and unauthenticated until the
+// mTLS/roles issue lands, so this entry refuses any listen address that is not loopback (or, with
+// --allow-netns, any address: only for tests that run it inside a private network namespace).
+//
+// On start it prints one JSON line {"ready":true,...} on stdout. SIGTERM/SIGINT stop it cleanly.
+import { mkdirSync } from 'node:fs';
+import { DiskStorage } from '../raft/storage/index.js';
+import type { NodeId } from '../raft/types.js';
+import { ReplicatedNode, type MemberAddr } from './raftnode/node.js';
+import { StoreService } from './storeapi/service.js';
+
+interface Args {
+  id: NodeId;
+  data: string;
+  raft: string;
+  api: string;
+  peers: Map<NodeId, MemberAddr>;
+  join: boolean;
+  tickMs: number;
+  electionTick: number;
+  snapshotEvery: number;
+  allowNetns: boolean;
+}
+
+function usage(msg: string): never {
+  process.stderr.write(`store-main: ${msg}\nusage: store-main --id N --data DIR --raft HOST:PORT --api HOST:PORT --peer ID=RAFTADDR,APIADDR ... [--join] [--tick-ms 100] [--election-tick 10] [--snapshot-every 10000]\n`);
+  process.exit(2);
+}
+
+function isLoopback(addr: string): boolean {
+  const host = addr.startsWith('[') ? addr.slice(1, addr.indexOf(']')) : addr.slice(0, addr.lastIndexOf(':'));
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function parse(argv: string[]): Args {
+  const a: Partial<Args> & { peers: Map<NodeId, MemberAddr> } = { peers: new Map(), join: false, tickMs: 100, electionTick: 10, snapshotEvery: 10_000, allowNetns: false };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const v = () => argv[++i] ?? usage(`${f} needs a value`);
+    const int = (s: string) => (/^\d+$/.test(s) && Number(s) > 0 ? Number(s) : usage(`${f} needs a positive integer, got ${s}`));
+    switch (f) {
+      case '--id': a.id = int(v()); break;
+      case '--data': a.data = v(); break;
+      case '--raft': a.raft = v(); break;
+      case '--api': a.api = v(); break;
+      case '--join': a.join = true; break;
+      case '--allow-netns': a.allowNetns = true; break;
+      case '--tick-ms': a.tickMs = int(v()); break;
+      case '--election-tick': a.electionTick = int(v()); break;
+      case '--snapshot-every': a.snapshotEvery = int(v()); break;
+      case '--peer': {
+        const m = /^(\d+)=([^,]+),([^,]+)$/.exec(v());
+        if (!m) usage(`--peer must look like ID=RAFTHOST:PORT,APIHOST:PORT, got ${argv[i]}`);
+        a.peers.set(Number(m[1]), { raft: m[2]!, api: m[3]! });
+        break;
+      }
+      default: usage(`unknown flag ${f}`);
+    }
+  }
+  if (!a.id) usage('--id is required');
+  if (!a.data) usage('--data is required');
+  if (!a.raft) usage('--raft is required');
+  if (!a.api) usage('--api is required');
+  if (!a.allowNetns) for (const addr of [a.raft, a.api]) if (!isLoopback(addr)) usage(`${addr} is not a loopback address: the store is unauthenticated until mTLS lands, so it listens on loopback only`);
+  if (!a.peers.has(a.id)) a.peers.set(a.id, { raft: a.raft, api: a.api });
+  return a as Args;
+}
+
+async function main(): Promise<void> {
+  const args = parse(process.argv.slice(2));
+  mkdirSync(args.data, { recursive: true });
+  const log = (m: string) => process.stderr.write(`[manager ${args.id}] ${new Date().toISOString()} ${m}\n`);
+  const storage = await DiskStorage.open(args.data, { logger: { info: log, warn: log } });
+  if (!args.join) {
+    const fresh = await ReplicatedNode.bootstrap(storage, [...args.peers.keys()]);
+    if (fresh) log(`bootstrapped a new raft group with voters ${[...args.peers.keys()].join(',')}`);
+  }
+  const node = new ReplicatedNode({
+    id: args.id,
+    storage,
+    listen: args.raft,
+    members: args.peers,
+    tickMs: args.tickMs,
+    electionTick: args.electionTick,
+    snapshotEvery: args.snapshotEvery,
+    log,
+  });
+  node.onFatal = (e) => {
+    log(`exiting: ${e.message}`);
+    process.exit(1);
+  };
+  await node.start();
+  const api = new StoreService(node);
+  const apiPort = await api.start(args.api);
+  process.stdout.write(JSON.stringify({ ready: true, id: args.id, raftPort: node.port, apiPort, pid: process.pid }) + '\n');
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    await api.stop();
+    await node.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  // Report memory on request (the benchmark reads it): SIGUSR2 prints one JSON line.
+  process.on('SIGUSR2', () => {
+    const mu = process.memoryUsage();
+    process.stdout.write(JSON.stringify({ memory: true, rss: mu.rss, heapUsed: mu.heapUsed, objects: node.store.size, applied: node.store.applied }) + '\n');
+  });
+}
+
+main().catch((e) => {
+  process.stderr.write(`store-main: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
