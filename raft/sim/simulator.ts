@@ -1,0 +1,845 @@
+// The deterministic simulation of a shoal raft cluster: real RawNodes (raft/core) driven by a
+// virtual clock, a lossy reordering network, crashes that keep only what was persisted, an
+// operator changing membership and moving leadership, a KV state machine with snapshots and log
+// compaction, and clients whose history is checked for linearizability at the end. Everything is
+// a function of the seed; the invariants in invariants.ts are checked as each step happens.
+//
+// A run has two phases: `steps` events of faults, then everything heals and the cluster must
+// elect a leader and commit a fresh write within a bounded virtual time (liveness).
+
+import { MemoryStorage, RawNode, Raft, decodeConfChange, encodeConfChange } from '../core/index.js';
+import {
+  ConfChangeTransition,
+  ConfChangeType,
+  EntryType,
+  MessageType,
+  Role,
+  type ConfChange,
+  type ConfState,
+  type Message,
+  type NodeId,
+  type Ready,
+} from '../types.js';
+import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
+import { EventQueue } from './event-queue.js';
+import { hashString, mix } from './hash.js';
+import { InvariantChecker, Violation } from './invariants.js';
+import { KvStateMachine, decodeCommand, encodeCommand } from './kv.js';
+import { checkHistory, type Operation } from './linearizability.js';
+import { CALM, Network, Partition } from './network.js';
+import { Prng } from './prng.js';
+
+export interface SimOptions {
+  seed: number;
+  /** Events processed in the fault phase (default 2000). */
+  steps?: number;
+  /** Initial voters, 3 or 5 (default: chosen by the seed). */
+  nodes?: number;
+  /** A subclass of Raft to run instead of the real one (the broken variants). */
+  impl?: typeof Raft;
+  /** Receives a readable narration of the run. */
+  narrate?: (line: string) => void;
+}
+
+export interface SimViolation {
+  invariant: string;
+  detail: string;
+  step: number;
+  time: number;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  violation?: SimViolation;
+  /** Compact list of what the fault scheduler and the operator did, and when. */
+  schedule: string[];
+  /** Hash over every event and message: equal for equal seeds. */
+  traceHash: number;
+  stats: {
+    steps: number;
+    virtualMs: number;
+    nodes: number;
+    leaders: number;
+    maxTerm: number;
+    commitIndex: number;
+    snapshotsSent: number;
+    snapshotsInstalled: number;
+    crashes: number;
+    confChanges: number;
+    opsCompleted: number;
+    opsOpen: number;
+    checks: number;
+  };
+}
+
+type Ev =
+  | { k: 'tick'; node: NodeId; inc: number }
+  | { k: 'deliver'; m: Message; src: NodeId; inc: number }
+  | { k: 'persist'; node: NodeId; inc: number }
+  | { k: 'restart'; node: NodeId }
+  | { k: 'fault' }
+  | { k: 'unpartition'; gen: number }
+  | { k: 'operator' }
+  | { k: 'retire'; node: NodeId }
+  | { k: 'clientNext'; client: number }
+  | { k: 'clientTimeout'; client: number; reqId: number }
+  | { k: 'toNode'; node: NodeId; req: ClientRequest }
+  | { k: 'toClient'; rep: ClientReply }
+  | { k: 'healthCheck' };
+
+const EVENT_CODE: Record<Ev['k'], number> = {
+  tick: 1, deliver: 2, persist: 3, restart: 4, fault: 5, unpartition: 6, operator: 7, retire: 8,
+  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, healthCheck: 13,
+};
+
+interface Tunables {
+  electionTick: number;
+  heartbeatTick: number;
+  preVote: boolean;
+  checkQuorum: boolean;
+  maxSizePerMsg: number;
+  maxInflightMsgs: number;
+}
+
+class SimNode {
+  rn: RawNode | null = null;
+  inc = 0;
+  sm = new KvStateMachine();
+  conf: ConfState;
+  inflight: Ready | null = null;
+  crashOnPersist = false;
+  retired = false;
+  role: Role = Role.Follower;
+  term = 0;
+  lead: NodeId = 0;
+  waitingWrites = new Map<string, ClientRequest>();
+  pendingReads = new Map<string, ClientRequest>();
+  readyReads: { index: number; req: ClientRequest }[] = [];
+
+  constructor(
+    readonly id: NodeId,
+    public storage: MemoryStorage,
+    readonly tickMs: number,
+  ) {
+    this.conf = storage.initialState().confState;
+  }
+
+  get up(): boolean {
+    return this.rn !== null;
+  }
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function confMembers(c: ConfState): NodeId[] {
+  return [...new Set([...c.voters, ...c.votersOutgoing, ...c.learners, ...c.learnersNext])].sort((a, b) => a - b);
+}
+
+function fmtConf(c: ConfState): string {
+  let s = `voters {${[...c.voters].sort((a, b) => a - b).join(',')}}`;
+  if (c.votersOutgoing.length) s += ` & {${[...c.votersOutgoing].sort((a, b) => a - b).join(',')}} (joint)`;
+  if (c.learners.length) s += ` learners {${[...c.learners].sort((a, b) => a - b).join(',')}}`;
+  if (c.learnersNext.length) s += ` learners-next {${c.learnersNext.join(',')}}`;
+  return s;
+}
+
+export class Simulation {
+  private readonly rng: Prng;
+  private readonly netRng: Prng;
+  private readonly faultRng: Prng;
+  private readonly q = new EventQueue<Ev>();
+  private readonly net: Network;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly inv: InvariantChecker;
+  private readonly clients: SimClient[] = [];
+  private readonly history: Operation[] = [];
+  private readonly schedule: string[] = [];
+  private readonly tun: Tunables;
+  private readonly impl: typeof Raft | undefined;
+  private readonly narrate: ((line: string) => void) | undefined;
+  private readonly stepsWanted: number;
+  private readonly snapEvery: number;
+  private readonly clientTimeoutMs: number;
+  private trace = 0;
+  private steps = 0;
+  private healing = false;
+  private healedAt = 0;
+  private liveProbe: SimClient | null = null;
+  private liveDone = false;
+  private partitionGen = 0;
+  private nextNodeId: number;
+  private reqIds = 0;
+  private readCtx = 0;
+  private readonly maxMembers = 7;
+  private opInFlight: { what: string; ids: NodeId[]; until: number } | null = null;
+  private readonly joining = new Map<NodeId, number>();
+  private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0 };
+
+  constructor(private readonly opts: SimOptions) {
+    const master = new Prng(opts.seed >>> 0);
+    this.rng = master.fork(1);
+    this.netRng = master.fork(2);
+    this.faultRng = master.fork(3);
+    this.impl = opts.impl;
+    this.narrate = opts.narrate;
+    this.stepsWanted = opts.steps ?? 2000;
+    const r = this.rng;
+    const n = opts.nodes ?? (r.chance(0.5) ? 3 : 5);
+    if (!Number.isInteger(n) || n < 1 || n > 7) throw new RangeError(`sim: nodes must be an integer in 1..7, got ${opts.nodes}`);
+    this.tun = {
+      electionTick: r.pick([5, 6, 8, 10]),
+      heartbeatTick: 1,
+      preVote: r.chance(0.75),
+      checkQuorum: r.chance(0.75),
+      maxSizePerMsg: r.pick([64, 256, 4096, 1024 * 1024]),
+      maxInflightMsgs: r.pick([1, 4, 64, 256]),
+    };
+    this.snapEvery = r.int(4, 40);
+    this.net = new Network(this.netRng);
+    this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
+    const voters = Array.from({ length: n }, (_, i) => i + 1);
+    this.nextNodeId = n + 1;
+    this.inv = new InvariantChecker(voters);
+    for (const id of voters) {
+      // Bootstrap: every initial voter starts from the same snapshot at index 1 holding the
+      // configuration, so a node added later learns the configuration from a snapshot.
+      const storage = new MemoryStorage();
+      storage.applySnapshot({ meta: { index: 1, term: 1, conf: { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(0) });
+      storage.setHardState({ term: 1, vote: 0, commit: 1 });
+      this.inv.onRestart(id, { index: 1, term: 1 }, [], 1);
+      this.addNode(id, storage);
+    }
+    const keys = ['x', 'y', 'z'].slice(0, r.int(1, 3));
+    const nClients = r.int(2, 5);
+    for (let c = 1; c <= nClients; c++) {
+      this.clients.push(new SimClient(c, master.fork(100 + c), keys, this.history, () => ++this.reqIds, this.clientTimeoutMs, 5));
+      this.q.at(r.float() * 50, { k: 'clientNext', client: c });
+    }
+    this.q.at(this.faultRng.float() * 200, { k: 'fault' });
+    this.q.at(100 + this.faultRng.float() * 400, { k: 'operator' });
+    this.log(
+      `seed ${opts.seed}: ${n} voters, electionTick ${this.tun.electionTick}, preVote ${this.tun.preVote}, checkQuorum ${this.tun.checkQuorum}, ` +
+        `maxSizePerMsg ${this.tun.maxSizePerMsg}, maxInflight ${this.tun.maxInflightMsgs}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}`,
+    );
+  }
+
+  // ---- narration, schedule, trace ----------------------------------------------------------------
+
+  private t(): string {
+    return `t=${this.q.now.toFixed(1)}`;
+  }
+
+  private log(line: string): void {
+    this.narrate?.(`${this.t()} ${line}`);
+  }
+
+  private fault(line: string): void {
+    this.schedule.push(`${this.t()} #${this.steps} ${line}`);
+    this.narrate?.(`${this.t()} ⚡ ${line}`);
+  }
+
+  // ---- nodes ---------------------------------------------------------------------------------------
+
+  private addNode(id: NodeId, storage: MemoryStorage): SimNode {
+    const node = new SimNode(id, storage, 10 * (0.9 + 0.2 * this.rng.float()));
+    this.nodes.set(id, node);
+    this.start(node);
+    return node;
+  }
+
+  private start(n: SimNode): void {
+    n.inc++;
+    const snap = n.storage.snapshot();
+    n.sm = KvStateMachine.restore(snap.data, snap.meta.index);
+    n.conf = snap.meta.conf;
+    n.inflight = null;
+    n.crashOnPersist = false;
+    n.waitingWrites.clear();
+    n.pendingReads.clear();
+    n.readyReads = [];
+    n.rn = new RawNode(
+      { id: n.id, storage: n.storage, random: this.rng.fork(n.id * 1000 + n.inc).asFunction(), applied: snap.meta.index, ...this.tun, readOnly: 'safe' },
+      this.impl,
+    );
+    const st = n.rn.status();
+    n.role = st.role;
+    n.term = st.term;
+    n.lead = st.lead;
+    this.q.after(this.rng.float() * n.tickMs, { k: 'tick', node: n.id, inc: n.inc });
+  }
+
+  private crash(n: SimNode, why: string): void {
+    this.st.crashes++;
+    this.fault(`crash ${n.id}${why}${n.inflight ? ` (loses an unpersisted Ready: ${n.inflight.entries.length} entries${n.inflight.hardState ? ', hard state' : ''}, ${n.inflight.messagesAfterPersist.length} held messages)` : ''}`);
+    n.rn = null;
+    n.inflight = null;
+    n.inc++;
+    n.role = Role.Follower;
+  }
+
+  private restart(n: SimNode): void {
+    if (n.up || n.retired) return;
+    // Only what reached stable storage survives: a fresh copy of it, and a fresh RawNode.
+    n.storage = n.storage.clone();
+    const snap = n.storage.snapshot();
+    const first = n.storage.firstIndex();
+    const last = n.storage.lastIndex();
+    this.inv.onRestart(n.id, { index: first - 1, term: n.storage.term(first - 1) }, last >= first ? n.storage.entries(first, last + 1, Infinity) : [], snap.meta.index);
+    this.start(n);
+    const hs = n.storage.hardState();
+    this.fault(`restart ${n.id} (term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}, log ${first - 1}..${last})`);
+  }
+
+  private retire(n: SimNode): void {
+    if (n.retired) return;
+    n.retired = true;
+    n.rn = null;
+    n.inflight = null;
+    n.inc++;
+    this.fault(`shut down ${n.id} (no longer a member)`);
+  }
+
+  private members(): NodeId[] {
+    return [...this.nodes.values()].filter((n) => !n.retired).map((n) => n.id);
+  }
+
+  private leader(): SimNode | null {
+    let best: SimNode | null = null;
+    for (const n of this.nodes.values()) {
+      if (n.up && n.role === Role.Leader && (!best || n.term > best.term)) best = n;
+    }
+    return best;
+  }
+
+  /** Hands the node's next Ready to the host pipeline, if it has one and none is in flight. */
+  private pump(n: SimNode): void {
+    const rn = n.rn;
+    if (!rn || n.inflight || !rn.hasReady()) return;
+    const st = rn.status();
+    const rd = rn.ready();
+    this.inv.onReady(n.id, st.role === Role.Leader ? st.term : 0, rd);
+    if (rd.softState) this.observeRole(n, rd.softState.role, st.term, rd.softState.lead);
+    for (const m of rd.messages) this.send(n, m);
+    n.inflight = rd;
+    // The write and its fsync take a little while; a crash before then loses the whole Ready.
+    this.q.after(0.2 + this.rng.float() * 2, { k: 'persist', node: n.id, inc: n.inc });
+  }
+
+  private persist(n: SimNode): void {
+    const rd = n.inflight;
+    const rn = n.rn;
+    if (!rd || !rn) return;
+    if (n.crashOnPersist) {
+      this.crash(n, ' just before its fsync');
+      this.q.after(this.faultRng.float() * 300, { k: 'restart', node: n.id });
+      return;
+    }
+    const s = n.storage;
+    if (rd.snapshot) s.applySnapshot(rd.snapshot);
+    s.append(rd.entries);
+    if (rd.hardState) {
+      s.setHardState(rd.hardState);
+      this.inv.onPersist(n.id, rd.hardState);
+    }
+    for (const m of rd.messagesAfterPersist) this.send(n, m);
+    if (rd.snapshot) {
+      n.sm = KvStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
+      n.conf = rd.snapshot.meta.conf;
+      this.inv.onApplySnapshot(n.id, rd.snapshot.meta.index, n.sm.chain);
+      this.st.snapshotsInstalled++;
+      this.log(`${n.id} installed a snapshot at index ${rd.snapshot.meta.index} (${fmtConf(n.conf)})`);
+    }
+    for (const e of rd.committedEntries) {
+      if (e.index <= n.sm.appliedIndex) continue; // covered by a snapshot applied in this Ready
+      if (e.type === EntryType.ConfChange) {
+        n.sm.skip(e.index, e.data);
+        this.inv.onApply(n.id, e.index, n.sm.chain);
+        this.applyConfChange(n, rn, decodeConfChange(e.data), e.index);
+      } else {
+        n.sm.apply(e.index, e.data);
+        this.inv.onApply(n.id, e.index, n.sm.chain);
+        if (e.data.length > 0) {
+          const cmd = decodeCommand(e.data);
+          const key = `${cmd.c}:${cmd.s}`;
+          const w = n.waitingWrites.get(key);
+          if (w) {
+            n.waitingWrites.delete(key);
+            this.reply(n, { client: w.client, reqId: w.reqId, ok: true, leader: n.lead });
+          }
+        }
+      }
+    }
+    for (const rs of rd.readStates) {
+      const k = dec.decode(rs.context);
+      const req = n.pendingReads.get(k);
+      if (req) {
+        n.pendingReads.delete(k);
+        n.readyReads.push({ index: rs.index, req });
+      }
+    }
+    for (const d of rd.droppedProposals) {
+      let cmd;
+      try {
+        cmd = decodeCommand(d.data);
+      } catch {
+        continue; // a conf change of the operator's: it retries on its own schedule
+      }
+      const w = n.waitingWrites.get(`${cmd.c}:${cmd.s}`);
+      if (w) {
+        n.waitingWrites.delete(`${cmd.c}:${cmd.s}`);
+        this.reply(n, { client: w.client, reqId: w.reqId, ok: false, leader: d.leader });
+      }
+    }
+    const droppedReads = (rd as Ready & { droppedReads?: { context: Uint8Array; leader: NodeId }[] }).droppedReads ?? [];
+    for (const d of droppedReads) {
+      const k = dec.decode(d.context);
+      const req = n.pendingReads.get(k);
+      if (req) {
+        n.pendingReads.delete(k);
+        this.reply(n, { client: req.client, reqId: req.reqId, ok: false, leader: d.leader });
+      }
+    }
+    this.serveReads(n);
+    this.maybeCompact(n);
+    n.inflight = null;
+    rn.advance();
+    this.pump(n);
+  }
+
+  private applyConfChange(n: SimNode, rn: RawNode, cc: ConfChange, index: number): void {
+    const before = fmtConf(n.conf);
+    n.conf = rn.applyConfChange(cc);
+    const after = fmtConf(n.conf);
+    if (n.role === Role.Leader && before !== after) {
+      this.st.confChanges++;
+      this.log(`conf change at index ${index} applied by leader ${n.id}: ${after}`);
+    }
+  }
+
+  private serveReads(n: SimNode): void {
+    if (n.readyReads.length === 0) return;
+    const keep: typeof n.readyReads = [];
+    for (const r of n.readyReads) {
+      if (r.index <= n.sm.appliedIndex) this.reply(n, { client: r.req.client, reqId: r.req.reqId, ok: true, value: n.sm.get(r.req.key), leader: n.lead });
+      else keep.push(r);
+    }
+    n.readyReads = keep;
+  }
+
+  private maybeCompact(n: SimNode): void {
+    const s = n.storage;
+    const applied = n.sm.appliedIndex;
+    const snapIndex = s.snapshot().meta.index;
+    if (applied - snapIndex < this.snapEvery || applied > s.lastIndex()) return;
+    s.createSnapshot(applied, n.conf, n.sm.snapshot());
+    const to = applied - this.rng.int(0, 3);
+    if (to >= s.firstIndex()) s.compact(to);
+  }
+
+  // ---- network -------------------------------------------------------------------------------------
+
+  private send(from: SimNode, m: Message): void {
+    this.trace = mix(this.trace, 0x5e, m.type, m.from, m.to, m.term, m.index, m.entries.length, m.reject ? 1 : 0);
+    // Only a forwarded proposal or read request may keep its originator as `from` (as in etcd).
+    if (m.from !== from.id && m.type !== MessageType.Prop && m.type !== MessageType.ReadIndex) {
+      throw new Violation('message sender', `node ${from.id} emitted ${MessageType[m.type]} claiming to be from ${m.from}`);
+    }
+    if (m.type < MessageType.App && m.type !== MessageType.Prop) {
+      throw new Violation('local message on the wire', `node ${from.id} emitted ${MessageType[m.type]} to ${m.to}`);
+    }
+    if (m.to === from.id) throw new Violation('message to self', `node ${from.id} handed the host a ${MessageType[m.type]} to itself`);
+    this.inv.onSend(from.id, m);
+    if (m.type === MessageType.Snap) {
+      this.st.snapshotsSent++;
+      this.log(`${from.id} sends a snapshot at index ${m.snapshot?.meta.index} to ${m.to}`);
+    }
+    const delays = this.net.delays();
+    if (delays.length === 0 && m.type === MessageType.Snap) this.snapStatus(from.id, from.inc, m.to, false);
+    for (const d of delays) this.q.after(d, { k: 'deliver', m: { ...m, entries: m.entries.slice() }, src: from.id, inc: from.inc });
+  }
+
+  private snapStatus(from: NodeId, inc: number, to: NodeId, ok: boolean): void {
+    const n = this.nodes.get(from);
+    if (n?.rn && n.inc === inc) {
+      n.rn.reportSnapshot(to, ok);
+      this.pump(n);
+    }
+  }
+
+  private deliver(m: Message, src: NodeId, inc: number): void {
+    const to = this.nodes.get(m.to);
+    const lost = !to || !to.rn || this.net.cut(src, m.to);
+    if (m.type === MessageType.Snap) this.snapStatus(src, inc, m.to, !lost);
+    if (lost || !to || !to.rn) return;
+    to.rn.step(m);
+    this.observe(to);
+    this.pump(to);
+  }
+
+  private reply(n: SimNode, rep: ClientReply): void {
+    for (const d of this.net.delays()) this.q.after(d, { k: 'toClient', rep });
+    void n;
+  }
+
+  private observe(n: SimNode): void {
+    if (!n.rn) return;
+    const st = n.rn.status();
+    this.observeRole(n, st.role, st.term, st.lead);
+  }
+
+  private observeRole(n: SimNode, role: Role, term: number, lead: NodeId): void {
+    if (role === Role.Leader) this.inv.leaderSeen(n.id, term, 'its status said so');
+    if (role === Role.Leader && (n.role !== Role.Leader || n.term !== term)) {
+      this.st.leaders++;
+      this.log(`${n.id} became leader of term ${term}`);
+    }
+    if (term > this.st.maxTerm) this.st.maxTerm = term;
+    n.role = role;
+    n.term = term;
+    n.lead = lead;
+  }
+
+  // ---- clients -------------------------------------------------------------------------------------
+
+  private clientAct(c: SimClient, a: ReturnType<SimClient['next']> | null): void {
+    if (!a) return;
+    if (a.send) {
+      const { to, req } = a.send;
+      for (const d of this.net.delays()) this.q.after(d, { k: 'toNode', node: to, req });
+    }
+    if (a.timeout) this.q.after(a.timeout.after, { k: 'clientTimeout', client: c.id, reqId: a.timeout.reqId });
+    if (a.thinkFor !== undefined && (!this.healing || c === this.liveProbe)) this.q.after(a.thinkFor, { k: 'clientNext', client: c.id });
+  }
+
+  private client(id: number): SimClient {
+    return id === 0 ? (this.liveProbe as SimClient) : this.clients[id - 1];
+  }
+
+  private onClientRequest(node: NodeId, req: ClientRequest): void {
+    const n = this.nodes.get(node);
+    if (!n || !n.rn) return; // nobody there: the client times out
+    if (req.op === 'get') {
+      const ctx = `${req.client}:${req.reqId}:${++this.readCtx}`;
+      n.pendingReads.set(ctx, req);
+      n.rn.readIndex(enc.encode(ctx));
+    } else {
+      if (n.sm.applied(req.client, req.seq)) {
+        this.reply(n, { client: req.client, reqId: req.reqId, ok: true, leader: n.lead });
+        return;
+      }
+      n.waitingWrites.set(`${req.client}:${req.seq}`, req);
+      n.rn.propose(encodeCommand({ c: req.client, s: req.seq, op: req.op, k: req.key, v: req.value }));
+    }
+    this.observe(n);
+    this.pump(n);
+  }
+
+  // ---- faults and the operator -------------------------------------------------------------------------
+
+  private onFault(): void {
+    if (this.healing) return;
+    const r = this.faultRng;
+    const up = [...this.nodes.values()].filter((n) => n.up);
+    const members = this.members();
+    const pick = r.float();
+    if (pick < 0.3 && this.net.partition === null && members.length >= 2) {
+      this.partition(members);
+    } else if (pick < 0.55 && up.length > 0) {
+      const victim = r.chance(0.3) && this.leader() ? (this.leader() as SimNode) : r.pick(up);
+      if (r.chance(0.35) && victim.rn) {
+        victim.crashOnPersist = true;
+        this.fault(`arm: ${victim.id} crashes at its next fsync`);
+      } else {
+        this.crash(victim, victim.role === Role.Leader ? ' (leader)' : '');
+        this.q.after(1 + r.float() * 600, { k: 'restart', node: victim.id });
+      }
+    } else if (pick < 0.75) {
+      const w = { drop: r.pick([0, 0, 0.02, 0.1, 0.3]), duplicate: r.pick([0, 0.02, 0.1]), spike: r.pick([0, 0, 0.03]) };
+      this.net.weather = w;
+      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}, spike ${w.spike}`);
+    } else if (pick < 0.9) {
+      const l = this.leader();
+      if (l?.rn) {
+        const voters = l.conf.voters.filter((v) => v !== l.id);
+        if (voters.length > 0) {
+          const to = r.pick(voters);
+          this.fault(`transfer leadership ${l.id} -> ${to}`);
+          l.rn.transferLeader(to);
+          this.pump(l);
+        }
+      }
+    } else {
+      // Pause a node's clock for a while (a GC pause / slow host): it keeps its state.
+      const n = up.length ? r.pick(up) : null;
+      if (n) {
+        const pause = r.float() * n.tickMs * this.tun.electionTick * 2;
+        this.fault(`pause ${n.id} for ${pause.toFixed(0)}ms`);
+        n.inc++; // cancels the pending tick; the node keeps running otherwise
+        const inc = n.inc;
+        this.q.after(pause, { k: 'tick', node: n.id, inc });
+        // Persist and deliveries carry the incarnation; re-arm the in-flight persist.
+        if (n.inflight) this.q.after(pause, { k: 'persist', node: n.id, inc });
+      }
+    }
+    this.q.after(r.float() * 250, { k: 'fault' });
+  }
+
+  private partition(members: NodeId[]): void {
+    const r = this.faultRng;
+    const shuffled = r.shuffle([...members]);
+    const kind = r.int(0, 3);
+    let p: Partition;
+    if (kind === 0) {
+      const cut = r.int(1, shuffled.length - 1);
+      p = Partition.symmetric(shuffled.slice(0, cut), shuffled.slice(cut));
+    } else if (kind === 1) {
+      const cut = r.int(1, shuffled.length - 1);
+      p = Partition.oneWay(shuffled.slice(0, cut), shuffled.slice(cut));
+    } else if (kind === 2) {
+      const l = this.leader();
+      const who = l ? l.id : shuffled[0];
+      p = Partition.isolate(who, members.filter((m) => m !== who));
+    } else {
+      if (shuffled.length < 3) return;
+      const bridge = shuffled[0];
+      const rest = shuffled.slice(1);
+      const cut = r.int(1, rest.length - 1);
+      p = Partition.bridge(rest.slice(0, cut), rest.slice(cut), bridge);
+    }
+    this.net.partition = p;
+    const gen = ++this.partitionGen;
+    this.fault(`partition: ${p.description}`);
+    this.q.after(20 + r.float() * 1500, { k: 'unpartition', gen });
+  }
+
+  private onOperator(): void {
+    if (this.healing) return;
+    const r = this.faultRng;
+    this.q.after(100 + r.float() * 900, { k: 'operator' });
+    // New nodes whose AddLearner never took effect are shut down.
+    for (const [id, deadline] of this.joining) {
+      if (this.q.now > deadline) {
+        this.joining.delete(id);
+        const l = this.leader();
+        if (!l || !confMembers(l.conf).includes(id)) this.retire(this.nodes.get(id) as SimNode);
+      }
+    }
+    const l = this.leader();
+    if (!l || !l.rn) return;
+    const conf = l.conf;
+    // Shut down nodes the committed configuration no longer has (the leader's applied conf).
+    const inConf = new Set(confMembers(conf));
+    for (const n of this.nodes.values()) {
+      if (!n.retired && !inConf.has(n.id) && !this.joining.has(n.id)) this.q.after(r.float() * 50, { k: 'retire', node: n.id });
+    }
+    if (this.opInFlight && this.q.now < this.opInFlight.until) return;
+    this.opInFlight = null;
+    if (conf.votersOutgoing.length > 0) return; // joint: wait for the automatic leave
+    const st = l.rn.status();
+    const caughtUp = conf.learners.filter((id) => (st.progress?.get(id)?.match ?? 0) >= st.commit && this.nodes.get(id)?.up);
+    const total = inConf.size;
+    const choice = r.float();
+    let cc: ConfChange | null = null;
+    let what = '';
+    if (caughtUp.length >= 2 && conf.voters.length >= 3 && choice < 0.5) {
+      const out = r.shuffle(conf.voters.slice()).slice(0, 2);
+      const [a, b] = caughtUp;
+      cc = {
+        transition: ConfChangeTransition.JointImplicit,
+        changes: [
+          { type: ConfChangeType.AddVoter, nodeId: a },
+          { type: ConfChangeType.AddVoter, nodeId: b },
+          { type: ConfChangeType.RemoveNode, nodeId: out[0] },
+          { type: ConfChangeType.RemoveNode, nodeId: out[1] },
+        ],
+        context: new Uint8Array(0),
+      };
+      what = `joint replace voters ${out.join(',')} by ${a},${b}`;
+    } else if (caughtUp.length >= 1 && choice < 0.6) {
+      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddVoter, nodeId: caughtUp[0] }], context: new Uint8Array(0) };
+      what = `promote learner ${caughtUp[0]}`;
+    } else if (conf.voters.length > 3 && choice < 0.8) {
+      const v = r.pick(conf.voters);
+      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.RemoveNode, nodeId: v }], context: new Uint8Array(0) };
+      what = `remove voter ${v}${v === l.id ? ' (the leader)' : ''}`;
+    } else if (total < this.maxMembers && conf.learners.length < 2) {
+      const id = this.nextNodeId++;
+      this.inv.addNode(id);
+      this.addNode(id, new MemoryStorage());
+      this.joining.set(id, this.q.now + 3000);
+      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddLearner, nodeId: id }], context: new Uint8Array(0) };
+      what = `add learner ${id} (new node)`;
+    }
+    if (!cc) return;
+    this.fault(`operator via leader ${l.id}: ${what}`);
+    this.opInFlight = { what, ids: cc.changes.map((c) => c.nodeId), until: this.q.now + 1500 };
+    void encodeConfChange; // the core encodes proposals itself
+    l.rn.proposeConfChange(cc);
+    this.pump(l);
+  }
+
+  private heal(): void {
+    this.healing = true;
+    this.healedAt = this.q.now;
+    this.net.partition = null;
+    this.net.weather = CALM;
+    this.fault('heal: network repaired, crashed nodes restarted, faults stop');
+    for (const n of this.nodes.values()) {
+      n.crashOnPersist = false;
+      if (!n.up && !n.retired) this.restart(n);
+    }
+    // The liveness probe: one fresh write that must commit.
+    this.liveProbe = new SimClient(0, this.rng.fork(999), ['live'], this.history, () => ++this.reqIds, this.clientTimeoutMs, Infinity);
+    this.clientAct(this.liveProbe, this.liveProbe.next(this.q.now, this.members(), { op: 'put', key: 'live', value: `probe-${this.opts.seed}` }));
+  }
+
+  // ---- the loop ------------------------------------------------------------------------------------------
+
+  private handle(ev: Ev): void {
+    switch (ev.k) {
+      case 'tick': {
+        const n = this.nodes.get(ev.node);
+        if (!n || !n.rn || n.inc !== ev.inc) return;
+        n.rn.tick();
+        this.q.after(n.tickMs * (0.95 + 0.1 * this.rng.float()), { k: 'tick', node: n.id, inc: n.inc });
+        this.observe(n);
+        this.pump(n);
+        return;
+      }
+      case 'deliver':
+        this.deliver(ev.m, ev.src, ev.inc);
+        return;
+      case 'persist': {
+        const n = this.nodes.get(ev.node);
+        if (n && n.inc === ev.inc) this.persist(n);
+        return;
+      }
+      case 'restart': {
+        const n = this.nodes.get(ev.node);
+        if (n && !this.healing) this.restart(n);
+        return;
+      }
+      case 'fault':
+        this.onFault();
+        return;
+      case 'unpartition':
+        if (ev.gen === this.partitionGen && this.net.partition) {
+          this.net.partition = null;
+          this.fault('partition healed');
+        }
+        return;
+      case 'operator':
+        this.onOperator();
+        return;
+      case 'retire': {
+        const n = this.nodes.get(ev.node);
+        const l = this.leader();
+        if (n && l && !confMembers(l.conf).includes(n.id) && !this.joining.has(n.id)) this.retire(n);
+        return;
+      }
+      case 'clientNext': {
+        const c = this.client(ev.client);
+        if (!c.busy && (!this.healing || c === this.liveProbe)) this.clientAct(c, c.next(this.q.now, this.members()));
+        return;
+      }
+      case 'clientTimeout': {
+        const c = this.client(ev.client);
+        this.clientAct(c, c.onTimeout(ev.reqId, this.members()));
+        return;
+      }
+      case 'toNode':
+        this.onClientRequest(ev.node, ev.req);
+        return;
+      case 'toClient': {
+        const c = this.client(ev.rep.client);
+        const wasBusy = c.busy;
+        this.clientAct(c, c.onReply(this.q.now, ev.rep, this.members()));
+        if (c === this.liveProbe && wasBusy && !c.busy) {
+          this.liveDone = true;
+          this.log(`liveness: the probe write committed ${(this.q.now - this.healedAt).toFixed(1)}ms after healing`);
+        }
+        return;
+      }
+      case 'healthCheck':
+        return;
+    }
+  }
+
+  run(): SimResult {
+    let violation: SimViolation | undefined;
+    const livenessBoundMs = 200 * this.tun.electionTick * 10;
+    try {
+      for (;;) {
+        if (!this.healing && this.steps >= this.stepsWanted) this.heal();
+        if (this.healing && this.liveDone) break;
+        if (this.healing && this.q.now - this.healedAt > livenessBoundMs) {
+          const l = this.leader();
+          throw new Violation(
+            'liveness',
+            `${livenessBoundMs}ms after healing ${l ? `leader ${l.id} (term ${l.term}) has not committed the probe write` : 'there is still no leader'}`,
+          );
+        }
+        const ev = this.q.pop();
+        if (!ev) throw new Violation('liveness', 'the simulation ran out of events');
+        this.steps++;
+        const node = 'node' in ev.event ? ev.event.node : 'm' in ev.event ? ev.event.m.to : 0;
+        this.trace = mix(this.trace, EVENT_CODE[ev.event.k], node, Math.round(ev.time * 1000));
+        this.handle(ev.event);
+      }
+      const lin = checkHistory(this.history);
+      if (!lin.ok) throw new Violation(lin.unknown ? 'linearizability (undecided)' : 'linearizability', lin.explanation ?? '');
+    } catch (err) {
+      if (err instanceof Violation) {
+        violation = { invariant: err.invariant, detail: err.detail, step: this.steps, time: this.q.now };
+      } else {
+        const e = err as Error;
+        violation = { invariant: 'core or host threw', detail: `${e.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(1, 6).join('\n')}`, step: this.steps, time: this.q.now };
+      }
+      this.log(`VIOLATION ${violation.invariant}: ${violation.detail}`);
+    }
+    this.trace = mix(this.trace, hashString(JSON.stringify(this.history)));
+    let commit = 0;
+    for (const n of this.nodes.values()) commit = Math.max(commit, n.sm.appliedIndex);
+    return {
+      seed: this.opts.seed,
+      ok: violation === undefined,
+      violation,
+      schedule: this.schedule,
+      traceHash: this.trace,
+      stats: {
+        steps: this.steps,
+        virtualMs: Math.round(this.q.now),
+        nodes: this.nodes.size,
+        leaders: this.st.leaders,
+        maxTerm: this.st.maxTerm,
+        commitIndex: commit,
+        snapshotsSent: this.st.snapshotsSent,
+        snapshotsInstalled: this.st.snapshotsInstalled,
+        crashes: this.st.crashes,
+        confChanges: this.st.confChanges,
+        opsCompleted: this.history.filter((o) => o.return !== null && o.return !== undefined).length,
+        opsOpen: this.history.filter((o) => o.op !== 'get' && (o.return === null || o.return === undefined)).length,
+        checks: this.inv.checks,
+      },
+    };
+  }
+}
+
+export function runSeed(opts: SimOptions): SimResult {
+  return new Simulation(opts).run();
+}
+
+/** A multi-line report of a failed run: seed, first broken invariant, the fault schedule. */
+export function formatViolation(r: SimResult): string {
+  if (!r.violation) return `seed ${r.seed}: ok`;
+  const v = r.violation;
+  return [
+    `seed ${r.seed}: VIOLATION of ${v.invariant} at step ${v.step} (t=${v.time.toFixed(1)}ms)`,
+    `  ${v.detail.split('\n').join('\n  ')}`,
+    `  fault schedule (${r.schedule.length} events):`,
+    ...r.schedule.map((s) => `    ${s}`),
+    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.steps} --verbose`,
+  ].join('\n');
+}
