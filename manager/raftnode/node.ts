@@ -91,6 +91,7 @@ export class ReplicatedNode {
   private conf: ConfState;
   private appliedTerm = 0;
   private snapIndex = 0;
+  private confChangedSinceSnapshot = false;
   private reqSeq = 0;
   private readonly reqPrefix = randomBytes(6).toString('base64url');
   private readonly pending = new Map<string, Pending>();
@@ -269,7 +270,12 @@ export class ReplicatedNode {
     this.releaseApplyWaiters();
     // 5. done
     this.node.advance();
-    if (this.store.applied - this.snapIndex >= this.o.snapshotEvery) await this.takeSnapshot();
+    // Snapshot every snapshotEvery entries, and right after a membership change: a member added
+    // later catches up from the latest snapshot, and raft refuses one whose config lacks it.
+    if (this.store.applied - this.snapIndex >= this.o.snapshotEvery || this.confChangedSinceSnapshot) {
+      this.confChangedSinceSnapshot = false;
+      await this.takeSnapshot();
+    }
   }
 
   private setSoftState(lead: NodeId, role: Role): void {
@@ -305,6 +311,7 @@ export class ReplicatedNode {
       const cc = decodeConfChange(e.data);
       this.conf = this.node.applyConfChange(cc);
       this.store.skip(e.index);
+      this.confChangedSinceSnapshot = true;
       let reqId = '';
       if (cc.context.length > 0) {
         try {
@@ -356,6 +363,7 @@ export class ReplicatedNode {
 
   private async takeSnapshot(): Promise<void> {
     const index = this.store.applied;
+    if (index <= this.snapIndex) return;
     const snap: Snapshot = { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
     await this.storage.saveSnapshot(snap);
     this.snapIndex = index;
