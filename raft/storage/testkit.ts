@@ -53,3 +53,21 @@ export async function segmentFiles(dir: string): Promise<string[]> {
 export async function snapshotFiles(dir: string): Promise<string[]> {
   return (await fs.readdir(path.join(dir, 'snap'))).filter((n) => n.endsWith('.snap')).sort();
 }
+
+/** mulberry32: a tiny seeded PRNG so a failing random case replays from its printed seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Copies a storage directory (to damage the copy and keep the original). */
+export async function copyDir(from: string, to: string): Promise<void> {
+  await fs.rm(to, { recursive: true, force: true });
+  await fs.cp(from, to, { recursive: true });
+}

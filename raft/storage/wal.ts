@@ -192,7 +192,12 @@ export class Wal {
       const buf = await fs.readFile(seg.file);
       let off = 0;
       let torn: TornTail | undefined;
-      while (off < buf.length) {
+      if (buf.length === 0) {
+        // A crash between creating the file and writing its header.
+        if (!isLast) throw new WalCorruptError(seg.file, 0, 'the segment is empty, but it is not the last one');
+        torn = { file: seg.file, offset: 0, droppedBytes: 0, reason: 'empty segment file (a crash while it was being created)', removedFile: true };
+      }
+      while (!torn && off < buf.length) {
         const r = readRecordAt(buf, off);
         if (!r.ok) {
           if (!isLast) throw new WalCorruptError(seg.file, off, `${r.reason}, in a segment that is not the last one`);
