@@ -56,6 +56,11 @@ export class StoreClient {
     return this.unary('Put', { object }, timeoutMs);
   }
 
+  async status(timeoutMs = 5_000): Promise<{ id: number; leader: number; role: string; term: number; commit: number; applied: number }> {
+    const r = await this.unary<Record<string, unknown>>('Status', {}, timeoutMs);
+    return { id: Number(r.id), leader: Number(r.leader), role: String(r.role), term: Number(r.term), commit: Number(r.commit), applied: Number(r.applied) };
+  }
+
   async get(kind: Kind, id: string, stale = false, timeoutMs = 15_000): Promise<{ object?: ClientObject; version: number }> {
     const r = await this.unary<{ found: boolean; object: WireObject; version: number }>('Get', { kind, id, consistency: stale ? 1 : 0 }, timeoutMs);
     return { object: r.found ? fromWireObject(r.object) : undefined, version: Number(r.version) };

@@ -52,6 +52,10 @@ export class StoreService {
   async start(listen: string): Promise<number> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 });
     server.addService(storeServiceCtor().service, {
+      Status: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+        const st = this.node.status();
+        cb(null, { id: this.node.id, leader: st.lead, role: st.role, term: st.term, commit: st.commit, applied: this.node.store.applied });
+      },
       Get: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void this.get(call.request).then((r) => cb(null, r), (e) => fail(cb, e)),
       List: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void this.list(call.request).then((r) => cb(null, r), (e) => fail(cb, e)),
       Put: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void this.write('Put', call, cb),
