@@ -3,7 +3,7 @@
 //   if hasReady(): rd = ready(); handle it in the order documented on Ready; advance().
 // At most one Ready is outstanding: ready() throws until advance() was called, and hasReady()
 // is false meanwhile. Between ready() and advance() the host may keep stepping messages.
-import { EntryType, MessageType, NONE, type ConfChange, type Entry, type HardState, type Message, type NodeId, type Ready, type SoftState, type Snapshot } from '../types.js';
+import { ConfChangeTransition, ConfChangeType, EntryType, MessageType, NONE, type ConfChange, type Entry, type HardState, type Message, type NodeId, type Ready, type SoftState, type Snapshot } from '../types.js';
 import type { RaftConfig } from './config.js';
 import { encodeConfChange } from './confchange-codec.js';
 import { invariant } from './errors.js';
@@ -54,6 +54,28 @@ export class RawNode {
 
   private hardState(): HardState {
     return { term: this.raft.term, vote: this.raft.vote, commit: this.raft.raftLog.committed };
+  }
+
+  /**
+   * Starts a brand-new cluster member list the way etcd's Bootstrap does: one committed
+   * AddVoter ConfChange entry per voter at term 1, so the membership lives in the log and a
+   * node that joins later with an empty log learns it by replay. Every founding node calls it
+   * with the same list; joiners call nothing and start empty. The entries show up in the next
+   * Ready (persist them; applying them again with applyConfChange is harmless).
+   */
+  bootstrap(voters: NodeId[]): void {
+    const r = this.raft;
+    if (r.raftLog.lastIndex() !== 0 || r.term !== 0 || r.trk.progress.size > 0) {
+      throw new Error('bootstrap: this node already has state (log, term or config); only a brand-new node with empty storage can be bootstrapped');
+    }
+    if (voters.length === 0) throw new RangeError('bootstrap: need at least one voter');
+    if (new Set(voters).size !== voters.length) throw new RangeError(`bootstrap: duplicate voter ids in [${voters}]`);
+    const ccs: ConfChange[] = voters.map((nodeId) => ({ transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddVoter, nodeId }], context: new Uint8Array(0) }));
+    r.becomeFollower(1, NONE);
+    r.raftLog.append(ccs.map((cc, i) => ({ term: 1, index: i + 1, type: EntryType.ConfChange, data: encodeConfChange(cc) })));
+    r.raftLog.commitTo(ccs.length);
+    // Apply now so the node can campaign at once; the host's second application is a no-op.
+    for (const cc of ccs) r.applyConfChange(cc);
   }
 
   tick(): void {

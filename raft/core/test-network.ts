@@ -69,6 +69,8 @@ export interface NetworkOptions {
   voters?: NodeId[];
   learners?: NodeId[];
   config?: Partial<RaftConfig>;
+  /** Bootstrap with RawNode.bootstrap (membership in the log) instead of a shared initial ConfState. */
+  bootstrap?: boolean;
   /** Per-node config overrides. */
   configFor?: (id: NodeId) => Partial<RaftConfig>;
 }
@@ -87,9 +89,16 @@ export class Network {
     const voters = opts.voters ?? ids;
     const learners = opts.learners ?? [];
     for (const id of ids) {
+      if (opts.bootstrap) {
+        const n = new TestNode(id, new MemoryStorage(), this.configFor(id));
+        n.raw.bootstrap(voters);
+        this.nodes.set(id, n);
+        continue;
+      }
       const storage = MemoryStorage.withConf({ voters, learners, votersOutgoing: [], learnersNext: [], autoLeave: false });
       this.nodes.set(id, new TestNode(id, storage, this.configFor(id)));
     }
+    if (opts.bootstrap) this.stabilize();
   }
 
   private configFor(id: NodeId): Partial<RaftConfig> {
