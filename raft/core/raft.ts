@@ -860,10 +860,11 @@ export class Raft {
       return false;
     }
     const cs = s.meta.conf;
-    const member = [cs.voters, cs.learners, cs.votersOutgoing].some((l) => l.includes(this.id));
-    if (!member) {
-      this.cfg.logger.warn(`raft ${this.id} ignores snapshot ${s.meta.index}: its config does not contain this node`);
-      return false;
+    // Unlike etcd we install a snapshot whose config does not list us: that is a node that joined
+    // after the snapshot was taken, and it learns its membership from the entries that follow.
+    // Nothing here needs us in the config (we cannot campaign until we are a voter).
+    if (![cs.voters, cs.learners, cs.votersOutgoing].some((l) => l.includes(this.id))) {
+      this.cfg.logger.info(`raft ${this.id} installs snapshot ${s.meta.index} that predates its own membership`);
     }
     if (this.raftLog.matchTerm(s.meta.index, s.meta.term)) {
       // We already have the entry: fast-forward commit instead of replacing the log.
