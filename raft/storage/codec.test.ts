@@ -91,4 +91,10 @@ t.test('snapshot files round-trip and any damage is detected', async (t) => {
   }
   t.equal(accepted, 0);
   t.throws(() => decodeSnapshotFile(buf.subarray(0, buf.length - 3)), CorruptDataError);
+  t.notOk('removed' in back.meta.conf, 'no removed list unless one was given');
+  // raft/core's CoreConfState adds the ids removed from the cluster; they must survive.
+  const withRemoved = { ...s, meta: { ...s.meta, conf: { ...s.meta.conf, removed: [5, 6] } } };
+  t.same(decodeSnapshotFile(encodeSnapshotFile(withRemoved)).meta.conf, withRemoved.meta.conf);
+  const emptyRemoved = { ...s, meta: { ...s.meta, conf: { ...s.meta.conf, removed: [] } } };
+  t.same(decodeSnapshotFile(encodeSnapshotFile(emptyRemoved)).meta.conf, emptyRemoved.meta.conf);
 });

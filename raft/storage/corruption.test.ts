@@ -125,6 +125,20 @@ t.test('trailing zeros after the last record are cut and reported', async (t) =>
   t.match(s.openReport.tornTails, [{ offset: ends[ends.length - 1], droppedBytes: 4096, reason: /trailing zero/ }]);
 });
 
+t.test('megabytes of arbitrary bytes after the last record are a torn tail, cut and reported', async (t) => {
+  const base = await tempDir(t, 'garbage');
+  const src = path.join(base, 'src');
+  const { file, ends } = await buildSingleSegment(src);
+  const rnd = prng(4242);
+  const junk = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < junk.length; i += 4) junk.writeUInt32LE(Math.floor(rnd() * 2 ** 32), i);
+  const s = await openCopy(src, path.join(base, 'work'), (w) => fs.appendFile(path.join(w, path.basename(file)), junk));
+  t.teardown(() => s.close());
+  t.equal(s.lastIndex(), BATCHES * PER_BATCH);
+  t.ok(s.entries(1, s.lastIndex() + 1, Infinity).every(dataMatches));
+  t.match(s.openReport.tornTails, [{ offset: ends[ends.length - 1], droppedBytes: junk.length }]);
+});
+
 async function buildSegments(dir: string): Promise<string[]> {
   const s = await DiskStorage.open(dir, { segmentSizeBytes: 700 });
   for (let b = 0; b < 20; b++) await s.save({ entries: makeEntries(1 + b * 4, 4, 1, 40), hardState: { term: 1, vote: 1, commit: b * 4 } });

@@ -27,18 +27,19 @@ import {
   Storage,
 } from '../types.js';
 import { CorruptDataError } from './binary.js';
-import { SEGMENT_SIZE_BYTES, SNAPSHOT_CATCHUP_ENTRIES, SNAPSHOTS_KEPT } from './config.js';
-import { ensureDir } from './fsutil.js';
+import { MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOT_CATCHUP_ENTRIES, SNAPSHOTS_KEPT } from './config.js';
+import { ensureDir, syncDir } from './fsutil.js';
 import { MemoryLog } from './memory-log.js';
 import {
+  cloneConfState,
   listSnapshotFiles,
   pruneSnapshotFiles,
   readSnapshotFile,
   snapshotFileName,
   writeSnapshotFile,
 } from './snapshot-file.js';
-import { TornTail, Wal, WalReplay } from './wal.js';
-import { Batch } from './wal-codec.js';
+import { TornTail, Wal, WalReplay, WalSyncInfo } from './wal.js';
+import { Batch, batchSizeBound } from './wal-codec.js';
 
 export interface StorageLogger {
   info(msg: string): void;
@@ -62,6 +63,8 @@ export interface DiskStorageOptions {
    */
   confState?: ConfState;
   logger?: StorageLogger;
+  /** Called after every WAL write + fdatasync with its size and timings (metrics, benchmarks). */
+  onSync?: (info: WalSyncInfo) => void;
 }
 
 /** What one Ready asks to persist; a whole Ready can be passed as is. */
@@ -111,6 +114,9 @@ interface TaskOp {
 
 type Op = SaveOp | TaskOp;
 
+/** Queued saves are merged into one record up to this size; beyond it the next record starts. */
+const GROUP_COMMIT_MAX_BYTES = 16 * 1024 * 1024;
+
 const EMPTY_SNAPSHOT: Snapshot = { meta: { index: 0, term: 0, conf: emptyConfState() }, data: new Uint8Array(0) };
 
 export class DiskStorage implements Storage {
@@ -150,7 +156,7 @@ export class DiskStorage implements Storage {
     for (const t of snaps.temps) await fs.rm(path.join(snapDir, t), { force: true });
     const { wal, replay } = await Wal.open(
       walDir,
-      { segmentSizeBytes },
+      { segmentSizeBytes, onSync: opts.onSync },
       { allowed: snaps.files.length === 0, why: `${snapDir} holds snapshot files` },
     );
     try {
@@ -194,6 +200,7 @@ export class DiskStorage implements Storage {
         const reason = `its index ${f.index} is above the persisted commit index ${hs.commit}: the save that wrote it did not complete`;
         discardedSnapshots.push({ file, reason });
         await fs.rm(file, { force: true });
+        await syncDir(snapDir);
         continue;
       }
       let s: Snapshot;
@@ -287,17 +294,7 @@ export class DiskStorage implements Storage {
   // ---- Storage (read side; synchronous, from memory) ----
 
   initialState(): { hardState: HardState; confState: ConfState } {
-    const c = this.confHint ?? this.latest.meta.conf;
-    return {
-      hardState: { ...this.hs },
-      confState: {
-        voters: [...c.voters],
-        learners: [...c.learners],
-        votersOutgoing: [...c.votersOutgoing],
-        learnersNext: [...c.learnersNext],
-        autoLeave: c.autoLeave,
-      },
-    };
+    return { hardState: { ...this.hs }, confState: cloneConfState(this.confHint ?? this.latest.meta.conf) };
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
@@ -427,9 +424,13 @@ export class DiskStorage implements Storage {
         const head = this.queue[0]!;
         if (head.kind === 'save' && !head.input.snapshot) {
           const group: SaveOp[] = [];
+          let bytes = 0;
           while (this.queue.length > 0) {
             const op = this.queue[0]!;
             if (op.kind !== 'save' || op.input.snapshot) break;
+            const size = batchSizeBound({ entries: op.input.entries });
+            if (group.length > 0 && bytes + size > GROUP_COMMIT_MAX_BYTES) break;
+            bytes += size;
             group.push(op);
             this.queue.shift();
           }
@@ -605,6 +606,9 @@ function validateSaveInput(input: SaveInput): void {
       if (e.index !== es[i - 1]!.index + 1) throw new RangeError(`save: entries must be contiguous, ${es[i - 1]!.index} is followed by ${e.index}`);
       if (e.term < es[i - 1]!.term) throw new RangeError(`save: entry ${e.index} has term ${e.term}, below the term of the entry before it`);
     }
+  }
+  if (batchSizeBound({ entries: es }) > MAX_RECORD_BYTES) {
+    throw new RangeError(`save: ${es.length} entries are too large for one WAL record (limit ${MAX_RECORD_BYTES} bytes); save fewer at a time`);
   }
   const h = input.hardState;
   if (h && !(isNonNegInt(h.term) && isNonNegInt(h.vote) && isNonNegInt(h.commit))) {

@@ -88,11 +88,20 @@ export function readRecordAt(buf: Uint8Array, off: number, end = buf.length): Re
  * (nothing valid follows the bad bytes) from corruption in the middle of the log (valid records
  * follow, so the bad one had been written, and fsynced, before them).
  */
-export function findIntactRecordAfter(buf: Uint8Array, from: number, end = buf.length): number {
+export function findIntactRecordAfter(
+  buf: Uint8Array,
+  from: number,
+  end = buf.length,
+  plausible: (type: RecordType, payloadStart: number, payloadEnd: number) => boolean = () => true,
+): number {
   for (let p = from + 1; p + RECORD_HEADER_BYTES <= end; p++) {
-    if (!isRecordType(buf[p + 4]!)) continue;
+    const type = buf[p + 4]!;
+    if (!isRecordType(type)) continue;
     const len = (buf[p]! | (buf[p + 1]! << 8) | (buf[p + 2]! << 16) | (buf[p + 3]! << 24)) >>> 0;
     if (p + RECORD_HEADER_BYTES + len > end) continue;
+    // A cheap structural check first, so a long run of arbitrary bytes does not cost a checksum
+    // over megabytes at every offset.
+    if (!plausible(type as RecordType, p + RECORD_HEADER_BYTES, p + RECORD_HEADER_BYTES + len)) continue;
     const r = readRecordAt(buf, p, end);
     if (r.ok) return p;
   }

@@ -2,7 +2,7 @@
 //
 //   "SHOALSNP" | u8 version | varint index | varint term
 //   | conf: 4 x (varint count, count x varint id) for voters, learners, votersOutgoing,
-//     learnersNext | u8 autoLeave
+//     learnersNext | u8 flags (1: autoLeave, 2: a `removed` id list follows) | [varint count, ids]
 //   | varint data length | data | u32 LE CRC-32C of everything before it
 //
 // Written to <name>.tmp, fdatasynced, renamed and the directory fsynced, so a crash leaves either
@@ -18,6 +18,26 @@ import { pad16, syncDir, writeFileDurably } from './fsutil.js';
 const SNAP_MAGIC = Buffer.from('SHOALSNP', 'latin1');
 const SNAP_VERSION = 1;
 const NAME_RE = /^(\d{16})-(\d{16})\.snap$/;
+
+/**
+ * ConfState plus the core's optional `removed` list (ids that left the cluster and may never
+ * return; raft/core's CoreConfState). Stored when present so it survives a restart.
+ */
+export interface StoredConfState extends ConfState {
+  removed?: NodeId[];
+}
+
+export function cloneConfState(c: StoredConfState): StoredConfState {
+  const out: StoredConfState = {
+    voters: [...c.voters],
+    learners: [...c.learners],
+    votersOutgoing: [...c.votersOutgoing],
+    learnersNext: [...c.learnersNext],
+    autoLeave: c.autoLeave,
+  };
+  if (c.removed) out.removed = [...c.removed];
+  return out;
+}
 
 export interface SnapshotFileName {
   name: string;
@@ -37,7 +57,7 @@ export function encodeSnapshotFile(s: Snapshot): Buffer {
   const c = s.meta.conf;
   const cap =
     SNAP_MAGIC.length + 1 + 18 + idsSize(c.voters) + idsSize(c.learners) + idsSize(c.votersOutgoing) +
-    idsSize(c.learnersNext) + 1 + 9 + s.data.length + 4;
+    idsSize(c.learnersNext) + 1 + idsSize((c as StoredConfState).removed ?? []) + 9 + s.data.length + 4;
   const w = new Writer(cap);
   w.bytes(SNAP_MAGIC);
   w.u8(SNAP_VERSION);
@@ -47,7 +67,12 @@ export function encodeSnapshotFile(s: Snapshot): Buffer {
     w.varint(ids.length);
     for (const id of ids) w.varint(id);
   }
-  w.u8(c.autoLeave ? 1 : 0);
+  const removed = (c as StoredConfState).removed;
+  w.u8((c.autoLeave ? 1 : 0) | (removed ? 2 : 0));
+  if (removed) {
+    w.varint(removed.length);
+    for (const id of removed) w.varint(id);
+  }
   w.varint(s.data.length);
   w.bytes(s.data);
   w.u32(crc32c(w.buf, 0, 0, w.pos));
@@ -74,8 +99,15 @@ export function decodeSnapshotFile(buf: Uint8Array): Snapshot {
     for (let i = 0; i < n; i++) ids.push(r.varint());
     lists.push(ids);
   }
-  const autoLeave = r.u8() === 1;
-  const conf: ConfState = { voters: lists[0]!, learners: lists[1]!, votersOutgoing: lists[2]!, learnersNext: lists[3]!, autoLeave };
+  const confFlags = r.u8();
+  if ((confFlags & ~3) !== 0) throw new CorruptDataError(`unknown conf flags 0x${confFlags.toString(16)}`);
+  const conf: StoredConfState = { voters: lists[0]!, learners: lists[1]!, votersOutgoing: lists[2]!, learnersNext: lists[3]!, autoLeave: (confFlags & 1) !== 0 };
+  if (confFlags & 2) {
+    const n = r.varint();
+    if (n > r.remaining) throw new CorruptDataError(`removed list of ${n} ids in ${r.remaining} bytes`);
+    conf.removed = [];
+    for (let i = 0; i < n; i++) conf.removed.push(r.varint());
+  }
   const data = r.bytesCopy(r.varint());
   if (r.remaining !== 0) throw new CorruptDataError(`${r.remaining} unexpected bytes after the snapshot data`);
   return { meta: { index, term, conf }, data };

@@ -115,3 +115,37 @@ export function decodeBatch(buf: Uint8Array, start: number, end: number): Batch 
   if (r.remaining !== 0) throw new CorruptDataError(`${r.remaining} unexpected bytes after the batch`);
   return out;
 }
+
+/**
+ * Whether bytes [start, end) could begin a payload of this record type, checked without
+ * allocating (magic for headers; flags, counts and the first entry's type and length for
+ * batches). Arbitrary bytes almost never pass, which keeps the torn-tail scan cheap.
+ */
+export function plausiblePayload(type: number, buf: Uint8Array, start: number, end: number): boolean {
+  if (type === 1) {
+    if (end - start < WAL_MAGIC.length + 3) return false;
+    for (let i = 0; i < WAL_MAGIC.length; i++) if (buf[start + i] !== WAL_MAGIC[i]) return false;
+    return buf[start + WAL_MAGIC.length] === WAL_VERSION;
+  }
+  try {
+    const r = new Reader(buf, start, end);
+    const flags = r.u8();
+    if ((flags & ~F_KNOWN) !== 0 || ((flags & F_RESET) !== 0 && (flags & F_SNAPSHOT) === 0)) return false;
+    if (flags & F_SNAPSHOT) {
+      r.varint();
+      r.varint();
+    }
+    const count = r.varint();
+    if (count > r.remaining) return false;
+    if (count > 0) {
+      r.varint();
+      r.varint();
+      const t = r.u8();
+      if (t !== EntryType.Normal && t !== EntryType.ConfChange) return false;
+      if (r.varint() > r.remaining) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
