@@ -295,3 +295,33 @@ t.test('entry data is stored byte for byte, including large entries', async (t) 
   t.ok(dataMatches(r.entries(1, 2, 1)[0]!));
   t.equal(r.lastIndex(), 4);
 });
+
+t.test('a failed write (a full file system) makes the storage refuse further writes; a reopen keeps every acknowledged entry', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const mnt = await tempDir(t, 'enospc');
+  // A real ENOSPC: a 192 KiB tmpfs mounted for this test only.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=192k', `shoal-raftdisk-${process.pid}`, mnt]);
+  t.teardown(() => execFileSync('umount', ['-l', mnt]));
+  const s = await DiskStorage.open(mnt);
+  let acked = 0;
+  let failure: unknown;
+  for (let i = 0; i < 200 && !failure; i++) {
+    try {
+      await s.save({ entries: makeEntries(acked + 1, 4, 1, 3000), hardState: { term: 1, vote: 1, commit: acked } });
+      acked += 4;
+    } catch (err) {
+      failure = err;
+    }
+  }
+  t.match(failure, { code: 'ENOSPC' }, 'the file system filled up');
+  t.ok(acked > 0, `${acked} entries were acknowledged first`);
+  await t.rejects(s.save({ entries: makeEntries(acked + 1, 1, 1, 10) }), /unusable after a failed write or fsync .*restart the process/);
+  await t.rejects(s.saveSnapshot(snap(1, 1)), /unusable/);
+  await s.close();
+  await t.rejects(s.save({ entries: [], hardState: { term: 1, vote: 1, commit: 1 } }), /closed/);
+  const r = await DiskStorage.open(mnt);
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), acked, 'exactly the acknowledged entries are there');
+  t.ok(allEntries(r).every(dataMatches));
+  t.comment(`torn tail after ENOSPC: ${JSON.stringify(r.openReport.tornTails)}`);
+});

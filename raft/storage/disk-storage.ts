@@ -108,6 +108,8 @@ interface SaveOp {
 interface TaskOp {
   kind: 'task';
   run: () => Promise<void>;
+  /** Runs even when the storage failed (close releases its file handle). */
+  evenAfterFailure?: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -396,15 +398,22 @@ export class DiskStorage implements Storage {
     });
   }
 
-  /** Writes a deferred hard state, if any, and closes the WAL. Further writes are refused. */
+  /**
+   * Writes a deferred hard state, if any, and closes the WAL. Further writes are refused. After a
+   * failed write it only releases the file handle.
+   */
   close(): Promise<void> {
     return this.enqueue({
       kind: 'task',
+      evenAfterFailure: true,
       run: async () => {
-        if (this.pendingHardState) await this.wal.append({ entries: [], hardState: this.pendingHardState });
-        this.pendingHardState = undefined;
-        await this.wal.close();
-        this.closed = true;
+        try {
+          if (this.pendingHardState && !this.failed) await this.wal.append({ entries: [], hardState: this.pendingHardState });
+          this.pendingHardState = undefined;
+        } finally {
+          await this.wal.close();
+          this.closed = true;
+        }
       },
     });
   }
@@ -446,18 +455,18 @@ export class DiskStorage implements Storage {
   }
 
   private refusal(): Error | undefined {
+    if (this.closed) return new Error(`raft storage ${this.dir} is closed`);
     if (this.failed) {
       return new Error(
         `raft storage ${this.dir} is unusable after a failed write or fsync (${this.failed.message}); restart the ` +
           `process so recovery can check the WAL`,
       );
     }
-    if (this.closed) return new Error(`raft storage ${this.dir} is closed`);
     return undefined;
   }
 
   private async runGuarded(op: Op, body: () => Promise<void>): Promise<void> {
-    const refused = this.refusal();
+    const refused = op.kind === 'task' && op.evenAfterFailure && !this.closed ? undefined : this.refusal();
     if (refused) return op.reject(refused);
     try {
       await body();
