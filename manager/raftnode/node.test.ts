@@ -75,7 +75,10 @@ t.test('three nodes elect a leader and replicate transactions identically', asyn
   await t.rejects(l.propose([{ op: 'update', object: { kind: 'config', id: 'a', name: 'a', spec: 'x' }, expectVersion: 1 }]), ConflictError);
   await t.rejects(l.propose([{ op: 'create', object: { kind: 'pod' as never, id: 'a', name: 'a', spec: 1 } }]), /kind "pod"/);
   const f = [...nodes.values()].find((n) => !n.isLeader())!;
-  await t.rejects(f.propose([cfg('c', '3')]), NotLeaderError);
+  // A follower's proposal is forwarded to the leader by raft and resolves when applied locally.
+  const fw = await f.propose([cfg('c', '3')]);
+  t.equal(f.store.get('config', 'c')?.version, fw.version, 'forwarded write applied on the follower');
+  await t.rejects(f.propose([{ op: 'create', object: { kind: 'config', id: 'c', name: 'c', spec: 1 } }]), ConflictError, 'conflict reaches the follower too');
 
   // A linearizable read on a follower sees a write acknowledged just before.
   const w = await l.propose([cfg('lin', 'yes')]);
@@ -129,6 +132,7 @@ t.test('snapshots compact the log; a learner catches up from a snapshot and is p
   t.ok(firstIdx > 100, `leader log compacted (first index ${firstIdx})`);
 
   const n4 = await startNode(4, { bootstrap: false });
+  await t.rejects(n4.propose([cfg('x', 'y')]), NotLeaderError, 'a node outside the cluster knows no leader');
   await l.addLearner(4, members.get(4)!);
   await until(() => n4.store.applied >= last, 'learner caught up', 30000);
   t.same(n4.store.snapshot().length > 0, true);

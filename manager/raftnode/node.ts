@@ -63,6 +63,8 @@ interface Pending {
   resolve(r: TxnResult & { ok: true }): void;
   reject(e: Error): void;
   timer: NodeJS.Timeout;
+  /** The leader when it was proposed: if leadership moves, the proposal may have been lost. */
+  lead: NodeId;
 }
 
 interface PendingConf {
@@ -105,7 +107,7 @@ export class ReplicatedNode {
   onLeaderChange?: (lead: NodeId, role: Role) => void;
   /** Fires when the node stops on a fatal error (storage failure): the process should exit. */
   onFatal?: (e: Error) => void;
-  readonly metrics = { readies: 0, saves: 0, applied: 0, proposals: 0, snapshots: 0 };
+  readonly metrics = { readies: 0, saves: 0, saveMs: 0, entries: 0, applied: 0, proposals: 0, snapshots: 0 };
 
   constructor(opts: NodeOptions) {
     this.id = opts.id;
@@ -184,6 +186,16 @@ export class ReplicatedNode {
       this.kick();
     }, this.o.tickMs);
     this.kick();
+    if (process.env.SHOAL_RAFT_TRACE) {
+      let last = { ...this.metrics };
+      const t = setInterval(() => {
+        const m = this.metrics;
+        const d = (k: keyof typeof m) => m[k] - last[k];
+        if (d('readies') > 0) this.log(`trace: readies ${d('readies')} saves ${d('saves')} save ms avg ${(d('saveMs') / Math.max(1, d('saves'))).toFixed(2)} entries ${d('entries')} applied ${d('applied')} proposals ${d('proposals')}`);
+        last = { ...m };
+      }, 1000);
+      t.unref();
+    }
   }
 
   get port(): number {
@@ -255,8 +267,11 @@ export class ReplicatedNode {
     if (rd.messages.length > 0) this.transport.send(rd.messages);
     // 2. persist, one fsync
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
+      this.metrics.entries += rd.entries.length;
+      const t0 = performance.now();
       await this.storage.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot, mustSync: rd.mustSync });
       this.metrics.saves++;
+      this.metrics.saveMs += performance.now() - t0;
     }
     if (this.stopped) return;
     // 3. messages that promise durability (votes, append acks)
@@ -279,16 +294,15 @@ export class ReplicatedNode {
   }
 
   private setSoftState(lead: NodeId, role: Role): void {
-    const wasLeader = this.role === Role.Leader;
     this.lead = lead;
     this.role = role;
-    if (wasLeader && role !== Role.Leader) {
-      // Our proposals may or may not be kept by the next leader.
-      for (const [k, p] of this.pending) {
-        clearTimeout(p.timer);
-        p.reject(new UnknownOutcomeError('this manager lost the raft leadership before the write committed'));
-        this.pending.delete(k);
-      }
+    // Proposals made under another leader may or may not be kept by the next one: say so now
+    // rather than at the timeout.
+    for (const [k, p] of this.pending) {
+      if (p.lead === lead) continue;
+      clearTimeout(p.timer);
+      p.reject(new UnknownOutcomeError(`raft leadership moved from ${p.lead} to ${lead || 'none'} before the write was applied`));
+      this.pending.delete(k);
     }
     this.log(`raft: node ${this.id} is ${role}, leader ${lead}`);
     this.onLeaderChange?.(lead, role);
@@ -386,14 +400,16 @@ export class ReplicatedNode {
   }
 
   /**
-   * Proposes a transaction and resolves with its result once it is applied here. Only the leader
-   * proposes (followers forward at the API layer); a failed compare rejects with ConflictError.
+   * Proposes a transaction and resolves with its result once it is applied here. On a follower
+   * the core forwards the proposal to the leader over the raft stream (batched with the rest of
+   * the traffic) and the result is matched when this replica applies the entry. A failed compare
+   * rejects with ConflictError; no known leader with NotLeaderError (nothing was proposed).
    */
   propose(ops: TxnOp[]): Promise<TxnResult & { ok: true }> {
     if (this.stopped) return Promise.reject(new StoppedError());
     const bad = validateOps(ops);
     if (bad) return Promise.reject(new ConflictError({ opIndex: bad[0], code: 'invalid', message: bad[1] }, 0));
-    if (this.role !== Role.Leader) return Promise.reject(new NotLeaderError(this.lead));
+    if (this.lead === 0) return Promise.reject(new NotLeaderError(0));
     const reqId = this.newReqId();
     const data = encodeCommand({ reqId, ops });
     return new Promise((resolve, reject) => {
@@ -401,7 +417,7 @@ export class ReplicatedNode {
         this.pending.delete(reqId);
         reject(new UnknownOutcomeError(`not applied within ${this.o.proposalTimeoutMs} ms`));
       }, this.o.proposalTimeoutMs);
-      this.pending.set(reqId, { resolve, reject, timer });
+      this.pending.set(reqId, { resolve, reject, timer, lead: this.lead });
       this.metrics.proposals++;
       this.node.propose(data);
       this.kick();

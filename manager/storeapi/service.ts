@@ -1,18 +1,17 @@
 // The manager-only gRPC Store service (proto/store/store.proto) over a ReplicatedNode. Writes go
-// through raft on the leader; a follower forwards them to the leader's Store service. Reads wait
+// through raft; on a follower the raft core forwards the proposal to the leader over the raft
+// stream (batched with replication traffic, no extra RPC per write). Reads wait
 // for a ReadIndex round unless the caller asks for a stale read. Watches stream the local
 // replica's events (identical on every manager).
 // Security: plaintext and unauthenticated for now; store-main binds it to loopback only until the
 // mTLS/roles issue puts it behind manager certificates.
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto/load.js';
-import type { NodeId } from '../../raft/types.js';
 import { NotLeaderError, ProposalDroppedError, ReadTimeoutError, StoppedError, UnknownOutcomeError } from '../raftnode/errors.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { ConflictError, isKind, TooOldError, type Kind, type StoreEvent, type TxnOp, type TxnResult } from '../store/types.js';
 import { BadRequest, fromWire, opFromWire, toWire, type WireObject, type WireOp } from './convert.js';
 
-const FORWARDED = 'x-shoal-forwarded-by';
 const MAX_WATCH_BACKLOG = 100_000;
 
 let ctor: grpc.ServiceClientConstructor | undefined;
@@ -44,7 +43,6 @@ function kindOf(k: string): Kind {
 
 export class StoreService {
   private server?: grpc.Server;
-  private readonly clients = new Map<string, grpc.Client & Record<string, Function>>();
   port = 0;
 
   constructor(private readonly node: ReplicatedNode) {}
@@ -108,40 +106,12 @@ export class StoreService {
 
   private async write(method: 'Put' | 'Txn', call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>): Promise<void> {
     try {
-      if (this.node.isLeader()) {
-        const ops = this.toOps(method, call.request);
-        cb(null, this.reply(method, await this.node.propose(ops)));
-        return;
-      }
-      // Not the leader: forward once to the leader; a forwarded call never hops again.
-      const lead = this.node.leader();
-      if (call.metadata.get(FORWARDED).length > 0 || lead === 0 || lead === this.node.id) throw new NotLeaderError(lead);
-      this.toOps(method, call.request); // reject bad input here, before a network hop
-      cb(null, await this.forward(lead, method, call.request, call.getDeadline()));
+      // On a follower raft forwards the proposal to the leader (see ReplicatedNode.propose).
+      const ops = this.toOps(method, call.request);
+      cb(null, this.reply(method, await this.node.propose(ops)));
     } catch (e) {
       fail(cb, e);
     }
-  }
-
-  private client(lead: NodeId): grpc.Client & Record<string, Function> {
-    const addr = this.node.memberAddr(lead)?.api;
-    if (!addr) throw new NotLeaderError(lead);
-    let c = this.clients.get(addr);
-    if (!c) {
-      const C = storeServiceCtor();
-      c = new C(addr, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 << 20 }) as any;
-      this.clients.set(addr, c!);
-    }
-    return c!;
-  }
-
-  private forward(lead: NodeId, method: 'Put' | 'Txn', req: unknown, deadline: grpc.Deadline): Promise<unknown> {
-    const c = this.client(lead);
-    const md = new grpc.Metadata();
-    md.set(FORWARDED, String(this.node.id));
-    return new Promise((resolve, reject) => {
-      c[method]!(req, md, { deadline: deadline === Infinity ? Date.now() + 30_000 : deadline }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
-    });
   }
 
   private watch(call: grpc.ServerWritableStream<any, any>): void {
@@ -179,8 +149,6 @@ export class StoreService {
   }
 
   async stop(): Promise<void> {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
     this.server?.forceShutdown();
     this.server = undefined;
   }
