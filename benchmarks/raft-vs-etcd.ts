@@ -1,0 +1,247 @@
+// raft-vs-etcd: shoal's replicated store against etcd, same machine, same run, same load.
+//
+//   npm run bench:raft -- --clients 64 --seconds 15 [--warmup 3] [--rounds 3] [--generators N]
+//                         [--no-memory] [--memory-objects 100000]
+//
+// Starts 3 etcd members (Debian's etcd-server, /usr/bin/etcd) and 3 shoal managers
+// (manager/store-main.js) on loopback, each with its own temp data dir on the same filesystem;
+// both fsync every write batch before acknowledging (etcd's WAL; shoal's DiskStorage). The load
+// generator (benchmarks/raft-load.js) runs as several processes of closed-loop clients doing Puts
+// of a 16-byte key (100,000-key space) and a 256-byte value, round-robin over the 3 members of the
+// system under test (both systems forward follower writes to their leader). The two systems are
+// measured alternately, `rounds` times each; medians are reported. No CPU pinning is applied to
+// either system or to the generators: both get the same placement (the whole machine).
+// --clients takes one value or a comma list (1,16,64,256). The last line for each C is:
+//   raft-vs-etcd C=<C>: shoal <w> w/s p99 <ms> ms, etcd <w> w/s p99 <ms> ms, ratio <x>
+// Then shoal is filled with --memory-objects objects of 1 KiB and each manager's RSS is printed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { StoreClient } from '../manager/storeapi/client.js';
+import { encodeValue } from '../manager/storeapi/convert.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ETCD = '/usr/bin/etcd';
+
+interface Opts { clients: number[]; seconds: number; warmup: number; rounds: number; generators?: number; memory: boolean; memoryObjects: number }
+
+function parse(argv: string[]): Opts {
+  const o: Opts = { clients: [64], seconds: 15, warmup: 3, rounds: 3, memory: true, memoryObjects: 100_000 };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${f} needs a value`);
+      return x;
+    };
+    const num = (s: string) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n <= 0) throw new Error(`${f} needs a positive integer, got ${s}`);
+      return n;
+    };
+    if (f === '--clients') o.clients = v().split(',').map(num);
+    else if (f === '--seconds') o.seconds = num(v());
+    else if (f === '--warmup') o.warmup = num(v());
+    else if (f === '--rounds') o.rounds = num(v());
+    else if (f === '--generators') o.generators = num(v());
+    else if (f === '--no-memory') o.memory = false;
+    else if (f === '--memory-objects') o.memoryObjects = num(v());
+    else throw new Error(`unknown flag ${f}; see the header of benchmarks/raft-vs-etcd.ts`);
+  }
+  return o;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const children: ChildProcess[] = [];
+
+function start(cmd: string, args: string[], name: string): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(c);
+  let tail: string[] = [];
+  createInterface({ input: c.stderr! }).on('line', (l) => {
+    tail.push(l);
+    if (tail.length > 20) tail = tail.slice(-20);
+  });
+  c.on('exit', (code, sig) => {
+    if (!stopping && code !== 0) process.stderr.write(`${name} exited (${code ?? sig}); last output:\n${tail.join('\n')}\n`);
+  });
+  return c;
+}
+
+let stopping = false;
+function killAll(): void {
+  stopping = true;
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+
+async function freePorts(n: number): Promise<number[]> {
+  const net = await import('node:net');
+  const servers = await Promise.all(Array.from({ length: n }, () => new Promise<import('node:net').Server>((r) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => r(s));
+  })));
+  const ports = servers.map((s) => (s.address() as import('node:net').AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+async function startEtcd(dir: string): Promise<string[]> {
+  if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: install Debian's etcd-server package`);
+  const ports = await freePorts(6);
+  const peer = (i: number) => `http://127.0.0.1:${ports[3 + i]}`;
+  const cluster = [0, 1, 2].map((i) => `e${i}=${peer(i)}`).join(',');
+  for (const i of [0, 1, 2]) {
+    start(ETCD, [
+      '--name', `e${i}`, '--data-dir', join(dir, `etcd${i}`),
+      '--listen-client-urls', `http://127.0.0.1:${ports[i]}`, '--advertise-client-urls', `http://127.0.0.1:${ports[i]}`,
+      '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
+      '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `bench-${process.pid}`,
+      '--log-level', 'error', '--logger', 'zap',
+    ], `etcd e${i}`);
+  }
+  return [0, 1, 2].map((i) => `127.0.0.1:${ports[i]}`);
+}
+
+async function startShoal(dir: string): Promise<{ apis: string[]; procs: ChildProcess[] }> {
+  const ports = await freePorts(6);
+  const main = join(here, '..', 'manager', 'store-main.js');
+  const peers = [1, 2, 3].flatMap((i) => ['--peer', `${i}=127.0.0.1:${ports[i - 1]},127.0.0.1:${ports[2 + i]}`]);
+  const procs: ChildProcess[] = [];
+  for (const i of [1, 2, 3]) {
+    const c = start(process.execPath, [main, '--id', String(i), '--data', join(dir, `shoal${i}`), '--raft', `127.0.0.1:${ports[i - 1]}`, '--api', `127.0.0.1:${ports[2 + i]}`, ...peers], `shoal ${i}`);
+    procs.push(c);
+  }
+  return { apis: [1, 2, 3].map((i) => `127.0.0.1:${ports[2 + i]}`), procs };
+}
+
+interface GenResult { ops: number; errors: number; lat: number[] }
+
+async function runLoad(system: 'etcd' | 'shoal', endpoints: string[], clients: number, o: Opts): Promise<{ wps: number; p50: number; p99: number; errors: number }> {
+  const gens = Math.min(clients, o.generators ?? Math.min(4, Math.max(2, Math.ceil(clients / 32))));
+  const startAt = Date.now() + 500;
+  const per = Array.from({ length: gens }, (_, g) => Math.floor(clients / gens) + (g < clients % gens ? 1 : 0));
+  const results = await Promise.all(per.map((c, g) => new Promise<GenResult>((resolve, reject) => {
+    const p = start(process.execPath, [join(here, 'raft-load.js'), system, endpoints.join(','), String(c), String(startAt), String(o.warmup), String(o.seconds), String(g)], `generator ${g}`);
+    let out = '';
+    p.stdout!.on('data', (d) => (out += d));
+    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as GenResult) : reject(new Error(`generator ${g} failed (${code})`))));
+  })));
+  const lat = results.flatMap((r) => r.lat).sort((a, b) => a - b);
+  const ops = results.reduce((s, r) => s + r.ops, 0);
+  const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
+  return { wps: ops / o.seconds, p50: q(0.5), p99: q(0.99), errors: results.reduce((s, r) => s + r.errors, 0) };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function waitWritable(system: 'etcd' | 'shoal', endpoints: string[]): Promise<void> {
+  // A short load that must succeed: the cluster has a leader and every member answers.
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const r = await runLoad(system, endpoints, 3, { clients: [3], seconds: 1, warmup: 1, rounds: 1, memory: false, memoryObjects: 0, generators: 1 }).catch(() => undefined);
+    if (r && r.errors === 0 && r.wps > 0) return;
+    if (Date.now() > end) throw new Error(`${system} did not become writable within 60 s`);
+    await sleep(500);
+  }
+}
+
+async function memoryReport(apis: string[], procs: ChildProcess[], n: number): Promise<void> {
+  const c = new StoreClient(apis[0]!);
+  const spec = Buffer.alloc(1024, 0x62);
+  const t0 = Date.now();
+  let done = 0;
+  const batch = 100;
+  const inflight = new Set<Promise<unknown>>();
+  for (let i = 0; i < n; i += batch) {
+    const ops = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) {
+      const id = 'mem' + String(j).padStart(8, '0');
+      ops.push({ type: 2, object: { kind: 'config', id, name: id, labels: {}, service_id: '', node_id: '', spec: encodeValue(spec), status: Buffer.alloc(0) } });
+    }
+    const p = c.txn(ops, 60_000).then(() => (done += ops.length));
+    inflight.add(p);
+    void p.finally(() => inflight.delete(p));
+    if (inflight.size >= 16) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+  const secs = (Date.now() - t0) / 1000;
+  // Every manager has applied everything once a linearizable read on each answers.
+  for (const a of apis) {
+    const s = new StoreClient(a);
+    await s.get('config', 'mem00000000');
+    s.close();
+  }
+  const reports = await Promise.all(procs.map((p) => new Promise<{ rss: number; objects: number; heapUsed: number }>((resolve) => {
+    const rl = createInterface({ input: p.stdout! });
+    rl.on('line', (l) => {
+      if (l.includes('"memory"')) {
+        rl.close();
+        resolve(JSON.parse(l));
+      }
+    });
+    p.kill('SIGUSR2');
+  })));
+  c.close();
+  console.log(`memory: shoal managers holding ${done} objects of 1 KiB (loaded in ${secs.toFixed(1)} s as ${n / batch} txns of ${batch}):`);
+  reports.forEach((r, i) => console.log(`memory: manager ${i + 1}: ${r.objects} objects, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(r.heapUsed / 2 ** 20).toFixed(0)} MiB`));
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const dir = mkdtempSync(join(tmpdir(), 'shoal-bench-raft-'));
+  const cleanup = () => {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('SIGINT', () => { cleanup(); process.exit(130); });
+  try {
+    const etcd = await startEtcd(dir);
+    const shoal = await startShoal(dir);
+    for (const c of shoal.procs) await new Promise<void>((r) => createInterface({ input: c.stdout! }).once('line', () => r()));
+    await waitWritable('etcd', etcd);
+    await waitWritable('shoal', shoal.apis);
+    console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system`);
+    const lines: string[] = [];
+    const finals: string[] = [];
+    for (const C of o.clients) {
+      const res: Record<'etcd' | 'shoal', { wps: number; p50: number; p99: number; errors: number }[]> = { etcd: [], shoal: [] };
+      for (let r = 0; r < o.rounds; r++) {
+        for (const sys of (r % 2 === 0 ? ['etcd', 'shoal'] : ['shoal', 'etcd']) as ('etcd' | 'shoal')[]) {
+          const x = await runLoad(sys, sys === 'etcd' ? etcd : shoal.apis, C, o);
+          res[sys].push(x);
+          console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}`);
+        }
+      }
+      const m = (s: 'etcd' | 'shoal') => ({ wps: median(res[s].map((x) => x.wps)), p50: median(res[s].map((x) => x.p50)), p99: median(res[s].map((x) => x.p99)) });
+      const s = m('shoal');
+      const e = m('etcd');
+      const line = `raft-vs-etcd C=${C}: shoal ${s.wps.toFixed(0)} w/s p99 ${s.p99.toFixed(1)} ms, etcd ${e.wps.toFixed(0)} w/s p99 ${e.p99.toFixed(1)} ms, ratio ${(s.wps / e.wps).toFixed(2)}`;
+      lines.push(`| ${C} | ${s.wps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(1)} | ${e.wps.toFixed(0)} | ${e.p50.toFixed(2)} | ${e.p99.toFixed(1)} | ${(s.wps / e.wps).toFixed(2)} |`);
+      finals.push(line);
+      console.log(line);
+    }
+    if (o.clients.length > 1) {
+      console.log('| C | shoal w/s | shoal p50 ms | shoal p99 ms | etcd w/s | etcd p50 ms | etcd p99 ms | ratio |');
+      console.log('|---|---|---|---|---|---|---|---|');
+      for (const l of lines) console.log(l);
+    }
+    if (o.memory) {
+      await memoryReport(shoal.apis, shoal.procs, o.memoryObjects);
+      for (const l of finals) console.log(l); // the output ends with the result line(s)
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((e) => {
+  console.error(`raft-vs-etcd: ${(e as Error).stack ?? e}`);
+  killAll();
+  process.exit(1);
+});
