@@ -38,7 +38,9 @@ export interface Nack { type: 8; seq: number }
 
 export type Message = Ping | IndirectPing | Ack | Suspect | Alive | Dead | PushPull | Nack;
 
-export class WireError extends Error {}
+export class WireError extends Error {
+  override name = 'WireError';
+}
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 

@@ -86,7 +86,7 @@ export function runScenario(o: ScenarioOptions): ScenarioResult {
     sim.addNode(cfg(name), i === 0 ? [] : ['m0']);
   });
   sim.runUntil(BOOT_S * 1000);
-  const converged = sim.liveNodes().every((n) => n.core.table.list.filter((m) => m.state === 'alive').length === o.members);
+  const converged = sim.liveNodes().every((n) => n.core.table.list.filter((m) => m.state === 'alive' || m.state === 'suspect').length === o.members);
   bootDone = true;
 
   // Traffic at rest.
