@@ -65,6 +65,12 @@ export function parseArgs(argv: string[]): Args {
   return a;
 }
 
+// `| head` closing the pipe is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 async function main(): Promise<number> {
   let args: Args;
   try {

@@ -203,6 +203,11 @@ export class InvariantChecker {
     if ((this.commitByTerm.get(hs.term) ?? 0) < hs.commit) this.commitByTerm.set(hs.term, hs.commit);
   }
 
+  /** The hard state a node was bootstrapped with (already on its disk). */
+  setDurable(node: NodeId, hs: HardState): void {
+    this.durable.set(node, { ...hs });
+  }
+
   /** A hard state reached stable storage. */
   onPersist(node: NodeId, hs: HardState): void {
     this.checks++;

@@ -115,8 +115,12 @@ interface Entry {
   next: Entry | null;
 }
 
+function fmtTime(x: number): string {
+  return Number.isInteger(x) ? String(x) : String(Number(x.toFixed(3)));
+}
+
 function describe(o: Operation): string {
-  const ret = answered(o) ? String(o.return) : '∞ (no reply)';
+  const ret = answered(o) ? fmtTime(o.return as number) : '∞ (no reply)';
   let what: string;
   switch (o.op) {
     case 'get':
@@ -131,7 +135,7 @@ function describe(o: Operation): string {
     case 'cas':
       what = `cas ${JSON.stringify(o.expect)}→${JSON.stringify(o.value)}${answered(o) ? (o.ok ? ' ok' : ' failed') : ''}`;
   }
-  return `client ${String(o.clientId)}: ${what} [${o.call}, ${ret}]`;
+  return `client ${String(o.clientId)}: ${what} [${fmtTime(o.call)}, ${ret}]`;
 }
 
 /** Searches one key's sub-history. Returns null when linearizable, else an explanation. */
@@ -234,6 +238,19 @@ function explain(ops: Operation[], best: { linearized: number[]; state: string }
 }
 
 /**
+ * Drops unanswered writes that no read could have observed. For a key without cas, an unanswered
+ * put/append whose value occurs in no read's output can only be linearized where nothing reads it
+ * before the next put overwrites it, which is the same as never; and "never" is always allowed for
+ * an op without a reply (linearize it last). Removing such ops keeps the answer and saves the
+ * search from trying every position of every lost write, which is what makes it explode.
+ */
+function pruneInvisible(ops: Operation[]): Operation[] {
+  if (ops.some((o) => o.op === 'cas')) return ops;
+  const reads = ops.filter((o) => o.op === 'get' && answered(o)).map((o) => o.output as string);
+  return ops.filter((o) => answered(o) || o.op === 'get' || (o.value as string).length === 0 || reads.some((r) => r.includes(o.value as string)));
+}
+
+/**
  * Checks a KV history (get/put/append/cas over string values, '' for a never-written key).
  * Throws TypeError/RangeError naming the bad operation when the history is malformed.
  */
@@ -249,6 +266,7 @@ export function checkHistory(ops: Operation[], options: CheckOptions = {}): Chec
     if (!part) byKey.set(o.key, (part = []));
     part.push(o);
   }
+  for (const [key, part] of byKey) byKey.set(key, pruneInvisible(part));
   const keys = [...byKey.keys()].sort();
   let unknownKey: { key: string; explanation: string } | null = null;
   for (const key of keys) {

@@ -37,6 +37,20 @@ export interface SimOptions {
   nodes?: number;
   /** A subclass of Raft to run instead of the real one (the broken variants). */
   impl?: typeof Raft;
+  /**
+   * Fault mix: 'mixed' (partitions, crashes, lossy network, transfers, stalls) or 'leader-churn'
+   * (frequent short crashes, mostly of the leader, while entries are in flight: the ground for
+   * Figure-8 style histories). Default: chosen by the seed, one run in five is leader-churn.
+   */
+  profile?: 'mixed' | 'leader-churn';
+  /**
+   * How nodes answer client reads: 'read-index' (linearizable, the default) or 'local' (from the
+   * node's own state machine, no ReadIndex: stale reads are possible). 'local' exists only to
+   * show that the linearizability check catches stale reads.
+   */
+  reads?: 'read-index' | 'local';
+  /** Override the seed's choice of core settings (e.g. small messages to split appends). */
+  tunables?: Partial<Tunables>;
   /** Receives a readable narration of the run. */
   narrate?: (line: string) => void;
 }
@@ -58,6 +72,10 @@ export interface SimResult {
   traceHash: number;
   stats: {
     steps: number;
+    /** The --steps of the fault phase (steps also counts the healing phase). */
+    faultSteps: number;
+    /** The --nodes option, when one was given. */
+    nodesOption?: number;
     virtualMs: number;
     nodes: number;
     leaders: number;
@@ -67,6 +85,7 @@ export interface SimResult {
     snapshotsInstalled: number;
     crashes: number;
     confChanges: number;
+    jointConfigs: number;
     opsCompleted: number;
     opsOpen: number;
     checks: number;
@@ -86,14 +105,14 @@ type Ev =
   | { k: 'clientTimeout'; client: number; reqId: number }
   | { k: 'toNode'; node: NodeId; req: ClientRequest }
   | { k: 'toClient'; rep: ClientReply }
-  | { k: 'healthCheck' };
+  | { k: 'strike'; node: NodeId; term: number };
 
 const EVENT_CODE: Record<Ev['k'], number> = {
   tick: 1, deliver: 2, persist: 3, restart: 4, fault: 5, unpartition: 6, operator: 7, retire: 8,
-  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, healthCheck: 13,
+  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, strike: 13,
 };
 
-interface Tunables {
+export interface Tunables {
   electionTick: number;
   heartbeatTick: number;
   preVote: boolean;
@@ -109,6 +128,8 @@ class SimNode {
   conf: ConfState;
   inflight: Ready | null = null;
   crashOnPersist = false;
+  /** A conf change was applied since the last snapshot: cut a new one (a joiner refuses a snapshot whose conf lacks it). */
+  confDirty = false;
   retired = false;
   role: Role = Role.Follower;
   term = 0;
@@ -163,19 +184,21 @@ export class Simulation {
   private readonly snapEvery: number;
   private readonly clientTimeoutMs: number;
   private trace = 0;
+  private lastSnapLog = '';
   private steps = 0;
   private healing = false;
   private healedAt = 0;
   private liveProbe: SimClient | null = null;
   private liveDone = false;
   private partitionGen = 0;
+  private readonly churn: boolean;
   private nextNodeId: number;
   private reqIds = 0;
   private readCtx = 0;
   private readonly maxMembers = 7;
   private opInFlight: { what: string; ids: NodeId[]; until: number } | null = null;
   private readonly joining = new Map<NodeId, number>();
-  private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0 };
+  private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0, jointConfigs: 0 };
 
   constructor(private readonly opts: SimOptions) {
     const master = new Prng(opts.seed >>> 0);
@@ -195,8 +218,10 @@ export class Simulation {
       checkQuorum: r.chance(0.75),
       maxSizePerMsg: r.pick([64, 256, 4096, 1024 * 1024]),
       maxInflightMsgs: r.pick([1, 4, 64, 256]),
+      ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
+    this.churn = (opts.profile ?? (r.chance(0.2) ? 'leader-churn' : 'mixed')) === 'leader-churn';
     this.net = new Network(this.netRng);
     this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
     const voters = Array.from({ length: n }, (_, i) => i + 1);
@@ -209,6 +234,7 @@ export class Simulation {
       storage.applySnapshot({ meta: { index: 1, term: 1, conf: { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(0) });
       storage.setHardState({ term: 1, vote: 0, commit: 1 });
       this.inv.onRestart(id, { index: 1, term: 1 }, [], 1);
+      this.inv.setDurable(id, storage.hardState());
       this.addNode(id, storage);
     }
     const keys = ['x', 'y', 'z'].slice(0, r.int(1, 3));
@@ -220,7 +246,7 @@ export class Simulation {
     this.q.at(this.faultRng.float() * 200, { k: 'fault' });
     this.q.at(100 + this.faultRng.float() * 400, { k: 'operator' });
     this.log(
-      `seed ${opts.seed}: ${n} voters, electionTick ${this.tun.electionTick}, preVote ${this.tun.preVote}, checkQuorum ${this.tun.checkQuorum}, ` +
+      `seed ${opts.seed}: ${this.churn ? 'leader-churn' : 'mixed'} faults, ${n} voters, electionTick ${this.tun.electionTick}, preVote ${this.tun.preVote}, checkQuorum ${this.tun.checkQuorum}, ` +
         `maxSizePerMsg ${this.tun.maxSizePerMsg}, maxInflight ${this.tun.maxInflightMsgs}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}`,
     );
   }
@@ -358,10 +384,13 @@ export class Simulation {
         this.inv.onApply(n.id, e.index, n.sm.chain);
         this.applyConfChange(n, rn, decodeConfChange(e.data), e.index);
       } else {
-        n.sm.apply(e.index, e.data);
+        const fresh = n.sm.apply(e.index, e.data).fresh;
         this.inv.onApply(n.id, e.index, n.sm.chain);
         if (e.data.length > 0) {
           const cmd = decodeCommand(e.data);
+          if (this.narrate && n.role === Role.Leader) {
+            this.log(`leader ${n.id} applied ${e.index}: client ${cmd.c}#${cmd.s} ${cmd.op} ${cmd.k} ${JSON.stringify(cmd.v)}${fresh ? '' : ' (duplicate, skipped)'}`);
+          }
           const key = `${cmd.c}:${cmd.s}`;
           const w = n.waitingWrites.get(key);
           if (w) {
@@ -412,8 +441,10 @@ export class Simulation {
     const before = fmtConf(n.conf);
     n.conf = rn.applyConfChange(cc);
     const after = fmtConf(n.conf);
+    n.confDirty = true;
     if (n.role === Role.Leader && before !== after) {
       this.st.confChanges++;
+      if (n.conf.votersOutgoing.length > 0) this.st.jointConfigs++;
       this.log(`conf change at index ${index} applied by leader ${n.id}: ${after}`);
     }
   }
@@ -432,7 +463,8 @@ export class Simulation {
     const s = n.storage;
     const applied = n.sm.appliedIndex;
     const snapIndex = s.snapshot().meta.index;
-    if (applied - snapIndex < this.snapEvery || applied > s.lastIndex()) return;
+    if ((applied - snapIndex < this.snapEvery && !(n.confDirty && applied > snapIndex)) || applied > s.lastIndex()) return;
+    n.confDirty = false;
     s.createSnapshot(applied, n.conf, n.sm.snapshot());
     const to = applied - this.rng.int(0, 3);
     if (to >= s.firstIndex()) s.compact(to);
@@ -453,7 +485,9 @@ export class Simulation {
     this.inv.onSend(from.id, m);
     if (m.type === MessageType.Snap) {
       this.st.snapshotsSent++;
-      this.log(`${from.id} sends a snapshot at index ${m.snapshot?.meta.index} to ${m.to}`);
+      const what = `${from.id} sends a snapshot at index ${m.snapshot?.meta.index} to ${m.to}`;
+      if (what !== this.lastSnapLog) this.log(what);
+      this.lastSnapLog = what;
     }
     const delays = this.net.delays();
     if (delays.length === 0 && m.type === MessageType.Snap) this.snapStatus(from.id, from.inc, m.to, false);
@@ -494,6 +528,11 @@ export class Simulation {
     if (role === Role.Leader && (n.role !== Role.Leader || n.term !== term)) {
       this.st.leaders++;
       this.log(`${n.id} became leader of term ${term}`);
+      // Leader churn: new leaders are struck soon after taking over, while their first entries
+      // are still in flight (Figure 8 of the Raft paper needs three such short reigns in a row).
+      if (this.churn && !this.healing && this.faultRng.chance(0.6)) {
+        this.q.after(this.faultRng.float() * 3 * n.tickMs, { k: 'strike', node: n.id, term });
+      }
     }
     if (term > this.st.maxTerm) this.st.maxTerm = term;
     n.role = role;
@@ -520,6 +559,10 @@ export class Simulation {
   private onClientRequest(node: NodeId, req: ClientRequest): void {
     const n = this.nodes.get(node);
     if (!n || !n.rn) return; // nobody there: the client times out
+    if (req.op === 'get' && this.opts.reads === 'local') {
+      this.reply(n, { client: req.client, reqId: req.reqId, ok: true, value: n.sm.get(req.key), leader: n.lead });
+      return;
+    }
     if (req.op === 'get') {
       const ctx = `${req.client}:${req.reqId}:${++this.readCtx}`;
       n.pendingReads.set(ctx, req);
@@ -544,6 +587,10 @@ export class Simulation {
     const up = [...this.nodes.values()].filter((n) => n.up);
     const members = this.members();
     const pick = r.float();
+    if (this.churn) {
+      this.churnFault(up);
+      return;
+    }
     if (pick < 0.3 && this.net.partition === null && members.length >= 2) {
       this.partition(members);
     } else if (pick < 0.55 && up.length > 0) {
@@ -586,6 +633,42 @@ export class Simulation {
     this.q.after(r.float() * 250, { k: 'fault' });
   }
 
+  private churnFault(up: SimNode[]): void {
+    const r = this.faultRng;
+    const l = this.leader();
+    const victim = l && r.chance(0.75) ? l : up.length ? r.pick(up) : null;
+    if (victim) {
+      if (r.chance(0.5)) {
+        victim.crashOnPersist = true;
+        this.fault(`arm: ${victim.id} crashes at its next fsync`);
+      } else {
+        this.crash(victim, victim.role === Role.Leader ? ' (leader)' : '');
+      }
+      this.q.after(1 + r.float() * 8 * this.tun.electionTick * 10, { k: 'restart', node: victim.id });
+    }
+    if (r.chance(0.3)) {
+      const w = { drop: r.pick([0, 0.1, 0.3, 0.5]), duplicate: r.pick([0, 0.05]), spike: 0 };
+      this.net.weather = w;
+      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}`);
+    }
+    this.q.after(r.float() * this.tun.electionTick * 10 * 3, { k: 'fault' });
+  }
+
+  private strike(id: NodeId, term: number): void {
+    const n = this.nodes.get(id);
+    if (this.healing || !n || !n.up || n.role !== Role.Leader || n.term !== term) return;
+    const r = this.faultRng;
+    if (r.chance(0.5) || this.net.partition !== null) {
+      this.crash(n, ` (new leader of term ${term})`);
+      this.q.after(1 + r.float() * 4 * this.tun.electionTick * 10, { k: 'restart', node: id });
+    } else {
+      this.net.partition = Partition.isolate(id, this.members().filter((m) => m !== id));
+      const gen = ++this.partitionGen;
+      this.fault(`partition: ${this.net.partition.description} (new leader of term ${term})`);
+      this.q.after(r.float() * 4 * this.tun.electionTick * 10, { k: 'unpartition', gen });
+    }
+  }
+
   private partition(members: NodeId[]): void {
     const r = this.faultRng;
     const shuffled = r.shuffle([...members]);
@@ -617,13 +700,14 @@ export class Simulation {
   private onOperator(): void {
     if (this.healing) return;
     const r = this.faultRng;
-    this.q.after(100 + r.float() * 900, { k: 'operator' });
+    this.q.after(50 + r.float() * 550, { k: 'operator' });
     // New nodes whose AddLearner never took effect are shut down.
     for (const [id, deadline] of this.joining) {
-      if (this.q.now > deadline) {
+      const l = this.leader();
+      if (this.q.now > deadline && l) {
+        // Decided by a leader's applied configuration only: without a leader nothing is known.
         this.joining.delete(id);
-        const l = this.leader();
-        if (!l || !confMembers(l.conf).includes(id)) this.retire(this.nodes.get(id) as SimNode);
+        if (!confMembers(l.conf).includes(id)) this.retire(this.nodes.get(id) as SimNode);
       }
     }
     const l = this.leader();
@@ -638,12 +722,12 @@ export class Simulation {
     this.opInFlight = null;
     if (conf.votersOutgoing.length > 0) return; // joint: wait for the automatic leave
     const st = l.rn.status();
-    const caughtUp = conf.learners.filter((id) => (st.progress?.get(id)?.match ?? 0) >= st.commit && this.nodes.get(id)?.up);
+    const caughtUp = conf.learners.filter((id) => (st.progress?.get(id)?.match ?? 0) + 3 >= st.commit && this.nodes.get(id)?.up);
     const total = inConf.size;
     const choice = r.float();
     let cc: ConfChange | null = null;
     let what = '';
-    if (caughtUp.length >= 2 && conf.voters.length >= 3 && choice < 0.5) {
+    if (caughtUp.length >= 2 && conf.voters.length >= 3 && choice < 0.7) {
       const out = r.shuffle(conf.voters.slice()).slice(0, 2);
       const [a, b] = caughtUp;
       cc = {
@@ -657,7 +741,7 @@ export class Simulation {
         context: new Uint8Array(0),
       };
       what = `joint replace voters ${out.join(',')} by ${a},${b}`;
-    } else if (caughtUp.length >= 1 && choice < 0.6) {
+    } else if (caughtUp.length >= 1 && (choice < 0.45 || total >= this.maxMembers)) {
       cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddVoter, nodeId: caughtUp[0] }], context: new Uint8Array(0) };
       what = `promote learner ${caughtUp[0]}`;
     } else if (conf.voters.length > 3 && choice < 0.8) {
@@ -674,7 +758,7 @@ export class Simulation {
     }
     if (!cc) return;
     this.fault(`operator via leader ${l.id}: ${what}`);
-    this.opInFlight = { what, ids: cc.changes.map((c) => c.nodeId), until: this.q.now + 1500 };
+    this.opInFlight = { what, ids: cc.changes.map((c) => c.nodeId), until: this.q.now + 200 + r.float() * 300 };
     void encodeConfChange; // the core encodes proposals itself
     l.rn.proposeConfChange(cc);
     this.pump(l);
@@ -755,14 +839,20 @@ export class Simulation {
       case 'toClient': {
         const c = this.client(ev.rep.client);
         const wasBusy = c.busy;
+        const before = this.history.length;
         this.clientAct(c, c.onReply(this.q.now, ev.rep, this.members()));
+        if (this.narrate && wasBusy && !c.busy && ev.rep.ok) {
+          const o = [...this.history.slice(0, before)].reverse().find((h) => h.clientId === c.id) as Operation;
+          this.log(`client ${c.id}: ${o.op} ${o.key}${o.op === 'get' ? ` → ${JSON.stringify(o.output)}` : ` ${JSON.stringify(o.value)}`} answered after ${(this.q.now - o.call).toFixed(1)}ms`);
+        }
         if (c === this.liveProbe && wasBusy && !c.busy) {
           this.liveDone = true;
           this.log(`liveness: the probe write committed ${(this.q.now - this.healedAt).toFixed(1)}ms after healing`);
         }
         return;
       }
-      case 'healthCheck':
+      case 'strike':
+        this.strike(ev.node, ev.term);
         return;
     }
   }
@@ -810,6 +900,8 @@ export class Simulation {
       traceHash: this.trace,
       stats: {
         steps: this.steps,
+        faultSteps: this.stepsWanted,
+        nodesOption: this.opts.nodes,
         virtualMs: Math.round(this.q.now),
         nodes: this.nodes.size,
         leaders: this.st.leaders,
@@ -819,6 +911,7 @@ export class Simulation {
         snapshotsInstalled: this.st.snapshotsInstalled,
         crashes: this.st.crashes,
         confChanges: this.st.confChanges,
+        jointConfigs: this.st.jointConfigs,
         opsCompleted: this.history.filter((o) => o.return !== null && o.return !== undefined).length,
         opsOpen: this.history.filter((o) => o.op !== 'get' && (o.return === null || o.return === undefined)).length,
         checks: this.inv.checks,
@@ -840,6 +933,6 @@ export function formatViolation(r: SimResult): string {
     `  ${v.detail.split('\n').join('\n  ')}`,
     `  fault schedule (${r.schedule.length} events):`,
     ...r.schedule.map((s) => `    ${s}`),
-    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.steps} --verbose`,
+    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''} --verbose`,
   ].join('\n');
 }
