@@ -4,16 +4,16 @@
 //   begin <first> <last> <term> <commit>               a save is about to start (at most one in flight)
 //   ack <first> <last> <term> <commit>                 that save resolved: it is durable
 //   snap <index> <term>                                saveSnapshot + compact resolved
-// Usage: node crash-writer.js <dir> <seed> <segmentSizeBytes>
+// Usage: node crash-writer.js <dir> <seed> <segmentSizeBytes> <preallocate 0|1>
 
 import { writeSync } from 'node:fs';
 import { Entry } from '../types.js';
 import { DiskStorage } from './disk-storage.js';
 import { makeEntries, prng } from './testkit.js';
 
-const [dir, seedArg, segArg] = process.argv.slice(2);
-if (!dir || !seedArg || !segArg) {
-  process.stderr.write('usage: crash-writer.js <dir> <seed> <segmentSizeBytes>\n');
+const [dir, seedArg, segArg, preArg] = process.argv.slice(2);
+if (!dir || !seedArg || !segArg || !preArg) {
+  process.stderr.write('usage: crash-writer.js <dir> <seed> <segmentSizeBytes> <preallocate 0|1>\n');
   process.exit(2);
 }
 const rnd = prng(Number(seedArg));
@@ -25,7 +25,7 @@ function say(line: string): void {
   writeSync(1, line + '\n');
 }
 
-const s = await DiskStorage.open(dir, { segmentSizeBytes: Number(segArg) });
+const s = await DiskStorage.open(dir, { segmentSizeBytes: Number(segArg), preallocate: preArg === '1' });
 let { term, commit } = s.initialState().hardState;
 if (term === 0) term = 1;
 say(`open ${s.firstIndex()} ${s.lastIndex()} ${term} ${commit}`);

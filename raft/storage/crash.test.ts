@@ -27,9 +27,9 @@ function parse(rest: string[]): Batch {
 }
 
 /** Runs the writer until `killAfterMs` after its open line, then SIGKILLs it. Returns its log lines. */
-function runWriter(dir: string, seed: number, killAfterMs: number): Promise<{ lines: string[]; stderr: string; signal: string | null }> {
+function runWriter(dir: string, seed: number, killAfterMs: number, preallocate: boolean): Promise<{ lines: string[]; stderr: string; signal: string | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [WRITER, dir, String(seed), String(SEGMENT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [WRITER, dir, String(seed), String(SEGMENT), preallocate ? '1' : '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const lines: string[] = [];
     let buf = '';
     let stderr = '';
@@ -69,6 +69,7 @@ t.test('SIGKILL at random points never loses an acknowledged entry', async (t) =
   let ackedSnap = 0;
   let totalAcks = 0;
   let tornRounds = 0;
+  const tornReasons: string[] = [];
   let inflightPresent = 0;
   let snaps = 0;
   let snapsOnDisk = 0;
@@ -77,8 +78,10 @@ t.test('SIGKILL at random points never loses an acknowledged entry', async (t) =
   for (let round = 0; round < ROUNDS; round++) {
     const killAfter = Math.floor(rnd() * 120);
     const seed = Math.floor(rnd() * 2 ** 31);
-    const { lines, stderr, signal } = await runWriter(dir, seed, killAfter);
-    const where = `round ${round} (seed ${seed}, kill after ${killAfter} ms)`;
+    // Segments zero-filled up front or growing with each write, switching between rounds.
+    const preallocate = rnd() < 0.5;
+    const { lines, stderr, signal } = await runWriter(dir, seed, killAfter, preallocate);
+    const where = `round ${round} (seed ${seed}, kill after ${killAfter} ms, preallocate ${preallocate})`;
     if (signal !== 'SIGKILL' || !lines[0]?.startsWith('open ')) {
       t.fail(`${where}: writer ended with ${signal}, stderr: ${stderr}`);
       return;
@@ -101,9 +104,12 @@ t.test('SIGKILL at random points never loses an acknowledged entry', async (t) =
       }
     }
 
-    const s = await DiskStorage.open(dir, { segmentSizeBytes: SEGMENT, retainOnOpen: 0 });
+    const s = await DiskStorage.open(dir, { segmentSizeBytes: SEGMENT, retainOnOpen: 0, preallocate });
     try {
-      if (s.openReport.tornTails.length > 0) tornRounds++;
+      if (s.openReport.tornTails.length > 0) {
+        tornRounds++;
+        tornReasons.push(...s.openReport.tornTails.map((x) => `${x.reason} (${x.droppedBytes} bytes, preallocate ${preallocate})`));
+      }
       maxSegments = Math.max(maxSegments, (await segmentFiles(dir)).length);
       const hs = s.initialState().hardState;
       const problems: string[] = [];
@@ -156,5 +162,5 @@ t.test('SIGKILL at random points never loses an acknowledged entry', async (t) =
   t.pass(`${ROUNDS} SIGKILL rounds, ${totalAcks} acknowledged saves checked`);
   t.ok(totalAcks > ROUNDS, 'the writer made progress between kills');
   t.ok(snaps > 0 && snapsOnDisk > 0, 'snapshots and compactions happened under the kills');
-  t.comment(`rounds with a torn tail cut off: ${tornRounds}; rounds where the unacknowledged in-flight save had reached disk: ${inflightPresent}; snapshots acknowledged: ${snaps}, rounds that found a newer snapshot: ${snapsOnDisk}; max segments: ${maxSegments}; final log ${modelFirst}..${Math.max(modelFirst - 1, ...model.keys())}`);
+  t.comment(`rounds with a torn tail cut off: ${tornRounds} ${JSON.stringify(tornReasons)}; rounds where the unacknowledged in-flight save had reached disk: ${inflightPresent}; snapshots acknowledged: ${snaps}, rounds that found a newer snapshot: ${snapsOnDisk}; max segments: ${maxSegments}; final log ${modelFirst}..${Math.max(modelFirst - 1, ...model.keys())}`);
 });

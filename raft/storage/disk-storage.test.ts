@@ -7,6 +7,11 @@ import { collectingLogger, dataMatches, entryData, makeEntries, segmentFiles, sn
 
 const conf = { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
 
+/** Small preallocated segments: the default layout, without writing 64 MiB per test. */
+const SMALL = { segmentSizeBytes: 128 * 1024 };
+/** Files that grow with each write, so a test can see from the size whether anything was written. */
+const EXACT = { preallocate: false };
+
 function snap(index: number, term: number, tag = 'state'): Snapshot {
   return { meta: { index, term, conf }, data: Buffer.from(`${tag}@${index}`) };
 }
@@ -17,7 +22,7 @@ function allEntries(s: DiskStorage) {
 
 t.test('a fresh directory opens empty with the etcd dummy conventions', async (t) => {
   const dir = await tempDir(t, 'fresh');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   t.teardown(() => s.close());
   t.equal(s.firstIndex(), 1);
   t.equal(s.lastIndex(), 0);
@@ -30,7 +35,7 @@ t.test('a fresh directory opens empty with the etcd dummy conventions', async (t
 
 t.test('entries and hard state round-trip through close and reopen', async (t) => {
   const dir = await tempDir(t, 'roundtrip');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 5, 1, 100), hardState: { term: 1, vote: 1, commit: 0 } });
   await s.save({ entries: makeEntries(6, 3, 2, 100), hardState: { term: 2, vote: 3, commit: 4 } });
   t.equal(s.lastIndex(), 8);
@@ -39,7 +44,7 @@ t.test('entries and hard state round-trip through close and reopen', async (t) =
   await s.close();
   await t.rejects(s.save({ entries: makeEntries(9, 1, 2) }), /closed/);
 
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, SMALL);
   t.teardown(() => r.close());
   t.equal(r.firstIndex(), 1);
   t.equal(r.lastIndex(), 8);
@@ -52,7 +57,7 @@ t.test('entries and hard state round-trip through close and reopen', async (t) =
 
 t.test('entries(lo, hi, maxBytes) and term() follow the Storage contract', async (t) => {
   const dir = await tempDir(t, 'reads');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   t.teardown(() => s.close());
   await s.save({ entries: makeEntries(1, 10, 1, 84) }); // 84 + 16 = 100 bytes each
   t.equal(s.entries(2, 11, 250).length, 2, 'two fit in 250 bytes');
@@ -66,7 +71,7 @@ t.test('entries(lo, hi, maxBytes) and term() follow the Storage contract', async
 
 t.test('a conflicting suffix is replaced, and the truncation survives restart', async (t) => {
   const dir = await tempDir(t, 'truncate');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 3 } });
   // A new leader in term 2 overwrites 6..10 with a shorter suffix 6..7.
   await s.save({ entries: makeEntries(6, 2, 2), hardState: { term: 2, vote: 2, commit: 3 } });
@@ -76,7 +81,7 @@ t.test('a conflicting suffix is replaced, and the truncation survives restart', 
   await s.save({ entries: makeEntries(8, 2, 2) });
   await s.close();
 
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, SMALL);
   t.teardown(() => r.close());
   t.same(allEntries(r).map((e) => [e.index, e.term]), [[1, 1], [2, 1], [3, 1], [4, 1], [5, 1], [6, 2], [7, 2], [8, 2], [9, 2]]);
   t.ok(allEntries(r).every(dataMatches));
@@ -163,14 +168,14 @@ t.test('saveSnapshot writes, loads and prunes snapshot files; compact deletes on
 
 t.test('by default a reopen keeps 5,000 entries before the snapshot, or fewer when asked', async (t) => {
   const dir = await tempDir(t, 'retain');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 50, 1, 10), hardState: { term: 1, vote: 1, commit: 50 } });
   await s.saveSnapshot(snap(40, 1));
   await s.close();
-  const a = await DiskStorage.open(dir);
+  const a = await DiskStorage.open(dir, SMALL);
   t.equal(a.firstIndex(), 1);
   await a.close();
-  const b = await DiskStorage.open(dir, { retainOnOpen: 5 });
+  const b = await DiskStorage.open(dir, { ...SMALL, retainOnOpen: 5 });
   t.teardown(() => b.close());
   t.equal(b.firstIndex(), 36);
   t.equal(b.term(35), 1);
@@ -178,14 +183,14 @@ t.test('by default a reopen keeps 5,000 entries before the snapshot, or fewer wh
 
 t.test('a snapshot from the leader replaces the log, durably', async (t) => {
   const dir = await tempDir(t, 'recv');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 5 } });
   // Entries 6..10 of term 1 are stale; the leader sends a snapshot at 20 (term 3) plus 21..22.
   await s.save({ snapshot: snap(20, 3, 'leader'), entries: makeEntries(21, 2, 3), hardState: { term: 3, vote: 0, commit: 20 } });
   t.equal(s.firstIndex(), 21);
   t.equal(s.term(20), 3);
   await s.close();
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, SMALL);
   t.teardown(() => r.close());
   t.equal(r.snapshot().meta.index, 20);
   t.equal(Buffer.from(r.snapshot().data).toString(), 'leader@20');
@@ -197,14 +202,14 @@ t.test('a snapshot from the leader replaces the log, durably', async (t) => {
 
 t.test('a snapshot file whose save never completed is discarded at open and reported', async (t) => {
   const dir = await tempDir(t, 'incomplete');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 10, 1), hardState: { term: 1, vote: 1, commit: 5 } });
   await s.close();
   // What a crash leaves between writing a received snapshot's file and its WAL record.
   const { writeSnapshotFile } = await import('./snapshot-file.js');
   await writeSnapshotFile(path.join(dir, 'snap'), snap(30, 4));
   const log = collectingLogger();
-  const r = await DiskStorage.open(dir, { logger: log });
+  const r = await DiskStorage.open(dir, { ...SMALL, logger: log });
   t.teardown(() => r.close());
   t.equal(r.snapshot().meta.index, 0);
   t.equal(r.lastIndex(), 10);
@@ -215,7 +220,7 @@ t.test('a snapshot file whose save never completed is discarded at open and repo
 
 t.test('a commit-only hard state (mustSync false) is written with the next save or at close', async (t) => {
   const dir = await tempDir(t, 'defer');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, EXACT);
   await s.save({ entries: makeEntries(1, 4, 1), hardState: { term: 1, vote: 1, commit: 1 } });
   const size = async () => (await fs.stat(path.join(dir, 'wal', (await segmentFiles(dir))[0]!))).size;
   const before = await size();
@@ -223,14 +228,14 @@ t.test('a commit-only hard state (mustSync false) is written with the next save 
   t.equal(await size(), before, 'nothing written for it');
   t.equal(s.hardState().commit, 3, 'but the storage reports it');
   await s.close();
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, EXACT);
   t.teardown(() => r.close());
   t.equal(r.initialState().hardState.commit, 3, 'close wrote it');
 });
 
 t.test('concurrent saves are serialised in call order and merged into fewer records', async (t) => {
   const dir = await tempDir(t, 'concurrent');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   const saves: Promise<void>[] = [];
   for (let i = 0; i < 50; i++) saves.push(s.save({ entries: makeEntries(1 + i * 2, 2, 1, 32), hardState: { term: 1, vote: 1, commit: i } }));
   // A truncating save in the middle of the queue: it replaces 91..100 as they are written.
@@ -239,7 +244,7 @@ t.test('concurrent saves are serialised in call order and merged into fewer reco
   t.equal(s.lastIndex(), 93);
   t.same(s.entries(89, 94, Infinity).map((e) => e.term), [1, 1, 2, 2, 2]);
   await s.close();
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, SMALL);
   t.teardown(() => r.close());
   t.equal(r.lastIndex(), 93);
   t.ok(allEntries(r).every(dataMatches));
@@ -248,7 +253,7 @@ t.test('concurrent saves are serialised in call order and merged into fewer reco
 
 t.test('bad input is refused with a clear error and loses nothing', async (t) => {
   const dir = await tempDir(t, 'bad');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 5, 2), hardState: { term: 2, vote: 1, commit: 3 } });
   await t.rejects(s.save({ entries: makeEntries(8, 1, 2) }), /gap after the last entry 5/);
   await t.rejects(s.save({ entries: makeEntries(3, 1, 2) }), /overwrite a committed entry/);
@@ -262,7 +267,7 @@ t.test('bad input is refused with a clear error and loses nothing', async (t) =>
   t.equal(s.lastIndex(), 5);
   await s.save({ entries: makeEntries(6, 1, 2) });
   await s.close();
-  const r = await DiskStorage.open(dir);
+  const r = await DiskStorage.open(dir, SMALL);
   t.teardown(() => r.close());
   t.equal(r.lastIndex(), 6);
   t.ok(allEntries(r).every(dataMatches));
@@ -271,15 +276,15 @@ t.test('bad input is refused with a clear error and loses nothing', async (t) =>
 
 t.test('the conf state hint overrides the snapshot conf state', async (t) => {
   const dir = await tempDir(t, 'conf');
-  const s = await DiskStorage.open(dir);
+  const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 3, 1), hardState: { term: 1, vote: 1, commit: 3 } });
   await s.saveSnapshot(snap(2, 1));
   await s.close();
   const hint = { voters: [1, 2, 3, 4], learners: [5], votersOutgoing: [], learnersNext: [], autoLeave: false };
-  const r = await DiskStorage.open(dir, { confState: hint });
+  const r = await DiskStorage.open(dir, { ...SMALL, confState: hint });
   t.teardown(() => r.close());
   t.same(r.initialState().confState, hint);
-  const q = await DiskStorage.open(await tempDir(t, 'conf2'));
+  const q = await DiskStorage.open(await tempDir(t, 'conf2'), SMALL);
   t.teardown(() => q.close());
   t.same(q.initialState().confState.voters, []);
 });
@@ -296,13 +301,14 @@ t.test('entry data is stored byte for byte, including large entries', async (t) 
   t.equal(r.lastIndex(), 4);
 });
 
-t.test('a failed write (a full file system) makes the storage refuse further writes; a reopen keeps every acknowledged entry', async (t) => {
+for (const preallocate of [false, true]) t.test(`a failed write (a full file system, preallocate ${preallocate}) makes the storage refuse further writes; a reopen keeps every acknowledged entry`, async (t) => {
   const { execFileSync } = await import('node:child_process');
   const mnt = await tempDir(t, 'enospc');
   // A real ENOSPC: a 192 KiB tmpfs mounted for this test only.
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=192k', `shoal-raftdisk-${process.pid}`, mnt]);
   t.teardown(() => execFileSync('umount', ['-l', mnt]));
-  const s = await DiskStorage.open(mnt);
+  const opts = { preallocate, segmentSizeBytes: 48 * 1024 };
+  const s = await DiskStorage.open(mnt, opts);
   let acked = 0;
   let failure: unknown;
   for (let i = 0; i < 200 && !failure; i++) {
@@ -319,7 +325,7 @@ t.test('a failed write (a full file system) makes the storage refuse further wri
   await t.rejects(s.saveSnapshot(snap(1, 1)), /unusable/);
   await s.close();
   await t.rejects(s.save({ entries: [], hardState: { term: 1, vote: 1, commit: 1 } }), /closed/);
-  const r = await DiskStorage.open(mnt);
+  const r = await DiskStorage.open(mnt, opts);
   t.teardown(() => r.close());
   t.equal(r.lastIndex(), acked, 'exactly the acknowledged entries are there');
   t.ok(allEntries(r).every(dataMatches));

@@ -49,6 +49,12 @@ export interface StorageLogger {
 export interface DiskStorageOptions {
   /** Roll to a new WAL segment once the current one reaches this size. Default 64 MiB. */
   segmentSizeBytes?: number;
+  /**
+   * Zero-fill each WAL segment to its full size before use (the next one in the background), so
+   * appends do not grow the file and fdatasync stays cheap. Default true. Costs segmentSizeBytes
+   * of disk up front per segment (and per spare).
+   */
+  preallocate?: boolean;
   /** Snapshot files kept (newest first). Default 2; at least 1. */
   snapshotsKept?: number;
   /**
@@ -158,7 +164,7 @@ export class DiskStorage implements Storage {
     for (const t of snaps.temps) await fs.rm(path.join(snapDir, t), { force: true });
     const { wal, replay } = await Wal.open(
       walDir,
-      { segmentSizeBytes, onSync: opts.onSync },
+      { segmentSizeBytes, preallocate: opts.preallocate ?? true, onSync: opts.onSync },
       { allowed: snaps.files.length === 0, why: `${snapDir} holds snapshot files` },
     );
     try {

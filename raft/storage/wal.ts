@@ -30,6 +30,7 @@ import {
 } from './wal-codec.js';
 
 const SEGMENT_RE = /^(\d{16})-(\d{16})\.wal$/;
+const SPARE_NAME = 'next-segment.wal.tmp';
 
 export function segmentFileName(seq: number, firstIndex: number): string {
   return `${pad16(seq)}-${pad16(firstIndex)}.wal`;
@@ -88,6 +89,12 @@ export interface WalSyncInfo {
 
 export interface WalOptions {
   segmentSizeBytes: number;
+  /**
+   * Zero-fill each segment to segmentSizeBytes before use (the next one in the background, like
+   * etcd's file pipeline). Appends then overwrite allocated blocks and do not grow the file, so
+   * fdatasync needs no journal commit for block allocation or size: several times cheaper on ext4.
+   */
+  preallocate: boolean;
   onSync?: (info: WalSyncInfo) => void;
 }
 
@@ -145,6 +152,8 @@ class ReplayState {
 export class Wal {
   private fh: FileHandle | undefined;
   private pos = 0;
+  /** The next segment's file, being zero-filled (preallocate mode). */
+  private spare: Promise<FileHandle> | undefined;
   /** Last index of the log the WAL describes (what a replay would give). */
   private lastIndex: number;
   private hardState: HardState | undefined;
@@ -179,6 +188,9 @@ export class Wal {
       else unknownFiles.push(name);
     }
     for (const t of removedTemps) await fs.rm(path.join(dir, t), { force: true });
+    // The spare segment being zero-filled when the process stopped is expected, not news.
+    const spareIdx = removedTemps.indexOf(SPARE_NAME);
+    if (spareIdx >= 0) removedTemps.splice(spareIdx, 1);
     found.sort((a, b) => a.seq - b.seq);
     for (let k = 1; k < found.length; k++) {
       if (found[k]!.seq !== found[k - 1]!.seq + 1) {
@@ -203,6 +215,7 @@ export class Wal {
       const buf = await fs.readFile(seg.file);
       let off = 0;
       let torn: TornTail | undefined;
+      let preallocated = 0;
       if (buf.length === 0) {
         // A crash between creating the file and writing its header.
         if (!isLast) throw new WalCorruptError(seg.file, 0, 'the segment is empty, but it is not the last one');
@@ -210,6 +223,9 @@ export class Wal {
       }
       while (!torn && off < buf.length) {
         const r = readRecordAt(buf, off);
+        if (!r.ok && isLast && preallocated === buf.length && isAllZero(buf, off)) {
+          break; // the unused, zero-filled rest of a preallocated segment: the clean end of the log
+        }
         if (!r.ok) {
           if (!isLast) throw new WalCorruptError(seg.file, off, `${r.reason}, in a segment that is not the last one`);
           const after = findIntactRecordAfter(buf, off, buf.length, (type, ps, pe) => plausiblePayload(type, buf, ps, pe));
@@ -226,6 +242,7 @@ export class Wal {
             if (h.seq !== seg.seq || h.firstIndex !== seg.firstIndex) {
               throw new CorruptDataError(`the header says seq ${h.seq} firstIndex ${h.firstIndex}, which does not match the file name`);
             }
+            preallocated = h.preallocated;
             if (k > 0 && h.firstIndex !== st.lastIndex + 1) {
               throw new CorruptDataError(
                 `the segment starts at index ${h.firstIndex} but the segments before it end at index ${st.lastIndex} (a gap in the WAL)`,
@@ -266,6 +283,7 @@ export class Wal {
     } else {
       wal.fh = await fs.open(segments[segments.length - 1]!.file, 'r+');
       wal.pos = tailSize;
+      if (opts.preallocate) wal.spare = wal.startSpare();
     }
     return {
       wal,
@@ -282,11 +300,16 @@ export class Wal {
     };
   }
 
-  /** Starts segment `seq` (header + carried-over hard state), fsyncs it and the directory. */
+  /**
+   * Starts segment `seq`: header + carried-over hard state, fsynced, then made visible under its
+   * name and the directory fsynced. The segment before it is first cut to its used length (it
+   * may have been preallocated), so only the last segment ever has a zero-filled tail.
+   */
   private async createSegment(seq: number, firstIndex: number): Promise<void> {
     const file = path.join(this.dir, segmentFileName(seq, firstIndex));
+    const prealloc = this.opts.preallocate ? this.opts.segmentSizeBytes : 0;
     const hw = recordWriter(64);
-    encodeSegmentHeader(hw, { version: WAL_VERSION, seq, firstIndex });
+    encodeSegmentHeader(hw, { version: WAL_VERSION, seq, firstIndex, preallocated: prealloc });
     const parts: Uint8Array[] = [frameRecord(hw, RecordType.SegmentHeader)];
     if (this.hardState) {
       const bw = recordWriter(64);
@@ -294,19 +317,50 @@ export class Wal {
       parts.push(frameRecord(bw, RecordType.Batch));
     }
     const data = Buffer.concat(parts);
-    const fh = await fs.open(file, 'wx');
-    try {
-      await writeAll(fh, data, 0);
-      await fh.datasync();
-    } catch (err) {
-      await fh.close();
-      throw err;
+    if (this.fh && (await this.fh.stat()).size > this.pos) {
+      await this.fh.truncate(this.pos);
+      await this.fh.datasync();
+    }
+    let fh: FileHandle;
+    if (prealloc > 0) {
+      const spare = this.spare ?? this.startSpare();
+      this.spare = undefined;
+      fh = await spare;
+      try {
+        await writeAll(fh, data, 0);
+        await fh.datasync();
+        await fs.rename(this.sparePath(), file);
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+    } else {
+      fh = await fs.open(file, 'wx');
+      try {
+        await writeAll(fh, data, 0);
+        await fh.datasync();
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
     }
     await syncDir(this.dir);
     if (this.fh) await this.fh.close();
     this.fh = fh;
     this.pos = data.length;
     this.segments.push({ seq, firstIndex, file, maxIndex: 0 });
+    if (prealloc > 0) this.spare = this.startSpare();
+  }
+
+  private sparePath(): string {
+    return path.join(this.dir, SPARE_NAME);
+  }
+
+  /** Zero-fills the next segment's file in the background; awaited when it is needed. */
+  private startSpare(): Promise<FileHandle> {
+    const p = preallocateFile(this.sparePath(), this.opts.segmentSizeBytes);
+    p.catch(() => {}); // a failure surfaces when the spare is awaited at the next roll
+    return p;
   }
 
   /** Writes one batch as one record and fdatasyncs it; rolls to a new segment first when the current one is full. */
@@ -359,7 +413,17 @@ export class Wal {
   async close(): Promise<void> {
     const fh = this.fh;
     this.fh = undefined;
-    if (fh) await fh.close();
+    const spare = this.spare;
+    this.spare = undefined;
+    try {
+      if (fh) await fh.close();
+    } finally {
+      if (spare) {
+        const sfh = await spare.catch(() => undefined);
+        await sfh?.close();
+        await fs.rm(this.sparePath(), { force: true });
+      }
+    }
   }
 }
 
@@ -368,5 +432,27 @@ async function writeAll(fh: FileHandle, data: Uint8Array, position: number): Pro
   while (off < data.length) {
     const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
     off += bytesWritten;
+  }
+}
+
+function isAllZero(buf: Uint8Array, from: number): boolean {
+  for (let i = from; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/** Creates `file` filled with `size` zero bytes, fdatasynced; returns it open for writing. */
+async function preallocateFile(file: string, size: number): Promise<FileHandle> {
+  const fh = await fs.open(file, 'w+');
+  try {
+    for (let off = 0; off < size; off += ZEROS.length) {
+      await writeAll(fh, ZEROS.subarray(0, Math.min(ZEROS.length, size - off)), off);
+    }
+    await fh.datasync();
+    return fh;
+  } catch (err) {
+    await fh.close();
+    throw err;
   }
 }
