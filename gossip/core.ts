@@ -90,6 +90,8 @@ export class GossipCore {
   /** Members others suspect that we have not probed since: they go first. */
   private suspectsToProbe: string[] = [];
   private leaving = false;
+  private gossipScheduled = false;
+  private lastGossipAt = -Infinity;
   private started = false;
   private stopped = false;
 
@@ -113,7 +115,7 @@ export class GossipCore {
         cfg,
         now: () => this.nowMs,
         isLeaving: () => this.leaving,
-        broadcast: (key, msg) => this.broadcasts.queue({ key, msg: encodeMessage(msg) }),
+        broadcast: (key, msg) => this.enqueue(key, encodeMessage(msg)),
         emit: (ev) => this.outbox.events.push(ev),
         schedule: (at, fn) => this.timers.schedule(at, fn),
         onRefute: () => this.awareness.applyDelta(1),
@@ -132,10 +134,9 @@ export class GossipCore {
     this.started = true;
     this.advance(now);
     this.table.self.stateChangeMs = now;
-    this.broadcasts.queue({ key: this.cfg.name, msg: encodeMessage(this.table.selfAlive()) });
+    this.enqueue(this.cfg.name, encodeMessage(this.table.selfAlive()));
     // Stagger the loops so members started together do not beat in phase.
     this.timers.schedule(now + this.rng.next() * this.cfg.probeIntervalMs, () => this.probeTick());
-    this.timers.schedule(now + this.rng.next() * this.cfg.gossipIntervalMs, () => this.gossipTick());
     if (this.cfg.pushPullIntervalMs > 0) {
       this.timers.schedule(now + this.rng.next() * this.cfg.pushPullIntervalMs, () => this.pushPullTick());
     }
@@ -260,7 +261,7 @@ export class GossipCore {
       self.inc++;
       self.state = 'alive';
       self.stateChangeMs = now;
-      this.broadcasts.queue({ key: self.name, msg: encodeMessage(this.table.selfAlive()) });
+      this.enqueue(self.name, encodeMessage(this.table.selfAlive()));
     }
     const req = encodeMessage({ type: MsgType.PushPull, join: true, nodes: this.table.localState() });
     return addrs.map((a) => this.openStream(a, req, this.cfg.tcpTimeoutMs, { kind: 'push-pull', join: true }));
@@ -289,7 +290,7 @@ export class GossipCore {
     const self = this.table.self;
     self.meta = meta;
     self.inc++;
-    this.broadcasts.queue({ key: self.name, msg: encodeMessage(this.table.selfAlive()) });
+    this.enqueue(self.name, encodeMessage(this.table.selfAlive()));
   }
 
   /** Stop all loops; later inputs are ignored. */
@@ -489,10 +490,33 @@ export class GossipCore {
     });
   }
 
+  /**
+   * Queue an update and make sure a gossip round is coming. Rounds run only
+   * while updates are pending, at most one per gossipInterval: a fresh update
+   * goes out at once if the last round is older than the interval (instead of
+   * waiting up to a full interval per hop, as a free-running ticker would), and
+   * an idle member does not wake up five times a second for nothing.
+   */
+  private enqueue(key: string, msg: Uint8Array): void {
+    this.broadcasts.queue({ key, msg });
+    if (this.gossipScheduled || !this.started || this.stopped) return;
+    this.gossipScheduled = true;
+    const at = Math.max(this.nowMs, this.lastGossipAt + this.cfg.gossipIntervalMs);
+    this.timers.schedule(at, () => this.gossipTick());
+  }
+
   private gossipTick(): void {
-    if (this.stopped) return;
-    this.timers.schedule(this.nowMs + this.cfg.gossipIntervalMs, () => this.gossipTick());
-    if (this.broadcasts.length() === 0) return;
+    this.gossipScheduled = false;
+    if (this.stopped || this.broadcasts.length() === 0) return;
+    this.lastGossipAt = this.nowMs;
+    this.gossipRound();
+    if (this.broadcasts.length() > 0) {
+      this.gossipScheduled = true;
+      this.timers.schedule(this.nowMs + this.cfg.gossipIntervalMs, () => this.gossipTick());
+    }
+  }
+
+  private gossipRound(): void {
     const self = this.table.self;
     const now = this.nowMs;
     const targets = kRandom(this.rng, this.table.list, this.cfg.gossipNodes, (m) =>
