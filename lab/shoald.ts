@@ -1,0 +1,134 @@
+// Driving shoald and the shoal CLI inside lab hosts. Every CLI call runs through
+// `ip netns exec <host>`, so its traffic (and the daemon's) stays inside the lab's network.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDetached, isAlive, sleep } from './procs.js';
+import type { LabNode } from './state.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** Located beside this file's build output (dist/ in CI, .build/NAME/ while developing). */
+export const SHOALD_MAIN = join(here, '..', 'node', 'main.js');
+export const CLI_MAIN = join(here, '..', 'cli', 'main.js');
+
+/** Fixed ports: every host has its own network namespace, so all nodes can use the same ones. */
+export const API_PORT = 4242;
+export const RAFT_PORT = 4243;
+export const GOSSIP_PORT = 7946;
+
+export function daemonArgv(n: LabNode): string[] {
+  return [
+    process.execPath, SHOALD_MAIN,
+    '--state-dir', n.stateDir,
+    '--listen', `${n.address}:${API_PORT}`,
+    '--advertise', `${n.address}:${API_PORT}`,
+    '--hostname', n.name,
+    '--raft-port', String(RAFT_PORT),
+    '--gossip-port', String(GOSSIP_PORT),
+  ];
+}
+
+export function checkInstalled(): void {
+  for (const f of [SHOALD_MAIN, CLI_MAIN]) {
+    if (!existsSync(f)) throw new Error(`${f} is missing; build shoal first (npm run build)`);
+  }
+}
+
+function logSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function readFrom(file: string, offset: number): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = statSync(file).size;
+    if (size <= offset) return '';
+    const buf = Buffer.alloc(size - offset);
+    readSync(fd, buf, 0, buf.length, offset);
+    return buf.toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The last lines of a node's log, for error messages. */
+export function logTail(file: string, lines = 15): string {
+  const text = readFrom(file, Math.max(0, logSize(file) - 8192));
+  return text.split('\n').slice(-lines - 1).join('\n');
+}
+
+/** Starts (or restarts) a node's shoald and waits for its `{"ready":true}` line. */
+export async function startDaemon(n: LabNode, timeoutMs = 60_000): Promise<void> {
+  mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(dirname(n.logFile), { recursive: true, mode: 0o700 });
+  if (n.proc && isAlive(n.proc)) throw new Error(`${n.name}'s shoald is already running (pid ${n.proc.pid}); stop it first with \`shoal lab stop ${n.name}\``);
+  n.argv = daemonArgv(n);
+  const from = logSize(n.logFile);
+  n.proc = await startDetached(n.netns, n.argv, n.logFile);
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = readFrom(n.logFile, from);
+    if (/^\{"ready":true/m.test(text)) return;
+    if (!isAlive(n.proc)) throw new Error(`${n.name}'s shoald exited during start-up; last lines of ${n.logFile}:\n${logTail(n.logFile)}`);
+    if (Date.now() > end) throw new Error(`${n.name}'s shoald did not report ready within ${timeoutMs / 1000} s; last lines of ${n.logFile}:\n${logTail(n.logFile)}`);
+    await sleep(50);
+  }
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `shoal ARGS --state-dir <node's>` inside the node's namespace. */
+export function runCli(n: LabNode, args: string[], timeoutMs = 60_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      'ip',
+      ['netns', 'exec', n.netns, process.execPath, CLI_MAIN, ...args, '--state-dir', n.stateDir],
+      { timeout: timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' },
+      (err, stdout, stderr) => {
+        if (!err) return resolve({ code: 0, stdout, stderr });
+        const e = err as { code?: unknown; killed?: boolean; signal?: string | null };
+        const code = typeof e.code === 'number' ? e.code : 1;
+        const why = e.killed ? `timed out after ${timeoutMs / 1000} s` : err.message;
+        resolve({ code, stdout, stderr: stderr || why });
+      },
+    );
+  });
+}
+
+/** Like runCli but throws with the CLI's own message when it fails. */
+export async function cli(n: LabNode, args: string[], timeoutMs = 60_000): Promise<string> {
+  const r = await runCli(n, args, timeoutMs);
+  if (r.code !== 0) throw new Error(`\`shoal ${args.join(' ')}\` on ${n.name} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+  return r.stdout;
+}
+
+export interface NodeRow {
+  id: string;
+  hostname: string;
+  role: string;
+  status: string;
+  availability: string;
+  addr?: string;
+  managerStatus?: { leader?: boolean; reachability?: string } | null;
+}
+
+export async function nodeList(via: LabNode): Promise<NodeRow[]> {
+  const out = await cli(via, ['node', 'ls', '--format', 'json'], 20_000);
+  const rows = JSON.parse(out) as NodeRow[];
+  if (!Array.isArray(rows)) throw new Error(`\`shoal node ls --format json\` on ${via.name} did not print an array: ${out.slice(0, 200)}`);
+  return rows;
+}

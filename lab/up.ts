@@ -1,0 +1,128 @@
+// `shoal lab up`: plans the lab, builds its network, starts one shoald per host, runs
+// `shoal init` on the first manager and `shoal join` on the others, and waits until `node ls`
+// shows every node ready. Progress is printed as it goes; on failure the half-built lab stays for
+// inspection and `shoal lab down` removes it.
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { labName } from './names.js';
+import { labNetnsList } from './netns.js';
+import { buildNetwork, faultPoint } from './network.js';
+import { planLab } from './plan.js';
+import { isAlive, sleep } from './procs.js';
+import { checkInstalled, cli, nodeList, startDaemon, type NodeRow } from './shoald.js';
+import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
+
+export interface UpOptions {
+  labDir: string;
+  managers: number;
+  workers: number;
+  log: (line: string) => void;
+  /** How long to wait for all nodes to be ready after the last join. */
+  readyTimeoutMs?: number;
+}
+
+/** Refuses to build over an existing lab or into a directory that is not a lab's. */
+export function preflight(labDir: string): void {
+  const dir = resolve(labDir);
+  if (process.getuid && process.getuid() !== 0) throw new Error('shoal lab needs root (it creates network namespaces); run it with sudo');
+  let existing: LabState | undefined;
+  try {
+    existing = readState(dir);
+  } catch {
+    existing = undefined;
+  }
+  const nss = labNetnsList(labName(dir));
+  if (existing || nss.length > 0) {
+    throw new Error(`a lab already exists in ${dir} (${nss.length} network namespace(s)${existing ? ', state file present' : ''}); remove it first with \`shoal lab down --lab-dir ${dir}\``);
+  }
+  if (existsSync(dir)) {
+    const entries = readdirSync(dir).filter((e) => e !== MARKER_FILE);
+    if (entries.length > 0 && !existsSync(join(dir, MARKER_FILE))) {
+      throw new Error(`${dir} is not empty and is not a lab directory (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}); choose another --lab-dir`);
+    }
+    if (entries.length > 0) {
+      throw new Error(`${dir} holds leftovers of an earlier lab (${entries.slice(0, 3).join(', ')}); remove them with \`shoal lab down --lab-dir ${dir}\``);
+    }
+  }
+}
+
+export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: NodeRow[] }> {
+  const s = planLab(o.labDir, o.managers, o.workers);
+  preflight(s.labDir);
+  checkInstalled();
+  const t0 = Date.now();
+  const step = (msg: string) => o.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${msg}`);
+
+  ensureDir(s.labDir);
+  writeFileSync(join(s.labDir, MARKER_FILE), 'made by `shoal lab up`; `shoal lab down` removes this directory\n');
+  fsyncDir(s.labDir);
+  writeState(s); // the plan first: `lab down` knows every name before anything exists
+  step(`lab "${s.name}" in ${s.labDir}: ${o.managers} manager(s), ${o.workers} worker(s)`);
+
+  buildNetwork(s, step);
+
+  // Daemons are independent until init/join, so start them all at once.
+  step(`starting ${s.nodes.length} shoald daemons`);
+  await Promise.all(
+    s.nodes.map(async (n) => {
+      await startDaemon(n);
+      step(`shoald on ${n.name} ready (pid ${n.proc!.pid}, log ${n.logFile})`);
+    }),
+  );
+  writeState(s);
+  faultPoint('after-daemons', s.nodes.length);
+
+  const [first, ...rest] = s.nodes;
+  if (!first) throw new Error('a lab needs at least one manager');
+  await cli(first, ['init']);
+  const worker = (await cli(first, ['join-token', 'worker', '--quiet'])).trim();
+  const manager = (await cli(first, ['join-token', 'manager', '--quiet'])).trim();
+  s.tokens = { worker, manager };
+  s.joinAddress = `${first.address}:${4242}`;
+  writeState(s);
+  step(`cluster initialised on ${first.name} (${s.joinAddress})`);
+
+  // Managers one at a time (each is a raft membership change); workers all together.
+  for (const n of rest.filter((x) => x.role === 'manager')) {
+    await cli(n, ['join', '--token', manager, s.joinAddress], 120_000);
+    step(`${n.name} joined as manager`);
+  }
+  await Promise.all(
+    rest
+      .filter((x) => x.role === 'worker')
+      .map(async (n) => {
+        await cli(n, ['join', '--token', worker, s.joinAddress!], 120_000);
+        step(`${n.name} joined as worker`);
+      }),
+  );
+
+  step('waiting until every node is ready');
+  const rows = await waitAllReady(s, o.readyTimeoutMs ?? 120_000);
+  s.phase = 'ready';
+  writeState(s);
+  step(`all ${rows.length} nodes ready`);
+  return { state: s, nodes: rows };
+}
+
+/** Polls `node ls` on a live manager until it lists every lab node as ready. */
+export async function waitAllReady(s: LabState, timeoutMs: number): Promise<NodeRow[]> {
+  const end = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    for (const m of s.nodes.filter((n) => n.role === 'manager' && isAlive(n.proc))) {
+      try {
+        const rows = await nodeList(m);
+        const ready = rows.filter((r) => r.status === 'ready');
+        if (ready.length === s.nodes.length && s.nodes.every((n) => rows.some((r) => r.hostname === n.name && r.status === 'ready'))) return rows;
+        last = `${ready.length}/${s.nodes.length} ready: ${rows.map((r) => `${r.hostname}=${r.status}`).join(' ')}`;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      break;
+    }
+    if (Date.now() > end) throw new Error(`not every node became ready within ${timeoutMs / 1000} s (${last}); logs are in ${join(s.labDir, 'logs')}`);
+    await sleep(250);
+  }
+}
+
+export { STATE_FILE };
