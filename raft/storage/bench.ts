@@ -1,6 +1,7 @@
 // Micro benchmark of DiskStorage.save (not a test): N batches of K entries of S bytes.
 //
-//   node <build>/raft/storage/bench.js [--batches N] [--entries K] [--size S] [--concurrency C] [--dir D]
+//   node <build>/raft/storage/bench.js [--batches N] [--entries K] [--size S] [--concurrency C]
+//                                      [--preallocate 0|1] [--segment BYTES] [--dir D]
 //
 // Mode "sequential" awaits each save before the next (one Ready at a time, as a RawNode host
 // does). With --concurrency C > 1, C saves are kept outstanding, so saves that queue behind an
@@ -20,6 +21,8 @@ const { values } = parseArgs({
     entries: { type: 'string', default: '16' },
     size: { type: 'string', default: '256' },
     concurrency: { type: 'string', default: '1' },
+    preallocate: { type: 'string', default: '1' },
+    segment: { type: 'string', default: String(64 * 1024 * 1024) },
     dir: { type: 'string' },
   },
 });
@@ -27,7 +30,9 @@ const N = Number(values.batches);
 const K = Number(values.entries);
 const SIZE = Number(values.size);
 const C = Number(values.concurrency);
-for (const [k, v] of Object.entries({ batches: N, entries: K, size: SIZE, concurrency: C })) {
+const PREALLOCATE = values.preallocate !== '0';
+const SEGMENT = Number(values.segment);
+for (const [k, v] of Object.entries({ batches: N, entries: K, size: SIZE, concurrency: C, segment: SEGMENT })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got ${String(v)}`);
 }
 
@@ -39,7 +44,7 @@ const dir = values.dir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'shoal-raftdi
 try {
   const syncs: number[] = [];
   let records = 0;
-  const s = await DiskStorage.open(dir, { onSync: (i) => (syncs.push(i.syncMs), records++) });
+  const s = await DiskStorage.open(dir, { preallocate: PREALLOCATE, segmentSizeBytes: SEGMENT, onSync: (i) => (syncs.push(i.syncMs), records++) });
   const payload = Buffer.alloc(SIZE, 0xab);
   let next = s.lastIndex() + 1;
   const term = Math.max(1, s.initialState().hardState.term);
@@ -67,7 +72,8 @@ try {
   saveLat.sort((a, b) => a - b);
   const f = (n: number) => n.toFixed(3);
   console.log(
-    `raft storage bench: ${N} saves x ${K} entries x ${SIZE} B, concurrency ${C}, dir ${dir} (${os.cpus().length} cpus)\n` +
+    `raft storage bench: ${N} saves x ${K} entries x ${SIZE} B, concurrency ${C}, preallocate ${PREALLOCATE}, ` +
+      `segments ${SEGMENT} B, dir ${dir} (${os.cpus().length} cpus, load ${os.loadavg()[0]!.toFixed(1)})\n` +
       `  saves/s     ${(N / secs).toFixed(0)}\n` +
       `  entries/s   ${((N * K) / secs).toFixed(0)}\n` +
       `  MB/s        ${((N * K * SIZE) / secs / 1e6).toFixed(1)}\n` +

@@ -606,6 +606,10 @@ function validateSnapshot(s: Snapshot): void {
   if (!c || ![c.voters, c.learners, c.votersOutgoing, c.learnersNext].every((l) => Array.isArray(l) && l.every(isNonNegInt))) {
     throw new TypeError('snapshot: meta.conf must hold arrays of node ids');
   }
+  const removed = (c as { removed?: unknown }).removed;
+  if (removed !== undefined && !(Array.isArray(removed) && removed.every(isNonNegInt))) {
+    throw new TypeError('snapshot: meta.conf.removed, when present, must be an array of node ids');
+  }
 }
 
 function validateSaveInput(input: SaveInput): void {
