@@ -2,7 +2,7 @@
 // log file, and identified by (pid, start time) so a recycled pid is never mistaken for them.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { procState } from './netns.js';
+import { pidInNetns, procState } from './netns.js';
 
 export interface ProcRef {
   pid: number;
@@ -41,14 +41,16 @@ export async function startDetached(ns: string, argv: string[], logFile: string,
       child.once('spawn', () => resolve(child.pid!));
     });
     child.unref();
-    // Read the start time once the exec into the namespace has happened; retry briefly because
-    // /proc may lag the spawn by a moment.
-    for (let i = 0; i < 50; i++) {
+    // Return once `ip` has entered the namespace (the pid is then the command's), so callers
+    // never see the process still in the caller's namespace.
+    const end = Date.now() + 10_000;
+    for (;;) {
       const st = startTimeOf(pid);
-      if (st !== undefined) return { pid, startTime: st };
-      await sleep(10);
+      if (st === undefined || procState(pid) === undefined) throw new Error(`${argv.join(' ')} in ${ns} exited at once; see ${logFile}`);
+      if (pidInNetns(pid, ns)) return { pid, startTime: st };
+      if (Date.now() > end) throw new Error(`${argv.join(' ')} did not enter network namespace ${ns} within 10 s`);
+      await sleep(5);
     }
-    throw new Error(`${argv.join(' ')} in ${ns} exited at once; see ${logFile}`);
   } finally {
     closeSync(fd);
   }
