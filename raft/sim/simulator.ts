@@ -483,6 +483,10 @@ export class Simulation {
     }
     if (m.to === from.id) throw new Violation('message to self', `node ${from.id} handed the host a ${MessageType[m.type]} to itself`);
     this.inv.onSend(from.id, m);
+    // An append acknowledgement promises the entries are on this node's disk.
+    if (m.type === MessageType.AppResp && !m.reject && m.index > from.storage.lastIndex()) {
+      throw new Violation('acknowledged before persisted', `node ${from.id} acknowledged index ${m.index} to ${m.to} while its stable log ends at ${from.storage.lastIndex()}`);
+    }
     if (m.type === MessageType.Snap) {
       this.st.snapshotsSent++;
       const what = `${from.id} sends a snapshot at index ${m.snapshot?.meta.index} to ${m.to}`;
