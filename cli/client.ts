@@ -1,0 +1,54 @@
+// How the CLI reaches a cluster: the local daemon's Unix socket under the state dir, or mTLS to a
+// manager (--host) with the identity stored in the state dir.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { controlDef, localDef } from '../manager/control/service.js';
+import { CHANNEL_OPTIONS, clientCredentials } from '../manager/security/credentials.js';
+
+export interface Target {
+  stateDir: string;
+  host?: string;
+}
+
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+type Client = grpc.Client & Record<string, any>;
+
+export function socketPath(t: Target): string {
+  return join(t.stateDir, 'shoald.sock');
+}
+
+function identityCreds(stateDir: string): grpc.ChannelCredentials {
+  const d = join(stateDir, 'identity');
+  if (!existsSync(join(d, 'node.json'))) throw new CliError(`no node identity in ${stateDir}: --host needs the state dir of a node that joined the cluster (a manager's, for control commands)`);
+  return clientCredentials({ caPem: readFileSync(join(d, 'ca.crt'), 'utf8'), certPem: readFileSync(join(d, 'node.crt'), 'utf8'), keyPem: readFileSync(join(d, 'node.key'), 'utf8') });
+}
+
+export function localClient(t: Target): Client {
+  const p = socketPath(t);
+  if (!existsSync(p)) throw new CliError(`shoald is not running with state dir ${t.stateDir} (no socket ${p}): start it with "shoald --state-dir ${t.stateDir} ..." or pass --state-dir`);
+  const Ctor = grpc.makeGenericClientConstructor(localDef(), 'Local');
+  return new Ctor(`unix://${p}`, grpc.credentials.createInsecure()) as Client;
+}
+
+export function controlClient(t: Target): Client {
+  const Ctor = grpc.makeGenericClientConstructor(controlDef(), 'Control');
+  if (t.host) return new Ctor(t.host, identityCreds(t.stateDir), CHANNEL_OPTIONS) as Client;
+  const p = socketPath(t);
+  if (!existsSync(p)) throw new CliError(`shoald is not running with state dir ${t.stateDir} (no socket ${p}); pass --state-dir, or --host MANAGER:PORT`);
+  return new Ctor(`unix://${p}`, grpc.credentials.createInsecure()) as Client;
+}
+
+export function call<T = any>(c: Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
+  return new Promise((resolve, reject) =>
+    c[method]!(req, { deadline: Date.now() + timeoutMs }, (e: grpc.ServiceError | null, r: T) => {
+      if (e) reject(new CliError(e.details || e.message));
+      else resolve(r);
+    }),
+  );
+}

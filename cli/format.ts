@@ -1,0 +1,25 @@
+// Output: aligned tables for people, JSON for scripts.
+export function table(headers: string[], rows: string[][]): string {
+  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : (c ?? '').padEnd(w[i]!))).join('   ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** A node as `node ls/inspect --format json` prints it. */
+export function nodeJson(n: any) {
+  return {
+    id: n.id,
+    hostname: n.hostname,
+    role: n.role,
+    desiredRole: n.desired_role,
+    status: n.status,
+    statusMessage: n.status_message,
+    availability: n.availability,
+    addr: n.addr,
+    labels: n.labels ?? {},
+    managerStatus: n.manager_status ? { raftId: Number(n.manager_status.raft_id), addr: n.manager_status.addr, leader: n.manager_status.leader, reachability: n.manager_status.reachability, voter: n.manager_status.voter } : null,
+    gossipAddr: n.gossip_addr,
+    certSerial: n.cert_serial,
+    certNotAfter: n.cert_not_after_ms ? new Date(Number(n.cert_not_after_ms)).toISOString() : null,
+  };
+}

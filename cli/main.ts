@@ -1,0 +1,193 @@
+#!/usr/bin/env node
+// shoal: the CLI. A client of the control API only (plus the local daemon's init/join/leave).
+// Commands and flags are documented in node/README.md.
+import { CliError, call, controlClient, localClient, type Target } from './client.js';
+import { nodeJson, table } from './format.js';
+
+interface Parsed {
+  args: string[];
+  flags: Map<string, string[]>;
+}
+
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab']);
+
+/** The lab's module (cli/lab.ts, written by the lab): `shoal lab ...` and `shoal --lab ...`. */
+interface LabModule {
+  labMain(argv: string[]): Promise<number>;
+  labTarget(): Promise<Target>;
+}
+async function labModule(): Promise<LabModule> {
+  const path = './lab.js';
+  try {
+    return (await import(path)) as LabModule;
+  } catch (e) {
+    throw new CliError(`the lab is not available in this build (cli/lab.js: ${(e as Error).message})`);
+  }
+}
+
+function parse(argv: string[]): Parsed {
+  const p: Parsed = { args: [], flags: new Map() };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') {
+      p.args.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--')) {
+      let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+      if (v === undefined) {
+        if (BOOL.has(k)) v = 'true';
+        else {
+          v = argv[++i];
+          if (v === undefined) throw new CliError(`--${k} needs a value`, 2);
+        }
+      }
+      p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
+    } else if (a === '-q') p.flags.set('quiet', ['true']);
+    else p.args.push(a);
+  }
+  return p;
+}
+
+const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT] [--format table|json] COMMAND
+  init                                   create a cluster on the local shoald
+  join --token TOKEN MANAGER:PORT        join the local shoald to a cluster
+  join-token worker|manager [--rotate] [--quiet]
+  node ls | inspect NODE | promote NODE... | demote NODE... | rm [--force] NODE...
+  node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
+  leave [--force]
+  cluster inspect
+Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
+--host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir.`;
+
+async function run(argv: string[]): Promise<string> {
+  if (argv[0] === 'lab') {
+    const code = await (await labModule()).labMain(argv.slice(1));
+    if (code !== 0) throw new CliError('', code);
+    return '';
+  }
+  const p = parse(argv);
+  const one = (k: string) => p.flags.get(k)?.at(-1);
+  const known = new Set(['lab', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
+  for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
+  if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
+  const t: Target = p.flags.has('lab') ? await (await labModule()).labTarget() : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
+  const format = one('format') ?? 'table';
+  if (format !== 'table' && format !== 'json') throw new CliError(`--format must be table or json, got ${format}`, 2);
+  const json = format === 'json';
+  const out = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
+  const [cmd, sub, ...rest] = p.args;
+
+  switch (cmd) {
+    case 'init': {
+      const r = await call(localClient(t), 'Init', {});
+      if (json) return out({ nodeId: r.node_id, clusterId: r.cluster_id, addr: r.addr, workerToken: r.worker_token, managerToken: r.manager_token });
+      return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\nTo add a worker to this cluster, run:\n\n    shoal join --token ${r.worker_token} ${r.addr}\n\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
+    }
+    case 'join': {
+      const token = one('token');
+      const addr = sub;
+      if (!token || !addr) throw new CliError('usage: shoal join --token TOKEN MANAGER:PORT', 2);
+      const r = await call(localClient(t), 'Join', { addr, token }, 120_000);
+      if (json) return out({ nodeId: r.node_id, role: r.role, clusterId: r.cluster_id });
+      return `This node joined cluster ${r.cluster_id} as a ${r.role} (node ${r.node_id}).\n`;
+    }
+    case 'leave': {
+      await call(localClient(t), 'Leave', { force: one('force') === 'true' });
+      return json ? out({ left: true }) : 'Node left the cluster.\n';
+    }
+    case 'join-token': {
+      if (sub !== 'worker' && sub !== 'manager') throw new CliError('usage: shoal join-token worker|manager [--rotate] [--quiet]', 2);
+      const rotate = one('rotate') === 'true';
+      const r = await call(controlClient(t), 'GetJoinTokens', { rotate_worker: rotate && sub === 'worker', rotate_manager: rotate && sub === 'manager' });
+      const token = sub === 'worker' ? r.worker : r.manager;
+      const addr = r.manager_addrs?.[0] ?? 'MANAGER:PORT';
+      if (json) return out({ role: sub, token, addrs: r.manager_addrs });
+      if (one('quiet') === 'true') return token + '\n';
+      return `${rotate ? `Rotated the ${sub} join token.\n` : ''}To add a ${sub} to this cluster, run:\n\n    shoal join --token ${token} ${addr}\n`;
+    }
+    case 'cluster': {
+      if (sub !== 'inspect') throw new CliError('usage: shoal cluster inspect', 2);
+      const c = await call(controlClient(t), 'GetCluster', {});
+      const v = {
+        id: c.id,
+        leader: { nodeId: c.leader_node_id, raftId: Number(c.leader_raft_id) },
+        raft: { term: Number(c.term), commit: Number(c.commit), applied: Number(c.applied) },
+        managers: (c.managers ?? []).map((m: any) => ({ nodeId: m.node_id, hostname: m.hostname, raftId: Number(m.raft_id), addr: m.addr, voter: m.voter, leader: m.leader, reachability: m.reachability, match: Number(m.match) })),
+        nodes: Number(c.node_count),
+        caDigest: c.ca_digest,
+        certValidityHours: Number(c.cert_validity_hours),
+        answeredBy: c.answered_by,
+      };
+      if (json) return out(v);
+      return `Cluster ${v.id}\nLeader: ${v.leader.nodeId} (raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValidityHours} h\n\n` +
+        table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match)]));
+    }
+    case 'node':
+      return node(t, sub, rest, p, json, out);
+    default:
+      throw new CliError(`unknown command ${JSON.stringify(cmd)}\n${USAGE}`, 2);
+  }
+}
+
+async function node(t: Target, sub: string | undefined, rest: string[], p: Parsed, json: boolean, out: (v: unknown) => string): Promise<string> {
+  const c = controlClient(t);
+  const need = () => {
+    if (rest.length === 0) throw new CliError(`usage: shoal node ${sub} NODE...`, 2);
+    return rest;
+  };
+  switch (sub) {
+    case 'ls': {
+      const r = await call(c, 'ListNodes', {});
+      const nodes = (r.nodes ?? []).map(nodeJson);
+      if (json) return out(nodes);
+      return table(['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDR'], nodes.map((n: any) => [n.id, n.hostname, n.role + (n.desiredRole !== n.role ? `->${n.desiredRole}` : ''), n.status, n.availability, n.managerStatus ? (n.managerStatus.leader ? 'Leader' : n.managerStatus.voter ? 'Reachable'.replace('Reachable', n.managerStatus.reachability === 'reachable' ? 'Reachable' : 'Unreachable') : 'Learner') : '', n.addr]));
+    }
+    case 'inspect': {
+      const list = [];
+      for (const id of need()) list.push(nodeJson(await call(c, 'GetNode', { id })));
+      return out(list.length === 1 && !json ? list[0] : list);
+    }
+    case 'promote':
+    case 'demote': {
+      const done = [];
+      for (const id of need()) {
+        const n = nodeJson(await call(c, sub === 'promote' ? 'PromoteNode' : 'DemoteNode', { id }));
+        done.push(n);
+      }
+      if (json) return out(done);
+      return done.map((n) => `Node ${n.hostname} (${n.id}) ${sub}d to ${sub === 'promote' ? 'manager' : 'worker'}.\n`).join('');
+    }
+    case 'rm': {
+      const force = p.flags.get('force')?.at(-1) === 'true';
+      for (const id of need()) await call(c, 'RemoveNode', { id, force });
+      return json ? out({ removed: rest }) : rest.map((id) => `Removed ${id}.\n`).join('');
+    }
+    case 'update': {
+      const id = need()[0]!;
+      const label_add: Record<string, string> = {};
+      for (const kv of p.flags.get('label-add') ?? []) {
+        const i = kv.indexOf('=');
+        if (i <= 0) throw new CliError(`--label-add needs key=value, got ${JSON.stringify(kv)}`, 2);
+        label_add[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      const req = { id, availability: p.flags.get('availability')?.at(-1) ?? '', label_add, label_rm: p.flags.get('label-rm') ?? [] };
+      if (!req.availability && Object.keys(label_add).length === 0 && req.label_rm.length === 0) throw new CliError('node update: give --availability, --label-add or --label-rm', 2);
+      const n = nodeJson(await call(c, 'UpdateNode', req));
+      return json ? out(n) : `Updated ${n.hostname} (${n.id}).\n`;
+    }
+    default:
+      throw new CliError('usage: shoal node ls|inspect|promote|demote|update|rm ...', 2);
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (s) => {
+    process.stdout.write(s);
+    process.exit(0);
+  },
+  (e) => {
+    if ((e as Error).message) process.stderr.write(`shoal: ${(e as Error).message}\n`);
+    process.exit(e instanceof CliError ? e.exitCode : 1);
+  },
+);

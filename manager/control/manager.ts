@@ -1,0 +1,193 @@
+// The manager role of a node: the replicated store (raft), the trust policy every authorized call
+// consults, leader forwarding, and the reconcilers that run on the leader (node health from
+// gossip). shoald creates one when its certificate says manager and stops it when demoted.
+import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { DiskStorage } from '../../raft/storage/index.js';
+import { ReplicatedNode, type MemberAddr } from '../raftnode/node.js';
+import type { TxnOp } from '../store/types.js';
+import type { TrustPolicy } from '../security/authz.js';
+import type { TlsIdentity } from '../security/credentials.js';
+import { LeaderForwarder } from '../security/forward.js';
+import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
+
+export type GossipView = (nodeId: string) => 'alive' | 'suspect' | 'dead' | 'left' | undefined;
+
+export interface ManagerOptions {
+  stateDir: string;
+  nodeId: string;
+  clusterId: string;
+  raftListen: string;
+  raftAdvertise: string;
+  apiAddr: string;
+  tls(): TlsIdentity;
+  gossip: GossipView;
+  /** A new cluster: bootstrap a one-voter raft group. */
+  bootstrap?: boolean;
+  tickMs?: number;
+  log(m: string): void;
+}
+
+function writeDurable(path: string, data: string): void {
+  const tmp = path + '.tmp';
+  writeFileSync(tmp, data);
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+export class Manager {
+  raft!: ReplicatedNode;
+  readonly raftId: number;
+  readonly forwarder: LeaderForwarder;
+  private healthTimer?: NodeJS.Timeout;
+  private peersWatch?: { cancel(): void };
+  private stopped = false;
+
+  constructor(readonly o: ManagerOptions) {
+    this.raftId = raftIdOf(o.nodeId);
+    this.forwarder = new LeaderForwarder({
+      isLeader: () => this.raft?.isLeader() ?? false,
+      leaderAddr: () => this.leaderNode()?.status.addr,
+      tls: o.tls,
+    });
+  }
+
+  private get membersFile(): string {
+    return join(this.o.stateDir, 'raft-members.json');
+  }
+
+  async start(): Promise<void> {
+    const dir = join(this.o.stateDir, 'raft');
+    mkdirSync(dir, { recursive: true });
+    const log = (m: string) => this.o.log(m);
+    const storage = await DiskStorage.open(dir, { logger: { info: () => {}, warn: log } });
+    if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, [this.raftId]);
+    const members = new Map<number, MemberAddr>();
+    try {
+      for (const [id, a] of JSON.parse(readFileSync(this.membersFile, 'utf8')) as [number, MemberAddr][]) members.set(id, a);
+    } catch {
+      // first start: peers come from the join answer and from the store
+    }
+    members.set(this.raftId, { raft: this.o.raftAdvertise, api: this.o.apiAddr });
+    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') ? log(m) : undefined) });
+    this.raft.onFatal = (e) => {
+      log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
+      process.exit(1);
+    };
+    await this.raft.start();
+    // Every manager keeps its raft peers' addresses from the node objects (a restored snapshot
+    // does not carry them) and remembers them on disk for the next start.
+    this.peersWatch = this.raft.store.watch({ kinds: ['node'] }, () => this.syncPeers(), undefined, () => this.syncPeers());
+    this.syncPeers();
+    this.healthTimer = setInterval(() => void this.reconcileHealth(), 1000);
+  }
+
+  addPeers(list: { raftId: number; addr: string }[]): void {
+    for (const m of list) if (m.raftId !== this.raftId) this.raft.transport.addPeer(m.raftId, m.addr);
+  }
+
+  private syncPeers(): void {
+    if (this.stopped) return;
+    const list: [number, MemberAddr][] = [];
+    for (const n of this.nodes()) {
+      const r = n.status?.raft;
+      if (!r) continue;
+      list.push([r.id, { raft: r.addr, api: n.status.addr }]);
+      if (r.id !== this.raftId) this.raft.transport.addPeer(r.id, r.addr);
+    }
+    if (list.length > 0) writeDurable(this.membersFile, JSON.stringify(list));
+  }
+
+  cluster(): ClusterObject | undefined {
+    return this.raft.store.list('cluster')[0] as ClusterObject | undefined;
+  }
+
+  node(id: string): NodeObject | undefined {
+    return this.raft.store.get('node', id) as NodeObject | undefined;
+  }
+
+  nodes(): NodeObject[] {
+    return this.raft.store.list('node') as NodeObject[];
+  }
+
+  isLeader(): boolean {
+    return this.raft.isLeader();
+  }
+
+  leaderNode(): NodeObject | undefined {
+    const lead = this.raft.leader();
+    if (!lead) return undefined;
+    return this.nodes().find((n) => n.status?.raft?.id === lead);
+  }
+
+  async waitLeader(timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!this.raft.leader()) {
+      if (Date.now() > end) throw new Error(`no raft leader after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** The trust policy the authorizer consults on every call served by this manager. */
+  readonly policy: TrustPolicy = {
+    clusterId: () => this.o.clusterId,
+    refuse: (nodeId: string) => {
+      const c = this.cluster();
+      const until = c?.spec.removed?.[nodeId];
+      if (until !== undefined && until > Date.now()) return 'the node was removed from the cluster (shoal node rm); join it again with a token to get a new identity';
+      if (!this.node(nodeId)) {
+        // A node joins through a follower before this replica applied its object: only refuse
+        // ids this replica cannot know yet when the store is up to date.
+        return 'it is not a member of this cluster (unknown node id)';
+      }
+      return undefined;
+    },
+  };
+
+  /** Raft reachability of a manager as the leader sees it. */
+  reachability(raftId: number): 'reachable' | 'unreachable' | 'unknown' {
+    if (raftId === this.raftId) return 'reachable';
+    const p = this.raft.status().progress?.get(raftId);
+    if (!p) {
+      const n = this.nodes().find((x) => x.status?.raft?.id === raftId);
+      const g = n ? this.o.gossip(n.id) : undefined;
+      return g === 'alive' || g === 'suspect' ? 'reachable' : g ? 'unreachable' : 'unknown';
+    }
+    return p.recentActive ? 'reachable' : 'unreachable';
+  }
+
+  /** Leader: node status follows gossip (alive/suspect = ready, dead/left = down). */
+  async reconcileHealth(): Promise<void> {
+    if (this.stopped || !this.raft.isLeader()) return;
+    const ops: TxnOp[] = [];
+    for (const n of this.nodes()) {
+      const g = this.o.gossip(n.id);
+      let want: NodeState | undefined;
+      if (g === 'alive' || g === 'suspect') want = 'ready';
+      else if (g === 'dead' || g === 'left') want = 'down';
+      if (!want || n.status.state === want) continue;
+      const message = want === 'down' ? `gossip reports the node ${g} since ${new Date().toISOString()}` : '';
+      ops.push({ op: 'update', object: nodeInput(n, { status: { state: want, message } }), expectVersion: n.version });
+    }
+    for (const op of ops) {
+      try {
+        await this.raft.propose([op]);
+        const o = (op as { object: { id: string; status: { state: string } } }).object;
+        this.o.log(`manager: node ${o.id} is now ${o.status.state}`);
+      } catch {
+        // a concurrent update or a leadership change: the next round retries
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.healthTimer);
+    this.peersWatch?.cancel();
+    this.forwarder.reset();
+    await this.raft?.stop();
+  }
+}

@@ -1,0 +1,77 @@
+// The cluster's objects as shoal stores them in the replicated store: one `cluster` object (CA,
+// join tokens, gossip key, removed nodes) and one `node` object per node. Helpers here read and
+// build them so the CA, the control API, the dispatcher and the authorizer agree on the shape.
+import { createHash } from 'node:crypto';
+import type { ObjectInput, StoreObject } from '../store/types.js';
+import type { Role } from '../ca/pki.js';
+
+export type Availability = 'active' | 'pause' | 'drain';
+export const AVAILABILITIES: readonly Availability[] = ['active', 'pause', 'drain'];
+export type NodeState = 'ready' | 'down' | 'unknown';
+
+export interface TokenRecord {
+  /** sha256 hex of the secret: what the join check compares against. */
+  hash: string;
+  /** The whole token sealed (AES-256-GCM) under a key derived from the CA key, so managers can show it again. */
+  sealed: string;
+}
+
+export interface ClusterSpec {
+  ca: { certPem: string; keyPem: string };
+  tokens: { worker: TokenRecord; manager: TokenRecord };
+  /** base64 AES key handed to nodes for gossip. */
+  gossipKey: string;
+  certDays: number;
+  /** node id -> time (ms) until which its certificates are refused (their latest expiry). */
+  removed: Record<string, number>;
+}
+
+export interface RaftInfo {
+  id: number;
+  addr: string;
+}
+
+export interface NodeSpec {
+  desiredRole: Role;
+  availability: Availability;
+}
+
+export interface NodeStatus {
+  role: Role;
+  state: NodeState;
+  message: string;
+  hostname: string;
+  addr: string;
+  gossipAddr: string;
+  certSerial: string;
+  certNotAfter: number;
+  /** PEM of the latest issued certificate (public). */
+  certPem: string;
+  /** Set for managers that joined raft. */
+  raft?: RaftInfo;
+}
+
+export type NodeObject = StoreObject<NodeSpec, NodeStatus>;
+export type ClusterObject = StoreObject<ClusterSpec, null>;
+
+export function nodeInput(o: NodeObject, patch: { spec?: Partial<NodeSpec>; status?: Partial<NodeStatus>; labels?: Record<string, string> }): ObjectInput {
+  return {
+    kind: 'node',
+    id: o.id,
+    name: o.name,
+    labels: patch.labels ?? o.labels,
+    spec: { ...o.spec, ...(patch.spec ?? {}) },
+    status: { ...o.status, ...(patch.status ?? {}) },
+  };
+}
+
+export function clusterInput(o: ClusterObject, spec: Partial<ClusterSpec>): ObjectInput {
+  return { kind: 'cluster', id: o.id, name: o.name, labels: o.labels, spec: { ...o.spec, ...spec }, status: null };
+}
+
+/** Raft ids are derived from node ids so a joining manager knows its own before it joins. */
+export function raftIdOf(nodeId: string): number {
+  // 48 bits of the id's SHA-256: safe as a JS number, collisions negligible for manager counts.
+  const n = createHash('sha256').update(nodeId).digest().readUIntBE(0, 6);
+  return n === 0 ? 1 : n;
+}

@@ -1,0 +1,268 @@
+// The control API for nodes and the cluster (proto/control/control.proto), manager-only. Writes
+// run on the raft leader (followers forward them with the caller's identity); reads wait for a
+// ReadIndex round so any manager answers with the latest committed state.
+import type { MethodSpec } from '../security/authz.js';
+import { invalid, notFound, precondition, unavailable } from '../security/errors.js';
+import { unseal } from '../ca/seal.js';
+import { tokenRecord } from '../ca/cluster-init.js';
+import { caDigest } from '../ca/tokens.js';
+import type { Manager } from './manager.js';
+import { AVAILABILITIES, clusterInput, nodeInput, type Availability, type NodeObject } from './model.js';
+import { quorumCheck } from './quorum.js';
+
+const M: ('manager')[] = ['manager'];
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
+
+export function nodeToWire(mgr: Manager, n: NodeObject) {
+  const r = n.status.raft;
+  const voters = mgr.raft.confState().voters;
+  return {
+    id: n.id,
+    hostname: n.status.hostname,
+    role: n.status.role,
+    desired_role: n.spec.desiredRole,
+    status: n.status.state,
+    status_message: n.status.message,
+    availability: n.spec.availability,
+    addr: n.status.addr,
+    labels: n.labels,
+    manager_status: r ? { raft_id: r.id, addr: r.addr, leader: mgr.raft.leader() === r.id, reachability: mgr.reachability(r.id), voter: voters.includes(r.id) } : null,
+    gossip_addr: n.status.gossipAddr,
+    cert_serial: n.status.certSerial,
+    cert_not_after_ms: n.status.certNotAfter,
+    created_version: n.createdVersion,
+    version: n.version,
+  };
+}
+
+export function resolveNode(mgr: Manager, ref: string): NodeObject {
+  if (!ref) throw invalid('give a node id, a unique id prefix or a hostname');
+  const all = mgr.nodes();
+  const exact = all.find((n) => n.id === ref);
+  if (exact) return exact;
+  const byPrefix = all.filter((n) => n.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  const byHost = all.filter((n) => n.status.hostname === ref);
+  if (byHost.length === 1) return byHost[0]!;
+  if (byPrefix.length > 1 || byHost.length > 1) throw invalid(`${JSON.stringify(ref)} matches several nodes (${[...byPrefix, ...byHost].map((n) => n.id).join(', ')}); use a longer id prefix`);
+  throw notFound(`no node ${JSON.stringify(ref)}: "shoal node ls" lists the nodes`);
+}
+
+export function controlTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
+  const read = async () => {
+    try {
+      await mgr.raft.linearizableRead();
+    } catch (e) {
+      throw unavailable(`cannot read the latest cluster state: ${(e as Error).message}; quorum may be lost`);
+    }
+  };
+  const cluster = () => {
+    const c = mgr.cluster();
+    if (!c) throw unavailable('this manager has not loaded the cluster object yet; retry');
+    return c;
+  };
+  const reachable = (raftId: number) => mgr.reachability(raftId) === 'reachable' && (() => {
+    const n = mgr.nodes().find((x) => x.status.raft?.id === raftId);
+    return !n || n.status.state !== 'down';
+  })();
+
+  const demote = async (n: NodeObject): Promise<NodeObject> => {
+    if (n.spec.desiredRole === 'worker' && n.status.role === 'worker') throw precondition(`node ${n.id} is already a worker`);
+    const r = n.status.raft;
+    if (r) {
+      const why = quorumCheck(mgr.raft.confState().voters, r.id, reachable);
+      if (why) throw precondition(`cannot demote ${n.status.hostname} (${n.id}): ${why}`);
+      if (r.id === mgr.raftId) {
+        // The leader hands leadership to the most caught-up reachable voter, then the new leader
+        // performs the demotion (the call is forwarded there).
+        const st = mgr.raft.status();
+        let best = 0;
+        let bestMatch = -1;
+        for (const v of mgr.raft.confState().voters) {
+          if (v === mgr.raftId) continue;
+          const p = st.progress?.get(v);
+          if (p && p.recentActive && p.match > bestMatch) {
+            best = v;
+            bestMatch = p.match;
+          }
+        }
+        if (!best) throw precondition(`cannot demote the leader ${n.id}: no other reachable manager can take over`);
+        log(`control: demoting the leader: transferring leadership to raft member ${best}`);
+        mgr.raft.transferLeader(best);
+        const end = Date.now() + 10_000;
+        while (mgr.raft.isLeader() || !mgr.raft.leader()) {
+          if (Date.now() > end) throw unavailable('leadership transfer did not complete within 10 s; retry the demotion');
+          await new Promise((res) => setTimeout(res, 50));
+        }
+        throw Object.assign(new Error('moved'), { retryOnLeader: true });
+      }
+      await mgr.raft.removeMember(r.id);
+      log(`control: removed raft member ${r.id} (node ${n.id})`);
+    }
+    const fresh = mgr.node(n.id)!;
+    const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(fresh, { spec: { desiredRole: 'worker' }, status: { raft: undefined } }) }]);
+    return res.objects[0] as NodeObject;
+  };
+
+  const table: Record<string, MethodSpec> = {
+    ListNodes: {
+      roles: M,
+      unary: async () => {
+        await read();
+        return { nodes: mgr.nodes().sort((a, b) => a.createdVersion - b.createdVersion).map((n) => nodeToWire(mgr, n)) };
+      },
+    },
+    GetNode: {
+      roles: M,
+      unary: async (req: { id: string }) => {
+        await read();
+        return nodeToWire(mgr, resolveNode(mgr, req.id));
+      },
+    },
+    UpdateNode: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string; availability: string; label_add: Record<string, string>; label_rm: string[] }) => {
+        const n = resolveNode(mgr, req.id);
+        let availability = n.spec.availability;
+        if (req.availability) {
+          if (!AVAILABILITIES.includes(req.availability as Availability)) throw invalid(`availability must be one of ${AVAILABILITIES.join(', ')}, got ${JSON.stringify(req.availability)}`);
+          availability = req.availability as Availability;
+        }
+        const labels = { ...n.labels };
+        for (const [k, v] of Object.entries(req.label_add ?? {})) {
+          if (!LABEL_KEY.test(k)) throw invalid(`label key ${JSON.stringify(k)} is not valid (letters, digits, . _ / -, at most 253 characters)`);
+          labels[k] = String(v);
+        }
+        for (const k of req.label_rm ?? []) {
+          if (!(k in labels)) throw invalid(`node ${n.id} has no label ${JSON.stringify(k)} to remove`);
+          delete labels[k];
+        }
+        const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(n, { spec: { availability }, labels }), expectVersion: n.version }]);
+        return nodeToWire(mgr, res.objects[0] as NodeObject);
+      },
+    },
+    RemoveNode: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string; force: boolean }) => {
+        const n = resolveNode(mgr, req.id);
+        if (n.status.role === 'manager' || n.spec.desiredRole === 'manager' || n.status.raft) {
+          throw precondition(`node ${n.status.hostname} (${n.id}) is a manager: demote it first ("shoal node demote ${n.id}"), then remove it`);
+        }
+        if (n.status.state !== 'down' && !req.force) {
+          throw precondition(`node ${n.status.hostname} (${n.id}) is ${n.status.state}, not down: stop it (or run "shoal leave" on it) first, or use --force`);
+        }
+        const c = cluster();
+        const removed = { ...c.spec.removed };
+        const now = Date.now();
+        for (const [k, until] of Object.entries(removed)) if (until < now) delete removed[k];
+        removed[n.id] = Math.max(n.status.certNotAfter || 0, now + 90 * 86400_000);
+        await mgr.raft.propose([
+          { op: 'delete', kind: 'node', id: n.id, expectVersion: n.version },
+          { op: 'update', object: clusterInput(c, { removed }), expectVersion: c.version },
+        ]);
+        log(`control: removed node ${n.id} (${n.status.hostname}); its certificates are refused from now on`);
+        return {};
+      },
+    },
+    PromoteNode: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string }) => {
+        const n = resolveNode(mgr, req.id);
+        if (n.spec.desiredRole === 'manager') throw precondition(`node ${n.status.hostname} (${n.id}) is already a manager`);
+        const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(n, { spec: { desiredRole: 'manager' } }), expectVersion: n.version }]);
+        log(`control: promoting node ${n.id}; it renews its certificate and joins raft`);
+        return nodeToWire(mgr, res.objects[0] as NodeObject);
+      },
+    },
+    DemoteNode: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string }, ctx) => {
+        const n = resolveNode(mgr, req.id);
+        try {
+          return nodeToWire(mgr, await demote(n));
+        } catch (e) {
+          if ((e as { retryOnLeader?: boolean }).retryOnLeader) return mgr.forwarder.forward(controlDef(), 'DemoteNode', req, ctx.identity!);
+          throw e;
+        }
+      },
+    },
+    GetCluster: {
+      roles: M,
+      unary: async () => {
+        await read();
+        const c = cluster();
+        const st = mgr.raft.status();
+        const voters = mgr.raft.confState().voters;
+        const learners = mgr.raft.confState().learners;
+        const leader = mgr.leaderNode();
+        const managers = mgr.nodes().filter((n) => n.status.raft).map((n) => {
+          const r = n.status.raft!;
+          return {
+            raft_id: r.id,
+            node_id: n.id,
+            hostname: n.status.hostname,
+            addr: r.addr,
+            voter: voters.includes(r.id) && !learners.includes(r.id),
+            leader: st.lead === r.id,
+            reachability: mgr.reachability(r.id),
+            match: st.progress?.get(r.id)?.match ?? 0,
+          };
+        });
+        return {
+          id: c.id,
+          leader_node_id: leader?.id ?? '',
+          leader_raft_id: st.lead,
+          term: st.term,
+          commit: st.commit,
+          applied: mgr.raft.store.applied,
+          managers,
+          ca_digest: caDigest(c.spec.ca.certPem),
+          node_count: mgr.nodes().length,
+          cert_validity_hours: c.spec.certDays * 24,
+          answered_by: mgr.o.nodeId,
+        };
+      },
+    },
+    GetJoinTokens: {
+      roles: M,
+      leader: true,
+      unary: async (req: { rotate_worker: boolean; rotate_manager: boolean }) => {
+        let c = cluster();
+        if (req.rotate_worker || req.rotate_manager) {
+          const tokens = { ...c.spec.tokens };
+          if (req.rotate_worker) tokens.worker = tokenRecord(c.spec.ca).record;
+          if (req.rotate_manager) tokens.manager = tokenRecord(c.spec.ca).record;
+          const res = await mgr.raft.propose([{ op: 'update', object: clusterInput(c, { tokens }), expectVersion: c.version }]);
+          c = res.objects[0] as typeof c;
+          log(`control: rotated the ${[req.rotate_worker && 'worker', req.rotate_manager && 'manager'].filter(Boolean).join(' and ')} join token`);
+        }
+        const addrs = mgr.nodes().filter((n) => n.status.raft).map((n) => n.status.addr);
+        return { worker: unseal(c.spec.ca.keyPem, c.spec.tokens.worker.sealed), manager: unseal(c.spec.ca.keyPem, c.spec.tokens.manager.sealed), manager_addrs: addrs };
+      },
+    },
+  };
+  return table;
+}
+
+import { loadProto } from '../../proto/load.js';
+import type * as grpc from '@grpc/grpc-js';
+let defs: Record<string, grpc.ServiceDefinition> | undefined;
+function loadDefs(): Record<string, grpc.ServiceDefinition> {
+  if (!defs) {
+    const c = (loadProto('control/control.proto') as any).shoal.control.v1;
+    const ca = (loadProto('ca/ca.proto') as any).shoal.ca.v1;
+    const d = (loadProto('dispatcher/dispatcher.proto') as any).shoal.dispatcher.v1;
+    const l = (loadProto('control/local.proto') as any).shoal.local.v1;
+    defs = { control: c.Control.service, raft: c.RaftMembership.service, ca: ca.CA.service, dispatcher: d.Dispatcher.service, local: l.Local.service };
+  }
+  return defs;
+}
+export const controlDef = () => loadDefs().control!;
+export const raftMembershipDef = () => loadDefs().raft!;
+export const caDef = () => loadDefs().ca!;
+export const dispatcherDef = () => loadDefs().dispatcher!;
+export const localDef = () => loadDefs().local!;

@@ -1,0 +1,55 @@
+// Follower -> leader forwarding of leader-only calls: the follower calls the same method on the
+// leader with its own manager certificate and puts the original caller's identity in metadata
+// (the leader's authorizer trusts it only because the forwarding peer is a manager).
+import * as grpc from '@grpc/grpc-js';
+import { FWD_CLUSTER, FWD_NODE, FWD_ROLE, type Forwarder, type Identity } from './authz.js';
+import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from './credentials.js';
+import { unavailable } from './errors.js';
+
+export class LeaderForwarder implements Forwarder {
+  private readonly clients = new Map<string, grpc.Client>();
+
+  constructor(
+    private readonly o: {
+      isLeader(): boolean;
+      /** The leader's advertised gRPC address, if known. */
+      leaderAddr(): string | undefined;
+      tls(): TlsIdentity;
+      timeoutMs?: number;
+    },
+  ) {}
+
+  isLeader(): boolean {
+    return this.o.isLeader();
+  }
+
+  private client(service: grpc.ServiceDefinition, addr: string): grpc.Client {
+    const key = Object.keys(service).join(',') + '@' + addr;
+    let c = this.clients.get(key);
+    if (!c) {
+      const Ctor = grpc.makeGenericClientConstructor(service, 'fwd');
+      c = new Ctor(addr, clientCredentials(this.o.tls()), CHANNEL_OPTIONS);
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+
+  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity): Promise<unknown> {
+    const addr = this.o.leaderAddr();
+    if (!addr) return Promise.reject(unavailable(`no raft leader is known right now (an election may be in progress, or quorum is lost); retry in a few seconds`));
+    const md = new grpc.Metadata();
+    md.set(FWD_NODE, id.nodeId);
+    md.set(FWD_ROLE, id.role);
+    md.set(FWD_CLUSTER, id.clusterId);
+    const c = this.client(service, addr) as any;
+    return new Promise((resolve, reject) => {
+      c[method](req, md, { deadline: Date.now() + (this.o.timeoutMs ?? 30_000) }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
+    });
+  }
+
+  /** Drop cached channels (after a certificate renewal). */
+  reset(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}

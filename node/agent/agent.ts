@@ -1,0 +1,198 @@
+// The agent: keeps one session with a manager (heartbeats at the period the manager asks for),
+// follows its assignments (a full set, then deltas) and reports task status in batches every
+// 100 ms. When the manager goes away it moves to the next known manager; the assignments it holds
+// stay until the new session's full set replaces them, and every status is re-sent there.
+import * as grpc from '@grpc/grpc-js';
+import { dispatcherDef } from '../../manager/control/service.js';
+import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../../manager/security/credentials.js';
+
+export interface ManagerRef {
+  node_id: string;
+  addr: string;
+  gossip_addr: string;
+}
+
+export interface SessionInfo {
+  sessionId: string;
+  nodeId: string;
+  role: string;
+  availability: string;
+  managers: ManagerRef[];
+  gossipKey: Buffer;
+  heartbeatMs: number;
+}
+
+export interface AgentOptions {
+  tls(): TlsIdentity;
+  hostname: string;
+  addr: string;
+  gossipAddr(): string;
+  /** Managers to try, in order (persisted list plus the join address). */
+  managers(): string[];
+  onSession(s: SessionInfo, manager: string): void;
+  onAssignments?(tasks: Map<string, unknown>): void;
+  log(m: string): void;
+}
+
+export interface TaskStatusReport {
+  state: string;
+  message?: string;
+  err?: string;
+}
+
+type Client = grpc.Client & Record<string, any>;
+
+export class Agent {
+  readonly tasks = new Map<string, unknown>();
+  private readonly statuses = new Map<string, TaskStatusReport & { ts: number }>();
+  private readonly unsent = new Set<string>();
+  private stopped = false;
+  private client?: Client;
+  private current?: string;
+  private sessionId = '';
+  private idx = 0;
+  private cleanup: (() => void)[] = [];
+  private flushTimer?: NodeJS.Timeout;
+  connected = false;
+
+  constructor(private readonly o: AgentOptions) {}
+
+  get manager(): string | undefined {
+    return this.connected ? this.current : undefined;
+  }
+
+  start(): void {
+    void this.loop();
+  }
+
+  /** Records a task's latest status; it is sent in the next batch (and again on a new session). */
+  report(taskId: string, s: TaskStatusReport): void {
+    this.statuses.set(taskId, { ...s, ts: Date.now() });
+    this.unsent.add(taskId);
+    if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
+  }
+
+  private async flush(): Promise<void> {
+    this.flushTimer = undefined;
+    if (!this.client || !this.sessionId || this.unsent.size === 0) return;
+    const ids = [...this.unsent];
+    this.unsent.clear();
+    const updates = ids.map((id) => {
+      const s = this.statuses.get(id)!;
+      return { task_id: id, state: s.state, message: s.message ?? '', err: s.err ?? '', timestamp_ms: s.ts };
+    });
+    try {
+      await new Promise<void>((res, rej) => this.client!.UpdateTaskStatus({ session_id: this.sessionId, updates }, { deadline: Date.now() + 5000 }, (e: Error | null) => (e ? rej(e) : res())));
+    } catch (e) {
+      for (const id of ids) this.unsent.add(id);
+      this.o.log(`agent: sending ${ids.length} task status update(s) failed: ${(e as Error).message}; retrying`);
+      if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 1000);
+    }
+  }
+
+  private pick(): string | undefined {
+    const list = this.o.managers();
+    if (list.length === 0) return undefined;
+    const a = list[this.idx % list.length]!;
+    this.idx++;
+    return a;
+  }
+
+  private async loop(): Promise<void> {
+    let backoff = 100;
+    while (!this.stopped) {
+      const addr = this.pick();
+      if (!addr) {
+        await sleep(1000);
+        continue;
+      }
+      const started = Date.now();
+      try {
+        await this.runSession(addr);
+      } catch (e) {
+        if (!this.stopped) this.o.log(`agent: session with ${addr} ended: ${(e as Error).message}`);
+      }
+      this.teardown();
+      if (this.stopped) return;
+      backoff = Date.now() - started > 10_000 ? 100 : Math.min(backoff * 2, 4_000);
+      await sleep(backoff / 2 + Math.random() * backoff / 2);
+    }
+  }
+
+  private teardown(): void {
+    this.connected = false;
+    for (const f of this.cleanup.splice(0)) f();
+    this.client?.close();
+    this.client = undefined;
+    this.sessionId = '';
+  }
+
+  private runSession(addr: string): Promise<void> {
+    const Ctor = grpc.makeGenericClientConstructor(dispatcherDef(), 'Dispatcher');
+    const c = new Ctor(addr, clientCredentials(this.o.tls()), CHANNEL_OPTIONS) as Client;
+    this.client = c;
+    this.current = addr;
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const finish = (e?: Error) => {
+        if (done) return;
+        done = true;
+        if (e) reject(e);
+        else resolve();
+      };
+      this.cleanup.push(() => finish());
+      const stream = c.Session({ hostname: this.o.hostname, addr: this.o.addr, gossip_addr: this.o.gossipAddr() });
+      this.cleanup.push(() => stream.cancel());
+      let hb: NodeJS.Timeout | undefined;
+      this.cleanup.push(() => clearTimeout(hb));
+      const beat = (period: number) => {
+        hb = setTimeout(() => {
+          c.Heartbeat({ session_id: this.sessionId }, { deadline: Date.now() + 5000 }, (e: grpc.ServiceError | null, r: { period_ms: number }) => {
+            if (e) return finish(new Error(`heartbeat failed: ${e.details ?? e.message}`));
+            beat(Number(r.period_ms) || period);
+          });
+        }, period);
+      };
+      stream.on('data', (m: any) => {
+        const first = !this.sessionId;
+        this.sessionId = m.session_id;
+        const info: SessionInfo = { sessionId: m.session_id, nodeId: m.node_id, role: m.role, availability: m.availability, managers: m.managers ?? [], gossipKey: m.gossip_key, heartbeatMs: Number(m.heartbeat_period_ms) || 5000 };
+        if (first) {
+          this.connected = true;
+          this.o.log(`agent: session ${m.session_id} with manager ${addr}`);
+          beat(info.heartbeatMs);
+          this.openAssignments(c, finish);
+          for (const id of this.statuses.keys()) this.unsent.add(id);
+          if (this.unsent.size > 0 && !this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
+        }
+        this.o.onSession(info, addr);
+      });
+      stream.on('error', (e: grpc.ServiceError) => finish(new Error(e.details ?? e.message)));
+      stream.on('end', () => finish(new Error('the manager closed the session')));
+    });
+  }
+
+  private openAssignments(c: Client, finish: (e?: Error) => void): void {
+    const s = c.Assignments({ session_id: this.sessionId });
+    this.cleanup.push(() => s.cancel());
+    s.on('data', (m: { type: string; changes: { action: string; task_id: string; task: Buffer }[] }) => {
+      if (m.type === 'complete') this.tasks.clear();
+      for (const ch of m.changes ?? []) {
+        if (ch.action === 'remove') this.tasks.delete(ch.task_id);
+        else this.tasks.set(ch.task_id, JSON.parse(ch.task.toString('utf8')));
+      }
+      this.o.onAssignments?.(this.tasks);
+    });
+    s.on('error', (e: grpc.ServiceError) => finish(new Error(`assignments: ${e.details ?? e.message}`)));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.flushTimer);
+    this.teardown();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

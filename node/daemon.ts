@@ -1,0 +1,436 @@
+// shoald: one per host. Holds the node's identity from its state directory, serves the local
+// Unix socket (init, join, leave, info and the control API on a manager), runs gossip and the
+// agent always, and the manager role (raft store, CA, control, dispatcher behind mTLS) when its
+// certificate says manager, switching at runtime after promote/demote. Renews its certificate at
+// a random 50-80 % of its life, and at once when the node object asks for another role.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { PresetName } from '../gossip/config.js';
+import { caTable } from '../manager/ca/service.js';
+import { newClusterObject, newNodeObject } from '../manager/ca/cluster-init.js';
+import { certInfo, createKeyAndCSR, createRootCA, issueNodeCertificate, renewAt, verifyNodeCert, type Role } from '../manager/ca/pki.js';
+import { unseal } from '../manager/ca/seal.js';
+import { Manager } from '../manager/control/manager.js';
+import { raftMembershipTable } from '../manager/control/membership.js';
+import { raftIdOf, type ClusterSpec } from '../manager/control/model.js';
+import { caDef, controlDef, controlTable, dispatcherDef, localDef, raftMembershipDef } from '../manager/control/service.js';
+import { Dispatcher } from '../manager/dispatcher/service.js';
+import { secureService, type Identity as CallIdentity, type MethodSpec } from '../manager/security/authz.js';
+import { CHANNEL_OPTIONS, clientCredentials, ServerTls } from '../manager/security/credentials.js';
+import { invalid, precondition } from '../manager/security/errors.js';
+import { Agent, type SessionInfo } from './agent/agent.js';
+import { NodeGossip } from './gossip.js';
+import { JoinError, joinCluster } from './join.js';
+import { freePort, joinHostPort, splitHostPort } from './ports.js';
+import { StateDir, writeDurable, type Identity } from './state.js';
+
+export interface DaemonOptions {
+  stateDir: string;
+  listen: string;
+  advertise: string;
+  hostname: string;
+  raftPort?: number;
+  gossipPort?: number;
+  gossipPreset: PresetName;
+  log(m: string): void;
+}
+
+export class Daemon {
+  readonly state: StateDir;
+  private id?: Identity;
+  private local?: grpc.Server;
+  private server?: grpc.Server;
+  private serverTls?: ServerTls;
+  private manager?: Manager;
+  private dispatcher?: Dispatcher;
+  private agent?: Agent;
+  private gossip?: NodeGossip;
+  private gossipStarting = false;
+  private renewTimer?: NodeJS.Timeout;
+  private renewing?: Promise<void>;
+  private joinRaftTimer?: NodeJS.Timeout;
+  private phase: 'uninitialized' | 'joining' | 'member' | 'left' = 'uninitialized';
+  private busy = false;
+  private stopped = false;
+  private lastSeeds: string[] = [];
+
+  constructor(readonly o: DaemonOptions) {
+    this.state = new StateDir(o.stateDir);
+  }
+
+  private log(m: string): void {
+    this.o.log(m);
+  }
+
+  get identity(): Identity | undefined {
+    return this.id;
+  }
+
+  private get advertiseHost(): string {
+    return splitHostPort(this.o.advertise).host;
+  }
+
+  private async ports(): Promise<{ raft: number; gossip: number }> {
+    const saved = this.state.readJson<{ raft?: number; gossip?: number }>('ports.json', {});
+    const p = {
+      raft: this.o.raftPort ?? saved.raft ?? (await freePort(this.advertiseHost)),
+      gossip: this.o.gossipPort ?? saved.gossip ?? (await freePort(this.advertiseHost, true)),
+    };
+    if (p.raft !== saved.raft || p.gossip !== saved.gossip) this.state.writeJson('ports.json', p);
+    return p;
+  }
+
+  async start(): Promise<void> {
+    await this.startLocal();
+    this.id = this.state.loadIdentity();
+    if (this.id) {
+      this.log(`shoald: restarting as ${this.id.role} ${this.id.nodeId} of cluster ${this.id.clusterId}`);
+      await this.startMember(false);
+    }
+  }
+
+  // ---- the local socket ----
+
+  private async startLocal(): Promise<void> {
+    const path = this.state.socketPath;
+    rmSync(path, { force: true });
+    const server = new grpc.Server();
+    const self = (): CallIdentity => ({ nodeId: this.id?.nodeId ?? 'local', role: 'manager', clusterId: this.id?.clusterId ?? '', local: true });
+    const localTable: Record<string, MethodSpec> = {
+      Init: { roles: ['manager'], unary: () => this.exclusive(() => this.init()) },
+      Join: { roles: ['manager'], unary: (req: { addr: string; token: string }) => this.exclusive(() => this.join(req.addr, req.token)) },
+      Leave: { roles: ['manager'], unary: (req: { force: boolean }) => this.exclusive(() => this.leave(req.force)) },
+      Info: {
+        roles: ['manager'],
+        unary: async () => ({
+          node_id: this.id?.nodeId ?? '',
+          role: this.id?.role ?? '',
+          cluster_id: this.id?.clusterId ?? '',
+          addr: this.o.advertise,
+          state: this.phase,
+          managers: this.managerAddrs(),
+          session_manager: this.agent?.manager ?? '',
+        }),
+      },
+    };
+    const policy = { clusterId: () => undefined, refuse: () => undefined };
+    server.addService(localDef(), secureService(localDef(), localTable, { name: 'Local', policy, localIdentity: self }));
+    // The control API on the socket: served by this node's manager role, with a local identity.
+    const proxy: Record<string, MethodSpec> = {};
+    for (const m of Object.keys(controlDef())) {
+      proxy[m] = {
+        roles: ['manager'],
+        unary: (req, ctx) => {
+          const mgr = this.manager;
+          if (!mgr || !this.id) {
+            return Promise.reject(precondition(this.id ? `this node (${this.id.nodeId}) is a worker: run the command on a manager, or point --host at one` : 'this node is not part of a cluster: run "shoal init" or "shoal join" first'));
+          }
+          const spec = this.controlTable![m]!;
+          if (spec.leader && !mgr.isLeader()) return mgr.forwarder.forward(controlDef(), m, req, ctx.identity!);
+          return spec.unary!(req, ctx);
+        },
+      };
+    }
+    server.addService(controlDef(), secureService(controlDef(), proxy, { name: 'Control', policy, localIdentity: self }));
+    await new Promise<void>((res, rej) => server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(new Error(`cannot listen on ${path}: ${e.message}`)) : res())));
+    chmodSync(path, 0o600);
+    this.local = server;
+  }
+
+  private controlTable?: Record<string, MethodSpec>;
+
+  private async exclusive<T>(f: () => Promise<T>): Promise<T> {
+    if (this.busy) throw precondition('another init/join/leave is in progress on this node; wait for it');
+    this.busy = true;
+    try {
+      return await f();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  // ---- init, join, leave ----
+
+  private async init() {
+    if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
+    const clusterId = randId();
+    const nodeId = randId();
+    const ca = await createRootCA(clusterId);
+    const { keyPem, csrPem } = await createKeyAndCSR();
+    const cert = await issueNodeCertificate({ ca, csrPem, nodeId, role: 'manager', clusterId });
+    const cluster = newClusterObject(clusterId, ca);
+    const spec = cluster.spec as ClusterSpec;
+    writeDurable(this.state.path('gossip.key'), spec.gossipKey);
+    this.id = { nodeId, clusterId, role: 'manager', caPem: ca.certPem, certPem: cert.certPem, keyPem };
+    this.state.saveIdentity(this.id);
+    this.log(`shoald: created cluster ${clusterId}; this node is manager ${nodeId}`);
+    const ports = await this.ports();
+    await this.startManager(true);
+    await this.manager!.waitLeader(15_000);
+    await this.manager!.raft.propose([
+      { op: 'create', object: cluster },
+      { op: 'create', object: newNodeObject({ nodeId, role: 'manager', hostname: this.o.hostname, addr: this.o.advertise, certPem: cert.certPem, raft: { id: raftIdOf(nodeId), addr: joinHostPort(this.advertiseHost, ports.raft) } }) },
+    ]);
+    await this.startMember(true);
+    return { node_id: nodeId, cluster_id: clusterId, worker_token: unseal(ca.keyPem, spec.tokens.worker.sealed), manager_token: unseal(ca.keyPem, spec.tokens.manager.sealed), addr: this.o.advertise };
+  }
+
+  private async join(addr: string, token: string) {
+    if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
+    if (!addr) throw invalid('join needs the address of a manager (HOST:PORT)');
+    this.phase = 'joining';
+    let id: Identity;
+    try {
+      id = await joinCluster({ addr, token, hostname: this.o.hostname, advertise: this.o.advertise });
+    } catch (e) {
+      this.phase = 'uninitialized';
+      if (e instanceof JoinError) throw precondition(e.message);
+      throw invalid((e as Error).message);
+    }
+    this.state.saveIdentity(id);
+    this.state.writeJson('managers.json', [addr]);
+    this.id = id;
+    this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
+    await this.startMember(false);
+    return { node_id: id.nodeId, role: id.role, cluster_id: id.clusterId };
+  }
+
+  private async leave(force: boolean) {
+    if (!this.id) throw precondition('this node is not part of a cluster');
+    if (this.id.role === 'manager' && !force) {
+      throw precondition('this node is a manager: leaving would remove a raft member without telling the others; demote it first ("shoal node demote"), or use --force');
+    }
+    await this.gossip?.leave();
+    await this.stopMember();
+    this.state.wipe();
+    this.log(`shoald: left cluster ${this.id.clusterId}`);
+    this.id = undefined;
+    this.phase = 'left';
+    return {};
+  }
+
+  // ---- member runtime ----
+
+  private managerAddrs(): string[] {
+    const list = this.state.readJson<string[]>('managers.json', []);
+    if (this.id?.role === 'manager' && !list.includes(this.o.advertise)) list.unshift(this.o.advertise);
+    return list;
+  }
+
+  private async startMember(fresh: boolean): Promise<void> {
+    const id = this.id!;
+    this.phase = 'member';
+    const ports = await this.ports();
+    if (existsSync(this.state.path('gossip.key'))) await this.startGossip(Buffer.from(readFileSync(this.state.path('gossip.key'), 'utf8'), 'base64'));
+    if (id.role === 'manager' && !this.manager) await this.startManager(false);
+    this.agent = new Agent({
+      tls: () => this.id!,
+      hostname: this.o.hostname,
+      addr: this.o.advertise,
+      gossipAddr: () => joinHostPort(this.advertiseHost, ports.gossip),
+      managers: () => this.managerAddrs(),
+      onSession: (s, m) => this.onSession(s, m),
+      log: (m) => this.log(m),
+    });
+    this.agent.start();
+    this.scheduleRenewal();
+    void fresh;
+  }
+
+  private async startGossip(key: Buffer): Promise<void> {
+    if (this.gossip || this.gossipStarting || !this.id) return;
+    this.gossipStarting = true;
+    try {
+      const ports = await this.ports();
+      this.gossip = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m) => this.log(m) });
+      this.log(`gossip: listening on ${this.gossip.addr}`);
+      if (this.lastSeeds.length > 0) void this.gossip.ensureJoined(this.lastSeeds);
+    } finally {
+      this.gossipStarting = false;
+    }
+  }
+
+  private onSession(s: SessionInfo, _from: string): void {
+    if (!this.id || this.stopped) return;
+    const addrs = s.managers.map((m) => m.addr).filter(Boolean);
+    if (addrs.length > 0) {
+      const cur = this.state.readJson<string[]>('managers.json', []);
+      if (JSON.stringify(cur) !== JSON.stringify(addrs)) this.state.writeJson('managers.json', addrs);
+    }
+    this.lastSeeds = s.managers.map((m) => m.gossip_addr).filter(Boolean);
+    if (!this.gossip && s.gossipKey?.length) {
+      writeDurable(this.state.path('gossip.key'), s.gossipKey.toString('base64'));
+      void this.startGossip(s.gossipKey);
+    } else if (this.gossip) {
+      void this.gossip.ensureJoined(this.lastSeeds);
+    }
+    if ((s.role === 'manager' || s.role === 'worker') && s.role !== this.id.role) {
+      this.log(`shoald: the cluster wants this node to be a ${s.role} (it is a ${this.id.role}); renewing the certificate`);
+      void this.renew();
+    }
+  }
+
+  private async startManager(bootstrap: boolean): Promise<void> {
+    const id = this.id!;
+    const ports = await this.ports();
+    const raftAdvertise = joinHostPort(this.advertiseHost, ports.raft);
+    const mgr = new Manager({
+      stateDir: this.state.dir,
+      nodeId: id.nodeId,
+      clusterId: id.clusterId,
+      raftListen: joinHostPort(this.advertiseHost, ports.raft),
+      raftAdvertise,
+      apiAddr: this.o.advertise,
+      tls: () => this.id!,
+      gossip: (nodeId) => this.gossip?.state(nodeId),
+      bootstrap,
+      log: (m) => this.log(m),
+    });
+    await mgr.start();
+    this.manager = mgr;
+    const log = (m: string) => this.log(m);
+    this.dispatcher = new Dispatcher(mgr, log);
+    this.controlTable = controlTable(mgr, log);
+    const common = { policy: mgr.policy, forwarder: mgr.forwarder };
+    this.serverTls = new ServerTls(id);
+    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+    server.addService(caDef(), secureService(caDef(), caTable(mgr, log), { name: 'CA', ...common }));
+    server.addService(controlDef(), secureService(controlDef(), this.controlTable, { name: 'Control', ...common }));
+    server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
+    server.addService(dispatcherDef(), secureService(dispatcherDef(), this.dispatcher.table(), { name: 'Dispatcher', ...common }));
+    await new Promise<void>((res, rej) => server.bindAsync(this.o.listen, this.serverTls!, (e) => (e ? rej(new Error(`cannot listen on ${this.o.listen}: ${e.message}`)) : res())));
+    this.server = server;
+    this.log(`shoald: manager role up: API ${this.o.listen} (advertised ${this.o.advertise}), raft ${raftAdvertise}`);
+    if (!bootstrap) this.joinRaft(raftAdvertise);
+  }
+
+  /** Enters raft through any other manager (forwarded to the leader); retried until it answers. */
+  private joinRaft(raftAddr: string, delay = 0): void {
+    clearTimeout(this.joinRaftTimer);
+    this.joinRaftTimer = setTimeout(async () => {
+      const mgr = this.manager;
+      if (!mgr || this.stopped || !this.id) return;
+      const others = this.managerAddrs().filter((a) => a !== this.o.advertise);
+      const conf = mgr.raft.confState();
+      if (others.length === 0) {
+        if (conf.voters.length === 0) this.log('shoald: no other manager known to join raft through');
+        return;
+      }
+      for (const addr of others) {
+        const Ctor = grpc.makeGenericClientConstructor(raftMembershipDef(), 'RaftMembership');
+        const c = new Ctor(addr, clientCredentials(this.id), CHANNEL_OPTIONS) as any;
+        try {
+          const r = await new Promise<{ raft_id: number; members: { raft_id: number; addr: string }[] }>((res, rej) =>
+            c.Join({ raft_addr: raftAddr }, { deadline: Date.now() + 15_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))),
+          );
+          mgr.addPeers(r.members.map((m) => ({ raftId: Number(m.raft_id), addr: m.addr })));
+          this.log(`shoald: in raft as member ${r.raft_id} via ${addr}`);
+          return;
+        } catch (e) {
+          this.log(`shoald: joining raft via ${addr} failed: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+        } finally {
+          c.close();
+        }
+      }
+      this.joinRaft(raftAddr, 2000);
+    }, delay);
+  }
+
+  private async stopManager(): Promise<void> {
+    clearTimeout(this.joinRaftTimer);
+    this.dispatcher?.stop();
+    this.dispatcher = undefined;
+    const s = this.server;
+    this.server = undefined;
+    if (s) await new Promise<void>((r) => s.tryShutdown(() => r()));
+    s?.forceShutdown();
+    await this.manager?.stop();
+    this.manager = undefined;
+    this.controlTable = undefined;
+  }
+
+  private scheduleRenewal(): void {
+    clearTimeout(this.renewTimer);
+    if (!this.id) return;
+    const i = certInfo(this.id.certPem);
+    const at = renewAt(i.notBefore, i.notAfter);
+    const ms = Math.max(1000, Math.min(at - Date.now(), 2 ** 31 - 1));
+    this.renewTimer = setTimeout(() => void this.renew(), ms);
+    this.renewTimer.unref();
+  }
+
+  /** A new key and certificate from a manager; switches the role if the certificate's differs. */
+  renew(): Promise<void> {
+    if (this.renewing) return this.renewing;
+    this.renewing = this.doRenew().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async doRenew(): Promise<void> {
+    const id = this.id;
+    if (!id) return;
+    const { keyPem, csrPem } = await createKeyAndCSR();
+    const targets = [this.agent?.manager, ...this.managerAddrs()].filter((a): a is string => !!a);
+    for (const addr of [...new Set(targets)]) {
+      const Ctor = grpc.makeGenericClientConstructor(caDef(), 'CA');
+      const c = new Ctor(addr, clientCredentials(id), CHANNEL_OPTIONS) as any;
+      try {
+        const r = await new Promise<{ certificate: Buffer; role: Role }>((res, rej) => c.RenewNodeCertificate({ csr: Buffer.from(csrPem) }, { deadline: Date.now() + 10_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))));
+        const certPem = r.certificate.toString('utf8');
+        const info = verifyNodeCert(certPem, id.caPem, keyPem);
+        const next: Identity = { ...id, role: info.ou as Role, certPem, keyPem };
+        this.state.saveIdentity(next);
+        this.id = next;
+        this.serverTls?.update(next);
+        this.manager?.forwarder.reset();
+        this.log(`shoald: certificate renewed (serial ${info.serial}, role ${next.role}, valid until ${new Date(info.notAfter).toISOString()})`);
+        if (id.role !== next.role) await this.switchRole(next.role);
+        this.scheduleRenewal();
+        return;
+      } catch (e) {
+        this.log(`shoald: renewing the certificate via ${addr} failed: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+      } finally {
+        c.close();
+      }
+    }
+    this.renewTimer = setTimeout(() => void this.renew(), 5000);
+  }
+
+  private async switchRole(role: Role): Promise<void> {
+    if (role === 'manager' && !this.manager) {
+      this.log('shoald: promoted: starting the manager role');
+      rmSync(this.state.path('raft'), { recursive: true, force: true });
+      rmSync(this.state.path('raft-members.json'), { force: true });
+      await this.startManager(false);
+    } else if (role === 'worker' && this.manager) {
+      this.log('shoald: demoted: stopping the manager role');
+      await this.stopManager();
+      rmSync(this.state.path('raft'), { recursive: true, force: true });
+      rmSync(this.state.path('raft-members.json'), { force: true });
+    }
+  }
+
+  private async stopMember(): Promise<void> {
+    clearTimeout(this.renewTimer);
+    this.agent?.stop();
+    this.agent = undefined;
+    await this.stopManager();
+    await this.gossip?.stop();
+    this.gossip = undefined;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await this.stopMember();
+    this.local?.forceShutdown();
+    rmSync(this.state.socketPath, { force: true });
+  }
+}
+
+function randId(): string {
+  return BigInt('0x' + randomBytes(16).toString('hex')).toString(36).padStart(25, '0');
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// shoald: the node daemon. Flags are documented in node/README.md.
+import { hostname } from 'node:os';
+import { isPresetName, type PresetName } from '../gossip/config.js';
+import { Daemon } from './daemon.js';
+import { splitHostPort } from './ports.js';
+
+function usage(msg: string): never {
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR --token T] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local]\n`);
+  process.exit(2);
+}
+
+function parse(argv: string[]) {
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: '', raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName };
+  for (let i = 0; i < argv.length; i++) {
+    const f = argv[i]!;
+    const v = () => argv[++i] ?? usage(`${f} needs a value`);
+    const port = (s: string) => (/^\d+$/.test(s) && Number(s) > 0 && Number(s) < 65536 ? Number(s) : usage(`${f} needs a port number, got ${s}`));
+    switch (f) {
+      case '--state-dir': a.stateDir = v(); break;
+      case '--listen': a.listen = v(); break;
+      case '--advertise': a.advertise = v(); break;
+      case '--hostname': a.hostname = v(); break;
+      case '--init': a.init = true; break;
+      case '--join': a.join = v(); break;
+      case '--token': a.token = v(); break;
+      case '--raft-port': a.raftPort = port(v()); break;
+      case '--gossip-port': a.gossipPort = port(v()); break;
+      case '--gossip-preset': {
+        const p = v();
+        if (!isPresetName(p)) usage(`--gossip-preset must be lan, wan, local or serf-lan, got ${p}`);
+        a.gossipPreset = p;
+        break;
+      }
+      default: usage(`unknown flag ${f}`);
+    }
+  }
+  try {
+    splitHostPort(a.listen);
+  } catch {
+    usage(`--listen must be HOST:PORT, got ${a.listen}`);
+  }
+  if (!a.advertise) {
+    const h = splitHostPort(a.listen).host;
+    if (h === '0.0.0.0' || h === '::' || h === '') usage(`--listen ${a.listen} is a wildcard: give --advertise HOST:PORT (the address other nodes reach this one at)`);
+    a.advertise = a.listen;
+  }
+  try {
+    splitHostPort(a.advertise);
+  } catch {
+    usage(`--advertise must be HOST:PORT, got ${a.advertise}`);
+  }
+  if (a.init && a.join) usage('--init and --join exclude each other');
+  if (a.join && !a.token) usage('--join needs --token');
+  return a;
+}
+
+async function main(): Promise<void> {
+  const a = parse(process.argv.slice(2));
+  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
+  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, log });
+  await d.start();
+  const stop = async () => {
+    await d.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  if (!d.identity && a.init) {
+    const r = await (d as any).init();
+    log(`shoald: initialized; workers join with: shoal join --token ${r.worker_token} ${r.addr}`);
+  } else if (!d.identity && a.join) {
+    await (d as any).join(a.join, a.token);
+  }
+  const id = d.identity;
+  process.stdout.write(JSON.stringify({ ready: true, stateDir: a.stateDir, socket: d.state.socketPath, nodeId: id?.nodeId ?? null, role: id?.role ?? null, pid: process.pid }) + '\n');
+}
+
+main().catch((e) => {
+  process.stderr.write(`shoald: ${(e as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,147 @@
+// A real cluster on loopback: shoald processes, the shoal CLI. 3 managers + 2 workers come up;
+// the leader is killed (SIGKILL) and a new one takes over, the old one rejoins; a worker is
+// promoted and a manager demoted; a demotion that would lose quorum is refused; a killed worker
+// is marked down by gossip and comes back when restarted.
+import t from 'tap';
+import { TestCluster, waitFor } from './cluster-harness.js';
+
+interface NodeRow {
+  id: string;
+  hostname: string;
+  role: string;
+  desiredRole: string;
+  status: string;
+  availability: string;
+  addr: string;
+  labels: Record<string, string>;
+  managerStatus: null | { raftId: number; leader: boolean; reachability: string; voter: boolean };
+}
+
+const c = new TestCluster();
+t.teardown(() => c.destroy());
+
+const ls = (on: string) => c.json<NodeRow[]>(on, 'node', 'ls');
+const byHost = (rows: NodeRow[], h: string) => rows.find((r) => r.hostname === h)!;
+
+t.test('3 managers and 2 workers join; node ls shows all five ready with their roles', async (t) => {
+  for (const n of ['m1', 'm2', 'm3', 'w1', 'w2']) await c.start(n);
+  const init = await c.cli('m1', 'init');
+  t.equal(init.code, 0, init.stderr);
+  t.match(init.stdout, new RegExp(`shoal join --token SHL-1-[0-9a-z]{50}-[0-9a-z]{25} 127\\.0\\.0\\.1:${c.nodes.get('m1')!.port}`), 'init prints the exact join command');
+  const mt = (await c.cli('m1', 'join-token', 'manager', '--quiet')).stdout.trim();
+  const wt = (await c.cli('m1', 'join-token', 'worker', '--quiet')).stdout.trim();
+  t.not(mt, wt, 'worker and manager tokens differ');
+  t.equal(mt.split('-')[2], wt.split('-')[2], 'and share the CA digest');
+  for (const n of ['m2', 'm3']) {
+    const r = await c.cli(n, 'join', '--token', mt, c.addr('m1'));
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /as a manager/);
+  }
+  for (const n of ['w1', 'w2']) {
+    const r = await c.cli(n, 'join', '--token', wt, c.addr(n === 'w1' ? 'm1' : 'm2'));
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /as a worker/);
+  }
+  const rows = await waitFor('all five nodes ready and all managers voters', async () => {
+    const r = await ls('m2');
+    return r.length === 5 && r.every((x) => x.status === 'ready') && r.filter((x) => x.managerStatus?.voter).length === 3 && r;
+  });
+  t.same(rows.map((r) => [r.hostname, r.role, r.availability]).sort(), [['m1', 'manager', 'active'], ['m2', 'manager', 'active'], ['m3', 'manager', 'active'], ['w1', 'worker', 'active'], ['w2', 'worker', 'active']]);
+  t.equal(rows.filter((r) => r.managerStatus?.leader).length, 1, 'exactly one leader');
+  t.equal(byHost(rows, 'w1').managerStatus, null, 'workers have no manager status');
+  const table = await c.cli('m3', 'node', 'ls');
+  t.match(table.stdout, /^ID\s+HOSTNAME\s+ROLE\s+STATUS\s+AVAILABILITY/m, 'table output by default');
+  const ci = await c.json('m1', 'cluster', 'inspect');
+  t.equal(ci.managers.length, 3);
+  t.ok(ci.raft.commit > 0 && ci.raft.applied > 0, 'raft indexes shown');
+});
+
+t.test('node update: availability and labels', async (t) => {
+  const r = await c.cli('m2', 'node', 'update', '--availability', 'drain', '--label-add', 'zone=a', '--label-add', 'disk=ssd', 'w1');
+  t.equal(r.code, 0, r.stderr);
+  let w1 = byHost(await ls('m3'), 'w1');
+  t.equal(w1.availability, 'drain');
+  t.same(w1.labels, { zone: 'a', disk: 'ssd' });
+  t.equal((await c.cli('m1', 'node', 'update', '--availability', 'active', '--label-rm', 'disk', 'w1')).code, 0);
+  w1 = byHost(await ls('m1'), 'w1');
+  t.equal(w1.availability, 'active');
+  t.same(w1.labels, { zone: 'a' });
+  const bad = await c.cli('m1', 'node', 'update', '--availability', 'sleeping', 'w1');
+  t.equal(bad.code, 1);
+  t.match(bad.stderr, /availability must be one of active, pause, drain/);
+  const badRm = await c.cli('m1', 'node', 'update', '--label-rm', 'nope', 'w1');
+  t.match(badRm.stderr, /has no label "nope"/);
+  t.same(byHost(await ls('m1'), 'w1').labels, { zone: 'a' }, 'refused updates wrote nothing');
+});
+
+t.test('SIGKILL the leader: a new leader, node ls works, the old one rejoins', async (t) => {
+  const rows = await ls('m1');
+  const leader = rows.find((r) => r.managerStatus?.leader)!;
+  const others = rows.filter((r) => r.managerStatus && !r.managerStatus.leader).map((r) => r.hostname);
+  await c.kill(leader.hostname);
+  const t0 = Date.now();
+  const after = await waitFor('a new leader', async () => {
+    const r = await ls(others[0]!);
+    const l = r.find((x) => x.managerStatus?.leader);
+    return l && l.hostname !== leader.hostname && r;
+  });
+  t.comment(`new leader elected and answering node ls ${Date.now() - t0} ms after SIGKILL of ${leader.hostname}`);
+  t.equal(after.length, 5, 'node ls through the new leader lists every node');
+  await c.start(leader.hostname);
+  await waitFor(`${leader.hostname} back as a reachable voter`, async () => {
+    const r = byHost(await ls(others[1]!), leader.hostname);
+    return r.status === 'ready' && r.managerStatus?.voter && r.managerStatus.reachability === 'reachable';
+  });
+  const fromOld = await ls(leader.hostname);
+  t.equal(fromOld.length, 5, 'the restarted manager serves node ls again');
+});
+
+t.test('promote a worker, demote a manager', async (t) => {
+  const p = await c.cli('m1', 'node', 'promote', 'w1');
+  t.equal(p.code, 0, p.stderr);
+  await waitFor('w1 a voting manager', async () => {
+    const r = byHost(await ls('m2'), 'w1');
+    return r.role === 'manager' && r.managerStatus?.voter;
+  });
+  t.pass('w1 renewed its certificate as a manager and joined raft');
+  t.equal((await ls('w1')).length, 5, 'the promoted node serves the control API on its socket');
+  const d = await c.cli('m1', 'node', 'demote', 'm2');
+  t.equal(d.code, 0, d.stderr);
+  await waitFor('m2 a worker', async () => {
+    const r = byHost(await ls('m1'), 'm2');
+    return r.role === 'worker' && r.managerStatus === null;
+  });
+  const ci = await c.json('m3', 'cluster', 'inspect');
+  t.same(ci.managers.map((m: { hostname: string }) => m.hostname).sort(), ['m1', 'm3', 'w1']);
+  const onWorker = await c.cli('m2', 'node', 'ls');
+  t.equal(onWorker.code, 1);
+  t.match(onWorker.stderr, /is a worker/, 'the demoted node no longer serves the control API');
+});
+
+t.test('a demotion that would lose quorum is refused', async (t) => {
+  // managers: m1, m3, w1. Kill m3: two of three remain; demoting another would leave 1 of 2 reachable.
+  await c.kill('m3');
+  await waitFor('m3 unreachable', async () => byHost(await ls('m1'), 'm3').managerStatus?.reachability === 'unreachable');
+  const before = await ls('m1');
+  const r = await c.cli('m1', 'node', 'demote', 'w1');
+  t.equal(r.code, 1);
+  t.match(r.stderr, /cannot demote w1 .*would lose quorum: 2 manager\(s\) would remain, 1 of them reachable, and raft needs 2/);
+  const after = await ls('m1');
+  t.same(after.map((x) => [x.id, x.role, x.desiredRole]), before.map((x) => [x.id, x.role, x.desiredRole]), 'nothing changed');
+  await c.start('m3');
+  await waitFor('m3 reachable again', async () => byHost(await ls('m1'), 'm3').managerStatus?.reachability === 'reachable');
+});
+
+t.test('kill -9 a worker: managers mark it down; back when restarted', async (t) => {
+  await waitFor('w2 ready', async () => byHost(await ls('m1'), 'w2').status === 'ready');
+  await c.kill('w2');
+  const t0 = Date.now();
+  await waitFor('w2 down', async () => byHost(await ls('m1'), 'w2').status === 'down', 60_000, 100);
+  const ms = Date.now() - t0;
+  t.comment(`worker death -> node down: ${ms} ms (gossip LAN preset)`);
+  const row = byHost(await ls('m3'), 'w2');
+  t.equal(row.status, 'down', 'every manager sees it down');
+  await c.start('w2');
+  await waitFor('w2 ready again', async () => byHost(await ls('m1'), 'w2').status === 'ready');
+  t.pass('w2 is ready again');
+});
