@@ -7,8 +7,9 @@
 // (manager/store-main.js) on loopback, each with its own temp data dir on the same filesystem;
 // both fsync every write batch before acknowledging (etcd's WAL; shoal's DiskStorage). The load
 // generator (benchmarks/raft-load.js) runs as several processes of closed-loop clients doing Puts
-// of a 16-byte key (100,000-key space) and a 256-byte value, round-robin over the 3 members of the
-// system under test (both systems forward follower writes to their leader). The two systems are
+// of a 16-byte key (100,000-key space) and a 256-byte value, to the leader of the system under
+// test (found before each run; `--target all` spreads them round-robin over the 3 members, both
+// systems then forward follower writes to their leader inside raft). The two systems are
 // measured alternately, `rounds` times each; medians are reported. No CPU pinning is applied to
 // either system or to the generators: both get the same placement (the whole machine).
 // --clients takes one value or a comma list (1,16,64,256). The last line for each C is:
@@ -26,10 +27,10 @@ import { encodeValue } from '../manager/storeapi/convert.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const ETCD = '/usr/bin/etcd';
 
-interface Opts { clients: number[]; seconds: number; warmup: number; rounds: number; generators?: number; memory: boolean; memoryObjects: number }
+interface Opts { clients: number[]; seconds: number; warmup: number; rounds: number; generators?: number; memory: boolean; memoryObjects: number; target: 'leader' | 'all' }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { clients: [64], seconds: 15, warmup: 3, rounds: 3, memory: true, memoryObjects: 100_000 };
+  const o: Opts = { clients: [64], seconds: 15, warmup: 3, rounds: 3, memory: true, memoryObjects: 100_000, target: 'leader' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => {
@@ -48,6 +49,11 @@ function parse(argv: string[]): Opts {
     else if (f === '--rounds') o.rounds = num(v());
     else if (f === '--generators') o.generators = num(v());
     else if (f === '--no-memory') o.memory = false;
+    else if (f === '--target') {
+      const t = v();
+      if (t !== 'leader' && t !== 'all') throw new Error(`--target must be leader or all, got ${t}`);
+      o.target = t;
+    }
     else if (f === '--memory-objects') o.memoryObjects = num(v());
     else throw new Error(`unknown flag ${f}; see the header of benchmarks/raft-vs-etcd.ts`);
   }
@@ -144,11 +150,31 @@ async function waitWritable(system: 'etcd' | 'shoal', endpoints: string[]): Prom
   // A short load that must succeed: the cluster has a leader and every member answers.
   const end = Date.now() + 60_000;
   for (;;) {
-    const r = await runLoad(system, endpoints, 3, { clients: [3], seconds: 1, warmup: 1, rounds: 1, memory: false, memoryObjects: 0, generators: 1 }).catch(() => undefined);
+    const r = await runLoad(system, endpoints, 3, { clients: [3], seconds: 1, warmup: 1, rounds: 1, memory: false, memoryObjects: 0, generators: 1, target: 'all' }).catch(() => undefined);
     if (r && r.errors === 0 && r.wps > 0) return;
     if (Date.now() > end) throw new Error(`${system} did not become writable within 60 s`);
     await sleep(500);
   }
+}
+
+/** The endpoint of the current leader (etcd: maintenance Status over its JSON gateway). */
+async function leaderOf(system: 'etcd' | 'shoal', endpoints: string[]): Promise<string> {
+  if (system === 'shoal') {
+    for (const e of endpoints) {
+      const c = new StoreClient(e);
+      const st = await c.status().catch(() => undefined);
+      c.close();
+      if (st?.role === 'leader') return e;
+    }
+  } else {
+    const sts = await Promise.all(endpoints.map(async (e) => {
+      const r = await fetch(`http://${e}/v3/maintenance/status`, { method: 'POST', body: '{}' });
+      return { e, st: (await r.json()) as { header: { member_id: string }; leader: string } };
+    }));
+    const hit = sts.find((x) => x.st.header.member_id === x.st.leader);
+    if (hit) return hit.e;
+  }
+  throw new Error(`cannot find the ${system} leader`);
 }
 
 async function memoryReport(apis: string[], procs: ChildProcess[], n: number): Promise<void> {
@@ -206,14 +232,16 @@ async function main(): Promise<void> {
     for (const c of shoal.procs) await new Promise<void>((r) => createInterface({ input: c.stdout! }).once('line', () => r()));
     await waitWritable('etcd', etcd);
     await waitWritable('shoal', shoal.apis);
-    console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system`);
+    console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system; clients write to ${o.target === 'leader' ? 'the leader' : 'all members round-robin'}`);
     const lines: string[] = [];
     const finals: string[] = [];
     for (const C of o.clients) {
       const res: Record<'etcd' | 'shoal', { wps: number; p50: number; p99: number; errors: number }[]> = { etcd: [], shoal: [] };
       for (let r = 0; r < o.rounds; r++) {
         for (const sys of (r % 2 === 0 ? ['etcd', 'shoal'] : ['shoal', 'etcd']) as ('etcd' | 'shoal')[]) {
-          const x = await runLoad(sys, sys === 'etcd' ? etcd : shoal.apis, C, o);
+          const all = sys === 'etcd' ? etcd : shoal.apis;
+          const targets = o.target === 'all' ? all : [await leaderOf(sys, all)];
+          const x = await runLoad(sys, targets, C, o);
           res[sys].push(x);
           console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}`);
         }

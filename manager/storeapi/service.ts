@@ -7,6 +7,7 @@
 // mTLS/roles issue puts it behind manager certificates.
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto/load.js';
+import { enableNoDelay } from '../../raft/transport/nodelay.js';
 import { NotLeaderError, ProposalDroppedError, ReadTimeoutError, StoppedError, UnknownOutcomeError } from '../raftnode/errors.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { ConflictError, isKind, TooOldError, type Kind, type StoreEvent, type TxnOp, type TxnResult } from '../store/types.js';
@@ -49,6 +50,7 @@ export class StoreService {
 
   async start(listen: string): Promise<number> {
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 });
+    enableNoDelay(server);
     server.addService(storeServiceCtor().service, {
       Status: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
         const st = this.node.status();
@@ -100,7 +102,8 @@ export class StoreService {
   }
 
   private reply(method: 'Put' | 'Txn', r: TxnResult & { ok: true }) {
-    if (method === 'Put') return { version: r.version, object: r.objects[0] ? toWire(r.objects[0]) : null };
+    // Put answers with the version only: echoing the object back would cost an encode per write.
+    if (method === 'Put') return { version: r.version };
     return { version: r.version, objects: r.objects.map((o) => (o ? toWire(o) : null)) };
   }
 

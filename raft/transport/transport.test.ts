@@ -210,3 +210,10 @@ t.test('a peer that goes silent mid-stream is found out by keepalive and reconne
   }, 'delivery after the heal', 30000);
   t.pass('delivers again after the heal');
 });
+
+t.test('servers accept connections with TCP_NODELAY (grpc-js internals still as expected)', async (t) => {
+  const { enableNoDelay } = await import('./nodelay.js');
+  const s = new grpc.Server();
+  t.equal(enableNoDelay(s), true, 'grpc-js still builds its http2 server from commonServerOptions; if this fails, find another way to disable Nagle');
+  s.forceShutdown();
+});

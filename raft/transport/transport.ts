@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto/load.js';
 import type { Message, NodeId } from '../types.js';
 import { decodeMessage, WIRE_FORMAT } from './codec.js';
+import { enableNoDelay } from './nodelay.js';
 import { CHANNEL_OPTIONS, Peer, type PeerOptions } from './peer.js';
 
 export interface TransportOptions extends Partial<PeerOptions> {
@@ -64,6 +65,7 @@ export class RaftTransport {
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 1000,
     } as grpc.ServerOptions);
+    enableNoDelay(server);
     server.addService(serviceCtor().service, {
       Stream: (call: grpc.ServerReadableStream<BatchMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveStream(call, cb),
       SendSnapshot: (call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveSnapshot(call, cb),
