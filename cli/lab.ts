@@ -5,7 +5,7 @@ import { labDown } from '../lab/down.js';
 import { DEFAULT_LAB_DIR, labName } from '../lab/names.js';
 import { labNetnsList } from '../lab/netns.js';
 import { STATE_FILE } from '../lab/state.js';
-import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget, loadLab, type LabTarget } from '../lab/ops.js';
+import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLabTarget, loadLab, type LabTarget } from '../lab/ops.js';
 import { cli } from '../lab/shoald.js';
 import { labUp } from '../lab/up.js';
 
@@ -70,7 +70,14 @@ export function labDirFrom(flag: string | undefined): string {
 
 /** For `shoal --lab`: the live manager the CLI should talk to (use `stateDir` as --state-dir). */
 export function resolveLabTarget(labDirFlag?: string): LabTarget {
-  return labTarget(labDirFrom(labDirFlag));
+  return findLabTarget(labDirFrom(labDirFlag));
+}
+
+/** What cli/main.ts calls for `shoal --lab ...`: the lab (directory from `labDir`, else
+ * $SHOAL_LAB_DIR, else the default) gives the state directory of one of its running managers;
+ * the CLI then talks to that manager's local Unix socket, which any namespace can reach. */
+export async function labTarget(labDir?: string): Promise<{ stateDir: string }> {
+  return { stateDir: resolveLabTarget(labDir).stateDir };
 }
 
 function oneNode(p: Parsed): string {

@@ -106,6 +106,20 @@ t.test('lab up killed half-way (SIGKILL after 2 hosts): down removes the partial
   t.same(rootNet(), before, 'root namespace exactly as before');
 });
 
+t.test('lab up killed after starting its daemons: down stops the orphaned daemons too', { skip: !existsSync(SHOALD_MAIN) && `needs shoald (${SHOALD_MAIN}), not built yet` }, async (t) => {
+  const dir = labDirFor(t, 'crash2');
+  const name = labName(dir);
+  const r = labCli(['up', '--managers', '2', '--workers', '1', '--lab-dir', dir], { SHOAL_LAB_FAULT: 'after-daemons:3' });
+  t.equal(r.signal, 'SIGKILL', `lab up died by SIGKILL after starting the daemons (status ${r.status}, stderr ${r.stderr.trim()})`);
+  const procs = readState(dir)!.nodes.map((n) => n.proc!);
+  t.equal(procs.filter((p) => isAlive(p)).length, 3, 'three shoald daemons outlived it');
+  const d = labCli(['down', '--lab-dir', dir]);
+  t.equal(d.status, 0, `down exits 0: ${d.stderr}`);
+  t.same(procs.filter((p) => procState(p.pid) !== undefined).map((p) => p.pid), [], 'every daemon is gone');
+  t.same(labNetnsList(name), [], 'no lab namespace left');
+  t.notOk(existsSync(dir), 'lab directory removed');
+});
+
 t.test('state file lost: down finds the lab by its names and stops its processes', async (t) => {
   const dir = labDirFor(t, 'lost');
   const s = buildLab(dir, 1, 1);
