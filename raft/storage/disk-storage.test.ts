@@ -264,6 +264,9 @@ t.test('bad input is refused with a clear error and loses nothing', async (t) =>
   await t.rejects(s.save({ entries: [{ index: 6, term: 2, type: EntryType.Normal, data: 'x' as unknown as Uint8Array }] }), /Uint8Array/);
   await t.rejects(s.save(undefined as unknown as { entries: [] }), /expected/);
   await t.rejects(s.compact(3), /latest snapshot is at 0/);
+  await t.rejects(s.saveSnapshot(undefined as unknown as Snapshot), /meta.index and meta.term must be positive/);
+  await t.rejects(s.saveSnapshot({ ...snap(2, 2), data: 'x' as unknown as Uint8Array }), /data must be a Uint8Array/);
+  await t.rejects(s.compact(-1), /not a non-negative integer/);
   t.equal(s.lastIndex(), 5);
   await s.save({ entries: makeEntries(6, 1, 2) });
   await s.close();

@@ -360,8 +360,8 @@ export class DiskStorage implements Storage {
     return this.enqueue({
       kind: 'task',
       run: async () => {
-        const { index, term } = snapshot.meta;
         validateSnapshot(snapshot);
+        const { index, term } = snapshot.meta;
         if (index <= this.latest.meta.index) {
           throw new Error(`saveSnapshot: index ${index} is not newer than the current snapshot at ${this.latest.meta.index}`);
         }
