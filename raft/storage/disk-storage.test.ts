@@ -334,3 +334,21 @@ for (const preallocate of [false, true]) t.test(`a failed write (a full file sys
   t.ok(allEntries(r).every(dataMatches));
   t.comment(`torn tail after ENOSPC: ${JSON.stringify(r.openReport.tornTails)}`);
 });
+
+t.test('one process per directory: a second open is refused, a stale lock from a dead process is taken over', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const dir = await tempDir(t, 'lock');
+  const s = await DiskStorage.open(dir, SMALL);
+  await s.save({ entries: makeEntries(1, 2, 1) });
+  await t.rejects(DiskStorage.open(dir, SMALL), { name: 'DirLockedError', message: new RegExp(`in use by process ${process.pid}; stop that process first`) });
+  t.equal(s.lastIndex(), 2, 'the refused open changed nothing');
+  await s.close();
+  // What a SIGKILLed owner leaves behind: a LOCK naming a pid that no longer exists.
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+  await fs.writeFile(path.join(dir, 'LOCK'), `${dead}\n`);
+  const r = await DiskStorage.open(dir, SMALL);
+  t.equal(r.lastIndex(), 2);
+  t.equal((await fs.readFile(path.join(dir, 'LOCK'), 'utf8')).trim(), String(process.pid), 'the lock is ours now');
+  await r.close();
+  await t.rejects(fs.stat(path.join(dir, 'LOCK')), { code: 'ENOENT' }, 'close released it');
+});

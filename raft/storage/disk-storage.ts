@@ -28,6 +28,7 @@ import {
 } from '../types.js';
 import { CorruptDataError } from './binary.js';
 import { MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOT_CATCHUP_ENTRIES, SNAPSHOTS_KEPT } from './config.js';
+import { lockDir } from './dir-lock.js';
 import { ensureDir, syncDir } from './fsutil.js';
 import { MemoryLog } from './memory-log.js';
 import {
@@ -134,6 +135,8 @@ export class DiskStorage implements Storage {
   private closed = false;
   /** A commit-only hard state not yet written (see SaveInput.mustSync). */
   private pendingHardState: HardState | undefined;
+  /** Releases the directory lock (see dir-lock.ts). */
+  private unlock: () => Promise<void> = async () => {};
 
   private constructor(
     readonly dir: string,
@@ -159,18 +162,25 @@ export class DiskStorage implements Storage {
     const snapDir = path.join(dir, 'snap');
     await ensureDir(walDir);
     await ensureDir(snapDir);
-
-    const snaps = await listSnapshotFiles(snapDir);
-    for (const t of snaps.temps) await fs.rm(path.join(snapDir, t), { force: true });
-    const { wal, replay } = await Wal.open(
-      walDir,
-      { segmentSizeBytes, preallocate: opts.preallocate ?? true, onSync: opts.onSync },
-      { allowed: snaps.files.length === 0, why: `${snapDir} holds snapshot files` },
-    );
+    const unlock = await lockDir(dir);
     try {
-      return await DiskStorage.recover(dir, snapDir, wal, replay, snaps, opts, snapshotsKept, retainOnOpen);
+      const snaps = await listSnapshotFiles(snapDir);
+      for (const t of snaps.temps) await fs.rm(path.join(snapDir, t), { force: true });
+      const { wal, replay } = await Wal.open(
+        walDir,
+        { segmentSizeBytes, preallocate: opts.preallocate ?? true, onSync: opts.onSync },
+        { allowed: snaps.files.length === 0, why: `${snapDir} holds snapshot files` },
+      );
+      try {
+        const s = await DiskStorage.recover(dir, snapDir, wal, replay, snaps, opts, snapshotsKept, retainOnOpen);
+        s.unlock = unlock;
+        return s;
+      } catch (err) {
+        await wal.close();
+        throw err;
+      }
     } catch (err) {
-      await wal.close();
+      await unlock();
       throw err;
     }
   }
@@ -417,8 +427,12 @@ export class DiskStorage implements Storage {
           if (this.pendingHardState && !this.failed) await this.wal.append({ entries: [], hardState: this.pendingHardState });
           this.pendingHardState = undefined;
         } finally {
-          await this.wal.close();
-          this.closed = true;
+          try {
+            await this.wal.close();
+          } finally {
+            this.closed = true;
+            await this.unlock();
+          }
         }
       },
     });

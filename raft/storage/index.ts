@@ -4,5 +4,6 @@ export type { DiskStorageOptions, OpenReport, SaveInput, StorageLogger } from '.
 export { WalCorruptError } from './wal.js';
 export type { TornTail, WalSyncInfo } from './wal.js';
 export { CorruptDataError } from './binary.js';
+export { DirLockedError } from './dir-lock.js';
 export { crc32c } from './crc32c.js';
 export * from './config.js';
