@@ -99,7 +99,7 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
     if (existsSync(join(dir, MARKER_FILE))) {
       rmSync(dir, { recursive: true, force: true });
     } else {
-      for (const f of [STATE_FILE, `${STATE_FILE}.tmp`, 'nodes', 'logs']) rmSync(join(dir, f), { recursive: true, force: true });
+      for (const f of [STATE_FILE, `${STATE_FILE}.tmp`, 'nodes', 'logs', 'bin']) rmSync(join(dir, f), { recursive: true, force: true });
       try {
         if (readdirSync(dir).length === 0) rmdirSync(dir);
       } catch {

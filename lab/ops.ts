@@ -58,13 +58,16 @@ export function labStatus(s: LabState): { name: string; labDir: string; phase: s
 }
 
 /** Runs CMD on a lab host with the terminal attached; resolves to its exit status. Inside,
- * SHOAL_STATE_DIR points at the host's node, so a plain `shoal ...` there talks to it. */
+ * SHOAL_STATE_DIR points at the host's node and the lab's `bin/shoal` is first on PATH, so a
+ * plain `shoal ...` there talks to that node. */
 export function labExec(s: LabState, node: string, cmd: string[]): Promise<number> {
   const n = findNode(s, node);
   if (cmd.length === 0) throw new Error('lab exec needs a command after `--`, e.g. `shoal lab exec manager-1 -- ip addr`');
   if (!netnsExists(n.netns)) throw new Error(`${n.name}'s network namespace ${n.netns} does not exist; the lab is incomplete (see \`shoal lab status\`)`);
   return new Promise((resolveExit, reject) => {
-    const child = spawn('ip', ['netns', 'exec', n.netns, ...cmd], { stdio: 'inherit', env: { ...process.env, SHOAL_STATE_DIR: n.stateDir } });
+    const bin = join(s.labDir, 'bin');
+    const PATH = existsSync(bin) ? `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` : process.env.PATH;
+    const child = spawn('ip', ['netns', 'exec', n.netns, ...cmd], { stdio: 'inherit', env: { ...process.env, PATH, SHOAL_STATE_DIR: n.stateDir } });
     child.once('error', (e) => reject(new Error(`could not run ${cmd[0]} on ${n.name}: ${e.message}`)));
     child.once('exit', (code, sig) => resolveExit(code ?? (sig ? 128 + (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2 } as Record<string, number>)[sig] ?? 1) : 1)));
   });

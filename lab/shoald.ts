@@ -1,7 +1,7 @@
 // Driving shoald and the shoal CLI inside lab hosts. Every CLI call runs through
 // `ip netns exec <host>`, so its traffic (and the daemon's) stays inside the lab's network.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, openSync, readSync, closeSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDetached, isAlive, sleep } from './procs.js';
@@ -33,6 +33,18 @@ export function checkInstalled(): void {
   for (const f of [SHOALD_MAIN, CLI_MAIN]) {
     if (!existsSync(f)) throw new Error(`${f} is missing; build shoal first (npm run build)`);
   }
+}
+
+/** `<lab dir>/bin/shoal`, put first on PATH by `lab exec`, so `shoal ...` works on a lab host
+ * even when the CLI is not installed system-wide. */
+export function writeShoalWrapper(labDir: string): string {
+  const bin = join(labDir, 'bin');
+  mkdirSync(bin, { recursive: true, mode: 0o755 });
+  const f = join(bin, 'shoal');
+  const q = (x: string) => `'${x.replace(/'/g, `'\\''`)}'`;
+  writeFileSync(f, `#!/bin/sh\nexec ${q(process.execPath)} ${q(CLI_MAIN)} "$@"\n`);
+  chmodSync(f, 0o755);
+  return bin;
 }
 
 function logSize(file: string): number {

@@ -9,7 +9,7 @@ import { labNetnsList } from './netns.js';
 import { buildNetwork, faultPoint } from './network.js';
 import { planLab } from './plan.js';
 import { isAlive, sleep } from './procs.js';
-import { checkInstalled, cli, nodeList, startDaemon, type NodeRow } from './shoald.js';
+import { checkInstalled, cli, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
 import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
 
 export interface UpOptions {
@@ -57,6 +57,7 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   writeFileSync(join(s.labDir, MARKER_FILE), 'made by `shoal lab up`; `shoal lab down` removes this directory\n');
   fsyncDir(s.labDir);
   writeState(s); // the plan first: `lab down` knows every name before anything exists
+  writeShoalWrapper(s.labDir);
   step(`lab "${s.name}" in ${s.labDir}: ${o.managers} manager(s), ${o.workers} worker(s)`);
 
   buildNetwork(s, step);

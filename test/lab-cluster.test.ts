@@ -63,6 +63,16 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   t.equal(leaders.length, 1, 'exactly one leader');
   const oldLeader = leaders[0]!.hostname;
 
+  // On a host: the lab's `shoal` is on PATH and talks to that host's node.
+  const ex = shoal(['lab', 'exec', 'manager-2', '--', 'shoal', 'node', 'ls', '--format', 'json']);
+  t.equal(ex.status, 0, `lab exec manager-2 -- shoal node ls: ${ex.stderr}`);
+  t.equal((JSON.parse(ex.stdout || '[]') as NodeRow[]).length, 5, 'run on manager-2, it lists the five nodes');
+  const ping = shoal(['lab', 'exec', 'worker-2', '--', 'busybox', 'ping', '-c', '1', '-W', '5', '10.99.0.11']);
+  t.equal(ping.status, 0, 'worker-2 pings manager-1 across the lab bridge');
+  const st = JSON.parse(shoal(['lab', 'status', '--format', 'json']).stdout) as { phase: string; nodes: { running: boolean }[] };
+  t.equal(st.phase, 'ready', 'lab status: ready');
+  t.equal(st.nodes.filter((n) => n.running).length, 5, 'lab status: five daemons running');
+
   // SIGKILL the leader's shoald.
   const stop = shoal(['lab', 'stop', oldLeader, '--signal', 'KILL']);
   t.equal(stop.status, 0, `lab stop ${oldLeader} --signal KILL: ${stop.stderr}`);

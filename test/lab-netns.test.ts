@@ -69,6 +69,16 @@ t.test('hosts on the bridge reach each other; the root namespace gets nothing; d
   t.ok(pidInNetns(server.pid, b.netns), 'the server runs in its host namespace (ip netns exec execs in place)');
   t.equal(await fetchIn(a.netns, `http://${b.address}:8080/`), `hello from ${b.address}`, `${a.name} reaches the server on ${b.name}`);
 
+  // No way out: a host has no route beyond the lab subnet (asking the kernel sends nothing), and
+  // the bridge namespace has no address at all.
+  for (const n of s.nodes) {
+    const r = sh(['ip', '-n', n.netns, 'route', 'get', '203.0.113.1']);
+    t.not(r.status, 0, `${n.name} has no route to an outside address`);
+    t.match(r.stderr, /unreachable/i, `  (${r.stderr.trim()})`);
+  }
+  const brAddrs = JSON.parse(sh(['ip', '-n', s.bridgeNetns, '-4', '-j', 'addr', 'show']).stdout) as { ifname: string; addr_info: unknown[] }[];
+  t.same(brAddrs.filter((l) => l.ifname !== 'lo' && l.addr_info.length > 0), [], 'the bridge namespace holds no IPv4 address');
+
   // The root namespace has no lab link, address or route.
   const during = rootNet();
   t.same(during.links, before.links, 'no new interface in the root namespace');
