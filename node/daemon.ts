@@ -355,9 +355,15 @@ export class Daemon {
     if (!this.id) return;
     const i = certInfo(this.id.certPem);
     const at = renewAt(i.notBefore, i.notAfter);
-    const ms = Math.max(1000, Math.min(at - Date.now(), 2 ** 31 - 1));
-    this.renewTimer = setTimeout(() => void this.renew(), ms);
-    this.renewTimer.unref();
+    this.log(`shoald: certificate renewal planned at ${new Date(at).toISOString()} (valid ${new Date(i.notBefore).toISOString()} .. ${new Date(i.notAfter).toISOString()})`);
+    // setTimeout holds at most ~24.8 days: wait in steps until the renewal time.
+    const arm = () => {
+      const left = at - Date.now();
+      if (left > 2 ** 31 - 1) this.renewTimer = setTimeout(arm, 2 ** 31 - 1);
+      else this.renewTimer = setTimeout(() => void this.renew(), Math.max(1000, left));
+      this.renewTimer.unref();
+    };
+    arm();
   }
 
   /** A new key and certificate from a manager; switches the role if the certificate's differs. */

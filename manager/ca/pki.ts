@@ -84,7 +84,9 @@ export async function createKeyAndCSR(): Promise<{ keyPem: string; csrPem: strin
   return { keyPem: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)), csrPem: csr.toString('pem') + '\n' };
 }
 
-export class BadCSRError extends Error {}
+export class BadCSRError extends Error {
+  override name = 'BadCSRError';
+}
 
 export interface IssueParams {
   ca: RootCA;
@@ -111,7 +113,13 @@ export async function issueNodeCertificate(p: IssueParams): Promise<{ certPem: s
   } catch (e) {
     throw new BadCSRError(`the CSR is not a PEM PKCS#10 request: ${(e as Error).message}`);
   }
-  if (!(await csr.verify())) throw new BadCSRError('the CSR signature does not verify: the requester does not hold the key it asks a certificate for');
+  let ok = false;
+  try {
+    ok = await csr.verify();
+  } catch (e) {
+    throw new BadCSRError(`the CSR's key or signature cannot be read: ${(e as Error).message}`);
+  }
+  if (!ok) throw new BadCSRError('the CSR signature does not verify: the requester does not hold the key it asks a certificate for');
   const alg = csr.publicKey.algorithm as { name: string; namedCurve?: string };
   if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') throw new BadCSRError(`the CSR key must be ECDSA P-256, got ${alg.name} ${alg.namedCurve ?? ''}`);
   const caCert = new x509.X509Certificate(p.ca.certPem);

@@ -28,7 +28,9 @@ export interface ParsedToken {
   secret: string;
 }
 
-export class BadTokenError extends Error {}
+export class BadTokenError extends Error {
+  override name = 'BadTokenError';
+}
 
 export function parseToken(token: string): ParsedToken {
   const parts = token.trim().split('-');

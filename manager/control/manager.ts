@@ -144,6 +144,11 @@ export class Manager {
       }
       return undefined;
     },
+    effectiveRole: (nodeId, role) => {
+      if (role !== 'manager') return role;
+      const n = this.node(nodeId);
+      return n && n.spec.desiredRole !== 'manager' ? 'worker' : role;
+    },
   };
 
   /** Raft reachability of a manager as the leader sees it. */

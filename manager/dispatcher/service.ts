@@ -196,7 +196,10 @@ export class Dispatcher {
     try {
       await this.mgr.raft.propose(ops);
     } catch (e) {
-      this.log(`dispatcher: writing ${ops.length} task status update(s) failed: ${(e as Error).message}; the agents resend them`);
+      // Put them back unless a newer update for the task arrived meanwhile; retried next round.
+      for (const [id, u] of batch) if (!this.queued.has(id)) this.queued.set(id, u);
+      this.log(`dispatcher: writing ${ops.length} task status update(s) failed: ${(e as Error).message}; retrying`);
+      if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 500);
     }
   }
 }

@@ -44,6 +44,11 @@ export interface TrustPolicy {
   clusterId(): string | undefined;
   /** Why this node's certificates are refused (removed, unknown), or undefined if it may call. */
   refuse(nodeId: string): string | undefined;
+  /**
+   * The role a caller holding a certificate for `role` may act as: a demoted node keeps a
+   * manager certificate until it renews, but acts as a worker from the moment it is demoted.
+   */
+  effectiveRole?(nodeId: string, role: Role): Role;
 }
 
 export interface Forwarder {
@@ -75,11 +80,13 @@ function peerIdentity(call: AnyCall): Identity | undefined {
   return { nodeId: i.cn, role: i.ou, clusterId: i.o };
 }
 
-function checkIdentity(id: Identity, o: SecureOptions, what: string): void {
+function checkIdentity(id: Identity, o: SecureOptions, what: string): Identity {
   const cid = o.policy.clusterId();
   if (cid && id.clusterId !== cid) throw denied(`${what} belongs to cluster ${id.clusterId}, not to this cluster ${cid}`);
   const why = o.policy.refuse(id.nodeId);
   if (why) throw denied(`${what} (node ${id.nodeId}) is refused: ${why}`);
+  const role = o.policy.effectiveRole?.(id.nodeId, id.role) ?? id.role;
+  return role === id.role ? id : { ...id, role };
 }
 
 /** Resolves and checks the caller of one call against the method's roles. */
@@ -88,16 +95,16 @@ export function authorize(call: AnyCall, spec: MethodSpec, method: string, o: Se
   const peer = peerIdentity(call);
   if (spec.roles === 'bootstrap') return peer;
   if (!peer) throw unauthenticated(`${method} needs a client certificate signed by this cluster's CA (none was presented, or it is expired or from another CA); join the cluster first`);
-  checkIdentity(peer, o, 'the client certificate');
+  const checked = checkIdentity(peer, o, 'the client certificate');
   const md = call.metadata;
   const fwdNode = md.get(FWD_NODE)[0];
-  let id = peer;
+  let id = checked;
   if (fwdNode !== undefined) {
-    if (peer.role !== 'manager') throw denied(`${method}: a forwarded identity is only trusted from a manager certificate; node ${peer.nodeId} is a ${peer.role}`);
+    if (checked.role !== 'manager') throw denied(`${method}: a forwarded identity is only trusted from a manager certificate; node ${peer.nodeId} is a ${checked.role}`);
     const role = String(md.get(FWD_ROLE)[0] ?? '');
     if (role !== 'manager' && role !== 'worker') throw denied(`${method}: forwarded role ${JSON.stringify(role)} is not manager or worker`);
     id = { nodeId: String(fwdNode), role, clusterId: String(md.get(FWD_CLUSTER)[0] ?? ''), forwardedBy: peer.nodeId };
-    if (id.nodeId !== 'local') checkIdentity(id, o, 'the forwarded caller');
+    id = { ...checkIdentity(id, o, 'the forwarded caller'), forwardedBy: peer.nodeId };
   }
   if (!spec.roles.includes(id.role)) {
     throw denied(`${method} is allowed for ${spec.roles.join(' or ')} nodes only; the caller ${id.nodeId} is a ${id.role}`);
