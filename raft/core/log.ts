@@ -93,31 +93,28 @@ export class RaftLog {
     return this.term(this.lastIndex());
   }
 
-  /** Term of entry i; throws CompactedError / UnavailableError outside [firstIndex-1, lastIndex]. */
-  term(i: number): number {
+  /** Term of entry i, or undefined outside [firstIndex-1, lastIndex] (no exceptions on the hot path). */
+  private termAt(i: number): number | undefined {
     const t = this.unstable.term(i);
     if (t !== undefined) return t;
-    if (i + 1 < this.firstIndex()) throw new CompactedError(i);
-    if (i > this.lastIndex()) throw new UnavailableError(i);
+    if (i + 1 < this.firstIndex() || i > this.lastIndex()) return undefined;
     return this.storage.term(i);
   }
 
+  /** Term of entry i; throws CompactedError / UnavailableError outside [firstIndex-1, lastIndex]. */
+  term(i: number): number {
+    const t = this.termAt(i);
+    if (t !== undefined) return t;
+    if (i + 1 < this.firstIndex()) throw new CompactedError(i);
+    throw new UnavailableError(i);
+  }
+
   termOrZero(i: number): number {
-    try {
-      return this.term(i);
-    } catch (e) {
-      if (e instanceof CompactedError || e instanceof UnavailableError) return 0;
-      throw e;
-    }
+    return this.termAt(i) ?? 0;
   }
 
   matchTerm(i: number, t: number): boolean {
-    try {
-      return this.term(i) === t;
-    } catch (e) {
-      if (e instanceof CompactedError || e instanceof UnavailableError) return false;
-      throw e;
-    }
+    return this.termAt(i) === t;
   }
 
   /** Raft §5.4.1: a candidate's log (lastIndex, lastTerm) is at least as up to date as ours. */
@@ -138,13 +135,9 @@ export class RaftLog {
    */
   findConflictByTerm(index: number, term: number): { index: number; term: number } {
     for (; index > 0; index--) {
-      let ours: number;
-      try {
-        ours = this.term(index);
-      } catch (e) {
-        if (e instanceof CompactedError || e instanceof UnavailableError) return { index, term: 0 };
-        throw e;
-      }
+      const ours = this.termAt(index);
+      // Unknown (compacted) terms count as a possible match.
+      if (ours === undefined) return { index, term: 0 };
       if (ours <= term) return { index, term: ours };
     }
     return { index: 0, term: 0 };

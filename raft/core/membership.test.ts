@@ -221,3 +221,43 @@ t.test('malformed conf change proposals are dropped with a reason', (t) => {
   t.match(net.node(1).dropped.at(-1)?.reason, /removes all voters/);
   t.end();
 });
+
+t.test('a removed node holding the only copy of entries the voters need can still get a leader elected', (t) => {
+  // Replace voters 2 (leader) and 3 by 4 and 5. The leave entry commits and node 3 applies it
+  // (so it is no member any more), but 1, 4 and 5 never hear of the commit; the leader also
+  // wrote an entry X that only node 3 got, then crashed. Nodes 1, 4, 5 still think the config is
+  // joint and need a vote of 2 or 3; node 3 refuses (its log is longer). Without help no
+  // election could ever succeed (openraft#2091, braft#432): node 3 must be allowed to campaign.
+  const net = new Network([1, 2, 3], { bootstrap: true, configFor: (id) => (id === 2 ? { maxSizePerMsg: 1 } : {}) });
+  elect(net, 2);
+  addLearner(net, 2, 4);
+  addLearner(net, 2, 5);
+  net.proposeConfChange(2, cc(ConfChangeTransition.JointExplicit, [[AddVoter, 4], [AddVoter, 5], [RemoveNode, 2], [RemoveNode, 3]]));
+  net.tickAll(2);
+  t.same(net.node(1).conf.votersOutgoing, [1, 2, 3], 'everyone is in the joint config');
+  const leaveIdx = net.node(2).raw.raft.raftLog.lastIndex() + 1;
+  const hidden = new Set([1, 4, 5]);
+  net.filter = (m) =>
+    m.from === 2 && hidden.has(m.to) && ((m.type === MessageType.App && (m.commit >= leaveIdx || m.entries.some((e) => e.index > leaveIdx))) || (m.type === MessageType.Heartbeat && m.commit >= leaveIdx));
+  net.node(2).raw.proposeConfChange(cc(ConfChangeTransition.Auto, [])); // leave, at leaveIdx
+  net.node(2).raw.propose(enc('X')); // at leaveIdx + 1
+  net.stabilize();
+  net.tick(2);
+  t.equal(net.node(3).status().commit, leaveIdx, 'node 3 knows the leave committed');
+  t.same(net.node(3).conf.voters, [1, 4, 5], 'and applied it: it is no member');
+  t.equal(net.node(3).raw.raft.raftLog.lastIndex(), leaveIdx + 1, 'it holds X');
+  for (const id of [1, 4, 5]) t.ok(net.node(id).status().commit < leaveIdx, `node ${id} does not know the leave committed`);
+  t.equal(net.node(2).status().role, Role.Leader, 'the removed leader keeps leading while X is uncommitted');
+  net.stop(2);
+  net.filter = undefined;
+  for (let i = 0; i < 200 && ![1, 4, 5].some((id) => net.node(id).status().role === Role.Leader); i++) net.tickAll();
+  const nl = [1, 4, 5].find((id) => net.node(id).status().role === Role.Leader);
+  t.ok(nl, `a voter of the new config leads (${nl})`);
+  for (const id of [1, 4, 5]) t.same(net.node(id).conf.votersOutgoing, [], `node ${id} left the joint config`);
+  t.equal(net.node(3).status().role, Role.Follower, 'node 3 handed over');
+  t.ok(net.log.some((m) => m.from === 3 && m.type === MessageType.Vote), 'node 3 did campaign to get there');
+  t.same(net.node(nl!).appliedData(), ['X'], 'X, which only node 3 had, is committed');
+  net.propose(nl!, 'after');
+  t.same(net.node(4).appliedData(), ['X', 'after']);
+  t.end();
+});

@@ -13,7 +13,7 @@ import {
   type Storage,
   EntryType,
 } from '../types.js';
-import { limitSize } from './entries.js';
+import { entryBytes } from './entries.js';
 
 export class SnapshotOutOfDateError extends Error {
   constructor(index: number, current: number) {
@@ -81,7 +81,16 @@ export class MemoryStorage implements Storage {
     if (hi > this.lastIndex() + 1) throw new RangeError(`MemoryStorage.entries: hi ${hi} is beyond lastIndex ${this.lastIndex()} + 1`);
     if (lo >= hi) throw new RangeError(`MemoryStorage.entries: empty range [${lo}, ${hi})`);
     if (this.ents.length === 1) throw new UnavailableError(lo);
-    return limitSize(this.ents.slice(lo - off, hi - off), maxBytes);
+    // Walk only as far as the size limit allows (a lagging follower's range can be long).
+    const out: Entry[] = [this.ents[lo - off]];
+    let size = entryBytes(out[0]);
+    for (let i = lo + 1; i < hi; i++) {
+      const e = this.ents[i - off];
+      size += entryBytes(e);
+      if (size > maxBytes) break;
+      out.push(e);
+    }
+    return out;
   }
 
   term(i: number): number {
@@ -135,7 +144,9 @@ export class MemoryStorage implements Storage {
     if (at > this.ents.length) {
       throw new RangeError(`MemoryStorage.append: gap: entry ${entries[0].index} after lastIndex ${this.lastIndex()}`);
     }
-    this.ents = this.ents.slice(0, at).concat(entries);
+    // In place: appending at the end is the common case and must not copy the whole log.
+    if (at < this.ents.length) this.ents.length = at;
+    for (const e of entries) this.ents.push(e);
   }
 
   /** An independent copy of the durable contents (a crash keeps only this). */

@@ -275,9 +275,10 @@ export class Raft {
     this.lead = this.id;
     this.state = Role.Leader;
     const self = this.trk.progress.get(this.id);
-    invariant(self, `leader ${this.id} has no progress of its own`);
-    self.becomeReplicate();
-    self.recentActive = true;
+    if (self) {
+      self.becomeReplicate();
+      self.recentActive = true;
+    }
     // Conservatively treat every not-yet-applied entry as a possible conf change.
     this.pendingConfIndex = this.raftLog.lastIndex();
     const ok = this.appendEntry([{ term: 0, index: 0, type: EntryType.Normal, data: EMPTY }]);
@@ -294,7 +295,7 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
+    if (this.mayCampaign() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.step(newMessage({ type: MessageType.Hup, from: this.id }));
     }
@@ -324,11 +325,46 @@ export class Raft {
     return !!pr && !pr.isLearner && !this.raftLog.hasPendingSnapshot();
   }
 
+  /**
+   * Whether this node may start an election. Voters may. A learner or a removed node may only
+   * while it holds entries beyond its commit index: after a config change that drops it, it can be
+   * the only holder of entries the remaining voters need, and since it refuses votes to anyone
+   * with a shorter log, an election could otherwise never succeed (openraft#2091, braft#432).
+   * Such a leader accepts no proposals and steps down once its whole log is committed.
+   */
+  mayCampaign(): boolean {
+    if (this.promotable()) return true;
+    return (
+      this.trk.config.incoming.size > 0 &&
+      !this.raftLog.hasPendingSnapshot() &&
+      this.raftLog.lastIndex() > this.raftLog.committed
+    );
+  }
+
+  private isVoter(): boolean {
+    const pr = this.trk.progress.get(this.id);
+    return !!pr && !pr.isLearner && this.trk.isVoter(this.id);
+  }
+
+  /**
+   * A leader that is not a voter (removed, demoted, or elected as a learner to unblock the
+   * cluster) steps down once every entry of its log is committed, after telling the voters the
+   * commit index.
+   */
+  private maybeRetire(): boolean {
+    if (this.state !== Role.Leader || this.isVoter()) return false;
+    if (this.raftLog.committed < this.raftLog.lastIndex()) return false;
+    this.cfg.logger.warn(`raft ${this.id} is not a voter of the config and steps down as leader (its log is fully committed)`);
+    this.bcastHeartbeat(undefined);
+    this.becomeFollower(this.term, NONE);
+    return true;
+  }
+
   // ---- elections --------------------------------------------------------------------------------
 
   private hup(t: CampaignType): void {
     if (this.state === Role.Leader) return;
-    if (!this.promotable()) {
+    if (!this.mayCampaign()) {
       this.cfg.logger.warn(`raft ${this.id} is not promotable (not a voter, or a snapshot is pending) and will not campaign`);
       return;
     }
@@ -568,6 +604,7 @@ export class Raft {
       if (this.maybeCommit()) {
         this.releasePendingReadIndex();
         this.bcastAppend();
+        if (this.maybeRetire()) return;
       } else if (m.from !== this.id && wasPaused) {
         this.sendAppend(m.from);
       }
@@ -582,8 +619,8 @@ export class Raft {
   private leaderPropose(m: Message): void {
     invariant(m.entries.length > 0, `stepped empty MsgProp from ${m.from}`);
     const fwd = m.from !== this.id && m.from !== NONE ? ` (forwarded from ${m.from})` : '';
-    if (!this.trk.progress.has(this.id)) {
-      this.dropProposal(m.entries, `this node was removed from the cluster${fwd}`);
+    if (!this.isVoter()) {
+      this.dropProposal(m.entries, `this leader is not a voter (removed, demoted, or a learner handing over) and is stepping down${fwd}`);
       return;
     }
     if (this.leadTransferee !== NONE) {
@@ -928,16 +965,16 @@ export class Raft {
     const cs = toConfState(config);
     const pr = progress.get(this.id);
     this.isLearner = !!pr && pr.isLearner;
-    if ((!pr || this.isLearner) && this.state === Role.Leader) {
-      this.cfg.logger.warn(`raft ${this.id} was removed from (or demoted in) the config and steps down as leader`);
-      this.becomeFollower(this.term, NONE);
-      return cs;
-    }
     if (this.state !== Role.Leader || config.incoming.size === 0) return cs;
+    // A leader removed (or demoted) by this change steps down once nothing in its log awaits
+    // commit; until then it keeps replicating (refusing proposals) so the remaining voters learn
+    // that the change committed (stepping down at once could leave them unable to elect anyone).
+    if (this.maybeRetire()) return cs;
     // The quorum changed: commit may move, and new members need their first MsgApp.
     if (this.maybeCommit()) {
       this.releasePendingReadIndex();
       this.bcastAppend();
+      if (this.maybeRetire()) return cs;
     } else {
       for (const id of progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
     }
