@@ -61,6 +61,17 @@ class VoteBeforePersist extends Raft {
   }
 }
 
+/** Sends append acknowledgements at once instead of after the entries are persisted. */
+class AckBeforePersist extends Raft {
+  protected override send(p: Partial<Message> & { type: MessageType; to: NodeId }): void {
+    super.send(p);
+    const m = this.msgsAfterAppend[this.msgsAfterAppend.length - 1];
+    if (p.type === MessageType.AppResp && m && m.type === MessageType.AppResp && m.to !== this.id && !m.reject) {
+      this.msgs.push(this.msgsAfterAppend.pop() as Message);
+    }
+  }
+}
+
 /** A follower acknowledges a snapshot up to its index without installing it. */
 class AckSnapshotWithoutInstall extends Raft {
   protected override handleSnapshot(m: Message): void {
@@ -87,9 +98,10 @@ const variants: Variant[] = [
   },
   { name: 'vote granted without the log up-to-date check', impl: VoteWithoutLogCheck, expect: SAFETY },
   { name: 'vote sent before it is persisted', impl: VoteBeforePersist, expect: ['vote durable before granted'] },
-  // The follower's later commit beyond its log trips the core's own assertion first; the simulator
-  // reports that (with seed and schedule) like any other failure.
-  { name: 'snapshot acknowledged without being installed', impl: AckSnapshotWithoutInstall, expect: [...SAFETY, 'core or host threw'] },
+  { name: 'append acknowledged before it is persisted', impl: AckBeforePersist, expect: ['acknowledged before persisted'] },
+  // Caught as an acknowledgement of entries the follower's disk does not have; were that check
+  // absent, the core's own assertion (commit beyond its log) would trip next.
+  { name: 'snapshot acknowledged without being installed', impl: AckSnapshotWithoutInstall, expect: ['acknowledged before persisted', ...SAFETY, 'core or host threw'] },
 ];
 
 for (const v of variants) {

@@ -56,6 +56,8 @@ export class Partition {
 export class Network {
   weather: Weather = CALM;
   partition: Partition | null = null;
+  /** Nodes cut off from everyone, on top of `partition` (each with the id of its isolation). */
+  readonly isolated = new Map<NodeId, number>();
 
   constructor(
     private readonly rng: Prng,
@@ -83,6 +85,7 @@ export class Network {
   }
 
   cut(from: NodeId, to: NodeId): boolean {
+    if (from !== to && (this.isolated.has(from) || this.isolated.has(to))) return true;
     return this.partition !== null && this.partition.blocks(from, to);
   }
 }

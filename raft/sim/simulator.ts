@@ -99,6 +99,7 @@ type Ev =
   | { k: 'restart'; node: NodeId }
   | { k: 'fault' }
   | { k: 'unpartition'; gen: number }
+  | { k: 'unisolate'; node: NodeId; gen: number }
   | { k: 'operator' }
   | { k: 'retire'; node: NodeId }
   | { k: 'clientNext'; client: number }
@@ -109,7 +110,7 @@ type Ev =
 
 const EVENT_CODE: Record<Ev['k'], number> = {
   tick: 1, deliver: 2, persist: 3, restart: 4, fault: 5, unpartition: 6, operator: 7, retire: 8,
-  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, strike: 13,
+  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, strike: 13, unisolate: 14,
 };
 
 export interface Tunables {
@@ -130,6 +131,7 @@ class SimNode {
   crashOnPersist = false;
   /** A conf change was applied since the last snapshot: cut a new one (a joiner refuses a snapshot whose conf lacks it). */
   confDirty = false;
+  lastCommit = 0;
   retired = false;
   role: Role = Role.Follower;
   term = 0;
@@ -282,6 +284,7 @@ export class Simulation {
     n.conf = snap.meta.conf;
     n.inflight = null;
     n.crashOnPersist = false;
+    n.lastCommit = n.storage.hardState().commit;
     n.waitingWrites.clear();
     n.pendingReads.clear();
     n.readyReads = [];
@@ -347,6 +350,12 @@ export class Simulation {
     const rd = rn.ready();
     this.inv.onReady(n.id, st.role === Role.Leader ? st.term : 0, rd);
     if (rd.softState) this.observeRole(n, rd.softState.role, st.term, rd.softState.lead);
+    if (this.churn && !this.healing && st.role === Role.Leader && rd.hardState && rd.hardState.commit > n.lastCommit && this.faultRng.chance(0.3)) {
+      // Cut the leader off right as its commit index moves: the appends and heartbeats that would
+      // tell the followers are lost in flight.
+      this.isolateNow(n, `leader of term ${st.term} just committed ${rd.hardState.commit}`);
+    }
+    if (rd.hardState) n.lastCommit = rd.hardState.commit;
     for (const m of rd.messages) this.send(n, m);
     n.inflight = rd;
     // The write and its fsync take a little while; a crash before then loses the whole Ready.
@@ -534,8 +543,11 @@ export class Simulation {
       this.log(`${n.id} became leader of term ${term}`);
       // Leader churn: new leaders are struck soon after taking over, while their first entries
       // are still in flight (Figure 8 of the Raft paper needs three such short reigns in a row).
-      if (this.churn && !this.healing && this.faultRng.chance(0.6)) {
-        this.q.after(this.faultRng.float() * 3 * n.tickMs, { k: 'strike', node: n.id, term });
+      if (this.churn && !this.healing) {
+        const x = this.faultRng.float();
+        // Cut off at once (its first appends never leave), or struck a little later.
+        if (x < 0.35) this.isolateNow(n, `new leader of term ${term}`);
+        else if (x < 0.7) this.q.after(this.faultRng.float() * 3 * n.tickMs, { k: 'strike', node: n.id, term });
       }
     }
     if (term > this.st.maxTerm) this.st.maxTerm = term;
@@ -658,18 +670,23 @@ export class Simulation {
     this.q.after(r.float() * this.tun.electionTick * 10 * 3, { k: 'fault' });
   }
 
+  /** Cuts one node off from everyone right now (messages already in flight to or from it are lost too). */
+  private isolateNow(n: SimNode, why: string): void {
+    const gen = ++this.partitionGen;
+    this.net.isolated.set(n.id, gen);
+    this.fault(`isolate ${n.id} (${why})`);
+    this.q.after(this.faultRng.float() * 4 * this.tun.electionTick * 10, { k: 'unisolate', node: n.id, gen });
+  }
+
   private strike(id: NodeId, term: number): void {
     const n = this.nodes.get(id);
     if (this.healing || !n || !n.up || n.role !== Role.Leader || n.term !== term) return;
     const r = this.faultRng;
-    if (r.chance(0.5) || this.net.partition !== null) {
+    if (r.chance(0.5)) {
       this.crash(n, ` (new leader of term ${term})`);
       this.q.after(1 + r.float() * 4 * this.tun.electionTick * 10, { k: 'restart', node: id });
     } else {
-      this.net.partition = Partition.isolate(id, this.members().filter((m) => m !== id));
-      const gen = ++this.partitionGen;
-      this.fault(`partition: ${this.net.partition.description} (new leader of term ${term})`);
-      this.q.after(r.float() * 4 * this.tun.electionTick * 10, { k: 'unpartition', gen });
+      this.isolateNow(n, `struck new leader of term ${term}`);
     }
   }
 
@@ -702,7 +719,7 @@ export class Simulation {
   }
 
   private onOperator(): void {
-    if (this.healing) return;
+    if (this.healing || this.churn) return; // leader churn runs without membership changes
     const r = this.faultRng;
     this.q.after(50 + r.float() * 550, { k: 'operator' });
     // New nodes whose AddLearner never took effect are shut down.
@@ -772,6 +789,7 @@ export class Simulation {
     this.healing = true;
     this.healedAt = this.q.now;
     this.net.partition = null;
+    this.net.isolated.clear();
     this.net.weather = CALM;
     this.fault('heal: network repaired, crashed nodes restarted, faults stop');
     for (const n of this.nodes.values()) {
@@ -820,6 +838,12 @@ export class Simulation {
         return;
       case 'operator':
         this.onOperator();
+        return;
+      case 'unisolate':
+        if (this.net.isolated.get(ev.node) === ev.gen) {
+          this.net.isolated.delete(ev.node);
+          this.fault(`${ev.node} reconnected`);
+        }
         return;
       case 'retire': {
         const n = this.nodes.get(ev.node);
