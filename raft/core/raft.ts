@@ -239,10 +239,12 @@ export class Raft {
   private failPendingReads(reason: string): void {
     const waiting = [...this.readOnly.drain().map((s) => s.req), ...this.pendingReadIndex];
     this.pendingReadIndex = [];
-    for (const req of waiting) {
-      if (req.from === NONE || req.from === this.id) this.dropRead(req, reason);
-      else this.send({ type: MessageType.ReadIndexResp, to: req.from, reject: true, context: req.context });
-    }
+    for (const req of waiting) this.rejectRead(req, reason);
+  }
+
+  private rejectRead(req: Message, reason: string): void {
+    if (req.from === NONE || req.from === this.id) this.dropRead(req, reason);
+    else this.send({ type: MessageType.ReadIndexResp, to: req.from, reject: true, context: req.context });
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -479,7 +481,7 @@ export class Raft {
         return;
       case MessageType.ReadIndexResp:
         // Valid in any role: the index was confirmed by the leader that answered.
-        if (m.reject) this.dropRead(m, `the leader (node ${m.from}) dropped the read: it lost leadership before confirming it; retry`);
+        if (m.reject) this.dropRead(m, `the leader (node ${m.from}) dropped the read (it lost leadership before confirming it, or the context was already pending); retry`);
         else this.readStates.push({ index: m.index, context: m.context ?? EMPTY });
         return;
     }
@@ -934,7 +936,12 @@ export class Raft {
 
   private serveReadIndex(m: Message): void {
     if (this.cfg.readOnly === 'safe') {
-      if (!this.readOnly.addRequest(this.raftLog.committed, m)) return; // same context already pending
+      if (!this.readOnly.addRequest(this.raftLog.committed, m)) {
+        // Answering it with the pending one's (older) index could miss a write that completed
+        // in between, so it is refused: read contexts must be unique across the cluster.
+        this.rejectRead(m, 'a read with the same context is already pending at the leader; use contexts unique across the cluster');
+        return;
+      }
       this.readOnly.recvAck(this.id, m.context);
       this.bcastHeartbeat(m.context);
     } else {

@@ -121,3 +121,18 @@ t.test("readOnly 'lease' without checkQuorum is refused at construction", (t) =>
   );
   t.end();
 });
+
+t.test('a read whose context is already pending is refused (contexts must be unique)', (t) => {
+  const net = new Network([1, 2, 3]);
+  elect(net, 1);
+  net.propose(1, 'a');
+  net.node(1).raw.readIndex(enc('dup'));
+  net.node(1).raw.readIndex(enc('dup'));
+  net.node(2).raw.readIndex(enc('dup')); // forwarded, same context from another node
+  net.stabilize();
+  t.same(net.node(1).readStates.map((r) => dec(r.context)), ['dup'], 'the first one is served');
+  t.same(net.node(1).droppedReads.map((d) => dec(d.context)), ['dup'], 'the local duplicate is reported');
+  t.match(net.node(1).droppedReads[0].reason, /same context is already pending/);
+  t.same(net.node(2).droppedReads.map((d) => dec(d.context)), ['dup'], 'the follower hears its read was refused');
+  t.end();
+});
