@@ -2,7 +2,7 @@
 // derives from its directory. So `lab down` finds every namespace of a lab even when its state
 // file is lost, and two labs in two directories never collide.
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 
 export const DEFAULT_LAB_DIR = '/var/lib/shoal-lab';
 /** Every lab network namespace starts with this; nothing else on the machine should. */
@@ -15,10 +15,13 @@ export const SUBNET_BITS = 24;
 const FIRST_HOST = 11;
 export const MAX_NODES = 200;
 
+/** `default` for the default directory; else the directory's base name (made safe, shortened)
+ * and a hash of its full path, e.g. /tmp/mylab -> mylab-3f9a1c. */
 export function labName(labDir: string): string {
   const abs = resolve(labDir);
   if (abs === DEFAULT_LAB_DIR) return 'default';
-  return 'h' + createHash('sha256').update(abs).digest('hex').slice(0, 8);
+  const base = basename(abs).toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 16) || 'lab';
+  return `${base}-${createHash('sha256').update(abs).digest('hex').slice(0, 6)}`;
 }
 
 export function bridgeNetns(name: string): string {
@@ -29,9 +32,12 @@ export function hostNetns(name: string, node: string): string {
   return `${NETNS_PREFIX}${name}-${node}`;
 }
 
-/** The netns names that belong to lab `name` (its bridge namespace and its hosts). */
+/** The netns names that belong to lab `name` (its bridge namespace and its hosts) and to no other
+ * lab: lab "default" must not claim "shoal-lab-default-3f9a1c-manager-1" of lab "default-3f9a1c". */
 export function isLabNetns(name: string, netns: string): boolean {
-  return netns.startsWith(`${NETNS_PREFIX}${name}-`);
+  const p = `${NETNS_PREFIX}${name}-`;
+  if (!netns.startsWith(p)) return false;
+  return /^(br|manager-\d+|worker-\d+)$/.test(netns.slice(p.length));
 }
 
 export function managerName(i: number): string {

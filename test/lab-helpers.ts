@@ -47,10 +47,11 @@ export function rootNet(): RootNet {
 }
 
 /** A fresh lab directory for one test; its lab is torn down and the directory removed at the
- * end of the test, pass or fail. The pid in the path makes the lab's name unique per run. */
+ * end of the test, pass or fail. The lab's name (hence every netns name) starts with the tag and
+ * this process's pid, e.g. shoal-lab-net12345-3f9a1c-manager-1. */
 export function labDirFor(t: { teardown: (fn: () => unknown) => void }, tag: string): string {
   const parent = mkdtempSync(join(tmpdir(), `shoal-lab-${tag}-${process.pid}-`));
-  const dir = join(parent, 'lab');
+  const dir = join(parent, `${tag}${process.pid}`);
   t.teardown(async () => {
     await labDown(dir).catch(() => undefined);
     rmSync(parent, { recursive: true, force: true });
