@@ -19,7 +19,7 @@ interface Result {
   cpuPct: number;
 }
 
-function parseArgs(): { members: number; trials: number; restS: number } {
+function parseArgs(): { members: number; trials: number; restS: number; systems: string[] } {
   const a = process.argv.slice(2);
   const get = (k: string, d: number): number => {
     const i = a.indexOf(`--${k}`);
@@ -36,7 +36,15 @@ function parseArgs(): { members: number; trials: number; restS: number } {
     console.error('gossip-vs-serf: --members must be at least 3');
     process.exit(2);
   }
-  return { members, trials: get('trials', 3), restS: get('rest', 10) };
+  const i = a.indexOf('--systems');
+  const systems = (i >= 0 ? a[i + 1] ?? '' : 'serf,shoal-serf-lan,shoal-lan').split(',');
+  for (const sys of systems) {
+    if (!['serf', 'shoal-serf-lan', 'shoal-lan'].includes(sys)) {
+      console.error(`gossip-vs-serf: unknown system "${sys}" in --systems; use serf, shoal-serf-lan, shoal-lan`);
+      process.exit(2);
+    }
+  }
+  return { members, trials: get('trials', 3), restS: get('rest', 10), systems };
 }
 
 const median = (xs: number[]): number => {
@@ -119,17 +127,28 @@ function describe(label: string, r: Result): string {
 }
 
 async function main(): Promise<void> {
-  const { members, trials, restS } = parseArgs();
+  const { members, trials, restS, systems } = parseArgs();
   console.log(`gossip-vs-serf: N=${members}, ${trials} trials, ${restS} s rest window, loopback`);
-  const serf = await runSystem(new SerfCluster(), members, trials, restS);
-  console.log(describe('serf (-profile=lan)', serf));
-  const same = await runSystem(new ShoalCluster('shoal serf-lan', 'serf-lan'), members, trials, restS);
-  console.log(describe('shoal (profile serf-lan = serf\'s settings)', same));
-  const own = await runSystem(new ShoalCluster('shoal lan', 'lan'), members, trials, restS);
-  console.log(describe('shoal (profile lan, shoal default)', own));
+  const results = new Map<string, Result>();
+  const runs: [string, string, () => BenchCluster][] = [
+    ['serf', 'serf (-profile=lan)', () => new SerfCluster()],
+    ['shoal-serf-lan', 'shoal (profile serf-lan = serf\'s settings)', () => new ShoalCluster('shoal serf-lan', 'serf-lan')],
+    ['shoal-lan', 'shoal (profile lan, shoal default)', () => new ShoalCluster('shoal lan', 'lan')],
+  ];
+  for (const [key, label, make] of runs) {
+    if (!systems.includes(key)) continue;
+    const r = await runSystem(make(), members, trials, restS);
+    results.set(key, r);
+    console.log(describe(label, r));
+  }
   const f = (ms: number[]): string => (median(ms) / 1000).toFixed(2);
-  console.log(`gossip-vs-serf N=${members} shoal-default(lan): detect ${f(own.detect)} s, join ${f(own.join)} s, cpu ${own.cpuPct.toFixed(2)}%`);
-  console.log(`gossip-vs-serf N=${members}: detect shoal ${f(same.detect)} s serf ${f(serf.detect)} s, join shoal ${f(same.join)} s serf ${f(serf.join)} s, cpu shoal ${same.cpuPct.toFixed(2)}% serf ${serf.cpuPct.toFixed(2)}%`);
+  const own = results.get('shoal-lan');
+  if (own) console.log(`gossip-vs-serf N=${members} shoal-default(lan): detect ${f(own.detect)} s, join ${f(own.join)} s, cpu ${own.cpuPct.toFixed(2)}%`);
+  const same = results.get('shoal-serf-lan');
+  const serf = results.get('serf');
+  if (same && serf) {
+    console.log(`gossip-vs-serf N=${members}: detect shoal ${f(same.detect)} s serf ${f(serf.detect)} s, join shoal ${f(same.join)} s serf ${f(serf.join)} s, cpu shoal ${same.cpuPct.toFixed(2)}% serf ${serf.cpuPct.toFixed(2)}%`);
+  }
 }
 
 main().then(() => process.exit(0), (e: Error) => {

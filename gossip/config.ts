@@ -38,6 +38,14 @@ export interface GossipConfig {
   retransmitMult: number;
   /** Full-state TCP sync with one random member (scaled above 32 members). 0 disables. */
   pushPullIntervalMs: number;
+  /**
+   * Every this often, push/pull with one random dead member (serf's
+   * reconnect): the only way two sides of a healed partition, each holding
+   * the other dead, find each other again. 0 disables.
+   */
+  reconnectIntervalMs: number;
+  /** Dead members are kept (for reconnect and for `members()`) this long, then forgotten. */
+  reconnectTimeoutMs: number;
   /** Deadline for one TCP stream (join, push/pull). */
   tcpTimeoutMs: number;
   /** Lifeguard awareness ceiling: probe interval stretches up to this factor. */
@@ -76,6 +84,8 @@ const serfLan: Omit<GossipConfig, 'name'> = {
   suspicionMaxTimeoutMult: 6,
   retransmitMult: 4,
   pushPullIntervalMs: 30_000,
+  reconnectIntervalMs: 30_000,
+  reconnectTimeoutMs: 24 * 3600_000,
   tcpTimeoutMs: 10_000,
   awarenessMaxMultiplier: 8,
   udpBufferSize: 1400,
@@ -123,6 +133,7 @@ const wan: Omit<GossipConfig, 'name'> = {
   gossipToTheDeadMs: 60_000,
   suspicionMult: 6,
   pushPullIntervalMs: 60_000,
+  reconnectIntervalMs: 60_000,
   tcpTimeoutMs: 30_000,
 };
 
@@ -136,6 +147,7 @@ const local: Omit<GossipConfig, 'name'> = {
   suspicionMult: 3,
   retransmitMult: 2,
   pushPullIntervalMs: 15_000,
+  reconnectIntervalMs: 15_000,
   tcpTimeoutMs: 1000,
 };
 
@@ -181,6 +193,7 @@ export function validateConfig(cfg: GossipConfig): void {
   }
   const nonNegative: (keyof GossipConfig)[] = [
     'indirectChecks', 'gossipNodes', 'gossipToTheDeadMs', 'pushPullIntervalMs', 'metaMaxSize', 'deadNodeReclaimMs',
+    'reconnectIntervalMs', 'reconnectTimeoutMs',
   ];
   for (const f of nonNegative) {
     const v = cfg[f];

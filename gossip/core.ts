@@ -140,6 +140,9 @@ export class GossipCore {
     if (this.cfg.pushPullIntervalMs > 0) {
       this.timers.schedule(now + this.rng.next() * this.cfg.pushPullIntervalMs, () => this.pushPullTick());
     }
+    if (this.cfg.reconnectIntervalMs > 0) {
+      this.timers.schedule(now + this.cfg.reconnectIntervalMs * (1 + this.rng.next()), () => this.reconnectTick());
+    }
   }
 
   /** Run due timers. */
@@ -427,7 +430,7 @@ export class GossipCore {
     }
     for (let tries = 0; tries <= this.table.size + 1; tries++) {
       if (this.probeIndex >= this.probeList.length) {
-        this.table.reap(this.cfg.gossipToTheDeadMs);
+        this.table.reap(this.cfg.gossipToTheDeadMs, this.cfg.reconnectTimeoutMs);
         this.probeList = shuffle(this.rng, this.table.list.filter((m) => m !== this.table.self).map((m) => m.name));
         this.probeIndex = 0;
         if (this.probeList.length === 0) return undefined;
@@ -446,7 +449,16 @@ export class GossipCore {
     const inc = target.inc;
     this.ackHandlers.set(probe.seq, {
       onAck: () => {
-        if (!probe.acked && this.nowMs - sentAt <= this.cfg.probeTimeoutMs) probe.direct = true;
+        if (!probe.acked && this.nowMs - sentAt <= this.cfg.probeTimeoutMs) {
+          // A timely direct ack settles the probe now: drop its timers so an
+          // idle member wakes once per probe, not three times.
+          probe.direct = true;
+          probe.acked = true;
+          indirectTimer.cancel();
+          finalTimer.cancel();
+          this.finishProbe(probe, target.name);
+          return;
+        }
         probe.acked = true;
       },
       onNack: () => { probe.nacks++; },
@@ -460,7 +472,7 @@ export class GossipCore {
     }
     this.sendPacket(target.addr, msgs);
 
-    this.timers.schedule(sentAt + this.cfg.probeTimeoutMs, () => {
+    const indirectTimer = this.timers.schedule(sentAt + this.cfg.probeTimeoutMs, () => {
       if (probe.acked) return;
       const helpers = kRandom(this.rng, this.table.list, this.cfg.indirectChecks,
         (m) => m !== this.table.self && m.name !== target.name && m.state === 'alive');
@@ -473,15 +485,12 @@ export class GossipCore {
       }
     });
 
-    this.timers.schedule(sentAt + interval, () => {
-      this.ackHandlers.delete(probe.seq);
+    const finalTimer = this.timers.schedule(sentAt + interval, () => {
       if (probe.acked) {
-        if (probe.direct) this.awareness.applyDelta(-1);
-        // It answered, but only through a relay or TCP, so its refutation
-        // (which rides on its own direct ack) has not reached us: ask again.
-        if (this.table.byName.get(target.name)?.state === 'suspect') this.onSuspicionHint(target.name);
+        this.finishProbe(probe, target.name);
         return;
       }
+      this.ackHandlers.delete(probe.seq);
       this.stats.probesFailed++;
       // Missing nacks mean our helpers did not even answer us: more likely we
       // are the slow one, so we slow down (Lifeguard local health).
@@ -505,30 +514,58 @@ export class GossipCore {
     this.timers.schedule(at, () => this.gossipTick());
   }
 
+  private finishProbe(probe: Probe, target: string): void {
+    this.ackHandlers.delete(probe.seq);
+    if (probe.direct) this.awareness.applyDelta(-1);
+    // It answered, but only through a relay or TCP, so its refutation
+    // (which rides on its own direct ack) has not reached us: ask again.
+    else if (this.table.byName.get(target)?.state === 'suspect') this.onSuspicionHint(target);
+  }
+
   private gossipTick(): void {
     this.gossipScheduled = false;
     if (this.stopped || this.broadcasts.length() === 0) return;
     this.lastGossipAt = this.nowMs;
-    this.gossipRound();
+    // No one to tell (alone, or everyone else dead): sleep until the next
+    // update is queued, which is also what happens when someone joins.
+    if (!this.gossipRound()) return;
     if (this.broadcasts.length() > 0) {
       this.gossipScheduled = true;
       this.timers.schedule(this.nowMs + this.cfg.gossipIntervalMs, () => this.gossipTick());
     }
   }
 
-  private gossipRound(): void {
+  /** One round to gossipNodes random members; false if there was no one to send to. */
+  private gossipRound(): boolean {
     const self = this.table.self;
     const now = this.nowMs;
     const targets = kRandom(this.rng, this.table.list, this.cfg.gossipNodes, (m) =>
       m !== self && (m.state === 'alive' || m.state === 'suspect' || (m.state === 'dead' && now - m.stateChangeMs < this.cfg.gossipToTheDeadMs)));
     for (const t of targets) {
       const msgs = this.broadcasts.getBroadcasts(COMPOUND_PER_PART, this.packetLimit - COMPOUND_HEADER, this.retransmits());
-      if (msgs.length === 0) return;
+      if (msgs.length === 0) break;
       const data = packPacket(msgs);
       this.stats.packetsSent++;
       this.stats.bytesSent += data.length;
       this.outbox.packets.push({ to: t.addr, data });
     }
+    return targets.length > 0;
+  }
+
+  /**
+   * Push/pull with one random dead member. If it is in fact alive (a healed
+   * partition), each side learns the other holds it dead and refutes; the
+   * refutations and the merged states then spread on both sides.
+   */
+  private reconnectTick(): void {
+    if (this.stopped) return;
+    this.timers.schedule(this.nowMs + this.cfg.reconnectIntervalMs, () => this.reconnectTick());
+    if (this.leaving) return;
+    const dead = this.table.list.filter((m) => m.state === 'dead');
+    if (dead.length === 0) return;
+    const peer = dead[this.rng.int(dead.length)] as Member;
+    const req = encodeMessage({ type: MsgType.PushPull, join: false, nodes: this.table.localState() });
+    this.openStream(peer.addr, req, this.cfg.tcpTimeoutMs, { kind: 'push-pull', join: false });
   }
 
   private pushPullTick(): void {

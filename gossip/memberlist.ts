@@ -49,7 +49,11 @@ export class Memberlist extends EventEmitter {
   }
 
   static async create(opts: MemberlistOptions): Promise<Memberlist> {
-    const transport = await UdpTcpTransport.listen(opts.bindAddr ?? '127.0.0.1', opts.bindPort ?? 0, {
+    const port = opts.bindPort ?? 0;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      throw new Error(`gossip: bindPort must be an integer in 0..65535 (0 = any free port), got ${port}`);
+    }
+    const transport = await UdpTcpTransport.listen(opts.bindAddr ?? '127.0.0.1', port, {
       keyring: opts.keyring,
       label: opts.config.label,
     });

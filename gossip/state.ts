@@ -73,11 +73,12 @@ export class MemberTable {
     return this.list.length;
   }
 
-  /** Remove members dead or left for longer than `olderThanMs` (never self). */
-  reap(olderThanMs: number): void {
+  /** Forget members left for longer than `leftMs` or dead for longer than `deadMs` (never self). */
+  reap(leftMs: number, deadMs: number): void {
     const now = this.host.now();
     const keep = this.list.filter(
-      (m) => m === this.self || m.state === 'alive' || m.state === 'suspect' || now - m.stateChangeMs <= olderThanMs,
+      (m) => m === this.self || m.state === 'alive' || m.state === 'suspect' ||
+        now - m.stateChangeMs <= (m.state === 'left' ? leftMs : deadMs),
     );
     if (keep.length === this.list.length) return;
     for (const m of this.list) if (!keep.includes(m)) this.byName.delete(m.name);

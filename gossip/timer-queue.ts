@@ -6,14 +6,20 @@ interface Timer {
   at: number;
   seq: number;
   fn: () => void;
+  cancelled: boolean;
+}
+
+/** A handle to cancel a scheduled timer. */
+export interface TimerHandle {
+  cancel(): void;
 }
 
 export class TimerQueue {
   private heap: Timer[] = [];
   private seq = 0;
 
-  schedule(at: number, fn: () => void): void {
-    const t: Timer = { at, seq: this.seq++, fn };
+  schedule(at: number, fn: () => void): TimerHandle {
+    const t: Timer = { at, seq: this.seq++, fn, cancelled: false };
     const h = this.heap;
     h.push(t);
     let i = h.length - 1;
@@ -23,10 +29,17 @@ export class TimerQueue {
       [h[i], h[p]] = [h[p] as Timer, h[i] as Timer];
       i = p;
     }
+    // Cancelled timers stay in the heap until they reach the top, so a
+    // driver is never woken for one.
+    return { cancel: () => { t.cancelled = true; this.dropCancelled(); } };
   }
 
   nextAt(): number | undefined {
     return this.heap[0]?.at;
+  }
+
+  private dropCancelled(): void {
+    while (this.heap[0]?.cancelled) this.pop();
   }
 
   /** Run every timer due at or before `now` (including ones they schedule). */
@@ -35,7 +48,8 @@ export class TimerQueue {
       const top = this.heap[0];
       if (!top || top.at > now) return;
       this.pop();
-      top.fn();
+      if (!top.cancelled) top.fn();
+      this.dropCancelled();
     }
   }
 
@@ -44,6 +58,7 @@ export class TimerQueue {
     const top = this.heap[0];
     if (!top) return undefined;
     this.pop();
+    this.dropCancelled();
     return { at: top.at, fn: top.fn };
   }
 
