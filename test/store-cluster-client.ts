@@ -20,7 +20,7 @@ const now = () => performance.timeOrigin + performance.now();
 const out = (o: unknown) => process.stdout.write(JSON.stringify(o) + '\n');
 const clients = apis.map((a) => new StoreClient(a, { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 }));
 
-interface Acked { key: string; value: string; version: number; returned: number; via: number }
+interface Acked { key: string; value: string; version: number; call: number; returned: number; via: number }
 const history: Operation[] = [];
 const acked: Acked[] = [];
 let running = false;
@@ -43,7 +43,7 @@ async function clientLoop(cid: number): Promise<void> {
       try {
         const r = await c.put({ kind: 'config', id: key, name: key, spec: value }, undefined, OP_TIMEOUT_MS);
         op.return = now();
-        acked.push({ key, value, version: r.version, returned: op.return, via: m });
+        acked.push({ key, value, version: r.version, call, returned: op.return, via: m });
         history.push(op);
       } catch (e) {
         const err = e as { details?: string };
