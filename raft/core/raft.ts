@@ -162,7 +162,13 @@ export class Raft {
       this.vote = hs.vote;
     }
     if (this.cfg.applied > 0) {
-      invariant(this.cfg.applied <= this.raftLog.committed, `config.applied ${this.cfg.applied} is beyond the stored commit index ${this.raftLog.committed}`);
+      invariant(
+        this.cfg.applied <= this.raftLog.lastIndex(),
+        `config.applied ${this.cfg.applied} is beyond the last log index ${this.raftLog.lastIndex()} (the state machine is ahead of the raft log)`,
+      );
+      // A commit-only HardState change need not be fsynced, so the stored commit may lag what the
+      // host applied; whatever was applied was committed, so the commit index can catch up.
+      if (this.cfg.applied > this.raftLog.committed) this.raftLog.committed = this.cfg.applied;
       if (this.cfg.applied > this.raftLog.applied) this.raftLog.applied = this.cfg.applied;
     }
     this.becomeFollower(this.term, NONE);
