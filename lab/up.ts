@@ -9,7 +9,7 @@ import { labNetnsList } from './netns.js';
 import { buildNetwork, faultPoint } from './network.js';
 import { planLab } from './plan.js';
 import { isAlive, sleep } from './procs.js';
-import { checkInstalled, cli, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
+import { API_PORT, checkInstalled, cli, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
 import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
 
 export interface UpOptions {
@@ -75,27 +75,32 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
 
   const [first, ...rest] = s.nodes;
   if (!first) throw new Error('a lab needs at least one manager');
-  await cli(first, ['init']);
-  const worker = (await cli(first, ['join-token', 'worker', '--quiet'])).trim();
-  const manager = (await cli(first, ['join-token', 'manager', '--quiet'])).trim();
+  const init = JSON.parse(await cli(first, ['init', '--format', 'json'])) as { workerToken?: string; managerToken?: string };
+  if (!init.workerToken || !init.managerToken) throw new Error(`\`shoal init --format json\` on ${first.name} printed no join tokens`);
+  const worker = init.workerToken;
+  const manager = init.managerToken;
   s.tokens = { worker, manager };
-  s.joinAddress = `${first.address}:${4242}`;
+  const joinAddress = `${first.address}:${API_PORT}`;
+  s.joinAddress = joinAddress;
   writeState(s);
-  step(`cluster initialised on ${first.name} (${s.joinAddress})`);
+  step(`cluster initialised on ${first.name} (${joinAddress})`);
 
-  // Managers one at a time (each is a raft membership change); workers all together.
-  for (const n of rest.filter((x) => x.role === 'manager')) {
-    await cli(n, ['join', '--token', manager, s.joinAddress], 120_000);
-    step(`${n.name} joined as manager`);
-  }
-  await Promise.all(
+  // Managers one at a time (each is a raft membership change); workers meanwhile, all together.
+  const managersJoin = (async () => {
+    for (const n of rest.filter((x) => x.role === 'manager')) {
+      await cli(n, ['join', '--token', manager, joinAddress], 120_000);
+      step(`${n.name} joined as manager`);
+    }
+  })();
+  const workersJoin = Promise.all(
     rest
       .filter((x) => x.role === 'worker')
       .map(async (n) => {
-        await cli(n, ['join', '--token', worker, s.joinAddress!], 120_000);
+        await cli(n, ['join', '--token', worker, joinAddress], 120_000);
         step(`${n.name} joined as worker`);
       }),
   );
+  await Promise.all([managersJoin, workersJoin]);
 
   step('waiting until every node is ready');
   const rows = await waitAllReady(s, o.readyTimeoutMs ?? 120_000);
