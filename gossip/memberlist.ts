@@ -171,7 +171,7 @@ export class Memberlist extends EventEmitter {
     }
     const next = this.core.nextTimerAt();
     if (next === undefined) return;
-    if (this.timer && next >= this.timerAt) return;
+    if (this.timer && next === this.timerAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = next;
     this.timer = setTimeout(() => {
