@@ -103,7 +103,7 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   await Promise.all([managersJoin, workersJoin]);
 
   step('waiting until every node is ready');
-  const rows = await waitAllReady(s, o.readyTimeoutMs ?? 120_000);
+  const rows = await waitAllReady(s, o.readyTimeoutMs ?? 120_000, step);
   s.phase = 'ready';
   writeState(s);
   step(`all ${rows.length} nodes ready`);
@@ -111,9 +111,10 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
 }
 
 /** Polls `node ls` on a live manager until it lists every lab node as ready. */
-export async function waitAllReady(s: LabState, timeoutMs: number): Promise<NodeRow[]> {
+export async function waitAllReady(s: LabState, timeoutMs: number, progress: (line: string) => void = () => {}): Promise<NodeRow[]> {
   const end = Date.now() + timeoutMs;
   let last = '';
+  let shown = '';
   for (;;) {
     for (const m of s.nodes.filter((n) => n.role === 'manager' && isAlive(n.proc))) {
       try {
@@ -121,6 +122,7 @@ export async function waitAllReady(s: LabState, timeoutMs: number): Promise<Node
         const ready = rows.filter((r) => r.status === 'ready');
         if (ready.length === s.nodes.length && s.nodes.every((n) => rows.some((r) => r.hostname === n.name && r.status === 'ready'))) return rows;
         last = `${ready.length}/${s.nodes.length} ready: ${rows.map((r) => `${r.hostname}=${r.status}`).join(' ')}`;
+        if (last !== shown) progress((shown = last));
       } catch (e) {
         last = (e as Error).message;
       }
