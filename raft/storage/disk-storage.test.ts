@@ -352,3 +352,28 @@ t.test('one process per directory: a second open is refused, a stale lock from a
   await r.close();
   await t.rejects(fs.stat(path.join(dir, 'LOCK')), { code: 'ENOENT' }, 'close released it');
 });
+
+t.test('with preallocation, saves that reach into a zero fill in progress wait for it and are never overwritten', async (t) => {
+  const dir = await tempDir(t, 'fillrace');
+  const opts = { segmentSizeBytes: 1024 * 1024, preallocate: true };
+  const s = await DiskStorage.open(dir, opts);
+  let next = 1;
+  // Mixed sizes: small saves run inside the filled space, big ones (up to 700 KiB) cross into the
+  // stretch being zero-filled, and several segments roll along the way.
+  const rnd = (await import('./testkit.js')).prng(99);
+  for (let i = 0; i < 60; i++) {
+    const big = rnd() < 0.2;
+    const count = big ? 1 + Math.floor(rnd() * 6) : 1 + Math.floor(rnd() * 4);
+    const size = big ? 100_000 + Math.floor(rnd() * 20_000) : 64 + Math.floor(rnd() * 400);
+    await s.save({ entries: makeEntries(next, count, 1, size), hardState: { term: 1, vote: 1, commit: next - 1 } });
+    next += count;
+  }
+  await s.close();
+  const files = await segmentFiles(dir);
+  t.ok(files.length >= 3, `${files.length} segments`);
+  const r = await DiskStorage.open(dir, opts);
+  t.teardown(() => r.close());
+  t.equal(r.lastIndex(), next - 1);
+  t.same(r.openReport.tornTails, []);
+  t.ok(allEntries(r).every(dataMatches), 'every entry intact');
+});

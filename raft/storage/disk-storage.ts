@@ -51,9 +51,8 @@ export interface DiskStorageOptions {
   /** Roll to a new WAL segment once the current one reaches this size. Default 64 MiB. */
   segmentSizeBytes?: number;
   /**
-   * Zero-fill each WAL segment to its full size before use (the next one in the background), so
-   * appends do not grow the file and fdatasync stays cheap. Default true. Costs segmentSizeBytes
-   * of disk up front per segment (and per spare).
+   * Keep the WAL segment zero-filled a few MiB ahead of the writes (in the background), so
+   * appends do not grow the file and fdatasync stays cheap. Default true.
    */
   preallocate?: boolean;
   /** Snapshot files kept (newest first). Default 2; at least 1. */

@@ -1,7 +1,7 @@
 // The payloads of the two WAL record types (format version 1).
 //
-// Segment header:  "SHOALWAL" | u8 version | varint seq | varint firstIndex | varint preallocated
-//                  (preallocated: the file was zero-filled to this many bytes before use, 0 if not)
+// Segment header:  "SHOALWAL" | u8 version | varint seq | varint firstIndex | u8 zeroTail
+//                  (zeroTail 1: written with preallocation, zeros after the last record are its clean end)
 // Batch:           u8 flags | [varint snapIndex, varint snapTerm]      (flags & 1: snapshot marker;
 //                                                                       flags & 2: it resets the log)
 //                  varint count | count x (varint index, varint term, u8 type, varint len, bytes)
@@ -30,8 +30,8 @@ export interface SegmentHeader {
   version: number;
   seq: number;
   firstIndex: number;
-  /** Bytes the file was zero-filled to before use (0: not preallocated). */
-  preallocated: number;
+  /** Written with preallocation: zeros after the last record are the segment's clean end. */
+  zeroTail: boolean;
 }
 
 export interface SnapshotMark {
@@ -52,7 +52,7 @@ export function encodeSegmentHeader(w: Writer, h: SegmentHeader): void {
   w.u8(h.version);
   w.varint(h.seq);
   w.varint(h.firstIndex);
-  w.varint(h.preallocated);
+  w.u8(h.zeroTail ? 1 : 0);
 }
 
 export function decodeSegmentHeader(buf: Uint8Array, start: number, end: number): SegmentHeader {
@@ -63,7 +63,11 @@ export function decodeSegmentHeader(buf: Uint8Array, start: number, end: number)
   if (version !== WAL_VERSION) {
     throw new CorruptDataError(`WAL format version ${version} is not supported (this build reads version ${WAL_VERSION})`);
   }
-  const h = { version, seq: r.varint(), firstIndex: r.varint(), preallocated: r.varint() };
+  const seq = r.varint();
+  const firstIndex = r.varint();
+  const zt = r.u8();
+  if (zt > 1) throw new CorruptDataError(`bad zeroTail flag ${zt} in the segment header`);
+  const h = { version, seq, firstIndex, zeroTail: zt === 1 };
   if (r.remaining !== 0) throw new CorruptDataError(`${r.remaining} unexpected bytes after the segment header`);
   return h;
 }

@@ -30,7 +30,6 @@ import {
 } from './wal-codec.js';
 
 const SEGMENT_RE = /^(\d{16})-(\d{16})\.wal$/;
-const SPARE_NAME = 'next-segment.wal.tmp';
 
 export function segmentFileName(seq: number, firstIndex: number): string {
   return `${pad16(seq)}-${pad16(firstIndex)}.wal`;
@@ -90,9 +89,10 @@ export interface WalSyncInfo {
 export interface WalOptions {
   segmentSizeBytes: number;
   /**
-   * Zero-fill each segment to segmentSizeBytes before use (the next one in the background, like
-   * etcd's file pipeline). Appends then overwrite allocated blocks and do not grow the file, so
-   * fdatasync needs no journal commit for block allocation or size: several times cheaper on ext4.
+   * Keep the segment zero-filled ahead of the write position, in the background (a few MiB at a
+   * time). Appends then land in blocks that are already allocated and do not grow the file, so
+   * their fdatasync needs no journal commit for block allocation and size: several times cheaper
+   * on ext4. Only the last segment has a zero tail; a finished one is cut to its used length.
    */
   preallocate: boolean;
   onSync?: (info: WalSyncInfo) => void;
@@ -152,8 +152,12 @@ class ReplayState {
 export class Wal {
   private fh: FileHandle | undefined;
   private pos = 0;
-  /** The next segment's file, being zero-filled (preallocate mode). */
-  private spare: Promise<FileHandle> | undefined;
+  /** End of everything written to the current segment (records or zero fill). */
+  private extent = 0;
+  /** The current segment's header allows a zero tail (it was started with preallocation on). */
+  private zeroTail = false;
+  /** A zero fill in progress on the current segment: appends must not write into [start, end) until it is done. */
+  private fill: { start: number; end: number; done: Promise<void> } | undefined;
   /** Last index of the log the WAL describes (what a replay would give). */
   private lastIndex: number;
   private hardState: HardState | undefined;
@@ -188,9 +192,6 @@ export class Wal {
       else unknownFiles.push(name);
     }
     for (const t of removedTemps) await fs.rm(path.join(dir, t), { force: true });
-    // The spare segment being zero-filled when the process stopped is expected, not news.
-    const spareIdx = removedTemps.indexOf(SPARE_NAME);
-    if (spareIdx >= 0) removedTemps.splice(spareIdx, 1);
     found.sort((a, b) => a.seq - b.seq);
     for (let k = 1; k < found.length; k++) {
       if (found[k]!.seq !== found[k - 1]!.seq + 1) {
@@ -209,13 +210,15 @@ export class Wal {
     const tornTails: TornTail[] = [];
     const segments: SegmentState[] = [];
     let tailSize = 0;
+    let tailExtent = 0;
+    let tailZero = false;
     for (let k = 0; k < found.length; k++) {
       const seg = found[k]!;
       const isLast = k === found.length - 1;
       const buf = await fs.readFile(seg.file);
       let off = 0;
       let torn: TornTail | undefined;
-      let preallocated = 0;
+      let zeroTail = false;
       if (buf.length === 0) {
         // A crash between creating the file and writing its header.
         if (!isLast) throw new WalCorruptError(seg.file, 0, 'the segment is empty, but it is not the last one');
@@ -223,8 +226,8 @@ export class Wal {
       }
       while (!torn && off < buf.length) {
         const r = readRecordAt(buf, off);
-        if (!r.ok && isLast && preallocated === buf.length && isAllZero(buf, off)) {
-          break; // the unused, zero-filled rest of a preallocated segment: the clean end of the log
+        if (!r.ok && isLast && zeroTail && isAllZero(buf, off)) {
+          break; // the zero-filled rest of a segment written with preallocation: the clean end of the log
         }
         if (!r.ok) {
           if (!isLast) throw new WalCorruptError(seg.file, off, `${r.reason}, in a segment that is not the last one`);
@@ -242,7 +245,7 @@ export class Wal {
             if (h.seq !== seg.seq || h.firstIndex !== seg.firstIndex) {
               throw new CorruptDataError(`the header says seq ${h.seq} firstIndex ${h.firstIndex}, which does not match the file name`);
             }
-            preallocated = h.preallocated;
+            zeroTail = h.zeroTail;
             if (k > 0 && h.firstIndex !== st.lastIndex + 1) {
               throw new CorruptDataError(
                 `the segment starts at index ${h.firstIndex} but the segments before it end at index ${st.lastIndex} (a gap in the WAL)`,
@@ -275,6 +278,8 @@ export class Wal {
       }
       segments.push(seg);
       tailSize = off;
+      tailExtent = torn ? off : buf.length;
+      tailZero = zeroTail;
     }
 
     const wal = new Wal(dir, opts, segments, st.lastIndex, st.hardState);
@@ -283,7 +288,10 @@ export class Wal {
     } else {
       wal.fh = await fs.open(segments[segments.length - 1]!.file, 'r+');
       wal.pos = tailSize;
-      if (opts.preallocate) wal.spare = wal.startSpare();
+      wal.extent = tailExtent;
+      // Zero-fill only a segment whose header says a zero tail is its clean end.
+      wal.zeroTail = tailZero;
+      wal.maybeFill();
     }
     return {
       wal,
@@ -301,15 +309,14 @@ export class Wal {
   }
 
   /**
-   * Starts segment `seq`: header + carried-over hard state, fsynced, then made visible under its
-   * name and the directory fsynced. The segment before it is first cut to its used length (it
-   * may have been preallocated), so only the last segment ever has a zero-filled tail.
+   * Starts segment `seq`: header + carried-over hard state, fsynced, and the directory fsynced.
+   * The segment before it is first cut to its used length (its zero-filled rest goes), so only
+   * the last segment ever has a zero tail.
    */
   private async createSegment(seq: number, firstIndex: number): Promise<void> {
     const file = path.join(this.dir, segmentFileName(seq, firstIndex));
-    const prealloc = this.opts.preallocate ? this.opts.segmentSizeBytes : 0;
     const hw = recordWriter(64);
-    encodeSegmentHeader(hw, { version: WAL_VERSION, seq, firstIndex, preallocated: prealloc });
+    encodeSegmentHeader(hw, { version: WAL_VERSION, seq, firstIndex, zeroTail: this.opts.preallocate });
     const parts: Uint8Array[] = [frameRecord(hw, RecordType.SegmentHeader)];
     if (this.hardState) {
       const bw = recordWriter(64);
@@ -317,50 +324,61 @@ export class Wal {
       parts.push(frameRecord(bw, RecordType.Batch));
     }
     const data = Buffer.concat(parts);
-    if (this.fh && (await this.fh.stat()).size > this.pos) {
+    if (this.fill) await this.fill.done;
+    if (this.fh && this.extent > this.pos) {
       await this.fh.truncate(this.pos);
       await this.fh.datasync();
     }
-    let fh: FileHandle;
-    if (prealloc > 0) {
-      const spare = this.spare ?? this.startSpare();
-      this.spare = undefined;
-      fh = await spare;
-      try {
-        await writeAll(fh, data, 0);
-        await fh.datasync();
-        await fs.rename(this.sparePath(), file);
-      } catch (err) {
-        await fh.close();
-        throw err;
-      }
-    } else {
-      fh = await fs.open(file, 'wx');
-      try {
-        await writeAll(fh, data, 0);
-        await fh.datasync();
-      } catch (err) {
-        await fh.close();
-        throw err;
-      }
+    const fh = await fs.open(file, 'wx');
+    try {
+      await writeAll(fh, data, 0);
+      await fh.datasync();
+    } catch (err) {
+      await fh.close();
+      throw err;
     }
     await syncDir(this.dir);
     if (this.fh) await this.fh.close();
     this.fh = fh;
     this.pos = data.length;
+    this.extent = data.length;
+    this.zeroTail = this.opts.preallocate;
     this.segments.push({ seq, firstIndex, file, maxIndex: 0 });
-    if (prealloc > 0) this.spare = this.startSpare();
+    this.maybeFill();
   }
 
-  private sparePath(): string {
-    return path.join(this.dir, SPARE_NAME);
-  }
-
-  /** Zero-fills the next segment's file in the background; awaited when it is needed. */
-  private startSpare(): Promise<FileHandle> {
-    const p = preallocateFile(this.sparePath(), this.opts.segmentSizeBytes);
-    p.catch(() => {}); // a failure surfaces when the spare is awaited at the next roll
-    return p;
+  /**
+   * Starts zero-filling the next stretch of the current segment when the filled space ahead of
+   * the write position runs low. Sizes scale with the segment size (tests use tiny segments).
+   */
+  private maybeFill(): void {
+    if (!this.opts.preallocate || !this.zeroTail || this.fill || !this.fh) return;
+    const seg = this.opts.segmentSizeBytes;
+    const lowWater = Math.min(4 << 20, Math.ceil(seg / 4));
+    if (this.extent - this.pos >= lowWater || this.extent >= seg) return;
+    // Leave a little room right after the write position so the next appends need not wait.
+    const start = Math.max(this.extent, this.pos + Math.min(1 << 20, Math.ceil(seg / 8)));
+    const end = Math.min(seg, start + Math.min(8 << 20, Math.ceil(seg / 2)));
+    if (start >= end) return;
+    const fh = this.fh;
+    const done = (async () => {
+      for (let off = start; off < end; off += ZEROS.length) {
+        await writeAll(fh, ZEROS.subarray(0, Math.min(ZEROS.length, end - off)), off);
+      }
+      await fh.datasync();
+    })().then(
+      () => {
+        if (this.fh === fh) this.extent = Math.max(this.extent, end);
+        // No new fill from here: fills start only from append/createSegment, which the storage
+        // runs one at a time, so one that awaited this fill knows none is running afterwards.
+        this.fill = undefined;
+      },
+      () => {
+        // Not fatal: appends simply extend the file; a real I/O problem shows up in the next append.
+        this.fill = undefined;
+      },
+    );
+    this.fill = { start, end, done };
   }
 
   /** Writes one batch as one record and fdatasyncs it; rolls to a new segment first when the current one is full. */
@@ -377,11 +395,15 @@ export class Wal {
     const w = recordWriter(bound);
     encodeBatch(w, b);
     const rec = frameRecord(w, RecordType.Batch);
+    // Never write where a zero fill is still going on: the fill could land after the record.
+    if (this.fill && this.pos + rec.length > this.fill.start) await this.fill.done;
     const t0 = performance.now();
     await writeAll(this.fh, rec, this.pos);
     const t1 = performance.now();
     await this.fh.datasync();
     this.pos += rec.length;
+    this.extent = Math.max(this.extent, this.pos);
+    this.maybeFill();
     this.opts.onSync?.({ bytes: rec.length, entries: b.entries.length, writeMs: t1 - t0, syncMs: performance.now() - t1 });
     if (b.snapshot?.reset) this.lastIndex = b.snapshot.index;
     if (b.entries.length > 0) {
@@ -411,19 +433,10 @@ export class Wal {
   }
 
   async close(): Promise<void> {
+    if (this.fill) await this.fill.done;
     const fh = this.fh;
     this.fh = undefined;
-    const spare = this.spare;
-    this.spare = undefined;
-    try {
-      if (fh) await fh.close();
-    } finally {
-      if (spare) {
-        const sfh = await spare.catch(() => undefined);
-        await sfh?.close();
-        await fs.rm(this.sparePath(), { force: true });
-      }
-    }
+    if (fh) await fh.close();
   }
 }
 
@@ -441,18 +454,3 @@ function isAllZero(buf: Uint8Array, from: number): boolean {
 }
 
 const ZEROS = Buffer.alloc(1024 * 1024);
-
-/** Creates `file` filled with `size` zero bytes, fdatasynced; returns it open for writing. */
-async function preallocateFile(file: string, size: number): Promise<FileHandle> {
-  const fh = await fs.open(file, 'w+');
-  try {
-    for (let off = 0; off < size; off += ZEROS.length) {
-      await writeAll(fh, ZEROS.subarray(0, Math.min(ZEROS.length, size - off)), off);
-    }
-    await fh.datasync();
-    return fh;
-  } catch (err) {
-    await fh.close();
-    throw err;
-  }
-}
