@@ -7,7 +7,7 @@
 // A run has two phases: `steps` events of faults, then everything heals and the cluster must
 // elect a leader and commit a fresh write within a bounded virtual time (liveness).
 
-import { MemoryStorage, RawNode, Raft, decodeConfChange, encodeConfChange } from '../core/index.js';
+import { MemoryStorage, RawNode, Raft, decodeConfChange, type CoreReady } from '../core/index.js';
 import {
   ConfChangeTransition,
   ConfChangeType,
@@ -18,7 +18,6 @@ import {
   type ConfState,
   type Message,
   type NodeId,
-  type Ready,
 } from '../types.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
 import { EventQueue } from './event-queue.js';
@@ -127,7 +126,7 @@ class SimNode {
   inc = 0;
   sm = new KvStateMachine();
   conf: ConfState;
-  inflight: Ready | null = null;
+  inflight: CoreReady | null = null;
   crashOnPersist = false;
   /** A conf change was applied since the last snapshot: cut a new one (a joiner refuses a snapshot whose conf lacks it). */
   confDirty = false;
@@ -404,7 +403,7 @@ export class Simulation {
           const w = n.waitingWrites.get(key);
           if (w) {
             n.waitingWrites.delete(key);
-            this.reply(n, { client: w.client, reqId: w.reqId, ok: true, leader: n.lead });
+            this.reply({ client: w.client, reqId: w.reqId, ok: true, leader: n.lead });
           }
         }
       }
@@ -427,16 +426,15 @@ export class Simulation {
       const w = n.waitingWrites.get(`${cmd.c}:${cmd.s}`);
       if (w) {
         n.waitingWrites.delete(`${cmd.c}:${cmd.s}`);
-        this.reply(n, { client: w.client, reqId: w.reqId, ok: false, leader: d.leader });
+        this.reply({ client: w.client, reqId: w.reqId, ok: false, leader: d.leader });
       }
     }
-    const droppedReads = (rd as Ready & { droppedReads?: { context: Uint8Array; leader: NodeId }[] }).droppedReads ?? [];
-    for (const d of droppedReads) {
+    for (const d of rd.droppedReads) {
       const k = dec.decode(d.context);
       const req = n.pendingReads.get(k);
       if (req) {
         n.pendingReads.delete(k);
-        this.reply(n, { client: req.client, reqId: req.reqId, ok: false, leader: d.leader });
+        this.reply({ client: req.client, reqId: req.reqId, ok: false, leader: d.leader });
       }
     }
     this.serveReads(n);
@@ -462,7 +460,7 @@ export class Simulation {
     if (n.readyReads.length === 0) return;
     const keep: typeof n.readyReads = [];
     for (const r of n.readyReads) {
-      if (r.index <= n.sm.appliedIndex) this.reply(n, { client: r.req.client, reqId: r.req.reqId, ok: true, value: n.sm.get(r.req.key), leader: n.lead });
+      if (r.index <= n.sm.appliedIndex) this.reply({ client: r.req.client, reqId: r.req.reqId, ok: true, value: n.sm.get(r.req.key), leader: n.lead });
       else keep.push(r);
     }
     n.readyReads = keep;
@@ -525,9 +523,9 @@ export class Simulation {
     this.pump(to);
   }
 
-  private reply(n: SimNode, rep: ClientReply): void {
+  /** Sends a reply from a node to its client (client links drop and delay, but are never partitioned). */
+  private reply(rep: ClientReply): void {
     for (const d of this.net.delays()) this.q.after(d, { k: 'toClient', rep });
-    void n;
   }
 
   private observe(n: SimNode): void {
@@ -576,7 +574,7 @@ export class Simulation {
     const n = this.nodes.get(node);
     if (!n || !n.rn) return; // nobody there: the client times out
     if (req.op === 'get' && this.opts.reads === 'local') {
-      this.reply(n, { client: req.client, reqId: req.reqId, ok: true, value: n.sm.get(req.key), leader: n.lead });
+      this.reply({ client: req.client, reqId: req.reqId, ok: true, value: n.sm.get(req.key), leader: n.lead });
       return;
     }
     if (req.op === 'get') {
@@ -585,7 +583,7 @@ export class Simulation {
       n.rn.readIndex(enc.encode(ctx));
     } else {
       if (n.sm.applied(req.client, req.seq)) {
-        this.reply(n, { client: req.client, reqId: req.reqId, ok: true, leader: n.lead });
+        this.reply({ client: req.client, reqId: req.reqId, ok: true, leader: n.lead });
         return;
       }
       n.waitingWrites.set(`${req.client}:${req.seq}`, req);
@@ -780,7 +778,6 @@ export class Simulation {
     if (!cc) return;
     this.fault(`operator via leader ${l.id}: ${what}`);
     this.opInFlight = { what, ids: cc.changes.map((c) => c.nodeId), until: this.q.now + 200 + r.float() * 300 };
-    void encodeConfChange; // the core encodes proposals itself
     l.rn.proposeConfChange(cc);
     this.pump(l);
   }
