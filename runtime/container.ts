@@ -1,0 +1,436 @@
+// Containers: an OCI bundle per container on an overlayfs root (image layers below, a writable
+// layer above), run by `runc run --keep` under a small monitor shell.
+//
+// Why the monitor: runc's container process must have a parent that outlives the runtime so
+// its exit status is not lost when shoal-runtime restarts. The monitor is `sh` (started in its
+// own session): it holds both log FIFOs open read-write (so the container never gets SIGPIPE
+// while the runtime is down), waits for `runc run`, and writes the exit code to a file. The
+// runtime reads the FIFOs into CRI-format logs; end-of-file on them means the container and
+// its monitor are gone, so it is also how the runtime learns of an exit, before or after a
+// restart. `--keep` leaves the stopped container's cgroup in place so an OOM kill can be read.
+import { spawn } from 'node:child_process';
+import { constants as fsc, existsSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { Socket } from 'node:net';
+import { isAbsolute, join, posix } from 'node:path';
+import { cgroupVersion, oomKillCount } from './cgroups.js';
+import type { ImageRecord, ImageStore } from './image-store.js';
+import { ContainerLog, nowNs } from './logs.js';
+import { buildSpec, mergeEnv, processArgs, type OciMount } from './oci-spec.js';
+import { runCommand } from './run-command.js';
+import type { Runc } from './runc.js';
+import { newId } from './sandbox.js';
+import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
+
+export class NotFoundError extends Error {}
+export class PreconditionError extends Error {}
+export class InvalidArgumentError extends Error {}
+
+const MONITOR = [
+  'd=$1; shift',
+  'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
+  '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
+  'echo $? >"$d/exitcode.tmp" && mv -f "$d/exitcode.tmp" "$d/exitcode"',
+].join('\n');
+
+export interface ContainerOptions {
+  /** pids limit applied when the request sets none (0 = unlimited). */
+  defaultPidsLimit: number;
+}
+
+interface Pump { sockets: Socket[]; log: ContainerLog; open: number }
+
+function readIdFile(rootfs: string, file: string): string[][] {
+  const p = join(rootfs, file);
+  try {
+    // Never follow a symlink out of the container root while reading its user database.
+    if (lstatSync(p).isSymbolicLink()) return [];
+    return readFileSync(p, 'utf8').split('\n').map((l) => l.split(':'));
+  } catch { return []; }
+}
+
+/** Resolves "user[:group]" (names or numbers) against the container's /etc/passwd and /etc/group. */
+export function resolveUser(rootfs: string, user: string): { uid: number; gid: number; groups: number[] } {
+  const [u, g] = user.split(':');
+  const passwd = readIdFile(rootfs, 'etc/passwd');
+  const group = readIdFile(rootfs, 'etc/group');
+  let uid: number; let gid = 0; let name: string | undefined;
+  if (!u || /^\d+$/.test(u)) {
+    uid = u ? Number(u) : 0;
+    const row = passwd.find((r) => Number(r[2]) === uid && r[2] !== undefined);
+    if (row) { gid = Number(row[3]); name = row[0]; }
+  } else {
+    const row = passwd.find((r) => r[0] === u);
+    if (!row) throw new InvalidArgumentError(`user ${JSON.stringify(u)} is not in the image's /etc/passwd; use a numeric uid or add the user to the image`);
+    uid = Number(row[2]); gid = Number(row[3]); name = u;
+  }
+  if (g !== undefined && g !== '') {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const row = group.find((r) => r[0] === g);
+      if (!row) throw new InvalidArgumentError(`group ${JSON.stringify(g)} is not in the image's /etc/group`);
+      gid = Number(row[2]);
+    }
+  }
+  const groups = name ? group.filter((r) => (r[3] ?? '').split(',').includes(name!)).map((r) => Number(r[2])).filter((x) => x !== gid) : [];
+  return { uid, gid, groups };
+}
+
+/** Is the monitor shell of the container in `dir` alive (and not a recycled pid)? */
+function monitorAlive(pid: number | undefined, dir: string): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (st === 'Z' || st === 'X') return false;
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return cmd.includes('shoal-monitor') && cmd.includes(dir);
+  } catch { return false; }
+}
+
+export class Containers {
+  private readonly recs = new Map<string, ContainerRecord>();
+  private readonly pumps = new Map<string, Pump>();
+  private readonly exitWaiters = new Map<string, (() => void)[]>();
+  private detaching = false;
+
+  constructor(
+    private readonly state: StateStore,
+    private readonly images: ImageStore,
+    private readonly runc: Runc,
+    private readonly opts: ContainerOptions,
+  ) {}
+
+  list(): ContainerRecord[] { return [...this.recs.values()]; }
+  get(id: string): ContainerRecord | undefined { return this.recs.get(id); }
+
+  /** Finds a container by full id or unique prefix. */
+  find(id: string): ContainerRecord {
+    if (!id) throw new InvalidArgumentError('container id is empty');
+    const r = this.recs.get(id);
+    if (r) return r;
+    const m = [...this.recs.values()].filter((c) => c.id.startsWith(id));
+    if (m.length === 1) return m[0]!;
+    throw new NotFoundError(`container ${JSON.stringify(id)} not found`);
+  }
+
+  imageInUse(imageId: string): boolean {
+    return [...this.recs.values()].some((c) => c.imageId === imageId);
+  }
+
+  /** Picks the runtime's containers up again after a restart. */
+  async restore(recs: ContainerRecord[]): Promise<void> {
+    for (const r of recs) {
+      this.recs.set(r.id, r);
+      if (r.state !== 'running') continue;
+      const fifos = ['stdout.fifo', 'stderr.fifo'].map((f) => join(r.dir, f));
+      if (!fifos.every((f) => existsSync(f))) { await this.finalize(r); continue; }
+      const fds = fifos.map((f) => openSync(f, fsc.O_RDONLY | fsc.O_NONBLOCK));
+      // A FIFO opened while it has no writer never signals end-of-file, so whether the monitor
+      // still lives (and holds the write side) is checked after opening.
+      if (monitorAlive(r.monitorPid, r.dir)) { this.attach(r, fds); continue; }
+      const log = new ContainerLog(r.logPath);
+      (['stdout', 'stderr'] as const).forEach((stream, i) => {
+        const buf = Buffer.alloc(65536);
+        for (;;) {
+          let n = 0;
+          try { n = readSync(fds[i]!, buf, 0, buf.length, null); } catch { break; }
+          if (n <= 0) break;
+          log.write(stream, buf.subarray(0, n));
+        }
+        log.end(stream);
+        closeSync(fds[i]!);
+      });
+      await log.close();
+      await this.finalize(r);
+    }
+  }
+
+  async create(sb: SandboxRecord, config: CriObject): Promise<ContainerRecord> {
+    const md = config?.metadata;
+    if (!md?.name) throw new InvalidArgumentError('CreateContainer: config.metadata.name is required');
+    if (sb.state !== 'ready') throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} is not ready (stopped); run a new sandbox`);
+    const clash = [...this.recs.values()].find((c) => c.sandboxId === sb.id && c.config.metadata.name === md.name && (c.config.metadata.attempt ?? 0) === (md.attempt ?? 0));
+    if (clash) throw new PreconditionError(`CreateContainer: container ${md.name} attempt ${md.attempt ?? 0} already exists in sandbox ${sb.id} (${clash.id})`);
+    const imageSpec: string = config.image?.image ?? '';
+    const img = this.images.find(imageSpec);
+    if (!img) throw new NotFoundError(`CreateContainer: image ${JSON.stringify(imageSpec)} is not present; pull it first`);
+    if (config.tty || config.stdin) throw new InvalidArgumentError('CreateContainer: tty and stdin are not supported by shoal-runtime (attach is not implemented)');
+    const id = newId();
+    const dir = this.state.containerDir(id);
+    const rootfs = join(dir, 'rootfs');
+    await fsp.mkdir(dir, { recursive: true, mode: 0o711 });
+    await Promise.all(['rootfs', 'upper', 'work'].map((d) => fsp.mkdir(join(dir, d))));
+    let mounted = false;
+    try {
+      const opts = `lowerdir=${this.images.lowerDirs(img).join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
+      await runCommand('sh', ['-c', 'mount -t overlay overlay -o "$1" "$2" && mkfifo -m 600 "$3" "$4"', 'sh', opts, rootfs, join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')]);
+      mounted = true;
+      const rec = this.buildRecord(id, dir, sb, config, img);
+      const spec = this.spec(rec, sb, config, img, rootfs);
+      await fsp.writeFile(join(dir, 'config.json'), JSON.stringify(spec));
+      await this.state.saveContainer(rec);
+      this.recs.set(id, rec);
+      return rec;
+    } catch (e) {
+      if (mounted) await runCommand('umount', [rootfs], { allowFail: true });
+      await fsp.rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  private buildRecord(id: string, dir: string, sb: SandboxRecord, config: CriObject, img: ImageRecord): ContainerRecord {
+    const sc = config.linux?.security_context ?? {};
+    const rootfs = join(dir, 'rootfs');
+    let user: { uid: number; gid: number; groups: number[] };
+    if (sc.run_as_username) user = resolveUser(rootfs, sc.run_as_username);
+    else if (sc.run_as_user) user = resolveUser(rootfs, String(sc.run_as_user.value));
+    else user = resolveUser(rootfs, img.config.config?.User ?? '');
+    if (sc.run_as_group) {
+      if (!sc.run_as_user && !sc.run_as_username) throw new InvalidArgumentError('CreateContainer: run_as_group needs run_as_user or run_as_username');
+      user.gid = Number(sc.run_as_group.value);
+    }
+    if (Array.isArray(sc.supplemental_groups)) for (const g of sc.supplemental_groups) if (!user.groups.includes(Number(g))) user.groups.push(Number(g));
+    let logPath: string | undefined;
+    if (config.log_path) {
+      const base = sb.config.log_directory as string;
+      if (isAbsolute(config.log_path)) logPath = config.log_path;
+      else if (base) logPath = join(base, config.log_path);
+      else throw new InvalidArgumentError('CreateContainer: log_path is relative but the sandbox has no log_directory');
+    }
+    return {
+      id, sandboxId: sb.id, config, imageId: img.id,
+      imageRef: img.repoDigests[0] ?? img.id,
+      createdAt: Number(nowNs()), startedAt: 0, finishedAt: 0, exitCode: 0,
+      state: 'created', reason: '', message: '', logPath,
+      cgroupsPath: `${sb.cgroupParent}/${id}`,
+      dir, stopSignal: img.config.config?.StopSignal || 'SIGTERM', user,
+      resources: config.linux?.resources ?? null,
+    };
+  }
+
+  private spec(rec: ContainerRecord, sb: SandboxRecord, config: CriObject, img: ImageRecord, rootfs: string): object {
+    const sc = config.linux?.security_context ?? {};
+    const res = config.linux?.resources ?? {};
+    const args = processArgs(config.command ?? [], config.args ?? [], img.config.config);
+    if (args.length === 0) throw new InvalidArgumentError('CreateContainer: no command: the request has none and the image has no Entrypoint/Cmd');
+    const mounts: OciMount[] = [];
+    const taken = new Set<string>();
+    for (const m of config.mounts ?? []) {
+      if (!m.container_path || !posix.isAbsolute(m.container_path)) throw new InvalidArgumentError(`CreateContainer: mount container_path ${JSON.stringify(m.container_path)} must be absolute`);
+      if (m.image?.image) throw new InvalidArgumentError('CreateContainer: image volume mounts are not supported');
+      if (!m.host_path || !existsSync(m.host_path)) throw new InvalidArgumentError(`CreateContainer: mount host_path ${JSON.stringify(m.host_path)} does not exist`);
+      const prop = m.propagation === 1 ? 'rslave' : m.propagation === 2 ? 'rshared' : 'rprivate';
+      mounts.push({ destination: m.container_path, type: 'bind', source: m.host_path, options: ['rbind', prop, m.readonly ? 'ro' : 'rw'] });
+      taken.add(posix.normalize(m.container_path));
+    }
+    const tmpfs = config.annotations?.['shoal.io/tmpfs'];
+    if (tmpfs) {
+      let list: { path: string; options?: string[] }[];
+      try { list = JSON.parse(tmpfs); } catch { throw new InvalidArgumentError('CreateContainer: annotation shoal.io/tmpfs must be a JSON array of {"path": "/dir", "options": ["size=64m"]}'); }
+      for (const t of list) {
+        if (!t?.path || !posix.isAbsolute(t.path)) throw new InvalidArgumentError(`CreateContainer: tmpfs path ${JSON.stringify(t?.path)} must be absolute`);
+        mounts.push({ destination: t.path, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777', ...(t.options ?? [])] });
+        taken.add(posix.normalize(t.path));
+      }
+    }
+    for (const f of ['hostname', 'hosts', 'resolv.conf']) {
+      const dest = `/etc/${f}`;
+      if (taken.has(dest)) continue;
+      if (f === 'resolv.conf' && statSync(join(sb.dir, f)).size === 0) continue;
+      mounts.push({ destination: dest, type: 'bind', source: join(sb.dir, f), options: ['rbind', 'rprivate', sc.readonly_rootfs ? 'ro' : 'rw'] });
+    }
+    const namespaces: { type: string; path?: string }[] = [{ type: 'pid' }, { type: 'mount' }];
+    if (sb.netns) namespaces.push({ type: 'network', path: sb.netns }); // none listed: the host's network
+    if (sb.ipcns) namespaces.push({ type: 'ipc', path: sb.ipcns });
+    if (sb.utsns) namespaces.push({ type: 'uts', path: sb.utsns });
+    if (sc.namespace_options?.pid === 2) namespaces.shift(); // NODE: the host's pid namespace
+    const pidsMax = res.unified?.['pids.max'];
+    let pidsLimit = this.opts.defaultPidsLimit || undefined;
+    if (pidsMax !== undefined) {
+      if (!/^\d+$/.test(pidsMax)) throw new InvalidArgumentError(`CreateContainer: unified pids.max ${JSON.stringify(pidsMax)} must be a positive integer`);
+      pidsLimit = Number(pidsMax);
+    }
+    if (res.memory_limit_in_bytes && res.memory_limit_in_bytes < 4 * 1024 * 1024) {
+      throw new InvalidArgumentError(`CreateContainer: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
+    }
+    const imgEnv = img.config.config?.Env ?? [];
+    return buildSpec({
+      args,
+      env: mergeEnv(imgEnv, config.envs ?? []),
+      cwd: config.working_dir || img.config.config?.WorkingDir || '/',
+      uid: rec.user.uid, gid: rec.user.gid, additionalGids: rec.user.groups,
+      rootfs, readonlyRootfs: !!sc.readonly_rootfs,
+      hostname: sb.utsns ? sb.hostname : undefined,
+      namespaces,
+      cgroupsPath: rec.cgroupsPath,
+      mounts,
+      resources: {
+        cpuShares: res.cpu_shares || undefined,
+        cpuQuota: res.cpu_quota || undefined,
+        cpuPeriod: res.cpu_period || undefined,
+        cpusetCpus: res.cpuset_cpus || undefined,
+        cpusetMems: res.cpuset_mems || undefined,
+        memoryLimit: res.memory_limit_in_bytes || undefined,
+        memorySwap: res.memory_swap_limit_in_bytes || undefined,
+        pidsLimit,
+      },
+      privileged: !!sc.privileged,
+      addCaps: sc.capabilities?.add_capabilities ?? [],
+      dropCaps: sc.capabilities?.drop_capabilities ?? [],
+      noNewPrivs: !!sc.no_new_privs,
+      maskedPaths: sc.masked_paths,
+      readonlyPaths: sc.readonly_paths,
+      sysctls: sb.config.linux?.sysctls,
+    });
+  }
+
+  async start(id: string): Promise<void> {
+    const rec = this.find(id);
+    if (rec.state !== 'created') throw new PreconditionError(`StartContainer: container ${rec.id} is ${rec.state}, only a created container can be started`);
+    const dir = rec.dir;
+    // Hold the read ends before the monitor starts so a container that exits at once cannot
+    // take its output with it; reading starts once the monitor holds the write side.
+    const fds = ['stdout.fifo', 'stderr.fifo'].map((f) => openSync(join(dir, f), fsc.O_RDONLY | fsc.O_NONBLOCK));
+    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '--keep', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const watcher = watch(dir);
+    let monitorExited = false;
+    const child = spawn('sh', ['-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs], { detached: true, stdio: 'ignore' });
+    child.unref();
+    rec.monitorPid = child.pid;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const check = () => { if (existsSync(join(dir, 'pid'))) resolve(); };
+        watcher.on('change', check);
+        child.on('exit', () => { monitorExited = true; if (existsSync(join(dir, 'pid'))) resolve(); else resolve(); });
+        child.on('error', (e) => reject(new Error(`cannot start the container monitor: ${e.message}`)));
+        check();
+      });
+    } finally { watcher.close(); }
+    if (monitorExited && !existsSync(join(dir, 'pid'))) {
+      for (const fd of fds) closeSync(fd);
+      const msg = this.runcError(dir) || 'runc exited before the container started';
+      rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
+      rec.finishedAt = Number(nowNs());
+      await this.state.saveContainer(rec);
+      throw new Error(`StartContainer ${rec.id}: ${msg}`);
+    }
+    rec.pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim()) || undefined;
+    rec.state = 'running';
+    // runc writes the pid file just before starting the process; a quick container may even
+    // have finished by now, so take the file's time rather than ours.
+    rec.startedAt = Math.min(Number(nowNs()), Math.round(statSync(join(dir, 'pid')).mtimeMs * 1e6));
+    this.attach(rec, fds);
+    await this.state.saveContainer(rec);
+  }
+
+  private runcError(dir: string): string {
+    try {
+      const lines = readFileSync(join(dir, 'runc.log'), 'utf8').trim().split('\n').reverse();
+      for (const l of lines) {
+        try { const j = JSON.parse(l) as { level?: string; msg?: string }; if (j.level === 'error' && j.msg) return j.msg; } catch { /* not json */ }
+      }
+    } catch { /* no log */ }
+    return '';
+  }
+
+  private attach(rec: ContainerRecord, fds: number[]): void {
+    const log = new ContainerLog(rec.logPath);
+    const pump: Pump = { sockets: [], log, open: 2 };
+    this.pumps.set(rec.id, pump);
+    (['stdout', 'stderr'] as const).forEach((stream, i) => {
+      const s = new Socket({ fd: fds[i]!, readable: true, writable: false });
+      pump.sockets.push(s);
+      s.on('data', (b: Buffer) => log.write(stream, b));
+      let done = false;
+      const finish = () => {
+        if (done || this.detaching) return;
+        done = true;
+        log.end(stream);
+        if (--pump.open === 0) void this.finalize(rec);
+      };
+      s.on('end', finish);
+      s.on('error', finish);
+      s.on('close', finish);
+    });
+  }
+
+  /** Records how the container ended (called once both log streams reached end-of-file). */
+  private async finalize(rec: ContainerRecord): Promise<void> {
+    const pump = this.pumps.get(rec.id);
+    this.pumps.delete(rec.id);
+    if (pump) { for (const s of pump.sockets) s.destroy(); await pump.log.close(); }
+    if (rec.state !== 'running') return;
+    const exitFile = join(rec.dir, 'exitcode');
+    if (existsSync(exitFile)) {
+      rec.exitCode = Number(readFileSync(exitFile, 'utf8').trim());
+      rec.finishedAt = Math.max(rec.startedAt, Math.round(statSync(exitFile).mtimeMs * 1e6));
+      const oom = oomKillCount(rec.cgroupsPath) > 0;
+      rec.reason = oom ? 'OOMKilled' : rec.exitCode === 0 ? 'Completed' : 'Error';
+      rec.message = oom ? 'the container exceeded its memory limit and the kernel killed it' : '';
+      if (rec.exitCode === 255) {
+        const e = this.runcError(rec.dir);
+        if (e) rec.message = e;
+      }
+    } else {
+      rec.exitCode = 255;
+      rec.finishedAt = Number(nowNs());
+      rec.reason = 'Unknown';
+      rec.message = 'the exit status was lost: the container monitor disappeared before recording it';
+    }
+    rec.state = 'exited';
+    if (this.recs.has(rec.id)) await this.state.saveContainer(rec);
+    for (const w of this.exitWaiters.get(rec.id) ?? []) w();
+    this.exitWaiters.delete(rec.id);
+  }
+
+  /** Resolves true once the container is no longer running, false after ms. */
+  waitExit(id: string, ms: number): Promise<boolean> {
+    const rec = this.recs.get(id);
+    if (!rec || rec.state !== 'running') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      const list = this.exitWaiters.get(id) ?? [];
+      list.push(() => { clearTimeout(timer); resolve(true); });
+      this.exitWaiters.set(id, list);
+    });
+  }
+
+  async stop(id: string, timeoutSec: number): Promise<void> {
+    const rec = this.find(id);
+    if (rec.state !== 'running') return;
+    if (timeoutSec > 0) {
+      await this.runc.kill(rec.id, rec.stopSignal);
+      if (await this.waitExit(rec.id, timeoutSec * 1000)) return;
+    }
+    await this.runc.kill(rec.id, 'SIGKILL', true);
+    if (!(await this.waitExit(rec.id, 15000))) throw new Error(`StopContainer: container ${rec.id} did not exit 15 s after SIGKILL`);
+  }
+
+  async remove(id: string): Promise<void> {
+    const rec = this.recs.get(id) ?? [...this.recs.values()].find((c) => c.id.startsWith(id) && id.length >= 12);
+    if (!rec) return; // idempotent
+    if (rec.state === 'running') await this.stop(rec.id, 0);
+    await this.runc.delete(rec.id);
+    const rootfs = join(rec.dir, 'rootfs');
+    const r = await runCommand('umount', [rootfs], { allowFail: true });
+    if (r.code !== 0 && !/not mounted/.test(r.stderr)) await runCommand('umount', ['-l', rootfs], { allowFail: true });
+    this.recs.delete(rec.id);
+    await fsp.rm(rec.dir, { recursive: true, force: true });
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    const rec = this.find(id);
+    const pump = this.pumps.get(rec.id);
+    if (rec.state !== 'running' || !pump) throw new PreconditionError(`ReopenContainerLog: container ${rec.id} is not running`);
+    await pump.log.reopen();
+  }
+
+  /** Closes log readers without touching containers (runtime shutdown). */
+  detachAll(): void {
+    this.detaching = true;
+    for (const p of this.pumps.values()) { for (const s of p.sockets) s.destroy(); void p.log.close(); }
+    this.pumps.clear();
+  }
+
+  cgroupInfo(): string { return `cgroup v${cgroupVersion()}`; }
+}

@@ -1,0 +1,211 @@
+// The CRI gRPC server (runtime.v1 RuntimeService + ImageService) on a Unix socket: request
+// validation, mapping records to CRI messages, errors to gRPC status codes. Every RPC of both
+// services is registered; the ones not implemented answer UNIMPLEMENTED.
+import * as grpc from '@grpc/grpc-js';
+import { existsSync, statfsSync, unlinkSync } from 'node:fs';
+import { loadProto } from '../proto/load.js';
+import { InvalidArgumentError, NotFoundError, PreconditionError } from './container.js';
+import { execSync } from './exec.js';
+import { ImageInUseError, type ImageRecord } from './image-store.js';
+import { UnsafeLayerError } from './layer-unpack.js';
+import { loadArchive } from './archive-load.js';
+import { nowNs } from './logs.js';
+import type { Runtime } from './runtime.js';
+import type { ContainerRecord, CriObject, SandboxRecord } from './state.js';
+import { containerStats } from './stats.js';
+
+export const RUNTIME_VERSION = '0.1.0';
+
+const STATE = { created: 0, running: 1, exited: 2, unknown: 3 } as const;
+
+type Handler = (req: CriObject) => Promise<CriObject>;
+
+function grpcError(e: unknown): grpc.ServiceError {
+  const err = e as Error;
+  let code = grpc.status.UNKNOWN;
+  if (err instanceof NotFoundError) code = grpc.status.NOT_FOUND;
+  else if (err instanceof PreconditionError || err instanceof ImageInUseError) code = grpc.status.FAILED_PRECONDITION;
+  else if (err instanceof InvalidArgumentError || err instanceof UnsafeLayerError) code = grpc.status.INVALID_ARGUMENT;
+  else if (/not found/.test(err.message)) code = grpc.status.NOT_FOUND;
+  return Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
+}
+
+function unary(fn: Handler): grpc.handleUnaryCall<CriObject, CriObject> {
+  return (call, cb) => {
+    fn(call.request).then((r) => cb(null, r), (e) => cb(grpcError(e)));
+  };
+}
+
+function unimplemented(name: string): grpc.handleUnaryCall<CriObject, CriObject> {
+  return (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: `${name} is not implemented by shoal-runtime`, metadata: new grpc.Metadata(), name: 'Error', message: `${name} is not implemented` });
+}
+
+const matchLabels = (labels: Record<string, string> | undefined, sel: Record<string, string> | undefined) =>
+  Object.entries(sel ?? {}).every(([k, v]) => (labels ?? {})[k] === v);
+
+function imageMsg(i: ImageRecord): CriObject {
+  const user = i.config.config?.User ?? '';
+  const u = user.split(':')[0] ?? '';
+  return {
+    id: i.id, repo_tags: i.repoTags, repo_digests: i.repoDigests, size: i.size,
+    uid: /^\d+$/.test(u) ? { value: Number(u) } : null,
+    username: /^\d+$/.test(u) ? '' : u,
+    spec: { image: i.id, annotations: {} }, pinned: false,
+  };
+}
+
+function sandboxStatus(s: SandboxRecord): CriObject {
+  const ns = s.config.linux?.security_context?.namespace_options ?? {};
+  return {
+    id: s.id, metadata: s.config.metadata, state: s.state === 'ready' ? 0 : 1, created_at: s.createdAt,
+    network: { ip: '', additional_ips: [] },
+    linux: { namespaces: { options: { network: ns.network ?? 0, pid: ns.pid ?? 0, ipc: ns.ipc ?? 0, target_id: '' } } },
+    labels: s.config.labels ?? {}, annotations: s.config.annotations ?? {}, runtime_handler: s.runtimeHandler,
+  };
+}
+
+function containerStatus(c: ContainerRecord): CriObject {
+  return {
+    id: c.id, metadata: c.config.metadata, state: STATE[c.state], created_at: c.createdAt,
+    started_at: c.startedAt, finished_at: c.finishedAt, exit_code: c.exitCode,
+    image: c.config.image, image_ref: c.imageRef, image_id: c.imageId, reason: c.reason, message: c.message,
+    labels: c.config.labels ?? {}, annotations: c.config.annotations ?? {},
+    mounts: c.config.mounts ?? [], log_path: c.logPath ?? '',
+    resources: c.resources ? { linux: c.resources } : null,
+    user: { linux: { uid: c.user.uid, gid: c.user.gid, supplemental_groups: c.user.groups } },
+  };
+}
+
+function containerMsg(c: ContainerRecord): CriObject {
+  return {
+    id: c.id, pod_sandbox_id: c.sandboxId, metadata: c.config.metadata, image: c.config.image,
+    image_ref: c.imageRef, image_id: c.imageId, state: STATE[c.state], created_at: c.createdAt,
+    labels: c.config.labels ?? {}, annotations: c.config.annotations ?? {},
+  };
+}
+
+const ARCHIVE = /^(docker-archive|oci-archive):(\/.+)$/;
+
+export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; image: Record<string, Handler> } {
+  const runtime: Record<string, Handler> = {
+    Version: async () => ({ version: '0.1.0', runtime_name: 'shoal-runtime', runtime_version: RUNTIME_VERSION, runtime_api_version: 'v1' }),
+    Status: async (req) => ({
+      status: { conditions: [
+        { type: 'RuntimeReady', status: true, reason: '', message: '' },
+        // Pods get their own network namespace with loopback; a network plugin adds the rest.
+        { type: 'NetworkReady', status: true, reason: '', message: '' },
+      ] },
+      info: req.verbose ? { config: JSON.stringify({ root: rt.opts.root, cgroup: rt.containers.cgroupInfo() }) } : {},
+      runtime_handlers: [{ name: '', features: { recursive_read_only_mounts: false, user_namespaces: false } }, { name: 'runc', features: { recursive_read_only_mounts: false, user_namespaces: false } }],
+      features: { supplemental_groups_policy: false },
+    }),
+    RunPodSandbox: async (req) => ({ pod_sandbox_id: (await rt.runPodSandbox(req.config, req.runtime_handler)).id }),
+    StopPodSandbox: async (req) => { await rt.stopPodSandbox(req.pod_sandbox_id); return {}; },
+    RemovePodSandbox: async (req) => { await rt.removePodSandbox(req.pod_sandbox_id); return {}; },
+    PodSandboxStatus: async (req) => {
+      const s = rt.findSandbox(req.pod_sandbox_id);
+      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({ netns: s.netns ?? '', ipcns: s.ipcns ?? '', utsns: s.utsns ?? '', cgroupParent: s.cgroupParent }) } : {};
+      return { status: sandboxStatus(s), info, containers_statuses: [], timestamp: Number(nowNs()) };
+    },
+    ListPodSandbox: async (req) => {
+      const f = req.filter;
+      const items = rt.listSandboxes().filter((s) => !f || (
+        (!f.id || s.id.startsWith(f.id)) && (!f.state || (f.state.state === (s.state === 'ready' ? 0 : 1))) && matchLabels(s.config.labels, f.label_selector)
+      )).map((s) => {
+        const st = sandboxStatus(s);
+        return { id: st.id, metadata: st.metadata, state: st.state, created_at: st.created_at, labels: st.labels, annotations: st.annotations, runtime_handler: st.runtime_handler };
+      });
+      return { items };
+    },
+    CreateContainer: async (req) => ({ container_id: await rt.createContainer(req.pod_sandbox_id, req.config) }),
+    StartContainer: async (req) => { await rt.containers.start(req.container_id); return {}; },
+    StopContainer: async (req) => {
+      try { await rt.containers.stop(req.container_id, Number(req.timeout ?? 0)); } catch (e) { if (!(e instanceof NotFoundError)) throw e; }
+      return {};
+    },
+    RemoveContainer: async (req) => { await rt.containers.remove(req.container_id); return {}; },
+    ListContainers: async (req) => {
+      const f = req.filter;
+      const containers = rt.containers.list().filter((c) => !f || (
+        (!f.id || c.id.startsWith(f.id)) && (!f.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+        && (!f.state || f.state.state === STATE[c.state]) && matchLabels(c.config.labels, f.label_selector)
+      )).map(containerMsg);
+      return { containers };
+    },
+    ContainerStatus: async (req) => {
+      const c = rt.containers.find(req.container_id);
+      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({ pid: c.pid ?? 0, bundle: c.dir, cgroupsPath: c.cgroupsPath }) } : {};
+      return { status: containerStatus(c), info };
+    },
+    ReopenContainerLog: async (req) => { await rt.containers.reopenLog(req.container_id); return {}; },
+    ExecSync: async (req) => {
+      const c = rt.containers.find(req.container_id);
+      if (c.state !== 'running') throw new PreconditionError(`ExecSync: container ${c.id} is not running`);
+      if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('ExecSync: cmd is empty');
+      const r = await execSync(rt.runc, c.id, req.cmd, Number(req.timeout ?? 0));
+      if (r.timedOut) throw Object.assign(new Error(`ExecSync: command timed out after ${req.timeout} s`), {});
+      return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
+    },
+    ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
+    ListContainerStats: async (req) => {
+      const f = req.filter;
+      const list = rt.containers.list().filter((c) => c.state === 'running' && (!f || (
+        (!f.id || c.id.startsWith(f.id)) && (!f.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id)) && matchLabels(c.config.labels, f.label_selector))));
+      return { stats: await Promise.all(list.map(containerStats)) };
+    },
+  };
+  const image: Record<string, Handler> = {
+    ListImages: async (req) => {
+      const want: string | undefined = req.filter?.image?.image || undefined;
+      const list = want ? [rt.images.find(want)].filter((x): x is ImageRecord => !!x) : rt.images.list();
+      return { images: list.map(imageMsg) };
+    },
+    ImageStatus: async (req) => {
+      const i = rt.images.find(req.image?.image ?? '');
+      if (!i) return { image: null, info: {} };
+      return { image: imageMsg(i), info: req.verbose ? { info: JSON.stringify({ imageSpec: i.config, manifestDigest: i.manifestDigest, source: i.source }) } : {} };
+    },
+    PullImage: async (req) => {
+      const spec: string = req.image?.image ?? '';
+      if (!spec) throw new InvalidArgumentError('PullImage: image is empty');
+      const a = ARCHIVE.exec(spec);
+      if (a) {
+        const recs = await loadArchive(rt.images, a[2]!);
+        return { image_ref: recs[0]!.id };
+      }
+      const auth = req.auth ?? undefined;
+      const rec = await rt.images.pull(spec, auth && (auth.username || auth.auth || auth.registry_token || auth.identity_token) ? auth : undefined);
+      return { image_ref: rec.id };
+    },
+    RemoveImage: async (req) => { await rt.removeImage(req.image?.image ?? ''); return {}; },
+    ImageFsInfo: async () => {
+      const used = rt.images.list().reduce((a, i) => a + i.size, 0);
+      let inodes = 0;
+      try { const s = statfsSync(rt.images.root); inodes = s.files - s.ffree; } catch { /* unknown */ }
+      const ts = Number(nowNs());
+      return { image_filesystems: [{ timestamp: ts, fs_id: { mountpoint: rt.images.root }, used_bytes: { value: used }, inodes_used: { value: inodes } }], container_filesystems: [] };
+    },
+  };
+  return { runtime, image };
+}
+
+export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Server> {
+  const pkg = loadProto('cri/api.proto') as CriObject;
+  const v1 = pkg.runtime.v1;
+  const { runtime, image } = criHandlers(rt);
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, 'grpc.max_send_message_length': 40 * 1024 * 1024 });
+  const build = (svc: grpc.ServiceDefinition, impl: Record<string, Handler>) => {
+    const out: grpc.UntypedServiceImplementation = {};
+    for (const [name, def] of Object.entries(svc)) {
+      if (impl[name]) out[name] = unary(impl[name]!);
+      else if (def.responseStream) out[name] = ((call: grpc.ServerWritableStream<CriObject, CriObject>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${name} is not implemented by shoal-runtime` })) as grpc.UntypedHandleCall;
+      else out[name] = unimplemented(name);
+    }
+    return out;
+  };
+  server.addService(v1.RuntimeService.service, build(v1.RuntimeService.service, runtime));
+  server.addService(v1.ImageService.service, build(v1.ImageService.service, image));
+  if (existsSync(socketPath)) unlinkSync(socketPath);
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  return server;
+}

@@ -1,0 +1,312 @@
+// End-to-end: shoal-runtime as its own process, driven over its CRI socket, pulling from a real
+// docker-registry on loopback and running containers with real runc.
+import t from 'tap';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cleanupRoot } from './testing/cleanup.js';
+import { startRegistry, pushImage } from './testing/registry.js';
+import { startRuntime, type RuntimeProc } from './testing/runtime-proc.js';
+import { busyboxImage, hostileImages } from './testing/test-image.js';
+import { parseLine } from './logs.js';
+import { cgroupVersion } from './cgroups.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const base = mkdtempSync(join(tmpdir(), `shoal-cri-${process.pid}-`));
+const root = join(base, 'root');
+const socket = join(base, 'cri.sock');
+const logDir = join(base, 'logs');
+let rt: RuntimeProc | undefined;
+t.teardown(async () => {
+  if (rt) await rt.kill('SIGKILL');
+  cleanupRoot(root);
+  rmSync(base, { recursive: true, force: true });
+});
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 30000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const code = (e: any) => e?.code;
+
+t.test('CRI runtime end to end', async (t) => {
+  const reg = await startRegistry();
+  t.teardown(() => reg.stop());
+  const img = busyboxImage();
+  await pushImage(reg.host, 'shoal/busybox', '1', img);
+  for (const [name, h] of Object.entries(hostileImages())) await pushImage(reg.host, `shoal/hostile-${name}`, '1', h);
+  const IMAGE = `${reg.host}/shoal/busybox:1`;
+  rt = await startRuntime(socket, root);
+  let c = rt.client;
+
+  let n = 0;
+  const pod = async (extra: any = {}) => {
+    const config = { metadata: { name: `pod${++n}`, uid: `uid-${n}`, namespace: 'test' }, hostname: `pod${n}`, log_directory: logDir, labels: { test: 'cri', n: String(n) }, ...extra };
+    const { pod_sandbox_id } = await c.rt.RunPodSandbox({ config });
+    return { id: pod_sandbox_id as string, config };
+  };
+  const container = async (p: { id: string; config: any }, name: string, cfg: any) => {
+    const { container_id } = await c.rt.CreateContainer({ pod_sandbox_id: p.id, sandbox_config: p.config, config: { metadata: { name }, image: { image: IMAGE }, log_path: `${name}.log`, ...cfg } });
+    return container_id as string;
+  };
+  const status = async (id: string) => (await c.rt.ContainerStatus({ container_id: id })).status;
+  const exited = (id: string, ms?: number) => waitFor(`container ${id.slice(0, 12)} to exit`, async () => { const s = await status(id); return s.state === 2 && s; }, ms);
+  const logLines = (name: string) => existsSync(join(logDir, `${name}.log`)) ? readFileSync(join(logDir, `${name}.log`), 'utf8').split('\n').filter(Boolean).map((l) => parseLine(l)!) : [];
+
+  t.test('Version, Status, and UNIMPLEMENTED for what is not implemented', async (t) => {
+    const v = await c.rt.Version({ version: 'v1' });
+    t.equal(v.runtime_name, 'shoal-runtime');
+    t.equal(v.runtime_api_version, 'v1');
+    const s = await c.rt.Status({});
+    t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
+    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Exec', { container_id: 'x', cmd: ['sh'] }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'UpdateContainerResources', {}], ['rt', 'CheckpointContainer', {}]] as const) {
+      const e = await (c as any)[svc][name](req).catch((x: any) => x);
+      t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
+    }
+  });
+
+  t.test('images: pull, list, status, fs info, hostile images refused', async (t) => {
+    const r = await c.img.PullImage({ image: { image: IMAGE } });
+    t.equal(r.image_ref, img.config.digest);
+    const list = await c.img.ListImages({});
+    t.same(list.images.map((i: any) => i.repo_tags), [[IMAGE]]);
+    t.ok(Number(list.images[0].size) > 1000000, 'size counts the layers');
+    const st = await c.img.ImageStatus({ image: { image: `${reg.host}/shoal/busybox@${img.manifest.digest}` } });
+    t.equal(st.image.id, img.config.digest, 'status by digest');
+    const none = await c.img.ImageStatus({ image: { image: 'example.com/nothing:here' } });
+    t.equal(none.image, null, 'absent image: status without image, no error');
+    const fsi = await c.img.ImageFsInfo({});
+    t.ok(Number(fsi.image_filesystems[0].used_bytes.value) > 0);
+    for (const name of Object.keys(hostileImages())) {
+      const e = await c.img.PullImage({ image: { image: `${reg.host}/shoal/hostile-${name}:1` } }).catch((x: any) => x);
+      t.equal(code(e), 3, `hostile image ${name} refused with INVALID_ARGUMENT`);
+      t.match(e.details, /refusing/);
+    }
+    t.notOk(existsSync('/tmp/shoal-escape.txt'));
+    const bad = await c.img.PullImage({ image: { image: '' } }).catch((x: any) => x);
+    t.equal(code(bad), 3);
+  });
+
+  t.test('a container runs, logs in CRI format and reports its exit code', async (t) => {
+    const p = await pod();
+    const id = await container(p, 'echo', {
+      command: ['sh', '-c', 'echo hello; echo oops >&2; hostname; id -u; cat /layer2.txt; ls /data; test -e /etc/removed.txt || echo whiteout-ok; echo "$IMAGE_VAR $MINE"; pwd; printf partial; exit 3'],
+      envs: [{ key: 'MINE', value: 'from-request' }],
+      working_dir: '/app',
+      labels: { role: 'echo' },
+    });
+    t.equal((await status(id)).state, 0, 'created');
+    await c.rt.StartContainer({ container_id: id });
+    const s = await exited(id);
+    t.equal(s.exit_code, 3);
+    t.equal(s.reason, 'Error');
+    t.ok(s.started_at > 0 && s.finished_at >= s.started_at);
+    await waitFor('log lines', async () => logLines('echo').length >= 10);
+    const lines = logLines('echo');
+    t.ok(lines.every((l) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(l.time)), 'RFC 3339 timestamps');
+    const out = lines.filter((l) => l.stream === 'stdout').map((l) => l.content);
+    t.same(out, ['hello', p.config.hostname, '0', 'hello from layer 2', 'c', 'whiteout-ok', 'from-image from-request', '/app', 'partial']);
+    t.same(lines.filter((l) => l.stream === 'stderr').map((l) => `${l.tag} ${l.content}`), ['F oops']);
+    const list = await c.rt.ListContainers({ filter: { label_selector: { role: 'echo' } } });
+    t.same(list.containers.map((x: any) => x.id), [id]);
+    const byState = await c.rt.ListContainers({ filter: { state: { state: 2 }, pod_sandbox_id: p.id } });
+    t.same(byState.containers.map((x: any) => x.id), [id]);
+    const again = await c.rt.StartContainer({ container_id: id }).catch((x: any) => x);
+    t.equal(code(again), 9, 'starting an exited container: FAILED_PRECONDITION');
+  });
+
+  t.test('exec, stats, stop with grace period then kill', async (t) => {
+    const p = await pod();
+    const id = await container(p, 'sleeper', { command: ['sleep', '1000'], run_as_username: undefined, linux: { resources: { cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000 } } });
+    await c.rt.StartContainer({ container_id: id });
+    t.equal((await status(id)).state, 1, 'running');
+    const r = await c.rt.ExecSync({ container_id: id, cmd: ['sh', '-c', 'cat /etc/hostname; echo to-err >&2; exit 7'], timeout: 10 });
+    t.equal(r.stdout.toString(), `${p.config.hostname}\n`);
+    t.equal(r.stderr.toString(), 'to-err\n');
+    t.equal(r.exit_code, 7);
+    const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });
+    t.match(ps.stdout.toString(), /1 sleep/, 'own pid namespace: sleep is pid 1');
+    const net = await c.rt.ExecSync({ container_id: id, cmd: ['cat', '/proc/net/dev'] });
+    t.same(net.stdout.toString().split('\n').slice(2).filter(Boolean).map((l: string) => l.trim().split(':')[0]), ['lo'], 'only loopback in the pod network namespace');
+    const stats = (await c.rt.ContainerStats({ container_id: id })).stats;
+    t.ok(Number(stats.memory.usage_bytes.value) > 0, 'memory usage read from the cgroup');
+    t.ok(stats.cpu.usage_core_nano_seconds.value !== undefined);
+    const all = await c.rt.ListContainerStats({ filter: { pod_sandbox_id: p.id } });
+    t.equal(all.stats.length, 1);
+    if (cgroupVersion() === 1) {
+      const dir = JSON.parse((await c.rt.ContainerStatus({ container_id: id, verbose: true })).info.info).cgroupsPath;
+      t.equal(readFileSync(`/sys/fs/cgroup/cpu${dir}/cpu.shares`, 'utf8').trim(), '512', 'cpu shares applied');
+      t.equal(readFileSync(`/sys/fs/cgroup/cpu${dir}/cpu.cfs_quota_us`, 'utf8').trim(), '50000', 'cpu quota applied');
+    }
+    // sleep as pid 1 ignores SIGTERM, so the grace period runs out and SIGKILL follows.
+    await c.rt.StopContainer({ container_id: id, timeout: 1 });
+    const s = await status(id);
+    t.equal(s.state, 2);
+    t.equal(s.exit_code, 137, 'killed after the grace period');
+    await c.rt.StopContainer({ container_id: id, timeout: 1 });
+    t.pass('stopping again is fine');
+    const e = await c.rt.ExecSync({ container_id: id, cmd: ['true'] }).catch((x: any) => x);
+    t.equal(code(e), 9, 'exec in a stopped container: FAILED_PRECONDITION');
+    // A process that handles SIGTERM exits within the grace period with its own code.
+    const id2 = await container(p, 'trapper', { command: ['sh', '-c', 'trap "echo got-term; exit 42" TERM; echo ready; while true; do sleep 0.1; done'] });
+    await c.rt.StartContainer({ container_id: id2 });
+    await waitFor('trapper ready', async () => logLines('trapper').some((l) => l.content === 'ready'));
+    await c.rt.StopContainer({ container_id: id2, timeout: 30 });
+    t.equal((await status(id2)).exit_code, 42);
+    await waitFor('got-term logged', async () => logLines('trapper').some((l) => l.content === 'got-term'));
+  });
+
+  t.test('memory limit: the OOM killer ends the container, status says OOMKilled', async (t) => {
+    const p = await pod();
+    const id = await container(p, 'hog', {
+      command: ['awk', 'BEGIN { s = "xxxxxxxxxxxxxxxx"; while (1) { s = s s } }'],
+      linux: { resources: { memory_limit_in_bytes: 32 * 1024 * 1024 } },
+    });
+    await c.rt.StartContainer({ container_id: id });
+    const s = await exited(id, 60000);
+    t.equal(s.reason, 'OOMKilled');
+    t.equal(s.exit_code, 137);
+    t.same(s.resources.linux.memory_limit_in_bytes, 32 * 1024 * 1024);
+  });
+
+  t.test('pids limit holds', async (t) => {
+    const p = await pod();
+    // The shell starts background sleeps until fork fails; with pids.max 8 it gets 7 (itself
+    // being the 8th), then busybox sh exits with status 2 on "can't fork".
+    const id = await container(p, 'forker', {
+      command: ['sh', '-c', 'i=0; while [ $i -lt 30 ]; do sleep 600 & i=$((i+1)); echo started $i; done; echo all-started'],
+      linux: { resources: { unified: { 'pids.max': '8' } } },
+    });
+    await c.rt.StartContainer({ container_id: id });
+    const dir = JSON.parse((await c.rt.ContainerStatus({ container_id: id, verbose: true })).info.info).cgroupsPath;
+    const st = await exited(id);
+    t.equal(st.exit_code, 2, 'the shell failed to fork');
+    await waitFor('fork failure logged', async () => logLines('forker').some((l) => /can't fork|resource temporarily unavailable/i.test(l.content)));
+    const started = logLines('forker').filter((l) => /^started \d+$/.test(l.content)).length;
+    t.equal(started, 7, 'exactly 7 more processes fit under pids.max 8');
+    t.notOk(logLines('forker').some((l) => l.content === 'all-started'));
+    const file = cgroupVersion() === 1 ? `/sys/fs/cgroup/pids${dir}/pids.max` : `/sys/fs/cgroup${dir}/pids.max`;
+    t.equal(readFileSync(file, 'utf8').trim(), '8');
+    const bad = await container(p, 'badpids', { command: ['true'], linux: { resources: { unified: { 'pids.max': 'lots' } } } }).catch((x: any) => x);
+    t.equal(code(bad), 3, 'a malformed pids.max is INVALID_ARGUMENT');
+  });
+
+  t.test('mounts, user, read-only root, tmpfs', async (t) => {
+    const p = await pod();
+    const host = join(base, 'shared');
+    mkdirSync(host, { recursive: true, mode: 0o777 });
+    chmodSync(host, 0o777);
+    writeFileSync(join(host, 'in.txt'), 'from the host\n');
+    const id = await container(p, 'mounts', {
+      command: ['sh', '-c', 'cat /mnt/ro/in.txt; touch /mnt/ro/x 2>/dev/null && echo ro-writable || echo ro-refused; echo w > /mnt/rw/out.txt; id -u; id -g; echo t > /scratch/f && echo tmpfs-ok; touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly; cat /home/app/secret'],
+      mounts: [{ container_path: '/mnt/ro', host_path: host, readonly: true }, { container_path: '/mnt/rw', host_path: host }],
+      annotations: { 'shoal.io/tmpfs': JSON.stringify([{ path: '/scratch', options: ['size=1m'] }]) },
+      linux: { security_context: { run_as_username: 'app', readonly_rootfs: true } },
+    });
+    await c.rt.StartContainer({ container_id: id });
+    const s = await exited(id);
+    t.equal(s.exit_code, 0, JSON.stringify(logLines('mounts')));
+    await waitFor('mount logs', async () => logLines('mounts').length >= 7);
+    t.same(logLines('mounts').filter((l) => l.stream === 'stdout').map((l) => l.content), ['from the host', 'ro-refused', '1000', '1000', 'tmpfs-ok', 'root-readonly', 'owned by app']);
+    t.equal(readFileSync(join(host, 'out.txt'), 'utf8'), 'w\n');
+    t.same(s.user.linux, { uid: 1000, gid: 1000, supplemental_groups: [] });
+    const missing = await container(p, 'nomount', { command: ['true'], mounts: [{ container_path: '/x', host_path: join(base, 'nope') }] }).catch((x: any) => x);
+    t.equal(code(missing), 3, 'missing host path: INVALID_ARGUMENT');
+    const nouser = await container(p, 'nouser', { command: ['true'], linux: { security_context: { run_as_username: 'ghost' } } }).catch((x: any) => x);
+    t.equal(code(nouser), 3, 'unknown user: INVALID_ARGUMENT');
+    t.match(nouser.details, /ghost/);
+  });
+
+  t.test('bad requests get clear errors', async (t) => {
+    const p = await pod();
+    const e1 = await container(p, 'x', { image: { image: `${reg.host}/shoal/notpulled:1` }, command: ['true'] }).catch((x: any) => x);
+    t.equal(code(e1), 5, 'image not pulled: NOT_FOUND');
+    const e2 = await c.rt.CreateContainer({ pod_sandbox_id: 'f'.repeat(64), config: { metadata: { name: 'x' }, image: { image: IMAGE } } }).catch((x: any) => x);
+    t.equal(code(e2), 5, 'unknown sandbox: NOT_FOUND');
+    const e3 = await c.rt.ContainerStatus({ container_id: 'nope' }).catch((x: any) => x);
+    t.equal(code(e3), 5);
+    const e4 = await c.rt.RunPodSandbox({ config: { metadata: { name: 'bad' }, hostname: 'not a hostname!' } }).catch((x: any) => x);
+    t.match(e4.details, /not a valid DNS name/);
+    const e5 = await c.rt.RunPodSandbox({ config: { metadata: { name: 'x' } }, runtime_handler: 'kata' }).catch((x: any) => x);
+    t.match(e5.details, /unknown runtime handler/);
+    await container(p, 'dup', { command: ['true'] });
+    const e6 = await container(p, 'dup', { command: ['true'] }).catch((x: any) => x);
+    t.equal(code(e6), 9, 'same name and attempt twice: FAILED_PRECONDITION');
+    await c.rt.RemoveContainer({ container_id: 'f'.repeat(64) });
+    t.pass('removing an unknown container is idempotent');
+    await c.rt.RemovePodSandbox({ pod_sandbox_id: 'f'.repeat(64) });
+    t.pass('removing an unknown sandbox is idempotent');
+  });
+
+  t.test('log reopen after rotation', async (t) => {
+    const p = await pod();
+    const id = await container(p, 'ticker', { command: ['sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done'] });
+    await c.rt.StartContainer({ container_id: id });
+    await waitFor('ticks', async () => logLines('ticker').length >= 3);
+    renameSync(join(logDir, 'ticker.log'), join(logDir, 'ticker.log.1'));
+    await c.rt.ReopenContainerLog({ container_id: id });
+    await waitFor('ticks in the new file', async () => logLines('ticker').length >= 3);
+    t.match(logLines('ticker')[0]!.content, /^tick\d+$/);
+    await c.rt.StopContainer({ container_id: id, timeout: 0 });
+    const e = await c.rt.ReopenContainerLog({ container_id: id }).catch((x: any) => x);
+    t.equal(code(e), 9, 'reopen on a stopped container: FAILED_PRECONDITION');
+  });
+
+  t.test('state survives a runtime restart', async (t) => {
+    const p = await pod();
+    const keeps = await container(p, 'keeps', { command: ['sh', '-c', 'echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-restart; sleep 1000'] });
+    const quits = await container(p, 'quits', { command: ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5'] });
+    await c.rt.StartContainer({ container_id: keeps });
+    await c.rt.StartContainer({ container_id: quits });
+    await waitFor('before', async () => logLines('keeps').some((l) => l.content === 'before'));
+    await rt!.kill('SIGKILL');
+    // While the runtime is down: one container prints, the other exits.
+    // (through the host's view of each container's overlay root)
+    writeFileSync(join(root, 'containers', keeps, 'rootfs', 'tmp', 'go'), '');
+    writeFileSync(join(root, 'containers', quits, 'rootfs', 'tmp', 'go'), '');
+    await waitFor('quits to exit', async () => existsSync(join(root, 'containers', quits, 'exitcode')));
+    rt = await startRuntime(socket, root);
+    c = rt.client;
+    const sq = await exited(quits);
+    t.equal(sq.exit_code, 5, 'an exit while the runtime was down is recorded');
+    t.equal((await status(keeps)).state, 1, 'the other container is running and known');
+    t.ok((await c.rt.ListPodSandbox({ filter: { id: p.id } })).items.length === 1, 'the sandbox is known');
+    await waitFor('output written while the runtime was down', async () => logLines('keeps').some((l) => l.content === 'after-restart'));
+    const r = await c.rt.ExecSync({ container_id: keeps, cmd: ['echo', 'still-here'] });
+    t.equal(r.stdout.toString(), 'still-here\n');
+    await c.rt.StopContainer({ container_id: keeps, timeout: 0 });
+    t.equal((await status(keeps)).exit_code, 137);
+  });
+
+  t.test('image removal is refused while used; sandbox stop and remove clean up', async (t) => {
+    const p = await pod();
+    const id = await container(p, 'user', { command: ['sleep', '1000'] });
+    await c.rt.StartContainer({ container_id: id });
+    const e = await c.img.RemoveImage({ image: { image: IMAGE } }).catch((x: any) => x);
+    t.equal(code(e), 9, 'image in use: FAILED_PRECONDITION');
+    const sbs = (await c.rt.ListPodSandbox({})).items;
+    t.ok(sbs.length >= 2);
+    t.same((await c.rt.ListPodSandbox({ filter: { label_selector: { n: p.config.labels.n } } })).items.map((x: any) => x.id), [p.id]);
+    await c.rt.StopPodSandbox({ pod_sandbox_id: p.id });
+    t.equal((await status(id)).state, 2, 'stopping the pod stops its containers');
+    t.equal((await c.rt.PodSandboxStatus({ pod_sandbox_id: p.id })).status.state, 1, 'SANDBOX_NOTREADY');
+    const netns = JSON.parse((await c.rt.PodSandboxStatus({ pod_sandbox_id: p.id, verbose: true })).info.info).netns;
+    t.ok(existsSync(netns));
+    for (const s of (await c.rt.ListPodSandbox({})).items) await c.rt.RemovePodSandbox({ pod_sandbox_id: s.id });
+    t.notOk(existsSync(netns), 'network namespace removed');
+    t.same((await c.rt.ListContainers({})).containers, []);
+    t.same((await c.rt.ListPodSandbox({})).items, []);
+    await c.img.RemoveImage({ image: { image: IMAGE } });
+    t.same((await c.img.ListImages({})).images, []);
+    await c.img.RemoveImage({ image: { image: IMAGE } });
+    t.pass('removing again is fine');
+    const leftover = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(root + '/') && m !== join(root, 'ns'));
+    t.same(leftover, [], 'no overlay or namespace mount left');
+  });
+});

@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+// shoal-runtime: the built-in CRI runtime on its own.
+//   shoal-runtime --listen unix:///run/shoal/runtime.sock --root /var/lib/shoal/runtime
+//     [--insecure-registry HOST[:PORT]]... [--pids-limit N]
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { serveCri } from './cri-server.js';
+import { Runtime } from './runtime.js';
+
+function usage(msg: string): never {
+  process.stderr.write(`shoal-runtime: ${msg}\nusage: shoal-runtime --listen unix:///PATH.sock --root DIR [--insecure-registry HOST[:PORT]]... [--pids-limit N]\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  let listen = '';
+  let root = '';
+  let pidsLimit = 0;
+  const insecure: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const val = () => inline ?? argv[++i] ?? usage(`${flag} needs a value`);
+    switch (flag) {
+      case '--listen': listen = val(); break;
+      case '--root': root = val(); break;
+      case '--insecure-registry': insecure.push(val()); break;
+      case '--pids-limit': pidsLimit = Number(val()); if (!Number.isInteger(pidsLimit) || pidsLimit < 0) usage('--pids-limit must be a non-negative integer'); break;
+      case '-h': case '--help': usage('help');
+      // eslint-disable-next-line no-fallthrough
+      default: usage(`unknown argument ${a}`);
+    }
+  }
+  if (!listen.startsWith('unix://')) usage('--listen must be unix:///absolute/path.sock');
+  const sock = listen.slice('unix://'.length);
+  if (!sock.startsWith('/')) usage('--listen must be unix:///absolute/path.sock');
+  if (!root || !root.startsWith('/')) usage('--root must be an absolute directory');
+  if (process.getuid && process.getuid() !== 0) usage('must run as root (runc, mounts and namespaces need it)');
+  const rt = new Runtime({ root, insecureRegistries: insecure, defaultPidsLimit: pidsLimit });
+  await rt.init();
+  mkdirSync(dirname(sock), { recursive: true });
+  const server = await serveCri(rt, sock);
+  chmodSync(sock, 0o600);
+  process.stderr.write(`shoal-runtime: serving CRI on ${listen}, root ${root}\n`);
+  const shutdown = () => {
+    // Containers keep running: their monitors outlive us and a restart finds them again.
+    server.tryShutdown(() => { rt.close(); process.exit(0); });
+    setTimeout(() => { rt.close(); process.exit(0); }, 3000).unref();
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+main().catch((e) => {
+  process.stderr.write(`shoal-runtime: ${(e as Error).message}\n`);
+  process.exit(1);
+});

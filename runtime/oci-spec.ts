@@ -1,0 +1,146 @@
+// Builds the OCI runtime spec (config.json) runc runs a container from: the process (args,
+// env, cwd, user), the root, the mounts, the pod's namespaces, the cgroup and the resource
+// limits. oomScoreAdj is never set: no process here may ask for a negative value.
+import { readFileSync } from 'node:fs';
+import type { ImageConfig } from './image-store.js';
+
+let nofile: number | undefined;
+/** Our own hard RLIMIT_NOFILE: raising it needs CAP_SYS_RESOURCE, which we may not have. */
+function nofileLimit(): number {
+  if (nofile !== undefined) return nofile;
+  const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  nofile = m && /^\d+$/.test(m[1]!) ? Math.min(Number(m[1]), 1048576) : 1024;
+  return nofile;
+}
+
+export interface SpecInput {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  rootfs: string;
+  readonlyRootfs: boolean;
+  hostname?: string;
+  namespaces: { type: string; path?: string }[];
+  cgroupsPath: string;
+  mounts: OciMount[];
+  resources: ResourceInput;
+  privileged: boolean;
+  addCaps: string[];
+  dropCaps: string[];
+  noNewPrivs: boolean;
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
+  sysctls?: Record<string, string>;
+}
+
+export interface ResourceInput {
+  cpuShares?: number;
+  cpuQuota?: number;
+  cpuPeriod?: number;
+  cpusetCpus?: string;
+  cpusetMems?: string;
+  memoryLimit?: number;
+  memorySwap?: number;
+  pidsLimit?: number;
+}
+
+export interface OciMount { destination: string; type: string; source: string; options: string[] }
+
+// Docker's default capability set.
+export const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+const ALL_CAPS = [...DEFAULT_CAPS, 'CAP_DAC_READ_SEARCH', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER',
+  'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE',
+  'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_LEASE', 'CAP_AUDIT_CONTROL', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM',
+  'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ'];
+
+const MASKED = ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
+  '/proc/sched_debug', '/proc/scsi', '/sys/firmware'];
+const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+function capName(c: string): string {
+  const u = c.toUpperCase();
+  return u.startsWith('CAP_') ? u : 'CAP_' + u;
+}
+
+export function capabilities(add: string[], drop: string[], privileged: boolean): string[] {
+  if (privileged) return ALL_CAPS;
+  const d = drop.map(capName);
+  let caps = d.includes('CAP_ALL') ? [] : DEFAULT_CAPS.filter((c) => !d.includes(c));
+  const a = add.map(capName);
+  if (a.includes('CAP_ALL')) caps = [...ALL_CAPS];
+  else for (const c of a) if (!caps.includes(c)) caps.push(c);
+  return caps;
+}
+
+/** Merges image and CRI settings as the kubelet/containerd do: command replaces Entrypoint, args replace Cmd. */
+export function processArgs(command: string[], args: string[], img: ImageConfig['config']): string[] {
+  const entry = command.length > 0 ? command : (img?.Entrypoint ?? []);
+  const cmd = args.length > 0 ? args : command.length > 0 ? [] : (img?.Cmd ?? []);
+  return [...entry, ...cmd];
+}
+
+export function mergeEnv(image: string[], cri: { key: string; value: string }[]): string[] {
+  const m = new Map<string, string>();
+  for (const e of image) { const i = e.indexOf('='); m.set(i < 0 ? e : e.slice(0, i), i < 0 ? '' : e.slice(i + 1)); }
+  for (const kv of cri) m.set(kv.key, kv.value);
+  if (!m.has('PATH')) m.set('PATH', '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin');
+  return [...m].map(([k, v]) => `${k}=${v}`);
+}
+
+export function buildSpec(i: SpecInput): object {
+  const caps = capabilities(i.addCaps, i.dropCaps, i.privileged);
+  const res = i.resources;
+  const resources: Record<string, unknown> = {
+    devices: [{ allow: i.privileged, access: 'rwm' }],
+  };
+  if (res.memoryLimit) resources['memory'] = { limit: res.memoryLimit, swap: res.memorySwap ?? res.memoryLimit };
+  const cpu: Record<string, unknown> = {};
+  if (res.cpuShares) cpu['shares'] = res.cpuShares;
+  if (res.cpuQuota) cpu['quota'] = res.cpuQuota;
+  if (res.cpuPeriod) cpu['period'] = res.cpuPeriod;
+  if (res.cpusetCpus) cpu['cpus'] = res.cpusetCpus;
+  if (res.cpusetMems) cpu['mems'] = res.cpusetMems;
+  if (Object.keys(cpu).length) resources['cpu'] = cpu;
+  if (res.pidsLimit) resources['pids'] = { limit: res.pidsLimit };
+  const mounts: OciMount[] = [
+    { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+    { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
+    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', i.privileged ? 'rw' : 'ro'] },
+    { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'relatime', i.privileged ? 'rw' : 'ro'] },
+    ...i.mounts,
+  ];
+  const linux: Record<string, unknown> = {
+    namespaces: i.namespaces,
+    cgroupsPath: i.cgroupsPath,
+    resources,
+  };
+  if (!i.privileged) {
+    linux['maskedPaths'] = i.maskedPaths?.length ? i.maskedPaths : MASKED;
+    linux['readonlyPaths'] = i.readonlyPaths?.length ? i.readonlyPaths : READONLY;
+  }
+  if (i.sysctls && Object.keys(i.sysctls).length) linux['sysctl'] = i.sysctls;
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      terminal: false,
+      user: { uid: i.uid, gid: i.gid, ...(i.additionalGids.length ? { additionalGids: i.additionalGids } : {}) },
+      args: i.args,
+      env: i.env,
+      cwd: i.cwd,
+      capabilities: { bounding: caps, effective: caps, permitted: caps },
+      rlimits: [{ type: 'RLIMIT_NOFILE', hard: nofileLimit(), soft: nofileLimit() }],
+      noNewPrivileges: i.noNewPrivs,
+    },
+    root: { path: i.rootfs, readonly: i.readonlyRootfs },
+    ...(i.hostname ? { hostname: i.hostname } : {}),
+    mounts,
+    linux,
+  };
+}

@@ -1,0 +1,100 @@
+// Pod sandboxes: the namespaces a pod's containers share. Network, IPC and UTS namespaces are
+// created by `unshare` and kept alive by bind-mounting them on files under <root>/ns (no pause
+// process needed); the network namespace path is what a network plugin is handed. The pod gets
+// a loopback interface, its hostname, and /etc/hosts, /etc/hostname, /etc/resolv.conf files
+// that every container of the pod mounts.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { runCommand } from './run-command.js';
+import { removeCgroup } from './cgroups.js';
+import type { CriObject, SandboxRecord, StateStore } from './state.js';
+import { nowNs } from './logs.js';
+
+const NODE = 2; // NamespaceMode.NODE
+
+export function newId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+function isMountpoint(p: string): boolean {
+  const mi = readFileSync('/proc/self/mountinfo', 'utf8');
+  return mi.split('\n').some((l) => l.split(' ')[4] === p);
+}
+
+/** Bind-mounts <root>/ns on itself, private, so namespace files can be bind-mounted there. */
+export async function prepareNsDir(root: string): Promise<string> {
+  const dir = join(root, 'ns');
+  await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!isMountpoint(dir)) await runCommand('mount', ['--bind', dir, dir]);
+  await runCommand('mount', ['--make-private', dir]);
+  return dir;
+}
+
+const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
+
+export async function createSandbox(state: StateStore, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
+  const md = config?.metadata;
+  if (!md || !md.name) throw new Error('RunPodSandbox: config.metadata.name is required');
+  if (runtimeHandler && runtimeHandler !== 'runc') throw new Error(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
+  const nsOpts = config.linux?.security_context?.namespace_options ?? {};
+  const hostNet = nsOpts.network === NODE;
+  const hostIpc = nsOpts.ipc === NODE;
+  const id = newId();
+  const hostname: string = config.hostname || (hostNet ? '' : md.name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63));
+  if (hostname && !HOSTNAME_RE.test(hostname)) throw new Error(`RunPodSandbox: hostname ${JSON.stringify(hostname)} is not a valid DNS name`);
+  const dir = state.sandboxDir(id);
+  await fsp.mkdir(dir, { recursive: true, mode: 0o711 });
+  const rec: SandboxRecord = {
+    id, config, runtimeHandler: runtimeHandler || '', createdAt: Number(nowNs()), state: 'ready',
+    hostname, dir,
+    cgroupParent: config.linux?.cgroup_parent || `/shoal/${id.slice(0, 16)}`,
+  };
+  try {
+    await writeEtcFiles(rec, hostNet);
+    const args: string[] = [];
+    if (!hostNet) { rec.netns = join(nsDir, `${id}-net`); args.push(`--net=${rec.netns}`); }
+    if (!hostIpc) { rec.ipcns = join(nsDir, `${id}-ipc`); args.push(`--ipc=${rec.ipcns}`); }
+    if (!hostNet) { rec.utsns = join(nsDir, `${id}-uts`); args.push(`--uts=${rec.utsns}`); }
+    for (const f of [rec.netns, rec.ipcns, rec.utsns]) if (f) await fsp.writeFile(f, '');
+    if (args.length) {
+      // One process creates all namespaces, names the host and brings loopback up inside.
+      const script = [rec.utsns ? 'hostname "$1"' : 'true', rec.netns ? 'ip link set lo up' : 'true'].join(' && ');
+      await runCommand('unshare', [...args, 'sh', '-c', script, 'sh', hostname]);
+    }
+    await state.saveSandbox(rec);
+    return rec;
+  } catch (e) {
+    await destroySandboxResources(rec).catch(() => {});
+    await fsp.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function writeEtcFiles(rec: SandboxRecord, hostNet: boolean): Promise<void> {
+  const name = rec.hostname || readFileSync('/etc/hostname', 'utf8').trim();
+  await fsp.writeFile(join(rec.dir, 'hostname'), name + '\n');
+  const hosts = hostNet && existsSync('/etc/hosts') ? readFileSync('/etc/hosts', 'utf8')
+    : `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${name}\n`;
+  await fsp.writeFile(join(rec.dir, 'hosts'), hosts);
+  const dns = rec.config.dns_config;
+  let resolv = '';
+  if (dns && (dns.servers?.length || dns.searches?.length || dns.options?.length)) {
+    resolv = (dns.servers ?? []).map((s: string) => `nameserver ${s}\n`).join('')
+      + (dns.searches?.length ? `search ${dns.searches.join(' ')}\n` : '')
+      + (dns.options?.length ? `options ${dns.options.join(' ')}\n` : '');
+  } else if (hostNet && existsSync('/etc/resolv.conf')) {
+    resolv = readFileSync('/etc/resolv.conf', 'utf8');
+  }
+  await fsp.writeFile(join(rec.dir, 'resolv.conf'), resolv);
+}
+
+/** Unmounts and removes the namespace files and the pod cgroup. Idempotent. */
+export async function destroySandboxResources(rec: SandboxRecord): Promise<void> {
+  for (const f of [rec.netns, rec.ipcns, rec.utsns]) {
+    if (!f || !existsSync(f)) continue;
+    await runCommand('umount', [f], { allowFail: true });
+    await fsp.rm(f, { force: true });
+  }
+  if (!rec.config.linux?.cgroup_parent) await removeCgroup(rec.cgroupParent);
+}

@@ -1,0 +1,87 @@
+// The runtime's persisted state: one meta.json per sandbox and per container, written
+// atomically and fsynced, so a restarted runtime finds its pods and running containers again.
+import { existsSync, promises as fsp } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileDurable } from './content-store.js';
+import { runCommand } from './run-command.js';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export type CriObject = any;
+
+export interface SandboxRecord {
+  id: string;
+  config: CriObject; // PodSandboxConfig as received
+  runtimeHandler: string;
+  createdAt: number; // ns since the epoch
+  state: 'ready' | 'notready';
+  netns?: string; // path of the network namespace (absent: host network)
+  ipcns?: string;
+  utsns?: string;
+  hostname: string;
+  cgroupParent: string;
+  dir: string;
+}
+
+export type ContainerStateName = 'created' | 'running' | 'exited' | 'unknown';
+
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  config: CriObject; // ContainerConfig as received
+  imageId: string;
+  imageRef: string;
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  exitCode: number;
+  state: ContainerStateName;
+  reason: string;
+  message: string;
+  logPath?: string; // absolute
+  cgroupsPath: string;
+  dir: string;
+  pid?: number;
+  monitorPid?: number;
+  stopSignal: string;
+  user: { uid: number; gid: number; groups: number[] };
+  resources: CriObject;
+}
+
+export class StateStore {
+  constructor(readonly root: string) {}
+
+  sandboxDir(id: string): string { return join(this.root, 'sandboxes', id); }
+  containerDir(id: string): string { return join(this.root, 'containers', id); }
+
+  async init(): Promise<void> {
+    await fsp.mkdir(join(this.root, 'sandboxes'), { recursive: true });
+    await fsp.mkdir(join(this.root, 'containers'), { recursive: true });
+  }
+
+  async saveSandbox(s: SandboxRecord): Promise<void> {
+    await writeFileDurable(join(s.dir, 'meta.json'), JSON.stringify(s));
+  }
+
+  async saveContainer(c: ContainerRecord): Promise<void> {
+    await writeFileDurable(join(c.dir, 'meta.json'), JSON.stringify(c));
+  }
+
+  private async loadAll<T>(kind: 'sandboxes' | 'containers'): Promise<T[]> {
+    const out: T[] = [];
+    for (const id of await fsp.readdir(join(this.root, kind))) {
+      const f = join(this.root, kind, id, 'meta.json');
+      if (!existsSync(f)) {
+        // Created but never recorded (crash mid-create): nothing refers to it. Unmount first so
+        // the removal cannot reach into a mounted root.
+        await runCommand('umount', [join(this.root, kind, id, 'rootfs')], { allowFail: true });
+        await fsp.rm(join(this.root, kind, id), { recursive: true, force: true }).catch(() => {});
+        continue;
+      }
+      out.push(JSON.parse(await fsp.readFile(f, 'utf8')) as T);
+    }
+    return out;
+  }
+
+  loadSandboxes(): Promise<SandboxRecord[]> { return this.loadAll('sandboxes'); }
+  loadContainers(): Promise<ContainerRecord[]> { return this.loadAll('containers'); }
+}

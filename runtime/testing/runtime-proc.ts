@@ -1,0 +1,30 @@
+// Test helper: runs the compiled shoal-runtime entry point as its own process on a Unix socket
+// and waits until it answers CRI Version.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { criClient, type CriClient } from './cri-client.js';
+
+export interface RuntimeProc { proc: ChildProcess; client: CriClient; stderr: () => string; kill(signal?: NodeJS.Signals): Promise<void> }
+
+export async function startRuntime(socket: string, root: string, extra: string[] = []): Promise<RuntimeProc> {
+  const main = fileURLToPath(new URL('../main.js', import.meta.url));
+  const proc = spawn(process.execPath, [main, '--listen', `unix://${socket}`, '--root', root, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+  const client = criClient(socket);
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`shoal-runtime exited at startup (${proc.exitCode}): ${err}`);
+    try { await client.rt.Version({ version: 'v1' }); break; } catch { /* not yet */ }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`shoal-runtime did not answer within 20 s: ${err}`); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    client.close();
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise((r) => proc.once('exit', r));
+    proc.kill(signal);
+    await gone;
+  };
+  return { proc, client, stderr: () => err, kill };
+}
