@@ -137,3 +137,37 @@ t.test('Ready/advance misuse is refused with a clear error', (t) => {
   t.throws(() => raw.step(newMessage({ type: 99 as MessageType, from: 2, to: 1 })), /unknown message type/);
   t.end();
 });
+
+t.test('an ack for entries replaced before the Ready was handed out is never sent', (t) => {
+  // Found by raft/sim (seed 500122): a follower acked entries 1..3 of a term-1 leader, then,
+  // before its next Ready, a term-2 leader replaced entries 2..3. The ack would have left after
+  // persisting a log that no longer holds entries 2..3.
+  const { raw, storage } = node(2);
+  const e = (index: number, term: number) => ({ term, index, type: 0, data: enc(`e${index}t${term}`) });
+  raw.step(newMessage({ type: MessageType.App, from: 1, to: 2, term: 1, index: 0, logTerm: 0, entries: [e(1, 1), e(2, 1), e(3, 1)], commit: 0 }));
+  raw.step(newMessage({ type: MessageType.App, from: 3, to: 2, term: 2, index: 1, logTerm: 1, entries: [e(2, 2)], commit: 0 }));
+  const rd = raw.ready();
+  t.same(rd.entries.map((x) => [x.index, x.term]), [[1, 1], [2, 2]], 'what will be persisted: entry 1 and the new entry 2');
+  t.same(rd.messagesAfterPersist.map((m) => [m.to, m.index, m.reject]), [[3, 2, false]], 'only the ack to the new leader; the stale ack of index 3 to node 1 is gone');
+  storage.append(rd.entries);
+  raw.advance();
+  t.end();
+});
+
+t.test('an ack already handed out with its Ready stays valid when a later append replaces the entries', (t) => {
+  const { raw, storage } = node(2);
+  const e = (index: number, term: number) => ({ term, index, type: 0, data: enc(`e${index}t${term}`) });
+  raw.step(newMessage({ type: MessageType.App, from: 1, to: 2, term: 1, index: 0, logTerm: 0, entries: [e(1, 1), e(2, 1)], commit: 0 }));
+  const rd1 = raw.ready(); // entries 1..2 and their ack: persisted before the ack leaves
+  raw.step(newMessage({ type: MessageType.App, from: 3, to: 2, term: 2, index: 1, logTerm: 1, entries: [e(2, 2)], commit: 0 }));
+  t.same(rd1.messagesAfterPersist.map((m) => [m.to, m.index]), [[1, 2]], 'the handed-out ack is untouched');
+  storage.append(rd1.entries);
+  raw.advance();
+  const rd2 = raw.ready();
+  t.same(rd2.entries.at(-1) && [rd2.entries.at(-1)!.index, rd2.entries.at(-1)!.term], [2, 2], 'the replacement is persisted next (entry 1 may be written again: harmless)');
+  t.same(rd2.messagesAfterPersist.map((m) => [m.to, m.index]), [[3, 2]]);
+  storage.append(rd2.entries);
+  raw.advance();
+  t.equal(storage.term(2), 2);
+  t.end();
+});

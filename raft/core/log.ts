@@ -160,9 +160,13 @@ export class RaftLog {
     return lastNew;
   }
 
+  /** Called when entries from `index` on are replaced (conflict or snapshot) before being acked. */
+  onTruncate?: (index: number) => void;
+
   append(ents: Entry[]): number {
     if (ents.length === 0) return this.lastIndex();
     invariant(ents[0].index - 1 >= this.committed, `appending after ${ents[0].index - 1} would overwrite committed entries up to ${this.committed}`);
+    if (ents[0].index <= this.lastIndex()) this.onTruncate?.(ents[0].index);
     this.unstable.truncateAndAppend(ents);
     return this.lastIndex();
   }
@@ -190,6 +194,7 @@ export class RaftLog {
   }
 
   restore(s: Snapshot): void {
+    this.onTruncate?.(this.committed + 1);
     this.committed = s.meta.index;
     this.unstable.restore(s);
   }

@@ -139,6 +139,7 @@ export class Raft {
     this.electionTimeout = this.cfg.electionTick;
     this.heartbeatTimeout = this.cfg.heartbeatTick;
     this.raftLog = new RaftLog(this.cfg.storage);
+    this.raftLog.onTruncate = (i) => this.dropStaleAcks(i);
     this.trk = new ProgressTracker(this.cfg.maxInflightMsgs);
 
     const { hardState: hs, confState: cs } = this.cfg.storage.initialState();
@@ -198,6 +199,18 @@ export class Raft {
       invariant(m.to !== this.id, `message ${MessageType[t]} addressed to self must not reach the wire`);
       this.msgs.push(m);
     }
+  }
+
+  /**
+   * Entries from index i on are being replaced. An append ack for them that has not been handed
+   * to the host yet would leave only after this Ready is persisted — when the acknowledged
+   * entries are no longer on this node's disk. Drop it (the leader re-probes); acks already in
+   * an outstanding Ready stay valid, since that Ready's entries are persisted before they leave.
+   */
+  private dropStaleAcks(i: number): void {
+    const before = this.msgsAfterAppend.length;
+    this.msgsAfterAppend = this.msgsAfterAppend.filter((m) => !(m.type === MessageType.AppResp && !m.reject && m.index >= i && m.to !== this.id));
+    if (this.msgsAfterAppend.length !== before) this.cfg.logger.info(`raft ${this.id} dropped ${before - this.msgsAfterAppend.length} unsent ack(s) for entries >= ${i} that are being replaced`);
   }
 
   private dropProposal(entries: Entry[], reason: string): void {
