@@ -94,20 +94,22 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
   }
   if (report.netnsRemoved.length > 0) log(`removed ${report.netnsRemoved.length} network namespace(s)`);
 
-  // 4. Files. A directory `lab up` marked as its own goes whole; otherwise only what a lab puts there.
+  // 4. Files. A directory `lab up` marked as its own goes whole. Without the mark, only what a
+  // valid state file of this very directory names as the lab's; a foreign directory is left alone.
   if (existsSync(dir)) {
     if (existsSync(join(dir, MARKER_FILE))) {
       rmSync(dir, { recursive: true, force: true });
-    } else {
+      report.filesRemoved = true;
+      if (existsSync(dir)) report.leftovers.push(`files in ${dir}`);
+    } else if (state && state.labDir === dir) {
       for (const f of [STATE_FILE, `${STATE_FILE}.tmp`, 'nodes', 'logs', 'bin']) rmSync(join(dir, f), { recursive: true, force: true });
       try {
         if (readdirSync(dir).length === 0) rmdirSync(dir);
       } catch {
         /* not ours to insist on */
       }
+      report.filesRemoved = true;
     }
-    report.filesRemoved = true;
-    if (existsSync(join(dir, STATE_FILE)) || existsSync(join(dir, 'nodes'))) report.leftovers.push(`files in ${dir}`);
   }
 
   for (const p of allLabPids(lab, undefined)) report.leftovers.push(`process ${p}`);

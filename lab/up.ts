@@ -6,6 +6,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { labName } from './names.js';
 import { labNetnsList } from './netns.js';
+import { tryRun } from './sh.js';
 import { buildNetwork, faultPoint } from './network.js';
 import { planLab } from './plan.js';
 import { isAlive, sleep } from './procs.js';
@@ -25,6 +26,7 @@ export interface UpOptions {
 export function preflight(labDir: string): void {
   const dir = resolve(labDir);
   if (process.getuid && process.getuid() !== 0) throw new Error('shoal lab needs root (it creates network namespaces); run it with sudo');
+  if (!tryRun(['ip', '-V']).ok) throw new Error('shoal lab needs the `ip` command of iproute2 (apt-get install iproute2)');
   let existing: LabState | undefined;
   try {
     existing = readState(dir);

@@ -180,7 +180,8 @@ t.test('bad input is refused with a clear message and creates nothing', async (t
   t.notOk(existsSync(dir), 'no lab directory was created');
 
   // A directory that is not a lab's is never taken over.
-  mkdirSync(dir, { recursive: true });
+  mkdirSync(join(dir, 'bin'), { recursive: true });
+  mkdirSync(join(dir, 'logs'), { recursive: true });
   writeFileSync(join(dir, 'precious.txt'), 'keep me');
   const r = labCli(['up', '--lab-dir', dir]);
   t.equal(r.status, 1, 'up into a foreign non-empty directory is refused');
@@ -190,6 +191,7 @@ t.test('bad input is refused with a clear message and creates nothing', async (t
   const d = labCli(['down', '--lab-dir', dir]);
   t.equal(d.status, 0, 'down on a directory without a lab exits 0');
   t.equal(readFileSync(join(dir, 'precious.txt'), 'utf8'), 'keep me', 'and leaves foreign files alone');
+  t.ok(existsSync(join(dir, 'bin')) && existsSync(join(dir, 'logs')), 'even those named like a lab\'s (bin/, logs/)');
 
   // exec on a node that does not exist names the lab's nodes.
   const dir2 = labDirFor(t, 'bad2');
