@@ -64,6 +64,9 @@ type StreamKind =
   | { kind: 'push-pull'; join: boolean }
   | { kind: 'tcp-ping'; seq: number; probe: Probe };
 
+/** Relays answer "could not reach it" after this fraction of the probe timeout. */
+const NACK_FRACTION = 0.8;
+
 export type StreamResult = { ok: true } | { ok: false; error: string };
 
 export class GossipCore {
@@ -395,7 +398,11 @@ export class GossipCore {
       onNack: () => {},
     });
     this.sendPacket(targetAddr, [encodeMessage({ type: MsgType.Ping, seq, node: target })]);
-    this.timers.schedule(this.nowMs + this.cfg.probeTimeoutMs, () => {
+    // Nack a little before our own probe timeout: the requester asked us one
+    // probe timeout into its interval and decides at the end of it, so a nack
+    // sent after a full timeout would land just too late to count and the
+    // requester would wrongly blame itself (Lifeguard's health score).
+    this.timers.schedule(this.nowMs + NACK_FRACTION * this.cfg.probeTimeoutMs, () => {
       if (done) return;
       done = true;
       this.ackHandlers.delete(seq);
