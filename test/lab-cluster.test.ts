@@ -9,6 +9,7 @@ import { labName } from '../lab/names.js';
 import { labNetnsList, procState } from '../lab/netns.js';
 import { sleep } from '../lab/procs.js';
 import { readState } from '../lab/state.js';
+import { labTarget } from '../lab/ops.js';
 import { CLI_MAIN, labDirFor, rootNet, type Ran } from './lab-helpers.js';
 
 interface NodeRow {
@@ -76,6 +77,9 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   // SIGKILL the leader's shoald.
   const stop = shoal(['lab', 'stop', oldLeader, '--signal', 'KILL']);
   t.equal(stop.status, 0, `lab stop ${oldLeader} --signal KILL: ${stop.stderr}`);
+  const st2 = JSON.parse(shoal(['lab', 'status', '--format', 'json']).stdout) as { nodes: { name: string; running: boolean }[] };
+  t.equal(st2.nodes.find((n) => n.name === oldLeader)?.running, false, `lab status shows ${oldLeader}'s shoald stopped`);
+  t.not(labTarget(dir).node, oldLeader, '`--lab` now targets a running manager');
   const after = await until('a new leader', (rs) => rs.some((r) => r.managerStatus?.leader && r.hostname !== oldLeader));
   const newLeader = after.find((r) => r.managerStatus?.leader)!.hostname;
   t.not(newLeader, oldLeader, `new leader ${newLeader} after killing ${oldLeader}`);
