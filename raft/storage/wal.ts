@@ -325,7 +325,8 @@ export class Wal {
     }
     const data = Buffer.concat(parts);
     if (this.fill) await this.fill.done;
-    if (this.fh && this.extent > this.pos) {
+    // By the file's real size: a fill that failed half way may have left zeros past `extent`.
+    if (this.fh && (this.extent > this.pos || (await this.fh.stat()).size > this.pos)) {
       await this.fh.truncate(this.pos);
       await this.fh.datasync();
     }
