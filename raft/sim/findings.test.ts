@@ -17,4 +17,5 @@ t.test('liveness after a joint change that removes the leader (FINDINGS.md #1, f
 const OPEN_2 = 'raft/core: snapshot restored between Ready and Advance makes a committed conf change throw (FINDINGS.md #2), not fixed yet';
 t.test('a snapshot restored between Ready and Advance (FINDINGS.md #2)', { skip: OPEN_2 }, async (t) => {
   replay(t, 5968, 4000);
+  replay(t, 201135, 20000);
 });
