@@ -72,6 +72,8 @@ export class RaftLog {
   unstable: Unstable;
   committed: number;
   applied: number;
+  /** Highest index handed to the host for applying (>= applied; > applied while a Ready is being applied). */
+  applying: number;
 
   constructor(readonly storage: Storage) {
     const first = storage.firstIndex();
@@ -79,6 +81,7 @@ export class RaftLog {
     this.unstable = new Unstable(last + 1);
     this.committed = first - 1;
     this.applied = first - 1;
+    this.applying = first - 1;
   }
 
   firstIndex(): number {
@@ -191,6 +194,7 @@ export class RaftLog {
     if (i === 0) return;
     invariant(i <= this.committed && i >= this.applied, `applied ${i} is out of range [prev applied ${this.applied}, committed ${this.committed}]`);
     this.applied = i;
+    if (this.applying < i) this.applying = i;
   }
 
   restore(s: Snapshot): void {

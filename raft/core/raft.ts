@@ -170,7 +170,7 @@ export class Raft {
       // A commit-only HardState change need not be fsynced, so the stored commit may lag what the
       // host applied; whatever was applied was committed, so the commit index can catch up.
       if (this.cfg.applied > this.raftLog.committed) this.raftLog.committed = this.cfg.applied;
-      if (this.cfg.applied > this.raftLog.applied) this.raftLog.applied = this.cfg.applied;
+      if (this.cfg.applied > this.raftLog.applied) this.raftLog.applied = this.raftLog.applying = this.cfg.applied;
     }
     this.becomeFollower(this.term, NONE);
     this.cfg.logger.info(
@@ -927,6 +927,13 @@ export class Raft {
     if (this.raftLog.matchTerm(s.meta.index, s.meta.term)) {
       // We already have the entry: fast-forward commit instead of replacing the log.
       this.raftLog.commitTo(s.meta.index);
+      return false;
+    }
+    if (this.raftLog.applying > this.raftLog.applied) {
+      // The host is applying committed entries we handed out (possibly a ConfChange it must pass
+      // to applyConfChange against the current config). Replacing the state now would pull the
+      // config from under it; answer as for a stale snapshot and let the leader send it again.
+      this.cfg.logger.info(`raft ${this.id} defers snapshot ${s.meta.index}: entries up to ${this.raftLog.applying} are being applied`);
       return false;
     }
     const conf = configFromConfState(cs);

@@ -191,6 +191,7 @@ export class RawNode {
       this.prevHard = hs;
     }
     if (rd.entries.length > 0 || rd.snapshot) rd.mustSync = true;
+    if (rd.committedEntries.length > 0) r.raftLog.applying = rd.committedEntries[rd.committedEntries.length - 1].index;
     this.handed = {
       snapshot: rd.snapshot,
       lastEntry: rd.entries[rd.entries.length - 1],

@@ -2,7 +2,8 @@
 // normal replication; a snapshot that arrives while an append is being persisted wins; a failed
 // snapshot is retried; a joiner catches up from a snapshot that carries the config.
 import t from 'tap';
-import { ConfChangeType, EntryType, MessageType, Role } from '../types.js';
+import { ConfChangeTransition, ConfChangeType, EntryType, MessageType, Role } from '../types.js';
+import { decodeConfChange, encodeConfChange } from './confchange-codec.js';
 import { newMessage } from './raft.js';
 import { MemoryStorage } from './memory-storage.js';
 import { RawNode } from './rawnode.js';
@@ -126,3 +127,34 @@ t.test('a learner joining after compaction catches up from a snapshot that carri
   t.end();
 });
 
+
+t.test('a snapshot arriving while committed entries are being applied is deferred (raft/sim FINDINGS #2)', (t) => {
+  // Node 3 is in a joint config and has been handed the leave-joint entry to apply. A snapshot
+  // whose config has already left arrives before advance(): installing it would make the host's
+  // applyConfChange(leave) run against a non-joint config and throw.
+  const joint = { voters: [1, 2, 3], learners: [], votersOutgoing: [1, 2, 4], learnersNext: [], autoLeave: false };
+  const storage = MemoryStorage.withConf(joint);
+  const raw = new RawNode({ id: 3, storage, random: () => 0.5 });
+  const leave = { term: 1, index: 1, type: EntryType.ConfChange, data: encodeConfChange({ transition: ConfChangeTransition.Auto, changes: [], context: new Uint8Array(0) }) };
+  raw.step(newMessage({ type: MessageType.App, from: 1, to: 3, term: 1, index: 0, logTerm: 0, entries: [leave], commit: 1 }));
+  const rd = raw.ready();
+  t.same(rd.committedEntries.map((e) => e.index), [1], 'the leave entry is handed out for applying');
+  storage.append(rd.entries);
+  if (rd.hardState) storage.setHardState(rd.hardState);
+  const snap = { meta: { index: 5, term: 1, conf: { ...joint, votersOutgoing: [] } }, data: enc('state@5') };
+  raw.step(newMessage({ type: MessageType.Snap, from: 1, to: 3, term: 1, snapshot: snap }));
+  t.doesNotThrow(() => raw.applyConfChange(decodeConfChange(rd.committedEntries[0].data)), 'the host can apply the leave entry');
+  t.same(raw.status().conf.votersOutgoing, [], 'the joint config was left');
+  raw.advance();
+  const rd2 = raw.ready();
+  t.equal(rd2.snapshot, undefined, 'the snapshot was not installed');
+  t.same(rd2.messagesAfterPersist.map((m) => [m.type, m.index]), [[MessageType.AppResp, 1]], 'the leader is told how far we are');
+  raw.advance();
+  raw.step(newMessage({ type: MessageType.Snap, from: 1, to: 3, term: 1, snapshot: snap }));
+  const rd3 = raw.ready();
+  t.equal(rd3.snapshot?.meta.index, 5, 'sent again after the apply, it is installed');
+  storage.applySnapshot(rd3.snapshot!);
+  raw.advance();
+  t.equal(raw.status().applied, 5);
+  t.end();
+});
