@@ -124,7 +124,15 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
           out('');
           const dirFlag = labDir === labDirFrom(undefined) ? '' : ` --lab-dir ${labDir}`;
           const envHint = labDir === resolve(DEFAULT_LAB_DIR) ? '' : `${LAB_DIR_ENV}=${labDir} `;
-          out(`next: ${envHint}shoal --lab node ls   |   shoal lab exec${dirFlag} worker-1 -- ip addr   |   shoal lab down${dirFlag}`);
+          const host = state.nodes.at(-1)!.name;
+          const hints: [string, string][] = [
+            [`${envHint}shoal --lab node ls`, 'the cluster, from any shell'],
+            [`shoal lab exec${dirFlag} ${host} -- ip addr`, 'a command on a lab host'],
+            [`shoal lab down${dirFlag}`, 'remove every process, namespace and file of the lab'],
+          ];
+          const w = Math.max(...hints.map(([c]) => c.length));
+          out('next:');
+          for (const [c, what] of hints) out(`  ${c.padEnd(w)}   # ${what}`);
         } catch (e) {
           err(`shoal lab up: ${(e as Error).message}`);
           if (existsSync(join(labDir, STATE_FILE)) || labNetnsList(labName(labDir)).length > 0) {
