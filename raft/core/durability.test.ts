@@ -135,6 +135,12 @@ t.test('Ready/advance misuse is refused with a clear error', (t) => {
   t.throws(() => raw.step(newMessage({ type: MessageType.Hup, from: 1, to: 1 })), /local message type/);
   t.throws(() => raw.step(newMessage({ type: MessageType.App, from: 2, to: 3, term: 1 })), /addressed to node 3/);
   t.throws(() => raw.step(newMessage({ type: 99 as MessageType, from: 2, to: 1 })), /unknown message type/);
+  const before = raw.status();
+  const bad = (index: number, term: number) => ({ index, term, type: 0, data: enc('x') });
+  t.throws(() => raw.step(newMessage({ type: MessageType.App, from: 2, to: 1, term: 1, index: 1, logTerm: 1, entries: [bad(3, 1)] })), /malformed entry at position 0 \(expected index 2/);
+  t.throws(() => raw.step(newMessage({ type: MessageType.App, from: 2, to: 1, term: 1, index: 1, logTerm: 1, entries: [bad(2, 5)] })), /term in 1..1/);
+  t.throws(() => raw.step(newMessage({ type: MessageType.Snap, from: 2, to: 1, term: 1 })), /carries no snapshot/);
+  t.same(raw.status(), before, 'malformed messages change nothing');
   t.end();
 });
 

@@ -124,6 +124,17 @@ export class RawNode {
     if (m.to !== this.raft.id) throw new RangeError(`step: message ${MessageType[m.type]} from ${m.from} is addressed to node ${m.to}, not to this node ${this.raft.id}`);
     if (!Number.isSafeInteger(m.term) || m.term < 0) throw new RangeError(`step: message term ${String(m.term)} is invalid`);
     if (!Array.isArray(m.entries)) throw new TypeError('step: message entries must be an array');
+    if (m.type === MessageType.App) {
+      for (let i = 0; i < m.entries.length; i++) {
+        const e = m.entries[i];
+        if (!e || e.index !== m.index + 1 + i || !(e.data instanceof Uint8Array) || !(e.term > 0) || e.term > m.term) {
+          throw new RangeError(`step: MsgApp from ${m.from} has a malformed entry at position ${i} (expected index ${m.index + 1 + i}, term in 1..${m.term}, binary data)`);
+        }
+      }
+    }
+    if (m.type === MessageType.Snap && (!m.snapshot || !m.snapshot.meta || !m.snapshot.meta.conf)) {
+      throw new RangeError(`step: MsgSnap from ${m.from} carries no snapshot (or no snapshot metadata)`);
+    }
     // Answers from nodes we do not know (e.g. removed ones) are ignored, as in etcd.
     const isResp = m.type === MessageType.AppResp || m.type === MessageType.HeartbeatResp || m.type === MessageType.VoteResp || m.type === MessageType.PreVoteResp;
     if (isResp && !this.raft.trk.progress.has(m.from)) return;
