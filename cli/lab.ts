@@ -6,7 +6,8 @@ import { DEFAULT_LAB_DIR, labName } from '../lab/names.js';
 import { labNetnsList } from '../lab/netns.js';
 import { STATE_FILE } from '../lab/state.js';
 import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLabTarget, loadLab, type LabTarget } from '../lab/ops.js';
-import { cli } from '../lab/shoald.js';
+import { findNode } from '../lab/plan.js';
+import { cli, logTail } from '../lab/shoald.js';
 import { labUp } from '../lab/up.js';
 
 export const LAB_USAGE = `usage:
@@ -16,6 +17,7 @@ export const LAB_USAGE = `usage:
   shoal lab exec NODE [--lab-dir DIR] -- CMD [ARG...]         run CMD on a lab host (e.g. shoal lab exec worker-1 -- ip addr)
   shoal lab stop NODE [--signal TERM|KILL] [--lab-dir DIR]    stop a node's shoald (KILL simulates a crash)
   shoal lab start NODE [--lab-dir DIR]                        start a stopped node's shoald again
+  shoal lab logs NODE [--lines N] [--lab-dir DIR]             the last lines of a node's shoald log
 The lab directory defaults to $${LAB_DIR_ENV} or ${DEFAULT_LAB_DIR}. Target the lab's cluster with \`shoal --lab COMMAND\`.`;
 
 export class UsageError extends Error {}
@@ -27,7 +29,7 @@ interface Parsed {
   flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal']);
+const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal', '--lines']);
 
 function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
@@ -94,7 +96,7 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
   let p: Parsed;
   try {
     p = parse(argv);
-    if (!['up', 'down', 'status', 'exec', 'stop', 'start'].includes(p.cmd)) throw new UsageError(`unknown lab command "${p.cmd}"`);
+    if (!['up', 'down', 'status', 'exec', 'stop', 'start', 'logs'].includes(p.cmd)) throw new UsageError(`unknown lab command "${p.cmd}"`);
     const fmt = p.flags.get('--format');
     if (fmt !== undefined && fmt !== 'json' && fmt !== 'table') throw new UsageError(`--format must be json or table (got "${fmt}")`);
   } catch (e) {
@@ -175,6 +177,12 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
         if (raw !== 'TERM' && raw !== 'KILL') throw new UsageError(`--signal must be TERM or KILL (got "${p.flags.get('--signal')}")`);
         const r = await labStop(loadLab(labDir), node, `SIG${raw}` as NodeJS.Signals);
         out(r ? `${node}: shoald (pid ${r.pid}) stopped with SIG${raw}` : `${node}: shoald was not running`);
+        return 0;
+      }
+      case 'logs': {
+        const n = findNode(loadLab(labDir), oneNode(p));
+        const lines = count(p, '--lines', 50);
+        out(existsSync(n.logFile) ? logTail(n.logFile, lines).trimEnd() : `(no log yet: ${n.logFile})`);
         return 0;
       }
       case 'start': {

@@ -2,8 +2,9 @@
 import { createBridge, createHost } from './netns.js';
 import { writeState, type LabState } from './state.js';
 
-/** Test hook: `SHOAL_LAB_FAULT=after-host:N` makes `lab up` SIGKILL itself once N hosts exist,
- * standing in for a crash (power loss, OOM kill) half-way through bring-up. */
+/** Test hook: `SHOAL_LAB_FAULT=after-host:N` (or `after-daemons:N`) makes `lab up` SIGKILL itself
+ * once N hosts exist (or once its N daemons run), standing in for a crash (power loss, OOM kill)
+ * half-way through bring-up. Unset, it does nothing. */
 export function faultPoint(where: string, n: number): void {
   const f = process.env.SHOAL_LAB_FAULT;
   if (f && f === `${where}:${n}`) process.kill(process.pid, 'SIGKILL');

@@ -75,7 +75,7 @@ function readFrom(file: string, offset: number): string {
 
 /** The last lines of a node's log, for error messages. */
 export function logTail(file: string, lines = 15): string {
-  const text = readFrom(file, Math.max(0, logSize(file) - 8192));
+  const text = readFrom(file, Math.max(0, logSize(file) - Math.max(8192, lines * 400)));
   return text.split('\n').slice(-lines - 1).join('\n');
 }
 

@@ -74,6 +74,11 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   t.equal(st.phase, 'ready', 'lab status: ready');
   t.equal(st.nodes.filter((n) => n.running).length, 5, 'lab status: five daemons running');
 
+  const logs = shoal(['lab', 'logs', 'manager-1', '--lines', '5']);
+  t.equal(logs.status, 0, 'lab logs manager-1');
+  const logLines = logs.stdout.trimEnd().split('\n');
+  t.ok(logLines.length >= 1 && logLines.length <= 5 && logLines[0]!.length > 0, `at most 5 non-empty log lines (${logLines.length})`);
+
   // SIGKILL the leader's shoald.
   const stop = shoal(['lab', 'stop', oldLeader, '--signal', 'KILL']);
   t.equal(stop.status, 0, `lab stop ${oldLeader} --signal KILL: ${stop.stderr}`);
