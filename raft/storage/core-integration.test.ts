@@ -22,7 +22,8 @@ interface Host {
 const enc = (s: string) => Buffer.from(s);
 
 async function startHost(id: NodeId, dir: string, seed: number): Promise<Host> {
-  const storage = await DiskStorage.open(dir, { segmentSizeBytes: 4096 });
+  // retainOnOpen > 0 with RaftConfig.applied = the snapshot index: the documented pairing.
+  const storage = await DiskStorage.open(dir, { segmentSizeBytes: 4096, retainOnOpen: 5000 });
   const snap = storage.snapshot();
   const applied = snap.meta.index;
   const state: string[] = applied > 0 ? (JSON.parse(Buffer.from(snap.data).toString()) as string[]) : [];

@@ -166,19 +166,23 @@ t.test('saveSnapshot writes, loads and prunes snapshot files; compact deletes on
   t.ok(allEntries(r).every(dataMatches));
 });
 
-t.test('by default a reopen keeps 5,000 entries before the snapshot, or fewer when asked', async (t) => {
+t.test('a reopen starts the log after the snapshot, or keeps retainOnOpen entries before it', async (t) => {
   const dir = await tempDir(t, 'retain');
   const s = await DiskStorage.open(dir, SMALL);
   await s.save({ entries: makeEntries(1, 50, 1, 10), hardState: { term: 1, vote: 1, commit: 50 } });
   await s.saveSnapshot(snap(40, 1));
   await s.close();
   const a = await DiskStorage.open(dir, SMALL);
-  t.equal(a.firstIndex(), 1);
+  t.equal(a.firstIndex(), 41, 'by default, as etcd: right after the snapshot');
+  t.equal(a.term(40), 1);
   await a.close();
   const b = await DiskStorage.open(dir, { ...SMALL, retainOnOpen: 5 });
-  t.teardown(() => b.close());
   t.equal(b.firstIndex(), 36);
   t.equal(b.term(35), 1);
+  await b.close();
+  const c = await DiskStorage.open(dir, { ...SMALL, retainOnOpen: 5000 });
+  t.teardown(() => c.close());
+  t.equal(c.firstIndex(), 1, 'as far back as the WAL goes');
 });
 
 t.test('a snapshot from the leader replaces the log, durably', async (t) => {

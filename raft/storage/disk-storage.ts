@@ -27,7 +27,7 @@ import {
   Storage,
 } from '../types.js';
 import { CorruptDataError } from './binary.js';
-import { MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOT_CATCHUP_ENTRIES, SNAPSHOTS_KEPT } from './config.js';
+import { MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOTS_KEPT } from './config.js';
 import { lockDir } from './dir-lock.js';
 import { ensureDir, syncDir } from './fsutil.js';
 import { MemoryLog } from './memory-log.js';
@@ -59,7 +59,11 @@ export interface DiskStorageOptions {
   snapshotsKept?: number;
   /**
    * At open, keep up to this many entries before the snapshot in memory (when the WAL still has
-   * them) so slow followers can catch up from the log after a restart. Default 5,000.
+   * them) so slow followers can catch up from the log after a restart. Default 0: firstIndex() is
+   * then snapshot index + 1, as with etcd, and a core that defaults its applied index to
+   * firstIndex() - 1 starts at the snapshot. With a value > 0 the host must pass the snapshot's
+   * index (or its own applied index) as RaftConfig.applied, or entries already in the snapshot
+   * would be handed out again as committed entries. SNAPSHOT_CATCHUP_ENTRIES is a good value.
    */
   retainOnOpen?: number;
   /**
@@ -152,7 +156,7 @@ export class DiskStorage implements Storage {
   static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
     const segmentSizeBytes = opts.segmentSizeBytes ?? SEGMENT_SIZE_BYTES;
     const snapshotsKept = opts.snapshotsKept ?? SNAPSHOTS_KEPT;
-    const retainOnOpen = opts.retainOnOpen ?? SNAPSHOT_CATCHUP_ENTRIES;
+    const retainOnOpen = opts.retainOnOpen ?? 0;
     if (!(segmentSizeBytes > 0)) throw new RangeError(`segmentSizeBytes must be positive, got ${segmentSizeBytes}`);
     if (!(Number.isInteger(snapshotsKept) && snapshotsKept >= 1)) throw new RangeError(`snapshotsKept must be an integer >= 1, got ${snapshotsKept}`);
     if (!(Number.isInteger(retainOnOpen) && retainOnOpen >= 0)) throw new RangeError(`retainOnOpen must be an integer >= 0, got ${retainOnOpen}`);
