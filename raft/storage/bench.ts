@@ -68,6 +68,12 @@ try {
   await Promise.all(Array.from({ length: C }, worker));
   const secs = (performance.now() - t0) / 1000;
   await s.close();
+  // Recovery: how long open() takes to replay and check everything just written.
+  const o0 = performance.now();
+  const reopened = await DiskStorage.open(dir, { preallocate: PREALLOCATE, segmentSizeBytes: SEGMENT });
+  const openMs = performance.now() - o0;
+  const held = reopened.lastIndex() - reopened.firstIndex() + 1;
+  await reopened.close();
   syncs.sort((a, b) => a - b);
   saveLat.sort((a, b) => a - b);
   const f = (n: number) => n.toFixed(3);
@@ -79,7 +85,8 @@ try {
       `  MB/s        ${((N * K * SIZE) / secs / 1e6).toFixed(1)}\n` +
       `  WAL records ${records} (fsyncs; < saves means saves were merged)\n` +
       `  fdatasync   p50 ${f(pct(syncs, 0.5))} ms  p99 ${f(pct(syncs, 0.99))} ms\n` +
-      `  save()      p50 ${f(pct(saveLat, 0.5))} ms  p99 ${f(pct(saveLat, 0.99))} ms`,
+      `  save()      p50 ${f(pct(saveLat, 0.5))} ms  p99 ${f(pct(saveLat, 0.99))} ms\n` +
+      `  reopen      ${openMs.toFixed(0)} ms to replay ${held} entries`,
   );
 } finally {
   if (!values.dir) await fs.rm(dir, { recursive: true, force: true });
