@@ -534,7 +534,7 @@ export class Raft {
         this.leaderPropose(m);
         return;
       case MessageType.ReadIndex:
-        if (this.trk.isSingleton()) {
+        if (this.trk.isSingleton() && this.isVoter()) {
           this.respondToReadIndex(m, this.raftLog.committed);
           return;
         }
