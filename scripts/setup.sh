@@ -13,3 +13,5 @@ apt-get install -y --no-install-recommends \
   serf etcd-server
 npm ci --no-audit --no-fund
 npm run build
+# Put `shoal`, `shoald` and `shoal-runtime` on the PATH (symlinks to this checkout's dist/).
+npm link --no-audit --no-fund
