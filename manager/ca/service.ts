@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import type { MethodSpec } from '../security/authz.js';
 import { denied, invalid, notFound, unavailable } from '../security/errors.js';
 import { nodeInput, type ClusterObject } from '../control/model.js';
-import type { Manager } from '../control/manager.js';
+import { updateNode, type Manager } from '../control/manager.js';
 import { newNodeObject } from './cluster-init.js';
 import { BadCSRError, issueNodeCertificate, type Role } from './pki.js';
 import { BadTokenError, caDigest, parseToken, secretMatches } from './tokens.js';
@@ -84,8 +84,7 @@ export function caTable(mgr: Manager, log: (m: string) => void): Record<string, 
         // A node may only become a manager-role certificate holder after raft removal on demote,
         // which the control API orders; here we just issue what the node object says.
         const cert = await sign(str(req.csr), n.id, role);
-        const fresh = mgr.node(n.id) ?? n;
-        await mgr.raft.propose([{ op: 'update', object: nodeInput(fresh, { status: { role, certPem: cert.certPem, certSerial: cert.serial, certNotAfter: cert.notAfter, ...(role === 'worker' ? { raft: undefined } : {}) } }) }]);
+        await updateNode(mgr, n.id, (fresh) => nodeInput(fresh, { status: { role, certPem: cert.certPem, certSerial: cert.serial, certNotAfter: cert.notAfter, ...(role === 'worker' ? { raft: undefined } : {}) } }));
         log(`ca: renewed node ${n.id}'s certificate as ${role}`);
         return { certificate: Buffer.from(cert.certPem), role };
       },

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ReplicatedNode, type MemberAddr } from '../raftnode/node.js';
-import type { TxnOp } from '../store/types.js';
+import type { ObjectInput, TxnOp } from '../store/types.js';
 import type { TrustPolicy } from '../security/authz.js';
 import type { TlsIdentity } from '../security/credentials.js';
 import { LeaderForwarder } from '../security/forward.js';
@@ -22,8 +22,9 @@ export interface ManagerOptions {
   apiAddr: string;
   tls(): TlsIdentity;
   gossip: GossipView;
-  /** A new cluster: bootstrap a one-voter raft group. */
+  /** A new cluster: bootstrap a raft group (this manager alone unless `voters` is given). */
   bootstrap?: boolean;
+  voters?: number[];
   tickMs?: number;
   log(m: string): void;
 }
@@ -63,7 +64,7 @@ export class Manager {
     mkdirSync(dir, { recursive: true });
     const log = (m: string) => this.o.log(m);
     const storage = await DiskStorage.open(dir, { logger: { info: () => {}, warn: log } });
-    if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, [this.raftId]);
+    if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, this.o.voters ?? [this.raftId]);
     const members = new Map<number, MemberAddr>();
     try {
       for (const [id, a] of JSON.parse(readFileSync(this.membersFile, 'utf8')) as [number, MemberAddr][]) members.set(id, a);
@@ -194,5 +195,27 @@ export class Manager {
     this.peersWatch?.cancel();
     this.forwarder.reset();
     await this.raft?.stop();
+  }
+}
+
+/**
+ * Read-modify-write of one node object with a version check, retried on a concurrent change so no
+ * writer overwrites another's fields with a stale copy. `patch` returns undefined to skip.
+ */
+export async function updateNode(mgr: Manager, id: string, patch: (n: NodeObject) => ObjectInput | undefined, attempts = 8): Promise<NodeObject | undefined> {
+  for (let i = 0; ; i++) {
+    const n = mgr.node(id);
+    if (!n) return undefined;
+    const inp = patch(n);
+    if (!inp) return n;
+    try {
+      const r = await mgr.raft.propose([{ op: 'update', object: inp, expectVersion: n.version }]);
+      return r.objects[0] as NodeObject;
+    } catch (e) {
+      const c = e as { name?: string; conflict?: { code?: string } };
+      if (c.name !== 'ConflictError' || c.conflict?.code !== 'version-mismatch' || i >= attempts) throw e;
+      // Our replica may lag behind the version that beat us: wait a moment before re-reading.
+      await new Promise((r) => setTimeout(r, 20 * (i + 1)));
+    }
   }
 }

@@ -3,7 +3,7 @@
 // stalls the quorum on a node that is still receiving a snapshot).
 import type { MethodSpec } from '../security/authz.js';
 import { denied, invalid } from '../security/errors.js';
-import type { Manager } from './manager.js';
+import { updateNode, type Manager } from './manager.js';
 import { nodeInput, raftIdOf } from './model.js';
 
 const CATCH_UP_TIMEOUT_MS = 60_000;
@@ -52,10 +52,7 @@ export function raftMembershipTable(mgr: Manager, log: (m: string) => void): Rec
           await mgr.raft.addLearner(raftId, { raft: addr, api: n.status.addr });
           log(`membership: node ${n.id} joined raft as learner ${raftId} at ${addr}`);
         }
-        const fresh = mgr.node(n.id)!;
-        if (fresh.status.raft?.addr !== addr || fresh.status.raft?.id !== raftId) {
-          await mgr.raft.propose([{ op: 'update', object: nodeInput(fresh, { status: { raft: { id: raftId, addr } } }) }]);
-        }
+        await updateNode(mgr, n.id, (fresh) => (fresh.status.raft?.addr === addr && fresh.status.raft?.id === raftId ? undefined : nodeInput(fresh, { status: { raft: { id: raftId, addr } } })));
         if (!mgr.raft.confState().voters.includes(raftId)) void promoteWhenCaughtUp(raftId, n.id);
         const members = mgr.nodes().filter((x) => x.status.raft).map((x) => ({ raft_id: x.status.raft!.id, node_id: x.id, addr: x.status.raft!.addr }));
         return { raft_id: raftId, members };

@@ -6,7 +6,7 @@ import { invalid, notFound, precondition, unavailable } from '../security/errors
 import { unseal } from '../ca/seal.js';
 import { tokenRecord } from '../ca/cluster-init.js';
 import { caDigest } from '../ca/tokens.js';
-import type { Manager } from './manager.js';
+import { updateNode, type Manager } from './manager.js';
 import { AVAILABILITIES, clusterInput, nodeInput, type Availability, type NodeObject } from './model.js';
 import { quorumCheck } from './quorum.js';
 
@@ -49,11 +49,18 @@ export function resolveNode(mgr: Manager, ref: string): NodeObject {
 }
 
 export function controlTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
+  // A manager that just started (or an election in progress) knows no leader for a moment:
+  // retry the ReadIndex round for a few seconds before telling the caller.
   const read = async () => {
-    try {
-      await mgr.raft.linearizableRead();
-    } catch (e) {
-      throw unavailable(`cannot read the latest cluster state: ${(e as Error).message}; quorum may be lost`);
+    const end = Date.now() + 8_000;
+    for (;;) {
+      try {
+        await mgr.raft.linearizableRead();
+        return;
+      } catch (e) {
+        if (Date.now() > end) throw unavailable(`cannot read the latest cluster state: ${(e as Error).message}; quorum may be lost`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
     }
   };
   const cluster = () => {
@@ -99,9 +106,9 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
       await mgr.raft.removeMember(r.id);
       log(`control: removed raft member ${r.id} (node ${n.id})`);
     }
-    const fresh = mgr.node(n.id)!;
-    const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(fresh, { spec: { desiredRole: 'worker' }, status: { raft: undefined } }) }]);
-    return res.objects[0] as NodeObject;
+    const res = await updateNode(mgr, n.id, (fresh) => nodeInput(fresh, { spec: { desiredRole: 'worker' }, status: { raft: undefined } }));
+    if (!res) throw notFound(`node ${n.id} disappeared while being demoted`);
+    return res;
   };
 
   const table: Record<string, MethodSpec> = {
@@ -138,8 +145,14 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
           if (!(k in labels)) throw invalid(`node ${n.id} has no label ${JSON.stringify(k)} to remove`);
           delete labels[k];
         }
-        const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(n, { spec: { availability }, labels }), expectVersion: n.version }]);
-        return nodeToWire(mgr, res.objects[0] as NodeObject);
+        const res = await updateNode(mgr, n.id, (fresh) => {
+          const l = { ...fresh.labels };
+          for (const k of Object.keys(n.labels)) if (!(k in labels)) delete l[k];
+          for (const [k, v] of Object.entries(labels)) l[k] = v;
+          return nodeInput(fresh, { spec: { availability }, labels: l });
+        });
+        if (!res) throw notFound(`node ${n.id} was removed meanwhile`);
+        return nodeToWire(mgr, res);
       },
     },
     RemoveNode: {
@@ -172,9 +185,10 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
       unary: async (req: { id: string }) => {
         const n = resolveNode(mgr, req.id);
         if (n.spec.desiredRole === 'manager') throw precondition(`node ${n.status.hostname} (${n.id}) is already a manager`);
-        const res = await mgr.raft.propose([{ op: 'update', object: nodeInput(n, { spec: { desiredRole: 'manager' } }), expectVersion: n.version }]);
+        const res = await updateNode(mgr, n.id, (fresh) => nodeInput(fresh, { spec: { desiredRole: 'manager' } }));
+        if (!res) throw notFound(`node ${n.id} was removed meanwhile`);
         log(`control: promoting node ${n.id}; it renews its certificate and joins raft`);
-        return nodeToWire(mgr, res.objects[0] as NodeObject);
+        return nodeToWire(mgr, res);
       },
     },
     DemoteNode: {

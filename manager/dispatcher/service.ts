@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { MethodSpec } from '../security/authz.js';
 import { denied, notFound } from '../security/errors.js';
-import type { Manager } from '../control/manager.js';
+import { updateNode, type Manager } from '../control/manager.js';
 import { nodeInput, type NodeObject } from '../control/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 
@@ -134,10 +134,11 @@ export class Dispatcher {
       call.on('error', () => s.end('stream error'));
       send();
       // Record where the node is reachable (one write, only when it changed).
-      const want = { hostname: String(req.hostname || n0.status.hostname), addr: String(req.addr || n0.status.addr), gossipAddr: String(req.gossip_addr || n0.status.gossipAddr) };
-      if (want.hostname !== n0.status.hostname || want.addr !== n0.status.addr || want.gossipAddr !== n0.status.gossipAddr) {
-        this.mgr.raft.propose([{ op: 'update', object: nodeInput(n0, { status: want }) }]).catch((e) => this.log(`dispatcher: recording node ${nodeId}'s addresses failed: ${(e as Error).message}`));
-      }
+      updateNode(this.mgr, nodeId, (n) => {
+        const want = { hostname: String(req.hostname || n.status.hostname), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr) };
+        if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr) return undefined;
+        return nodeInput(n, { status: want });
+      }).catch((e) => this.log(`dispatcher: recording node ${nodeId}'s addresses failed: ${(e as Error).message}`));
     });
   }
 
