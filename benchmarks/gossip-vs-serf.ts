@@ -1,10 +1,11 @@
 // shoal gossip vs serf (memberlist's reference agent), on 127.0.0.1.
 //
-//   npm run bench:gossip -- --members 10 [--trials 3] [--rest 10]
+//   npm run bench:gossip -- --members 10 [--trials 3] [--settle 20] [--rest 15]
+//                           [--systems serf,shoal-serf-lan,shoal-lan]
 //
 // For each system: N agents start and join the first; once every agent lists
-// all others alive, CPU at rest is read from /proc/<pid>/stat over --rest
-// seconds. Then, --trials times: one member (never the seed) is SIGKILLed and
+// all others alive and --settle seconds have passed, CPU at rest is read from
+// /proc/<pid>/stat (utime + stime) over --rest seconds. Then, --trials times: one member (never the seed) is SIGKILLed and
 // we time until every other agent lists it failed/dead; a fresh agent joins
 // and we time until every existing agent lists it alive. Medians are printed.
 // Systems: serf -profile=lan; shoal at serf's settings (profile serf-lan =
@@ -19,7 +20,7 @@ interface Result {
   cpuPct: number;
 }
 
-function parseArgs(): { members: number; trials: number; restS: number; systems: string[] } {
+function parseArgs(): { members: number; trials: number; restS: number; settleS: number; systems: string[] } {
   const a = process.argv.slice(2);
   const get = (k: string, d: number): number => {
     const i = a.indexOf(`--${k}`);
@@ -44,7 +45,7 @@ function parseArgs(): { members: number; trials: number; restS: number; systems:
       process.exit(2);
     }
   }
-  return { members, trials: get('trials', 3), restS: get('rest', 10), systems };
+  return { members, trials: get('trials', 3), restS: get('rest', 15), settleS: get('settle', 20), systems };
 }
 
 const median = (xs: number[]): number => {
@@ -53,7 +54,7 @@ const median = (xs: number[]): number => {
   return v.length % 2 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2;
 };
 
-async function runSystem(c: BenchCluster, n: number, trials: number, restS: number): Promise<Result> {
+async function runSystem(c: BenchCluster, n: number, trials: number, restS: number, settleS: number): Promise<Result> {
   // view[observer][subject] = latest status and when it was first seen
   const view = new Map<string, Map<string, { status: Status; at: number }>>();
   c.onStatus((o, s, status, at) => {
@@ -87,7 +88,10 @@ async function runSystem(c: BenchCluster, n: number, trials: number, restS: numb
     const all = [seed, ...rest];
     for (const s of all) await waitAll(all.filter((o) => o !== s), s.name, 'alive', formedSince, 60_000, 'forming the cluster');
     c.setObserving(false);
-    await sleep(3000);
+    // "At rest": the cluster has been up a while, so start-up work (JIT
+    // compilation and heap sizing in Node, the join broadcasts in both) is
+    // over. Same wait for every system.
+    await sleep(settleS * 1000);
 
     const pids = all.map((a) => a.proc.pid as number);
     const cpu0 = pids.reduce((x, p) => x + cpuSeconds(p), 0);
@@ -127,8 +131,8 @@ function describe(label: string, r: Result): string {
 }
 
 async function main(): Promise<void> {
-  const { members, trials, restS, systems } = parseArgs();
-  console.log(`gossip-vs-serf: N=${members}, ${trials} trials, ${restS} s rest window, loopback`);
+  const { members, trials, restS, settleS, systems } = parseArgs();
+  console.log(`gossip-vs-serf: N=${members}, ${trials} trials, CPU over ${restS} s after ${settleS} s at rest, loopback`);
   const results = new Map<string, Result>();
   const runs: [string, string, () => BenchCluster][] = [
     ['serf', 'serf (-profile=lan)', () => new SerfCluster()],
@@ -137,7 +141,7 @@ async function main(): Promise<void> {
   ];
   for (const [key, label, make] of runs) {
     if (!systems.includes(key)) continue;
-    const r = await runSystem(make(), members, trials, restS);
+    const r = await runSystem(make(), members, trials, restS, settleS);
     results.set(key, r);
     console.log(describe(label, r));
   }
