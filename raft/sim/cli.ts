@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W] [--verbose]
+// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W] [--torn-writes] [--verbose]
 //
 // Runs the deterministic raft simulation for a range of seeds (or one seed), prints every failed
 // seed with its fault schedule and first broken invariant, then the wall time, and last the line
@@ -15,13 +15,14 @@ interface Args {
   seed?: number;
   nodes?: number;
   workers?: number;
+  tornWrites: boolean;
   verbose: boolean;
 }
 
-const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] | --seed S [--steps K] [--nodes 3|5] [--verbose]';
+const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes] | --seed S [--steps K] [--nodes 3|5] [--torn-writes] [--verbose]';
 
 export function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: 1, steps: 2000, verbose: false };
+  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: false, verbose: false };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     if (v === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
     const n = Number(v);
@@ -49,6 +50,9 @@ export function parseArgs(argv: string[]): Args {
         break;
       case '--workers':
         a.workers = int(f, argv[++i], 0, 64);
+        break;
+      case '--torn-writes':
+        a.tornWrites = true;
         break;
       case '--verbose':
       case '-v':
@@ -84,7 +88,7 @@ async function main(): Promise<number> {
   let count = 0;
   if (args.seed !== undefined) {
     count = 1;
-    const r = runSeed({ seed: args.seed, steps: args.steps, nodes: args.nodes, narrate: args.verbose ? (l) => process.stdout.write(`${l}\n`) : undefined });
+    const r = runSeed({ seed: args.seed, steps: args.steps, nodes: args.nodes, tornWrites: args.tornWrites, narrate: args.verbose ? (l) => process.stdout.write(`${l}\n`) : undefined });
     const s = r.stats;
     process.stdout.write(
       `seed ${r.seed}: ${s.steps} steps, ${s.virtualMs}ms virtual, ${s.nodes} nodes, ${s.leaders} leaderships (max term ${s.maxTerm}), ` +
@@ -103,6 +107,7 @@ async function main(): Promise<number> {
       count: args.seeds,
       steps: args.steps,
       nodes: args.nodes,
+      tornWrites: args.tornWrites,
       workers: args.workers,
       onResult: (it) => {
         done++;

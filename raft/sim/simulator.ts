@@ -48,6 +48,12 @@ export interface SimOptions {
    * show that the linearizability check catches stale reads.
    */
   reads?: 'read-index' | 'local';
+  /**
+   * A crash during an unsynced write may leave a prefix of it on disk. Off by default until
+   * raft/core restarts from a snapshot stored without its hard state (FINDINGS.md #3); then
+   * crashes are all-or-nothing per Ready.
+   */
+  tornWrites?: boolean;
   /** Override the seed's choice of core settings (e.g. small messages to split appends). */
   tunables?: Partial<Tunables>;
   /** Receives a readable narration of the run. */
@@ -75,6 +81,7 @@ export interface SimResult {
     faultSteps: number;
     /** The --nodes option, when one was given. */
     nodesOption?: number;
+    tornWrites: boolean;
     virtualMs: number;
     nodes: number;
     leaders: number;
@@ -193,6 +200,7 @@ export class Simulation {
   private liveDone = false;
   private partitionGen = 0;
   private readonly churn: boolean;
+  private readonly tornWrites: boolean;
   private nextNodeId: number;
   private reqIds = 0;
   private readCtx = 0;
@@ -222,6 +230,7 @@ export class Simulation {
       ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
+    this.tornWrites = opts.tornWrites ?? false;
     this.churn = (opts.profile ?? (r.chance(0.2) ? 'leader-churn' : 'mixed')) === 'leader-churn';
     this.net = new Network(this.netRng);
     this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
@@ -366,7 +375,11 @@ export class Simulation {
     const rn = n.rn;
     if (!rd || !rn) return;
     if (n.crashOnPersist) {
-      this.crash(n, ' just before its fsync');
+      // The write was under way but not fsynced: nothing was promised, and a prefix of it (in
+      // the contract's order: snapshot, entries, hard state) may have reached the disk.
+      let torn = '';
+      if (this.tornWrites && this.faultRng.chance(0.5)) torn = this.persistPrefix(n, rd);
+      this.crash(n, ` just before its fsync${torn}`);
       this.q.after(this.faultRng.float() * 300, { k: 'restart', node: n.id });
       return;
     }
@@ -442,6 +455,27 @@ export class Simulation {
     n.inflight = null;
     rn.advance();
     this.pump(n);
+  }
+
+  /** Writes a random prefix of a Ready to stable storage (a crash during an unsynced write). */
+  private persistPrefix(n: SimNode, rd: CoreReady): string {
+    const r = this.faultRng;
+    const s = n.storage;
+    const parts: string[] = [];
+    if (rd.snapshot) {
+      if (r.chance(0.5)) return '';
+      s.applySnapshot(rd.snapshot);
+      parts.push(`snapshot ${rd.snapshot.meta.index}`);
+    }
+    const k = r.int(0, rd.entries.length);
+    s.append(rd.entries.slice(0, k));
+    if (k > 0) parts.push(`entries ${rd.entries[0].index}..${rd.entries[k - 1].index}`);
+    if (k === rd.entries.length && rd.hardState && r.chance(0.5)) {
+      s.setHardState(rd.hardState);
+      this.inv.onPersist(n.id, rd.hardState);
+      parts.push('hard state');
+    }
+    return parts.length ? ` (torn write: ${parts.join(', ')} reached the disk)` : '';
   }
 
   private applyConfChange(n: SimNode, rn: RawNode, cc: ConfChange, index: number): void {
@@ -927,6 +961,7 @@ export class Simulation {
         steps: this.steps,
         faultSteps: this.stepsWanted,
         nodesOption: this.opts.nodes,
+        tornWrites: this.tornWrites,
         virtualMs: Math.round(this.q.now),
         nodes: this.nodes.size,
         leaders: this.st.leaders,
@@ -958,6 +993,6 @@ export function formatViolation(r: SimResult): string {
     `  ${v.detail.split('\n').join('\n  ')}`,
     `  fault schedule (${r.schedule.length} events):`,
     ...r.schedule.map((s) => `    ${s}`),
-    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''} --verbose`,
+    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''}${r.stats.tornWrites ? ' --torn-writes' : ''} --verbose`,
   ].join('\n');
 }

@@ -11,6 +11,7 @@ export interface SweepOptions {
   count: number;
   steps: number;
   nodes?: number;
+  tornWrites?: boolean;
   /** Worker threads; 0 runs in this thread (default: available cores). */
   workers?: number;
   /** Called for each finished seed (in completion order). */
@@ -30,6 +31,7 @@ export interface WorkerJob {
   seeds: number[];
   steps: number;
   nodes?: number;
+  tornWrites?: boolean;
 }
 
 export function toItem(r: SimResult): SweepItem {
@@ -44,7 +46,7 @@ export async function sweep(o: SweepOptions): Promise<SweepItem[]> {
   const out: SweepItem[] = [];
   if (workers <= 0) {
     for (const seed of seeds) {
-      const item = toItem(runSeed({ seed, steps: o.steps, nodes: o.nodes }));
+      const item = toItem(runSeed({ seed, steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites }));
       out.push(item);
       o.onResult?.(item);
     }
@@ -53,7 +55,7 @@ export async function sweep(o: SweepOptions): Promise<SweepItem[]> {
   const url = new URL('./worker.js', import.meta.url);
   await Promise.all(
     Array.from({ length: workers }, (_, w) => {
-      const job: WorkerJob = { seeds: seeds.filter((_, i) => i % workers === w), steps: o.steps, nodes: o.nodes };
+      const job: WorkerJob = { seeds: seeds.filter((_, i) => i % workers === w), steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites };
       return new Promise<void>((resolve, reject) => {
         const worker = new Worker(url, { workerData: job });
         worker.on('message', (item: SweepItem) => {
