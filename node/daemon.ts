@@ -229,7 +229,12 @@ export class Daemon {
       hostname: this.o.hostname,
       addr: this.o.advertise,
       gossipAddr: () => joinHostPort(this.advertiseHost, ports.gossip),
-      managers: () => this.managerAddrs(),
+      // Other managers first: a demoted manager's own replica stops hearing from raft, so its
+      // own dispatcher would never tell it about the demotion.
+      managers: () => {
+        const l = this.managerAddrs();
+        return [...l.filter((a) => a !== this.o.advertise), ...l.filter((a) => a === this.o.advertise)];
+      },
       onSession: (s, m) => this.onSession(s, m),
       log: (m) => this.log(m),
     });
@@ -287,6 +292,7 @@ export class Daemon {
       bootstrap,
       log: (m) => this.log(m),
     });
+    mgr.onRemoved = () => void this.renew();
     await mgr.start();
     this.manager = mgr;
     const log = (m: string) => this.log(m);
@@ -379,8 +385,10 @@ export class Daemon {
     const id = this.id;
     if (!id) return;
     const { keyPem, csrPem } = await createKeyAndCSR();
-    const targets = [this.agent?.manager, ...this.managerAddrs()].filter((a): a is string => !!a);
-    for (const addr of [...new Set(targets)]) {
+    // Ask another manager first: this node's own replica may be stale (after a demotion).
+    const all = [this.agent?.manager, ...this.managerAddrs()].filter((a): a is string => !!a);
+    const targets = [...new Set([...all.filter((a) => a !== this.o.advertise), ...all.filter((a) => a === this.o.advertise)])];
+    for (const addr of targets) {
       const Ctor = grpc.makeGenericClientConstructor(caDef(), 'CA');
       const c = new Ctor(addr, clientCredentials(id), CHANNEL_OPTIONS) as any;
       try {

@@ -154,3 +154,19 @@ t.test("a removed node's certificate is refused from then on", async (t) => {
   await new Promise((r) => setTimeout(r, 3000));
   t.same(await ids('a1'), ['a1'], 'the restarted removed node did not reappear');
 });
+
+t.test('shoal leave: a manager is refused without --force; a worker leaves and is marked down', async (t) => {
+  const m = await c.cli('a1', 'leave');
+  t.equal(m.code, 1);
+  t.match(m.stderr, /this node is a manager: .*demote it first/);
+  const tok = (await c.cli('a1', 'join-token', 'worker', '-q')).stdout.trim();
+  const j = await c.cli('x1', 'join', '--token', tok, c.addr('a1'));
+  t.equal(j.code, 0, `the current (rotated) token works: ${j.stderr}`);
+  await waitFor('x1 ready', async () => (await c.json('a1', 'node', 'ls')).find((n: any) => n.hostname === 'x1')?.status === 'ready');
+  const l = await c.cli('x1', 'leave');
+  t.equal(l.code, 0, l.stderr);
+  t.notOk(existsSync(join(c.state('x1'), 'identity', 'node.json')), 'the identity is gone');
+  await waitFor('x1 down after its leave', async () => (await c.json('a1', 'node', 'ls')).find((n: any) => n.hostname === 'x1')?.status === 'down');
+  t.equal((await c.cli('a1', 'node', 'rm', 'x1')).code, 0);
+  t.same(await ids('a1'), ['a1']);
+});

@@ -82,7 +82,26 @@ export class Manager {
     // does not carry them) and remembers them on disk for the next start.
     this.peersWatch = this.raft.store.watch({ kinds: ['node'] }, () => this.syncPeers(), undefined, () => this.syncPeers());
     this.syncPeers();
-    this.healthTimer = setInterval(() => void this.reconcileHealth(), 1000);
+    this.healthTimer = setInterval(() => {
+      this.checkMembership();
+      void this.reconcileHealth();
+    }, 1000);
+  }
+
+  /** Called once when this manager sees itself removed from raft (demoted): renew as a worker. */
+  onRemoved?: () => void;
+  private wasMember = false;
+  private removedSignalled = false;
+
+  private checkMembership(): void {
+    const c = this.raft.confState();
+    const member = c.voters.includes(this.raftId) || c.learners.includes(this.raftId);
+    if (member) this.wasMember = true;
+    else if (this.wasMember && !this.removedSignalled) {
+      this.removedSignalled = true;
+      this.o.log('manager: this node was removed from raft (demoted)');
+      this.onRemoved?.();
+    }
   }
 
   addPeers(list: { raftId: number; addr: string }[]): void {
