@@ -226,6 +226,7 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
   };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
+  process.on('SIGTERM', () => { cleanup(); process.exit(143); });
   try {
     const etcd = await startEtcd(dir);
     const shoal = await startShoal(dir);
