@@ -21,9 +21,8 @@ import type { Runc } from './runc.js';
 import { newId } from './sandbox.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
-export class NotFoundError extends Error {}
-export class PreconditionError extends Error {}
-export class InvalidArgumentError extends Error {}
+import { InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
+export { InvalidArgumentError, NotFoundError, PreconditionError };
 
 const MONITOR = [
   'd=$1; shift',
@@ -167,8 +166,7 @@ export class Containers {
       mounted = true;
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
-      await fsp.writeFile(join(dir, 'config.json'), JSON.stringify(spec));
-      await this.state.saveContainer(rec);
+      await Promise.all([fsp.writeFile(join(dir, 'config.json'), JSON.stringify(spec)), this.state.saveContainer(rec)]);
       this.recs.set(id, rec);
       return rec;
     } catch (e) {
@@ -292,6 +290,7 @@ export class Containers {
     // take its output with it; reading starts once the monitor holds the write side.
     const fds = ['stdout.fifo', 'stderr.fifo'].map((f) => openSync(join(dir, f), fsc.O_RDONLY | fsc.O_NONBLOCK));
     const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '--keep', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const tr0 = performance.now();
     const watcher = watch(dir);
     let monitorExited = false;
     const child = spawn('sh', ['-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs], { detached: true, stdio: 'ignore' });
@@ -314,6 +313,7 @@ export class Containers {
       await this.state.saveContainer(rec);
       throw new Error(`StartContainer ${rec.id}: ${msg}`);
     }
+    const tr1 = performance.now();
     rec.pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim()) || undefined;
     rec.state = 'running';
     // runc writes the pid file just before starting the process; a quick container may even
@@ -321,6 +321,7 @@ export class Containers {
     rec.startedAt = Math.min(Number(nowNs()), Math.round(statSync(join(dir, 'pid')).mtimeMs * 1e6));
     this.attach(rec, fds);
     await this.state.saveContainer(rec);
+    if (process.env['SHOAL_TRACE']) process.stderr.write(`start ${rec.id.slice(0, 8)}: pid file after ${(tr1 - tr0).toFixed(1)} ms, total ${(performance.now() - tr0).toFixed(1)} ms\n`);
   }
 
   private runcError(dir: string): string {

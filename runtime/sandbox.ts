@@ -10,6 +10,7 @@ import { runCommand } from './run-command.js';
 import { removeCgroup } from './cgroups.js';
 import type { CriObject, SandboxRecord, StateStore } from './state.js';
 import { nowNs } from './logs.js';
+import { InvalidArgumentError } from './errors.js';
 
 const NODE = 2; // NamespaceMode.NODE
 
@@ -35,14 +36,14 @@ const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9](
 
 export async function createSandbox(state: StateStore, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
   const md = config?.metadata;
-  if (!md || !md.name) throw new Error('RunPodSandbox: config.metadata.name is required');
-  if (runtimeHandler && runtimeHandler !== 'runc') throw new Error(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
+  if (!md || !md.name) throw new InvalidArgumentError('RunPodSandbox: config.metadata.name is required');
+  if (runtimeHandler && runtimeHandler !== 'runc') throw new InvalidArgumentError(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
   const nsOpts = config.linux?.security_context?.namespace_options ?? {};
   const hostNet = nsOpts.network === NODE;
   const hostIpc = nsOpts.ipc === NODE;
   const id = newId();
   const hostname: string = config.hostname || (hostNet ? '' : md.name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63));
-  if (hostname && !HOSTNAME_RE.test(hostname)) throw new Error(`RunPodSandbox: hostname ${JSON.stringify(hostname)} is not a valid DNS name`);
+  if (hostname && !HOSTNAME_RE.test(hostname)) throw new InvalidArgumentError(`RunPodSandbox: hostname ${JSON.stringify(hostname)} is not a valid DNS name`);
   const dir = state.sandboxDir(id);
   await fsp.mkdir(dir, { recursive: true, mode: 0o711 });
   const rec: SandboxRecord = {
@@ -51,18 +52,17 @@ export async function createSandbox(state: StateStore, nsDir: string, config: Cr
     cgroupParent: config.linux?.cgroup_parent || `/shoal/${id.slice(0, 16)}`,
   };
   try {
-    await writeEtcFiles(rec, hostNet);
     const args: string[] = [];
     if (!hostNet) { rec.netns = join(nsDir, `${id}-net`); args.push(`--net=${rec.netns}`); }
     if (!hostIpc) { rec.ipcns = join(nsDir, `${id}-ipc`); args.push(`--ipc=${rec.ipcns}`); }
     if (!hostNet) { rec.utsns = join(nsDir, `${id}-uts`); args.push(`--uts=${rec.utsns}`); }
-    for (const f of [rec.netns, rec.ipcns, rec.utsns]) if (f) await fsp.writeFile(f, '');
-    if (args.length) {
-      // One process creates all namespaces, names the host and brings loopback up inside.
-      const script = [rec.utsns ? 'hostname "$1"' : 'true', rec.netns ? 'ip link set lo up' : 'true'].join(' && ');
-      await runCommand('unshare', [...args, 'sh', '-c', script, 'sh', hostname]);
-    }
-    await state.saveSandbox(rec);
+    await Promise.all([writeEtcFiles(rec, hostNet), ...[rec.netns, rec.ipcns, rec.utsns].map((f) => (f ? fsp.writeFile(f, '') : undefined))]);
+    // One process creates the namespaces and brings loopback up inside; the hostname is set
+    // in the UTS namespace by runc when the pod's first container starts (spec.hostname).
+    await Promise.all([
+      args.length ? runCommand('unshare', [...args, ...(rec.netns ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]) : undefined,
+      state.saveSandbox(rec),
+    ]);
     return rec;
   } catch (e) {
     await destroySandboxResources(rec).catch(() => {});
