@@ -9,7 +9,7 @@
 // its monitor are gone, so it is also how the runtime learns of an exit, before or after a
 // restart. `--keep` leaves the stopped container's cgroup in place so an OOM kill can be read.
 import { spawn } from 'node:child_process';
-import { constants as fsc, existsSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, type FSWatcher, existsSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix } from 'node:path';
 import { cgroupVersion, oomKillCount } from './cgroups.js';
@@ -29,6 +29,9 @@ const MONITOR = [
   'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
   '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
   'echo $? >"$d/exitcode.tmp" && mv -f "$d/exitcode.tmp" "$d/exitcode"',
+  // Hold the pipes, and whatever is still unread in them, until the runtime has collected the
+  // exit (it opens collect.fifo): a runtime that is down meanwhile loses no output.
+  'read _ <"$d/collect.fifo"',
 ].join('\n');
 
 export interface ContainerOptions {
@@ -36,7 +39,7 @@ export interface ContainerOptions {
   defaultPidsLimit: number;
 }
 
-interface Pump { sockets: Socket[]; log: ContainerLog; open: number }
+interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout }
 
 function readIdFile(rootfs: string, file: string): string[][] {
   const p = join(rootfs, file);
@@ -84,6 +87,13 @@ function monitorAlive(pid: number | undefined, dir: string): boolean {
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     return cmd.includes('shoal-monitor') && cmd.includes(dir);
   } catch { return false; }
+}
+
+/** Lets a monitor that waits on collect.fifo exit (tries for up to 2 s). */
+async function releaseMonitor(dir: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try { closeSync(openSync(join(dir, 'collect.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK)); return; } catch { await new Promise((r) => setTimeout(r, 20)); }
+  }
 }
 
 export class Containers {
@@ -162,7 +172,7 @@ export class Containers {
     let mounted = false;
     try {
       const opts = `lowerdir=${this.images.lowerDirs(img).join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
-      await runCommand('sh', ['-c', 'mount -t overlay overlay -o "$1" "$2" && mkfifo -m 600 "$3" "$4"', 'sh', opts, rootfs, join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo')]);
+      await runCommand('sh', ['-c', 'mount -t overlay overlay -o "$1" "$2" && mkfifo -m 600 "$3" "$4" "$5"', 'sh', opts, rootfs, join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo'), join(dir, 'collect.fifo')]);
       mounted = true;
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
@@ -298,15 +308,17 @@ export class Containers {
     rec.monitorPid = child.pid;
     try {
       await new Promise<void>((resolve, reject) => {
-        const check = () => { if (existsSync(join(dir, 'pid'))) resolve(); };
+        // Started (pid file) or failed before starting (exit code without pid file).
+        const check = () => { if (existsSync(join(dir, 'pid')) || existsSync(join(dir, 'exitcode'))) resolve(); };
         watcher.on('change', check);
-        child.on('exit', () => { monitorExited = true; if (existsSync(join(dir, 'pid'))) resolve(); else resolve(); });
+        child.on('exit', () => { monitorExited = true; resolve(); });
         child.on('error', (e) => reject(new Error(`cannot start the container monitor: ${e.message}`)));
         check();
       });
     } finally { watcher.close(); }
-    if (monitorExited && !existsSync(join(dir, 'pid'))) {
+    if (!existsSync(join(dir, 'pid'))) {
       for (const fd of fds) closeSync(fd);
+      if (!monitorExited) await releaseMonitor(dir);
       const msg = this.runcError(dir) || 'runc exited before the container started';
       rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
       rec.finishedAt = Number(nowNs());
@@ -353,13 +365,40 @@ export class Containers {
       s.on('error', finish);
       s.on('close', finish);
     });
+    // The monitor writes the exit code, then waits to be released; releasing it closes the
+    // pipes' last write ends, so the streams above end once everything was read.
+    const exitFile = join(rec.dir, 'exitcode');
+    const release = () => {
+      if (!this.pumps.has(rec.id) || pump.collectTimer || !existsSync(exitFile)) return;
+      const tryOpen = () => {
+        pump.collectTimer = undefined;
+        if (!this.pumps.has(rec.id) || this.detaching) return;
+        try {
+          closeSync(openSync(join(rec.dir, 'collect.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK));
+        } catch {
+          // ENXIO: the monitor is not waiting yet (or is gone: then the streams end anyway).
+          pump.collectTimer = setTimeout(tryOpen, 20);
+        }
+      };
+      tryOpen();
+    };
+    try {
+      pump.watcher = watch(rec.dir, (_ev, name) => { if (name === 'exitcode') release(); });
+      pump.watcher.on('error', () => {});
+    } catch { /* the directory is gone: the streams end on their own */ }
+    release();
   }
 
   /** Records how the container ended (called once both log streams reached end-of-file). */
   private async finalize(rec: ContainerRecord): Promise<void> {
     const pump = this.pumps.get(rec.id);
     this.pumps.delete(rec.id);
-    if (pump) { for (const s of pump.sockets) s.destroy(); await pump.log.close(); }
+    if (pump) {
+      pump.watcher?.close();
+      if (pump.collectTimer) clearTimeout(pump.collectTimer);
+      for (const s of pump.sockets) s.destroy();
+      await pump.log.close();
+    }
     if (rec.state !== 'running') return;
     const exitFile = join(rec.dir, 'exitcode');
     if (existsSync(exitFile)) {
@@ -429,7 +468,12 @@ export class Containers {
   /** Closes log readers without touching containers (runtime shutdown). */
   detachAll(): void {
     this.detaching = true;
-    for (const p of this.pumps.values()) { for (const s of p.sockets) s.destroy(); void p.log.close(); }
+    for (const p of this.pumps.values()) {
+      p.watcher?.close();
+      if (p.collectTimer) clearTimeout(p.collectTimer);
+      for (const s of p.sockets) s.destroy();
+      void p.log.close();
+    }
     this.pumps.clear();
   }
 

@@ -238,6 +238,12 @@ t.test('CRI runtime end to end', async (t) => {
     await container(p, 'dup', { command: ['true'] });
     const e6 = await container(p, 'dup', { command: ['true'] }).catch((x: any) => x);
     t.equal(code(e6), 9, 'same name and attempt twice: FAILED_PRECONDITION');
+    const nx = await container(p, 'nx', { command: ['/no/such/binary'] });
+    const started = await c.rt.StartContainer({ container_id: nx }).then(() => null, (x: any) => x);
+    const sx = started ? (await status(nx)) : await exited(nx);
+    t.equal(sx.state, 2, 'a command that does not exist ends the container');
+    t.not(sx.exit_code, 0);
+    t.match(`${started?.details ?? ''} ${sx.message}`, /no such file|not found|executable/i, 'and says why');
     await c.rt.RemoveContainer({ container_id: 'f'.repeat(64) });
     t.pass('removing an unknown container is idempotent');
     await c.rt.RemovePodSandbox({ pod_sandbox_id: 'f'.repeat(64) });
@@ -261,7 +267,7 @@ t.test('CRI runtime end to end', async (t) => {
   t.test('state survives a runtime restart', async (t) => {
     const p = await pod();
     const keeps = await container(p, 'keeps', { command: ['sh', '-c', 'echo before; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo after-restart; sleep 1000'] });
-    const quits = await container(p, 'quits', { command: ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5'] });
+    const quits = await container(p, 'quits', { command: ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.05; done; echo last-words; exit 5'] });
     await c.rt.StartContainer({ container_id: keeps });
     await c.rt.StartContainer({ container_id: quits });
     await waitFor('before', async () => logLines('keeps').some((l) => l.content === 'before'));
@@ -275,6 +281,8 @@ t.test('CRI runtime end to end', async (t) => {
     c = rt.client;
     const sq = await exited(quits);
     t.equal(sq.exit_code, 5, 'an exit while the runtime was down is recorded');
+    await waitFor('last words of a container that exited while the runtime was down', async () => logLines('quits').some((l) => l.content === 'last-words'));
+    t.pass('output written just before an exit while the runtime was down is in the log');
     t.equal((await status(keeps)).state, 1, 'the other container is running and known');
     t.ok((await c.rt.ListPodSandbox({ filter: { id: p.id } })).items.length === 1, 'the sandbox is known');
     await waitFor('output written while the runtime was down', async () => logLines('keeps').some((l) => l.content === 'after-restart'));
