@@ -458,6 +458,33 @@ export class Containers {
     await fsp.rm(rec.dir, { recursive: true, force: true });
   }
 
+  /** Changes CPU, memory and pids limits of a created or running container. */
+  async updateResources(id: string, res: CriObject): Promise<void> {
+    const rec = this.find(id);
+    if (rec.state === 'exited' || rec.state === 'unknown') throw new PreconditionError(`UpdateContainerResources: container ${rec.id} is not running`);
+    if (res.memory_limit_in_bytes && res.memory_limit_in_bytes < 4 * 1024 * 1024) throw new InvalidArgumentError(`UpdateContainerResources: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
+    const pidsMax = res.unified?.['pids.max'];
+    if (pidsMax !== undefined && !/^\d+$/.test(pidsMax)) throw new InvalidArgumentError(`UpdateContainerResources: unified pids.max ${JSON.stringify(pidsMax)} must be a positive integer`);
+    const oci: Record<string, unknown> = {};
+    if (res.memory_limit_in_bytes) oci['memory'] = { limit: res.memory_limit_in_bytes, swap: res.memory_swap_limit_in_bytes || res.memory_limit_in_bytes };
+    const cpu: Record<string, unknown> = {};
+    if (res.cpu_shares) cpu['shares'] = res.cpu_shares;
+    if (res.cpu_quota) cpu['quota'] = res.cpu_quota;
+    if (res.cpu_period) cpu['period'] = res.cpu_period;
+    if (res.cpuset_cpus) cpu['cpus'] = res.cpuset_cpus;
+    if (res.cpuset_mems) cpu['mems'] = res.cpuset_mems;
+    if (Object.keys(cpu).length) oci['cpu'] = cpu;
+    if (pidsMax !== undefined) oci['pids'] = { limit: Number(pidsMax) };
+    // The bundle's spec is updated too, for a container not started yet.
+    const specFile = join(rec.dir, 'config.json');
+    const spec = JSON.parse(await fsp.readFile(specFile, 'utf8')) as { linux: { resources: Record<string, unknown> } };
+    spec.linux.resources = { ...spec.linux.resources, ...oci };
+    await fsp.writeFile(specFile, JSON.stringify(spec));
+    if (rec.state === 'running') await runCommand(this.runc.bin, this.runc.args('update', '-r', '-', rec.id), { input: JSON.stringify(oci) });
+    rec.resources = { ...(rec.resources ?? {}), ...res };
+    await this.state.saveContainer(rec);
+  }
+
   async reopenLog(id: string): Promise<void> {
     const rec = this.find(id);
     const pump = this.pumps.get(rec.id);

@@ -12,7 +12,7 @@ import { loadArchive } from './archive-load.js';
 import { nowNs } from './logs.js';
 import type { Runtime } from './runtime.js';
 import type { ContainerRecord, CriObject, SandboxRecord } from './state.js';
-import { containerStats } from './stats.js';
+import { containerStats, podSandboxStats } from './stats.js';
 
 export const RUNTIME_VERSION = '0.1.0';
 
@@ -154,6 +154,23 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       return { stats: await Promise.all(list.map(containerStats)) };
     },
   };
+  Object.assign(runtime, {
+    PodSandboxStats: async (req: CriObject) => {
+      const sb = rt.findSandbox(req.pod_sandbox_id);
+      return { stats: await podSandboxStats(sb, rt.containers.list().filter((c) => c.sandboxId === sb.id)) };
+    },
+    ListPodSandboxStats: async (req: CriObject) => {
+      const f = req.filter;
+      const sbs = rt.listSandboxes().filter((s) => !f || ((!f.id || s.id.startsWith(f.id)) && matchLabels(s.config.labels, f.label_selector)));
+      return { stats: await Promise.all(sbs.map((sb) => podSandboxStats(sb, rt.containers.list().filter((c) => c.sandboxId === sb.id)))) };
+    },
+    UpdateContainerResources: async (req: CriObject) => {
+      if (!req.linux) throw new InvalidArgumentError('UpdateContainerResources: only linux resources can be updated');
+      await rt.containers.updateResources(req.container_id, req.linux);
+      return {};
+    },
+    RuntimeConfig: async () => ({ linux: { cgroup_driver: 1 } }), // CGROUPFS
+  } satisfies Record<string, Handler>);
   const image: Record<string, Handler> = {
     ListImages: async (req) => {
       const want: string | undefined = req.filter?.image?.image || undefined;

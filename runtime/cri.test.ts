@@ -65,7 +65,7 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(v.runtime_api_version, 'v1');
     const s = await c.rt.Status({});
     t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
-    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Exec', { container_id: 'x', cmd: ['sh'] }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'UpdateContainerResources', {}], ['rt', 'CheckpointContainer', {}]] as const) {
+    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Exec', { container_id: 'x', cmd: ['sh'] }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
     }
@@ -139,9 +139,18 @@ t.test('CRI runtime end to end', async (t) => {
     t.ok(stats.cpu.usage_core_nano_seconds.value !== undefined);
     const all = await c.rt.ListContainerStats({ filter: { pod_sandbox_id: p.id } });
     t.equal(all.stats.length, 1);
+    const ps1 = (await c.rt.PodSandboxStats({ pod_sandbox_id: p.id })).stats;
+    t.equal(ps1.linux.containers.length, 1, 'pod stats include the running container');
+    t.ok(Number(ps1.linux.memory.usage_bytes.value) > 0, 'pod memory from the pod cgroup');
+    t.equal((await c.rt.ListPodSandboxStats({ filter: { id: p.id } })).stats.length, 1);
+    t.equal((await c.rt.RuntimeConfig({})).linux.cgroup_driver, 1, 'cgroupfs driver');
+    await c.rt.UpdateContainerResources({ container_id: id, linux: { memory_limit_in_bytes: 64 * 1024 * 1024, cpu_shares: 256 } });
+    const upd = (await status(id)).resources.linux;
+    t.equal(Number(upd.memory_limit_in_bytes), 64 * 1024 * 1024, 'status shows the new limit');
     if (cgroupVersion() === 1) {
       const dir = JSON.parse((await c.rt.ContainerStatus({ container_id: id, verbose: true })).info.info).cgroupsPath;
-      t.equal(readFileSync(`/sys/fs/cgroup/cpu${dir}/cpu.shares`, 'utf8').trim(), '512', 'cpu shares applied');
+      t.equal(readFileSync(`/sys/fs/cgroup/cpu${dir}/cpu.shares`, 'utf8').trim(), '256', 'cpu shares applied, then updated');
+      t.equal(readFileSync(`/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes`, 'utf8').trim(), String(64 * 1024 * 1024), 'memory limit updated in the cgroup');
       t.equal(readFileSync(`/sys/fs/cgroup/cpu${dir}/cpu.cfs_quota_us`, 'utf8').trim(), '50000', 'cpu quota applied');
     }
     // sleep as pid 1 ignores SIGTERM, so the grace period runs out and SIGKILL follows.

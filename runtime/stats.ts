@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { readStats } from './cgroups.js';
 import { nowNs } from './logs.js';
-import type { ContainerRecord } from './state.js';
+import type { ContainerRecord, SandboxRecord } from './state.js';
 
 const lastCpu = new Map<string, { t: number; usage: number }>();
 
@@ -55,3 +55,26 @@ export async function containerStats(c: ContainerRecord): Promise<object> {
 }
 
 export function forgetStats(id: string): void { lastCpu.delete(id); }
+
+/** Pod-level stats from the pod's cgroup (network usage is not collected). */
+export async function podSandboxStats(sb: SandboxRecord, containers: ContainerRecord[]): Promise<object> {
+  const ts = Number(nowNs());
+  const s = readStats(sb.cgroupParent);
+  let nanoCores: number | undefined;
+  if (s.cpuUsageNs !== undefined) {
+    const key = 'pod:' + sb.id;
+    const prev = lastCpu.get(key);
+    if (prev && ts > prev.t) nanoCores = Math.max(0, Math.round(((s.cpuUsageNs - prev.usage) / (ts - prev.t)) * 1e9));
+    lastCpu.set(key, { t: ts, usage: s.cpuUsageNs });
+  }
+  return {
+    attributes: { id: sb.id, metadata: sb.config.metadata, labels: sb.config.labels ?? {}, annotations: sb.config.annotations ?? {} },
+    linux: {
+      cpu: { timestamp: ts, usage_core_nano_seconds: u64(s.cpuUsageNs), usage_nano_cores: u64(nanoCores) },
+      memory: { timestamp: ts, working_set_bytes: u64(s.workingSet), usage_bytes: u64(s.memoryUsage), rss_bytes: u64(s.rss), page_faults: u64(s.pageFaults), major_page_faults: u64(s.majorPageFaults) },
+      network: null,
+      process: { timestamp: ts, process_count: u64(s.pids) },
+      containers: await Promise.all(containers.filter((c) => c.state === 'running').map(containerStats)),
+    },
+  };
+}
