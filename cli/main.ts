@@ -50,7 +50,7 @@ function parse(argv: string[]): Parsed {
 }
 
 const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT] [--format table|json] COMMAND
-  init                                   create a cluster on the local shoald
+  init [--cert-expiry 2160h]             create a cluster on the local shoald
   join --token TOKEN MANAGER:PORT        join the local shoald to a cluster
   join-token worker|manager [--rotate] [--quiet]
   node ls | inspect NODE | promote NODE... | demote NODE... | rm [--force] NODE...
@@ -60,6 +60,13 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT] [--format table
 Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
 --host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir.`;
 
+/** "90d", "2160h", "30m", "45s" -> seconds. */
+function duration(s: string): number {
+  const m = /^(\d+)(s|m|h|d)$/.exec(s);
+  if (!m) throw new CliError(`--cert-expiry must be a number with s, m, h or d (e.g. 2160h), got ${JSON.stringify(s)}`, 2);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
 async function run(argv: string[]): Promise<string> {
   if (argv[0] === 'lab') {
     const code = await (await labModule()).labMain(argv.slice(1));
@@ -68,7 +75,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['lab', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
+  const known = new Set(['cert-expiry', 'lab', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
   const t: Target = p.flags.has('lab') ? await (await labModule()).labTarget() : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
@@ -80,7 +87,8 @@ async function run(argv: string[]): Promise<string> {
 
   switch (cmd) {
     case 'init': {
-      const r = await call(localClient(t), 'Init', {});
+      const exp = one('cert-expiry');
+      const r = await call(localClient(t), 'Init', { cert_expiry_seconds: exp ? duration(exp) : 0 });
       if (json) return out({ nodeId: r.node_id, clusterId: r.cluster_id, addr: r.addr, workerToken: r.worker_token, managerToken: r.manager_token });
       return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\nTo add a worker to this cluster, run:\n\n    shoal join --token ${r.worker_token} ${r.addr}\n\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
     }
@@ -117,10 +125,11 @@ async function run(argv: string[]): Promise<string> {
         nodes: Number(c.node_count),
         caDigest: c.ca_digest,
         certValidityHours: Number(c.cert_validity_hours),
+        certValiditySeconds: Number(c.cert_validity_seconds),
         answeredBy: c.answered_by,
       };
       if (json) return out(v);
-      return `Cluster ${v.id}\nLeader: ${v.leader.nodeId} (raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValidityHours} h\n\n` +
+      return `Cluster ${v.id}\nLeader: ${v.leader.nodeId} (raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
         table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match)]));
     }
     case 'node':

@@ -98,7 +98,7 @@ export class Daemon {
     const server = new grpc.Server();
     const self = (): CallIdentity => ({ nodeId: this.id?.nodeId ?? 'local', role: 'manager', clusterId: this.id?.clusterId ?? '', local: true });
     const localTable: Record<string, MethodSpec> = {
-      Init: { roles: ['manager'], unary: () => this.exclusive(() => this.init()) },
+      Init: { roles: ['manager'], unary: (req: { cert_expiry_seconds: number }) => this.exclusive(() => this.init(Number(req.cert_expiry_seconds) || undefined)) },
       Join: { roles: ['manager'], unary: (req: { addr: string; token: string }) => this.exclusive(() => this.join(req.addr, req.token)) },
       Leave: { roles: ['manager'], unary: (req: { force: boolean }) => this.exclusive(() => this.leave(req.force)) },
       Info: {
@@ -152,14 +152,15 @@ export class Daemon {
 
   // ---- init, join, leave ----
 
-  private async init() {
+  private async init(certSeconds?: number) {
+    if (certSeconds !== undefined && certSeconds < 10) throw invalid(`certificate expiry must be at least 10 s, got ${certSeconds} s`);
     if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
     const clusterId = randId();
     const nodeId = randId();
     const ca = await createRootCA(clusterId);
     const { keyPem, csrPem } = await createKeyAndCSR();
-    const cert = await issueNodeCertificate({ ca, csrPem, nodeId, role: 'manager', clusterId });
-    const cluster = newClusterObject(clusterId, ca);
+    const cert = await issueNodeCertificate({ ca, csrPem, nodeId, role: 'manager', clusterId, seconds: certSeconds });
+    const cluster = newClusterObject(clusterId, ca, certSeconds);
     const spec = cluster.spec as ClusterSpec;
     writeDurable(this.state.path('gossip.key'), spec.gossipKey);
     this.id = { nodeId, clusterId, role: 'manager', caPem: ca.certPem, certPem: cert.certPem, keyPem };

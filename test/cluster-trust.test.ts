@@ -170,3 +170,35 @@ t.test('shoal leave: a manager is refused without --force; a worker leaves and i
   t.equal((await c.cli('a1', 'node', 'rm', 'x1')).code, 0);
   t.same(await ids('a1'), ['a1']);
 });
+
+t.test('certificates renew themselves at 50-80 % of their life (a cluster with 20 s certificates)', async (t) => {
+  await c.start('c1');
+  await c.start('cw');
+  const init = await c.cli('c1', 'init', '--cert-expiry', '20s');
+  t.equal(init.code, 0, init.stderr);
+  const tok = (await c.cli('c1', 'join-token', 'worker', '-q')).stdout.trim();
+  t.equal((await c.cli('cw', 'join', '--token', tok, c.addr('c1'))).code, 0);
+  const first = await waitFor('both nodes ready', async () => {
+    const r = await c.json('c1', 'node', 'ls');
+    return r.length === 2 && r.every((n: any) => n.status === 'ready') && r;
+  });
+  const serial = (rows: any[], h: string) => rows.find((n) => n.hostname === h).certSerial;
+  const t0 = Date.now();
+  const renewed = await waitFor('both certificates renewed', async () => {
+    const r = await c.json('c1', 'node', 'ls');
+    return r.every((n: any) => n.certSerial !== serial(first, n.hostname)) && r;
+  }, 60_000, 500);
+  t.comment(`both nodes renewed ${Date.now() - t0} ms after they were ready (validity 20 s)`);
+  t.not(serial(renewed, 'cw'), serial(first, 'cw'), 'the worker has a new certificate');
+  t.not(serial(renewed, 'c1'), serial(first, 'c1'), 'the manager has a new certificate');
+  // Past the first certificates' expiry, everything still works on the renewed ones.
+  await new Promise((r) => setTimeout(r, Math.max(0, 21_000 - (Date.now() - t0))));
+  const later = await c.json('c1', 'node', 'ls');
+  t.ok(later.every((n: any) => n.status === 'ready'), 'both nodes still ready after the first certificates expired');
+  const tls = await c.cliRaw(['--state-dir', c.state('c1'), '--host', c.addr('c1'), 'node', 'ls', '--format', 'json']);
+  t.equal(tls.code, 0, `a new mTLS connection (renewed client and server certificates) works: ${tls.stderr}`);
+  const ci = await c.json('c1', 'cluster', 'inspect');
+  t.equal(ci.certValiditySeconds, 20);
+  const bad = await c.cli('x1', 'init', '--cert-expiry', '5s');
+  t.match(bad.stderr, /certificate expiry must be at least 10 s/);
+});

@@ -13,12 +13,13 @@ export function tokenRecord(ca: RootCA): { token: string; record: TokenRecord } 
   return { token, record: { hash: hashSecret(secret), sealed: seal(ca.keyPem, token) } };
 }
 
-export function newClusterObject(clusterId: string, ca: RootCA): ObjectInput {
+export function newClusterObject(clusterId: string, ca: RootCA, certSeconds?: number): ObjectInput {
   const spec: ClusterSpec = {
     ca: { certPem: ca.certPem, keyPem: ca.keyPem },
     tokens: { worker: tokenRecord(ca).record, manager: tokenRecord(ca).record },
     gossipKey: randomBytes(32).toString('base64'),
     certDays: 90,
+    ...(certSeconds ? { certSeconds } : {}),
     removed: {},
   };
   return { kind: 'cluster', id: clusterId, name: 'default', spec, status: null };

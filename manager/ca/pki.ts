@@ -95,6 +95,8 @@ export interface IssueParams {
   role: Role;
   clusterId: string;
   days?: number;
+  /** Validity in seconds (overrides days). */
+  seconds?: number;
   /** For tests of expiry: an explicit validity window. */
   notBefore?: Date;
   notAfter?: Date;
@@ -125,8 +127,10 @@ export async function issueNodeCertificate(p: IssueParams): Promise<{ certPem: s
   const caCert = new x509.X509Certificate(p.ca.certPem);
   const signingKey = await importPrivate(p.ca.keyPem);
   const now = Date.now();
-  const notBefore = p.notBefore ?? new Date(now - BACKDATE_MS);
-  const notAfter = p.notAfter ?? new Date(now + (p.days ?? NODE_CERT_DAYS) * 86400_000);
+  const validityMs = p.seconds ? p.seconds * 1000 : (p.days ?? NODE_CERT_DAYS) * 86400_000;
+  // Backdated for peers whose clock runs behind, but never by more than a tenth of the validity.
+  const notBefore = p.notBefore ?? new Date(now - Math.min(BACKDATE_MS, validityMs / 10));
+  const notAfter = p.notAfter ?? new Date(now + validityMs);
   const sn = serial();
   const dns = [p.nodeId, `shoal-${p.role}`];
   if (p.role === 'manager') dns.push(MANAGER_SAN);

@@ -22,6 +22,8 @@ export interface ClusterSpec {
   /** base64 AES key handed to nodes for gossip. */
   gossipKey: string;
   certDays: number;
+  /** Certificate validity in seconds when set (shoal init --cert-expiry); else certDays. */
+  certSeconds?: number;
   /** node id -> time (ms) until which its certificates are refused (their latest expiry). */
   removed: Record<string, number>;
 }

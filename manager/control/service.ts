@@ -236,7 +236,8 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
           managers,
           ca_digest: caDigest(c.spec.ca.certPem),
           node_count: mgr.nodes().length,
-          cert_validity_hours: c.spec.certDays * 24,
+          cert_validity_hours: c.spec.certSeconds ? Math.floor(c.spec.certSeconds / 3600) : c.spec.certDays * 24,
+          cert_validity_seconds: c.spec.certSeconds ?? c.spec.certDays * 86400,
           answered_by: mgr.o.nodeId,
         };
       },
