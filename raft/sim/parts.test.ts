@@ -3,6 +3,9 @@ import t from 'tap';
 import { EventQueue } from './event-queue.js';
 import { KvStateMachine, decodeCommand, encodeCommand } from './kv.js';
 import { Network, Partition } from './network.js';
+import { planMembershipChange } from './operator.js';
+import { randomPartition } from './partitions.js';
+import { ConfChangeTransition, ConfChangeType } from '../types.js';
 import { Prng } from './prng.js';
 
 t.test('prng: a pure function of the seed, in range, forks independent', async (t) => {
@@ -118,4 +121,48 @@ t.test('kv: malformed entries are rejected with a clear error', async (t) => {
   t.throws(() => decodeCommand(new TextEncoder().encode('not json')), /entry data is not a JSON command/);
   t.throws(() => decodeCommand(new TextEncoder().encode('{"c":1}')), /malformed command/);
   t.throws(() => decodeCommand(new TextEncoder().encode('{"c":1,"s":1,"op":"delete","k":"x","v":""}')), /op: put\|append/);
+});
+
+t.test('operator: membership plans respect the limits and never reuse ids', async (t) => {
+  const r = new Prng(11);
+  const conf = (voters: number[], learners: number[]) => ({ voters, learners, votersOutgoing: [], learnersNext: [], autoLeave: false });
+  const seen = new Set<string>();
+  let ok = true;
+  for (let i = 0; i < 2000; i++) {
+    const voters = [1, 2, 3, 4, 5].slice(0, r.int(3, 5));
+    const learners = [6, 7].slice(0, r.int(0, 2));
+    const caughtUp = learners.filter(() => r.chance(0.5));
+    const members = voters.length + learners.length;
+    const plan = planMembershipChange(r, { leader: voters[0], conf: conf(voters, learners), caughtUp, members, maxMembers: 7, nextId: 8 });
+    if (!plan) continue;
+    const kinds = plan.what.split(' ').slice(0, 2).join(' ');
+    seen.add(kinds);
+    const removes = plan.cc.changes.filter((c) => c.type === ConfChangeType.RemoveNode).map((c) => c.nodeId);
+    const adds = plan.cc.changes.filter((c) => c.type === ConfChangeType.AddVoter).map((c) => c.nodeId);
+    if (removes.some((id) => !voters.includes(id))) ok = false; // only voters are removed
+    if (adds.some((id) => !caughtUp.includes(id))) ok = false; // only caught-up learners are promoted
+    if (removes.length === 1 && voters.length <= 3) ok = false; // never below three voters
+    if (plan.newNode !== undefined && (plan.newNode !== 8 || members >= 7 || learners.length >= 2)) ok = false;
+    if (plan.cc.changes.length > 1 && (plan.cc.transition !== ConfChangeTransition.JointImplicit || new Set(removes).size !== 2)) ok = false;
+  }
+  t.ok(ok, 'every plan within the rules');
+  t.same([...seen].sort(), ['add learner', 'joint replace', 'promote learner', 'remove voter']);
+  t.equal(planMembershipChange(new Prng(1), { leader: 1, conf: conf([1, 2, 3], [4, 5]), caughtUp: [], members: 7, maxMembers: 7, nextId: 9 }), null, 'nothing to do');
+});
+
+t.test('partitions: every random partition cuts something and never a node from itself', async (t) => {
+  const r = new Prng(12);
+  const kinds = new Set<string>();
+  let ok = true;
+  for (let i = 0; i < 500; i++) {
+    const members = [1, 2, 3, 4, 5].slice(0, r.int(2, 5));
+    const p = randomPartition(r, members, r.chance(0.5) ? members[0] : null);
+    if (!p) continue;
+    kinds.add(p.description.split(' ')[0]);
+    let cuts = 0;
+    for (const a of members) for (const b of members) if (p.blocks(a, b)) cuts++;
+    if (cuts === 0 || members.some((m) => p.blocks(m, m))) ok = false;
+  }
+  t.ok(ok);
+  t.same([...kinds].sort(), ['bridge', 'isolate', 'one-way', 'split']);
 });

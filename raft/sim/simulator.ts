@@ -9,8 +9,6 @@
 
 import { MemoryStorage, RawNode, Raft, decodeConfChange, type CoreReady } from '../core/index.js';
 import {
-  ConfChangeTransition,
-  ConfChangeType,
   EntryType,
   MessageType,
   Role,
@@ -20,6 +18,9 @@ import {
   type NodeId,
 } from '../types.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
+import { planMembershipChange } from './operator.js';
+import { randomPartition } from './partitions.js';
+import { SimNode, confMembers, fmtConf } from './sim-node.js';
 import { EventQueue } from './event-queue.js';
 import { hashString, mix } from './hash.js';
 import { InvariantChecker, Violation } from './invariants.js';
@@ -128,51 +129,8 @@ export interface Tunables {
   maxInflightMsgs: number;
 }
 
-class SimNode {
-  rn: RawNode | null = null;
-  inc = 0;
-  sm = new KvStateMachine();
-  conf: ConfState;
-  inflight: CoreReady | null = null;
-  crashOnPersist = false;
-  /** A conf change was applied since the last snapshot: cut a new one (a joiner refuses a snapshot whose conf lacks it). */
-  confDirty = false;
-  lastCommit = 0;
-  retired = false;
-  role: Role = Role.Follower;
-  term = 0;
-  lead: NodeId = 0;
-  waitingWrites = new Map<string, ClientRequest>();
-  pendingReads = new Map<string, ClientRequest>();
-  readyReads: { index: number; req: ClientRequest }[] = [];
-
-  constructor(
-    readonly id: NodeId,
-    public storage: MemoryStorage,
-    readonly tickMs: number,
-  ) {
-    this.conf = storage.initialState().confState;
-  }
-
-  get up(): boolean {
-    return this.rn !== null;
-  }
-}
-
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function confMembers(c: ConfState): NodeId[] {
-  return [...new Set([...c.voters, ...c.votersOutgoing, ...c.learners, ...c.learnersNext])].sort((a, b) => a - b);
-}
-
-function fmtConf(c: ConfState): string {
-  let s = `voters {${[...c.voters].sort((a, b) => a - b).join(',')}}`;
-  if (c.votersOutgoing.length) s += ` & {${[...c.votersOutgoing].sort((a, b) => a - b).join(',')}} (joint)`;
-  if (c.learners.length) s += ` learners {${[...c.learners].sort((a, b) => a - b).join(',')}}`;
-  if (c.learnersNext.length) s += ` learners-next {${c.learnersNext.join(',')}}`;
-  return s;
-}
 
 export class Simulation {
   private readonly rng: Prng;
@@ -723,31 +681,13 @@ export class Simulation {
   }
 
   private partition(members: NodeId[]): void {
-    const r = this.faultRng;
-    const shuffled = r.shuffle([...members]);
-    const kind = r.int(0, 3);
-    let p: Partition;
-    if (kind === 0) {
-      const cut = r.int(1, shuffled.length - 1);
-      p = Partition.symmetric(shuffled.slice(0, cut), shuffled.slice(cut));
-    } else if (kind === 1) {
-      const cut = r.int(1, shuffled.length - 1);
-      p = Partition.oneWay(shuffled.slice(0, cut), shuffled.slice(cut));
-    } else if (kind === 2) {
-      const l = this.leader();
-      const who = l ? l.id : shuffled[0];
-      p = Partition.isolate(who, members.filter((m) => m !== who));
-    } else {
-      if (shuffled.length < 3) return;
-      const bridge = shuffled[0];
-      const rest = shuffled.slice(1);
-      const cut = r.int(1, rest.length - 1);
-      p = Partition.bridge(rest.slice(0, cut), rest.slice(cut), bridge);
-    }
+    const l = this.leader();
+    const p = randomPartition(this.faultRng, members, l ? l.id : null);
+    if (!p) return;
     this.net.partition = p;
     const gen = ++this.partitionGen;
     this.fault(`partition: ${p.description}`);
-    this.q.after(20 + r.float() * 1500, { k: 'unpartition', gen });
+    this.q.after(20 + this.faultRng.float() * 1500, { k: 'unpartition', gen });
   }
 
   private onOperator(): void {
@@ -777,39 +717,15 @@ export class Simulation {
     const st = l.rn.status();
     const caughtUp = conf.learners.filter((id) => (st.progress?.get(id)?.match ?? 0) + 3 >= st.commit && this.nodes.get(id)?.up);
     const total = inConf.size;
-    const choice = r.float();
-    let cc: ConfChange | null = null;
-    let what = '';
-    if (caughtUp.length >= 2 && conf.voters.length >= 3 && choice < 0.7) {
-      const out = r.shuffle(conf.voters.slice()).slice(0, 2);
-      const [a, b] = caughtUp;
-      cc = {
-        transition: ConfChangeTransition.JointImplicit,
-        changes: [
-          { type: ConfChangeType.AddVoter, nodeId: a },
-          { type: ConfChangeType.AddVoter, nodeId: b },
-          { type: ConfChangeType.RemoveNode, nodeId: out[0] },
-          { type: ConfChangeType.RemoveNode, nodeId: out[1] },
-        ],
-        context: new Uint8Array(0),
-      };
-      what = `joint replace voters ${out.join(',')} by ${a},${b}`;
-    } else if (caughtUp.length >= 1 && (choice < 0.45 || total >= this.maxMembers)) {
-      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddVoter, nodeId: caughtUp[0] }], context: new Uint8Array(0) };
-      what = `promote learner ${caughtUp[0]}`;
-    } else if (conf.voters.length > 3 && choice < 0.8) {
-      const v = r.pick(conf.voters);
-      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.RemoveNode, nodeId: v }], context: new Uint8Array(0) };
-      what = `remove voter ${v}${v === l.id ? ' (the leader)' : ''}`;
-    } else if (total < this.maxMembers && conf.learners.length < 2) {
+    const plan = planMembershipChange(r, { leader: l.id, conf, caughtUp, members: total, maxMembers: this.maxMembers, nextId: this.nextNodeId });
+    if (!plan) return;
+    const { cc, what } = plan;
+    if (plan.newNode !== undefined) {
       const id = this.nextNodeId++;
       this.inv.addNode(id);
       this.addNode(id, new MemoryStorage());
       this.joining.set(id, this.q.now + 3000);
-      cc = { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddLearner, nodeId: id }], context: new Uint8Array(0) };
-      what = `add learner ${id} (new node)`;
     }
-    if (!cc) return;
     this.fault(`operator via leader ${l.id}: ${what}`);
     this.opInFlight = { what, ids: cc.changes.map((c) => c.nodeId), until: this.q.now + 200 + r.float() * 300 };
     l.rn.proposeConfChange(cc);
