@@ -25,6 +25,7 @@ const byHost = (rows: NodeRow[], h: string) => rows.find((r) => r.hostname === h
 
 t.test('3 managers and 2 workers join; node ls shows all five ready with their roles', async (t) => {
   for (const n of ['m1', 'm2', 'm3', 'w1', 'w2']) await c.start(n);
+  const t0 = Date.now();
   const init = await c.cli('m1', 'init');
   t.equal(init.code, 0, init.stderr);
   t.match(init.stdout, new RegExp(`shoal join --token SHL-1-[0-9a-z]{50}-[0-9a-z]{25} 127\\.0\\.0\\.1:${c.nodes.get('m1')!.port}`), 'init prints the exact join command');
@@ -47,6 +48,7 @@ t.test('3 managers and 2 workers join; node ls shows all five ready with their r
     if (r.length === 5 && r.every((x) => x.status === 'ready') && r.filter((x) => x.managerStatus?.voter).length === 3) return r;
     throw new Error(JSON.stringify(r.map((x) => [x.hostname, x.role, x.status, x.managerStatus?.voter])));
   });
+  t.comment(`init + 4 joins until all five ready and three voters: ${Date.now() - t0} ms`);
   t.same(rows.map((r) => [r.hostname, r.role, r.availability]).sort(), [['m1', 'manager', 'active'], ['m2', 'manager', 'active'], ['m3', 'manager', 'active'], ['w1', 'worker', 'active'], ['w2', 'worker', 'active']]);
   t.equal(rows.filter((r) => r.managerStatus?.leader).length, 1, 'exactly one leader');
   t.equal(byHost(rows, 'w1').managerStatus, null, 'workers have no manager status');
