@@ -124,6 +124,13 @@ export class GossipCore {
         onRefute: () => this.awareness.applyDelta(1),
         hasPendingBroadcast: (key) => this.broadcasts.transmitsOf(key) !== undefined,
         onSuspicion: (name) => this.onSuspicionHint(name),
+        onNewMember: (name) => {
+          // Like memberlist, slot a new member into the current pass at a
+          // random place: otherwise nobody probes it until the next full pass
+          // (N probe intervals), and if it dies early its death goes unseen.
+          const at = this.probeIndex + this.rng.int(this.probeList.length - this.probeIndex + 1);
+          this.probeList.splice(at, 0, name);
+        },
       },
       self,
     );

@@ -352,3 +352,16 @@ function encodeSize(msgs: Message[]): number {
   const parts = msgs.map(encodeMessage);
   return parts.reduce((a, p) => a + p.length, 0) + (parts.length > 1 ? 2 + 2 * parts.length : 0);
 }
+
+t.test('a member that joins mid-pass is probed in the current round-robin pass', async (t) => {
+  const h = harness();
+  for (let i = 0; i < 40; i++) h.alive(`n${i}`, 1);
+  const pings = (): Message[] => h.sent.flatMap((s) => s.msgs).filter((m) => m.type === MsgType.Ping);
+  h.advanceUntil(() => pings().length >= 10, 60_000);
+  h.alive('newbie', 1);
+  // the pass holds 41 members now: newbie must be among pings 11..41
+  h.advanceUntil(() => pings().length >= 41, 60_000);
+  const probed = pings().slice(10, 41).map((m) => (m.type === MsgType.Ping ? m.node : ''));
+  t.ok(probed.includes('newbie'), 'newbie probed before the pass ends');
+  t.equal(new Set(pings().slice(0, 41).map((m) => (m.type === MsgType.Ping ? m.node : ''))).size, 41, 'each member exactly once per pass');
+});

@@ -55,6 +55,8 @@ export interface StateHost {
   hasPendingBroadcast(key: string): boolean;
   /** A suspicion about `name` began here: the prober should check it soon. */
   onSuspicion(name: string): void;
+  /** A member we did not know: the prober should include it in its current pass. */
+  onNewMember(name: string): void;
 }
 
 export class MemberTable {
@@ -124,6 +126,7 @@ export class MemberTable {
       const fresh: Member = { name: a.node, addr: a.addr, meta: a.meta, inc: a.inc, state: 'alive', stateChangeMs: now, vsn: a.vsn };
       this.byName.set(fresh.name, fresh);
       this.list.push(fresh);
+      host.onNewMember(fresh.name);
       host.broadcast(a.node, a);
       this.emit('join', fresh);
       return;
