@@ -9,7 +9,7 @@
 // its monitor are gone, so it is also how the runtime learns of an exit, before or after a
 // restart. `--keep` leaves the stopped container's cgroup in place so an OOM kill can be read.
 import { spawn } from 'node:child_process';
-import { constants as fsc, type FSWatcher, existsSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, type FSWatcher, existsSync, readdirSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix } from 'node:path';
 import { cgroupVersion, oomKillCount } from './cgroups.js';
@@ -89,6 +89,18 @@ function monitorAlive(pid: number | undefined, dir: string): boolean {
   } catch { return false; }
 }
 
+/** The pid of the monitor shell of the container in `dir`, looked up in /proc. */
+function findMonitor(dir: string): number | undefined {
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (cmd.includes('shoal-monitor') && cmd.includes(dir)) return Number(p);
+    } catch { /* gone */ }
+  }
+  return undefined;
+}
+
 /** Lets a monitor that waits on collect.fifo exit (tries for up to 2 s). */
 async function releaseMonitor(dir: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
@@ -130,6 +142,14 @@ export class Containers {
   async restore(recs: ContainerRecord[]): Promise<void> {
     for (const r of recs) {
       this.recs.set(r.id, r);
+      // StartContainer does not wait for a durable write: runc's pid file is the record that
+      // a created container was started.
+      if (r.state === 'created' && existsSync(join(r.dir, 'pid'))) {
+        r.state = 'running';
+        r.pid = Number(readFileSync(join(r.dir, 'pid'), 'utf8').trim()) || undefined;
+        r.startedAt = Math.round(statSync(join(r.dir, 'pid')).mtimeMs * 1e6);
+        if (!r.monitorPid) r.monitorPid = findMonitor(r.dir);
+      }
       if (r.state !== 'running') continue;
       const fifos = ['stdout.fifo', 'stderr.fifo'].map((f) => join(r.dir, f));
       if (!fifos.every((f) => existsSync(f))) { await this.finalize(r); continue; }
@@ -332,7 +352,9 @@ export class Containers {
     // have finished by now, so take the file's time rather than ours.
     rec.startedAt = Math.min(Number(nowNs()), Math.round(statSync(join(dir, 'pid')).mtimeMs * 1e6));
     this.attach(rec, fds);
-    await this.state.saveContainer(rec);
+    // Recorded without waiting for the disk: after a crash, the pid file runc wrote says the
+    // container was started (see restore). The write still happens, in the background.
+    this.state.saveContainer(rec).catch(() => {});
     if (process.env['SHOAL_TRACE']) process.stderr.write(`start ${rec.id.slice(0, 8)}: pid file after ${(tr1 - tr0).toFixed(1)} ms, total ${(performance.now() - tr0).toFixed(1)} ms\n`);
   }
 

@@ -62,8 +62,15 @@ export class StateStore {
     await writeFileDurable(join(s.dir, 'meta.json'), JSON.stringify(s));
   }
 
-  async saveContainer(c: ContainerRecord): Promise<void> {
-    await writeFileDurable(join(c.dir, 'meta.json'), JSON.stringify(c));
+  private readonly saving = new Map<string, Promise<void>>();
+
+  /** Saves are serialised per container, each writing the record as it is when its turn comes. */
+  saveContainer(c: ContainerRecord): Promise<void> {
+    const prev = this.saving.get(c.id) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => (existsSync(c.dir) ? writeFileDurable(join(c.dir, 'meta.json'), JSON.stringify(c)) : undefined));
+    this.saving.set(c.id, next);
+    void next.finally(() => { if (this.saving.get(c.id) === next) this.saving.delete(c.id); }).catch(() => {});
+    return next;
   }
 
   private async loadAll<T>(kind: 'sandboxes' | 'containers'): Promise<T[]> {
