@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { existsSync, statfsSync, unlinkSync } from 'node:fs';
 import { loadProto } from '../proto/load.js';
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './container.js';
+import { DeadlineError } from './errors.js';
 import { execSync } from './exec.js';
 import { ImageInUseError, type ImageRecord } from './image-store.js';
 import { UnsafeLayerError } from './layer-unpack.js';
@@ -26,6 +27,7 @@ function grpcError(e: unknown): grpc.ServiceError {
   if (err instanceof NotFoundError) code = grpc.status.NOT_FOUND;
   else if (err instanceof PreconditionError || err instanceof ImageInUseError) code = grpc.status.FAILED_PRECONDITION;
   else if (err instanceof InvalidArgumentError || err instanceof UnsafeLayerError) code = grpc.status.INVALID_ARGUMENT;
+  else if (err instanceof DeadlineError) code = grpc.status.DEADLINE_EXCEEDED;
   else if (/not found/.test(err.message)) code = grpc.status.NOT_FOUND;
   return Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
 }
@@ -143,7 +145,7 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       if (c.state !== 'running') throw new PreconditionError(`ExecSync: container ${c.id} is not running`);
       if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('ExecSync: cmd is empty');
       const r = await execSync(rt.runc, c.id, req.cmd, Number(req.timeout ?? 0));
-      if (r.timedOut) throw Object.assign(new Error(`ExecSync: command timed out after ${req.timeout} s`), {});
+      if (r.timedOut) throw new DeadlineError(`ExecSync: command timed out after ${req.timeout} s`);
       return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),

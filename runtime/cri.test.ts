@@ -69,6 +69,12 @@ t.test('CRI runtime end to end', async (t) => {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
     }
+    const events = await new Promise<any>((resolve) => {
+      const st = (rt!.client as any).raw.GetContainerEvents({});
+      st.on('error', resolve);
+      st.on('end', () => resolve(null));
+    });
+    t.equal(code(events), 12, 'GetContainerEvents (a stream) answers UNIMPLEMENTED');
   });
 
   t.test('images: pull, list, status, fs info, hostile images refused', async (t) => {
@@ -130,6 +136,8 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(r.stdout.toString(), `${p.config.hostname}\n`);
     t.equal(r.stderr.toString(), 'to-err\n');
     t.equal(r.exit_code, 7);
+    const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);
+    t.equal(code(slow), 4, 'exec past its timeout: DEADLINE_EXCEEDED');
     const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });
     t.match(ps.stdout.toString(), /1 sleep/, 'own pid namespace: sleep is pid 1');
     const net = await c.rt.ExecSync({ container_id: id, cmd: ['cat', '/proc/net/dev'] });

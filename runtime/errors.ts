@@ -2,3 +2,4 @@
 export class NotFoundError extends Error {}
 export class PreconditionError extends Error {}
 export class InvalidArgumentError extends Error {}
+export class DeadlineError extends Error {}

@@ -8,6 +8,8 @@ export type Call = (req?: any) => Promise<any>;
 export interface CriClient {
   rt: Record<string, Call>;
   img: Record<string, Call>;
+  /** The generated RuntimeService client, for streaming calls. */
+  raw: any;
   close(): void;
 }
 
@@ -22,5 +24,5 @@ export function criClient(socketPath: string): CriClient {
       client[name](req, { deadline: Date.now() + 120_000 }, (err: Error | null, res: any) => (err ? reject(err) : resolve(res)));
     }),
   });
-  return { rt: wrap(rs), img: wrap(is), close: () => { rs.close(); is.close(); } };
+  return { rt: wrap(rs), img: wrap(is), raw: rs, close: () => { rs.close(); is.close(); } };
 }
