@@ -88,7 +88,8 @@ async function run(argv: string[]): Promise<string> {
   switch (cmd) {
     case 'init': {
       const exp = one('cert-expiry');
-      const r = await call(localClient(t), 'Init', { cert_expiry_seconds: exp ? duration(exp) : 0 });
+      const seconds = exp ? duration(exp) : 0;
+      const r = await call(localClient(t), 'Init', { cert_expiry_seconds: seconds });
       if (json) return out({ nodeId: r.node_id, clusterId: r.cluster_id, addr: r.addr, workerToken: r.worker_token, managerToken: r.manager_token });
       return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\nTo add a worker to this cluster, run:\n\n    shoal join --token ${r.worker_token} ${r.addr}\n\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
     }
@@ -140,28 +141,30 @@ async function run(argv: string[]): Promise<string> {
 }
 
 async function node(t: Target, sub: string | undefined, rest: string[], p: Parsed, json: boolean, out: (v: unknown) => string): Promise<string> {
-  const c = controlClient(t);
+  // Connect only once the arguments are known to be valid.
+  let cl: ReturnType<typeof controlClient> | undefined;
+  const c = () => (cl ??= controlClient(t));
   const need = () => {
     if (rest.length === 0) throw new CliError(`usage: shoal node ${sub} NODE...`, 2);
     return rest;
   };
   switch (sub) {
     case 'ls': {
-      const r = await call(c, 'ListNodes', {});
+      const r = await call(c(), 'ListNodes', {});
       const nodes = (r.nodes ?? []).map(nodeJson);
       if (json) return out(nodes);
       return table(['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDR'], nodes.map((n: any) => [n.id, n.hostname, n.role + (n.desiredRole !== n.role ? `->${n.desiredRole}` : ''), n.status, n.availability, n.managerStatus ? (n.managerStatus.leader ? 'Leader' : n.managerStatus.voter ? 'Reachable'.replace('Reachable', n.managerStatus.reachability === 'reachable' ? 'Reachable' : 'Unreachable') : 'Learner') : '', n.addr]));
     }
     case 'inspect': {
       const list = [];
-      for (const id of need()) list.push(nodeJson(await call(c, 'GetNode', { id })));
+      for (const id of need()) list.push(nodeJson(await call(c(), 'GetNode', { id })));
       return out(list.length === 1 && !json ? list[0] : list);
     }
     case 'promote':
     case 'demote': {
       const done = [];
       for (const id of need()) {
-        const n = nodeJson(await call(c, sub === 'promote' ? 'PromoteNode' : 'DemoteNode', { id }));
+        const n = nodeJson(await call(c(), sub === 'promote' ? 'PromoteNode' : 'DemoteNode', { id }));
         done.push(n);
       }
       if (json) return out(done);
@@ -169,7 +172,7 @@ async function node(t: Target, sub: string | undefined, rest: string[], p: Parse
     }
     case 'rm': {
       const force = p.flags.get('force')?.at(-1) === 'true';
-      for (const id of need()) await call(c, 'RemoveNode', { id, force });
+      for (const id of need()) await call(c(), 'RemoveNode', { id, force });
       return json ? out({ removed: rest }) : rest.map((id) => `Removed ${id}.\n`).join('');
     }
     case 'update': {
@@ -182,7 +185,7 @@ async function node(t: Target, sub: string | undefined, rest: string[], p: Parse
       }
       const req = { id, availability: p.flags.get('availability')?.at(-1) ?? '', label_add, label_rm: p.flags.get('label-rm') ?? [] };
       if (!req.availability && Object.keys(label_add).length === 0 && req.label_rm.length === 0) throw new CliError('node update: give --availability, --label-add or --label-rm', 2);
-      const n = nodeJson(await call(c, 'UpdateNode', req));
+      const n = nodeJson(await call(c(), 'UpdateNode', req));
       return json ? out(n) : `Updated ${n.hostname} (${n.id}).\n`;
     }
     default:
