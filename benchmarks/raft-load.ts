@@ -54,6 +54,8 @@ async function main(): Promise<void> {
   let ops = 0;
   const key = () => 'k' + String(Math.floor(Math.random() * KEYSPACE)).padStart(15, '0');
   await new Promise((r) => setTimeout(r, Math.max(0, START - Date.now())));
+  let cpu0 = process.cpuUsage();
+  setTimeout(() => (cpu0 = process.cpuUsage()), Math.max(0, MEASURE_FROM - Date.now()));
   const loop = async () => {
     while (Date.now() < MEASURE_TO) {
       const t0 = performance.now();
@@ -75,7 +77,9 @@ async function main(): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: CLIENTS }, loop));
-  process.stdout.write(JSON.stringify({ gen: Number(genS), ops, errors, lat: lat.map((x) => Math.round(x * 1000) / 1000) }) + '\n');
+  const cpu = process.cpuUsage(cpu0);
+  // cpuMs: this generator's CPU time (user + system) from the start of the measurement window.
+  process.stdout.write(JSON.stringify({ gen: Number(genS), ops, errors, cpuMs: (cpu.user + cpu.system) / 1000, lat: lat.map((x) => Math.round(x * 1000) / 1000) }) + '\n');
   process.exit(0);
 }
 

@@ -16,8 +16,8 @@
 //   raft-vs-etcd C=<C>: shoal <w> w/s p99 <ms> ms, etcd <w> w/s p99 <ms> ms, ratio <x>
 // Then shoal is filled with --memory-objects objects of 1 KiB and each manager's RSS is printed.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -94,19 +94,33 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/** CPU time (user + system) of a process so far, ms, from /proc (clock ticks of 10 ms). */
+function cpuMsOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) * 10; // utime, stime (fields 14, 15)
+  } catch {
+    return 0;
+  }
+}
+
+const etcdProcs: ChildProcess[] = [];
+
 async function startEtcd(dir: string): Promise<string[]> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: install Debian's etcd-server package`);
   const ports = await freePorts(6);
   const peer = (i: number) => `http://127.0.0.1:${ports[3 + i]}`;
   const cluster = [0, 1, 2].map((i) => `e${i}=${peer(i)}`).join(',');
   for (const i of [0, 1, 2]) {
-    start(ETCD, [
+    etcdProcs.push(start(ETCD, [
       '--name', `e${i}`, '--data-dir', join(dir, `etcd${i}`),
       '--listen-client-urls', `http://127.0.0.1:${ports[i]}`, '--advertise-client-urls', `http://127.0.0.1:${ports[i]}`,
       '--listen-peer-urls', peer(i), '--initial-advertise-peer-urls', peer(i),
       '--initial-cluster', cluster, '--initial-cluster-state', 'new', '--initial-cluster-token', `bench-${process.pid}`,
       '--log-level', 'error', '--logger', 'zap',
-    ], `etcd e${i}`);
+    ], `etcd e${i}`));
   }
   return [0, 1, 2].map((i) => `127.0.0.1:${ports[i]}`);
 }
@@ -123,11 +137,16 @@ async function startShoal(dir: string): Promise<{ apis: string[]; procs: ChildPr
   return { apis: [1, 2, 3].map((i) => `127.0.0.1:${ports[2 + i]}`), procs };
 }
 
-interface GenResult { ops: number; errors: number; lat: number[] }
+interface GenResult { ops: number; errors: number; cpuMs?: number; lat: number[] }
+interface LoadResult { wps: number; p50: number; p99: number; errors: number; serverCpuMs: number; genCpuMs: number }
 
-async function runLoad(system: 'etcd' | 'shoal', endpoints: string[], clients: number, o: Opts): Promise<{ wps: number; p50: number; p99: number; errors: number }> {
+async function runLoad(system: 'etcd' | 'shoal', endpoints: string[], clients: number, o: Opts, servers: ChildProcess[] = []): Promise<LoadResult> {
   const gens = Math.min(clients, o.generators ?? Math.min(4, Math.max(2, Math.ceil(clients / 32))));
   const startAt = Date.now() + 500;
+  // The servers' CPU time over the measurement window (diagnostic: CPU cost per write).
+  const serverCpu = () => servers.reduce((t, p) => t + cpuMsOf(p.pid), 0);
+  let cpu0 = 0;
+  const cpuTimer = setTimeout(() => (cpu0 = serverCpu()), startAt + o.warmup * 1000 - Date.now());
   const per = Array.from({ length: gens }, (_, g) => Math.floor(clients / gens) + (g < clients % gens ? 1 : 0));
   const results = await Promise.all(per.map((c, g) => new Promise<GenResult>((resolve, reject) => {
     const p = start(process.execPath, [join(here, 'raft-load.js'), system, endpoints.join(','), String(c), String(startAt), String(o.warmup), String(o.seconds), String(g)], `generator ${g}`);
@@ -135,10 +154,12 @@ async function runLoad(system: 'etcd' | 'shoal', endpoints: string[], clients: n
     p.stdout!.on('data', (d) => (out += d));
     p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as GenResult) : reject(new Error(`generator ${g} failed (${code})`))));
   })));
+  clearTimeout(cpuTimer);
+  const serverCpuMs = serverCpu() - cpu0;
   const lat = results.flatMap((r) => r.lat).sort((a, b) => a - b);
   const ops = results.reduce((s, r) => s + r.ops, 0);
   const q = (p: number) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]! : NaN);
-  return { wps: ops / o.seconds, p50: q(0.5), p99: q(0.99), errors: results.reduce((s, r) => s + r.errors, 0) };
+  return { wps: ops / o.seconds, p50: q(0.5), p99: q(0.99), errors: results.reduce((s, r) => s + r.errors, 0), serverCpuMs, genCpuMs: results.reduce((s, r) => s + (r.cpuMs ?? 0), 0) };
 }
 
 const median = (xs: number[]) => {
@@ -237,14 +258,15 @@ async function main(): Promise<void> {
     const lines: string[] = [];
     const finals: string[] = [];
     for (const C of o.clients) {
-      const res: Record<'etcd' | 'shoal', { wps: number; p50: number; p99: number; errors: number }[]> = { etcd: [], shoal: [] };
+      const res: Record<'etcd' | 'shoal', LoadResult[]> = { etcd: [], shoal: [] };
       for (let r = 0; r < o.rounds; r++) {
         for (const sys of (r % 2 === 0 ? ['etcd', 'shoal'] : ['shoal', 'etcd']) as ('etcd' | 'shoal')[]) {
           const all = sys === 'etcd' ? etcd : shoal.apis;
           const targets = o.target === 'all' ? all : [await leaderOf(sys, all)];
-          const x = await runLoad(sys, targets, C, o);
+          const x = await runLoad(sys, targets, C, o, sys === 'etcd' ? etcdProcs : shoal.procs);
           res[sys].push(x);
-          console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}`);
+          const n = Math.max(1, x.wps * o.seconds);
+          console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}; CPU per write: servers ${(x.serverCpuMs / n).toFixed(3)} ms, generators ${(x.genCpuMs / n).toFixed(3)} ms; load ${loadavg()[0]!.toFixed(1)}`);
         }
       }
       const m = (s: 'etcd' | 'shoal') => ({ wps: median(res[s].map((x) => x.wps)), p50: median(res[s].map((x) => x.p50)), p99: median(res[s].map((x) => x.p99)) });

@@ -77,7 +77,25 @@ async function main(): Promise<void> {
   const args = parse(process.argv.slice(2));
   mkdirSync(args.data, { recursive: true });
   const log = (m: string) => process.stderr.write(`[manager ${args.id}] ${new Date().toISOString()} ${m}\n`);
-  const storage = await DiskStorage.open(args.data, { logger: { info: log, warn: log } });
+  // SHOAL_RAFT_TRACE=1: one line a second with the WAL's write and fdatasync times (profiling).
+  const sync = { n: 0, writeMs: 0, syncMs: 0, bytes: 0 };
+  const storage = await DiskStorage.open(args.data, {
+    logger: { info: log, warn: log },
+    onSync: process.env.SHOAL_RAFT_TRACE
+      ? (i) => {
+          sync.n++;
+          sync.writeMs += i.writeMs;
+          sync.syncMs += i.syncMs;
+          sync.bytes += i.bytes;
+        }
+      : undefined,
+  });
+  if (process.env.SHOAL_RAFT_TRACE) {
+    setInterval(() => {
+      if (sync.n > 0) log(`trace: wal records ${sync.n} write ms avg ${(sync.writeMs / sync.n).toFixed(2)} fdatasync ms avg ${(sync.syncMs / sync.n).toFixed(2)} bytes ${sync.bytes}`);
+      Object.assign(sync, { n: 0, writeMs: 0, syncMs: 0, bytes: 0 });
+    }, 1000).unref();
+  }
   if (!args.join) {
     const fresh = await ReplicatedNode.bootstrap(storage, [...args.peers.keys()]);
     if (fresh) log(`bootstrapped a new raft group with voters ${[...args.peers.keys()].join(',')}`);

@@ -163,6 +163,16 @@ export interface DroppedProposal {
  *  3. only then send `messagesAfterPersist` (vote grants, append acks, ...);
  *  4. apply `snapshot` and then `committedEntries` to the state machine;
  *  5. call `advance()`.
+ *
+ * Relaxation (as etcd's server does): `committedEntries` may be applied, and their clients
+ * answered, as soon as the Ready is received, concurrently with step 2. They are committed, so
+ * they are already on a quorum of fsynced disks (the leader counts its own ack only after
+ * `advance()`), and a crash rebuilds the state machine from snapshot + log. This holds for the
+ * entries, `readStates` and dropped proposals/reads only: a received `snapshot` must be persisted
+ * before it is applied (the core hands out no committed entries alongside one), and
+ * `messagesAfterPersist` still wait for the fsync; `advance()` still comes after everything.
+ * A host that applies early must not make applied state durable on its own ahead of the log
+ * (e.g. a snapshot of applied state at an index the local log does not hold durably yet).
  */
 export interface Ready {
   softState?: SoftState;

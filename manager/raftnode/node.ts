@@ -1,8 +1,11 @@
 // The replicated store node: drives the pure raft core (RawNode) with the on-disk storage, the
-// gRPC transport and the object store. One Ready at a time, handled exactly per its contract:
-// send `messages`; persist (one fsync); send `messagesAfterPersist`; apply; advance. Proposals
-// that arrive while a save is in flight simply wait in the core and go out together in the next
-// Ready, which is what batches writes under load (group commit).
+// gRPC transport and the object store. One Ready at a time, handled per its contract: send
+// `messages`; apply `committedEntries` (answering their clients) while the save runs, as etcd
+// does: they are already on a quorum of fsynced disks and the store is rebuilt from snapshot +
+// log after a crash; persist (one fsync); send `messagesAfterPersist`; apply a received snapshot
+// (only once it is durable); advance. Proposals made while a Ready is in progress are collected
+// and stepped into the core as one MsgProp at the start of the next iteration, so a burst of
+// writes becomes one log append, one MsgApp per follower and one fsync (group commit).
 import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { RawNode, decodeConfChange, type CoreReady } from '../../raft/core/index.js';
@@ -11,6 +14,7 @@ import {
   ConfChangeTransition,
   ConfChangeType,
   EntryType,
+  MessageType,
   Role,
   type ConfChange,
   type ConfState,
@@ -62,7 +66,8 @@ export interface NodeOptions {
 interface Pending {
   resolve(r: TxnResult & { ok: true }): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which the caller is told the outcome is unknown (swept each tick). */
+  deadline: number;
   /** The leader when it was proposed: if leadership moves, the proposal may have been lost. */
   lead: NodeId;
 }
@@ -96,7 +101,10 @@ export class ReplicatedNode {
   private confChangedSinceSnapshot = false;
   private reqSeq = 0;
   private readonly reqPrefix = randomBytes(6).toString('base64url');
+  /** Waiting proposals, in proposal order, hence also in deadline order (one fixed timeout). */
   private readonly pending = new Map<string, Pending>();
+  /** Proposals not yet stepped into the core (see flushProposals). */
+  private propBatch: Entry[] = [];
   private readonly pendingConf = new Map<string, PendingConf>();
   private readonly applyWaiters: { index: number; resolve(): void }[] = [];
   // ReadIndex: reads waiting for the next round, and the round in flight.
@@ -183,6 +191,7 @@ export class ReplicatedNode {
     this.ticker = setInterval(() => {
       if (this.stopped) return;
       this.node.tick();
+      this.expireProposals();
       this.kick();
     }, this.o.tickMs);
     this.kick();
@@ -251,13 +260,41 @@ export class ReplicatedNode {
 
   private async run(): Promise<void> {
     try {
-      while (!this.stopped && this.node.hasReady()) await this.handle(this.node.ready());
+      for (;;) {
+        if (this.stopped) break;
+        // Everything proposed since the last iteration goes into this Ready, as one append.
+        this.flushProposals();
+        if (!this.node.hasReady()) break;
+        await this.handle(this.node.ready());
+      }
     } catch (e) {
       this.die(e as Error);
     } finally {
       this.running = false;
     }
-    if (!this.stopped && this.node.hasReady()) this.kick();
+    if (!this.stopped && (this.propBatch.length > 0 || this.node.hasReady())) this.kick();
+  }
+
+  /**
+   * Steps the collected proposals into the core as one MsgProp (the message a follower forwards
+   * to its leader, which may carry many entries): the leader appends them together and sends one
+   * MsgApp per follower instead of one per proposal; a follower forwards them in one message.
+   */
+  private flushProposals(): void {
+    if (this.propBatch.length === 0) return;
+    const entries = this.propBatch;
+    this.propBatch = [];
+    this.node.step({ type: MessageType.Prop, to: this.id, from: this.id, term: 0, logTerm: 0, index: 0, entries, commit: 0, reject: false, rejectHint: 0 });
+  }
+
+  /** Rejects the proposals whose time is up (checked every tick rather than a timer each). */
+  private expireProposals(): void {
+    const now = performance.now();
+    for (const [k, p] of this.pending) {
+      if (p.deadline > now) break;
+      this.pending.delete(k);
+      p.reject(new UnknownOutcomeError(`not applied within ${this.o.proposalTimeoutMs} ms`));
+    }
   }
 
   private async handle(rd: CoreReady): Promise<void> {
@@ -265,7 +302,14 @@ export class ReplicatedNode {
     if (rd.softState) this.setSoftState(rd.softState.lead, rd.softState.role);
     // 1. messages that do not depend on this batch being durable
     if (rd.messages.length > 0) this.transport.send(rd.messages);
-    // 2. persist, one fsync
+    // 2. committed entries, while this Ready's own entries are written: they are committed, so
+    // on a quorum of fsynced disks already, and this store lives in memory (a crash rebuilds it
+    // from snapshot + log), so nothing depends on our copy being durable first. A Ready with a
+    // received snapshot is the exception: the snapshot is applied only once it is durable (the
+    // core hands out no committed entries alongside it, and these would follow it anyway).
+    const applyNow = !rd.snapshot;
+    if (applyNow) this.applyReady(rd);
+    // 3. persist, one fsync
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       this.metrics.entries += rd.entries.length;
       const t0 = performance.now();
@@ -274,15 +318,12 @@ export class ReplicatedNode {
       this.metrics.saveMs += performance.now() - t0;
     }
     if (this.stopped) return;
-    // 3. messages that promise durability (votes, append acks)
+    // 4. messages that promise durability (votes, append acks)
     if (rd.messagesAfterPersist.length > 0) this.transport.send(rd.messagesAfterPersist);
-    // 4. apply
-    if (rd.snapshot && rd.snapshot.meta.index > this.store.applied) this.applySnapshot(rd.snapshot);
-    for (const e of rd.committedEntries) this.applyEntry(e);
-    for (const rs of rd.readStates) this.readStateArrived(rs.index, Buffer.from(rs.context).toString());
-    for (const d of rd.droppedProposals) this.proposalDropped(d.data, d.reason, d.leader);
-    for (const d of rd.droppedReads) this.readDropped(Buffer.from(d.context).toString(), d.reason, d.leader);
-    this.releaseApplyWaiters();
+    if (!applyNow) {
+      if (rd.snapshot && rd.snapshot.meta.index > this.store.applied) this.applySnapshot(rd.snapshot);
+      this.applyReady(rd);
+    }
     // 5. done
     this.node.advance();
     // Snapshot every snapshotEvery entries, and right after a membership change: a member added
@@ -293,6 +334,15 @@ export class ReplicatedNode {
     }
   }
 
+  /** Applies the committed entries (answering their clients) and hands out reads and drops. */
+  private applyReady(rd: CoreReady): void {
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) this.readStateArrived(rs.index, Buffer.from(rs.context).toString());
+    for (const d of rd.droppedProposals) this.proposalDropped(d.data, d.reason, d.leader);
+    for (const d of rd.droppedReads) this.readDropped(Buffer.from(d.context).toString(), d.reason, d.leader);
+    this.releaseApplyWaiters();
+  }
+
   private setSoftState(lead: NodeId, role: Role): void {
     this.lead = lead;
     this.role = role;
@@ -300,7 +350,6 @@ export class ReplicatedNode {
     // rather than at the timeout.
     for (const [k, p] of this.pending) {
       if (p.lead === lead) continue;
-      clearTimeout(p.timer);
       p.reject(new UnknownOutcomeError(`raft leadership moved from ${p.lead} to ${lead || 'none'} before the write was applied`));
       this.pending.delete(k);
     }
@@ -353,7 +402,6 @@ export class ReplicatedNode {
     const p = this.pending.get(r.reqId);
     if (!p) return;
     this.pending.delete(r.reqId);
-    clearTimeout(p.timer);
     if (r.result.ok) p.resolve(r.result);
     else p.reject(new ConflictError(r.result.conflict, r.result.version));
   }
@@ -366,7 +414,6 @@ export class ReplicatedNode {
         const p = this.pending.get(reqId);
         if (p) {
           this.pending.delete(reqId);
-          clearTimeout(p.timer);
           p.reject(new ProposalDroppedError(reason, leader));
         }
       }
@@ -413,13 +460,9 @@ export class ReplicatedNode {
     const reqId = this.newReqId();
     const data = encodeCommand({ reqId, ops });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(reqId);
-        reject(new UnknownOutcomeError(`not applied within ${this.o.proposalTimeoutMs} ms`));
-      }, this.o.proposalTimeoutMs);
-      this.pending.set(reqId, { resolve, reject, timer, lead: this.lead });
+      this.pending.set(reqId, { resolve, reject, deadline: performance.now() + this.o.proposalTimeoutMs, lead: this.lead });
       this.metrics.proposals++;
-      this.node.propose(data);
+      this.propBatch.push({ term: 0, index: 0, type: EntryType.Normal, data });
       this.kick();
     });
   }
@@ -533,11 +576,9 @@ export class ReplicatedNode {
     this.stopped = true;
     clearInterval(this.ticker);
     const err = new StoppedError();
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
+    for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    this.propBatch = [];
     for (const p of this.pendingConf.values()) {
       clearTimeout(p.timer);
       p.reject(err);
