@@ -127,10 +127,17 @@ export interface Tunables {
   checkQuorum: boolean;
   maxSizePerMsg: number;
   maxInflightMsgs: number;
+  maxUncommittedBytes: number;
+  disableProposalForwarding: boolean;
 }
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+
+function extraTunables(seed: number): Pick<Tunables, 'maxUncommittedBytes' | 'disableProposalForwarding'> {
+  const x = new Prng((seed ^ 0x5bd1e995) >>> 0);
+  return { maxUncommittedBytes: x.pick([0, 0, 0, 300, 2000]), disableProposalForwarding: x.chance(0.2) };
+}
 
 export class Simulation {
   private readonly rng: Prng;
@@ -185,6 +192,8 @@ export class Simulation {
       checkQuorum: r.chance(0.75),
       maxSizePerMsg: r.pick([64, 256, 4096, 1024 * 1024]),
       maxInflightMsgs: r.pick([1, 4, 64, 256]),
+      // Drawn from their own stream so that adding them left every other draw of a seed as it was.
+      ...extraTunables(opts.seed),
       ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
@@ -215,7 +224,8 @@ export class Simulation {
     this.q.at(100 + this.faultRng.float() * 400, { k: 'operator' });
     this.log(
       `seed ${opts.seed}: ${this.churn ? 'leader-churn' : 'mixed'} faults, ${n} voters, electionTick ${this.tun.electionTick}, preVote ${this.tun.preVote}, checkQuorum ${this.tun.checkQuorum}, ` +
-        `maxSizePerMsg ${this.tun.maxSizePerMsg}, maxInflight ${this.tun.maxInflightMsgs}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}`,
+        `maxSizePerMsg ${this.tun.maxSizePerMsg}, maxInflight ${this.tun.maxInflightMsgs}, maxUncommittedBytes ${this.tun.maxUncommittedBytes}, ` +
+        `proposal forwarding ${this.tun.disableProposalForwarding ? 'off' : 'on'}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}`,
     );
   }
 
