@@ -15,6 +15,14 @@ export function cgroupVersion(): 1 | 2 {
   return version;
 }
 
+/**
+ * Whether a swap limit can be set. On v1 without swap accounting (no memsw files) runc
+ * refuses one; on v2 runc ignores a zero swap limit where swap is not accounted.
+ */
+export function swapLimitSupported(): boolean {
+  return cgroupVersion() === 2 || existsSync(join(CG, 'memory', 'memory.memsw.limit_in_bytes'));
+}
+
 function v1(controller: string, path: string, file: string): string {
   return join(CG, controller, path, file);
 }

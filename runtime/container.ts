@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { constants as fsc, type FSWatcher, existsSync, readdirSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix } from 'node:path';
-import { cgroupVersion, oomKillCount } from './cgroups.js';
+import { cgroupVersion, oomKillCount, swapLimitSupported } from './cgroups.js';
 import type { ImageRecord, ImageStore } from './image-store.js';
 import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, mergeEnv, processArgs, type OciMount } from './oci-spec.js';
@@ -488,7 +488,7 @@ export class Containers {
     const pidsMax = res.unified?.['pids.max'];
     if (pidsMax !== undefined && !/^\d+$/.test(pidsMax)) throw new InvalidArgumentError(`UpdateContainerResources: unified pids.max ${JSON.stringify(pidsMax)} must be a positive integer`);
     const oci: Record<string, unknown> = {};
-    if (res.memory_limit_in_bytes) oci['memory'] = { limit: res.memory_limit_in_bytes, swap: res.memory_swap_limit_in_bytes || res.memory_limit_in_bytes };
+    if (res.memory_limit_in_bytes) oci['memory'] = { limit: res.memory_limit_in_bytes, ...(swapLimitSupported() ? { swap: res.memory_swap_limit_in_bytes || res.memory_limit_in_bytes } : {}) };
     const cpu: Record<string, unknown> = {};
     if (res.cpu_shares) cpu['shares'] = res.cpu_shares;
     if (res.cpu_quota) cpu['quota'] = res.cpu_quota;

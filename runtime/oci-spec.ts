@@ -3,6 +3,7 @@
 // limits. oomScoreAdj is never set: no process here may ask for a negative value.
 import { readFileSync } from 'node:fs';
 import type { ImageConfig } from './image-store.js';
+import { swapLimitSupported } from './cgroups.js';
 
 let nofile: number | undefined;
 /** Our own hard RLIMIT_NOFILE: raising it needs CAP_SYS_RESOURCE, which we may not have. */
@@ -97,7 +98,8 @@ export function buildSpec(i: SpecInput): object {
   const resources: Record<string, unknown> = {
     devices: [{ allow: i.privileged, access: 'rwm' }],
   };
-  if (res.memoryLimit) resources['memory'] = { limit: res.memoryLimit, swap: res.memorySwap ?? res.memoryLimit };
+  // Swap = limit (no swap beyond the memory limit), as docker's default, where it can be set.
+  if (res.memoryLimit) resources['memory'] = { limit: res.memoryLimit, ...(swapLimitSupported() ? { swap: res.memorySwap ?? res.memoryLimit } : {}) };
   const cpu: Record<string, unknown> = {};
   if (res.cpuShares) cpu['shares'] = res.cpuShares;
   if (res.cpuQuota) cpu['quota'] = res.cpuQuota;
