@@ -18,7 +18,8 @@ import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, mergeEnv, processArgs, type OciMount } from './oci-spec.js';
 import { runCommand } from './run-command.js';
 import type { Runc } from './runc.js';
-import { newId } from './sandbox.js';
+import { isMountpoint, newId } from './sandbox.js';
+import { writeFileDurable } from './content-store.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
@@ -150,6 +151,7 @@ export class Containers {
         r.startedAt = Math.round(statSync(join(r.dir, 'pid')).mtimeMs * 1e6);
         if (!r.monitorPid) r.monitorPid = findMonitor(r.dir);
       }
+      if (r.state === 'created') await this.remount(r);
       if (r.state !== 'running') continue;
       const fifos = ['stdout.fifo', 'stderr.fifo'].map((f) => join(r.dir, f));
       if (!fifos.every((f) => existsSync(f))) { await this.finalize(r); continue; }
@@ -174,6 +176,19 @@ export class Containers {
     }
   }
 
+  /** A created container's root is mounted again if it is not (after a reboot). */
+  private async remount(r: ContainerRecord): Promise<void> {
+    const rootfs = join(r.dir, 'rootfs');
+    if (isMountpoint(rootfs)) return;
+    const img = this.images.find(r.imageId);
+    if (!img) { r.state = 'unknown'; r.reason = 'ImageGone'; r.message = `image ${r.imageId} of this created container is gone`; return; }
+    await runCommand('mount', ['-t', 'overlay', 'overlay', '-o', this.overlayOptions(img, r.dir), rootfs]);
+  }
+
+  private overlayOptions(img: ImageRecord, dir: string): string {
+    return `lowerdir=${this.images.lowerDirs(img).join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
+  }
+
   async create(sb: SandboxRecord, config: CriObject): Promise<ContainerRecord> {
     const md = config?.metadata;
     if (!md?.name) throw new InvalidArgumentError('CreateContainer: config.metadata.name is required');
@@ -191,12 +206,12 @@ export class Containers {
     await Promise.all(['rootfs', 'upper', 'work'].map((d) => fsp.mkdir(join(dir, d))));
     let mounted = false;
     try {
-      const opts = `lowerdir=${this.images.lowerDirs(img).join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
+      const opts = this.overlayOptions(img, dir);
       await runCommand('sh', ['-c', 'mount -t overlay overlay -o "$1" "$2" && mkfifo -m 600 "$3" "$4" "$5"', 'sh', opts, rootfs, join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo'), join(dir, 'collect.fifo')]);
       mounted = true;
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
-      await Promise.all([fsp.writeFile(join(dir, 'config.json'), JSON.stringify(spec)), this.state.saveContainer(rec)]);
+      await Promise.all([writeFileDurable(join(dir, 'config.json'), JSON.stringify(spec)), this.state.saveContainer(rec)]);
       this.recs.set(id, rec);
       return rec;
     } catch (e) {

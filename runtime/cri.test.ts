@@ -3,6 +3,7 @@
 import t from 'tap';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { cleanupRoot } from './testing/cleanup.js';
 import { startRegistry, pushImage } from './testing/registry.js';
@@ -288,7 +289,13 @@ t.test('CRI runtime end to end', async (t) => {
     await c.rt.StartContainer({ container_id: keeps });
     await c.rt.StartContainer({ container_id: quits });
     await waitFor('before', async () => logLines('keeps').some((l) => l.content === 'before'));
+    const later = await container(p, 'later', { command: ['cat', '/layer2.txt'] });
+    const p2 = await pod();
+    const p2netns = JSON.parse((await c.rt.PodSandboxStatus({ pod_sandbox_id: p2.id, verbose: true })).info.info).netns;
     await rt!.kill('SIGKILL');
+    // As a reboot would: the created container's root and the second pod's netns unmounted.
+    execFileSync('umount', [join(root, 'containers', later, 'rootfs')]);
+    execFileSync('umount', [p2netns]);
     // While the runtime is down: one container prints, the other exits.
     // (through the host's view of each container's overlay root)
     writeFileSync(join(root, 'containers', keeps, 'rootfs', 'tmp', 'go'), '');
@@ -307,6 +314,11 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(r.stdout.toString(), 'still-here\n');
     await c.rt.StopContainer({ container_id: keeps, timeout: 0 });
     t.equal((await status(keeps)).exit_code, 137);
+    await c.rt.StartContainer({ container_id: later });
+    t.equal((await exited(later)).exit_code, 0, 'a created container whose root was unmounted gets it back');
+    await waitFor('later output', async () => logLines('later').some((l) => l.content === 'hello from layer 2'));
+    t.equal((await c.rt.PodSandboxStatus({ pod_sandbox_id: p2.id })).status.state, 1, 'a pod whose namespaces are gone is not ready');
+    await c.rt.RemovePodSandbox({ pod_sandbox_id: p2.id });
   });
 
   t.test('image removal is refused while used; sandbox stop and remove clean up', async (t) => {

@@ -6,7 +6,7 @@ import { Containers, NotFoundError, PreconditionError } from './container.js';
 import { ImageStore } from './image-store.js';
 import { RegistryClient } from './registry-client.js';
 import { Runc } from './runc.js';
-import { createSandbox, destroySandboxResources, prepareNsDir } from './sandbox.js';
+import { createSandbox, destroySandboxResources, isMountpoint, prepareNsDir } from './sandbox.js';
 import { StateStore, type CriObject, type SandboxRecord } from './state.js';
 import { forgetStats } from './stats.js';
 
@@ -37,7 +37,14 @@ export class Runtime {
     await this.images.init();
     await this.state.init();
     this.nsDir = await prepareNsDir(this.opts.root);
-    for (const s of await this.state.loadSandboxes()) this.sandboxes.set(s.id, s);
+    for (const s of await this.state.loadSandboxes()) {
+      this.sandboxes.set(s.id, s);
+      // After a reboot the namespace files are plain files again: the pod cannot be used.
+      if (s.state === 'ready' && [s.netns, s.ipcns, s.utsns].some((f) => f && !isMountpoint(f))) {
+        s.state = 'notready';
+        await this.state.saveSandbox(s);
+      }
+    }
     await this.containers.restore(await this.state.loadContainers());
   }
 

@@ -18,7 +18,7 @@ export function newId(): string {
   return randomBytes(32).toString('hex');
 }
 
-function isMountpoint(p: string): boolean {
+export function isMountpoint(p: string): boolean {
   const mi = readFileSync('/proc/self/mountinfo', 'utf8');
   return mi.split('\n').some((l) => l.split(' ')[4] === p);
 }
