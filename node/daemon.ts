@@ -237,6 +237,10 @@ export class Daemon {
         return [...l.filter((a) => a !== this.o.advertise), ...l.filter((a) => a === this.o.advertise)];
       },
       onSession: (s, m) => this.onSession(s, m),
+      store: {
+        load: () => this.state.readJson<[string, unknown][]>('assignments.json', []),
+        save: (tasks) => this.state.writeJson('assignments.json', tasks),
+      },
       log: (m) => this.log(m),
     });
     this.agent.start();

@@ -65,7 +65,7 @@ export class StateDir {
   /** Forget the cluster (after leave): identity, raft data, managers, gossip key. */
   wipe(): void {
     rmSync(this.path('identity', 'node.json'), { force: true });
-    for (const p of ['identity', 'raft', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json']) rmSync(this.path(p), { recursive: true, force: true });
+    for (const p of ['identity', 'raft', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json', 'assignments.json']) rmSync(this.path(p), { recursive: true, force: true });
   }
 
   readJson<T>(name: string, dflt: T): T {

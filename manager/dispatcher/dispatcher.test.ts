@@ -43,6 +43,8 @@ interface Running {
   addr: string;
 }
 const running = new Map<string, Running>();
+let saved: [string, unknown][] = [];
+const memoryStore = { load: () => saved, save: (x: [string, unknown][]) => void (saved = x) };
 const log = (m: string) => (process.env.SHOAL_TEST_LOG ? process.stderr.write(m + '\n') : undefined);
 
 for (const n of names) {
@@ -102,6 +104,7 @@ t.test('assignments: the full set first, then deltas; status batched and forward
     gossipAddr: () => '',
     managers: () => names.filter((n) => running.has(n)).map((n) => running.get(n)!.addr),
     onSession: (s, m) => sessions.push(`${s.sessionId}@${m}`),
+    store: memoryStore,
     log,
   });
   agent.start();
@@ -158,4 +161,8 @@ t.test("the agent's manager stops: it moves to another manager and keeps its ass
   agent!.report('t3', { state: 'running' });
   await waitFor('t3 running, written through the new manager', () => taskState('t3') === 'running');
   t.equal(taskState('t2'), 'running');
+  // A restarted agent starts from the saved assignments before any manager answers.
+  const again = new Agent({ tls: () => ids.get('w1')!, hostname: 'w1', addr: '', gossipAddr: () => '', managers: () => [], onSession: () => {}, store: memoryStore, log });
+  t.same([...again.tasks.keys()].sort(), ['t2', 't3'], 'assignments restored from the store');
+  again.stop();
 });

@@ -31,6 +31,8 @@ export interface AgentOptions {
   managers(): string[];
   onSession(s: SessionInfo, manager: string): void;
   onAssignments?(tasks: Map<string, unknown>): void;
+  /** Where assignments are kept across restarts (the state dir); loaded at construction. */
+  store?: { load(): [string, unknown][]; save(tasks: [string, unknown][]): void };
   log(m: string): void;
 }
 
@@ -55,7 +57,9 @@ export class Agent {
   private flushTimer?: NodeJS.Timeout;
   connected = false;
 
-  constructor(private readonly o: AgentOptions) {}
+  constructor(private readonly o: AgentOptions) {
+    for (const [id, task] of o.store?.load() ?? []) this.tasks.set(id, task);
+  }
 
   get manager(): string | undefined {
     return this.connected ? this.current : undefined;
@@ -180,6 +184,11 @@ export class Agent {
       for (const ch of m.changes ?? []) {
         if (ch.action === 'remove') this.tasks.delete(ch.task_id);
         else this.tasks.set(ch.task_id, JSON.parse(ch.task.toString('utf8')));
+      }
+      try {
+        this.o.store?.save([...this.tasks.entries()]);
+      } catch (e) {
+        this.o.log(`agent: saving assignments failed: ${(e as Error).message}`);
       }
       this.o.onAssignments?.(this.tasks);
     });
