@@ -151,6 +151,14 @@ export class Containers {
         r.startedAt = Math.round(statSync(join(r.dir, 'pid')).mtimeMs * 1e6);
         if (!r.monitorPid) r.monitorPid = findMonitor(r.dir);
       }
+      if (r.state === 'created' && existsSync(join(r.dir, 'exitcode'))) {
+        // The runtime went down while runc failed to start it: record that, free the monitor.
+        await releaseMonitor(r.dir);
+        r.state = 'exited'; r.exitCode = 128; r.reason = 'StartError';
+        r.message = this.runcError(r.dir) || 'runc exited before the container started';
+        r.finishedAt = Math.round(statSync(join(r.dir, 'exitcode')).mtimeMs * 1e6);
+        await this.state.saveContainer(r);
+      }
       if (r.state === 'created') await this.remount(r);
       if (r.state !== 'running') continue;
       const fifos = ['stdout.fifo', 'stderr.fifo'].map((f) => join(r.dir, f));
