@@ -14,8 +14,9 @@ export interface TlsIdentity {
 
 /** "Verify the client certificate if given" (Go's VerifyClientCertIfGiven), with hot certificate swap. */
 export class ServerTls extends grpc.ServerCredentials {
-  constructor(id: TlsIdentity) {
-    super({ requestCert: true, rejectUnauthorized: false }, ServerTls.ctx(id));
+  /** `requireClientCert`: refuse the TLS handshake without a CA-signed client certificate (raft). */
+  constructor(id: TlsIdentity, requireClientCert = false) {
+    super({ requestCert: true, rejectUnauthorized: requireClientCert }, ServerTls.ctx(id));
   }
 
   private static ctx(id: TlsIdentity): SecureContextOptions {
