@@ -148,6 +148,14 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       if (r.timedOut) throw new DeadlineError(`ExecSync: command timed out after ${req.timeout} s`);
       return { stdout: r.stdout, stderr: r.stderr, exit_code: r.exitCode };
     },
+    Exec: async (req) => {
+      const c = rt.containers.find(req.container_id);
+      if (c.state !== 'running') throw new PreconditionError(`Exec: container ${c.id} is not running`);
+      if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('Exec: cmd is empty');
+      if (req.tty) throw new InvalidArgumentError('Exec: tty is not supported by shoal-runtime; run without a terminal');
+      if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Exec: one of stdin, stdout and stderr must be set');
+      return { url: rt.streaming.execUrl({ containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr }) };
+    },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {
       const f = req.filter;

@@ -10,6 +10,7 @@ import { startRegistry, pushImage } from './testing/registry.js';
 import { startRuntime, type RuntimeProc } from './testing/runtime-proc.js';
 import { busyboxImage, hostileImages } from './testing/test-image.js';
 import { parseLine } from './logs.js';
+import { execStream } from './testing/ws-exec-client.js';
 import { cgroupVersion } from './cgroups.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -66,7 +67,7 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(v.runtime_api_version, 'v1');
     const s = await c.rt.Status({});
     t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
-    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Exec', { container_id: 'x', cmd: ['sh'] }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
+    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
     }
@@ -137,6 +138,20 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(r.stdout.toString(), `${p.config.hostname}\n`);
     t.equal(r.stderr.toString(), 'to-err\n');
     t.equal(r.exit_code, 7);
+    // Streaming exec over the URL Exec returns (WebSocket, Kubernetes channel protocol).
+    const ex = await c.rt.Exec({ container_id: id, cmd: ['sh', '-c', 'read line; echo "got $line"; echo warn >&2; cat; exit 4'], stdin: true, stdout: true, stderr: true });
+    t.match(ex.url, /^http:\/\/127\.0\.0\.1:\d+\/exec\/[a-f0-9]{32}$/, 'a loopback URL');
+    const res = await execStream(ex.url, { stdin: 'hello\nrest\n', closeStdin: true });
+    t.equal(res.protocol, 'v5.channel.k8s.io');
+    t.equal(res.stdout, 'got hello\nrest\n', 'stdin reached the command, stdout came back');
+    t.equal(res.stderr, 'warn\n');
+    t.same((res.status as any)?.details?.causes?.[0], { reason: 'ExitCode', message: '4' }, 'exit code on the status channel');
+    const again = await execStream(ex.url).catch((x: any) => x);
+    t.equal(again.statusCode, 404, 'an exec URL is single-use');
+    const ok = await execStream((await c.rt.Exec({ container_id: id, cmd: ['echo', 'v4'], stdout: true })).url, { protocol: 'v4.channel.k8s.io' });
+    t.same([ok.protocol, ok.stdout, (ok.status as any)?.status], ['v4.channel.k8s.io', 'v4\n', 'Success']);
+    const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true }).catch((x: any) => x);
+    t.equal(code(tty), 3, 'tty exec: INVALID_ARGUMENT');
     const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);
     t.equal(code(slow), 4, 'exec past its timeout: DEADLINE_EXCEEDED');
     const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });

@@ -9,6 +9,7 @@ import { Runc } from './runc.js';
 import { createSandbox, destroySandboxResources, isMountpoint, prepareNsDir } from './sandbox.js';
 import { StateStore, type CriObject, type SandboxRecord } from './state.js';
 import { forgetStats } from './stats.js';
+import { StreamingServer } from './streaming.js';
 
 export interface RuntimeOptions {
   root: string;
@@ -22,6 +23,7 @@ export class Runtime {
   readonly state: StateStore;
   readonly runc: Runc;
   readonly containers: Containers;
+  readonly streaming: StreamingServer;
   private readonly sandboxes = new Map<string, SandboxRecord>();
   private nsDir = '';
 
@@ -29,6 +31,7 @@ export class Runtime {
     this.images = new ImageStore(join(opts.root, 'images'), new RegistryClient({ insecure: opts.insecureRegistries }));
     this.state = new StateStore(opts.root);
     this.runc = new Runc(join(opts.root, 'runc'), opts.runcBin);
+    this.streaming = new StreamingServer(this.runc);
     this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0 });
   }
 
@@ -46,10 +49,12 @@ export class Runtime {
       }
     }
     await this.containers.restore(await this.state.loadContainers());
+    await this.streaming.start();
   }
 
   /** Stops reading container output; containers keep running (their monitors hold the pipes). */
   close(): void {
+    this.streaming.close();
     this.containers.detachAll();
   }
 

@@ -1,0 +1,92 @@
+// The streaming server behind CRI Exec: Exec answers a one-time URL on 127.0.0.1, and a client
+// that opens it as a WebSocket with the Kubernetes channel protocol (v5.channel.k8s.io or
+// v4.channel.k8s.io: each binary message starts with a channel byte, 0 stdin, 1 stdout,
+// 2 stderr, 3 status) runs the command in the container with `runc exec`. Without a TTY.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Runc } from './runc.js';
+import { acceptKey, encodeFrame, FrameReader, sendClose } from './websocket.js';
+
+interface ExecRequest { containerId: string; cmd: string[]; stdin: boolean; stdout: boolean; stderr: boolean; expires: number }
+
+const TOKEN_TTL_MS = 60_000;
+const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
+
+export class StreamingServer {
+  private server?: Server;
+  private port = 0;
+  private readonly pending = new Map<string, ExecRequest>();
+
+  constructor(private readonly runc: Runc) {}
+
+  async start(): Promise<void> {
+    this.server = createServer((_req, res) => { res.writeHead(400); res.end('use a WebSocket (v4.channel.k8s.io / v5.channel.k8s.io)\n'); });
+    this.server.on('upgrade', (req, sock) => this.upgrade(req, sock));
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+
+  close(): void { this.server?.close(); }
+
+  /** Registers an exec and returns its single-use URL. */
+  execUrl(r: Omit<ExecRequest, 'expires'>): string {
+    const now = Date.now();
+    for (const [k, v] of this.pending) if (v.expires < now) this.pending.delete(k);
+    const token = randomBytes(16).toString('hex');
+    this.pending.set(token, { ...r, expires: now + TOKEN_TTL_MS });
+    return `http://127.0.0.1:${this.port}/exec/${token}`;
+  }
+
+  private upgrade(req: IncomingMessage, sock: Duplex): void {
+    const fail = (code: number, msg: string) => { sock.end(`HTTP/1.1 ${code} ${msg}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${msg}\n`); };
+    const m = /^\/exec\/([a-f0-9]{32})$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+    const r = m ? this.pending.get(m[1]!) : undefined;
+    if (!r || r.expires < Date.now()) return fail(404, 'unknown or expired exec URL; call Exec again');
+    this.pending.delete(m![1]!);
+    const key = req.headers['sec-websocket-key'];
+    const offered = String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim());
+    const proto = PROTOCOLS.find((p) => offered.includes(p));
+    if (typeof key !== 'string' || !proto) return fail(400, `a WebSocket upgrade with protocol ${PROTOCOLS.join(' or ')} is required`);
+    sock.write(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Accept: ${acceptKey(key)}`, `Sec-WebSocket-Protocol: ${proto}`, '', ''].join('\r\n'));
+    this.run(r, sock, proto === 'v5.channel.k8s.io');
+  }
+
+  private run(r: ExecRequest, sock: Duplex, v5: boolean): void {
+    const send = (channel: number, data: Buffer) => { if (!sock.destroyed) sock.write(encodeFrame(2, Buffer.concat([Buffer.from([channel]), data]), false)); };
+    const child = spawn(this.runc.bin, this.runc.args('exec', r.containerId, ...r.cmd), { stdio: [r.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (b: Buffer) => { if (r.stdout) send(1, b); });
+    child.stderr!.on('data', (b: Buffer) => { if (r.stderr) send(2, b); });
+    child.stdin?.on('error', () => {});
+    const reader = new FrameReader((f) => {
+      if (f.opcode === 8) { child.stdin?.end(); sendClose(sock, false); return; }
+      if (f.opcode === 9) { if (!sock.destroyed) sock.write(encodeFrame(10, f.payload, false)); return; }
+      if (f.opcode !== 2 && f.opcode !== 1 || f.payload.length === 0) return;
+      const ch = f.payload[0]!;
+      if (ch === 0 && child.stdin) child.stdin.write(f.payload.subarray(1));
+      else if (v5 && ch === 255 && f.payload[1] === 0) child.stdin?.end(); // v5: close stdin
+    });
+    sock.on('data', (b: Buffer) => { try { reader.push(b); } catch { sock.destroy(); child.kill('SIGTERM'); } });
+    sock.on('close', () => { child.stdin?.end(); });
+    sock.on('error', () => {});
+    child.on('error', (e) => { send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: `cannot run runc exec: ${e.message}` }))); sendClose(sock, false); });
+    // As in ExecSync: leftover background processes may hold the pipes, so the command's own
+    // exit ends the session once buffered output had a moment to arrive.
+    child.on('exit', (code, signal) => {
+      let pending = 2;
+      const done = () => { if (--pending === 0) { clearTimeout(grace); finish(code ?? (signal ? 137 : 255)); } };
+      const grace = setTimeout(() => { pending = 1; child.stdout!.destroy(); child.stderr!.destroy(); done(); }, 200);
+      if (child.stdout!.readableEnded) done(); else child.stdout!.once('end', done);
+      if (child.stderr!.readableEnded) done(); else child.stderr!.once('end', done);
+    });
+    const finish = (code: number) => {
+      const status = code === 0
+        ? { metadata: {}, status: 'Success' }
+        : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
+      send(3, Buffer.from(JSON.stringify(status)));
+      sendClose(sock, false);
+    };
+  }
+}
