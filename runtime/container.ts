@@ -40,6 +40,8 @@ export interface ContainerOptions {
   defaultPidsLimit: number;
 }
 
+export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): void; exit(code: number): void }
+
 interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout }
 
 function readIdFile(rootfs: string, file: string): string[][] {
@@ -114,6 +116,7 @@ export class Containers {
   private readonly pumps = new Map<string, Pump>();
   private readonly exitWaiters = new Map<string, (() => void)[]>();
   private detaching = false;
+  private readonly listeners = new Map<string, Set<OutputListener>>();
 
   constructor(
     private readonly state: StateStore,
@@ -398,7 +401,10 @@ export class Containers {
     (['stdout', 'stderr'] as const).forEach((stream, i) => {
       const s = new Socket({ fd: fds[i]!, readable: true, writable: false });
       pump.sockets.push(s);
-      s.on('data', (b: Buffer) => log.write(stream, b));
+      s.on('data', (b: Buffer) => {
+        log.write(stream, b);
+        for (const l of this.listeners.get(rec.id) ?? []) l.data(stream, b);
+      });
       let done = false;
       const finish = () => {
         if (done || this.detaching) return;
@@ -464,6 +470,8 @@ export class Containers {
     }
     rec.state = 'exited';
     if (this.recs.has(rec.id)) await this.state.saveContainer(rec);
+    for (const l of this.listeners.get(rec.id) ?? []) l.exit(rec.exitCode);
+    this.listeners.delete(rec.id);
     for (const w of this.exitWaiters.get(rec.id) ?? []) w();
     this.exitWaiters.delete(rec.id);
   }
@@ -535,6 +543,16 @@ export class Containers {
     const pump = this.pumps.get(rec.id);
     if (rec.state !== 'running' || !pump) throw new PreconditionError(`ReopenContainerLog: container ${rec.id} is not running`);
     await pump.log.reopen();
+  }
+
+  /** Follows a running container's output from now on (Attach); returns the unsubscribe. */
+  follow(id: string, l: OutputListener): () => void {
+    const rec = this.find(id);
+    if (rec.state !== 'running' || !this.pumps.has(rec.id)) { l.exit(rec.exitCode); return () => {}; }
+    const set = this.listeners.get(rec.id) ?? new Set<OutputListener>();
+    set.add(l);
+    this.listeners.set(rec.id, set);
+    return () => { set.delete(l); };
   }
 
   /** Closes log readers without touching containers (runtime shutdown). */

@@ -154,7 +154,14 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('Exec: cmd is empty');
       if (req.tty) throw new InvalidArgumentError('Exec: tty is not supported by shoal-runtime; run without a terminal');
       if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Exec: one of stdin, stdout and stderr must be set');
-      return { url: rt.streaming.execUrl({ containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr }) };
+      return { url: rt.streaming.execUrl({ kind: 'exec', containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr }) };
+    },
+    Attach: async (req) => {
+      const c = rt.containers.find(req.container_id);
+      if (c.state !== 'running') throw new PreconditionError(`Attach: container ${c.id} is not running`);
+      if (req.stdin || req.tty) throw new InvalidArgumentError('Attach: containers here have no stdin or tty; attach with stdout/stderr only');
+      if (!req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdout and stderr must be set');
+      return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: false, stdout: !!req.stdout, stderr: !!req.stderr }) };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {

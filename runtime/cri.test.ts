@@ -67,7 +67,7 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(v.runtime_api_version, 'v1');
     const s = await c.rt.Status({});
     t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
-    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'Attach', { container_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
+    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
     }
@@ -150,6 +150,14 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(again.statusCode, 404, 'an exec URL is single-use');
     const ok = await execStream((await c.rt.Exec({ container_id: id, cmd: ['echo', 'v4'], stdout: true })).url, { protocol: 'v4.channel.k8s.io' });
     t.same([ok.protocol, ok.stdout, (ok.status as any)?.status], ['v4.channel.k8s.io', 'v4\n', 'Success']);
+    // Attach follows the live output of a running container until it exits.
+    const talker = await container(p, 'talker', { command: ['sh', '-c', 'while [ ! -e /tmp/go ]; do sleep 0.05; done; echo out-line; echo err-line >&2; exit 0'] });
+    await c.rt.StartContainer({ container_id: talker });
+    const at = await c.rt.Attach({ container_id: talker, stdout: true, stderr: true });
+    t.match(at.url, /\/attach\//);
+    // The server follows the output before it answers the upgrade, so nothing is missed.
+    const ar = await execStream(at.url, { onOpen: () => writeFileSync(join(root, 'containers', talker, 'rootfs', 'tmp', 'go'), '') });
+    t.same([ar.stdout, ar.stderr, (ar.status as any)?.status], ['out-line\n', 'err-line\n', 'Success'], 'attached output until the exit');
     const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true }).catch((x: any) => x);
     t.equal(code(tty), 3, 'tty exec: INVALID_ARGUMENT');
     const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);

@@ -31,8 +31,8 @@ export class Runtime {
     this.images = new ImageStore(join(opts.root, 'images'), new RegistryClient({ insecure: opts.insecureRegistries }));
     this.state = new StateStore(opts.root);
     this.runc = new Runc(join(opts.root, 'runc'), opts.runcBin);
-    this.streaming = new StreamingServer(this.runc);
     this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0 });
+    this.streaming = new StreamingServer(this.runc, this.containers);
   }
 
   async init(): Promise<void> {

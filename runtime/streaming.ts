@@ -7,9 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Runc } from './runc.js';
+import type { Containers } from './container.js';
 import { acceptKey, encodeFrame, FrameReader, sendClose } from './websocket.js';
 
-interface ExecRequest { containerId: string; cmd: string[]; stdin: boolean; stdout: boolean; stderr: boolean; expires: number }
+interface ExecRequest { kind: 'exec' | 'attach'; containerId: string; cmd: string[]; stdin: boolean; stdout: boolean; stderr: boolean; expires: number }
 
 const TOKEN_TTL_MS = 60_000;
 const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
@@ -19,7 +20,7 @@ export class StreamingServer {
   private port = 0;
   private readonly pending = new Map<string, ExecRequest>();
 
-  constructor(private readonly runc: Runc) {}
+  constructor(private readonly runc: Runc, private readonly containers: Containers) {}
 
   async start(): Promise<void> {
     this.server = createServer((_req, res) => { res.writeHead(400); res.end('use a WebSocket (v4.channel.k8s.io / v5.channel.k8s.io)\n'); });
@@ -36,12 +37,12 @@ export class StreamingServer {
     for (const [k, v] of this.pending) if (v.expires < now) this.pending.delete(k);
     const token = randomBytes(16).toString('hex');
     this.pending.set(token, { ...r, expires: now + TOKEN_TTL_MS });
-    return `http://127.0.0.1:${this.port}/exec/${token}`;
+    return `http://127.0.0.1:${this.port}/${r.kind}/${token}`;
   }
 
   private upgrade(req: IncomingMessage, sock: Duplex): void {
     const fail = (code: number, msg: string) => { sock.end(`HTTP/1.1 ${code} ${msg}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n${msg}\n`); };
-    const m = /^\/exec\/([a-f0-9]{32})$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+    const m = /^\/(?:exec|attach)\/([a-f0-9]{32})$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
     const r = m ? this.pending.get(m[1]!) : undefined;
     if (!r || r.expires < Date.now()) return fail(404, 'unknown or expired exec URL; call Exec again');
     this.pending.delete(m![1]!);
@@ -51,7 +52,21 @@ export class StreamingServer {
     if (typeof key !== 'string' || !proto) return fail(400, `a WebSocket upgrade with protocol ${PROTOCOLS.join(' or ')} is required`);
     sock.write(['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
       `Sec-WebSocket-Accept: ${acceptKey(key)}`, `Sec-WebSocket-Protocol: ${proto}`, '', ''].join('\r\n'));
-    this.run(r, sock, proto === 'v5.channel.k8s.io');
+    if (r.kind === 'attach') this.attach(r, sock);
+    else this.run(r, sock, proto === 'v5.channel.k8s.io');
+  }
+
+  /** Streams a running container's output until it exits or the client goes away. */
+  private attach(r: ExecRequest, sock: Duplex): void {
+    const send = (channel: number, data: Buffer) => { if (!sock.destroyed) sock.write(encodeFrame(2, Buffer.concat([Buffer.from([channel]), data]), false)); };
+    const stop = this.containers.follow(r.containerId, {
+      data: (stream, b) => { if (stream === 'stdout' ? r.stdout : r.stderr) send(stream === 'stdout' ? 1 : 2, b); },
+      exit: () => { send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Success' }))); sendClose(sock, false); },
+    });
+    const reader = new FrameReader((f) => { if (f.opcode === 8) { stop(); sendClose(sock, false); } });
+    sock.on('data', (b: Buffer) => { try { reader.push(b); } catch { sock.destroy(); } });
+    sock.on('close', stop);
+    sock.on('error', () => {});
   }
 
   private run(r: ExecRequest, sock: Duplex, v5: boolean): void {
