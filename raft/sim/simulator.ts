@@ -634,11 +634,12 @@ export class Simulation {
         }
       }
     } else {
-      // Pause a node's clock for a while (a GC pause / slow host): it keeps its state.
+      // Stall a node's clock for a while (a slow or overloaded host): its timers stop and its
+      // in-flight fsync is delayed; it still steps what arrives. It keeps all its state.
       const n = up.length ? r.pick(up) : null;
       if (n) {
         const pause = r.float() * n.tickMs * this.tun.electionTick * 2;
-        this.fault(`pause ${n.id} for ${pause.toFixed(0)}ms`);
+        this.fault(`stall ${n.id}'s clock and disk for ${pause.toFixed(0)}ms`);
         n.inc++; // cancels the pending tick; the node keeps running otherwise
         const inc = n.inc;
         this.q.after(pause, { k: 'tick', node: n.id, inc });
