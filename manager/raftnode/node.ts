@@ -105,6 +105,14 @@ export class ReplicatedNode {
   private readonly pending = new Map<string, Pending>();
   /** Proposals not yet stepped into the core (see flushProposals). */
   private propBatch: Entry[] = [];
+  /** The current term as last reported in a Ready's hard state. */
+  private term = 0;
+  /**
+   * The entries this node handed to storage while leader of `term`, from index `first` on (see
+   * applyCommittedEarly). A leader's log is append-only for its whole term, so these are its log.
+   */
+  private leaderLog?: { term: number; first: number; entries: Entry[] };
+  private earlyApplyQueued = false;
   private readonly pendingConf = new Map<string, PendingConf>();
   private readonly applyWaiters: { index: number; resolve(): void }[] = [];
   // ReadIndex: reads waiting for the next round, and the round in flight.
@@ -115,7 +123,7 @@ export class ReplicatedNode {
   onLeaderChange?: (lead: NodeId, role: Role) => void;
   /** Fires when the node stops on a fatal error (storage failure): the process should exit. */
   onFatal?: (e: Error) => void;
-  readonly metrics = { readies: 0, saves: 0, saveMs: 0, entries: 0, applied: 0, proposals: 0, snapshots: 0 };
+  readonly metrics = { readies: 0, saves: 0, saveMs: 0, entries: 0, applied: 0, appliedEarly: 0, proposals: 0, snapshots: 0 };
 
   constructor(opts: NodeOptions) {
     this.id = opts.id;
@@ -200,7 +208,7 @@ export class ReplicatedNode {
       const t = setInterval(() => {
         const m = this.metrics;
         const d = (k: keyof typeof m) => m[k] - last[k];
-        if (d('readies') > 0) this.log(`trace: readies ${d('readies')} saves ${d('saves')} save ms avg ${(d('saveMs') / Math.max(1, d('saves'))).toFixed(2)} entries ${d('entries')} applied ${d('applied')} proposals ${d('proposals')}`);
+        if (d('readies') > 0) this.log(`trace: readies ${d('readies')} saves ${d('saves')} save ms avg ${(d('saveMs') / Math.max(1, d('saves'))).toFixed(2)} entries ${d('entries')} applied ${d('applied')} proposals ${d('proposals')} early applies ${d('appliedEarly')}`);
         last = { ...m };
       }, 1000);
       t.unref();
@@ -249,7 +257,69 @@ export class ReplicatedNode {
       this.log(`raft: refused a message of type ${m.type} from ${m.from}: ${(e as Error).message}`);
       return;
     }
+    // An append ack may commit entries while a Ready is being persisted: apply them now rather
+    // than after that save (once per batch of messages: the microtask runs after the batch).
+    if (m.type === MessageType.AppResp && this.running && this.leaderLog && !this.earlyApplyQueued) {
+      this.earlyApplyQueued = true;
+      queueMicrotask(() => {
+        this.earlyApplyQueued = false;
+        this.applyCommittedEarly();
+      });
+    }
     this.kick();
+  }
+
+  /**
+   * Leader only: applies entries the core has committed (its commit index moved on an append ack)
+   * while a Ready is outstanding, so their clients are answered without waiting for that Ready's
+   * save and the next ready(). The core hands the same entries out again later as
+   * committedEntries; applyEntry skips what is applied. The entries come from leaderLog, i.e.
+   * from Readies handed out while leader in the same term as now: continuously leader of one term
+   * means the log was only appended to (no conflict truncation, no received snapshot), so those
+   * are exactly the committed entries at their indexes. A ConfChange entry stops the run (the
+   * core must see it applied in order, through the normal path).
+   */
+  private applyCommittedEarly(): void {
+    const ll = this.leaderLog;
+    if (this.stopped || !ll) return;
+    const st = this.node.status();
+    if (st.role !== Role.Leader || st.term !== ll.term) return;
+    let applied = false;
+    for (let i = this.store.applied + 1; i <= st.commit; i++) {
+      const e = ll.entries[i - ll.first];
+      if (!e || e.index !== i || e.type === EntryType.ConfChange) break;
+      this.applyEntry(e);
+      applied = true;
+    }
+    if (applied) {
+      this.metrics.appliedEarly++;
+      this.releaseApplyWaiters();
+    }
+  }
+
+  /** Keeps leaderLog: the entries handed out while leader of this term, not yet applied. */
+  private trackLeaderLog(rd: CoreReady): void {
+    if (rd.hardState) this.term = rd.hardState.term;
+    if (this.role !== Role.Leader) {
+      this.leaderLog = undefined;
+      return;
+    }
+    let ll = this.leaderLog;
+    if (rd.entries.length > 0) {
+      const first = rd.entries[0]!.index;
+      if (!ll || ll.term !== this.term || first !== ll.first + ll.entries.length) {
+        ll = this.leaderLog = { term: this.term, first, entries: [] };
+      }
+      for (const e of rd.entries) ll.entries.push(e);
+    }
+    // Drop what is applied.
+    if (ll) {
+      const drop = Math.min(ll.entries.length, this.store.applied - ll.first + 1);
+      if (drop > 0) {
+        ll.entries.splice(0, drop);
+        ll.first += drop;
+      }
+    }
   }
 
   private kick(): void {
@@ -309,6 +379,7 @@ export class ReplicatedNode {
     // core hands out no committed entries alongside it, and these would follow it anyway).
     const applyNow = !rd.snapshot;
     if (applyNow) this.applyReady(rd);
+    this.trackLeaderLog(rd);
     // 3. persist, one fsync
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       this.metrics.entries += rd.entries.length;
@@ -425,6 +496,9 @@ export class ReplicatedNode {
   private async takeSnapshot(): Promise<void> {
     const index = this.store.applied;
     if (index <= this.snapIndex) return;
+    // Entries applied ahead of the save (applyCommittedEarly) may lie beyond the durable commit
+    // index or log; a snapshot must not (storage refuses it). Take it after a later Ready.
+    if (index > this.storage.initialState().hardState.commit || index > this.storage.lastIndex()) return;
     const snap: Snapshot = { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
     await this.storage.saveSnapshot(snap);
     this.snapIndex = index;
