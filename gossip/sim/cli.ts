@@ -29,7 +29,7 @@ function num(args: Map<string, string>, key: string, dflt: number): number {
 const f = (x: number, d = 2): string => (Number.isNaN(x) ? 'n/a' : x.toFixed(d));
 
 function row(r: { members: number; loss: number; detectFirstS: number; detectLastS: number; disseminationS: number; falseDeadMembers: number; falseSuspicions: number; bytesPerMemberPerS: number; runs: number; virtualS: number }): string {
-  return `| ${r.members} | ${(r.loss * 100).toFixed(0)} % | ${f(r.detectFirstS)} | ${f(r.detectLastS)} | ${f(r.disseminationS)} | ${r.falseDeadMembers} | ${r.falseSuspicions} | ${f(r.bytesPerMemberPerS, 0)} | ${r.runs} × ${r.virtualS.toFixed(0)} s |`;
+  return `| ${r.members} | ${(r.loss * 100).toFixed(0)} % | ${f(r.detectFirstS)} | ${f(r.detectLastS)} | ${f(r.disseminationS, 3)} | ${r.falseDeadMembers} | ${r.falseSuspicions} | ${f(r.bytesPerMemberPerS, 0)} | ${r.runs} × ${r.virtualS.toFixed(0)} s |`;
 }
 
 const HEADER = '| N | loss | detect first (s) | detect last (s) | dissemination (s) | false dead | false suspicions | bytes/member/s | runs × virtual time |\n|---|---|---|---|---|---|---|---|---|';
