@@ -2,8 +2,9 @@
 // failed, replayed, and where the trajectory depends on the core's details, a direct
 // reproduction of the mechanism with a RawNode driven by hand.
 import t, { type Test } from 'tap';
-import { MemoryStorage, RawNode, encodeConfChange } from '../core/index.js';
-import { ConfChangeTransition, EntryType, MessageType, type ConfState, type Message } from '../types.js';
+import { MemoryStorage, RawNode, decodeConfChange, encodeConfChange } from '../core/index.js';
+import { ConfChangeTransition, EntryType, MessageType, Role, type ConfState, type Message } from '../types.js';
+import { Prng } from './prng.js';
 import { formatViolation, runSeed } from './simulator.js';
 
 function replay(t: Test, seed: number, steps: number): void {
@@ -14,6 +15,64 @@ function replay(t: Test, seed: number, steps: number): void {
 t.test('liveness after a joint change that removes the leader (FINDINGS.md #1, fixed in raft/core)', async (t) => {
   replay(t, 1174, 4000);
   replay(t, 101193, 10000);
+
+  // The end state of seed 1174, built by hand. {1,2,3} -> joint {2,4,5}&{1,2,3} (index 10) ->
+  // leave (11), committed. Removed nodes 1 and 3 applied the leave and hold an uncommitted tail
+  // (12..13); new voters 4 and 5 have the leave entry but do not know it committed (still
+  // joint); node 2 lags at 9. Stuck forever on raft/core 91dfe8c; a leader of {2,4,5} must emerge.
+  const conf = (voters: number[], outgoing: number[] = []): ConfState => ({ voters, learners: [], votersOutgoing: outgoing, learnersNext: [], autoLeave: outgoing.length > 0 });
+  const leave = { term: 2, index: 11, type: EntryType.ConfChange, data: encodeConfChange({ transition: ConfChangeTransition.Auto, changes: [], context: new Uint8Array(0) }) };
+  const tail = (i: number) => ({ term: 2, index: i, type: EntryType.Normal, data: new TextEncoder().encode(`tail-${i}`) });
+  const nodes = [
+    { id: 1, snap: [11, 2], conf: conf([2, 4, 5]), entries: [tail(12), tail(13)], commit: 11 },
+    { id: 3, snap: [11, 2], conf: conf([2, 4, 5]), entries: [tail(12), tail(13)], commit: 11 },
+    { id: 4, snap: [10, 2], conf: conf([2, 4, 5], [1, 2, 3]), entries: [leave], commit: 10 },
+    { id: 5, snap: [10, 2], conf: conf([2, 4, 5], [1, 2, 3]), entries: [leave], commit: 10 },
+    { id: 2, snap: [9, 1], conf: conf([1, 2, 3]), entries: [], commit: 9 },
+  ].map((n) => {
+    const storage = new MemoryStorage();
+    storage.applySnapshot({ meta: { index: n.snap[0], term: n.snap[1], conf: n.conf }, data: new Uint8Array(0) });
+    storage.append(n.entries);
+    storage.setHardState({ term: 2, vote: 1, commit: n.commit });
+    const rng = new Prng(n.id);
+    return { id: n.id, storage, conf: n.conf, rn: new RawNode({ id: n.id, storage, random: () => rng.float(), applied: n.snap[0] }) };
+  });
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const wire: Message[] = [];
+  const handle = (n: (typeof nodes)[number]): void => {
+    while (n.rn.hasReady()) {
+      const rd = n.rn.ready();
+      wire.push(...rd.messages);
+      if (rd.snapshot) {
+        n.storage.applySnapshot(rd.snapshot);
+        n.conf = rd.snapshot.meta.conf;
+      }
+      n.storage.append(rd.entries);
+      if (rd.hardState) n.storage.setHardState(rd.hardState);
+      wire.push(...rd.messagesAfterPersist);
+      for (const e of rd.committedEntries) if (e.type === EntryType.ConfChange) n.conf = n.rn.applyConfChange(decodeConfChange(e.data));
+      n.rn.advance();
+    }
+  };
+  const settled = (): boolean =>
+    [2, 4, 5].every((id) => byId.get(id)?.conf.votersOutgoing.length === 0 && byId.get(id)?.conf.voters.slice().sort().join() === '2,4,5') &&
+    nodes.some((n) => n.rn.status().role === Role.Leader);
+  let ticks = 0;
+  for (; ticks < 2000 && !settled(); ticks++) {
+    for (const n of nodes) {
+      n.rn.tick();
+      handle(n);
+    }
+    while (wire.length > 0) {
+      const m = wire.shift() as Message;
+      const to = byId.get(m.to);
+      if (to) {
+        to.rn.step(m);
+        handle(to);
+      }
+    }
+  }
+  t.ok(settled(), `a leader is elected and nodes 2, 4 and 5 leave the joint config (after ${ticks} ticks)`);
 });
 
 t.test('a snapshot restored between Ready and Advance (FINDINGS.md #2)', async (t) => {
