@@ -229,7 +229,7 @@ export class InvariantChecker {
     }
   }
 
-  /** A message leaves `node`; `durable` is its hard state on stable storage at this moment. */
+  /** A message leaves `node` (checked against what its stable storage holds at this moment). */
   onSend(node: NodeId, m: Message): void {
     switch (m.type) {
       case MessageType.App:
@@ -306,16 +306,5 @@ export class InvariantChecker {
       s.chains.push(prev);
     }
     this.lastApplied.set(node, snapIndex);
-  }
-
-  /** For the shadow of a node: does its last entry chain equal the durable log rebuilt from storage? (self-test hook) */
-  shadowLast(node: NodeId): { index: number; chain: number | undefined } {
-    const s = this.shadow(node);
-    const i = this.lastIndex(s);
-    return { index: i, chain: this.chainOf(s, i) };
-  }
-
-  leaderOf(term: number): NodeId | undefined {
-    return this.leaders.get(term);
   }
 }
