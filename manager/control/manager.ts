@@ -72,7 +72,9 @@ export class Manager {
       // first start: peers come from the join answer and from the store
     }
     members.set(this.raftId, { raft: this.o.raftAdvertise, api: this.o.apiAddr });
-    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') ? log(m) : undefined) });
+    // Reads retry (control/service.ts), so a ReadIndex round stuck on a dead leader may give up
+    // early: 2 s is far above one heartbeat round trip.
+    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') ? log(m) : undefined) });
     this.raft.onFatal = (e) => {
       log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
       process.exit(1);
