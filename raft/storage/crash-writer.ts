@@ -21,8 +21,20 @@ const SNAPSHOT_EVERY = 800;
 const KEEP = 200;
 
 // Synchronous writes: a line is out before the next save starts, so the parent never misses an ack.
+// stdout is a non-blocking pipe: when a busy parent lets it fill, writeSync throws EAGAIN, so wait
+// a millisecond and write the rest.
+const pause = new Int32Array(new SharedArrayBuffer(4));
 function say(line: string): void {
-  writeSync(1, line + '\n');
+  const buf = Buffer.from(line + '\n');
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
 }
 
 const s = await DiskStorage.open(dir, { segmentSizeBytes: Number(segArg), preallocate: preArg === '1' });
