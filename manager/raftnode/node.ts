@@ -55,6 +55,11 @@ export interface NodeOptions {
   members: Map<NodeId, MemberAddr>;
   tickMs?: number;
   electionTick?: number;
+  /**
+   * Entries between snapshots, at least (default 10,000). A snapshot copies the whole store, so
+   * the interval grows with it: at least one entry per object (etcd's 100,000 for a store of
+   * 100,000 objects); the cost of snapshotting per write stays constant as the store grows.
+   */
   snapshotEvery?: number;
   snapshotKeep?: number;
   proposalTimeoutMs?: number;
@@ -378,7 +383,13 @@ export class ReplicatedNode {
     // received snapshot is the exception: the snapshot is applied only once it is durable (the
     // core hands out no committed entries alongside it, and these would follow it anyway).
     const applyNow = !rd.snapshot;
-    if (applyNow) this.applyReady(rd);
+    let snap: Snapshot | undefined;
+    if (applyNow) {
+      this.applyReady(rd);
+      // Captured here, where every applied entry is durable or in this save (entries applied
+      // later, during the save, may not be): saveSnapshot runs after the save in storage's queue.
+      snap = this.snapshotIfDue();
+    }
     this.trackLeaderLog(rd);
     // 3. persist, one fsync
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
@@ -394,15 +405,24 @@ export class ReplicatedNode {
     if (!applyNow) {
       if (rd.snapshot && rd.snapshot.meta.index > this.store.applied) this.applySnapshot(rd.snapshot);
       this.applyReady(rd);
+      snap = this.snapshotIfDue();
     }
     // 5. done
     this.node.advance();
-    // Snapshot every snapshotEvery entries, and right after a membership change: a member added
-    // later catches up from the latest snapshot, and raft refuses one whose config lacks it.
-    if (this.store.applied - this.snapIndex >= this.o.snapshotEvery || this.confChangedSinceSnapshot) {
-      this.confChangedSinceSnapshot = false;
-      await this.takeSnapshot();
-    }
+    if (snap) await this.persistSnapshot(snap);
+  }
+
+  /**
+   * The store's snapshot if one is due: every snapshotEvery entries (or one entry per object, if
+   * more), and right after a membership change (a member added later catches up from the latest
+   * snapshot, and raft refuses one whose config lacks it).
+   */
+  private snapshotIfDue(): Snapshot | undefined {
+    const index = this.store.applied;
+    if (index <= this.snapIndex) return undefined;
+    if (index - this.snapIndex < Math.max(this.o.snapshotEvery, this.store.size) && !this.confChangedSinceSnapshot) return undefined;
+    this.confChangedSinceSnapshot = false;
+    return { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
   }
 
   /** Applies the committed entries (answering their clients) and hands out reads and drops. */
@@ -493,13 +513,8 @@ export class ReplicatedNode {
     }
   }
 
-  private async takeSnapshot(): Promise<void> {
-    const index = this.store.applied;
-    if (index <= this.snapIndex) return;
-    // Entries applied ahead of the save (applyCommittedEarly) may lie beyond the durable commit
-    // index or log; a snapshot must not (storage refuses it). Take it after a later Ready.
-    if (index > this.storage.initialState().hardState.commit || index > this.storage.lastIndex()) return;
-    const snap: Snapshot = { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
+  private async persistSnapshot(snap: Snapshot): Promise<void> {
+    const index = snap.meta.index;
     await this.storage.saveSnapshot(snap);
     this.snapIndex = index;
     this.metrics.snapshots++;
