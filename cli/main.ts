@@ -3,6 +3,7 @@
 // Commands and flags are documented in node/README.md.
 import { CliError, call, controlClient, localClient, type Target } from './client.js';
 import { nodeJson, table } from './format.js';
+import { labMain, labTarget } from './lab.js';
 
 interface Parsed {
   args: string[];
@@ -10,20 +11,6 @@ interface Parsed {
 }
 
 const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab']);
-
-/** The lab's module (cli/lab.ts, written by the lab): `shoal lab ...` and `shoal --lab ...`. */
-interface LabModule {
-  labMain(argv: string[]): Promise<number>;
-  labTarget(): Promise<Target>;
-}
-async function labModule(): Promise<LabModule> {
-  const path = './lab.js';
-  try {
-    return (await import(path)) as LabModule;
-  } catch (e) {
-    throw new CliError(`the lab is not available in this build (cli/lab.js: ${(e as Error).message})`);
-  }
-}
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -49,7 +36,7 @@ function parse(argv: string[]): Parsed {
   return p;
 }
 
-const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT] [--format table|json] COMMAND
+const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-dir DIR]] [--format table|json] COMMAND
   init [--cert-expiry 2160h]             create a cluster on the local shoald
   join --token TOKEN MANAGER:PORT        join the local shoald to a cluster
   join-token worker|manager [--rotate] [--quiet]
@@ -57,8 +44,10 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT] [--format table
   node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
   leave [--force]
   cluster inspect
+  lab up [--managers 3] [--workers 2] | down | status | exec NODE -- CMD | stop|start|logs NODE
 Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
---host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir.`;
+--host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir;
+--lab targets the one-box lab's cluster (--lab-dir, env SHOAL_LAB_DIR, default /var/lib/shoal-lab).`;
 
 /** "90d", "2160h", "30m", "45s" -> seconds. */
 function duration(s: string): number {
@@ -69,16 +58,16 @@ function duration(s: string): number {
 
 async function run(argv: string[]): Promise<string> {
   if (argv[0] === 'lab') {
-    const code = await (await labModule()).labMain(argv.slice(1));
+    const code = await labMain(argv.slice(1));
     if (code !== 0) throw new CliError('', code);
     return '';
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
-  const t: Target = p.flags.has('lab') ? await (await labModule()).labTarget() : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
+  const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
   const format = one('format') ?? 'table';
   if (format !== 'table' && format !== 'json') throw new CliError(`--format must be table or json, got ${format}`, 2);
   const json = format === 'json';
@@ -153,7 +142,7 @@ async function node(t: Target, sub: string | undefined, rest: string[], p: Parse
       const r = await call(c(), 'ListNodes', {});
       const nodes = (r.nodes ?? []).map(nodeJson);
       if (json) return out(nodes);
-      return table(['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDR'], nodes.map((n: any) => [n.id, n.hostname, n.role + (n.desiredRole !== n.role ? `->${n.desiredRole}` : ''), n.status, n.availability, n.managerStatus ? (n.managerStatus.leader ? 'Leader' : n.managerStatus.voter ? 'Reachable'.replace('Reachable', n.managerStatus.reachability === 'reachable' ? 'Reachable' : 'Unreachable') : 'Learner') : '', n.addr]));
+      return table(['ID', 'HOSTNAME', 'ROLE', 'STATUS', 'AVAILABILITY', 'MANAGER STATUS', 'ADDR'], nodes.map((n: any) => [n.id, n.hostname, n.role + (n.desiredRole !== n.role ? `->${n.desiredRole}` : ''), n.status, n.availability, managerStatusCell(n.managerStatus), n.addr]));
     }
     case 'inspect': {
       const list = [];
@@ -203,3 +192,11 @@ run(process.argv.slice(2)).then(
     process.exit(e instanceof CliError ? e.exitCode : 1);
   },
 );
+
+/** The MANAGER STATUS column, as `docker node ls` shows it. */
+function managerStatusCell(m: { leader: boolean; voter: boolean; reachability: string } | undefined): string {
+  if (!m) return '';
+  if (m.leader) return 'Leader';
+  if (!m.voter) return 'Learner';
+  return m.reachability === 'reachable' ? 'Reachable' : 'Unreachable';
+}
