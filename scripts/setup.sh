@@ -7,9 +7,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # runc/busybox-static/docker-registry: containers and the test image; iproute2/nftables: network
 # namespaces, veth, VXLAN, partitions; e2fsprogs/util-linux: volumes (ext4, loop devices);
+# attr: opaque-directory xattrs in image layers; openssl: the registry token-auth test's certificate;
 # serf/etcd-server: the real peers the benchmarks measure against.
 apt-get install -y --no-install-recommends \
-  ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod \
+  ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
   serf etcd-server
 npm ci --no-audit --no-fund
 npm run build
