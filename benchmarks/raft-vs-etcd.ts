@@ -108,9 +108,8 @@ function cpuMsOf(pid: number | undefined): number {
 
 const etcdProcs: ChildProcess[] = [];
 
-async function startEtcd(dir: string): Promise<string[]> {
+async function startEtcd(dir: string, ports: number[]): Promise<string[]> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: install Debian's etcd-server package`);
-  const ports = await freePorts(6);
   const peer = (i: number) => `http://127.0.0.1:${ports[3 + i]}`;
   const cluster = [0, 1, 2].map((i) => `e${i}=${peer(i)}`).join(',');
   for (const i of [0, 1, 2]) {
@@ -125,8 +124,7 @@ async function startEtcd(dir: string): Promise<string[]> {
   return [0, 1, 2].map((i) => `127.0.0.1:${ports[i]}`);
 }
 
-async function startShoal(dir: string): Promise<{ apis: string[]; procs: ChildProcess[] }> {
-  const ports = await freePorts(6);
+async function startShoal(dir: string, ports: number[]): Promise<{ apis: string[]; procs: ChildProcess[] }> {
   const main = join(here, '..', 'manager', 'store-main.js');
   const peers = [1, 2, 3].flatMap((i) => ['--peer', `${i}=127.0.0.1:${ports[i - 1]},127.0.0.1:${ports[2 + i]}`]);
   const procs: ChildProcess[] = [];
@@ -249,9 +247,22 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
   process.on('SIGTERM', () => { cleanup(); process.exit(143); });
   try {
-    const etcd = await startEtcd(dir);
-    const shoal = await startShoal(dir);
-    for (const c of shoal.procs) await new Promise<void>((r) => createInterface({ input: c.stdout! }).once('line', () => r()));
+    // All twelve ports in one go: chosen separately, the second set could repeat a port of the
+    // first that etcd has not bound yet.
+    const ports = await freePorts(12);
+    const etcd = await startEtcd(dir, ports.slice(0, 6));
+    const shoal = await startShoal(dir, ports.slice(6));
+    // Each manager prints one line when ready; one that exits first fails the run (no hang).
+    for (const c of shoal.procs) {
+      await new Promise<void>((resolve, reject) => {
+        const onExit = (code: number | null) => reject(new Error(`a shoal manager exited (${code}) before it was ready`));
+        c.once('exit', onExit);
+        createInterface({ input: c.stdout! }).once('line', () => {
+          c.off('exit', onExit);
+          resolve();
+        });
+      });
+    }
     await waitWritable('etcd', etcd);
     await waitWritable('shoal', shoal.apis);
     console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system; clients write to ${o.target === 'leader' ? 'the leader' : 'all members round-robin'}`);
