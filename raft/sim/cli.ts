@@ -1,11 +1,14 @@
 #!/usr/bin/env node
-// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W] [--torn-writes] [--verbose]
+// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W] [--torn-writes|--no-torn-writes] [--verbose]
+//
+// --torn-writes lets a crash also leave a snapshot on disk without its hard state (FINDINGS.md #3);
+// --no-torn-writes makes every crash all-or-nothing per Ready (default: torn entry writes only).
 //
 // Runs the deterministic raft simulation for a range of seeds (or one seed), prints every failed
 // seed with its fault schedule and first broken invariant, then the wall time, and last the line
 // `seeds: N, violations: V`. Exits 1 when V > 0, 2 on bad arguments.
 
-import { formatViolation, runSeed } from './simulator.js';
+import { formatViolation, runSeed, type TornWrites } from './simulator.js';
 import { sweep } from './sweep.js';
 
 interface Args {
@@ -15,14 +18,14 @@ interface Args {
   seed?: number;
   nodes?: number;
   workers?: number;
-  tornWrites: boolean;
+  tornWrites: TornWrites;
   verbose: boolean;
 }
 
-const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes] | --seed S [--steps K] [--nodes 3|5] [--torn-writes] [--verbose]';
+const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes|--no-torn-writes] | --seed S [--steps K] [--nodes 3|5] [--torn-writes|--no-torn-writes] [--verbose]';
 
 export function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: false, verbose: false };
+  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: 'entries', verbose: false };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     if (v === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
     const n = Number(v);
@@ -52,7 +55,10 @@ export function parseArgs(argv: string[]): Args {
         a.workers = int(f, argv[++i], 0, 64);
         break;
       case '--torn-writes':
-        a.tornWrites = true;
+        a.tornWrites = 'all';
+        break;
+      case '--no-torn-writes':
+        a.tornWrites = 'off';
         break;
       case '--verbose':
       case '-v':

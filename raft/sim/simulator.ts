@@ -50,16 +50,19 @@ export interface SimOptions {
    */
   reads?: 'read-index' | 'local';
   /**
-   * A crash during an unsynced write may leave a prefix of it on disk. Off by default until
-   * raft/core restarts from a snapshot stored without its hard state (FINDINGS.md #3); then
-   * crashes are all-or-nothing per Ready.
+   * What a crash during an unsynced write may leave on disk: 'off' (all or nothing per Ready),
+   * 'entries' (a prefix of the entries, and the hard state only after all of them; the default),
+   * 'all' (also a snapshot without the entries and hard state behind it: off by default until
+   * raft/core restarts from that, FINDINGS.md #3). true = 'all', false = 'off'.
    */
-  tornWrites?: boolean;
+  tornWrites?: boolean | TornWrites;
   /** Override the seed's choice of core settings (e.g. small messages to split appends). */
   tunables?: Partial<Tunables>;
   /** Receives a readable narration of the run. */
   narrate?: (line: string) => void;
 }
+
+export type TornWrites = 'off' | 'entries' | 'all';
 
 export interface SimViolation {
   invariant: string;
@@ -82,7 +85,7 @@ export interface SimResult {
     faultSteps: number;
     /** The --nodes option, when one was given. */
     nodesOption?: number;
-    tornWrites: boolean;
+    tornWrites: TornWrites;
     virtualMs: number;
     nodes: number;
     leaders: number;
@@ -165,7 +168,7 @@ export class Simulation {
   private liveDone = false;
   private partitionGen = 0;
   private readonly churn: boolean;
-  private readonly tornWrites: boolean;
+  private readonly tornWrites: TornWrites;
   private nextNodeId: number;
   private reqIds = 0;
   private readCtx = 0;
@@ -197,7 +200,7 @@ export class Simulation {
       ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
-    this.tornWrites = opts.tornWrites ?? false;
+    this.tornWrites = opts.tornWrites === true ? 'all' : opts.tornWrites === false ? 'off' : (opts.tornWrites ?? 'entries');
     this.churn = (opts.profile ?? (r.chance(0.2) ? 'leader-churn' : 'mixed')) === 'leader-churn';
     this.net = new Network(this.netRng);
     this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
@@ -346,7 +349,7 @@ export class Simulation {
       // The write was under way but not fsynced: nothing was promised, and a prefix of it (in
       // the contract's order: snapshot, entries, hard state) may have reached the disk.
       let torn = '';
-      if (this.tornWrites && this.faultRng.chance(0.5)) torn = this.persistPrefix(n, rd);
+      if (this.tornWrites !== 'off' && this.faultRng.chance(0.5)) torn = this.persistPrefix(n, rd);
       this.crash(n, ` just before its fsync${torn}`);
       this.q.after(this.faultRng.float() * 300, { k: 'restart', node: n.id });
       return;
@@ -431,7 +434,7 @@ export class Simulation {
     const s = n.storage;
     const parts: string[] = [];
     if (rd.snapshot) {
-      if (r.chance(0.5)) return '';
+      if (this.tornWrites !== 'all' || r.chance(0.5)) return '';
       s.applySnapshot(rd.snapshot);
       parts.push(`snapshot ${rd.snapshot.meta.index}`);
     }
@@ -920,6 +923,6 @@ export function formatViolation(r: SimResult): string {
     `  ${v.detail.split('\n').join('\n  ')}`,
     `  fault schedule (${r.schedule.length} events):`,
     ...r.schedule.map((s) => `    ${s}`),
-    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''}${r.stats.tornWrites ? ' --torn-writes' : ''} --verbose`,
+    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''}${r.stats.tornWrites === 'all' ? ' --torn-writes' : r.stats.tornWrites === 'off' ? ' --no-torn-writes' : ''} --verbose`,
   ].join('\n');
 }

@@ -4,14 +4,14 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { formatViolation, runSeed, type SimResult } from './simulator.js';
+import { formatViolation, runSeed, type SimResult, type TornWrites } from './simulator.js';
 
 export interface SweepOptions {
   from: number;
   count: number;
   steps: number;
   nodes?: number;
-  tornWrites?: boolean;
+  tornWrites?: TornWrites;
   /** Worker threads; 0 runs in this thread (default: available cores). */
   workers?: number;
   /** Called for each finished seed (in completion order). */
@@ -31,7 +31,7 @@ export interface WorkerJob {
   seeds: number[];
   steps: number;
   nodes?: number;
-  tornWrites?: boolean;
+  tornWrites?: TornWrites;
 }
 
 export function toItem(r: SimResult): SweepItem {
