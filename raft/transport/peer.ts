@@ -38,6 +38,12 @@ export const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': 64 << 20,
 };
 
+/** How a peer's client is built: credentials are asked for anew each time (renewed certificates). */
+export interface PeerChannel {
+  credentials(): grpc.ChannelCredentials;
+  options: grpc.ChannelOptions;
+}
+
 export class Peer {
   private client: InstanceType<Ctor>;
   private call?: grpc.ClientWritableStream<unknown>;
@@ -54,8 +60,30 @@ export class Peer {
   /** Counters for tests and metrics. */
   readonly stats = { batches: 0, messages: 0, dropped: 0, failures: 0, snapshots: 0 };
 
-  constructor(readonly id: NodeId, readonly selfId: NodeId, readonly addr: string, ctor: Ctor, private readonly o: PeerOptions, private readonly ev: PeerEvents) {
-    this.client = new ctor(addr, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+  constructor(readonly id: NodeId, readonly selfId: NodeId, readonly addr: string, private readonly ctor: Ctor, private readonly o: PeerOptions, private readonly channel: PeerChannel, private readonly ev: PeerEvents) {
+    this.client = new ctor(addr, channel.credentials(), channel.options);
+  }
+
+  /**
+   * Replaces the client (its connection keeps the credentials it was made with) by one built with
+   * the current credentials. The stream is reopened on it with the next message; a snapshot under
+   * way finishes on the old connection, which closes once it is idle.
+   */
+  renewClient(): void {
+    if (this.closed) return;
+    const old = this.client;
+    this.client = new this.ctor(this.addr, this.channel.credentials(), this.channel.options);
+    clearTimeout(this.timer);
+    const call = this.call;
+    this.call = undefined;
+    this.established = false;
+    this.inFlight = false;
+    call?.cancel();
+    old.close();
+    // Back-off earned with the old credentials says nothing about the new ones.
+    this.backoffMs = 0;
+    this.downUntil = 0;
+    this.pump();
   }
 
   get isDown(): boolean {

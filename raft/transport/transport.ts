@@ -1,13 +1,17 @@
 // gRPC transport for raft messages between managers (proto/raft/transport.proto). It serves the
 // receiving side (batches and chunked snapshots, handed to `onMessage`) and keeps one Peer per
-// other member for the sending side. Security: plaintext; callers bind it to loopback until the
-// mTLS layer of a later issue wraps these credentials.
+// other member for the sending side. Security: the owner passes credentials. Without them it is
+// plaintext, only for loopback (the transport tests, manager/store-main.ts); shoald passes mTLS
+// server credentials that require a CA-signed client certificate, client credentials built anew
+// for each peer client (after a renewal `updateCredentials()` makes every peer reconnect with the
+// current ones), and `authorize`, asked at the start of every incoming call and again at least
+// once a second on a long-lived stream, so a peer removed or demoted meanwhile is cut off.
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto/load.js';
 import type { Message, NodeId } from '../types.js';
 import { decodeMessage, WIRE_FORMAT } from './codec.js';
 import { enableNoDelay } from './nodelay.js';
-import { CHANNEL_OPTIONS, Peer, type PeerOptions } from './peer.js';
+import { CHANNEL_OPTIONS, Peer, type PeerChannel, type PeerOptions } from './peer.js';
 
 export interface TransportOptions extends Partial<PeerOptions> {
   id: NodeId;
@@ -20,7 +24,18 @@ export interface TransportOptions extends Partial<PeerOptions> {
   log?(msg: string): void;
   /** Largest snapshot accepted, bytes; default 4 GiB. */
   maxSnapshotBytes?: number;
+  /** Server side (e.g. mTLS requiring a client certificate); default insecure (loopback only). */
+  serverCredentials?: grpc.ServerCredentials;
+  /** Client side, called whenever a peer's client is (re)created so a renewed certificate is used. */
+  channelCredentials?: () => grpc.ChannelCredentials;
+  /** Merged over the transport's own channel options (e.g. the TLS target name). */
+  channelOptions?: grpc.ChannelOptions;
+  /** Undefined if the caller of this incoming call may talk raft to us, else the status to refuse it with. */
+  authorize?(call: grpc.ServerReadableStream<unknown, unknown>): { code: grpc.status; details: string } | undefined;
 }
+
+/** How often a long-lived incoming stream is authorized again (membership and roles change). */
+const REAUTHORIZE_MS = 1000;
 
 const DEFAULT_PEER: PeerOptions = {
   sendTimeoutMs: 2000,
@@ -48,11 +63,16 @@ export class RaftTransport {
   private server?: grpc.Server;
   private readonly peers = new Map<NodeId, Peer>();
   private readonly opts: PeerOptions;
-  readonly received = { batches: 0, messages: 0, snapshots: 0, refused: 0 };
+  private readonly channel: PeerChannel;
+  readonly received = { batches: 0, messages: 0, snapshots: 0, refused: 0, unauthorized: 0 };
   port = 0;
 
   constructor(private readonly o: TransportOptions) {
     this.opts = { ...DEFAULT_PEER, ...Object.fromEntries(Object.entries(o).filter(([k]) => k in DEFAULT_PEER)) } as PeerOptions;
+    this.channel = {
+      credentials: () => o.channelCredentials?.() ?? grpc.credentials.createInsecure(),
+      options: { ...CHANNEL_OPTIONS, ...o.channelOptions },
+    };
   }
 
   private log(msg: string): void {
@@ -71,7 +91,7 @@ export class RaftTransport {
       SendSnapshot: (call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveSnapshot(call, cb),
     });
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(this.o.listen, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`raft transport cannot listen on ${this.o.listen}: ${err.message}`)) : resolve(port))),
+      server.bindAsync(this.o.listen, this.o.serverCredentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`raft transport cannot listen on ${this.o.listen}: ${err.message}`)) : resolve(port))),
     );
     this.server = server;
     return this.port;
@@ -82,7 +102,29 @@ export class RaftTransport {
     this.log(`raft transport: refused ${what}`);
   }
 
+  /** The refusal for this call's peer, counted and logged, or undefined if it may proceed. */
+  private unauthorized(call: grpc.ServerReadableStream<any, unknown>, what: string): grpc.ServiceError | undefined {
+    if (!this.o.authorize) return undefined;
+    let r: { code: grpc.status; details: string } | undefined;
+    try {
+      r = this.o.authorize(call);
+    } catch (e) {
+      r = { code: grpc.status.INTERNAL, details: `authorizing the raft peer failed: ${(e as Error).message}` };
+    }
+    if (!r) return undefined;
+    this.received.refused++;
+    this.received.unauthorized++;
+    this.log(`raft transport: refused ${what} from ${call.getPeer()}: ${r.details}`);
+    return Object.assign(new Error(r.details), { code: r.code, details: r.details, metadata: new grpc.Metadata() }) as grpc.ServiceError;
+  }
+
   private serveStream(call: grpc.ServerReadableStream<BatchMsg, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    const denied = this.unauthorized(call, 'a raft stream');
+    if (denied) {
+      cb(denied);
+      return;
+    }
+    let authorizedAt = Date.now();
     let done = false;
     // Headers tell the sender the stream is really open (see Peer.open).
     call.sendMetadata(new grpc.Metadata());
@@ -92,6 +134,12 @@ export class RaftTransport {
       cb(err, err ? undefined : {});
     };
     call.on('data', (b: BatchMsg) => {
+      if (done) return;
+      if (this.o.authorize && Date.now() - authorizedAt >= REAUTHORIZE_MS) {
+        const d = this.unauthorized(call, 'a raft stream (authorized again)');
+        if (d) return finish(d);
+        authorizedAt = Date.now();
+      }
       if (b.format !== WIRE_FORMAT) {
         this.refuse(`a batch in wire format ${b.format} from ${b.from} (this manager speaks ${WIRE_FORMAT})`);
         finish({ code: grpc.status.FAILED_PRECONDITION, details: `wire format ${b.format} is not supported; this manager speaks ${WIRE_FORMAT}` } as grpc.ServiceError);
@@ -120,6 +168,11 @@ export class RaftTransport {
   }
 
   private serveSnapshot(call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>): void {
+    const denied = this.unauthorized(call, 'a snapshot');
+    if (denied) {
+      cb(denied);
+      return;
+    }
     const max = this.o.maxSnapshotBytes ?? 4 * 2 ** 30;
     let header: Message | undefined;
     let buf: Buffer | undefined;
@@ -171,11 +224,20 @@ export class RaftTransport {
     const old = this.peers.get(id);
     if (old && old.addr === addr) return;
     old?.close();
-    this.peers.set(id, new Peer(id, this.o.id, addr, serviceCtor() as never, this.opts, {
+    this.peers.set(id, new Peer(id, this.o.id, addr, serviceCtor() as never, this.opts, this.channel, {
       unreachable: (p) => this.o.onUnreachable?.(p),
       snapshotStatus: (p, ok) => this.o.onSnapshotStatus?.(p, ok),
       log: (m) => this.log(m),
     }));
+  }
+
+  /**
+   * New client credentials (after a certificate renewal or a role change): every peer drops its
+   * connection and reconnects with what `channelCredentials` returns now. Queued messages stay
+   * queued; a batch in flight may be lost (raft retransmits).
+   */
+  updateCredentials(): void {
+    for (const p of this.peers.values()) p.renewClient();
   }
 
   removePeer(id: NodeId): void {
