@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { RawNode, decodeConfChange, type CoreReady } from '../../raft/core/index.js';
-import { RaftTransport } from '../../raft/transport/transport.js';
+import { RaftTransport, type TransportOptions } from '../../raft/transport/transport.js';
 import {
   ConfChangeTransition,
   ConfChangeType,
@@ -66,6 +66,8 @@ export interface NodeOptions {
   readTimeoutMs?: number;
   eventLogCapacity?: number;
   log?: (msg: string) => void;
+  /** Security of the raft transport (mTLS and the per-call peer check); default plaintext (loopback only). */
+  transport?: Pick<TransportOptions, 'serverCredentials' | 'channelCredentials' | 'channelOptions' | 'authorize'>;
 }
 
 interface Pending {
@@ -92,7 +94,7 @@ export class ReplicatedNode {
   private node!: RawNode;
   private readonly storage: HostStorage;
   private readonly members: Map<NodeId, MemberAddr>;
-  private readonly o: Required<Omit<NodeOptions, 'storage' | 'members' | 'log' | 'id' | 'listen'>>;
+  private readonly o: Required<Omit<NodeOptions, 'storage' | 'members' | 'log' | 'id' | 'listen' | 'transport'>>;
   private readonly log: (msg: string) => void;
   private ticker?: NodeJS.Timeout;
   private running = false;
@@ -147,6 +149,7 @@ export class ReplicatedNode {
     this.store = new ObjectStore({ eventLogCapacity: this.o.eventLogCapacity });
     this.conf = opts.storage.initialState().confState;
     this.transport = new RaftTransport({
+      ...opts.transport,
       id: opts.id,
       listen: opts.listen,
       onMessage: (m) => this.receive(m),
