@@ -405,6 +405,7 @@ export class Daemon {
         this.id = next;
         this.serverTls?.update(next);
         this.manager?.forwarder.reset();
+        if (next.role === 'manager') this.manager?.updateTls();
         this.log(`shoald: certificate renewed (serial ${info.serial}, role ${next.role}, valid until ${new Date(info.notAfter).toISOString()})`);
         if (id.role !== next.role) await this.switchRole(next.role);
         this.scheduleRenewal();

@@ -1,13 +1,16 @@
 // The manager role of a node: the replicated store (raft), the trust policy every authorized call
 // consults, leader forwarding, and the reconcilers that run on the leader (node health from
 // gossip). shoald creates one when its certificate says manager and stops it when demoted.
+// The raft transport runs under the cluster's mTLS: a CA-signed client certificate is required
+// at the TLS handshake, and every incoming raft call must come from a current manager.
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ReplicatedNode, type MemberAddr } from '../raftnode/node.js';
 import type { ObjectInput, TxnOp } from '../store/types.js';
 import type { TrustPolicy } from '../security/authz.js';
-import type { TlsIdentity } from '../security/credentials.js';
+import type { ServerTls, TlsIdentity } from '../security/credentials.js';
+import { raftChannel, raftServerCredentials, refuseRaftPeer } from '../security/raft-security.js';
 import { LeaderForwarder } from '../security/forward.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 
@@ -45,6 +48,7 @@ export class Manager {
   private healthTimer?: NodeJS.Timeout;
   private peersWatch?: { cancel(): void };
   private stopped = false;
+  private raftTls?: ServerTls;
 
   constructor(readonly o: ManagerOptions) {
     this.raftId = raftIdOf(o.nodeId);
@@ -74,7 +78,16 @@ export class Manager {
     members.set(this.raftId, { raft: this.o.raftAdvertise, api: this.o.apiAddr });
     // Reads retry (control/service.ts), so a ReadIndex round stuck on a dead leader may give up
     // early: 2 s is far above one heartbeat round trip.
-    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') ? log(m) : undefined) });
+    this.raftTls = raftServerCredentials(this.o.tls());
+    const transport = {
+      serverCredentials: this.raftTls,
+      // Built anew for each peer client, so updateTls() reconnects with the renewed certificate.
+      channelCredentials: () => raftChannel(this.o.tls()).credentials,
+      // Only the TLS names: the transport's own keepalive and back-off (tuned for raft) stay.
+      channelOptions: tlsNames(raftChannel(this.o.tls()).options),
+      authorize: (call: Parameters<typeof refuseRaftPeer>[0]) => refuseRaftPeer(call, this.raftPolicy),
+    };
+    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, transport, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') || m.startsWith('raft transport: refused') ? log(m) : undefined) });
     this.raft.onFatal = (e) => {
       log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
       process.exit(1);
@@ -173,6 +186,30 @@ export class Manager {
     },
   };
 
+  /**
+   * The raft transport's check of a peer holding a manager certificate of this cluster: refused
+   * when removed or demoted. Unlike `policy`, a node this replica does not know yet is accepted:
+   * a new member starts with an empty store and a lagging follower may not have applied a newer
+   * manager's object, yet both must hear from the leader to catch up. The CA issues manager
+   * certificates only to nodes admitted as managers, so the certificate itself vouches for it.
+   */
+  readonly raftPolicy: TrustPolicy = {
+    clusterId: () => this.o.clusterId,
+    refuse: (nodeId: string) => {
+      const until = this.cluster()?.spec.removed?.[nodeId];
+      if (until !== undefined && until > Date.now()) return 'the node was removed from the cluster (shoal node rm)';
+      return undefined;
+    },
+    effectiveRole: (nodeId, role) => this.policy.effectiveRole!(nodeId, role),
+  };
+
+  /** After a certificate renewal: new raft connections (both ways) use the current certificate. */
+  updateTls(): void {
+    if (this.stopped) return;
+    this.raftTls?.update(this.o.tls());
+    this.raft?.transport.updateCredentials();
+  }
+
   /** Raft reachability of a manager as the leader sees it. */
   reachability(raftId: number): 'reachable' | 'unreachable' | 'unknown' {
     if (raftId === this.raftId) return 'reachable';
@@ -217,6 +254,10 @@ export class Manager {
     this.forwarder.reset();
     await this.raft?.stop();
   }
+}
+
+function tlsNames(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([k]) => k === 'grpc.ssl_target_name_override' || k === 'grpc.default_authority'));
 }
 
 /**
