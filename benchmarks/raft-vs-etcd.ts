@@ -150,7 +150,15 @@ async function runLoad(system: 'etcd' | 'shoal', endpoints: string[], clients: n
     const p = start(process.execPath, [join(here, 'raft-load.js'), system, endpoints.join(','), String(c), String(startAt), String(o.warmup), String(o.seconds), String(g)], `generator ${g}`);
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as GenResult) : reject(new Error(`generator ${g} failed (${code})`))));
+    // 'close', not 'exit': the result line can still be in the pipe when the process has exited.
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`generator ${g} failed (${code})`));
+      try {
+        resolve(JSON.parse(out) as GenResult);
+      } catch (e) {
+        reject(new Error(`generator ${g} printed no valid result (${(e as Error).message}); ${out.length} bytes`));
+      }
+    });
   })));
   clearTimeout(cpuTimer);
   const serverCpuMs = serverCpu() - cpu0;
@@ -246,6 +254,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => { cleanup(); process.exit(130); });
   process.on('SIGTERM', () => { cleanup(); process.exit(143); });
+  // Never leave the clusters running behind a crash.
+  process.on('uncaughtException', (e) => {
+    console.error(`raft-vs-etcd: ${e.stack ?? e}`);
+    cleanup();
+    process.exit(1);
+  });
   try {
     // All twelve ports in one go: chosen separately, the second set could repeat a port of the
     // first that etcd has not bound yet.
