@@ -154,13 +154,22 @@ export class Raft {
     this.isLearner = !!progress.get(this.id)?.isLearner;
 
     if (hs.term !== 0 || hs.vote !== NONE || hs.commit !== 0) {
-      invariant(
-        hs.commit >= this.raftLog.committed && hs.commit <= this.raftLog.lastIndex(),
-        `stored commit ${hs.commit} is out of range [${this.raftLog.committed}, ${this.raftLog.lastIndex()}]`,
-      );
-      this.raftLog.committed = hs.commit;
+      invariant(hs.commit <= this.raftLog.lastIndex(), `stored commit ${hs.commit} is out of range [${this.raftLog.committed}, ${this.raftLog.lastIndex()}]`);
+      // A crash after a received snapshot was written but before the fsync that covers the hard
+      // state leaves an older commit beside it: the snapshot holds only committed state, so the
+      // commit index starts at the snapshot's (raftLog.committed already is that).
+      if (hs.commit > this.raftLog.committed) this.raftLog.committed = hs.commit;
       this.term = hs.term;
       this.vote = hs.vote;
+    }
+    // The same kind of tear (snapshot or entries written, hard state not) can leave a term older
+    // than the last one in the log. No vote was sent in a term the durable hard state does not
+    // show (grants wait for the fsync), so moving up to that term with no vote is safe, and it
+    // keeps any later leader's term above every term in its log.
+    const lastTerm = this.raftLog.lastTerm();
+    if (lastTerm > this.term) {
+      this.term = lastTerm;
+      this.vote = NONE;
     }
     if (this.cfg.applied > 0) {
       invariant(

@@ -25,7 +25,7 @@ interface Args {
 const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes|--no-torn-writes] | --seed S [--steps K] [--nodes 3|5] [--torn-writes|--no-torn-writes] [--verbose]';
 
 export function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: 'entries', verbose: false };
+  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: 'all', verbose: false };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     if (v === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
     const n = Number(v);

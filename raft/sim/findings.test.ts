@@ -107,8 +107,7 @@ t.test('a snapshot restored between Ready and Advance (FINDINGS.md #2)', async (
   t.same(applied?.votersOutgoing, [], 'and leaves the joint config');
 });
 
-const OPEN_3 = 'raft/core: restart fails when a crash tore an unsynced snapshot write (FINDINGS.md #3), not fixed yet';
-t.test('restart after a torn, unsynced snapshot write (FINDINGS.md #3)', { skip: OPEN_3 }, async (t) => {
+t.test('restart after a torn, unsynced snapshot write (FINDINGS.md #3)', async (t) => {
   for (const seed of [2001, 4057, 6643]) {
     const r = runSeed({ seed, steps: 4000, tornWrites: true });
     if (!t.ok(r.ok, `seed ${seed} --steps 4000 --torn-writes`)) t.comment(formatViolation(r));

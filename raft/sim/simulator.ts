@@ -51,9 +51,9 @@ export interface SimOptions {
   reads?: 'read-index' | 'local';
   /**
    * What a crash during an unsynced write may leave on disk: 'off' (all or nothing per Ready),
-   * 'entries' (a prefix of the entries, and the hard state only after all of them; the default),
-   * 'all' (also a snapshot without the entries and hard state behind it: off by default until
-   * raft/core restarts from that, FINDINGS.md #3). true = 'all', false = 'off'.
+   * 'entries' (a prefix of the entries, and the hard state only after all of them), 'all' (also a
+   * snapshot without the entries and hard state behind it; the default since raft/core restarts
+   * from that, FINDINGS.md #3). true = 'all', false = 'off'.
    */
   tornWrites?: boolean | TornWrites;
   /** Override the seed's choice of core settings (e.g. small messages to split appends). */
@@ -200,7 +200,7 @@ export class Simulation {
       ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
-    this.tornWrites = opts.tornWrites === true ? 'all' : opts.tornWrites === false ? 'off' : (opts.tornWrites ?? 'entries');
+    this.tornWrites = opts.tornWrites === true ? 'all' : opts.tornWrites === false ? 'off' : (opts.tornWrites ?? 'all');
     this.churn = (opts.profile ?? (r.chance(0.2) ? 'leader-churn' : 'mixed')) === 'leader-churn';
     this.net = new Network(this.netRng);
     this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
