@@ -104,6 +104,14 @@ async function main(): Promise<void> {
     process.stdout.write(`| runc run -d | ${runcS.toFixed(2)} s | ${(runcS / count * 1000).toFixed(1)} ms |\n\n`);
     process.stdout.write(`container-start N=${count}: shoal ${shoalS.toFixed(2)} s, runc ${runcS.toFixed(2)} s, ratio ${(shoalS / runcS).toFixed(2)}\n`);
 
+    if (process.env['SHOAL_TRACE']) {
+      // The runtime prints its per-step sums on SIGUSR2 (runtime/trace.ts).
+      const before = rt.stderr().length;
+      rt.proc.kill('SIGUSR2');
+      for (let i = 0; i < 100 && !rt.stderr().slice(before).includes('trace\n'); i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 50));
+      process.stdout.write(rt.stderr().slice(before));
+    }
     for (const p of pods) await c.rt.RemovePodSandbox({ pod_sandbox_id: p });
   } finally {
     for (const id of rawIds) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);

@@ -19,10 +19,11 @@ import { buildSpec, mergeEnv, processArgs, type OciMount } from './oci-spec.js';
 import { runCommand } from './run-command.js';
 import type { Runc } from './runc.js';
 import { isMountpoint, newId } from './sandbox.js';
-import { writeFileDurable } from './content-store.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
+import { traced, traceAdd } from './trace.js';
+import { shellQuote, type HostHelper } from './host-helper.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
 
 const MONITOR = [
@@ -123,6 +124,7 @@ export class Containers {
     private readonly images: ImageStore,
     private readonly runc: Runc,
     private readonly opts: ContainerOptions,
+    private readonly helper: HostHelper,
   ) {}
 
   list(): ContainerRecord[] { return [...this.recs.values()]; }
@@ -213,20 +215,23 @@ export class Containers {
     const id = newId();
     const dir = this.state.containerDir(id);
     const rootfs = join(dir, 'rootfs');
-    await fsp.mkdir(dir, { recursive: true, mode: 0o711 });
-    await Promise.all(['rootfs', 'upper', 'work'].map((d) => fsp.mkdir(join(dir, d))));
-    let mounted = false;
     try {
       const opts = this.overlayOptions(img, dir);
-      await runCommand('sh', ['-c', 'mount -t overlay overlay -o "$1" "$2" && mkfifo -m 600 "$3" "$4" "$5"', 'sh', opts, rootfs, join(dir, 'stdout.fifo'), join(dir, 'stderr.fifo'), join(dir, 'collect.fifo')]);
-      mounted = true;
+      // One helper request: the bundle directories, the overlay root, the FIFOs.
+      const q = shellQuote;
+      await traced('cc.mount', () => this.helper.run(`mkdir -m 711 ${q(dir)} && mkdir ${q(rootfs)} ${q(join(dir, 'upper'))} ${q(join(dir, 'work'))}`
+        + ` && mount -t overlay overlay -o ${q(opts)} ${q(rootfs)}`
+        + ` && mkfifo -m 600 ${q(join(dir, 'stdout.fifo'))} ${q(join(dir, 'stderr.fifo'))} ${q(join(dir, 'collect.fifo'))}`));
+      const t0 = performance.now();
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
-      await Promise.all([writeFileDurable(join(dir, 'config.json'), JSON.stringify(spec)), this.state.saveContainer(rec)]);
+      traceAdd('cc.spec', performance.now() - t0);
+      await traced('cc.save', () => this.state.createRecord(dir, rec, [{ name: 'config.json', data: JSON.stringify(spec) }]));
       this.recs.set(id, rec);
       return rec;
     } catch (e) {
-      if (mounted) await runCommand('umount', [rootfs], { allowFail: true });
+      // The script may have failed after mounting (mkfifo): unmount before removing anything.
+      if (existsSync(rootfs) && isMountpoint(rootfs)) await runCommand('umount', [rootfs], { allowFail: true });
       await fsp.rm(dir, { recursive: true, force: true });
       throw e;
     }
@@ -349,7 +354,7 @@ export class Containers {
     const tr0 = performance.now();
     const watcher = watch(dir);
     let monitorExited = false;
-    const child = spawn('sh', ['-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs], { detached: true, stdio: 'ignore' });
+    const child = spawn('/bin/sh', ['-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs], { detached: true, stdio: 'ignore' });
     child.unref();
     rec.monitorPid = child.pid;
     try {
@@ -372,6 +377,7 @@ export class Containers {
       throw new Error(`StartContainer ${rec.id}: ${msg}`);
     }
     const tr1 = performance.now();
+    traceAdd('st.untilpid', tr1 - tr0);
     rec.pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim()) || undefined;
     rec.state = 'running';
     // runc writes the pid file just before starting the process; a quick container may even
@@ -381,7 +387,7 @@ export class Containers {
     // Recorded without waiting for the disk: after a crash, the pid file runc wrote says the
     // container was started (see restore). The write still happens, in the background.
     this.state.saveContainer(rec).catch(() => {});
-    if (process.env['SHOAL_TRACE']) process.stderr.write(`start ${rec.id.slice(0, 8)}: pid file after ${(tr1 - tr0).toFixed(1)} ms, total ${(performance.now() - tr0).toFixed(1)} ms\n`);
+    traceAdd('st.afterpid', performance.now() - tr1);
   }
 
   private runcError(dir: string): string {

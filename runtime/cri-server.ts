@@ -14,6 +14,7 @@ import { nowNs } from './logs.js';
 import type { Runtime } from './runtime.js';
 import type { ContainerRecord, CriObject, SandboxRecord } from './state.js';
 import { containerStats, podSandboxStats } from './stats.js';
+import { traced } from './trace.js';
 
 export const RUNTIME_VERSION = '0.1.0';
 
@@ -32,9 +33,9 @@ function grpcError(e: unknown): grpc.ServiceError {
   return Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
 }
 
-function unary(fn: Handler): grpc.handleUnaryCall<CriObject, CriObject> {
+function unary(name: string, fn: Handler): grpc.handleUnaryCall<CriObject, CriObject> {
   return (call, cb) => {
-    fn(call.request).then((r) => cb(null, r), (e) => cb(grpcError(e)));
+    traced(name, () => fn(call.request)).then((r) => cb(null, r), (e) => cb(grpcError(e)));
   };
 }
 
@@ -231,7 +232,7 @@ export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Se
   const build = (svc: grpc.ServiceDefinition, impl: Record<string, Handler>) => {
     const out: grpc.UntypedServiceImplementation = {};
     for (const [name, def] of Object.entries(svc)) {
-      if (impl[name]) out[name] = unary(impl[name]!);
+      if (impl[name]) out[name] = unary(name, impl[name]!);
       else if (def.responseStream) out[name] = ((call: grpc.ServerWritableStream<CriObject, CriObject>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${name} is not implemented by shoal-runtime` })) as grpc.UntypedHandleCall;
       else out[name] = unimplemented(name);
     }

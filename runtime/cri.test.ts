@@ -313,12 +313,16 @@ t.test('CRI runtime end to end', async (t) => {
     await c.rt.StartContainer({ container_id: quits });
     await waitFor('before', async () => logLines('keeps').some((l) => l.content === 'before'));
     const later = await container(p, 'later', { command: ['cat', '/layer2.txt'] });
+    const torn = await container(p, 'torn', { command: ['true'] });
     const p2 = await pod();
     const p2netns = JSON.parse((await c.rt.PodSandboxStatus({ pod_sandbox_id: p2.id, verbose: true })).info.info).netns;
     await rt!.kill('SIGKILL');
     // As a reboot would: the created container's root and the second pod's netns unmounted.
     execFileSync('umount', [join(root, 'containers', later, 'rootfs')]);
     execFileSync('umount', [p2netns]);
+    // A crash in the middle of CreateContainer's first (unrenamed) record write: a torn file.
+    const tornMeta = join(root, 'containers', torn, 'meta.json');
+    writeFileSync(tornMeta, readFileSync(tornMeta, 'utf8').slice(0, 40));
     // While the runtime is down: one container prints, the other exits.
     // (through the host's view of each container's overlay root)
     writeFileSync(join(root, 'containers', keeps, 'rootfs', 'tmp', 'go'), '');
@@ -331,6 +335,8 @@ t.test('CRI runtime end to end', async (t) => {
     await waitFor('last words of a container that exited while the runtime was down', async () => logLines('quits').some((l) => l.content === 'last-words'));
     t.pass('output written just before an exit while the runtime was down is in the log');
     t.equal((await status(keeps)).state, 1, 'the other container is running and known');
+    t.equal(code(await c.rt.ContainerStatus({ container_id: torn }).catch((x: any) => x)), 5, 'a container whose first record is torn was never created: NOT_FOUND');
+    t.notOk(existsSync(join(root, 'containers', torn)), 'its bundle (and mounted root) is cleaned up');
     t.ok((await c.rt.ListPodSandbox({ filter: { id: p.id } })).items.length === 1, 'the sandbox is known');
     await waitFor('output written while the runtime was down', async () => logLines('keeps').some((l) => l.content === 'after-restart'));
     const r = await c.rt.ExecSync({ container_id: keeps, cmd: ['echo', 'still-here'] });

@@ -9,6 +9,7 @@ import { Runc } from './runc.js';
 import { createSandbox, destroySandboxResources, isMountpoint, prepareNsDir } from './sandbox.js';
 import { StateStore, type CriObject, type SandboxRecord } from './state.js';
 import { forgetStats } from './stats.js';
+import { HostHelper } from './host-helper.js';
 import { StreamingServer } from './streaming.js';
 
 export interface RuntimeOptions {
@@ -24,6 +25,7 @@ export class Runtime {
   readonly runc: Runc;
   readonly containers: Containers;
   readonly streaming: StreamingServer;
+  readonly helper = new HostHelper();
   private readonly sandboxes = new Map<string, SandboxRecord>();
   private nsDir = '';
 
@@ -31,7 +33,7 @@ export class Runtime {
     this.images = new ImageStore(join(opts.root, 'images'), new RegistryClient({ insecure: opts.insecureRegistries }));
     this.state = new StateStore(opts.root);
     this.runc = new Runc(join(opts.root, 'runc'), opts.runcBin);
-    this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0 });
+    this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0 }, this.helper);
     this.streaming = new StreamingServer(this.runc, this.containers);
   }
 
@@ -56,6 +58,7 @@ export class Runtime {
   close(): void {
     this.streaming.close();
     this.containers.detachAll();
+    this.helper.close();
   }
 
   listSandboxes(): SandboxRecord[] { return [...this.sandboxes.values()]; }
@@ -68,7 +71,7 @@ export class Runtime {
   }
 
   async runPodSandbox(config: CriObject, handler: string): Promise<SandboxRecord> {
-    const rec = await createSandbox(this.state, this.nsDir, config, handler);
+    const rec = await createSandbox(this.state, this.helper, this.nsDir, config, handler);
     this.sandboxes.set(rec.id, rec);
     return rec;
   }

@@ -11,6 +11,8 @@ import { removeCgroup } from './cgroups.js';
 import type { CriObject, SandboxRecord, StateStore } from './state.js';
 import { nowNs } from './logs.js';
 import { InvalidArgumentError } from './errors.js';
+import { traced } from './trace.js';
+import { shellQuote, type HostHelper } from './host-helper.js';
 
 const NODE = 2; // NamespaceMode.NODE
 
@@ -34,7 +36,7 @@ export async function prepareNsDir(root: string): Promise<string> {
 
 const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-export async function createSandbox(state: StateStore, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
+export async function createSandbox(state: StateStore, helper: HostHelper, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
   const md = config?.metadata;
   if (!md || !md.name) throw new InvalidArgumentError('RunPodSandbox: config.metadata.name is required');
   if (runtimeHandler && runtimeHandler !== 'runc') throw new InvalidArgumentError(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
@@ -45,23 +47,28 @@ export async function createSandbox(state: StateStore, nsDir: string, config: Cr
   const hostname: string = config.hostname || (hostNet ? '' : md.name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63));
   if (hostname && !HOSTNAME_RE.test(hostname)) throw new InvalidArgumentError(`RunPodSandbox: hostname ${JSON.stringify(hostname)} is not a valid DNS name`);
   const dir = state.sandboxDir(id);
-  await fsp.mkdir(dir, { recursive: true, mode: 0o711 });
+  await traced('sb.mkdir', () => fsp.mkdir(dir, { recursive: true, mode: 0o711 }));
   const rec: SandboxRecord = {
     id, config, runtimeHandler: runtimeHandler || '', createdAt: Number(nowNs()), state: 'ready',
     hostname, dir,
     cgroupParent: config.linux?.cgroup_parent || `/shoal/${id.slice(0, 16)}`,
   };
   try {
-    const args: string[] = [];
-    if (!hostNet) { rec.netns = join(nsDir, `${id}-net`); args.push(`--net=${rec.netns}`); }
-    if (!hostIpc) { rec.ipcns = join(nsDir, `${id}-ipc`); args.push(`--ipc=${rec.ipcns}`); }
-    if (!hostNet) { rec.utsns = join(nsDir, `${id}-uts`); args.push(`--uts=${rec.utsns}`); }
-    await Promise.all([writeEtcFiles(rec, hostNet), ...[rec.netns, rec.ipcns, rec.utsns].map((f) => (f ? fsp.writeFile(f, '') : undefined))]);
-    // One process creates the namespaces and brings loopback up inside; the hostname is set
-    // in the UTS namespace by runc when the pod's first container starts (spec.hostname).
+    const nsArgs: string[] = [];
+    if (!hostNet) { rec.netns = join(nsDir, `${id}-net`); nsArgs.push(`--net=${rec.netns}`); }
+    if (!hostIpc) { rec.ipcns = join(nsDir, `${id}-ipc`); nsArgs.push(`--ipc=${rec.ipcns}`); }
+    if (!hostNet) { rec.utsns = join(nsDir, `${id}-uts`); nsArgs.push(`--uts=${rec.utsns}`); }
+    // One helper request creates the mount-point files and the namespaces and brings loopback
+    // up inside; the hostname is set in the UTS namespace by runc when the pod's first
+    // container starts (spec.hostname).
+    const files = [rec.netns, rec.ipcns, rec.utsns].filter((f): f is string => !!f);
+    const nsScript = files.length
+      ? `${files.map((f) => `: >${shellQuote(f)}`).join(' && ')} && unshare ${nsArgs.map(shellQuote).join(' ')} ${rec.netns ? 'ip link set lo up' : 'true'}`
+      : '';
     await Promise.all([
-      args.length ? runCommand('unshare', [...args, ...(rec.netns ? ['ip', 'link', 'set', 'lo', 'up'] : ['true'])]) : undefined,
-      state.saveSandbox(rec),
+      traced('sb.files', () => writeEtcFiles(rec, hostNet)),
+      nsScript ? traced('sb.unshare', () => helper.run(nsScript)) : undefined,
+      traced('sb.save', () => state.createRecord(dir, rec)),
     ]);
     return rec;
   } catch (e) {

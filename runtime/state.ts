@@ -2,7 +2,7 @@
 // atomically and fsynced, so a restarted runtime finds its pods and running containers again.
 import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileDurable } from './content-store.js';
+import { fsyncDir, writeFileDurable } from './content-store.js';
 import { runCommand } from './run-command.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -58,6 +58,23 @@ export class StateStore {
     await fsp.mkdir(join(this.root, 'containers'), { recursive: true });
   }
 
+  /**
+   * The first write of a record into its freshly made directory: no temporary file and rename
+   * (there is no older version to protect), and the file, its directory and the directory
+   * holding that are fsynced concurrently, so the filesystem does one journal commit for all.
+   * A crash before the reply can leave a torn file; loadAll treats it as never recorded, which
+   * is what it is (the RPC did not answer). `extra` files (a bundle's config.json) are made
+   * durable in the same round.
+   */
+  async createRecord(dir: string, rec: SandboxRecord | ContainerRecord, extra: { name: string; data: string }[] = []): Promise<void> {
+    const files = [{ name: 'meta.json', data: JSON.stringify(rec) }, ...extra];
+    const handles = await Promise.all(files.map((f) => fsp.open(join(dir, f.name), 'wx', 0o600)));
+    try {
+      await Promise.all(handles.map((h, i) => h.writeFile(files[i]!.data)));
+      await Promise.all([...handles.map((h) => h.sync()), fsyncDir(dir), fsyncDir(join(dir, '..'))]);
+    } finally { await Promise.all(handles.map((h) => h.close())); }
+  }
+
   async saveSandbox(s: SandboxRecord): Promise<void> {
     await writeFileDurable(join(s.dir, 'meta.json'), JSON.stringify(s));
   }
@@ -84,7 +101,14 @@ export class StateStore {
         await fsp.rm(join(this.root, kind, id), { recursive: true, force: true }).catch(() => {});
         continue;
       }
-      out.push(JSON.parse(await fsp.readFile(f, 'utf8')) as T);
+      let rec: T;
+      try { rec = JSON.parse(await fsp.readFile(f, 'utf8')) as T; } catch {
+        // Torn first write (see createRecord): the creating RPC never answered.
+        await runCommand('umount', [join(this.root, kind, id, 'rootfs')], { allowFail: true });
+        await fsp.rm(join(this.root, kind, id), { recursive: true, force: true }).catch(() => {});
+        continue;
+      }
+      out.push(rec);
     }
     return out;
   }
