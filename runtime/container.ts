@@ -8,7 +8,6 @@
 // runtime reads the FIFOs into CRI-format logs; end-of-file on them means the container and
 // its monitor are gone, so it is also how the runtime learns of an exit, before or after a
 // restart. `--keep` leaves the stopped container's cgroup in place so an OOM kill can be read.
-import { spawn } from 'node:child_process';
 import { constants as fsc, type FSWatcher, existsSync, readdirSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix } from 'node:path';
@@ -28,7 +27,8 @@ export { InvalidArgumentError, NotFoundError, PreconditionError };
 
 const MONITOR = [
   'd=$1; shift',
-  'exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo"',
+  // `command` keeps a failed redirection from ending the shell before it records the failure.
+  'command exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo" || { echo 127 >"$d/exitcode"; exit 127; }',
   '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
   'echo $? >"$d/exitcode.tmp" && mv -f "$d/exitcode.tmp" "$d/exitcode"',
   // Hold the pipes, and whatever is still unread in them, until the runtime has collected the
@@ -354,19 +354,25 @@ export class Containers {
     const tr0 = performance.now();
     const watcher = watch(dir);
     let monitorExited = false;
-    const child = spawn('/bin/sh', ['-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs], { detached: true, stdio: 'ignore' });
-    child.unref();
-    rec.monitorPid = child.pid;
+    let poll: NodeJS.Timeout | undefined;
     try {
-      await new Promise<void>((resolve, reject) => {
+      // The helper shell starts the monitor in the background (a fork of a small shell, not of
+      // Node) and answers with its pid; the monitor runs on after the runtime is gone.
+      const out = await this.helper.run(`${['sh', '-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs].map(shellQuote).join(' ')} </dev/null >/dev/null 2>&1 & echo $!`);
+      rec.monitorPid = Number(out.trim()) || undefined;
+      await new Promise<void>((resolve) => {
         // Started (pid file) or failed before starting (exit code without pid file).
         const check = () => { if (existsSync(join(dir, 'pid')) || existsSync(join(dir, 'exitcode'))) resolve(); };
         watcher.on('change', check);
-        child.on('exit', () => { monitorExited = true; resolve(); });
-        child.on('error', (e) => reject(new Error(`cannot start the container monitor: ${e.message}`)));
+        // Safety net only (the monitor writes exitcode on every path it controls): a monitor
+        // that died without either file must not leave StartContainer waiting forever.
+        poll = setInterval(() => { if (!monitorAlive(rec.monitorPid, dir)) { monitorExited = true; check(); resolve(); } }, 1000);
         check();
       });
-    } finally { watcher.close(); }
+    } catch (e) {
+      for (const fd of fds) closeSync(fd);
+      throw new Error(`StartContainer ${rec.id}: cannot start the container monitor: ${(e as Error).message}`);
+    } finally { watcher.close(); clearInterval(poll); }
     if (!existsSync(join(dir, 'pid'))) {
       for (const fd of fds) closeSync(fd);
       if (!monitorExited) await releaseMonitor(dir);

@@ -32,7 +32,8 @@ export class HostHelper {
 
   private start(): ChildProcess {
     const [cmd, args] = haveBusybox() ? ['busybox', ['sh']] : ['sh', []];
-    const p = spawn(cmd, args as string[], { stdio: ['pipe', 'pipe', 'ignore'] });
+    // Its own session: container monitors it starts must not get the runtime's terminal signals.
+    const p = spawn(cmd, args as string[], { stdio: ['pipe', 'pipe', 'ignore'], detached: true });
     p.stdout!.setEncoding('utf8');
     p.stdout!.on('data', (s: string) => this.onData(s));
     const fail = (why: string) => {
