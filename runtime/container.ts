@@ -390,9 +390,10 @@ export class Containers {
     // have finished by now, so take the file's time rather than ours.
     rec.startedAt = Math.min(Number(nowNs()), Math.round(statSync(join(dir, 'pid')).mtimeMs * 1e6));
     this.attach(rec, fds);
-    // Recorded without waiting for the disk: after a crash, the pid file runc wrote says the
-    // container was started (see restore). The write still happens, in the background.
-    this.state.saveContainer(rec).catch(() => {});
+    // Recorded without waiting for the disk and without fsync: after a crash, the pid file runc
+    // wrote says the container was started, and restore takes pid and start time from it and
+    // finds the monitor in /proc. The write happens in the background.
+    this.state.saveContainer(rec, { durable: false }).catch(() => {});
     traceAdd('st.afterpid', performance.now() - tr1);
   }
 

@@ -80,10 +80,8 @@ export async function createSandbox(state: StateStore, helper: HostHelper, nsDir
 
 async function writeEtcFiles(rec: SandboxRecord, hostNet: boolean): Promise<void> {
   const name = rec.hostname || readFileSync('/etc/hostname', 'utf8').trim();
-  await fsp.writeFile(join(rec.dir, 'hostname'), name + '\n');
   const hosts = hostNet && existsSync('/etc/hosts') ? readFileSync('/etc/hosts', 'utf8')
     : `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${name}\n`;
-  await fsp.writeFile(join(rec.dir, 'hosts'), hosts);
   const dns = rec.config.dns_config;
   let resolv = '';
   if (dns && (dns.servers?.length || dns.searches?.length || dns.options?.length)) {
@@ -93,7 +91,11 @@ async function writeEtcFiles(rec: SandboxRecord, hostNet: boolean): Promise<void
   } else if (hostNet && existsSync('/etc/resolv.conf')) {
     resolv = readFileSync('/etc/resolv.conf', 'utf8');
   }
-  await fsp.writeFile(join(rec.dir, 'resolv.conf'), resolv);
+  await Promise.all([
+    fsp.writeFile(join(rec.dir, 'hostname'), name + '\n'),
+    fsp.writeFile(join(rec.dir, 'hosts'), hosts),
+    fsp.writeFile(join(rec.dir, 'resolv.conf'), resolv),
+  ]);
 }
 
 /** Unmounts and removes the namespace files and the pod cgroup. Idempotent. */

@@ -1,5 +1,6 @@
 // The runtime's persisted state: one meta.json per sandbox and per container, written
 // atomically and fsynced, so a restarted runtime finds its pods and running containers again.
+import { randomBytes } from 'node:crypto';
 import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurable } from './content-store.js';
@@ -47,6 +48,13 @@ export interface ContainerRecord {
   resources: CriObject;
 }
 
+/** Replaces a file atomically (tmp + rename) without waiting for the disk. */
+async function writeFileAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`;
+  await fsp.writeFile(tmp, data, { mode: 0o600 });
+  await fsp.rename(tmp, path);
+}
+
 export class StateStore {
   constructor(readonly root: string) {}
 
@@ -81,10 +89,15 @@ export class StateStore {
 
   private readonly saving = new Map<string, Promise<void>>();
 
-  /** Saves are serialised per container, each writing the record as it is when its turn comes. */
-  saveContainer(c: ContainerRecord): Promise<void> {
+  /**
+   * Saves are serialised per container, each writing the record as it is when its turn comes.
+   * `durable: false` (atomic rename, no fsync) is for changes a restart reconstructs anyway:
+   * "running", pid and start time come from runc's pid file and /proc (Containers.restore).
+   */
+  saveContainer(c: ContainerRecord, opts: { durable?: boolean } = {}): Promise<void> {
+    const write = opts.durable === false ? writeFileAtomic : writeFileDurable;
     const prev = this.saving.get(c.id) ?? Promise.resolve();
-    const next = prev.catch(() => {}).then(() => (existsSync(c.dir) ? writeFileDurable(join(c.dir, 'meta.json'), JSON.stringify(c)) : undefined));
+    const next = prev.catch(() => {}).then(() => (existsSync(c.dir) ? write(join(c.dir, 'meta.json'), JSON.stringify(c)) : undefined));
     this.saving.set(c.id, next);
     void next.finally(() => { if (this.saving.get(c.id) === next) this.saving.delete(c.id); }).catch(() => {});
     return next;
