@@ -89,3 +89,27 @@ for (const [what, entries] of hostile) {
     t.notOk(existsSync('/tmp/x.txt'));
   });
 }
+
+t.test('deferred directory metadata, xattrs and devices never follow a symlink that replaced their path', async (t) => {
+  const root = tmp(t);
+  const target = join(root, 'layer');
+  execFileSync('mkdir', [target]);
+  const outside = join(root, 'outside');
+  execFileSync('mkdir', ['-m', '0700', outside]);
+  execFileSync('sh', ['-c', `echo secret > ${outside}/shadow && chmod 600 ${outside}/shadow`]);
+  const before = { dir: statSync(outside).mode, file: statSync(join(outside, 'shadow')).mode };
+  await unpackLayer(once(tarBuffer([
+    // x/ is recorded for mode 0777 at the end, then replaced by a symlink to a host file.
+    { name: 'x/', type: 'dir', mode: 0o777 },
+    { name: 'x', type: 'symlink', linkname: join(outside, 'shadow') },
+    // a/ and a/b/ likewise, then a becomes a symlink to a host directory.
+    { name: 'a/', type: 'dir', mode: 0o777 },
+    { name: 'a/b/', type: 'dir', mode: 0o777 },
+    { name: 'a/b/.wh..wh..opq' },
+    { name: 'a', type: 'symlink', linkname: outside },
+  ])), target);
+  t.ok(lstatSync(join(target, 'x')).isSymbolicLink(), 'the later entry won: x is a symlink');
+  t.equal(statSync(join(outside, 'shadow')).mode, before.file, 'the host file kept its mode');
+  t.equal(statSync(outside).mode, before.dir, 'the host directory kept its mode');
+  t.throws(() => execFileSync('getfattr', ['-n', 'trusted.overlay.opaque', outside], { stdio: 'pipe' }), 'no opaque xattr on the host directory');
+});

@@ -5,7 +5,7 @@
 // and so is any entry whose parent path goes through a symlink (which could point anywhere
 // on the host while we extract).
 import { promises as fsp, constants as fsc } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { readTar, type TarEntry } from './tar-reader.js';
 import { runCommand } from './run-command.js';
 
@@ -46,6 +46,26 @@ async function preparePath(root: string, parts: string[], original: string): Pro
     if (!st.isDirectory()) throw new UnsafeLayerError(`layer entry ${JSON.stringify(original)}: parent ${JSON.stringify(parts.slice(0, i + 1).join('/'))} is not a directory`);
   }
   return join(root, ...parts);
+}
+
+/**
+ * Devices, xattrs and directory metadata are applied after the whole layer is read, on paths
+ * recorded earlier; a later entry may since have replaced one of their components with a
+ * symlink that points anywhere on the host (chmod, chown and setfattr follow links). True only
+ * if every component under root is still a real directory, the last one too when `last` is
+ * 'dir', or absent when it is 'absent'. Otherwise a later entry replaced the path, and in a tar
+ * the later entry wins: the deferred work is skipped.
+ */
+async function stillInsideRoot(root: string, abs: string, last: 'dir' | 'absent'): Promise<boolean> {
+  const parts = abs === root ? [] : relative(root, abs).split(sep);
+  let cur = root;
+  for (let i = 0; i < parts.length; i++) {
+    cur = join(cur, parts[i]!);
+    const st = await lstatOrNull(cur);
+    if (i === parts.length - 1 && last === 'absent') return st === null;
+    if (!st || st.isSymbolicLink() || !st.isDirectory()) return false;
+  }
+  return true;
 }
 
 async function removeExisting(p: string, keepDir: boolean): Promise<void> {
@@ -131,6 +151,10 @@ export async function unpackLayer(stream: AsyncIterable<Buffer | Uint8Array | st
     }
   }
   // Node has no mknod(2) or setxattr(2): batch them into one shell per layer.
+  const liveDevices: typeof devices = [];
+  for (const d of devices) if (await stillInsideRoot(root, d.path, 'absent')) liveDevices.push(d);
+  devices.length = 0;
+  devices.push(...liveDevices);
   if (devices.length > 0) {
     const script = devices.map((_, i) => {
       const d = devices[i]!;
@@ -143,10 +167,11 @@ export async function unpackLayer(stream: AsyncIterable<Buffer | Uint8Array | st
     await runCommand('sh', ['-c', fixed, 'sh', ...devices.map((d) => d.path)]);
   }
   if (opaque.length > 0) {
-    for (const d of opaque) await runCommand('setfattr', ['-n', 'trusted.overlay.opaque', '-v', 'y', d]);
+    for (const d of opaque) if (await stillInsideRoot(root, d, 'dir')) await runCommand('setfattr', ['-h', '-n', 'trusted.overlay.opaque', '-v', 'y', d]);
   }
   // Directory modes and times last: a read-only directory must not block its own children.
   for (const { path, e } of dirMeta.reverse()) {
+    if (!(await stillInsideRoot(root, path, 'dir'))) continue;
     await fsp.chown(path, e.uid, e.gid);
     await fsp.chmod(path, e.mode);
     await fsp.utimes(path, e.mtime, e.mtime);
