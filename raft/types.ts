@@ -41,6 +41,8 @@ export interface ConfState {
   learnersNext: NodeId[];
   /** Leave the joint config automatically once it is committed. */
   autoLeave: boolean;
+  /** Ids removed from the cluster, never to be reused (the core refuses to re-add them). */
+  removed?: NodeId[];
 }
 
 export interface SnapshotMeta {

@@ -7,13 +7,18 @@ export const WIRE_FORMAT = 1;
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 
+// The removed ids travel too: a follower that installs a snapshot must keep refusing to re-add
+// them, or as a later leader it could commit a change every other node refuses to apply.
 function encodeConf(c: ConfState): unknown[] {
-  return [c.voters, c.learners, c.votersOutgoing, c.learnersNext, c.autoLeave];
+  return [c.voters, c.learners, c.votersOutgoing, c.learnersNext, c.autoLeave, c.removed ?? []];
 }
 
 function decodeConf(v: unknown): ConfState {
-  if (!Array.isArray(v) || v.length !== 5) throw new Error('bad ConfState on the wire');
-  return { voters: v[0], learners: v[1], votersOutgoing: v[2], learnersNext: v[3], autoLeave: !!v[4] };
+  // Five fields: a sender from before `removed` was carried.
+  if (!Array.isArray(v) || (v.length !== 5 && v.length !== 6)) throw new Error('bad ConfState on the wire');
+  const c: ConfState = { voters: v[0], learners: v[1], votersOutgoing: v[2], learnersNext: v[3], autoLeave: !!v[4] };
+  if (v.length === 6 && Array.isArray(v[5]) && v[5].length > 0) c.removed = v[5];
+  return c;
 }
 
 function encodeMetaArr(m: SnapshotMeta): unknown[] {

@@ -48,9 +48,9 @@ t.test('codec round-trips every field', async (t) => {
   });
   const d = decodeMessage(encodeMessage(m));
   t.same(d, m);
-  const s = msg({ type: MessageType.Snap, snapshot: { meta: { index: 5, term: 2, conf: { voters: [1, 2, 3], learners: [4], votersOutgoing: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array([1]) } });
+  const s = msg({ type: MessageType.Snap, snapshot: { meta: { index: 5, term: 2, conf: { voters: [1, 2, 3], learners: [4], votersOutgoing: [], learnersNext: [], autoLeave: false, removed: [5, 6] } }, data: new Uint8Array([1]) } });
   const ds = decodeMessage(encodeMessage(s));
-  t.same(ds.snapshot?.meta, s.snapshot!.meta);
+  t.same(ds.snapshot?.meta, s.snapshot!.meta, 'snapshot meta, removed ids included');
   t.equal(ds.snapshot?.data.length, 0, 'snapshot data is not inline');
   t.throws(() => decodeMessage(new Uint8Array([0x91, 0x01])), /12-field array/);
   t.ok(encodeMessage(m).length < 60, 'compact: ' + encodeMessage(m).length + ' bytes');
