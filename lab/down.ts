@@ -96,7 +96,11 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
 
   // 4. Files. A directory `lab up` marked as its own goes whole. Without the mark, only what a
   // valid state file of this very directory names as the lab's; a foreign directory is left alone.
-  if (existsSync(dir)) {
+  // Never while something is still mounted under it: a recursive delete would go into the mount.
+  const stillMounted = mountsUnder(dir);
+  if (stillMounted.length > 0) {
+    report.leftovers.push(`files in ${dir} (kept: ${stillMounted.join(', ')} still mounted; unmount, then run \`shoal lab down\` again)`);
+  } else if (existsSync(dir)) {
     if (existsSync(join(dir, MARKER_FILE))) {
       rmSync(dir, { recursive: true, force: true });
       report.filesRemoved = true;

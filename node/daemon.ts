@@ -133,7 +133,14 @@ export class Daemon {
       };
     }
     server.addService(controlDef(), secureService(controlDef(), proxy, { name: 'Control', policy, localIdentity: self }));
-    await new Promise<void>((res, rej) => server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(new Error(`cannot listen on ${path}: ${e.message}`)) : res())));
+    // The socket answers root-level Init/Join/Leave: it must never exist with open permissions,
+    // not even between bind and chmod.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((res, rej) => server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(new Error(`cannot listen on ${path}: ${e.message}; is another shoald using this state dir?`)) : res())));
+    } finally {
+      process.umask(umask);
+    }
     chmodSync(path, 0o600);
     this.local = server;
   }

@@ -68,7 +68,8 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop());
   if (!d.identity && a.init) {
     const r = await (d as any).init();
-    log(`shoald: initialized; workers join with: shoal join --token ${r.worker_token} ${r.addr}`);
+    // The token stays out of the log (logs are read more widely than the state dir).
+    log(`shoald: initialized a cluster at ${r.addr}; print the join command with: shoal --state-dir ${a.stateDir} join-token worker`);
   } else if (!d.identity && a.join) {
     await (d as any).join(a.join, a.token);
   }

@@ -3,7 +3,7 @@
 // gossip). shoald creates one when its certificate says manager and stops it when demoted.
 // The raft transport runs under the cluster's mTLS: a CA-signed client certificate is required
 // at the TLS handshake, and every incoming raft call must come from a current manager.
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ReplicatedNode, type MemberAddr } from '../raftnode/node.js';
@@ -65,7 +65,9 @@ export class Manager {
 
   async start(): Promise<void> {
     const dir = join(this.o.stateDir, 'raft');
-    mkdirSync(dir, { recursive: true });
+    // The raft log and snapshots hold the cluster object, CA key included: owner only.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
     const log = (m: string) => this.o.log(m);
     const storage = await DiskStorage.open(dir, { logger: { info: () => {}, warn: log } });
     if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, this.o.voters ?? [this.raftId]);
