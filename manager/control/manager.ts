@@ -97,12 +97,17 @@ export class Manager {
     await this.raft.start();
     // Every manager keeps its raft peers' addresses from the node objects (a restored snapshot
     // does not carry them) and remembers them on disk for the next start.
-    this.peersWatch = this.raft.store.watch({ kinds: ['node'] }, () => this.syncPeers(), undefined, () => this.syncPeers());
-    this.syncPeers();
+    this.watchPeers();
     this.healthTimer = setInterval(() => {
       this.checkMembership();
       void this.reconcileHealth();
     }, 1000);
+  }
+
+  /** Follows the node objects; a restored snapshot ends the watch, so it starts again then. */
+  private watchPeers(): void {
+    this.peersWatch = this.raft.store.watch({ kinds: ['node'] }, () => this.syncPeers(), undefined, () => this.watchPeers());
+    this.syncPeers();
   }
 
   /** Called once when this manager sees itself removed from raft (demoted): renew as a worker. */

@@ -129,7 +129,9 @@ export class Dispatcher {
         last = key;
         call.write(msg);
       };
-      const watch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, () => send(), undefined, () => send());
+      // A restored snapshot ends every watch: end the session too, so the agent reconnects and
+      // its new session watches again (sending once more would leave a session that hears nothing).
+      const watch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, () => send(), undefined, () => s.end('the store was replaced by a snapshot; reconnect'));
       call.on('cancelled', () => s.end('the agent closed it'));
       call.on('error', () => s.end('stream error'));
       send();

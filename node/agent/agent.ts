@@ -193,6 +193,8 @@ export class Agent {
       this.o.onAssignments?.(this.tasks);
     });
     s.on('error', (e: grpc.ServiceError) => finish(new Error(`assignments: ${e.details ?? e.message}`)));
+    // The manager ends the stream when its store is replaced by a snapshot: start a new session.
+    s.on('end', () => finish(new Error('assignments: the manager ended the stream')));
   }
 
   stop(): void {
