@@ -10,7 +10,8 @@
 // --allow-netns, any address: only for tests that run it inside a private network namespace).
 //
 // On start it prints one JSON line {"ready":true,...} on stdout. SIGTERM/SIGINT stop it cleanly.
-import { mkdirSync, readlinkSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { DiskStorage } from '../raft/storage/index.js';
 import type { NodeId } from '../raft/types.js';
 import { ReplicatedNode, type MemberAddr } from './raftnode/node.js';
@@ -71,9 +72,18 @@ function parse(argv: string[]): Args {
   if (!a.allowNetns) for (const addr of [a.raft, a.api]) if (!isLoopback(addr)) usage(`${addr} is not a loopback address: the store is unauthenticated until mTLS lands, so it listens on loopback only`);
   // --allow-netns is for test hosts in private network namespaces; in the machine's own
   // namespace it would put an unauthenticated store on a real interface.
-  if (a.allowNetns && readlinkSync('/proc/self/ns/net') === readlinkSync('/proc/1/ns/net')) usage('--allow-netns: this process is in the root network namespace; run it inside a private namespace (ip netns exec) or use loopback addresses without the flag');
+  if (a.allowNetns && !inNamedNetns()) usage('--allow-netns: this process is not in a named network namespace; run it inside a private one (ip netns exec) or use loopback addresses without the flag');
   if (!a.peers.has(a.id)) a.peers.set(a.id, { raft: a.raft, api: a.api });
   return a as Args;
+}
+
+/** True inside a namespace made with `ip netns add` (the machine's own namespace has no name). */
+function inNamedNetns(): boolean {
+  try {
+    return execFileSync('ip', ['netns', 'identify', String(process.pid)], { encoding: 'utf8' }).trim() !== '';
+  } catch {
+    return false;
+  }
 }
 
 async function main(): Promise<void> {

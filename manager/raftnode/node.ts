@@ -121,7 +121,7 @@ export class ReplicatedNode {
   private leaderLog?: { term: number; first: number; entries: Entry[] };
   private earlyApplyQueued = false;
   private readonly pendingConf = new Map<string, PendingConf>();
-  private readonly applyWaiters: { index: number; resolve(): void }[] = [];
+  private readonly applyWaiters: { index: number; resolve(): void; reject(e: Error): void; timer?: NodeJS.Timeout }[] = [];
   // ReadIndex: reads waiting for the next round, and the round in flight.
   private readQueue: { resolve(): void; reject(e: Error): void }[] = [];
   private readRound?: { ctx: string; waiters: { resolve(): void; reject(e: Error): void }[]; timer: NodeJS.Timeout };
@@ -589,7 +589,9 @@ export class ReplicatedNode {
     if (!r || r.ctx !== ctx) return;
     clearTimeout(r.timer);
     this.readRound = undefined;
-    void this.waitApplied(index).then(() => {
+    // The read point is known; applying up to it must also finish in time (a follower cut off
+    // right after the round would otherwise keep its callers waiting for ever).
+    void this.waitApplied(index, this.o.readTimeoutMs).then(() => {
       for (const w of r.waiters) w.resolve();
     }, (e: Error) => {
       for (const w of r.waiters) w.reject(e);
@@ -607,11 +609,20 @@ export class ReplicatedNode {
     this.startReadRound();
   }
 
-  /** Resolves when the local store has applied `index`. */
-  waitApplied(index: number): Promise<void> {
+  /** Resolves when the local store has applied `index`; rejects on stop or after `timeoutMs`. */
+  waitApplied(index: number, timeoutMs?: number): Promise<void> {
     if (this.store.applied >= index) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.applyWaiters.push({ index, resolve });
+    if (this.stopped) return Promise.reject(new StoppedError());
+    return new Promise((resolve, reject) => {
+      const w: (typeof this.applyWaiters)[number] = { index, resolve, reject };
+      if (timeoutMs !== undefined) {
+        w.timer = setTimeout(() => {
+          const i = this.applyWaiters.indexOf(w);
+          if (i >= 0) this.applyWaiters.splice(i, 1);
+          reject(new ReadTimeoutError(timeoutMs));
+        }, timeoutMs);
+      }
+      this.applyWaiters.push(w);
     });
   }
 
@@ -622,6 +633,7 @@ export class ReplicatedNode {
       const w = this.applyWaiters[i]!;
       if (w.index <= applied) {
         this.applyWaiters.splice(i, 1);
+        clearTimeout(w.timer);
         w.resolve();
       }
     }
@@ -683,6 +695,10 @@ export class ReplicatedNode {
     }
     for (const w of this.readQueue) w.reject(err);
     this.readQueue = [];
+    for (const w of this.applyWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
     await this.transport.stop();
     // Let a save in flight finish before closing the storage under it.
     while (this.running) await new Promise((r) => setTimeout(r, 5));
