@@ -1,7 +1,8 @@
 // The node's state directory: identity (key, certificate, CA), chosen ports, known managers and
 // the gossip key. Every write is durable: temp file, fsync, rename, fsync of the directory.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { writeDurable } from '../manager/durable-file.js';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Role } from '../manager/ca/pki.js';
 
 export interface IdentityMeta {
@@ -16,18 +17,6 @@ export interface Identity extends IdentityMeta {
   keyPem: string;
 }
 
-export function writeDurable(path: string, data: string | Buffer, mode = 0o600): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = path + '.tmp';
-  writeFileSync(tmp, data, { mode });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-  const d = openSync(dirname(path), 'r');
-  fsyncSync(d);
-  closeSync(d);
-}
 
 export class StateDir {
   constructor(readonly dir: string) {
@@ -80,3 +69,5 @@ export class StateDir {
     writeDurable(this.path(name), JSON.stringify(v), 0o600);
   }
 }
+
+export { writeDurable };

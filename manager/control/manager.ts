@@ -3,7 +3,8 @@
 // gossip). shoald creates one when its certificate says manager and stops it when demoted.
 // The raft transport runs under the cluster's mTLS: a CA-signed client certificate is required
 // at the TLS handshake, and every incoming raft call must come from a current manager.
-import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { writeDurable } from '../durable-file.js';
+import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ReplicatedNode, type MemberAddr } from '../raftnode/node.js';
@@ -32,14 +33,6 @@ export interface ManagerOptions {
   log(m: string): void;
 }
 
-function writeDurable(path: string, data: string): void {
-  const tmp = path + '.tmp';
-  writeFileSync(tmp, data);
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
-}
 
 export class Manager {
   raft!: ReplicatedNode;
