@@ -1,14 +1,15 @@
 // Containers: an OCI bundle per container on an overlayfs root (image layers below, a writable
-// layer above), run by `runc run --keep` under a small monitor shell.
+// layer above), started by `runc run -d` under a small C monitor (runtime/shim/shoal-shim.c).
 //
-// Why the monitor: runc's container process must have a parent that outlives the runtime so
-// its exit status is not lost when shoal-runtime restarts. The monitor is `sh` (started in its
-// own session): it holds both log FIFOs open read-write (so the container never gets SIGPIPE
-// while the runtime is down), waits for `runc run`, and writes the exit code to a file. The
-// runtime reads the FIFOs into CRI-format logs; end-of-file on them means the container and
-// its monitor are gone, so it is also how the runtime learns of an exit, before or after a
-// restart. `--keep` leaves the stopped container's cgroup in place so an OOM kill can be read.
-import { constants as fsc, type FSWatcher, existsSync, readdirSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+// Why the monitor: the container process must have a parent that outlives the runtime so its
+// exit status is not lost when shoal-runtime restarts. The monitor (its own session, a child
+// subreaper, so the container becomes its child once `runc run -d` returns) holds both log
+// FIFOs open read-write (so the container never gets SIGPIPE while the runtime is down), reaps
+// the container and writes the exit code to a file. The runtime reads the FIFOs into
+// CRI-format logs; end-of-file on them means the container and its monitor are gone, so it is
+// also how the runtime learns of an exit, before or after a restart. runc keeps the stopped
+// container (and its cgroup) until `runc delete`, so an OOM kill can be read.
+import { constants as fsc, type FSWatcher, existsSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix } from 'node:path';
 import { cgroupVersion, oomKillCount, swapLimitSupported } from './cgroups.js';
@@ -20,25 +21,16 @@ import type { Runc } from './runc.js';
 import { isMountpoint, newId } from './sandbox.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
-import { InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
+import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
 import { traced, traceAdd } from './trace.js';
-import { shellQuote, type HostHelper } from './host-helper.js';
+import { ShimError, type Shim } from './shim.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
-
-const MONITOR = [
-  'd=$1; shift',
-  // `command` keeps a failed redirection from ending the shell before it records the failure.
-  'command exec 3<>"$d/stdout.fifo" 4<>"$d/stderr.fifo" || { echo 127 >"$d/exitcode"; exit 127; }',
-  '"$@" </dev/null >"$d/stdout.fifo" 2>"$d/stderr.fifo" 3>&- 4>&-',
-  'echo $? >"$d/exitcode.tmp" && mv -f "$d/exitcode.tmp" "$d/exitcode"',
-  // Hold the pipes, and whatever is still unread in them, until the runtime has collected the
-  // exit (it opens collect.fifo): a runtime that is down meanwhile loses no output.
-  'read _ <"$d/collect.fifo"',
-].join('\n');
 
 export interface ContainerOptions {
   /** pids limit applied when the request sets none (0 = unlimited). */
   defaultPidsLimit: number;
+  /** How long StartContainer may take until runc has started the container. */
+  startTimeoutMs?: number;
 }
 
 export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): void; exit(code: number): void }
@@ -81,27 +73,30 @@ export function resolveUser(rootfs: string, user: string): { uid: number; gid: n
   return { uid, gid, groups };
 }
 
-/** Is the monitor shell of the container in `dir` alive (and not a recycled pid)? */
-function monitorAlive(pid: number | undefined, dir: string): boolean {
-  if (!pid) return false;
+/**
+ * Is process `pid` the monitor of the container in `dir`? The C monitor names itself
+ * "shoal-monitor" and works in the bundle directory; a monitor started by an older runtime
+ * (a shell) has "shoal-monitor" and the directory in its command line.
+ */
+function isMonitorOf(pid: number | string, dir: string): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
     if (st === 'Z' || st === 'X') return false;
+    if (stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === 'shoal-monitor') return readlinkSync(`/proc/${pid}/cwd`) === dir;
     const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     return cmd.includes('shoal-monitor') && cmd.includes(dir);
   } catch { return false; }
 }
 
-/** The pid of the monitor shell of the container in `dir`, looked up in /proc. */
+/** Is the monitor of the container in `dir` alive (and not a recycled pid)? */
+function monitorAlive(pid: number | undefined, dir: string): boolean {
+  return !!pid && isMonitorOf(pid, dir);
+}
+
+/** The pid of the monitor of the container in `dir`, looked up in /proc. */
 function findMonitor(dir: string): number | undefined {
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
-      if (cmd.includes('shoal-monitor') && cmd.includes(dir)) return Number(p);
-    } catch { /* gone */ }
-  }
+  for (const p of readdirSync('/proc')) if (/^\d+$/.test(p) && isMonitorOf(p, dir)) return Number(p);
   return undefined;
 }
 
@@ -118,13 +113,14 @@ export class Containers {
   private readonly exitWaiters = new Map<string, (() => void)[]>();
   private detaching = false;
   private readonly listeners = new Map<string, Set<OutputListener>>();
+  private readonly starting = new Set<string>();
 
   constructor(
     private readonly state: StateStore,
     private readonly images: ImageStore,
     private readonly runc: Runc,
     private readonly opts: ContainerOptions,
-    private readonly helper: HostHelper,
+    private readonly shim: Shim,
   ) {}
 
   list(): ContainerRecord[] { return [...this.recs.values()]; }
@@ -157,8 +153,9 @@ export class Containers {
         if (!r.monitorPid) r.monitorPid = findMonitor(r.dir);
       }
       if (r.state === 'created' && existsSync(join(r.dir, 'exitcode'))) {
-        // The runtime went down while runc failed to start it: record that, free the monitor.
-        await releaseMonitor(r.dir);
+        // The runtime went down while runc failed to start it: record that, free the monitor
+        // (a C monitor has already gone; a shell one from an older runtime waits).
+        if (findMonitor(r.dir)) await releaseMonitor(r.dir);
         r.state = 'exited'; r.exitCode = 128; r.reason = 'StartError';
         r.message = this.runcError(r.dir) || 'runc exited before the container started';
         r.finishedAt = Math.round(statSync(join(r.dir, 'exitcode')).mtimeMs * 1e6);
@@ -217,11 +214,8 @@ export class Containers {
     const rootfs = join(dir, 'rootfs');
     try {
       const opts = this.overlayOptions(img, dir);
-      // One helper request: the bundle directories, the overlay root, the FIFOs.
-      const q = shellQuote;
-      await traced('cc.mount', () => this.helper.run(`mkdir -m 711 ${q(dir)} && mkdir ${q(rootfs)} ${q(join(dir, 'upper'))} ${q(join(dir, 'work'))}`
-        + ` && mount -t overlay overlay -o ${q(opts)} ${q(rootfs)}`
-        + ` && mkfifo -m 600 ${q(join(dir, 'stdout.fifo'))} ${q(join(dir, 'stderr.fifo'))} ${q(join(dir, 'collect.fifo'))}`));
+      // One shim request: the bundle directories, the overlay root, the FIFOs.
+      await traced('cc.mount', () => this.shim.request('overlay', [dir, opts]));
       const t0 = performance.now();
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
@@ -346,55 +340,61 @@ export class Containers {
   async start(id: string): Promise<void> {
     const rec = this.find(id);
     if (rec.state !== 'created') throw new PreconditionError(`StartContainer: container ${rec.id} is ${rec.state}, only a created container can be started`);
+    if (this.starting.has(rec.id)) throw new PreconditionError(`StartContainer: container ${rec.id} is already being started`);
+    this.starting.add(rec.id);
+    try { await this.startCreated(rec); } finally { this.starting.delete(rec.id); }
+  }
+
+  private async startCreated(rec: ContainerRecord): Promise<void> {
     const dir = rec.dir;
     // Hold the read ends before the monitor starts so a container that exits at once cannot
     // take its output with it; reading starts once the monitor holds the write side.
     const fds = ['stdout.fifo', 'stderr.fifo'].map((f) => openSync(join(dir, f), fsc.O_RDONLY | fsc.O_NONBLOCK));
-    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '--keep', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '-d', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
     const tr0 = performance.now();
-    const watcher = watch(dir);
-    let monitorExited = false;
-    let poll: NodeJS.Timeout | undefined;
+    let answer: string;
     try {
-      // The helper shell starts the monitor in the background (a fork of a small shell, not of
-      // Node) and answers with its pid; the monitor runs on after the runtime is gone.
-      const out = await this.helper.run(`${['sh', '-c', MONITOR, 'shoal-monitor', dir, this.runc.bin, ...runcArgs].map(shellQuote).join(' ')} </dev/null >/dev/null 2>&1 & echo $!`);
-      rec.monitorPid = Number(out.trim()) || undefined;
-      await new Promise<void>((resolve) => {
-        // Started (pid file) or failed before starting (exit code without pid file).
-        const check = () => { if (existsSync(join(dir, 'pid')) || existsSync(join(dir, 'exitcode'))) resolve(); };
-        watcher.on('change', check);
-        // Safety net only (the monitor writes exitcode on every path it controls): a monitor
-        // that died without either file must not leave StartContainer waiting forever.
-        poll = setInterval(() => { if (!monitorAlive(rec.monitorPid, dir)) { monitorExited = true; check(); resolve(); } }, 1000);
-        check();
-      });
+      // The shim forks a monitor, which runs `runc run -d` and answers once runc has started
+      // the container: "<monitor pid> <container pid> <start time ns>".
+      answer = await this.shim.request('start', [dir, this.runc.bin, ...runcArgs], timeoutMs);
     } catch (e) {
       for (const fd of fds) closeSync(fd);
+      if (e instanceof DeadlineError) {
+        // runc hangs: take the container down so it cannot start behind our back later.
+        const mon = findMonitor(dir);
+        if (mon) { try { process.kill(mon, 'SIGKILL'); } catch { /* gone */ } }
+        await this.runc.delete(rec.id).catch(() => {});
+        await this.failStart(rec, `runc did not start the container within ${timeoutMs / 1000} s`);
+        throw new DeadlineError(`StartContainer ${rec.id}: runc did not start the container within ${timeoutMs / 1000} s; it was killed and marked exited (StartError)`);
+      }
+      if (e instanceof ShimError && existsSync(join(dir, 'exitcode'))) {
+        // runc itself failed: its log says why.
+        const msg = this.runcError(dir) || (e as Error).message;
+        await this.failStart(rec, msg);
+        throw new Error(`StartContainer ${rec.id}: ${msg}`);
+      }
       throw new Error(`StartContainer ${rec.id}: cannot start the container monitor: ${(e as Error).message}`);
-    } finally { watcher.close(); clearInterval(poll); }
-    if (!existsSync(join(dir, 'pid'))) {
-      for (const fd of fds) closeSync(fd);
-      if (!monitorExited) await releaseMonitor(dir);
-      const msg = this.runcError(dir) || 'runc exited before the container started';
-      rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
-      rec.finishedAt = Number(nowNs());
-      await this.state.saveContainer(rec);
-      throw new Error(`StartContainer ${rec.id}: ${msg}`);
     }
     const tr1 = performance.now();
-    traceAdd('st.untilpid', tr1 - tr0);
-    rec.pid = Number(readFileSync(join(dir, 'pid'), 'utf8').trim()) || undefined;
+    traceAdd('st.run', tr1 - tr0);
+    const [mpid, cpid, startNs] = answer.split(' ').map(Number);
+    rec.monitorPid = mpid || undefined;
+    rec.pid = cpid || undefined;
     rec.state = 'running';
-    // runc writes the pid file just before starting the process; a quick container may even
-    // have finished by now, so take the file's time rather than ours.
-    rec.startedAt = Math.min(Number(nowNs()), Math.round(statSync(join(dir, 'pid')).mtimeMs * 1e6));
+    rec.startedAt = startNs || Number(nowNs());
     this.attach(rec, fds);
     // Recorded without waiting for the disk and without fsync: after a crash, the pid file runc
     // wrote says the container was started, and restore takes pid and start time from it and
     // finds the monitor in /proc. The write happens in the background.
     this.state.saveContainer(rec, { durable: false }).catch(() => {});
-    traceAdd('st.afterpid', performance.now() - tr1);
+    traceAdd('st.after', performance.now() - tr1);
+  }
+
+  private async failStart(rec: ContainerRecord, msg: string): Promise<void> {
+    rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
+    rec.finishedAt = Number(nowNs());
+    await this.state.saveContainer(rec);
   }
 
   private runcError(dir: string): string {

@@ -13,6 +13,8 @@ for (const [args, msg] of [
   [['--listen', 'unix:///tmp/x.sock'], /--root must be an absolute directory/],
   [['--listen', 'unix:///tmp/x.sock', '--root', 'rel'], /--root must be an absolute directory/],
   [['--listen', 'unix:///tmp/x.sock', '--root', '/tmp/x', '--pids-limit', '-3'], /--pids-limit must be a non-negative integer/],
+  [['--listen', 'unix:///tmp/x.sock', '--root', '/tmp/x', '--shim', 'rel/shim'], /--shim must be an absolute path/],
+  [['--listen', 'unix:///tmp/x.sock', '--root', '/tmp/x', '--start-timeout', '0'], /--start-timeout must be a positive number/],
   [['--bogus'], /unknown argument --bogus/],
   [['--root'], /--root needs a value/],
 ] as [string[], RegExp][]) {

@@ -9,7 +9,7 @@ import { Runc } from './runc.js';
 import { createSandbox, destroySandboxResources, isMountpoint, prepareNsDir } from './sandbox.js';
 import { StateStore, type CriObject, type SandboxRecord } from './state.js';
 import { forgetStats } from './stats.js';
-import { HostHelper } from './host-helper.js';
+import { Shim, ensureShim } from './shim.js';
 import { StreamingServer } from './streaming.js';
 
 export interface RuntimeOptions {
@@ -17,6 +17,10 @@ export interface RuntimeOptions {
   runcBin?: string;
   insecureRegistries?: string[];
   defaultPidsLimit?: number;
+  /** A built shoal-shim; by default it is compiled from runtime/shim/shoal-shim.c on first use. */
+  shimBin?: string;
+  /** StartContainer's deadline (default 60 s). */
+  startTimeoutMs?: number;
 }
 
 export class Runtime {
@@ -25,7 +29,7 @@ export class Runtime {
   readonly runc: Runc;
   readonly containers: Containers;
   readonly streaming: StreamingServer;
-  readonly helper = new HostHelper();
+  readonly shim: Shim;
   private readonly sandboxes = new Map<string, SandboxRecord>();
   private nsDir = '';
 
@@ -33,7 +37,8 @@ export class Runtime {
     this.images = new ImageStore(join(opts.root, 'images'), new RegistryClient({ insecure: opts.insecureRegistries }));
     this.state = new StateStore(opts.root);
     this.runc = new Runc(join(opts.root, 'runc'), opts.runcBin);
-    this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0 }, this.helper);
+    this.shim = new Shim(opts.shimBin ?? ensureShim());
+    this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0, startTimeoutMs: opts.startTimeoutMs }, this.shim);
     this.streaming = new StreamingServer(this.runc, this.containers);
   }
 
@@ -58,7 +63,7 @@ export class Runtime {
   close(): void {
     this.streaming.close();
     this.containers.detachAll();
-    this.helper.close();
+    this.shim.close();
   }
 
   listSandboxes(): SandboxRecord[] { return [...this.sandboxes.values()]; }
@@ -71,7 +76,7 @@ export class Runtime {
   }
 
   async runPodSandbox(config: CriObject, handler: string): Promise<SandboxRecord> {
-    const rec = await createSandbox(this.state, this.helper, this.nsDir, config, handler);
+    const rec = await createSandbox(this.state, this.shim, this.nsDir, config, handler);
     this.sandboxes.set(rec.id, rec);
     return rec;
   }

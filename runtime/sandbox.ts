@@ -1,5 +1,5 @@
 // Pod sandboxes: the namespaces a pod's containers share. Network, IPC and UTS namespaces are
-// created by `unshare` and kept alive by bind-mounting them on files under <root>/ns (no pause
+// created by shoal-shim (unshare(2)) and kept alive by bind-mounting them on files under <root>/ns (no pause
 // process needed); the network namespace path is what a network plugin is handed. The pod gets
 // a loopback interface, its hostname, and /etc/hosts, /etc/hostname, /etc/resolv.conf files
 // that every container of the pod mounts.
@@ -12,7 +12,7 @@ import type { CriObject, SandboxRecord, StateStore } from './state.js';
 import { nowNs } from './logs.js';
 import { InvalidArgumentError } from './errors.js';
 import { traced } from './trace.js';
-import { shellQuote, type HostHelper } from './host-helper.js';
+import type { Shim } from './shim.js';
 
 const NODE = 2; // NamespaceMode.NODE
 
@@ -36,7 +36,7 @@ export async function prepareNsDir(root: string): Promise<string> {
 
 const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-export async function createSandbox(state: StateStore, helper: HostHelper, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
+export async function createSandbox(state: StateStore, shim: Shim, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
   const md = config?.metadata;
   if (!md || !md.name) throw new InvalidArgumentError('RunPodSandbox: config.metadata.name is required');
   if (runtimeHandler && runtimeHandler !== 'runc') throw new InvalidArgumentError(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
@@ -54,22 +54,21 @@ export async function createSandbox(state: StateStore, helper: HostHelper, nsDir
     cgroupParent: config.linux?.cgroup_parent || `/shoal/${id.slice(0, 16)}`,
   };
   try {
-    const nsArgs: string[] = [];
-    if (!hostNet) { rec.netns = join(nsDir, `${id}-net`); nsArgs.push(`--net=${rec.netns}`); }
-    if (!hostIpc) { rec.ipcns = join(nsDir, `${id}-ipc`); nsArgs.push(`--ipc=${rec.ipcns}`); }
-    if (!hostNet) { rec.utsns = join(nsDir, `${id}-uts`); nsArgs.push(`--uts=${rec.utsns}`); }
-    // One helper request creates the mount-point files and the namespaces and brings loopback
-    // up inside; the hostname is set in the UTS namespace by runc when the pod's first
-    // container starts (spec.hostname).
-    const files = [rec.netns, rec.ipcns, rec.utsns].filter((f): f is string => !!f);
-    const nsScript = files.length
-      ? `${files.map((f) => `: >${shellQuote(f)}`).join(' && ')} && unshare ${nsArgs.map(shellQuote).join(' ')} ${rec.netns ? 'ip link set lo up' : 'true'}`
-      : '';
-    await Promise.all([
+    if (!hostNet) rec.netns = join(nsDir, `${id}-net`);
+    if (!hostIpc) rec.ipcns = join(nsDir, `${id}-ipc`);
+    if (!hostNet) rec.utsns = join(nsDir, `${id}-uts`);
+    // One shim request creates the mount-point files and the namespaces and brings loopback up
+    // inside; the hostname is set in the UTS namespace by runc when the pod's first container
+    // starts (spec.hostname).
+    const wanted = !!(rec.netns || rec.ipcns || rec.utsns);
+    // All three settle before a failure is handled, so the cleanup below never races a
+    // namespace mount still being made.
+    const done = await Promise.allSettled([
       traced('sb.files', () => writeEtcFiles(rec, hostNet)),
-      nsScript ? traced('sb.unshare', () => helper.run(nsScript)) : undefined,
+      wanted ? traced('sb.unshare', () => shim.request('ns', [rec.netns ?? '', rec.ipcns ?? '', rec.utsns ?? ''])) : undefined,
       traced('sb.save', () => state.createRecord(dir, rec)),
     ]);
+    for (const d of done) if (d.status === 'rejected') throw d.reason;
     return rec;
   } catch (e) {
     await destroySandboxResources(rec).catch(() => {});

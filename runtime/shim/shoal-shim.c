@@ -1,0 +1,280 @@
+// shoal-shim: the runtime's host helper for the pod/container start path, and each container's
+// monitor (the job CRI-O's conmon does). Why C: a pod start needs a few syscalls (unshare,
+// mount, mkfifo, fork), and doing them from one small resident process costs microseconds,
+// where a shell costs a fork and an exec of dynamic programs per step.
+//
+// `shoal-shim serve` reads requests on stdin and answers on stdout. A request is a 32-bit
+// little-endian length, then that many bytes: NUL-separated fields, the first the request id,
+// the second the operation. An answer is one line: "<id> <status> <text>" (status 0 = done).
+//   ns NETFILE IPCFILE UTSFILE   new network/IPC/UTS namespaces (empty name: not wanted),
+//                                 each bind-mounted on its file; loopback up in the network one
+//   overlay DIR OPTIONS           the bundle directory, rootfs/upper/work, the overlay root and
+//                                 the three FIFOs (stdout, stderr, collect)
+//   start DIR RUNC ARGS...        starts a monitor for the container whose bundle is DIR; the
+//                                 monitor answers "<monitor pid> <container pid> <start ns>"
+//                                 once runc has started the container
+//   umount PATH                   unmounts PATH (lazily if busy)
+// Answers to `start` come from the monitor, so they may overtake later requests' answers.
+//
+// The monitor: its own session, a child subreaper (so the container process becomes its
+// child when `runc run -d` exits), named "shoal-monitor" with DIR as its working directory
+// (how the runtime finds it again after a restart). It holds both log FIFOs open read-write
+// (the container never gets SIGPIPE while the runtime is away), writes the container's exit
+// status to DIR/exitcode (tmp + rename), then waits until the runtime has collected the exit
+// (opens DIR/collect.fifo) before it lets go of the pipes.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_REQUEST (1 << 20)
+#define MAX_FIELDS 4096
+
+static int host_ns[3] = {-1, -1, -1};
+static const char *const ns_name[3] = {"net", "ipc", "uts"};
+static const int ns_flag[3] = {CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS};
+
+// One answer line, written with a single write() of at most PIPE_BUF bytes so answers from
+// several monitors sharing the pipe never interleave.
+static void answer(const char *id, int status, const char *fmt, ...) {
+  char buf[4000];
+  int n = snprintf(buf, sizeof buf, "%s %d ", id, status);
+  if (n < 0 || n >= (int)sizeof buf - 2) n = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
+  va_end(ap);
+  if (m < 0) m = 0;
+  if (n + m > (int)sizeof buf - 2) m = (int)sizeof buf - 2 - n;
+  for (int i = n; i < n + m; i++) if (buf[i] == '\n') buf[i] = ' ';
+  buf[n + m] = '\n';
+  ssize_t w;
+  do w = write(1, buf, (size_t)(n + m + 1)); while (w < 0 && errno == EINTR);
+}
+
+static int read_full(int fd, void *p, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = read(fd, (char *)p + got, len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+static void op_ns(const char *id, char **a, int n) {
+  if (n != 3) { answer(id, 1, "ns needs 3 arguments, got %d", n); return; }
+  int flags = 0;
+  for (int i = 0; i < 3; i++) {
+    if (!a[i][0]) continue;
+    int fd = open(a[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) { answer(id, 1, "cannot create %s: %s", a[i], strerror(errno)); return; }
+    close(fd);
+    flags |= ns_flag[i];
+  }
+  if (!flags) { answer(id, 0, ""); return; }
+  // The new namespaces are entered by this process itself and left again below: no fork.
+  if (unshare(flags) < 0) { answer(id, 1, "unshare: %s", strerror(errno)); return; }
+  char err[600] = "";
+  for (int i = 0; i < 3 && !err[0]; i++) {
+    if (!a[i][0]) continue;
+    char src[64];
+    snprintf(src, sizeof src, "/proc/self/ns/%s", ns_name[i]);
+    if (mount(src, a[i], NULL, MS_BIND, NULL) < 0) snprintf(err, sizeof err, "bind-mount %s namespace on %s: %s", ns_name[i], a[i], strerror(errno));
+  }
+  if (!err[0] && a[0][0]) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (s < 0 || ioctl(s, SIOCGIFFLAGS, &ifr) < 0) snprintf(err, sizeof err, "loopback flags: %s", strerror(errno));
+    else {
+      ifr.ifr_flags |= IFF_UP;
+      if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) snprintf(err, sizeof err, "loopback up: %s", strerror(errno));
+    }
+    if (s >= 0) close(s);
+  }
+  for (int i = 0; i < 3; i++) {
+    if (!(flags & ns_flag[i])) continue;
+    // Staying in a pod's namespace would put the next pod's work in the wrong place.
+    if (setns(host_ns[i], ns_flag[i]) < 0) { fprintf(stderr, "shoal-shim: cannot return to the host %s namespace: %s\n", ns_name[i], strerror(errno)); _exit(3); }
+  }
+  if (err[0]) answer(id, 1, "%s", err); else answer(id, 0, "");
+}
+
+static void op_overlay(const char *id, char **a, int n) {
+  if (n != 2) { answer(id, 1, "overlay needs 2 arguments, got %d", n); return; }
+  const char *dir = a[0];
+  char p[4][4200];
+  const char *sub[4] = {"rootfs", "upper", "work", ""};
+  if (strlen(dir) > 4000) { answer(id, 1, "directory name too long"); return; }
+  if (mkdir(dir, 0711) < 0) { answer(id, 1, "mkdir %s: %s", dir, strerror(errno)); return; }
+  for (int i = 0; i < 3; i++) {
+    snprintf(p[i], sizeof p[i], "%s/%s", dir, sub[i]);
+    if (mkdir(p[i], 0755) < 0) { answer(id, 1, "mkdir %s: %s", p[i], strerror(errno)); return; }
+  }
+  if (mount("overlay", p[0], "overlay", 0, a[1]) < 0) { answer(id, 1, "mount overlay on %s: %s", p[0], strerror(errno)); return; }
+  const char *fifo[3] = {"stdout.fifo", "stderr.fifo", "collect.fifo"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(p[3], sizeof p[3], "%s/%s", dir, fifo[i]);
+    if (mkfifo(p[3], 0600) < 0) { answer(id, 1, "mkfifo %s: %s", p[3], strerror(errno)); return; }
+  }
+  answer(id, 0, "");
+}
+
+static void op_umount(const char *id, char **a, int n) {
+  if (n != 1) { answer(id, 1, "umount needs 1 argument, got %d", n); return; }
+  if (umount2(a[0], 0) == 0 || errno == EINVAL || errno == ENOENT) { answer(id, 0, ""); return; }
+  if (errno == EBUSY && umount2(a[0], MNT_DETACH) == 0) { answer(id, 0, "detached"); return; }
+  answer(id, 1, "umount %s: %s", a[0], strerror(errno));
+}
+
+static void write_exitcode(int code) {
+  int fd = open("exitcode.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  char b[16];
+  int n = snprintf(b, sizeof b, "%d\n", code);
+  if (write(fd, b, (size_t)n) != n) { close(fd); return; }
+  close(fd);
+  rename("exitcode.tmp", "exitcode");
+}
+
+static int status_code(int st) {
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return 255;
+}
+
+static void monitor(const char *id, const char *dir, char **argv) {
+  setsid();
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  prctl(PR_SET_NAME, "shoal-monitor");
+  for (int i = 0; i < 3; i++) if (host_ns[i] >= 0) close(host_ns[i]);
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0 || dup2(null, 0) < 0) { answer(id, 1, "cannot open /dev/null: %s", strerror(errno)); _exit(1); }
+  if (chdir(dir) < 0) { answer(id, 1, "cannot enter %s: %s", dir, strerror(errno)); _exit(1); }
+  // Held read-write for the container's lifetime: there is always a reader, and output the
+  // runtime has not read yet stays in the pipe.
+  int hold_out = open("stdout.fifo", O_RDWR | O_CLOEXEC);
+  int hold_err = open("stderr.fifo", O_RDWR | O_CLOEXEC);
+  if (hold_out < 0 || hold_err < 0) { write_exitcode(127); answer(id, 2, "cannot open the log FIFOs in %s: %s", dir, strerror(errno)); _exit(1); }
+  pid_t runc = fork();
+  if (runc < 0) { write_exitcode(127); answer(id, 2, "fork: %s", strerror(errno)); _exit(1); }
+  if (runc == 0) {
+    int o = open("stdout.fifo", O_WRONLY), e = open("stderr.fifo", O_WRONLY);
+    if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(127);
+    close(o);
+    close(e);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvp(argv[0], argv);
+    _exit(127);
+  }
+  int st;
+  while (waitpid(runc, &st, 0) < 0) if (errno != EINTR) { st = 255 << 8; break; }
+  int rc = status_code(st);
+  if (rc != 0) {
+    // runc failed before the container started; its log says why.
+    write_exitcode(rc);
+    answer(id, 2, "runc exited with status %d", rc);
+    _exit(0);
+  }
+  char buf[64] = "";
+  int pf = open("pid", O_RDONLY | O_CLOEXEC);
+  ssize_t r = pf >= 0 ? read(pf, buf, sizeof buf - 1) : -1;
+  if (pf >= 0) close(pf);
+  pid_t cpid = r > 0 ? (pid_t)atoi(buf) : 0;
+  if (cpid <= 0) { write_exitcode(255); answer(id, 2, "runc started the container but left no pid file"); _exit(0); }
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  answer(id, 0, "%d %d %lld", (int)getpid(), (int)cpid, (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+  dup2(null, 1);
+  dup2(null, 2);
+  int code = 255;
+  for (;;) {
+    pid_t p = waitpid(-1, &st, 0);
+    if (p == cpid) { code = status_code(st); break; }
+    if (p < 0 && errno == ECHILD) {
+      // Not our child (cannot happen while runc makes its parent a subreaper): wait for it to
+      // be gone; the status is unknown.
+      while (kill(cpid, 0) == 0 || errno != ESRCH) usleep(100000);
+      break;
+    }
+  }
+  write_exitcode(code);
+  int c = open("collect.fifo", O_RDONLY | O_CLOEXEC);
+  if (c >= 0) { char x; while (read(c, &x, 1) > 0) {} }
+  _exit(0);
+}
+
+static void op_start(const char *id, char **a, int n) {
+  if (n < 2) { answer(id, 1, "start needs a directory and a command"); return; }
+  // Two forks: the monitor is orphaned at once, so the helper never has to reap it and the
+  // monitor outlives a helper (and runtime) restart.
+  pid_t p = fork();
+  if (p < 0) { answer(id, 1, "fork: %s", strerror(errno)); return; }
+  if (p == 0) {
+    pid_t m = fork();
+    if (m < 0) { answer(id, 1, "fork: %s", strerror(errno)); _exit(1); }
+    if (m == 0) monitor(id, a[0], a + 1);
+    _exit(0);
+  }
+  int st;
+  while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
+}
+
+static int serve(void) {
+  signal(SIGPIPE, SIG_IGN);
+  umask(022);
+  for (int i = 0; i < 3; i++) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/ns/%s", ns_name[i]);
+    host_ns[i] = open(p, O_RDONLY | O_CLOEXEC);
+    if (host_ns[i] < 0) { fprintf(stderr, "shoal-shim: cannot open %s: %s\n", p, strerror(errno)); return 1; }
+  }
+  char *req = malloc(MAX_REQUEST + 1);
+  char **f = malloc(sizeof(char *) * MAX_FIELDS);
+  if (!req || !f) return 1;
+  for (;;) {
+    uint8_t h[4];
+    if (read_full(0, h, 4) < 0) return 0; // the runtime went away
+    uint32_t len = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
+    if (len == 0 || len > MAX_REQUEST) { fprintf(stderr, "shoal-shim: request of %u bytes refused (limit %d)\n", len, MAX_REQUEST); return 2; }
+    if (read_full(0, req, len) < 0) return 2;
+    req[len] = 0;
+    int n = 0;
+    for (char *p = req; p < req + len && n < MAX_FIELDS - 1;) { f[n++] = p; p += strlen(p) + 1; }
+    f[n] = NULL;
+    if (n < 2) { answer(n ? f[0] : "?", 1, "request without an operation"); continue; }
+    const char *id = f[0], *op = f[1];
+    if (!strcmp(op, "ns")) op_ns(id, f + 2, n - 2);
+    else if (!strcmp(op, "overlay")) op_overlay(id, f + 2, n - 2);
+    else if (!strcmp(op, "start")) op_start(id, f + 2, n - 2);
+    else if (!strcmp(op, "umount")) op_umount(id, f + 2, n - 2);
+    else answer(id, 1, "unknown operation %s", op);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "serve")) return serve();
+  fprintf(stderr, "usage: shoal-shim serve (started by shoal-runtime)\n");
+  return 2;
+}
