@@ -4,6 +4,7 @@
 import { CliError, call, controlClient, localClient, type Target } from './client.js';
 import { nodeJson, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
+import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 
 interface Parsed {
   args: string[];
@@ -38,7 +39,8 @@ function parse(argv: string[]): Parsed {
 
 const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-dir DIR]] [--format table|json] COMMAND
   init [--cert-expiry 2160h]             create a cluster on the local shoald
-  join --token TOKEN MANAGER:PORT        join the local shoald to a cluster
+  join --token-file F MANAGER:PORT       join the local shoald to a cluster (token from file F, - for stdin,
+                                         or env SHOAL_JOIN_TOKEN; --token TOKEN works but shows in ps)
   join-token worker|manager [--rotate] [--quiet]
   node ls | inspect NODE | promote NODE... | demote NODE... | rm [--force] NODE...
   node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
@@ -64,7 +66,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
   const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
@@ -83,10 +85,19 @@ async function run(argv: string[]): Promise<string> {
       return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\nTo add a worker to this cluster, run:\n\n    shoal join --token ${r.worker_token} ${r.addr}\n\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
     }
     case 'join': {
-      const token = one('token');
       const addr = sub;
-      if (!token || !addr) throw new CliError('usage: shoal join --token TOKEN MANAGER:PORT', 2);
-      const r = await call(localClient(t), 'Join', { addr, token }, 120_000);
+      let input;
+      try {
+        input = readJoinToken({ flag: one('token'), file: one('token-file'), env: process.env });
+      } catch (e) {
+        if (e instanceof TokenInputError) throw new CliError(e.message, 2);
+        throw e;
+      }
+      if (!input || !addr) throw new CliError(`usage: shoal join (--token-file F | --token TOKEN) MANAGER:PORT, or with the token in $${TOKEN_ENV}`, 2);
+      if (rest.length > 0) throw new CliError(`shoal join takes one MANAGER:PORT, got also ${rest.join(' ')}`, 2);
+      if (input.warning) process.stderr.write(`shoal: warning: ${input.warning}\n`);
+      // To the daemon over its local socket: the token never appears on a command line there.
+      const r = await call(localClient(t), 'Join', { addr, token: input.token }, 120_000);
       if (json) return out({ nodeId: r.node_id, role: r.role, clusterId: r.cluster_id });
       return `This node joined cluster ${r.cluster_id} as a ${r.role} (node ${r.node_id}).\n`;
     }

@@ -33,8 +33,17 @@ export interface DaemonOptions {
   raftPort?: number;
   gossipPort?: number;
   gossipPreset: PresetName;
+  /** How long stopping the manager role waits for open calls and streams (agents' Assignments
+   * streams stay open until the agent cancels them, and a hung agent never does) before closing
+   * them; default 3 s. */
+  shutdownGraceMs?: number;
   log(m: string): void;
 }
+
+/** Work started before a leave or stop found the node changed under it: drop it quietly. */
+class Superseded extends Error {}
+
+const DEFAULT_SHUTDOWN_GRACE_MS = 3000;
 
 export class Daemon {
   readonly state: StateDir;
@@ -50,9 +59,13 @@ export class Daemon {
   private renewTimer?: NodeJS.Timeout;
   private renewing?: Promise<void>;
   private joinRaftTimer?: NodeJS.Timeout;
-  private phase: 'uninitialized' | 'joining' | 'member' | 'left' = 'uninitialized';
+  private phase: 'uninitialized' | 'initializing' | 'joining' | 'member' | 'leaving' | 'left' = 'uninitialized';
   private busy = false;
   private stopped = false;
+  /** Bumped by leave and stop. Asynchronous work (a renewal, a gossip or manager start, a raft
+   * join) notes it when it begins and acts on its result only if it is unchanged, so nothing that
+   * completes after a leave or stop brings back the identity, gossip or the manager role. */
+  private epoch = 0;
   private lastSeeds: string[] = [];
 
   constructor(readonly o: DaemonOptions) {
@@ -63,6 +76,14 @@ export class Daemon {
     this.o.log(m);
   }
 
+  private current(epoch: number): boolean {
+    return epoch === this.epoch && !this.stopped;
+  }
+
+  private check(epoch: number): void {
+    if (!this.current(epoch)) throw new Superseded('the node left or stopped meanwhile');
+  }
+
   get identity(): Identity | undefined {
     return this.id;
   }
@@ -71,12 +92,13 @@ export class Daemon {
     return splitHostPort(this.o.advertise).host;
   }
 
-  private async ports(): Promise<{ raft: number; gossip: number }> {
+  private async ports(epoch = this.epoch): Promise<{ raft: number; gossip: number }> {
     const saved = this.state.readJson<{ raft?: number; gossip?: number }>('ports.json', {});
     const p = {
       raft: this.o.raftPort ?? saved.raft ?? (await freePort(this.advertiseHost)),
       gossip: this.o.gossipPort ?? saved.gossip ?? (await freePort(this.advertiseHost, true)),
     };
+    this.check(epoch); // a leave wiped the state dir meanwhile: write nothing back into it
     if (p.raft !== saved.raft || p.gossip !== saved.gossip) this.state.writeJson('ports.json', p);
     return p;
   }
@@ -159,9 +181,32 @@ export class Daemon {
 
   // ---- init, join, leave ----
 
+  /** Files a state dir without a whole identity (no identity/node.json) may still hold from an
+   * init or join that failed or crashed half-way, or a leave cut short. None of it belongs to a
+   * cluster this node is part of: raft data there would make a new init start from another
+   * cluster's log. */
+  private leftovers(): string[] {
+    // ports.json alone is no leftover: ports are the node's, not the cluster's.
+    return StateDir.MEMBER_FILES.filter((f) => f !== 'ports.json').map((f) => this.state.path(f)).filter((f) => existsSync(f));
+  }
+
+  private removeLeftovers(why: string): void {
+    const found = this.leftovers();
+    if (found.length === 0) return;
+    try {
+      this.state.wipe();
+    } catch (e) {
+      throw precondition(`${why}; removing them failed (${(e as Error).message}): stop shoald and remove ${this.leftovers().join(' ')} by hand`);
+    }
+    this.log(`shoald: removed what an earlier failed init/join left in ${this.state.dir} (${found.map((f) => f.slice(this.state.dir.length + 1)).join(', ')})`);
+  }
+
   private async init(certSeconds?: number) {
     if (certSeconds !== undefined && certSeconds < 10) throw invalid(`certificate expiry must be at least 10 s, got ${certSeconds} s`);
     if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
+    if (this.stopped) throw precondition('shoald is stopping');
+    this.removeLeftovers(`${this.state.dir} holds files of an earlier failed init/join`);
+    const epoch = this.epoch;
     const clusterId = randId();
     const nodeId = randId();
     const ca = await createRootCA(clusterId);
@@ -169,24 +214,58 @@ export class Daemon {
     const cert = await issueNodeCertificate({ ca, csrPem, nodeId, role: 'manager', clusterId, seconds: certSeconds });
     const cluster = newClusterObject(clusterId, ca, certSeconds);
     const spec = cluster.spec as ClusterSpec;
-    writeDurable(this.state.path('gossip.key'), spec.gossipKey);
-    this.id = { nodeId, clusterId, role: 'manager', caPem: ca.certPem, certPem: cert.certPem, keyPem };
-    this.state.saveIdentity(this.id);
+    const id: Identity = { nodeId, clusterId, role: 'manager', caPem: ca.certPem, certPem: cert.certPem, keyPem };
+    // In memory only until the cluster object is committed: the identity on disk (node.json last)
+    // is what makes a restart come back as a member, so it must never exist without a cluster.
+    this.id = id;
+    this.phase = 'initializing';
+    try {
+      this.check(epoch);
+      writeDurable(this.state.path('gossip.key'), spec.gossipKey);
+      const ports = await this.ports(epoch);
+      await this.startManager(true, epoch);
+      await this.manager!.waitLeader(15_000);
+      await this.manager!.raft.propose([
+        { op: 'create', object: cluster },
+        { op: 'create', object: newNodeObject({ nodeId, role: 'manager', hostname: this.o.hostname, addr: this.o.advertise, certPem: cert.certPem, raft: { id: raftIdOf(nodeId), addr: joinHostPort(this.advertiseHost, ports.raft) } }) },
+      ]);
+      // Gossip's port too, before the identity is written: a busy port fails the init, not a
+      // member that cannot gossip.
+      await this.startGossip(Buffer.from(spec.gossipKey, 'base64'), epoch);
+      this.check(epoch);
+      this.state.saveIdentity(id);
+    } catch (e) {
+      throw await this.undoInit(e as Error);
+    }
     this.log(`shoald: created cluster ${clusterId}; this node is manager ${nodeId}`);
-    const ports = await this.ports();
-    await this.startManager(true);
-    await this.manager!.waitLeader(15_000);
-    await this.manager!.raft.propose([
-      { op: 'create', object: cluster },
-      { op: 'create', object: newNodeObject({ nodeId, role: 'manager', hostname: this.o.hostname, addr: this.o.advertise, certPem: cert.certPem, raft: { id: raftIdOf(nodeId), addr: joinHostPort(this.advertiseHost, ports.raft) } }) },
-    ]);
     await this.startMember(true);
     return { node_id: nodeId, cluster_id: clusterId, worker_token: unseal(ca.keyPem, spec.tokens.worker.sealed), manager_token: unseal(ca.keyPem, spec.tokens.manager.sealed), addr: this.o.advertise };
+  }
+
+  /** A failed init leaves nothing behind: the manager role and gossip stop, and every file the
+   * init wrote goes, so the next "shoal init" starts clean. Returns the error to throw. */
+  private async undoInit(cause: Error): Promise<Error> {
+    const why = cause instanceof Superseded ? 'shoald stopped during init' : (cause as grpc.ServiceError).details ?? cause.message;
+    this.log(`shoald: init failed: ${why}; undoing it`);
+    await this.stopMember().catch((e) => this.log(`shoald: stopping after the failed init: ${(e as Error).message}`));
+    this.id = undefined;
+    this.phase = 'uninitialized';
+    try {
+      this.state.wipe();
+    } catch (e) {
+      const left = this.leftovers();
+      return precondition(`init failed: ${why}; its partial state could not be removed (${(e as Error).message}): stop shoald and remove ${left.join(' ')} by hand before the next init`);
+    }
+    return precondition(`init failed: ${why}; nothing was kept in ${this.state.dir}: fix the cause and run "shoal init" again`);
   }
 
   private async join(addr: string, token: string) {
     if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
     if (!addr) throw invalid('join needs the address of a manager (HOST:PORT)');
+    if (!token) throw invalid('join needs a join token (SHL-1-...)');
+    if (this.stopped) throw precondition('shoald is stopping');
+    this.removeLeftovers(`${this.state.dir} holds files of an earlier failed init/join`);
+    const epoch = this.epoch;
     this.phase = 'joining';
     let id: Identity;
     try {
@@ -196,10 +275,13 @@ export class Daemon {
       if (e instanceof JoinError) throw precondition(e.message);
       throw invalid((e as Error).message);
     }
+    // The cluster knows this node now: keep its identity even if shoald is stopping meanwhile,
+    // so the next start comes back as that member instead of leaving a ghost node behind.
     this.state.saveIdentity(id);
     this.state.writeJson('managers.json', [addr]);
     this.id = id;
     this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
+    if (!this.current(epoch)) throw precondition('shoald stopped during the join; the identity is kept and the node comes back as a member at its next start');
     await this.startMember(false);
     return { node_id: id.nodeId, role: id.role, cluster_id: id.clusterId };
   }
@@ -209,10 +291,14 @@ export class Daemon {
     if (this.id.role === 'manager' && !force) {
       throw precondition('this node is a manager: leaving would remove a raft member without telling the others; demote it first ("shoal node demote"), or use --force');
     }
+    const clusterId = this.id.clusterId;
+    // From here on, whatever is in flight (a renewal, a gossip start) finds its epoch gone.
+    this.epoch++;
+    this.phase = 'leaving';
     await this.gossip?.leave();
     await this.stopMember();
     this.state.wipe();
-    this.log(`shoald: left cluster ${this.id.clusterId}`);
+    this.log(`shoald: left cluster ${clusterId}`);
     this.id = undefined;
     this.phase = 'left';
     return {};
@@ -227,11 +313,12 @@ export class Daemon {
   }
 
   private async startMember(fresh: boolean): Promise<void> {
-    const id = this.id!;
+    const epoch = this.epoch;
     this.phase = 'member';
-    const ports = await this.ports();
-    if (existsSync(this.state.path('gossip.key'))) await this.startGossip(Buffer.from(readFileSync(this.state.path('gossip.key'), 'utf8'), 'base64'));
-    if (id.role === 'manager' && !this.manager) await this.startManager(false);
+    const ports = await this.ports(epoch);
+    if (existsSync(this.state.path('gossip.key'))) await this.startGossip(Buffer.from(readFileSync(this.state.path('gossip.key'), 'utf8'), 'base64'), epoch);
+    if (this.id!.role === 'manager' && !this.manager) await this.startManager(false, epoch);
+    this.check(epoch);
     this.agent = new Agent({
       tls: () => this.id!,
       hostname: this.o.hostname,
@@ -255,21 +342,29 @@ export class Daemon {
     void fresh;
   }
 
-  private async startGossip(key: Buffer): Promise<void> {
-    if (this.gossip || this.gossipStarting || !this.id) return;
+  private async startGossip(key: Buffer, epoch = this.epoch): Promise<void> {
+    if (this.gossip || this.gossipStarting || !this.id || !this.current(epoch)) return;
     this.gossipStarting = true;
     try {
-      const ports = await this.ports();
-      this.gossip = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m) => this.log(m) });
-      this.log(`gossip: listening on ${this.gossip.addr}`);
-      if (this.lastSeeds.length > 0) void this.gossip.ensureJoined(this.lastSeeds);
+      const ports = await this.ports(epoch);
+      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m) => this.log(m) });
+      if (!this.current(epoch)) {
+        // The node left or stopped while gossip was binding: it must not stay up.
+        await g.stop();
+        this.log('shoald: gossip came up after the node left or stopped; shut it down again');
+        return;
+      }
+      this.gossip = g;
+      this.log(`gossip: listening on ${g.addr}`);
+      if (this.lastSeeds.length > 0) void g.ensureJoined(this.lastSeeds);
     } finally {
       this.gossipStarting = false;
     }
   }
 
   private onSession(s: SessionInfo, _from: string): void {
-    if (!this.id || this.stopped) return;
+    if (!this.id || this.stopped || this.phase !== 'member') return;
+    const epoch = this.epoch;
     const addrs = s.managers.map((m) => m.addr).filter(Boolean);
     if (addrs.length > 0) {
       const cur = this.state.readJson<string[]>('managers.json', []);
@@ -278,7 +373,9 @@ export class Daemon {
     this.lastSeeds = s.managers.map((m) => m.gossip_addr).filter(Boolean);
     if (!this.gossip && s.gossipKey?.length) {
       writeDurable(this.state.path('gossip.key'), s.gossipKey.toString('base64'));
-      void this.startGossip(s.gossipKey);
+      this.startGossip(s.gossipKey, epoch).catch((e) => {
+        if (!(e instanceof Superseded)) this.log(`shoald: starting gossip failed: ${(e as Error).message}`);
+      });
     } else if (this.gossip) {
       void this.gossip.ensureJoined(this.lastSeeds);
     }
@@ -288,9 +385,9 @@ export class Daemon {
     }
   }
 
-  private async startManager(bootstrap: boolean): Promise<void> {
+  private async startManager(bootstrap: boolean, epoch: number): Promise<void> {
     const id = this.id!;
-    const ports = await this.ports();
+    const ports = await this.ports(epoch);
     const raftAdvertise = joinHostPort(this.advertiseHost, ports.raft);
     const mgr = new Manager({
       stateDir: this.state.dir,
@@ -305,20 +402,40 @@ export class Daemon {
       log: (m) => this.log(m),
     });
     mgr.onRemoved = () => void this.renew();
-    await mgr.start();
-    this.manager = mgr;
     const log = (m: string) => this.log(m);
-    this.dispatcher = new Dispatcher(mgr, log);
-    this.controlTable = controlTable(mgr, log);
-    const common = { policy: mgr.policy, forwarder: mgr.forwarder };
-    this.serverTls = new ServerTls(id);
-    const server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
-    server.addService(caDef(), secureService(caDef(), caTable(mgr, log), { name: 'CA', ...common }));
-    server.addService(controlDef(), secureService(controlDef(), this.controlTable, { name: 'Control', ...common }));
-    server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
-    server.addService(dispatcherDef(), secureService(dispatcherDef(), this.dispatcher.table(), { name: 'Dispatcher', ...common }));
-    await new Promise<void>((res, rej) => server.bindAsync(this.o.listen, this.serverTls!, (e) => (e ? rej(new Error(`cannot listen on ${this.o.listen}: ${e.message}`)) : res())));
-    this.server = server;
+    let server: grpc.Server | undefined;
+    let dispatcher: Dispatcher | undefined;
+    // A half-started role (raft up, API port taken; or a leave/stop meanwhile) is taken down
+    // again, so no raft replica or server outlives the failure.
+    const undo = async () => {
+      dispatcher?.stop();
+      if (server) await this.shutdownServer(server);
+      await mgr.stop().catch((e) => this.log(`shoald: stopping the half-started manager role: ${(e as Error).message}`));
+    };
+    try {
+      await mgr.start();
+      this.check(epoch);
+      dispatcher = new Dispatcher(mgr, log);
+      const table = controlTable(mgr, log);
+      const common = { policy: mgr.policy, forwarder: mgr.forwarder };
+      const serverTls = new ServerTls(id);
+      server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+      server.addService(caDef(), secureService(caDef(), caTable(mgr, log), { name: 'CA', ...common }));
+      server.addService(controlDef(), secureService(controlDef(), table, { name: 'Control', ...common }));
+      server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
+      server.addService(dispatcherDef(), secureService(dispatcherDef(), dispatcher.table(), { name: 'Dispatcher', ...common }));
+      const s = server;
+      await new Promise<void>((res, rej) => s.bindAsync(this.o.listen, serverTls, (e) => (e ? rej(new Error(`cannot listen on ${this.o.listen}: ${e.message}`)) : res())));
+      this.check(epoch);
+      this.manager = mgr;
+      this.dispatcher = dispatcher;
+      this.controlTable = table;
+      this.serverTls = serverTls;
+      this.server = server;
+    } catch (e) {
+      await undo();
+      throw e;
+    }
     this.log(`shoald: manager role up: API ${this.o.listen} (advertised ${this.o.advertise}), raft ${raftAdvertise}`);
     if (!bootstrap) this.joinRaft(raftAdvertise);
   }
@@ -326,9 +443,9 @@ export class Daemon {
   /** Enters raft through any other manager (forwarded to the leader); retried until it answers. */
   private joinRaft(raftAddr: string, delay = 0): void {
     clearTimeout(this.joinRaftTimer);
+    const mgr = this.manager;
     this.joinRaftTimer = setTimeout(async () => {
-      const mgr = this.manager;
-      if (!mgr || this.stopped || !this.id) return;
+      if (!mgr || mgr !== this.manager || this.stopped || !this.id) return;
       const others = this.managerAddrs().filter((a) => a !== this.o.advertise);
       const conf = mgr.raft.confState();
       if (others.length === 0) {
@@ -342,17 +459,34 @@ export class Daemon {
           const r = await new Promise<{ raft_id: number; members: { raft_id: number; addr: string }[] }>((res, rej) =>
             c.Join({ raft_addr: raftAddr }, { deadline: Date.now() + 15_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))),
           );
+          if (mgr !== this.manager || this.stopped) return; // stopped or demoted meanwhile
           mgr.addPeers(r.members.map((m) => ({ raftId: Number(m.raft_id), addr: m.addr })));
           this.log(`shoald: in raft as member ${r.raft_id} via ${addr}`);
           return;
         } catch (e) {
+          if (mgr !== this.manager || this.stopped) return;
           this.log(`shoald: joining raft via ${addr} failed: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
         } finally {
           c.close();
         }
       }
-      this.joinRaft(raftAddr, 2000);
+      if (mgr === this.manager && !this.stopped) this.joinRaft(raftAddr, 2000);
     }, delay);
+  }
+
+  /** Stops accepting calls, lets open ones finish for the grace period, then closes the rest:
+   * an agent's Assignments stream stays open until that agent cancels it, and a hung or
+   * partitioned agent never does, so a graceful shutdown alone could wait forever. */
+  private async shutdownServer(s: grpc.Server): Promise<void> {
+    const grace = this.o.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const clean = await Promise.race([
+      new Promise<boolean>((r) => s.tryShutdown(() => r(true))),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), grace))),
+    ]);
+    clearTimeout(timer);
+    if (!clean) this.log(`shoald: calls still open ${grace} ms after the manager role began to stop (agents' streams); closing them`);
+    s.forceShutdown();
   }
 
   private async stopManager(): Promise<void> {
@@ -361,16 +495,16 @@ export class Daemon {
     this.dispatcher = undefined;
     const s = this.server;
     this.server = undefined;
-    if (s) await new Promise<void>((r) => s.tryShutdown(() => r()));
-    s?.forceShutdown();
-    await this.manager?.stop();
+    const mgr = this.manager;
     this.manager = undefined;
     this.controlTable = undefined;
+    if (s) await this.shutdownServer(s);
+    await mgr?.stop();
   }
 
   private scheduleRenewal(): void {
     clearTimeout(this.renewTimer);
-    if (!this.id) return;
+    if (!this.id || this.stopped) return;
     const i = certInfo(this.id.certPem);
     const at = renewAt(i.notBefore, i.notAfter);
     this.log(`shoald: certificate renewal planned at ${new Date(at).toISOString()} (valid ${new Date(i.notBefore).toISOString()} .. ${new Date(i.notAfter).toISOString()})`);
@@ -384,54 +518,71 @@ export class Daemon {
     arm();
   }
 
-  /** A new key and certificate from a manager; switches the role if the certificate's differs. */
+  /** A new key and certificate from a manager; switches the role if the certificate's differs.
+   * A renewal that completes after a leave or stop is discarded. */
   renew(): Promise<void> {
     if (this.renewing) return this.renewing;
-    this.renewing = this.doRenew().finally(() => {
-      this.renewing = undefined;
-    });
+    this.renewing = this.doRenew()
+      .catch((e) => {
+        if (!(e instanceof Superseded)) this.log(`shoald: certificate renewal failed: ${(e as Error).message}`);
+      })
+      .finally(() => {
+        this.renewing = undefined;
+      });
     return this.renewing;
   }
 
   private async doRenew(): Promise<void> {
+    const epoch = this.epoch;
     const id = this.id;
-    if (!id) return;
+    if (!id || !this.current(epoch)) return;
     const { keyPem, csrPem } = await createKeyAndCSR();
+    this.check(epoch);
     // Ask another manager first: this node's own replica may be stale (after a demotion).
     const all = [this.agent?.manager, ...this.managerAddrs()].filter((a): a is string => !!a);
     const targets = [...new Set([...all.filter((a) => a !== this.o.advertise), ...all.filter((a) => a === this.o.advertise)])];
     for (const addr of targets) {
       const Ctor = grpc.makeGenericClientConstructor(caDef(), 'CA');
       const c = new Ctor(addr, clientCredentials(id), CHANNEL_OPTIONS) as any;
+      let r: { certificate: Buffer; role: Role };
       try {
-        const r = await new Promise<{ certificate: Buffer; role: Role }>((res, rej) => c.RenewNodeCertificate({ csr: Buffer.from(csrPem) }, { deadline: Date.now() + 10_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))));
-        const certPem = r.certificate.toString('utf8');
-        const info = verifyNodeCert(certPem, id.caPem, keyPem);
-        const next: Identity = { ...id, role: info.ou as Role, certPem, keyPem };
-        this.state.saveIdentity(next);
-        this.id = next;
-        this.serverTls?.update(next);
-        this.manager?.forwarder.reset();
-        if (next.role === 'manager') this.manager?.updateTls();
-        this.log(`shoald: certificate renewed (serial ${info.serial}, role ${next.role}, valid until ${new Date(info.notAfter).toISOString()})`);
-        if (id.role !== next.role) await this.switchRole(next.role);
-        this.scheduleRenewal();
-        return;
+        r = await new Promise<{ certificate: Buffer; role: Role }>((res, rej) => c.RenewNodeCertificate({ csr: Buffer.from(csrPem) }, { deadline: Date.now() + 10_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))));
       } catch (e) {
+        this.check(epoch);
         this.log(`shoald: renewing the certificate via ${addr} failed: ${(e as grpc.ServiceError).details ?? (e as Error).message}`);
+        continue;
       } finally {
         c.close();
       }
+      if (!this.current(epoch)) {
+        this.log('shoald: a certificate renewal completed after the node left or stopped; discarded');
+        return;
+      }
+      const certPem = r.certificate.toString('utf8');
+      const info = verifyNodeCert(certPem, id.caPem, keyPem);
+      const next: Identity = { ...id, role: info.ou as Role, certPem, keyPem };
+      this.state.saveIdentity(next);
+      this.id = next;
+      this.serverTls?.update(next);
+      this.manager?.forwarder.reset();
+      if (next.role === 'manager') this.manager?.updateTls();
+      this.log(`shoald: certificate renewed (serial ${info.serial}, role ${next.role}, valid until ${new Date(info.notAfter).toISOString()})`);
+      if (id.role !== next.role) await this.switchRole(next.role, epoch);
+      this.check(epoch);
+      this.scheduleRenewal();
+      return;
     }
+    this.check(epoch);
     this.renewTimer = setTimeout(() => void this.renew(), 5000);
   }
 
-  private async switchRole(role: Role): Promise<void> {
+  private async switchRole(role: Role, epoch: number): Promise<void> {
+    this.check(epoch);
     if (role === 'manager' && !this.manager) {
       this.log('shoald: promoted: starting the manager role');
       rmSync(this.state.path('raft'), { recursive: true, force: true });
       rmSync(this.state.path('raft-members.json'), { force: true });
-      await this.startManager(false);
+      await this.startManager(false, epoch);
     } else if (role === 'worker' && this.manager) {
       this.log('shoald: demoted: stopping the manager role');
       await this.stopManager();
@@ -445,13 +596,16 @@ export class Daemon {
     this.agent?.stop();
     this.agent = undefined;
     await this.stopManager();
-    await this.gossip?.stop();
+    const g = this.gossip;
     this.gossip = undefined;
+    await g?.stop();
   }
 
+  /** Stops everything this daemon runs, in bounded time (see shutdownServer). */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.epoch++;
     await this.stopMember();
     this.local?.forceShutdown();
     rmSync(this.state.socketPath, { force: true });

@@ -3,15 +3,16 @@
 import { hostname } from 'node:os';
 import { isPresetName, type PresetName } from '../gossip/config.js';
 import { Daemon } from './daemon.js';
+import { readJoinToken, TOKEN_ENV, TokenInputError } from './join-token-input.js';
 import { splitHostPort } from './ports.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR --token T] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: '', raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -24,6 +25,7 @@ function parse(argv: string[]) {
       case '--init': a.init = true; break;
       case '--join': a.join = v(); break;
       case '--token': a.token = v(); break;
+      case '--token-file': a.tokenFile = v(); break;
       case '--raft-port': a.raftPort = port(v()); break;
       case '--gossip-port': a.gossipPort = port(v()); break;
       case '--gossip-preset': {
@@ -51,21 +53,49 @@ function parse(argv: string[]) {
     usage(`--advertise must be HOST:PORT, got ${a.advertise}`);
   }
   if (a.init && a.join) usage('--init and --join exclude each other');
-  if (a.join && !a.token) usage('--join needs --token');
-  return a;
+  if (!a.join && (a.token !== undefined || a.tokenFile !== undefined)) usage(`${a.token !== undefined ? '--token' : '--token-file'} needs --join ADDR`);
+  let token = '';
+  const warnings: string[] = [];
+  if (a.join) {
+    let t;
+    try {
+      t = readJoinToken({ flag: a.token, file: a.tokenFile, env: process.env });
+    } catch (e) {
+      if (e instanceof TokenInputError) usage(e.message);
+      throw e;
+    }
+    if (!t) usage(`--join needs a join token: --token-file F, or the environment variable ${TOKEN_ENV} (or --token T, which every user can see in ps)`);
+    token = t.token;
+    if (t.warning) warnings.push(t.warning);
+    if (t.from === 'flag') warnings.push(`--token puts the join token in the process list, where every user can read it; prefer --token-file F or ${TOKEN_ENV}`);
+  }
+  // Nothing this daemon starts needs it; keep it out of their environments.
+  delete process.env[TOKEN_ENV];
+  return { ...a, token, warnings };
 }
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
+  for (const w of a.warnings) log(`shoald: warning: ${w}`);
   const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, log });
   await d.start();
-  const stop = async () => {
+  // Stopping is bounded (open streams get a grace period, then are closed); a second signal
+  // exits at once.
+  let stopping = false;
+  const stop = async (sig: string) => {
+    if (stopping) {
+      log(`shoald: ${sig} again: exiting without finishing the stop`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`shoald: ${sig}: stopping`);
     await d.stop();
+    log('shoald: stopped');
     process.exit(0);
   };
-  process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
   if (!d.identity && a.init) {
     const r = await (d as any).init();
     // The token stays out of the log (logs are read more widely than the state dir).

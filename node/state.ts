@@ -1,7 +1,7 @@
 // The node's state directory: identity (key, certificate, CA), chosen ports, known managers and
 // the gossip key. Every write is durable: temp file, fsync, rename, fsync of the directory.
 import { writeDurable } from '../manager/durable-file.js';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Role } from '../manager/ca/pki.js';
 
@@ -51,10 +51,20 @@ export class StateDir {
     writeDurable(this.path('identity', 'node.json'), JSON.stringify({ nodeId: id.nodeId, clusterId: id.clusterId, role: id.role }), 0o644);
   }
 
-  /** Forget the cluster (after leave): identity, raft data, managers, gossip key. */
+  /** Everything that belongs to membership of one cluster (what wipe removes). */
+  static readonly MEMBER_FILES = ['identity', 'raft', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json', 'assignments.json'];
+
+  /** Forget the cluster (after leave, or a failed init): identity, raft data, managers, gossip
+   * key. node.json goes first, durably: a crash part-way leaves no whole identity, so the node
+   * restarts uninitialised and the next init/join clears the rest. */
   wipe(): void {
-    rmSync(this.path('identity', 'node.json'), { force: true });
-    for (const p of ['identity', 'raft', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json', 'assignments.json']) rmSync(this.path(p), { recursive: true, force: true });
+    const nodeJson = this.path('identity', 'node.json');
+    if (existsSync(nodeJson)) {
+      rmSync(nodeJson, { force: true });
+      fsyncDir(this.path('identity'));
+    }
+    for (const p of StateDir.MEMBER_FILES) rmSync(this.path(p), { recursive: true, force: true });
+    fsyncDir(this.dir);
   }
 
   readJson<T>(name: string, dflt: T): T {
@@ -71,3 +81,12 @@ export class StateDir {
 }
 
 export { writeDurable };
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,6 +1,6 @@
 // Usage errors of shoal and shoald: a clear message, exit status 2 (1 when no daemon answers).
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -8,9 +8,19 @@ import { SHOAL, SHOALD } from './cluster-harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), `shoal-cli-${process.pid}-`));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const tokenFile = join(dir, 'ok.token');
+writeFileSync(tokenFile, 'SHL-1-abc-def\n', { mode: 0o600 });
+const emptyFile = join(dir, 'empty.token');
+writeFileSync(emptyFile, '\n \n', { mode: 0o600 });
+const twoWords = join(dir, 'two.token');
+writeFileSync(twoWords, 'SHL-1-a-b\nSHL-1-c-d\n', { mode: 0o600 });
+
+// Without an inherited SHOAL_JOIN_TOKEN, which would change what "no token given" means.
+const env = { ...process.env };
+delete env.SHOAL_JOIN_TOKEN;
 
 function run(bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], { timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })));
+  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], { timeout: 30_000, env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })));
 }
 
 t.test('shoal usage errors', async (t) => {
@@ -18,7 +28,13 @@ t.test('shoal usage errors', async (t) => {
     [['frobnicate'], 2, /unknown command "frobnicate"/],
     [['node', 'ls', '--colour', 'red'], 2, /unknown flag --colour/],
     [['--format', 'yaml', 'node', 'ls'], 2, /--format must be table or json, got yaml/],
-    [['join', '127.0.0.1:1'], 2, /usage: shoal join --token TOKEN MANAGER:PORT/],
+    [['join', '127.0.0.1:1'], 2, /usage: shoal join \(--token-file F \| --token TOKEN\) MANAGER:PORT, or with the token in \$SHOAL_JOIN_TOKEN/],
+    [['join', '--token', 'a', '--token-file', tokenFile, '127.0.0.1:1'], 2, /give the join token once: --token or --token-file, not both/],
+    [['join', '--token-file', join(dir, 'missing'), '127.0.0.1:1'], 2, /cannot read the join token from --token-file .*missing: no such file/],
+    [['join', '--token-file', emptyFile, '127.0.0.1:1'], 2, /--token-file .*empty.token is empty: it must hold the join token/],
+    [['join', '--token-file', twoWords, '127.0.0.1:1'], 2, /--token-file .*two.token holds 2 words: it must hold only the join token/],
+    [['join', '--token-file', dir, '127.0.0.1:1'], 2, /cannot read the join token from --token-file .*: it is a directory/],
+    [['--state-dir', join(dir, 'none'), 'join', '--token-file', tokenFile, '127.0.0.1:1'], 1, /shoald is not running with state dir/],
     [['join-token', 'admin'], 2, /usage: shoal join-token worker\|manager/],
     [['--state-dir', join(dir, 'none'), 'init', '--cert-expiry', '3 weeks'], 2, /--cert-expiry must be a number with s, m, h or d/],
     [['--state-dir', join(dir, 'none'), 'node', 'update', 'n1'], 2, /node update: give --availability, --label-add or --label-rm/],
@@ -27,11 +43,12 @@ t.test('shoal usage errors', async (t) => {
     [['--state-dir', join(dir, 'none'), 'node', 'ls'], 1, /shoald is not running with state dir .*none/],
     [['--state-dir', join(dir, 'none'), 'init'], 1, /shoald is not running with state dir/],
   ];
-  for (const [args, code, msg] of cases) {
-    const r = await run(SHOAL, args);
-    t.equal(r.code, code, `shoal ${args.join(' ')}: exit ${code}`);
-    t.match(r.stderr, msg);
-  }
+  // All at once: each is a process start, and they are independent.
+  const results = await Promise.all(cases.map(([args]) => run(SHOAL, args)));
+  cases.forEach(([args, code, msg], i) => {
+    t.equal(results[i]!.code, code, `shoal ${args.join(' ')}: exit ${code}`);
+    t.match(results[i]!.stderr, msg);
+  });
   const help = await run(SHOAL, ['--help']);
   t.equal(help.code, 0);
   t.match(help.stdout, /usage: shoal/);
@@ -41,14 +58,18 @@ t.test('shoald flag errors', async (t) => {
   const cases: [string[], RegExp][] = [
     [['--state-dir', dir, '--listen', '0.0.0.0:4242'], /is a wildcard: give --advertise/],
     [['--state-dir', dir, '--listen', 'nope'], /--listen must be HOST:PORT/],
-    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--join', '127.0.0.1:2'], /--join needs --token/],
+    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--join', '127.0.0.1:2'], /--join needs a join token: --token-file F, or the environment variable SHOAL_JOIN_TOKEN/],
+    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--join', '127.0.0.1:2', '--token-file', join(dir, 'missing')], /cannot read the join token from --token-file .*missing: no such file/],
+    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--join', '127.0.0.1:2', '--token-file', emptyFile], /is empty: it must hold the join token/],
+    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--join', '127.0.0.1:2', '--token', 'x', '--token-file', tokenFile], /give the join token once/],
+    [['--state-dir', dir, '--listen', '127.0.0.1:1', '--token-file', tokenFile], /--token-file needs --join ADDR/],
     [['--state-dir', dir, '--listen', '127.0.0.1:1', '--init', '--join', 'x:1', '--token', 't'], /--init and --join exclude each other/],
     [['--state-dir', dir, '--raft-port', '70000'], /--raft-port needs a port number/],
     [['--bogus'], /unknown flag --bogus/],
   ];
-  for (const [args, msg] of cases) {
-    const r = await run(SHOALD, args);
-    t.equal(r.code, 2, `shoald ${args.join(' ')}: exit 2`);
-    t.match(r.stderr, msg);
-  }
+  const results = await Promise.all(cases.map(([args]) => run(SHOALD, args)));
+  cases.forEach(([args, msg], i) => {
+    t.equal(results[i]!.code, 2, `shoald ${args.join(' ')}: exit 2`);
+    t.match(results[i]!.stderr, msg);
+  });
 });
