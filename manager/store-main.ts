@@ -12,7 +12,7 @@
 // On start it prints one JSON line {"ready":true,...} on stdout. SIGTERM/SIGINT stop it cleanly.
 import { mkdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { DiskStorage } from '../raft/storage/index.js';
+import { DiskStorage, type WalSyncMode } from '../raft/storage/index.js';
 import type { NodeId } from '../raft/types.js';
 import { ReplicatedNode, type MemberAddr } from './raftnode/node.js';
 import { StoreService } from './storeapi/service.js';
@@ -27,11 +27,12 @@ interface Args {
   tickMs: number;
   electionTick: number;
   snapshotEvery: number;
+  walSync: WalSyncMode;
   allowNetns: boolean;
 }
 
 function usage(msg: string): never {
-  process.stderr.write(`store-main: ${msg}\nusage: store-main --id N --data DIR --raft HOST:PORT --api HOST:PORT --peer ID=RAFTADDR,APIADDR ... [--join] [--tick-ms 100] [--election-tick 10] [--snapshot-every 10000]\n`);
+  process.stderr.write(`store-main: ${msg}\nusage: store-main --id N --data DIR --raft HOST:PORT --api HOST:PORT --peer ID=RAFTADDR,APIADDR ... [--join] [--tick-ms 100] [--election-tick 10] [--snapshot-every 10000] [--wal-sync auto|inline|threadpool]\n`);
   process.exit(2);
 }
 
@@ -41,7 +42,7 @@ function isLoopback(addr: string): boolean {
 }
 
 function parse(argv: string[]): Args {
-  const a: Partial<Args> & { peers: Map<NodeId, MemberAddr> } = { peers: new Map(), join: false, tickMs: 100, electionTick: 10, snapshotEvery: 10_000, allowNetns: false };
+  const a: Partial<Args> & { peers: Map<NodeId, MemberAddr> } = { peers: new Map(), join: false, tickMs: 100, electionTick: 10, snapshotEvery: 10_000, allowNetns: false, walSync: 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -56,6 +57,12 @@ function parse(argv: string[]): Args {
       case '--tick-ms': a.tickMs = int(v()); break;
       case '--election-tick': a.electionTick = int(v()); break;
       case '--snapshot-every': a.snapshotEvery = int(v()); break;
+      case '--wal-sync': {
+        const m = v();
+        if (m !== 'auto' && m !== 'inline' && m !== 'threadpool') usage(`--wal-sync must be auto, inline or threadpool, got ${m}`);
+        a.walSync = m;
+        break;
+      }
       case '--peer': {
         const m = /^(\d+)=([^,]+),([^,]+)$/.exec(v());
         if (!m) usage(`--peer must look like ID=RAFTHOST:PORT,APIHOST:PORT, got ${argv[i]}`);
@@ -91,22 +98,24 @@ async function main(): Promise<void> {
   mkdirSync(args.data, { recursive: true });
   const log = (m: string) => process.stderr.write(`[manager ${args.id}] ${new Date().toISOString()} ${m}\n`);
   // SHOAL_RAFT_TRACE=1: one line a second with the WAL's write and fdatasync times (profiling).
-  const sync = { n: 0, writeMs: 0, syncMs: 0, bytes: 0 };
+  const sync = { n: 0, writeMs: 0, syncMs: 0, bytes: 0, inline: 0 };
   const storage = await DiskStorage.open(args.data, {
     logger: { info: log, warn: log },
+    syncMode: args.walSync,
     onSync: process.env.SHOAL_RAFT_TRACE
       ? (i) => {
           sync.n++;
           sync.writeMs += i.writeMs;
           sync.syncMs += i.syncMs;
           sync.bytes += i.bytes;
+          if (i.inline) sync.inline++;
         }
       : undefined,
   });
   if (process.env.SHOAL_RAFT_TRACE) {
     setInterval(() => {
-      if (sync.n > 0) log(`trace: wal records ${sync.n} write ms avg ${(sync.writeMs / sync.n).toFixed(2)} fdatasync ms avg ${(sync.syncMs / sync.n).toFixed(2)} bytes ${sync.bytes}`);
-      Object.assign(sync, { n: 0, writeMs: 0, syncMs: 0, bytes: 0 });
+      if (sync.n > 0) log(`trace: wal records ${sync.n} write ms avg ${(sync.writeMs / sync.n).toFixed(2)} fdatasync ms avg ${(sync.syncMs / sync.n).toFixed(2)} bytes ${sync.bytes} inline ${sync.inline}`);
+      Object.assign(sync, { n: 0, writeMs: 0, syncMs: 0, bytes: 0, inline: 0 });
     }, 1000).unref();
   }
   if (!args.join) {

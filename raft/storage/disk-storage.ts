@@ -39,7 +39,7 @@ import {
   snapshotFileName,
   writeSnapshotFile,
 } from './snapshot-file.js';
-import { TornTail, Wal, WalReplay, WalSyncInfo } from './wal.js';
+import { TornTail, Wal, WalReplay, WalSyncInfo, type WalSyncMode } from './wal.js';
 import { Batch, batchSizeBound } from './wal-codec.js';
 
 export interface StorageLogger {
@@ -75,6 +75,8 @@ export interface DiskStorageOptions {
   logger?: StorageLogger;
   /** Called after every WAL write + fdatasync with its size and timings (metrics, benchmarks). */
   onSync?: (info: WalSyncInfo) => void;
+  /** Where WAL writes are synced: default 'auto' (see WalSyncMode in wal.ts). */
+  syncMode?: WalSyncMode;
 }
 
 /** What one Ready asks to persist; a whole Ready can be passed as is. */
@@ -171,7 +173,7 @@ export class DiskStorage implements Storage {
       for (const t of snaps.temps) await fs.rm(path.join(snapDir, t), { force: true });
       const { wal, replay } = await Wal.open(
         walDir,
-        { segmentSizeBytes, preallocate: opts.preallocate ?? true, onSync: opts.onSync },
+        { segmentSizeBytes, preallocate: opts.preallocate ?? true, onSync: opts.onSync, syncMode: opts.syncMode },
         { allowed: snaps.files.length === 0, why: `${snapDir} holds snapshot files` },
       );
       try {
