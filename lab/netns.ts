@@ -16,27 +16,48 @@ export function netnsExists(ns: string): boolean {
   return listNetns().includes(ns);
 }
 
+/** Namespace `ns` with loopback up and a bridge `br0`: the "switch" hosts attach to. */
+export function makeBridgeNetns(ns: string): void {
+  run(['ip', 'netns', 'add', ns]);
+  run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  run(['ip', '-n', ns, 'link', 'add', BRIDGE_IFACE, 'type', 'bridge']);
+  run(['ip', '-n', ns, 'link', 'set', BRIDGE_IFACE, 'up']);
+}
+
+/** Namespace `ns` (loopback up) plugged into the bridge of `bridgeNs`: a veth whose end `port`
+ * is a bridge port and whose other end is `eth0` in `ns`, with `address/bits`. Both ends are
+ * created inside those namespaces, never in the caller's. */
+export function attachNetns(p: { bridgeNs: string; ns: string; port: string; address: string; bits: number }): void {
+  run(['ip', 'netns', 'add', p.ns]);
+  run(['ip', '-n', p.ns, 'link', 'set', 'lo', 'up']);
+  // Created inside the bridge namespace, its peer moved straight into the host's namespace.
+  run(['ip', '-n', p.bridgeNs, 'link', 'add', p.port, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'netns', p.ns]);
+  run(['ip', '-n', p.bridgeNs, 'link', 'set', p.port, 'master', BRIDGE_IFACE, 'up']);
+  run(['ip', '-n', p.ns, 'addr', 'add', `${p.address}/${p.bits}`, 'dev', HOST_IFACE]);
+  run(['ip', '-n', p.ns, 'link', 'set', HOST_IFACE, 'up']);
+}
+
+/** Cuts (up=false) or restores a host's link by its bridge port: a partition of that host. */
+export function setBridgePort(bridgeNs: string, port: string, up: boolean): void {
+  run(['ip', '-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down']);
+}
+
+/** Deletes a namespace (its veths go with it); false if it could not (absent, or busy). */
+export function deleteNetns(ns: string): boolean {
+  return tryRun(['ip', 'netns', 'del', ns]).ok;
+}
+
 export function createBridge(lab: string): string {
   const br = bridgeNetns(lab);
-  run(['ip', 'netns', 'add', br]);
-  run(['ip', '-n', br, 'link', 'set', 'lo', 'up']);
-  run(['ip', '-n', br, 'link', 'add', BRIDGE_IFACE, 'type', 'bridge']);
-  run(['ip', '-n', br, 'link', 'set', BRIDGE_IFACE, 'up']);
+  makeBridgeNetns(br);
   return br;
 }
 
 /** Creates host `node`'s namespace, its veth to the bridge and its address. */
 export function createHost(lab: string, node: string, address: string): { netns: string; port: string } {
-  const br = bridgeNetns(lab);
   const ns = hostNetns(lab, node);
   const port = bridgePort(node);
-  run(['ip', 'netns', 'add', ns]);
-  run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-  // Created inside the bridge namespace, its peer moved straight into the host's namespace.
-  run(['ip', '-n', br, 'link', 'add', port, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'netns', ns]);
-  run(['ip', '-n', br, 'link', 'set', port, 'master', BRIDGE_IFACE, 'up']);
-  run(['ip', '-n', ns, 'addr', 'add', `${address}/${SUBNET_BITS}`, 'dev', HOST_IFACE]);
-  run(['ip', '-n', ns, 'link', 'set', HOST_IFACE, 'up']);
+  attachNetns({ bridgeNs: bridgeNetns(lab), ns, port, address, bits: SUBNET_BITS });
   return { netns: ns, port };
 }
 

@@ -1,10 +1,11 @@
 // Driving shoald and the shoal CLI inside lab hosts. Every CLI call runs through
 // `ip netns exec <host>`, so its traffic (and the daemon's) stays inside the lab's network.
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, openSync, readSync, closeSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startDetached, isAlive, sleep } from './procs.js';
+import { TOKEN_ENV } from '../node/join-token-input.js';
+import { readFrom, startDetached, isAlive } from './procs.js';
 import type { LabNode } from './state.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -55,46 +56,21 @@ function logSize(file: string): number {
   }
 }
 
-function readFrom(file: string, offset: number): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = statSync(file).size;
-    if (size <= offset) return '';
-    const buf = Buffer.alloc(size - offset);
-    readSync(fd, buf, 0, buf.length, offset);
-    return buf.toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** The last lines of a node's log, for error messages. */
 export function logTail(file: string, lines = 15): string {
   const text = readFrom(file, Math.max(0, logSize(file) - Math.max(8192, lines * 400)));
   return text.split('\n').slice(-lines - 1).join('\n');
 }
 
-/** Starts (or restarts) a node's shoald and waits for its `{"ready":true}` line. */
+/** Starts (or restarts) a node's shoald and waits for its `{"ready":true}` line; one that does
+ * not get there in time is killed (with its process group), never left running half-started. */
 export async function startDaemon(n: LabNode, timeoutMs = 60_000): Promise<void> {
   mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(dirname(n.logFile), { recursive: true, mode: 0o700 });
   if (n.proc && isAlive(n.proc)) throw new Error(`${n.name}'s shoald is already running (pid ${n.proc.pid}); stop it first with \`shoal lab stop ${n.name}\``);
   n.argv = daemonArgv(n);
-  const from = logSize(n.logFile);
-  n.proc = await startDetached(n.netns, n.argv, n.logFile);
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const text = readFrom(n.logFile, from);
-    if (/^\{"ready":true/m.test(text)) return;
-    if (!isAlive(n.proc)) throw new Error(`${n.name}'s shoald exited during start-up; last lines of ${n.logFile}:\n${logTail(n.logFile)}`);
-    if (Date.now() > end) throw new Error(`${n.name}'s shoald did not report ready within ${timeoutMs / 1000} s; last lines of ${n.logFile}:\n${logTail(n.logFile)}`);
-    await sleep(50);
-  }
+  n.proc = undefined;
+  n.proc = await startDetached(n.netns, n.argv, n.logFile, { ready: { pattern: /^\{"ready":true/m, timeoutMs, what: `${n.name}'s shoald` } });
 }
 
 export interface CliResult {
@@ -103,13 +79,14 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `shoal ARGS --state-dir <node's>` inside the node's namespace. */
-export function runCli(n: LabNode, args: string[], timeoutMs = 60_000): Promise<CliResult> {
+/** Runs `shoal ARGS --state-dir <node's>` inside the node's namespace; `env` is added to the
+ * CLI's environment (secrets go there, never into ARGS: a command line is public in ps). */
+export function runCli(n: LabNode, args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       'ip',
       ['netns', 'exec', n.netns, process.execPath, CLI_MAIN, ...args, '--state-dir', n.stateDir],
-      { timeout: timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8' },
+      { timeout: timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8', env: { ...process.env, ...env } },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr });
         const e = err as { code?: unknown; killed?: boolean; signal?: string | null };
@@ -122,10 +99,21 @@ export function runCli(n: LabNode, args: string[], timeoutMs = 60_000): Promise<
 }
 
 /** Like runCli but throws with the CLI's own message when it fails. */
-export async function cli(n: LabNode, args: string[], timeoutMs = 60_000): Promise<string> {
-  const r = await runCli(n, args, timeoutMs);
+export async function cli(n: LabNode, args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<string> {
+  const r = await runCli(n, args, timeoutMs, env);
   if (r.code !== 0) throw new Error(`\`shoal ${args.join(' ')}\` on ${n.name} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
   return r.stdout;
+}
+
+/** `shoal join` for a lab node: the token goes in the CLI's environment, not on its command line. */
+export function joinCommand(token: string, addr: string): { args: string[]; env: Record<string, string> } {
+  return { args: ['join', addr], env: { [TOKEN_ENV]: token } };
+}
+
+/** Joins node `n` to the cluster at `addr` with `token`. */
+export async function joinNode(n: LabNode, token: string, addr: string, timeoutMs = 120_000): Promise<string> {
+  const j = joinCommand(token, addr);
+  return cli(n, j.args, timeoutMs, j.env);
 }
 
 export interface NodeRow {

@@ -10,7 +10,7 @@ import { tryRun } from './sh.js';
 import { buildNetwork, faultPoint } from './network.js';
 import { planLab } from './plan.js';
 import { isAlive, sleep } from './procs.js';
-import { API_PORT, checkInstalled, cli, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
+import { API_PORT, checkInstalled, cli, joinNode, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
 import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
 
 export interface UpOptions {
@@ -90,7 +90,7 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   // Managers one at a time (each is a raft membership change); workers meanwhile, all together.
   const managersJoin = (async () => {
     for (const n of rest.filter((x) => x.role === 'manager')) {
-      await cli(n, ['join', '--token', manager, joinAddress], 120_000);
+      await joinNode(n, manager, joinAddress);
       step(`${n.name} joined as manager`);
     }
   })();
@@ -98,7 +98,7 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
     rest
       .filter((x) => x.role === 'worker')
       .map(async (n) => {
-        await cli(n, ['join', '--token', worker, joinAddress], 120_000);
+        await joinNode(n, worker, joinAddress);
         step(`${n.name} joined as worker`);
       }),
   );

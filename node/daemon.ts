@@ -287,6 +287,7 @@ export class Daemon {
   }
 
   private async leave(force: boolean) {
+    if (this.stopped) throw precondition('shoald is stopping');
     if (!this.id) throw precondition('this node is not part of a cluster');
     if (this.id.role === 'manager' && !force) {
       throw precondition('this node is a manager: leaving would remove a raft member without telling the others; demote it first ("shoal node demote"), or use --force');
