@@ -8,13 +8,14 @@
 // leader's death to the first write accepted after it is printed (not asserted: speed belongs in
 // benchmarks).
 import t from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { checkHistory, type Operation } from '../raft/sim/linearizability.js';
+import { attachNetns, deleteNetns, makeBridgeNetns, setBridgePort } from '../lab/netns.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MAIN = join(here, '..', 'manager', 'store-main.js');
@@ -27,30 +28,15 @@ const vethOf = (i: number) => `${P}v${i}`; // bridge-side end
 const ipOf = (i: number) => `10.213.0.${i}`;
 const IDS = [1, 2, 3];
 
-function sh(cmd: string[], ignoreErr = false): string {
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8' });
-  if (r.status !== 0 && !ignoreErr) throw new Error(`${cmd.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
-
+// The network is built by the lab's own helpers (lab/netns.ts), with this test's names.
 function setupNetwork(): void {
-  sh(['ip', 'netns', 'add', BR_NS]);
-  sh(['ip', '-n', BR_NS, 'link', 'add', 'br0', 'type', 'bridge']);
-  sh(['ip', '-n', BR_NS, 'link', 'set', 'br0', 'up']);
-  const attach = (ns: string, veth: string, ip: string) => {
-    sh(['ip', 'netns', 'add', ns]);
-    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-    sh(['ip', 'link', 'add', veth, 'netns', BR_NS, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-    sh(['ip', '-n', BR_NS, 'link', 'set', veth, 'master', 'br0', 'up']);
-    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-  };
-  for (const i of IDS) attach(nsOf(i), vethOf(i), ipOf(i));
-  attach(CL_NS, `${P}vc`, ipOf(100));
+  makeBridgeNetns(BR_NS);
+  for (const i of IDS) attachNetns({ bridgeNs: BR_NS, ns: nsOf(i), port: vethOf(i), address: ipOf(i), bits: 24 });
+  attachNetns({ bridgeNs: BR_NS, ns: CL_NS, port: `${P}vc`, address: ipOf(100), bits: 24 });
 }
 
 function teardownNetwork(): void {
-  for (const ns of [...IDS.map(nsOf), CL_NS, BR_NS]) sh(['ip', 'netns', 'del', ns], true);
+  for (const ns of [...IDS.map(nsOf), CL_NS, BR_NS]) deleteNetns(ns);
 }
 
 class Proc {
@@ -152,11 +138,17 @@ t.test('3 managers: kill -9 the leader, restart it, partition a member, heal; hi
 
   // Fault 3: partition the current leader (its bridge port goes down), then heal.
   const lead3 = await agreedLeader();
-  sh(['ip', '-n', BR_NS, 'link', 'set', vethOf(lead3), 'down']);
+  setBridgePort(BR_NS, vethOf(lead3), false);
   let partitioned = true;
-  t.teardown(() => { if (partitioned) sh(['ip', '-n', BR_NS, 'link', 'set', vethOf(lead3), 'up'], true); });
+  t.teardown(() => {
+    try {
+      if (partitioned) setBridgePort(BR_NS, vethOf(lead3), true);
+    } catch {
+      // the namespace is already gone
+    }
+  });
   await sleep(5000);
-  sh(['ip', '-n', BR_NS, 'link', 'set', vethOf(lead3), 'up']);
+  setBridgePort(BR_NS, vethOf(lead3), true);
   partitioned = false;
   await sleep(5000);
   await agreedLeader();
