@@ -4,6 +4,7 @@
 // arrive in order once released). That puts a certificate renewal reliably "in flight" while the
 // worker leaves or stops, and checks that its late answer brings nothing back.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,7 @@ t.teardown(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function daemon(name: string, listen: number, advertise = listen): Daemon {
+function daemon(name: string, listen: number, advertise = listen, onLog?: (m: string) => void): Daemon {
   const lines: string[] = [];
   logs.set(name, lines);
   const d = new Daemon({
@@ -90,6 +91,7 @@ function daemon(name: string, listen: number, advertise = listen): Daemon {
     gossipPreset: 'local',
     log: (m) => {
       lines.push(m);
+      onLog?.(m);
       if (process.env.SHOAL_TEST_LOG) process.stderr.write(`[${name}] ${m}\n`);
     },
   });
@@ -120,6 +122,9 @@ async function renewalInFlight(w: Daemon): Promise<{ done: Promise<void> }> {
   return { done }; // wrapped: an async function returning the promise itself would wait for it
 }
 
+let token = '';
+let relayAddr = '';
+
 t.test('a renewal that completes after leave or stop brings back neither the identity nor the manager role', async (t) => {
   const [m1Port, relayPort, wPort] = await Promise.all([freePort('127.0.0.1'), freePort('127.0.0.1'), freePort('127.0.0.1')]);
   relay = new HoldingRelay(m1Port);
@@ -127,6 +132,8 @@ t.test('a renewal that completes after leave or stop brings back neither the ide
   const m1 = daemon('m1', m1Port, relayPort);
   await m1.start();
   const init = await call<{ worker_token: string }>(local(m1), 'Init', { cert_expiry_seconds: 0 });
+  token = init.worker_token;
+  relayAddr = `127.0.0.1:${relayPort}`;
   const w = daemon('w', wPort);
   await w.start();
   const joinW = async () => {
@@ -168,4 +175,31 @@ t.test('a renewal that completes after leave or stop brings back neither the ide
   t.equal(probe, 'ECONNREFUSED', 'nothing listens on the stopped worker\'s API address');
   t.equal(readFileSync(nodeJson, 'utf8'), identityBefore, 'the identity on disk is the one it stopped with (still a worker)');
   t.equal(logs.get('w')!.filter((l) => /a certificate renewal completed after the node left or stopped; discarded/.test(l)).length, 2, 'both late renewals were discarded');
+});
+
+t.test('gossip that comes up after stop is shut down again', async (t) => {
+  t.ok(token, 'the cluster of the first test is up');
+  // A fresh worker starts gossip when its first session hands it the gossip key, right after it
+  // logs the session. A stop queued with process.nextTick at that line runs once the session
+  // handler has begun the gossip start and before that start resumes: inside the gossip start.
+  let stopping: Promise<void> | undefined;
+  const w3: Daemon = daemon('w3', await freePort('127.0.0.1'), undefined, (m) => {
+    if (!stopping && /^agent: session \w+ with manager/.test(m)) process.nextTick(() => (stopping = w3.stop()));
+  });
+  await w3.start();
+  // The session may come, and the daemon stop, before the join's answer: its outcome is not the point.
+  await call(local(w3), 'Join', { addr: relayAddr, token }, 60_000).catch(() => undefined);
+  await until('the stop to begin', () => stopping !== undefined);
+  await stopping;
+  const lines = logs.get('w3')!;
+  await until('the gossip start to finish', () => lines.some((l) => /gossip came up after the node left or stopped|gossip: listening/.test(l)));
+  t.ok(lines.some((l) => /gossip came up after the node left or stopped; shut it down again/.test(l)), 'the late gossip was shut down');
+  t.notOk(lines.some((l) => /gossip: listening/.test(l)), 'gossip never went live');
+  const { gossip } = JSON.parse(readFileSync(join(w3.state.dir, 'ports.json'), 'utf8')) as { gossip: number };
+  const free = await new Promise<boolean>((resolve) => {
+    const u = createSocket('udp4');
+    u.once('error', () => resolve(false));
+    u.bind(gossip, '127.0.0.1', () => u.close(() => resolve(true)));
+  });
+  t.ok(free, `gossip's UDP port ${gossip} is free again`);
 });

@@ -105,6 +105,12 @@ export class Daemon {
 
   async start(): Promise<void> {
     await this.startLocal();
+    if (this.stopped) {
+      // stop() ran while the socket was binding, before there was a server to shut down.
+      this.local?.forceShutdown();
+      rmSync(this.state.socketPath, { force: true });
+      return;
+    }
     this.id = this.state.loadIdentity();
     if (this.id) {
       this.log(`shoald: restarting as ${this.id.role} ${this.id.nodeId} of cluster ${this.id.clusterId}`);
