@@ -151,6 +151,8 @@ export interface SoftState {
 export interface DroppedProposal {
   /** The proposal's data, so the host can match it to a waiting client. */
   data: Uint8Array;
+  /** Normal or ConfChange: tells the host how to read `data`. */
+  type: EntryType;
   reason: string;
   /** Where to retry, when a leader is known. */
   leader: NodeId;

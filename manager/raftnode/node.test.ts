@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ConflictError } from '../store/types.js';
-import { NotLeaderError } from './errors.js';
+import { NotLeaderError, ProposalDroppedError } from './errors.js';
 import { ReplicatedNode, type MemberAddr } from './node.js';
 import { StoreService } from '../storeapi/service.js';
 import { StoreClient } from '../storeapi/client.js';
@@ -147,7 +147,15 @@ t.test('snapshots compact the log; a learner catches up from a snapshot and is p
   t.equal(n4.store.get('config', 'k49')?.spec, 'v299');
   t.same(l.confState().learners, [4]);
   await until(() => (l.progress(4) ?? 0) >= last, 'leader sees the learner matched');
-  const cs = await l.promote(4);
+  // Only one membership change may be pending: a second one proposed alongside is refused by the
+  // core, and its caller is told so (ProposalDroppedError), not left to
+  // time out with an unknown outcome (UnknownOutcomeError).
+  const promoting = l.promote(4);
+  const second = await l.removeMember(3).then(() => undefined, (e: Error) => e);
+  t.ok(second instanceof ProposalDroppedError, `the second change is refused (${second?.name}: ${second?.message})`);
+  t.match(second?.message ?? '', /pending/, 'and says another change is pending');
+  t.same(l.confState().voters.slice().sort().includes(3), true, 'the refused change did nothing');
+  const cs = await promoting;
   t.same(cs.voters.slice().sort(), [1, 2, 3, 4]);
   const w = await l.propose([cfg('after4', 'ok')]);
   await until(() => n4.store.applied >= w.version, 'new voter applies');

@@ -432,7 +432,7 @@ export class ReplicatedNode {
   private applyReady(rd: CoreReady): void {
     for (const e of rd.committedEntries) this.applyEntry(e);
     for (const rs of rd.readStates) this.readStateArrived(rs.index, Buffer.from(rs.context).toString());
-    for (const d of rd.droppedProposals) this.proposalDropped(d.data, d.reason, d.leader);
+    for (const d of rd.droppedProposals) this.proposalDropped(d.data, d.type, d.reason, d.leader);
     for (const d of rd.droppedReads) this.readDropped(Buffer.from(d.context).toString(), d.reason, d.leader);
     this.releaseApplyWaiters();
   }
@@ -500,19 +500,33 @@ export class ReplicatedNode {
     else p.reject(new ConflictError(r.result.conflict, r.result.version));
   }
 
-  private proposalDropped(data: Uint8Array, reason: string, leader: NodeId): void {
+  private proposalDropped(data: Uint8Array, type: EntryType, reason: string, leader: NodeId): void {
     // Store commands and conf-change contexts both carry a reqId; find its waiter.
-    try {
-      const reqId = decodeCommand(data).reqId;
-      {
-        const p = this.pending.get(reqId);
-        if (p) {
-          this.pending.delete(reqId);
-          p.reject(new ProposalDroppedError(reason, leader));
-        }
+    if (type === EntryType.ConfChange) {
+      let reqId = '';
+      try {
+        reqId = (ctxPackr.unpack(decodeConfChange(data).context) as { reqId: string }).reqId;
+      } catch {
+        return; // not one of ours (no context): nobody waits for it
       }
+      const w = this.pendingConf.get(reqId);
+      if (w) {
+        clearTimeout(w.timer);
+        this.pendingConf.delete(reqId);
+        w.reject(new ProposalDroppedError(reason, leader));
+      }
+      return;
+    }
+    let reqId: string;
+    try {
+      reqId = decodeCommand(data).reqId;
     } catch {
-      // not a store command (a conf change): its waiter times out
+      return; // not a store command: nobody waits for it
+    }
+    const p = this.pending.get(reqId);
+    if (p) {
+      this.pending.delete(reqId);
+      p.reject(new ProposalDroppedError(reason, leader));
     }
   }
 

@@ -223,7 +223,7 @@ export class Raft {
   }
 
   private dropProposal(entries: Entry[], reason: string): void {
-    for (const e of entries) this.droppedProposals.push({ data: e.data, reason, leader: this.lead });
+    for (const e of entries) this.droppedProposals.push({ data: e.data, type: e.type, reason, leader: this.lead });
     this.cfg.logger.warn(`raft ${this.id} dropped ${entries.length} proposal(s): ${reason}`);
   }
 
