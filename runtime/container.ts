@@ -9,9 +9,9 @@
 // CRI-format logs; end-of-file on them means the container and its monitor are gone, so it is
 // also how the runtime learns of an exit, before or after a restart. runc keeps the stopped
 // container (and its cgroup) until `runc delete`, so an OOM kill can be read.
-import { constants as fsc, type FSWatcher, existsSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
-import { isAbsolute, join, posix } from 'node:path';
+import { isAbsolute, join, posix, resolve } from 'node:path';
 import { cgroupVersion, oomKillCount, swapLimitSupported } from './cgroups.js';
 import type { ImageRecord, ImageStore } from './image-store.js';
 import { ContainerLog, nowNs } from './logs.js';
@@ -37,20 +37,28 @@ export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): 
 
 interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout }
 
-function readIdFile(rootfs: string, file: string): string[][] {
-  const p = join(rootfs, file);
+/**
+ * Reads the image's /etc/passwd or /etc/group. Nothing on the way may be a symlink: the
+ * image's files are the image author's, and `etc -> /etc` (or `passwd -> /etc/shadow`) would
+ * otherwise make us read the host's files. Missing or unsafe means empty.
+ */
+function readIdFile(rootfs: string, file: 'passwd' | 'group'): string[][] {
+  let fd: number | undefined;
   try {
-    // Never follow a symlink out of the container root while reading its user database.
-    if (lstatSync(p).isSymbolicLink()) return [];
-    return readFileSync(p, 'utf8').split('\n').map((l) => l.split(':'));
-  } catch { return []; }
+    const etc = lstatSync(join(rootfs, 'etc'));
+    if (!etc.isDirectory()) return [];
+    // O_NOFOLLOW refuses a symlink as the last component; etc itself was checked just above.
+    fd = openSync(join(rootfs, 'etc', file), fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return [];
+    return readFileSync(fd, 'utf8').split('\n').map((l) => l.split(':'));
+  } catch { return []; } finally { if (fd !== undefined) closeSync(fd); }
 }
 
 /** Resolves "user[:group]" (names or numbers) against the container's /etc/passwd and /etc/group. */
 export function resolveUser(rootfs: string, user: string): { uid: number; gid: number; groups: number[] } {
   const [u, g] = user.split(':');
-  const passwd = readIdFile(rootfs, 'etc/passwd');
-  const group = readIdFile(rootfs, 'etc/group');
+  const passwd = readIdFile(rootfs, 'passwd');
+  const group = readIdFile(rootfs, 'group');
   let uid: number; let gid = 0; let name: string | undefined;
   if (!u || /^\d+$/.test(u)) {
     uid = u ? Number(u) : 0;
@@ -114,6 +122,9 @@ export class Containers {
   private detaching = false;
   private readonly listeners = new Map<string, Set<OutputListener>>();
   private readonly starting = new Set<string>();
+  /** Sandboxes being stopped or removed: a CreateContainer that was under way must not land in them. */
+  private readonly closing = new Set<string>();
+  private readonly creating = new Map<string, Set<Promise<unknown>>>();
 
   constructor(
     private readonly state: StateStore,
@@ -199,10 +210,30 @@ export class Containers {
     return `lowerdir=${this.images.lowerDirs(img).join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
   }
 
+  /** Marks a sandbox as going away; resolves once the CreateContainer calls under way in it have settled. */
+  async sandboxClosing(sandboxId: string): Promise<void> {
+    this.closing.add(sandboxId);
+    await Promise.allSettled([...(this.creating.get(sandboxId) ?? [])]);
+  }
+
+  /** The sandbox is gone for good (or ready again after a failed removal): forget the mark. */
+  sandboxClosed(sandboxId: string): void { this.closing.delete(sandboxId); }
+
   async create(sb: SandboxRecord, config: CriObject): Promise<ContainerRecord> {
+    const set = this.creating.get(sb.id) ?? new Set<Promise<unknown>>();
+    this.creating.set(sb.id, set);
+    const p = this.createIn(sb, config);
+    set.add(p);
+    try { return await p; } finally {
+      set.delete(p);
+      if (set.size === 0) this.creating.delete(sb.id);
+    }
+  }
+
+  private async createIn(sb: SandboxRecord, config: CriObject): Promise<ContainerRecord> {
     const md = config?.metadata;
     if (!md?.name) throw new InvalidArgumentError('CreateContainer: config.metadata.name is required');
-    if (sb.state !== 'ready') throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} is not ready (stopped); run a new sandbox`);
+    if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} is not ready (stopped or being removed); run a new sandbox`);
     const clash = [...this.recs.values()].find((c) => c.sandboxId === sb.id && c.config.metadata.name === md.name && (c.config.metadata.attempt ?? 0) === (md.attempt ?? 0));
     if (clash) throw new PreconditionError(`CreateContainer: container ${md.name} attempt ${md.attempt ?? 0} already exists in sandbox ${sb.id} (${clash.id})`);
     const imageSpec: string = config.image?.image ?? '';
@@ -221,6 +252,9 @@ export class Containers {
       const spec = this.spec(rec, sb, config, img, rootfs);
       traceAdd('cc.spec', performance.now() - t0);
       await traced('cc.save', () => this.state.createRecord(dir, rec, [{ name: 'config.json', data: JSON.stringify(spec) }]));
+      // StopPodSandbox/RemovePodSandbox may have begun while this one was under way; they saw
+      // no such container, so it must not appear now.
+      if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} was stopped or removed while the container was being created`);
       this.recs.set(id, rec);
       return rec;
     } catch (e) {
@@ -245,10 +279,12 @@ export class Containers {
     if (Array.isArray(sc.supplemental_groups)) for (const g of sc.supplemental_groups) if (!user.groups.includes(Number(g))) user.groups.push(Number(g));
     let logPath: string | undefined;
     if (config.log_path) {
+      // CRI: log_path is relative to the sandbox's log_directory, and must stay inside it.
       const base = sb.config.log_directory as string;
-      if (isAbsolute(config.log_path)) logPath = config.log_path;
-      else if (base) logPath = join(base, config.log_path);
-      else throw new InvalidArgumentError('CreateContainer: log_path is relative but the sandbox has no log_directory');
+      if (!base) throw new InvalidArgumentError('CreateContainer: log_path is set but the sandbox has no log_directory');
+      if (isAbsolute(config.log_path)) throw new InvalidArgumentError(`CreateContainer: log_path ${JSON.stringify(config.log_path)} must be relative to the sandbox's log_directory`);
+      logPath = resolve(base, config.log_path);
+      if (!logPath.startsWith(resolve(base) + '/')) throw new InvalidArgumentError(`CreateContainer: log_path ${JSON.stringify(config.log_path)} leaves the sandbox's log_directory ${JSON.stringify(base)}; use a path inside it`);
     }
     return {
       id, sandboxId: sb.id, config, imageId: img.id,
@@ -378,7 +414,8 @@ export class Containers {
     }
     const tr1 = performance.now();
     traceAdd('st.run', tr1 - tr0);
-    const [mpid, cpid, startNs] = answer.split(' ').map(Number);
+    const [mpid, cpid, startNs, runcNs] = answer.split(' ').map(Number);
+    traceAdd('st.runc', (runcNs ?? 0) / 1e6);
     rec.monitorPid = mpid || undefined;
     rec.pid = cpid || undefined;
     rec.state = 'running';

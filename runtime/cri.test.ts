@@ -1,7 +1,7 @@
 // End-to-end: shoal-runtime as its own process, driven over its CRI socket, pulling from a real
 // docker-registry on loopback and running containers with real runc.
 import t from 'tap';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -146,6 +146,15 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(res.stdout, 'got hello\nrest\n', 'stdin reached the command, stdout came back');
     t.equal(res.stderr, 'warn\n');
     t.same((res.status as any)?.details?.causes?.[0], { reason: 'ExitCode', message: '4' }, 'exit code on the status channel');
+    // A client that disconnects mid-stream: the exec'd process is killed, not left running.
+    const marker = `${31000 + (process.pid % 1000)}`;
+    const gone = await c.rt.Exec({ container_id: id, cmd: ['sleep', marker], stdout: true });
+    const execd = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).some((p) => {
+      try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`; } catch { return false; }
+    });
+    await execStream(gone.url, { disconnect: waitFor('the exec\'d process to run', async () => execd()) });
+    await waitFor('the exec\'d process to be killed after the client went away', async () => !execd());
+    t.pass('exec\'d process killed when its client disconnected');
     const again = await execStream(ex.url).catch((x: any) => x);
     t.equal(again.statusCode, 404, 'an exec URL is single-use');
     const ok = await execStream((await c.rt.Exec({ container_id: id, cmd: ['echo', 'v4'], stdout: true })).url, { protocol: 'v4.channel.k8s.io' });
@@ -285,6 +294,17 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(sx.state, 2, 'a command that does not exist ends the container');
     t.not(sx.exit_code, 0);
     t.match(`${started?.details ?? ''} ${sx.message}`, /no such file|not found|executable/i, 'and says why');
+    // log_path must stay inside the sandbox's log_directory.
+    for (const bad of ['../escape.log', 'a/../../escape.log', '/tmp/abs.log']) {
+      const e = await container(p, `lp${bad.length}`, { command: ['true'], log_path: bad }).catch((x: any) => x);
+      t.equal(code(e), 3, `log_path ${bad}: INVALID_ARGUMENT`);
+      t.match(e.details, /log_path .* (leaves|must be relative)/, 'and says why');
+    }
+    t.notOk(existsSync(join(base, 'escape.log')), 'nothing written outside the log directory');
+    const nolog = await c.rt.RunPodSandbox({ config: { metadata: { name: 'nolog', uid: 'nolog', namespace: 'test' } } });
+    const e7 = await c.rt.CreateContainer({ pod_sandbox_id: nolog.pod_sandbox_id, config: { metadata: { name: 'x' }, image: { image: IMAGE }, log_path: 'x.log' } }).catch((x: any) => x);
+    t.match(e7.details, /no log_directory/, 'log_path without a log_directory is refused');
+    await c.rt.RemovePodSandbox({ pod_sandbox_id: nolog.pod_sandbox_id });
     await c.rt.RemoveContainer({ container_id: 'f'.repeat(64) });
     t.pass('removing an unknown container is idempotent');
     await c.rt.RemovePodSandbox({ pod_sandbox_id: 'f'.repeat(64) });
@@ -348,6 +368,21 @@ t.test('CRI runtime end to end', async (t) => {
     await waitFor('later output', async () => logLines('later').some((l) => l.content === 'hello from layer 2'));
     t.equal((await c.rt.PodSandboxStatus({ pod_sandbox_id: p2.id })).status.state, 1, 'a pod whose namespaces are gone is not ready');
     await c.rt.RemovePodSandbox({ pod_sandbox_id: p2.id });
+  });
+
+  t.test('CreateContainer racing RemovePodSandbox never leaves a container in a removed pod', async (t) => {
+    for (let i = 0; i < 4; i++) {
+      const p = await pod();
+      // Both requests are in flight together: the removal arrives while the create is under way.
+      const [cr, rm] = await Promise.allSettled([container(p, 'racer', { command: ['sleep', '1000'] }), c.rt.RemovePodSandbox({ pod_sandbox_id: p.id })]);
+      t.equal(rm.status, 'fulfilled', 'the removal succeeds');
+      if (cr.status === 'rejected') t.equal(code(cr.reason), 9, `round ${i}: the create is refused (FAILED_PRECONDITION): ${cr.reason.details}`);
+      else t.equal(code(await c.rt.ContainerStatus({ container_id: cr.value }).catch((x: any) => x)), 5, `round ${i}: a create that won the race was removed with the pod`);
+      t.same((await c.rt.ListContainers({ filter: { pod_sandbox_id: p.id } })).containers, [], 'no container of the removed pod is listed');
+    }
+    const dirs = readdirSync(join(root, 'containers'));
+    const listed = new Set((await c.rt.ListContainers({})).containers.map((x: any) => x.id));
+    t.same(dirs.filter((d) => !listed.has(d)), [], 'no bundle left behind');
   });
 
   t.test('image removal is refused while used; sandbox stop and remove clean up', async (t) => {

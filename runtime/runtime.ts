@@ -85,6 +85,7 @@ export class Runtime {
   async stopPodSandbox(id: string): Promise<void> {
     const sb = this.sandboxes.get(id);
     if (!sb) return;
+    await this.containers.sandboxClosing(sb.id);
     await Promise.all(this.containers.list().filter((c) => c.sandboxId === sb.id).map((c) => this.containers.stop(c.id, 0)));
     if (sb.state !== 'notready') {
       sb.state = 'notready';
@@ -95,12 +96,14 @@ export class Runtime {
   async removePodSandbox(id: string): Promise<void> {
     const sb = this.sandboxes.get(id);
     if (!sb) return;
+    await this.containers.sandboxClosing(sb.id);
     for (const c of this.containers.list().filter((c) => c.sandboxId === sb.id)) {
       await this.containers.remove(c.id);
       forgetStats(c.id);
     }
     await destroySandboxResources(sb);
     this.sandboxes.delete(sb.id);
+    this.containers.sandboxClosed(sb.id);
     await fsp.rm(sb.dir, { recursive: true, force: true });
   }
 

@@ -3,6 +3,8 @@
 // v4.channel.k8s.io: each binary message starts with a channel byte, 0 stdin, 1 stdout,
 // 2 stderr, 3 status) runs the command in the container with `runc exec`. Without a TTY.
 import { spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -65,13 +67,32 @@ export class StreamingServer {
     });
     const reader = new FrameReader((f) => { if (f.opcode === 8) { stop(); sendClose(sock, false); } });
     sock.on('data', (b: Buffer) => { try { reader.push(b); } catch { sock.destroy(); } });
+    sock.on('end', stop);
     sock.on('close', stop);
     sock.on('error', () => {});
   }
 
   private run(r: ExecRequest, sock: Duplex, v5: boolean): void {
     const send = (channel: number, data: Buffer) => { if (!sock.destroyed) sock.write(encodeFrame(2, Buffer.concat([Buffer.from([channel]), data]), false)); };
-    const child = spawn(this.runc.bin, this.runc.args('exec', r.containerId, ...r.cmd), { stdio: [r.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    // runc writes the exec'd process's pid here, so a client that goes away can have that
+    // process killed (killing `runc exec` alone would leave it running in the container).
+    let pidFile: string | undefined;
+    try { pidFile = join(this.containers.find(r.containerId).dir, `exec-${randomBytes(8).toString('hex')}.pid`); } catch { /* removed meanwhile: runc exec fails below */ }
+    const child = spawn(this.runc.bin, this.runc.args('exec', ...(pidFile ? ['--pid-file', pidFile] : []), r.containerId, ...r.cmd), { stdio: [r.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    let exited = false;
+    const killExecd = () => {
+      if (exited) return;
+      // The pid file may not be written yet: look for it until runc exec is gone (checked every 50 ms).
+      const tryKill = () => {
+        if (exited) return;
+        let pid = 0;
+        try { pid = Number(readFileSync(pidFile!, 'utf8').trim()); } catch { /* not yet */ }
+        if (pid > 0) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } return; }
+        if (!pidFile) { child.kill('SIGKILL'); return; }
+        setTimeout(tryKill, 50);
+      };
+      tryKill();
+    };
     child.stdout!.on('data', (b: Buffer) => { if (r.stdout) send(1, b); });
     child.stderr!.on('data', (b: Buffer) => { if (r.stderr) send(2, b); });
     child.stdin?.on('error', () => {});
@@ -83,13 +104,19 @@ export class StreamingServer {
       if (ch === 0 && child.stdin) child.stdin.write(f.payload.subarray(1));
       else if (v5 && ch === 255 && f.payload[1] === 0) child.stdin?.end(); // v5: close stdin
     });
-    sock.on('data', (b: Buffer) => { try { reader.push(b); } catch { sock.destroy(); child.kill('SIGTERM'); } });
-    sock.on('close', () => { child.stdin?.end(); });
+    sock.on('data', (b: Buffer) => { try { reader.push(b); } catch { sock.destroy(); } });
+    // The client is gone (disconnected, or sent garbage): nobody reads the output any more.
+    // (The HTTP server's sockets are half-open capable: a client's FIN is 'end', not 'close'.)
+    const gone = () => { child.stdin?.end(); killExecd(); };
+    sock.on('end', gone);
+    sock.on('close', gone);
     sock.on('error', () => {});
-    child.on('error', (e) => { send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: `cannot run runc exec: ${e.message}` }))); sendClose(sock, false); });
+    child.on('error', (e) => { exited = true; send(3, Buffer.from(JSON.stringify({ metadata: {}, status: 'Failure', message: `cannot run runc exec: ${e.message}` }))); sendClose(sock, false); });
     // As in ExecSync: leftover background processes may hold the pipes, so the command's own
     // exit ends the session once buffered output had a moment to arrive.
     child.on('exit', (code, signal) => {
+      exited = true;
+      if (pidFile) rmSync(pidFile, { force: true });
       let pending = 2;
       const done = () => { if (--pending === 0) { clearTimeout(grace); finish(code ?? (signal ? 137 : 255)); } };
       const grace = setTimeout(() => { pending = 1; child.stdout!.destroy(); child.stderr!.destroy(); done(); }, 200);

@@ -11,7 +11,8 @@
 //   overlay DIR OPTIONS           the bundle directory, rootfs/upper/work, the overlay root and
 //                                 the three FIFOs (stdout, stderr, collect)
 //   start DIR RUNC ARGS...        starts a monitor for the container whose bundle is DIR; the
-//                                 monitor answers "<monitor pid> <container pid> <start ns>"
+//                                 monitor answers "<monitor pid> <container pid> <start ns>
+//                                 <ns runc took>"
 //                                 once runc has started the container
 //   umount PATH                   unmounts PATH (lazily if busy)
 // Answers to `start` come from the monitor, so they may overtake later requests' answers.
@@ -174,6 +175,8 @@ static void monitor(const char *id, const char *dir, char **argv) {
   int hold_out = open("stdout.fifo", O_RDWR | O_CLOEXEC);
   int hold_err = open("stderr.fifo", O_RDWR | O_CLOEXEC);
   if (hold_out < 0 || hold_err < 0) { write_exitcode(127); answer(id, 2, "cannot open the log FIFOs in %s: %s", dir, strerror(errno)); _exit(1); }
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   pid_t runc = fork();
   if (runc < 0) { write_exitcode(127); answer(id, 2, "fork: %s", strerror(errno)); _exit(1); }
   if (runc == 0) {
@@ -203,9 +206,11 @@ static void monitor(const char *id, const char *dir, char **argv) {
   if (pf >= 0) close(pf);
   pid_t cpid = r > 0 ? (pid_t)atoi(buf) : 0;
   if (cpid <= 0) { write_exitcode(255); answer(id, 2, "runc started the container but left no pid file"); _exit(0); }
-  struct timespec now;
+  struct timespec now, t1;
   clock_gettime(CLOCK_REALTIME, &now);
-  answer(id, 0, "%d %d %lld", (int)getpid(), (int)cpid, (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  answer(id, 0, "%d %d %lld %lld", (int)getpid(), (int)cpid, (long long)now.tv_sec * 1000000000LL + now.tv_nsec,
+         (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
   dup2(null, 1);
   dup2(null, 2);
   int code = 255;

@@ -6,7 +6,7 @@ import { acceptKey, encodeFrame, FrameReader, sendClose } from '../websocket.js'
 
 export interface ExecStreamResult { stdout: string; stderr: string; status: Record<string, unknown> | undefined; protocol: string }
 
-export function execStream(url: string, opts: { protocol?: string; stdin?: string; closeStdin?: boolean; onOpen?: () => void } = {}): Promise<ExecStreamResult> {
+export function execStream(url: string, opts: { protocol?: string; stdin?: string; closeStdin?: boolean; onOpen?: () => void; disconnect?: Promise<unknown> } = {}): Promise<ExecStreamResult> {
   return new Promise((resolve, reject) => {
     const key = randomBytes(16).toString('base64');
     const req = request(url, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': key, 'sec-websocket-version': '13', 'sec-websocket-protocol': opts.protocol ?? 'v5.channel.k8s.io, v4.channel.k8s.io' } });
@@ -29,6 +29,8 @@ export function execStream(url: string, opts: { protocol?: string; stdin?: strin
       });
       if (head.length) reader.push(head);
       opts.onOpen?.();
+      // A client that goes away without closing the stream (kubectl killed, network gone).
+      opts.disconnect?.then(() => sock.destroy(), () => sock.destroy());
       sock.on('data', (b: Buffer) => reader.push(b));
       sock.on('close', () => resolve(out));
       sock.on('error', reject);
