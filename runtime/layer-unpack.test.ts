@@ -31,6 +31,23 @@ t.test('reads USTAR, PAX long names and bodies across chunk boundaries', async (
   t.same(seen, ['file:a.txt:hello:0', `file:${long}:deep:0`, 'symlink:l::150']);
 });
 
+t.test('oversized PAX and GNU long-name headers are refused before they are buffered', async (t) => {
+  for (const flag of ['x', 'g', 'L', 'K']) {
+    // A valid header that claims a 64 MiB metadata body, then an endless supply of zeros.
+    const h = Buffer.from(tarBuffer([{ name: 'a', data: '' }]).subarray(0, 512));
+    h[156] = flag.charCodeAt(0);
+    h.write((64 * 1024 * 1024).toString(8).padStart(11, '0') + '\0', 124, 12, 'latin1');
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+    let pulled = 0;
+    async function* endless() { yield h; for (;;) { pulled += 65536; yield Buffer.alloc(65536); } }
+    await t.rejects(async () => { for await (const _ of readTar(endless())) { /* consume */ } }, /over the 1048576 byte limit/, `type ${flag}: refused with a clear error`);
+    t.ok(pulled <= 65536, `type ${flag}: refused before its body was read (${pulled} bytes pulled)`);
+  }
+});
+
 t.test('a corrupt header or a truncated archive is an error', async (t) => {
   const buf = tarBuffer([{ name: 'a.txt', data: 'hello world' }]);
   const bad = Buffer.from(buf); bad[10] = 0x41;

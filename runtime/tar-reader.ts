@@ -121,6 +121,10 @@ export interface TarBody {
   chunks(): AsyncGenerator<Buffer>;
 }
 
+/** Upper bound for one PAX / GNU long-name header (and for all global PAX records together). */
+export const MAX_META_HEADER = 1 << 20;
+const META_NAME: Record<string, string> = { x: 'PAX extended', g: 'PAX global', L: 'GNU long-name', K: 'GNU long-link' };
+
 /**
  * Iterates the entries of a tar stream. For each entry the caller may consume its body through
  * `body.chunks()`; whatever it leaves unread is skipped before the next entry.
@@ -140,10 +144,16 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array | strin
     const size = num(h, 124, 12, 'size');
     const padded = Math.ceil(size / 512) * 512;
     if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+      // These are held in memory whole, so their size is bounded (real ones are a few KiB).
+      if (size > MAX_META_HEADER) throw new Error(`tar ${META_NAME[flag]} header of ${size} bytes is over the ${MAX_META_HEADER} byte limit: the archive is corrupt or hostile`);
       const data = (await src.read(padded)) ?? Buffer.alloc(0);
       const content = data.subarray(0, size);
       if (flag === 'x') pax = parsePax(content);
-      else if (flag === 'g') globalPax = { ...globalPax, ...parsePax(content) };
+      else if (flag === 'g') {
+        globalPax = { ...globalPax, ...parsePax(content) };
+        const total = Object.entries(globalPax).reduce((n, [k, v]) => n + k.length + v.length, 0);
+        if (total > MAX_META_HEADER) throw new Error(`tar global PAX headers add up to over ${MAX_META_HEADER} bytes: the archive is corrupt or hostile`);
+      }
       else if (flag === 'L') longName = cstr(content, 0, content.length);
       else longLink = cstr(content, 0, content.length);
       continue;
