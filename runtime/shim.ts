@@ -122,6 +122,9 @@ export class Shim {
     });
   }
 
+  /** The helper's pid while it runs (tests). */
+  get pid(): number | undefined { return this.proc?.pid; }
+
   /** Stops the helper; pending requests fail. Monitors it started keep running. */
   close(): void {
     const p = this.proc;

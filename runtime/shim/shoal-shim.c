@@ -265,8 +265,10 @@ static int serve(void) {
     if (len == 0 || len > MAX_REQUEST) { fprintf(stderr, "shoal-shim: request of %u bytes refused (limit %d)\n", len, MAX_REQUEST); return 2; }
     if (read_full(0, req, len) < 0) return 2;
     req[len] = 0;
+    // Fields are separated by NUL; an empty last field ("x\0") counts.
     int n = 0;
-    for (char *p = req; p < req + len && n < MAX_FIELDS - 1;) { f[n++] = p; p += strlen(p) + 1; }
+    f[n++] = req;
+    for (uint32_t i = 0; i < len && n < MAX_FIELDS - 1; i++) if (!req[i]) f[n++] = req + i + 1;
     f[n] = NULL;
     if (n < 2) { answer(n ? f[0] : "?", 1, "request without an operation"); continue; }
     const char *id = f[0], *op = f[1];
