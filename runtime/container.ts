@@ -397,9 +397,10 @@ export class Containers {
     } catch (e) {
       for (const fd of fds) closeSync(fd);
       if (e instanceof DeadlineError) {
-        // runc hangs: take the container down so it cannot start behind our back later.
+        // runc hangs: take it down (the monitor's process group: monitor, runc, runc init) so
+        // the container cannot start behind our back later.
         const mon = findMonitor(dir);
-        if (mon) { try { process.kill(mon, 'SIGKILL'); } catch { /* gone */ } }
+        if (mon) { try { process.kill(-mon, 'SIGKILL'); } catch { /* gone */ } }
         await this.runc.delete(rec.id).catch(() => {});
         await this.failStart(rec, `runc did not start the container within ${timeoutMs / 1000} s`);
         throw new DeadlineError(`StartContainer ${rec.id}: runc did not start the container within ${timeoutMs / 1000} s; it was killed and marked exited (StartError)`);

@@ -370,6 +370,30 @@ t.test('CRI runtime end to end', async (t) => {
     await c.rt.RemovePodSandbox({ pod_sandbox_id: p2.id });
   });
 
+  t.test('StartContainer has a deadline: a runc that hangs is killed and the container marked StartError', async (t) => {
+    // A second runtime whose "runc" hangs in `run` (stands for a runc stuck while starting a
+    // container) and passes every other command to the real runc.
+    const root2 = join(base, 'root-hang');
+    const marker = `600.${process.pid}`;
+    const fake = join(base, 'hanging-runc');
+    writeFileSync(fake, `#!/bin/sh\nfor a; do [ "$a" = run ] && exec sleep ${marker}; done\nexec runc "$@"\n`);
+    chmodSync(fake, 0o755);
+    const rt2 = await startRuntime(join(base, 'hang.sock'), root2, ['--runc', fake, '--start-timeout', '1', '--insecure-registry', reg.host]);
+    t.teardown(async () => { await rt2.kill('SIGKILL'); cleanupRoot(root2); });
+    await rt2.client.img.PullImage({ image: { image: IMAGE } });
+    const config = { metadata: { name: 'hang', uid: 'hang', namespace: 'test' } };
+    const { pod_sandbox_id } = await rt2.client.rt.RunPodSandbox({ config });
+    const { container_id } = await rt2.client.rt.CreateContainer({ pod_sandbox_id, sandbox_config: config, config: { metadata: { name: 'main' }, image: { image: IMAGE }, command: ['true'] } });
+    const e = await rt2.client.rt.StartContainer({ container_id }).catch((x: any) => x);
+    t.equal(code(e), 4, 'DEADLINE_EXCEEDED');
+    t.match(e.details, new RegExp(`StartContainer ${container_id}: runc did not start the container within 1 s`), 'the error names the container');
+    const st = (await rt2.client.rt.ContainerStatus({ container_id })).status;
+    t.same([st.state, st.reason], [2, 'StartError'], 'the container is marked exited (StartError)');
+    const hung = () => readdirSync('/proc').some((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `sleep\0${marker}\0`; } catch { return false; } });
+    await waitFor('the hanging runc to be killed', async () => !hung());
+    t.pass('the hanging runc is gone');
+  });
+
   t.test('CreateContainer racing RemovePodSandbox never leaves a container in a removed pod', async (t) => {
     for (let i = 0; i < 4; i++) {
       const p = await pod();

@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // shoal-runtime: the built-in CRI runtime on its own.
 //   shoal-runtime --listen unix:///run/shoal/runtime.sock --root /var/lib/shoal/runtime
-//     [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--start-timeout SECONDS]
+//     [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS]
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { serveCri } from './cri-server.js';
 import { Runtime } from './runtime.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoal-runtime: ${msg}\nusage: shoal-runtime --listen unix:///PATH.sock --root DIR [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--start-timeout SECONDS]\n`);
+  process.stderr.write(`shoal-runtime: ${msg}\nusage: shoal-runtime --listen unix:///PATH.sock --root DIR [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS]\n`);
   process.exit(2);
 }
 
@@ -18,6 +18,7 @@ async function main(): Promise<void> {
   let root = '';
   let pidsLimit = 0;
   let shim: string | undefined;
+  let runcBin: string | undefined;
   let startTimeout = 60;
   const insecure: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -30,6 +31,7 @@ async function main(): Promise<void> {
       case '--insecure-registry': insecure.push(val()); break;
       case '--pids-limit': pidsLimit = Number(val()); if (!Number.isInteger(pidsLimit) || pidsLimit < 0) usage('--pids-limit must be a non-negative integer'); break;
       case '--shim': shim = val(); if (!shim.startsWith('/')) usage('--shim must be an absolute path to a built shoal-shim'); break;
+      case '--runc': runcBin = val(); break;
       case '--start-timeout': startTimeout = Number(val()); if (!(startTimeout > 0)) usage('--start-timeout must be a positive number of seconds'); break;
       case '-h': case '--help': usage('help');
       // eslint-disable-next-line no-fallthrough
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   if (!sock.startsWith('/')) usage('--listen must be unix:///absolute/path.sock');
   if (!root || !root.startsWith('/')) usage('--root must be an absolute directory');
   if (process.getuid && process.getuid() !== 0) usage('must run as root (runc, mounts and namespaces need it)');
-  const rt = new Runtime({ root, insecureRegistries: insecure, defaultPidsLimit: pidsLimit, shimBin: shim, startTimeoutMs: startTimeout * 1000 });
+  const rt = new Runtime({ root, insecureRegistries: insecure, defaultPidsLimit: pidsLimit, shimBin: shim, runcBin, startTimeoutMs: startTimeout * 1000 });
   await rt.init();
   mkdirSync(dirname(sock), { recursive: true });
   const server = await serveCri(rt, sock);
