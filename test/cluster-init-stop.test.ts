@@ -49,51 +49,58 @@ function listen(port: number): Promise<Server> {
   });
 }
 
-t.test('a failed init keeps nothing: no identity, no raft data; the next init works', async (t) => {
-  const [n] = await Promise.all([c.start('f1'), c.start('f2')]);
-  // Another program holds the API port: the manager role fails after raft has started (the
-  // point where the old code had already written the identity).
-  const squatter = await listen(n.port);
-  let closed = false;
-  t.teardown(() => { if (!closed) squatter.close(); });
-  const bad = await c.cli('f1', 'init');
-  t.equal(bad.code, 1, 'init fails');
-  t.match(bad.stderr, new RegExp(`init failed: cannot listen on 127\\.0\\.0\\.1:${n.port}: .*nothing was kept in .*f1: fix the cause and run "shoal init" again`));
-  for (const f of ['identity', 'raft', 'gossip.key', 'raft-members.json']) t.notOk(existsSync(join(n.stateDir, f)), `no ${f} left in the state dir`);
-  const info = await c.json('f1', 'node', 'ls').catch((e: Error) => e.message);
-  t.match(String(info), /not part of a cluster: run "shoal init" or "shoal join" first/, 'the daemon is uninitialised again');
+// The two groups use separate nodes and mostly wait (elections, a stop's grace period): run them
+// side by side to keep the file short.
+t.jobs = 2;
 
-  await new Promise<void>((r) => squatter.close(() => r()));
-  closed = true;
-  const good = await c.cli('f1', 'init');
-  t.equal(good.code, 0, `the second init works: ${good.stderr}`);
-  t.match(good.stdout, /Cluster \w+ initialized/);
-  const rows = await c.json<Row[]>('f1', 'node', 'ls');
-  t.same(rows.map((r) => [r.hostname, r.role]), [['f1', 'manager']], 'a one-manager cluster');
-  t.ok(existsSync(join(n.stateDir, 'identity', 'node.json')), 'and its identity is on disk');
-});
+t.test('init failures', { buffered: true }, async (t) => {
+  t.test('a failed init keeps nothing: no identity, no raft data; the next init works', async (t) => {
+    const [n] = await Promise.all([c.start('f1'), c.start('f2')]);
+    // Another program holds the API port: the manager role fails after raft has started (the
+    // point where the old code had already written the identity).
+    const squatter = await listen(n.port);
+    let closed = false;
+    t.teardown(() => { if (!closed) squatter.close(); });
+    const bad = await c.cli('f1', 'init');
+    t.equal(bad.code, 1, 'init fails');
+    t.match(bad.stderr, new RegExp(`init failed: cannot listen on 127\\.0\\.0\\.1:${n.port}: .*nothing was kept in .*f1: fix the cause and run "shoal init" again`));
+    for (const f of ['identity', 'raft', 'gossip.key', 'raft-members.json']) t.notOk(existsSync(join(n.stateDir, f)), `no ${f} left in the state dir`);
+    const info = await c.json('f1', 'node', 'ls').catch((e: Error) => e.message);
+    t.match(String(info), /not part of a cluster: run "shoal init" or "shoal join" first/, 'the daemon is uninitialised again');
 
-t.test('an identity-less state dir with raft leftovers (a crash mid-init) does not poison the next init', async (t) => {
-  const n = c.nodes.get('f2')!;
-  // What a crash between raft's first write and the identity's leaves: raft data of a cluster
-  // that no identity belongs to.
-  const f1raft = join(c.state('f1'), 'raft');
-  t.ok(existsSync(f1raft), 'a real raft dir to copy');
-  await new Promise<void>((resolve, reject) => {
-    const cp = spawn('cp', ['-a', f1raft, join(n.stateDir, 'raft')]);
-    cp.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cp exited ${code}`))));
+    await new Promise<void>((r) => squatter.close(() => r()));
+    closed = true;
+    const good = await c.cli('f1', 'init');
+    t.equal(good.code, 0, `the second init works: ${good.stderr}`);
+    t.match(good.stdout, /Cluster \w+ initialized/);
+    const rows = await c.json<Row[]>('f1', 'node', 'ls');
+    t.same(rows.map((r) => [r.hostname, r.role]), [['f1', 'manager']], 'a one-manager cluster');
+    t.ok(existsSync(join(n.stateDir, 'identity', 'node.json')), 'and its identity is on disk');
   });
-  writeFileSync(join(n.stateDir, 'gossip.key'), 'stale');
-  const r = await c.cli('f2', 'init', '--format', 'json');
-  t.equal(r.code, 0, r.stderr);
-  const ci = await c.json<{ id: string; managers: unknown[] }>('f2', 'cluster', 'inspect');
-  t.equal(ci.id, JSON.parse(r.stdout).clusterId, 'the new cluster, not the leftover one');
-  t.not(ci.id, (await c.json<{ id: string }>('f1', 'cluster', 'inspect')).id);
-  t.equal(ci.managers.length, 1);
-  t.match(n.log.join(''), /removed what an earlier failed init\/join left in .*\(gossip.key, raft\)|removed what an earlier failed init\/join left in .*\(raft, gossip.key\)/, 'the leftovers are named in the log');
+
+  t.test('an identity-less state dir with raft leftovers (a crash mid-init) does not poison the next init', async (t) => {
+    const n = c.nodes.get('f2')!;
+    // What a crash between raft's first write and the identity's leaves: raft data of a cluster
+    // that no identity belongs to.
+    const f1raft = join(c.state('f1'), 'raft');
+    t.ok(existsSync(f1raft), 'a real raft dir to copy');
+    await new Promise<void>((resolve, reject) => {
+      const cp = spawn('cp', ['-a', f1raft, join(n.stateDir, 'raft')]);
+      cp.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`cp exited ${code}`))));
+    });
+    writeFileSync(join(n.stateDir, 'gossip.key'), 'stale');
+    const r = await c.cli('f2', 'init', '--format', 'json');
+    t.equal(r.code, 0, r.stderr);
+    const ci = await c.json<{ id: string; managers: unknown[] }>('f2', 'cluster', 'inspect');
+    t.equal(ci.id, JSON.parse(r.stdout).clusterId, 'the new cluster, not the leftover one');
+    t.not(ci.id, (await c.json<{ id: string }>('f1', 'cluster', 'inspect')).id);
+    t.equal(ci.managers.length, 1);
+    t.match(n.log.join(''), /removed what an earlier failed init\/join left in .*\(gossip.key, raft\)|removed what an earlier failed init\/join left in .*\(raft, gossip.key\)/, 'the leftovers are named in the log');
+  });
+
 });
 
-t.test('join tokens by file and by environment; a manager with a frozen worker stops on SIGTERM', async (t) => {
+t.test('join tokens by file and by environment; a manager with a frozen worker stops on SIGTERM', { buffered: true }, async (t) => {
   // Independent daemons: started at once to keep the test short.
   await Promise.all(['m1', 'w1', 'w3'].map((n) => c.start(n)));
   t.equal((await c.cli('m1', 'init')).code, 0);
