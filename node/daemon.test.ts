@@ -49,11 +49,10 @@ class HoldingRelay {
     await new Promise<void>((r) => this.server!.listen(port, '127.0.0.1', r));
   }
 
-  /** Holds from now on. Open connections are cut, so every call after this point needs a new
-   * connection, whose bytes are then held (a call on a reused connection could not be told apart
-   * from an agent's heartbeat). */
+  /** Holds from now on. Open connections stay (held too), so a new connection accepted after
+   * this point is a new channel's: the renewal's, which has its own (the agents keep theirs
+   * unless a held heartbeat times out, after 5 s). */
   hold(): void {
-    for (const s of this.socks) s.destroy();
     this.holding = true;
     this.heldChunks = 0;
   }
