@@ -3,7 +3,7 @@
 // N containers started with plain `runc run -d` from the same image root. Both sequential.
 //   npm run bench:start -- --count 50
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanupRoot } from '../runtime/testing/cleanup.js';
@@ -20,13 +20,39 @@ function arg(name: string, def: number): number {
   return v;
 }
 
+let interrupted = false;
+
 async function main(): Promise<void> {
   const count = arg('--count', 50);
   const base = mkdtempSync(join(tmpdir(), `shoal-bench-start-${process.pid}-`));
   const root = join(base, 'root');
   const runcRoot = join(base, 'runc-raw');
-  const rawIds: string[] = [];
   let rt: Awaited<ReturnType<typeof startRuntime>> | undefined;
+  // Everything the run made goes, also when it is interrupted (SIGINT, SIGTERM) half-way:
+  // runc's containers found by listing (a runc interrupted mid-create is not in any list of
+  // ours), the raw side's root mount, and through cleanupRoot the runtime's containers,
+  // monitors, overlay roots, namespaces and cgroups.
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () => cleaning ??= (async () => {
+    if (rt) await rt.kill('SIGKILL');
+    // A request the runtime's shim had under way finishes within moments; let it, so that
+    // nothing it makes appears after the sweep below.
+    await new Promise((r) => setTimeout(r, 300));
+    if (existsSync(runcRoot)) {
+      const ids = spawnSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+      for (const id of ids) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);
+    }
+    spawnSync('umount', [join(base, 'raw-rootfs')], { stdio: 'ignore' });
+    cleanupRoot(root);
+    rmSync(base, { recursive: true, force: true });
+  })();
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      interrupted = true;
+      process.stderr.write(`container-start: ${sig}: cleaning up ${base}\n`);
+      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+    });
+  }
   try {
     // The image: the test busybox image as an OCI archive, loaded through CRI PullImage.
     const img = busyboxImage();
@@ -72,7 +98,6 @@ async function main(): Promise<void> {
       const log = join(base, 'runc-raw.log');
       const r = spawnSync('runc', ['--root', runcRoot, '--log', log, 'run', '-d', '--bundle', bundle, id], { stdio: 'ignore' });
       if (r.status !== 0) throw new Error(`runc run -d ${id} failed (exit ${r.status}); see ${log}: ${readFileSync(log, 'utf8').slice(-500)}`);
-      rawIds.push(id);
     };
     runOne(`shoal-bench-warm-${process.pid}`);
 
@@ -114,12 +139,9 @@ async function main(): Promise<void> {
     }
     for (const p of pods) await c.rt.RemovePodSandbox({ pod_sandbox_id: p });
   } finally {
-    for (const id of rawIds) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);
-    spawnSync('umount', [join(base, 'raw-rootfs')]);
     if (rt) await rt.kill('SIGTERM');
-    cleanupRoot(root);
-    rmSync(base, { recursive: true, force: true });
+    await cleanup();
   }
 }
 
-main().catch((e) => { process.stderr.write(`container-start: ${(e as Error).message}\n`); process.exit(1); });
+main().catch((e) => { if (interrupted) return; /* the signal handler exits once clean */ process.stderr.write(`container-start: ${(e as Error).message}\n`); process.exit(1); });

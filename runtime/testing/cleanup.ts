@@ -1,6 +1,7 @@
 // Test helper: removes everything a runtime root may hold, also after a failed test: runc
-// containers, mounts under the root (overlay roots, namespace files), pod cgroups, files.
-import { existsSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+// containers, their monitors, mounts under the root (overlay roots, namespace files), pod
+// cgroups, files.
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, rmdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -9,6 +10,15 @@ export function cleanupRoot(root: string): void {
   if (existsSync(runcRoot)) {
     const ids = spawnSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
     for (const id of ids) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);
+  }
+  // Monitors (shoal-shim, named shoal-monitor, working in their bundle directory) would wait
+  // for a runtime to collect their container's exit forever: end them and their process group.
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'shoal-monitor') continue;
+      if (readlinkSync(`/proc/${p}/cwd`).startsWith(root + '/')) process.kill(-Number(p), 'SIGKILL');
+    } catch { /* gone, or not a monitor of ours */ }
   }
   const cgroups: string[] = [];
   const sbDir = join(root, 'sandboxes');
