@@ -1,5 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=32
 // shoald: the node daemon. Flags are documented in node/README.md.
+// The shebang gives managers a 32 MiB young generation (Node's default is 16): under write load
+// that halves the scavenges and costs about 7 % less CPU per write (benchmarks/raft-vs-etcd).
 import { hostname } from 'node:os';
 import { isPresetName, type PresetName } from '../gossip/config.js';
 import { Daemon } from './daemon.js';
