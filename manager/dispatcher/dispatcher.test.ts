@@ -166,3 +166,27 @@ t.test("the agent's manager stops: it moves to another manager and keeps its ass
   t.same([...again.tasks.keys()].sort(), ['t2', 't3'], 'assignments restored from the store');
   again.stop();
 });
+
+t.test('stopping a dispatcher ends the open Assignments streams (the server can then shut down cleanly)', async (t) => {
+  const name = names.find((n) => running.has(n))!;
+  const r = running.get(name)!;
+  const Ctor = grpc.makeGenericClientConstructor(dispatcherDef(), 'd');
+  const c = new Ctor(r.addr, clientCredentials(ids.get('w2')!), CHANNEL_OPTIONS) as any;
+  t.teardown(() => c.close());
+  const session = c.Session({ hostname: 'w2' });
+  session.on('error', () => {});
+  const sid = await new Promise<string>((res) => session.once('data', (m: { session_id: string }) => res(m.session_id)));
+  const stream = c.Assignments({ session_id: sid });
+  let first = false;
+  let status: number | undefined;
+  stream.on('data', () => (first = true));
+  stream.on('error', () => {});
+  stream.on('status', (s: { code: number }) => (status = s.code));
+  await waitFor('the first assignments message', () => first);
+  r.dispatcher.stop();
+  await waitFor('the stream to end', () => status !== undefined);
+  t.equal(status, grpc.status.OK, 'ended by the server with OK');
+  // tryShutdown now finishes without waiting for the client to go away.
+  await new Promise<void>((res) => r.server.tryShutdown(() => res()));
+  t.pass('server shut down');
+});

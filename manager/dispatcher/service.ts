@@ -23,6 +23,8 @@ interface Session {
 
 export class Dispatcher {
   private readonly sessions = new Map<string, Session>();
+  /** Ends each open Assignments stream (so stop() releases agents at once, not at the grace timeout). */
+  private readonly streamEnders = new Set<() => void>();
   private readonly queued = new Map<string, { nodeId: string; status: Record<string, unknown> }>();
   private flushTimer?: NodeJS.Timeout;
   private readonly expiry: NodeJS.Timeout;
@@ -38,6 +40,7 @@ export class Dispatcher {
     clearInterval(this.expiry);
     clearTimeout(this.flushTimer);
     for (const s of this.sessions.values()) s.end('the manager is stopping');
+    for (const end of [...this.streamEnders]) end();
   }
 
   private session(id: string, nodeId: string): Session {
@@ -168,10 +171,16 @@ export class Dispatcher {
         if (pending.length > 0 && !timer) timer = setTimeout(flush, BATCH_MS);
       }, undefined, () => call.end());
       const done = () => {
+        this.streamEnders.delete(endStream);
         watch.cancel();
         clearTimeout(timer);
         resolve();
       };
+      const endStream = () => {
+        done();
+        call.end();
+      };
+      this.streamEnders.add(endStream);
       call.on('cancelled', done);
       call.on('error', done);
       call.on('close', done);
