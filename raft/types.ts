@@ -158,6 +158,14 @@ export interface DroppedProposal {
   leader: NodeId;
 }
 
+/** A ReadIndex request the core could not serve; `context` is the caller's request id. */
+export interface DroppedRead {
+  context: Uint8Array;
+  reason: string;
+  /** Where to retry, when a leader is known (0 otherwise). */
+  leader: NodeId;
+}
+
 /**
  * What the host must do, in this order:
  *  1. send `messages` (they do not depend on this batch being durable; the leader's MsgApps go
@@ -188,6 +196,8 @@ export interface Ready {
   messagesAfterPersist: Message[];
   readStates: ReadState[];
   droppedProposals: DroppedProposal[];
+  /** ReadIndex requests that cannot be served (no leader, lost leadership, ...): fail their callers. */
+  droppedReads: DroppedRead[];
   mustSync: boolean;
 }
 

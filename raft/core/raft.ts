@@ -7,7 +7,7 @@
 // this node itself are not handed to the host: RawNode steps them in advance().
 //
 // The protected methods are the named protocol steps the simulator's broken variants override
-// (see /work/briefs/raft-api.md, "Subclassing"); keep their names and meanings.
+// (see README.md here, "Subclassing"); keep their names and meanings.
 import {
   CompactedError,
   ConfChangeTransition,
@@ -18,6 +18,7 @@ import {
   UnavailableError,
   type ConfChange,
   type DroppedProposal,
+  type DroppedRead,
   type Entry,
   type Message,
   type NodeId,
@@ -35,13 +36,7 @@ import { ReadOnlyQueue } from './read-only.js';
 import { configFromConfState, ProgressTracker, toConfState, type CoreConfState, type TrackerConfig } from './tracker.js';
 import { Progress as ProgressClass } from './progress.js';
 
-/** A ReadIndex request the core could not serve; `context` is the caller's request id. */
-export interface DroppedRead {
-  context: Uint8Array;
-  reason: string;
-  /** Where to retry, when a leader is known (0 otherwise). */
-  leader: NodeId;
-}
+export type { DroppedRead } from '../types.js';
 
 export interface ProgressStatus {
   match: number;

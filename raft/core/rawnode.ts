@@ -7,13 +7,11 @@ import { ConfChangeTransition, ConfChangeType, EntryType, MessageType, NONE, typ
 import type { RaftConfig } from './config.js';
 import { encodeConfChange } from './confchange-codec.js';
 import { invariant } from './errors.js';
-import { isLocalMessage, newMessage, Raft, type DroppedRead, type Status } from './raft.js';
+import { isLocalMessage, newMessage, Raft, type Status } from './raft.js';
 import type { CoreConfState } from './tracker.js';
 
-/** Ready plus the ReadIndex requests that could not be served (see DroppedRead). */
-export interface CoreReady extends Ready {
-  droppedReads: DroppedRead[];
-}
+/** The core's Ready (the name older callers use; droppedReads is part of Ready itself now). */
+export type CoreReady = Ready;
 
 const WIRE_TYPES = new Set<MessageType>([
   MessageType.Prop,
