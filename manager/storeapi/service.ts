@@ -49,8 +49,9 @@ export class StoreService {
   constructor(private readonly node: ReplicatedNode) {}
 
   async start(listen: string): Promise<number> {
-    // Channelz bookkeeping costs a few percent of CPU per call and nothing here reads it.
-    const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20, 'grpc.enable_channelz': 0 });
+    // Channelz stays on: with 'grpc.enable_channelz': 0, grpc-js 1.14's server took a different
+    // session path under which a restarted raft peer never reconnected (manager/raftnode tests).
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.max_send_message_length': 64 << 20 });
     enableNoDelay(server);
     server.addService(storeServiceCtor().service, {
       Status: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {

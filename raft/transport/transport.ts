@@ -84,7 +84,6 @@ export class RaftTransport {
       'grpc.max_receive_message_length': 64 << 20,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.http2.min_ping_interval_without_data_ms': 1000,
-      'grpc.enable_channelz': 0,
     } as grpc.ServerOptions);
     enableNoDelay(server);
     server.addService(serviceCtor().service, {
