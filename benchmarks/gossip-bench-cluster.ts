@@ -8,12 +8,11 @@
 //          carry up to 50 ms of polling delay; about 25 ms on average).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { readFileSync } from 'node:fs';
-import net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SerfRpc } from './gossip-serf-rpc.js';
+import { freePort as freePortOn } from '../node/ports.js';
 
 export type Status = 'alive' | 'failed' | 'left';
 
@@ -108,20 +107,7 @@ export class ShoalCluster implements BenchCluster {
 }
 
 /** A port free for both TCP and UDP on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const srv = net.createServer();
-    const port = await new Promise<number>((r) => srv.listen(0, '127.0.0.1', () => r((srv.address() as net.AddressInfo).port)));
-    const udp = dgram.createSocket('udp4');
-    const ok = await new Promise<boolean>((r) => {
-      udp.once('error', () => r(false));
-      udp.bind(port, '127.0.0.1', () => r(true));
-    });
-    await new Promise<void>((r) => srv.close(() => r()));
-    await new Promise<void>((r) => { try { udp.close(() => r()); } catch { r(); } });
-    if (ok) return port;
-  }
-}
+export const freePort = (): Promise<number> => freePortOn('127.0.0.1', true);
 
 export class SerfCluster implements BenchCluster {
   readonly label = 'serf';

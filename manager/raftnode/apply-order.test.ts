@@ -8,11 +8,11 @@
 //    leader's own fsync is not enough.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
 import { ReplicatedNode, type HostStorage, type MemberAddr } from './node.js';
+import { freePort } from '../../node/ports.js';
 
 async function until<T>(f: () => T | undefined | false, what: string, ms = 20000): Promise<T> {
   const end = Date.now() + ms;
@@ -61,15 +61,8 @@ class SaveGate {
 const dir = mkdtempSync(join(tmpdir(), `shoal-apply-order-${process.pid}-`));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 const members = new Map<number, MemberAddr>();
-for (const id of [1, 2, 3]) members.set(id, { raft: `127.0.0.1:${await freePort()}`, api: `127.0.0.1:${await freePort()}` });
+for (const id of [1, 2, 3]) members.set(id, { raft: `127.0.0.1:${await freePort('127.0.0.1')}`, api: `127.0.0.1:${await freePort('127.0.0.1')}` });
 
 const nodes = new Map<number, ReplicatedNode>();
 const gates = new Map<number, SaveGate>();

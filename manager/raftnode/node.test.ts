@@ -4,7 +4,6 @@
 // restart from disk. Ticks are 20 ms instead of 100 ms only to keep the test short.
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DiskStorage } from '../../raft/storage/index.js';
@@ -13,6 +12,7 @@ import { NotLeaderError, ProposalDroppedError } from './errors.js';
 import { ReplicatedNode, type MemberAddr } from './node.js';
 import { StoreService } from '../storeapi/service.js';
 import { StoreClient } from '../storeapi/client.js';
+import { freePort } from '../../node/ports.js';
 
 async function until<T>(f: () => T | undefined | false, what: string, ms = 20000): Promise<T> {
   const end = Date.now() + ms;
@@ -27,16 +27,8 @@ async function until<T>(f: () => T | undefined | false, what: string, ms = 20000
 const dir = mkdtempSync(join(tmpdir(), `shoal-raftnode-${process.pid}-`));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 
-// Free loopback ports, found by binding port 0 (the members must know each other's addresses).
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 const members = new Map<number, MemberAddr>();
-for (const id of [1, 2, 3, 4]) members.set(id, { raft: `127.0.0.1:${await freePort()}`, api: `127.0.0.1:${await freePort()}` });
+for (const id of [1, 2, 3, 4]) members.set(id, { raft: `127.0.0.1:${await freePort('127.0.0.1')}`, api: `127.0.0.1:${await freePort('127.0.0.1')}` });
 
 const nodes = new Map<number, ReplicatedNode>();
 const apis = new Map<number, StoreService>();

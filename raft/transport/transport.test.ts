@@ -8,6 +8,7 @@ import { loadProto } from '../../proto/load.js';
 import { MessageType, type Message } from '../types.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { RaftTransport } from './transport.js';
+import { freePort } from '../../node/ports.js';
 
 function msg(over: Partial<Message>): Message {
   return { type: MessageType.App, to: 2, from: 1, term: 3, logTerm: 2, index: 10, entries: [], commit: 9, reject: false, rejectHint: 0, ...over };
@@ -21,13 +22,6 @@ async function until(cond: () => boolean, what: string, ms = 15000): Promise<voi
   }
 }
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const p = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return p;
-}
 
 function node(t: any, id: number, listen = '127.0.0.1:0', extra: Record<string, unknown> = {}) {
   const got: Message[] = [];
@@ -101,7 +95,7 @@ t.test('a snapshot is streamed in chunks and arrives whole', async (t) => {
 });
 
 t.test('a dead peer and a black-hole peer cost nothing, block nobody, and recover after back-off', async (t) => {
-  const deadPort = await freePort();
+  const deadPort = await freePort('127.0.0.1');
   // A black hole: accepts the TCP connection and never answers (like a wedged manager).
   const sockets: net.Socket[] = [];
   const hole = net.createServer((s) => sockets.push(s));
