@@ -396,22 +396,22 @@ export class Containers {
       answer = await this.shim.request('start', [dir, this.runc.bin, ...runcArgs], timeoutMs);
     } catch (e) {
       for (const fd of fds) closeSync(fd);
-      if (e instanceof DeadlineError) {
-        // runc hangs: take it down (the monitor's process group: monitor, runc, runc init) so
-        // the container cannot start behind our back later.
-        const mon = findMonitor(dir);
-        if (mon) { try { process.kill(-mon, 'SIGKILL'); } catch { /* gone */ } }
-        await this.runc.delete(rec.id).catch(() => {});
-        await this.failStart(rec, `runc did not start the container within ${timeoutMs / 1000} s`);
-        throw new DeadlineError(`StartContainer ${rec.id}: runc did not start the container within ${timeoutMs / 1000} s; it was killed and marked exited (StartError)`);
-      }
       if (e instanceof ShimError && existsSync(join(dir, 'exitcode'))) {
         // runc itself failed: its log says why.
         const msg = this.runcError(dir) || (e as Error).message;
         await this.failStart(rec, msg);
         throw new Error(`StartContainer ${rec.id}: ${msg}`);
       }
-      throw new Error(`StartContainer ${rec.id}: cannot start the container monitor: ${(e as Error).message}`);
+      // runc hangs, or the shim went away with the monitor possibly still at work: take it all
+      // down (the monitor's process group: monitor, runc, runc init) so the container cannot
+      // start behind our back later, and say so.
+      const mon = findMonitor(dir);
+      if (mon) { try { process.kill(-mon, 'SIGKILL'); } catch { /* gone */ } }
+      await this.runc.delete(rec.id).catch(() => {});
+      const why = e instanceof DeadlineError ? `runc did not start the container within ${timeoutMs / 1000} s` : `the container monitor could not be started or lost: ${(e as Error).message}`;
+      await this.failStart(rec, why);
+      const msg = `StartContainer ${rec.id}: ${why}; it was killed and marked exited (StartError)`;
+      throw e instanceof DeadlineError ? new DeadlineError(msg) : new Error(msg);
     }
     const tr1 = performance.now();
     traceAdd('st.run', tr1 - tr0);
