@@ -11,7 +11,7 @@ apt-get update
 # serf/etcd-server: the real peers the benchmarks measure against.
 apt-get install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
-  serf etcd-server
+  serf etcd-server gcc libc6-dev
 npm ci --no-audit --no-fund
 npm run build
 # Put `shoal`, `shoald` and `shoal-runtime` on the PATH (symlinks to this checkout's dist/).
