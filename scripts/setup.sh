@@ -8,7 +8,8 @@ apt-get update
 # runc/busybox-static/docker-registry: containers and the test image; iproute2/nftables: network
 # namespaces, veth, VXLAN, partitions; e2fsprogs/util-linux: volumes (ext4, loop devices);
 # attr: opaque-directory xattrs in image layers; openssl: the registry token-auth test's certificate;
-# serf/etcd-server: the real peers the benchmarks measure against.
+# serf/etcd-server: the real peers the benchmarks measure against; gcc/libc6-dev: the runtime
+# compiles its small C shim (runtime/shim/) on first use.
 apt-get install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
   serf etcd-server gcc libc6-dev
