@@ -25,7 +25,7 @@ import {
   type Snapshot,
   type Storage,
 } from '../../raft/types.js';
-import { decodeCommand, encodeCommand } from '../store/codec.js';
+import { decodeCommand, encodeCommand, encodeSnapshotAsync, type SnapshotBody } from '../store/codec.js';
 import { ObjectStore } from '../store/store.js';
 import { ConflictError, type TxnOp, type TxnResult } from '../store/types.js';
 import { validateOps } from '../store/validate.js';
@@ -79,6 +79,12 @@ interface Pending {
   lead: NodeId;
 }
 
+/** A snapshot that is due: its meta and the store's objects at its index (see snapshotIfDue). */
+interface DueSnapshot {
+  meta: Snapshot['meta'];
+  view: SnapshotBody;
+}
+
 interface PendingConf {
   resolve(c: ConfState): void;
   reject(e: Error): void;
@@ -105,6 +111,8 @@ export class ReplicatedNode {
   private conf: ConfState;
   private appliedTerm = 0;
   private snapIndex = 0;
+  /** The snapshot being encoded and saved in the background, if any. */
+  private snapshotting?: Promise<void>;
   private confChangedSinceSnapshot = false;
   private reqSeq = 0;
   private readonly reqPrefix = randomBytes(6).toString('base64url');
@@ -386,7 +394,7 @@ export class ReplicatedNode {
     // received snapshot is the exception: the snapshot is applied only once it is durable (the
     // core hands out no committed entries alongside it, and these would follow it anyway).
     const applyNow = !rd.snapshot;
-    let snap: Snapshot | undefined;
+    let snap: DueSnapshot | undefined;
     if (applyNow) {
       this.applyReady(rd);
       // Captured here, where every applied entry is durable or in this save (entries applied
@@ -412,20 +420,44 @@ export class ReplicatedNode {
     }
     // 5. done
     this.node.advance();
-    if (snap) await this.persistSnapshot(snap);
+    // Every entry up to the snapshot's index is durable here now (in this save or an earlier one).
+    if (snap) this.startSnapshot(snap);
   }
 
   /**
-   * The store's snapshot if one is due: every snapshotEvery entries (or one entry per object, if
-   * more), and right after a membership change (a member added later catches up from the latest
-   * snapshot, and raft refuses one whose config lacks it).
+   * The store's state if a snapshot is due: every snapshotEvery entries (or one entry per object,
+   * if more), and right after a membership change (a member added later catches up from the
+   * latest snapshot, and raft refuses one whose config lacks it). Not while one is being written.
    */
-  private snapshotIfDue(): Snapshot | undefined {
+  private snapshotIfDue(): DueSnapshot | undefined {
+    if (this.snapshotting) return undefined;
     const index = this.store.applied;
     if (index <= this.snapIndex) return undefined;
     if (index - this.snapIndex < Math.max(this.o.snapshotEvery, this.store.size) && !this.confChangedSinceSnapshot) return undefined;
     this.confChangedSinceSnapshot = false;
-    return { meta: { index, term: this.appliedTerm, conf: this.conf }, data: this.store.snapshot() };
+    return { meta: { index, term: this.appliedTerm, conf: this.conf }, view: this.store.snapshotView() };
+  }
+
+  /**
+   * Encodes and saves a snapshot in the background: the store is encoded a chunk at a time and
+   * the file written outside the storage's save queue, so raft goes on meanwhile (a snapshot of
+   * 100,000 objects took ~100 ms of encoding and ~30 MB of file in one piece before). A failure
+   * is fatal, as any storage failure.
+   */
+  private startSnapshot(due: DueSnapshot): void {
+    this.snapshotting = (async () => {
+      try {
+        const data = await encodeSnapshotAsync(due.view);
+        if (this.stopped || due.meta.index <= this.storage.snapshot().meta.index) return;
+        await this.persistSnapshot({ meta: due.meta, data });
+      } catch (e) {
+        // A newer snapshot from the leader was installed meanwhile: this one is simply stale.
+        if (due.meta.index <= this.storage.snapshot().meta.index) this.log(`raft: dropped the snapshot at ${due.meta.index}: a newer one was installed meanwhile`);
+        else if (!this.stopped) this.die(e as Error);
+      } finally {
+        this.snapshotting = undefined;
+      }
+    })();
   }
 
   /** Applies the committed entries (answering their clients) and hands out reads and drops. */
@@ -714,8 +746,9 @@ export class ReplicatedNode {
       w.reject(err);
     }
     await this.transport.stop();
-    // Let a save in flight finish before closing the storage under it.
+    // Let a save and a snapshot in flight finish before closing the storage under them.
     while (this.running) await new Promise((r) => setTimeout(r, 5));
+    await this.snapshotting;
     await this.storage.close?.();
   }
 }

@@ -36,14 +36,49 @@ export interface SnapshotBody {
   objects: StoreObject[];
 }
 
+/**
+ * Format 2 (written since): [2, applied, [chunk, ...]], each chunk a msgpack array of up to
+ * SNAPSHOT_CHUNK objects packed on its own, so a large store is encoded a chunk at a time with
+ * the event loop served in between (encodeSnapshotAsync). Format 1 ([1, applied, objects]) is
+ * still read.
+ */
+export const SNAPSHOT_FORMAT_CHUNKED = 2;
+const SNAPSHOT_CHUNK = 2000;
+
+function packChunk(objects: StoreObject[], from: number): Uint8Array {
+  return packr.pack(objects.slice(from, from + SNAPSHOT_CHUNK));
+}
+
 export function encodeSnapshot(s: SnapshotBody): Uint8Array {
-  return packr.pack([SNAPSHOT_FORMAT, s.applied, s.objects]);
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < s.objects.length; i += SNAPSHOT_CHUNK) chunks.push(packChunk(s.objects, i));
+  return commandPackr.pack([SNAPSHOT_FORMAT_CHUNKED, s.applied, chunks]);
+}
+
+/** encodeSnapshot a chunk at a time, yielding to the event loop between chunks. The objects must not change meanwhile (store objects are never mutated: an update replaces them). */
+export async function encodeSnapshotAsync(s: SnapshotBody): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i < s.objects.length; i += SNAPSHOT_CHUNK) {
+    if (i > 0) await new Promise((r) => setImmediate(r));
+    chunks.push(packChunk(s.objects, i));
+  }
+  return commandPackr.pack([SNAPSHOT_FORMAT_CHUNKED, s.applied, chunks]);
 }
 
 export function decodeSnapshot(data: Uint8Array): SnapshotBody {
   const v = packr.unpack(data) as unknown;
   if (!Array.isArray(v) || v.length !== 3) throw new Error('store snapshot must be [format, applied, objects]');
-  if (v[0] !== SNAPSHOT_FORMAT) throw new Error(`store snapshot format ${String(v[0])} is not supported (this manager reads format ${SNAPSHOT_FORMAT})`);
+  if (v[0] !== SNAPSHOT_FORMAT && v[0] !== SNAPSHOT_FORMAT_CHUNKED) {
+    throw new Error(`store snapshot format ${String(v[0])} is not supported (this manager reads formats ${SNAPSHOT_FORMAT} and ${SNAPSHOT_FORMAT_CHUNKED}); upgrade it`);
+  }
   if (!Number.isInteger(v[1]) || !Array.isArray(v[2])) throw new Error('store snapshot has a bad applied index or object list');
-  return { applied: v[1] as number, objects: v[2] as StoreObject[] };
+  if (v[0] === SNAPSHOT_FORMAT) return { applied: v[1] as number, objects: v[2] as StoreObject[] };
+  const objects: StoreObject[] = [];
+  for (const c of v[2] as unknown[]) {
+    if (!(c instanceof Uint8Array)) throw new Error('store snapshot chunk is not bytes');
+    const part = packr.unpack(c) as unknown;
+    if (!Array.isArray(part)) throw new Error('store snapshot chunk is not a list of objects');
+    for (const o of part) objects.push(o as StoreObject);
+  }
+  return { applied: v[1] as number, objects };
 }

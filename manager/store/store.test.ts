@@ -1,6 +1,6 @@
 import t from 'tap';
-import { Unpackr } from 'msgpackr';
-import { encodeCommand } from './codec.js';
+import { Packr, Unpackr } from 'msgpackr';
+import { encodeCommand, encodeSnapshot, encodeSnapshotAsync } from './codec.js';
 import { ObjectStore } from './store.js';
 import { TooOldError, type ObjectInput, type StoreEvent, type TxnResult } from './types.js';
 
@@ -234,4 +234,36 @@ t.test('determinism: two stores fed the same entries end identical', async (t) =
   }
   t.same(a.snapshot(), b.snapshot());
   t.ok(a.size > 0);
+});
+
+t.test('snapshots are written in chunks (format 2), encoded alike in one go or a chunk at a time; format 1 is still read', async (t) => {
+  const a = new ObjectStore();
+  for (let b = 0; b < 45; b++) {
+    const ops = [];
+    for (let i = b * 100; i < b * 100 + 100; i++) ops.push({ op: 'create' as const, object: { kind: 'config' as const, id: `c${i}`, name: `n${i}`, labels: { i: String(i % 7) }, spec: { v: i }, status: null } });
+    t.ok(a.applyEntry(b + 1, encodeCommand({ reqId: 'r' + b, ops }))!.result.ok);
+  }
+  const view = a.snapshotView();
+  // The view stays as it was while the store moves on (objects are replaced, never changed).
+  t.ok(a.applyEntry(46, encodeCommand({ reqId: 'r2', ops: [{ op: 'put', object: { kind: 'config', id: 'c0', name: 'n0', labels: {}, spec: { v: 'changed' }, status: null } }] }))!.result.ok);
+  const later = await encodeSnapshotAsync(view);
+  const direct = encodeSnapshot(view);
+  t.same(Buffer.from(later), Buffer.from(direct), 'async and one-go encodings are the same bytes');
+  const v = new Unpackr({ mapsAsObjects: true }).unpack(later) as unknown[];
+  t.equal(v[0], 2, 'format 2');
+  t.equal((v[2] as unknown[]).length, 3, '4,500 objects in chunks of 2,000');
+  const b = new ObjectStore();
+  b.restore(later);
+  t.equal(b.applied, 45);
+  t.equal(b.size, 4500);
+  t.same(b.get('config', 'c0')?.spec, { v: 0 }, 'the view holds the state at its index');
+  t.same(b.list('config', { labels: { i: '3' } }).length, a.list('config', { labels: { i: '3' } }).length);
+  // A format 1 snapshot (written before chunks) still restores.
+  const old = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false }).pack([1, view.applied, view.objects]);
+  const c = new ObjectStore();
+  c.restore(old);
+  t.equal(c.size, 4500);
+  t.same(c.snapshot(), b.snapshot(), 'same store either way');
+  t.throws(() => c.restore(new Packr({ useRecords: false }).pack([2, 5, ['not bytes']])), /chunk is not bytes/);
+  t.equal(c.size, 4500, 'a refused snapshot changes nothing');
 });

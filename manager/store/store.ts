@@ -2,7 +2,7 @@
 // `applyEntry` turns each into a transaction applied atomically (all ops or none) with the entry's
 // index as the new version, so every manager ends up with the same objects, versions and events.
 // Reads are local; the replicated node decides when a read is allowed (ReadIndex or stale).
-import { decodeCommand, decodeSnapshot, encodeSnapshot } from './codec.js';
+import { decodeCommand, decodeSnapshot, encodeSnapshot, type SnapshotBody } from './codec.js';
 import { EventLog } from './event-log.js';
 import { Tables } from './indices.js';
 import {
@@ -241,9 +241,17 @@ export class ObjectStore {
 
   /** The whole store at the applied index, for a raft snapshot. */
   snapshot(): Uint8Array {
+    return encodeSnapshot(this.snapshotView());
+  }
+
+  /**
+   * The objects at the applied index, for encodeSnapshotAsync: a list of references (cheap),
+   * which stays a consistent view while the store moves on because objects are never mutated.
+   */
+  snapshotView(): SnapshotBody {
     const objects: StoreObject[] = [];
     for (const t of this.tables.byId.values()) for (const o of t.values()) objects.push(o);
-    return encodeSnapshot({ applied: this.appliedIndex, objects });
+    return { applied: this.appliedIndex, objects };
   }
 
   /**

@@ -7,7 +7,9 @@
 //                    snap/<index>-<term>.snap     (see snapshot-file.ts)
 //
 // Concurrency: every mutating call (save, saveSnapshot, compact, close) goes through one queue
-// and runs strictly in call order, so concurrent calls are serialised, never interleaved.
+// and runs strictly in call order, so concurrent calls are serialised, never interleaved. The
+// one exception is the body of a local snapshot file: saveSnapshot checks and records it in the
+// queue, but writes the file itself outside it, so saves are not held up behind a large file.
 // Plain saves that queue up behind a write in progress are merged into one record and one fsync
 // (group commit); each still resolves only when its data is durable.
 //
@@ -366,36 +368,61 @@ export class DiskStorage implements Storage {
   }
 
   /**
-   * Stores a snapshot of the host's applied state (taken locally, not received): a WAL marker
-   * (which also makes a deferred commit index durable), then the snapshot file (temp name,
-   * fsync, rename, fsync of the directory); older files beyond `snapshotsKept` are deleted. The
-   * log is not touched: call compact() to drop entries.
+   * Stores a snapshot of the host's applied state (taken locally, not received): checked against
+   * the log (in call order, after every earlier call), then the snapshot file is written (temp
+   * name, fsync, rename, fsync of the directory) while saves go on, then a WAL marker records it
+   * (which also makes a deferred commit index durable) and older files beyond `snapshotsKept` are
+   * deleted. Writing a large file inside the queue would hold every save behind it. A crash
+   * between the file and the marker leaves a file that open() either uses (the WAL covers it) or
+   * discards (its index is above the persisted commit index): nothing is lost either way. The
+   * log is not touched: call compact() to drop entries. One snapshot at a time: calls queue.
    */
   saveSnapshot(snapshot: Snapshot): Promise<void> {
-    return this.enqueue({
+    const run = this.snapshotChain.then(() => this.saveSnapshotNow(snapshot));
+    this.snapshotChain = run.catch(() => {});
+    return run;
+  }
+
+  private snapshotChain: Promise<void> = Promise.resolve();
+
+  private async saveSnapshotNow(snapshot: Snapshot): Promise<void> {
+    await this.enqueue({ kind: 'task', run: async () => this.checkLocalSnapshot(snapshot) });
+    try {
+      await writeSnapshotFile(path.join(this.dir, 'snap'), snapshot);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      if (isIoError(e)) this.failed ??= e;
+      throw e;
+    }
+    await this.enqueue({
       kind: 'task',
       run: async () => {
-        validateSnapshot(snapshot);
         const { index, term } = snapshot.meta;
-        if (index <= this.latest.meta.index) {
-          throw new Error(`saveSnapshot: index ${index} is not newer than the current snapshot at ${this.latest.meta.index}`);
-        }
-        if (index > this.hs.commit) {
-          throw new Error(`saveSnapshot: index ${index} is beyond the commit index ${this.hs.commit}; only applied (committed) state may be snapshotted`);
-        }
-        if (index < this.log.firstIndex() - 1 || index > this.log.lastIndex()) {
-          throw new Error(`saveSnapshot: index ${index} is outside the log ${this.log.firstIndex() - 1}..${this.log.lastIndex()}`);
-        }
-        if (this.log.term(index) !== term) {
-          throw new Error(`saveSnapshot: the entry at index ${index} has term ${this.log.term(index)}, not ${term}`);
-        }
+        // A snapshot from the leader installed meanwhile is newer: this one is just an old file.
+        if (index <= this.latest.meta.index) return;
         await this.wal.append({ snapshot: { index, term, reset: false }, entries: [], hardState: this.hs });
         this.pendingHardState = undefined;
-        await writeSnapshotFile(path.join(this.dir, 'snap'), snapshot);
         this.latest = snapshot;
         await this.prune();
       },
     });
+  }
+
+  private checkLocalSnapshot(snapshot: Snapshot): void {
+    validateSnapshot(snapshot);
+    const { index, term } = snapshot.meta;
+    if (index <= this.latest.meta.index) {
+      throw new Error(`saveSnapshot: index ${index} is not newer than the current snapshot at ${this.latest.meta.index}`);
+    }
+    if (index > this.hs.commit) {
+      throw new Error(`saveSnapshot: index ${index} is beyond the commit index ${this.hs.commit}; only applied (committed) state may be snapshotted`);
+    }
+    if (index < this.log.firstIndex() - 1 || index > this.log.lastIndex()) {
+      throw new Error(`saveSnapshot: index ${index} is outside the log ${this.log.firstIndex() - 1}..${this.log.lastIndex()}`);
+    }
+    if (this.log.term(index) !== term) {
+      throw new Error(`saveSnapshot: the entry at index ${index} has term ${this.log.term(index)}, not ${term}`);
+    }
   }
 
   /**

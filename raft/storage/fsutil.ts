@@ -24,15 +24,19 @@ export async function ensureDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `file` durably: temp name, write, fdatasync, rename, fsync of the directory. */
-export async function writeFileDurably(dir: string, name: string, data: Uint8Array): Promise<void> {
+/** Writes `data` (one buffer or parts in order) to `file` durably: temp name, write, fdatasync, rename, fsync of the directory. */
+export async function writeFileDurably(dir: string, name: string, data: Uint8Array | Uint8Array[]): Promise<void> {
   const tmp = path.join(dir, `${name}.tmp`);
   const fh = await fs.open(tmp, 'w');
   try {
-    let off = 0;
-    while (off < data.length) {
-      const { bytesWritten } = await fh.write(data, off, data.length - off, off);
-      off += bytesWritten;
+    let pos = 0;
+    for (const part of Array.isArray(data) ? data : [data]) {
+      let off = 0;
+      while (off < part.length) {
+        const { bytesWritten } = await fh.write(part, off, part.length - off, pos + off);
+        off += bytesWritten;
+      }
+      pos += part.length;
     }
     await fh.datasync();
   } finally {

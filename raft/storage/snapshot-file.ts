@@ -53,11 +53,12 @@ function idsSize(ids: NodeId[]): number {
   return 9 + ids.length * 9;
 }
 
-export function encodeSnapshotFile(s: Snapshot): Buffer {
+/** Everything before the data: magic, version, meta, conf and the data length. */
+function encodeHead(s: Snapshot): Buffer {
   const c = s.meta.conf;
   const cap =
     SNAP_MAGIC.length + 1 + 18 + idsSize(c.voters) + idsSize(c.learners) + idsSize(c.votersOutgoing) +
-    idsSize(c.learnersNext) + 1 + idsSize((c as StoredConfState).removed ?? []) + 9 + s.data.length + 4;
+    idsSize(c.learnersNext) + 1 + idsSize((c as StoredConfState).removed ?? []) + 9;
   const w = new Writer(cap);
   w.bytes(SNAP_MAGIC);
   w.u8(SNAP_VERSION);
@@ -74,9 +75,36 @@ export function encodeSnapshotFile(s: Snapshot): Buffer {
     for (const id of removed) w.varint(id);
   }
   w.varint(s.data.length);
-  w.bytes(s.data);
-  w.u32(crc32c(w.buf, 0, 0, w.pos));
   return w.buf.subarray(0, w.pos);
+}
+
+function crcTail(crc: number): Buffer {
+  const t = Buffer.alloc(4);
+  t.writeUInt32LE(crc >>> 0, 0);
+  return t;
+}
+
+export function encodeSnapshotFile(s: Snapshot): Buffer {
+  const head = encodeHead(s);
+  const crc = crc32c(s.data, crc32c(head));
+  return Buffer.concat([head, s.data, crcTail(crc)]);
+}
+
+/** CRC work between two yields to the event loop (about a millisecond's worth). */
+const CRC_STEP = 4 << 20;
+
+/**
+ * The file as [head, data, crc] without copying the data, its CRC computed a few MiB at a time
+ * with the event loop served in between: a snapshot of a large store must not stall raft.
+ */
+export async function encodeSnapshotFileParts(s: Snapshot): Promise<Uint8Array[]> {
+  const head = encodeHead(s);
+  let crc = crc32c(head);
+  for (let off = 0; off < s.data.length; off += CRC_STEP) {
+    if (off > 0) await new Promise((r) => setImmediate(r));
+    crc = crc32c(s.data, crc, off, Math.min(s.data.length, off + CRC_STEP));
+  }
+  return [head, s.data, crcTail(crc)];
 }
 
 export function decodeSnapshotFile(buf: Uint8Array): Snapshot {
@@ -130,7 +158,7 @@ export async function listSnapshotFiles(dir: string): Promise<{ files: SnapshotF
 
 export async function writeSnapshotFile(dir: string, s: Snapshot): Promise<string> {
   const name = snapshotFileName(s.meta.index, s.meta.term);
-  await writeFileDurably(dir, name, encodeSnapshotFile(s));
+  await writeFileDurably(dir, name, await encodeSnapshotFileParts(s));
   return name;
 }
 
