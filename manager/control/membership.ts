@@ -3,6 +3,7 @@
 // stalls the quorum on a node that is still receiving a snapshot).
 import type { MethodSpec } from '../security/authz.js';
 import { denied, invalid } from '../security/errors.js';
+import { ProposalDroppedError } from '../raftnode/errors.js';
 import { updateNode, type Manager } from './manager.js';
 import { nodeInput, raftIdOf } from './model.js';
 
@@ -20,9 +21,14 @@ export function raftMembershipTable(mgr: Manager, log: (m: string) => void): Rec
         const st = mgr.raft.status();
         const match = st.progress?.get(raftId)?.match ?? 0;
         if (match >= st.commit) {
-          await mgr.raft.promote(raftId);
-          log(`membership: raft member ${raftId} (node ${nodeId}) caught up at ${match} and is now a voter`);
-          return;
+          try {
+            await mgr.raft.promote(raftId);
+            log(`membership: raft member ${raftId} (node ${nodeId}) caught up at ${match} and is now a voter`);
+            return;
+          } catch (e) {
+            // Another membership change is pending (e.g. a second manager joining): try again.
+            if (!(e instanceof ProposalDroppedError)) throw e;
+          }
         }
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -565,6 +565,9 @@ export class ReplicatedNode {
   private async persistSnapshot(snap: Snapshot): Promise<void> {
     const index = snap.meta.index;
     await this.storage.saveSnapshot(snap);
+    // A newer snapshot from the leader may have been installed meanwhile (the save then only
+    // left an old file): never move snapIndex back.
+    if (this.storage.snapshot().meta.index > index) return;
     this.snapIndex = index;
     this.metrics.snapshots++;
     const keepFrom = index - this.o.snapshotKeep;

@@ -410,3 +410,23 @@ t.test('each WAL sync mode writes durably; auto starts inline and says which way
     await r.close();
   }
 });
+
+t.test('a local snapshot is written alongside saves; close() waits for one in progress', async (t) => {
+  const dir = await tempDir(t, 'snap-bg');
+  const s = await DiskStorage.open(dir, SMALL);
+  await s.save({ entries: makeEntries(1, 10, 1, 100), hardState: { term: 1, vote: 1, commit: 10 } });
+  const big: Snapshot = { meta: { index: 10, term: 1, conf }, data: Buffer.alloc(24 << 20, 0x5a) };
+  let settled = false;
+  const p = s.saveSnapshot(big).then(() => (settled = true));
+  // Saves issued while the file is written go on and are durable as usual.
+  await s.save({ entries: makeEntries(11, 5, 1, 100), hardState: { term: 1, vote: 1, commit: 15 } });
+  await s.close();
+  t.ok(settled, 'the snapshot had finished when close() resolved');
+  await p;
+  t.same((await fs.readdir(path.join(dir, 'snap'))).sort(), ['0000000000000010-0000000000000001.snap'], 'no temp file left, the snapshot is there');
+  const r = await DiskStorage.open(dir, SMALL);
+  t.equal(r.snapshot().meta.index, 10);
+  t.equal(r.snapshot().data.length, 24 << 20);
+  t.equal(r.lastIndex(), 15, 'the save made during the snapshot is there');
+  await r.close();
+});

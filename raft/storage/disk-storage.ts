@@ -450,7 +450,10 @@ export class DiskStorage implements Storage {
    * Writes a deferred hard state, if any, and closes the WAL. Further writes are refused. After a
    * failed write it only releases the file handle.
    */
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    // A local snapshot file may be being written outside the queue: nothing may touch the
+    // directory once close() has resolved (the lock is released).
+    await this.snapshotChain;
     return this.enqueue({
       kind: 'task',
       evenAfterFailure: true,

@@ -97,8 +97,9 @@ export interface WalSyncInfo {
  *   wake-up that waits for a CPU on a busy machine), and the raft loop is as blocked as it would
  *   be awaiting the result anyway. On a slow disk it would stall everything else, so:
  * - 'auto' (default): inline while the measured fdatasync time stays under inlineSyncMaxMs,
- *   else the threadpool, re-measuring inline at most once per second to notice a disk that
- *   became fast again (so a slow disk blocks the loop for one sync per second at most).
+ *   else the threadpool, re-measuring inline to notice a disk that became fast again: after 1 s,
+ *   then twice as long after each slow try (up to a minute), so a slow disk blocks the loop for
+ *   one sync per minute once it has been slow for a while.
  */
 export type WalSyncMode = 'auto' | 'inline' | 'threadpool';
 
@@ -445,17 +446,21 @@ export class Wal {
   // 'auto' sync mode: the running average of inline fdatasync times (ms) and the last inline try.
   private syncAvgMs = -1;
   private lastInlineAt = -Infinity;
+  /** How long 'auto' waits before trying inline again; doubles (up to a minute) while tries are slow. */
+  private probeEveryMs = 1000;
 
   private syncInline(): boolean {
     const mode = this.opts.syncMode ?? 'auto';
     if (mode !== 'auto') return mode === 'inline';
     if (this.syncAvgMs < INLINE_SYNC_MAX_MS) return true;
-    return performance.now() - this.lastInlineAt >= 1000;
+    return performance.now() - this.lastInlineAt >= this.probeEveryMs;
   }
 
   private noteInlineSync(ms: number): void {
     this.lastInlineAt = performance.now();
     this.syncAvgMs = this.syncAvgMs < 0 ? ms : this.syncAvgMs * 0.75 + ms * 0.25;
+    // A slow disk blocks the event loop once per probe: probe ever less often while it stays slow.
+    this.probeEveryMs = ms < INLINE_SYNC_MAX_MS ? 1000 : Math.min(60_000, this.probeEveryMs * 2);
   }
 
   /** Deletes the oldest segments whose entries are all below `index`; never the segment being written. */
