@@ -237,7 +237,7 @@ async function memoryReport(apis: string[], procs: ChildProcess[], n: number): P
     await s.get('config', 'mem00000000');
     s.close();
   }
-  const reports = await Promise.all(procs.map((p) => new Promise<{ rss: number; objects: number; heapUsed: number }>((resolve) => {
+  const reports = await Promise.all(procs.map((p) => new Promise<{ rss: number; objects: number; heapUsed: number; arrayBuffers?: number; logEntries?: number }>((resolve) => {
     const rl = createInterface({ input: p.stdout! });
     rl.on('line', (l) => {
       if (l.includes('"memory"')) {
@@ -249,7 +249,7 @@ async function memoryReport(apis: string[], procs: ChildProcess[], n: number): P
   })));
   c.close();
   console.log(`memory: shoal managers holding ${done} objects of 1 KiB (loaded in ${secs.toFixed(1)} s as ${n / batch} txns of ${batch}):`);
-  reports.forEach((r, i) => console.log(`memory: manager ${i + 1}: ${r.objects} objects, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(r.heapUsed / 2 ** 20).toFixed(0)} MiB`));
+  reports.forEach((r, i) => console.log(`memory: manager ${i + 1}: ${r.objects} objects, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(r.heapUsed / 2 ** 20).toFixed(0)} MiB, buffers ${((r.arrayBuffers ?? 0) / 2 ** 20).toFixed(0)} MiB, raft log in memory ${r.logEntries ?? '?'} entries`));
 }
 
 async function main(): Promise<void> {

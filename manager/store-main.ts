@@ -153,7 +153,7 @@ async function main(): Promise<void> {
   // Report memory on request (the benchmark reads it): SIGUSR2 prints one JSON line.
   process.on('SIGUSR2', () => {
     const mu = process.memoryUsage();
-    process.stdout.write(JSON.stringify({ memory: true, rss: mu.rss, heapUsed: mu.heapUsed, objects: node.store.size, applied: node.store.applied }) + '\n');
+    process.stdout.write(JSON.stringify({ memory: true, rss: mu.rss, heapUsed: mu.heapUsed, arrayBuffers: mu.arrayBuffers, objects: node.store.size, applied: node.store.applied, logEntries: storage.lastIndex() - storage.firstIndex() + 1 }) + '\n');
   });
 }
 

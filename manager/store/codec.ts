@@ -10,6 +10,9 @@ import type { StoreObject, TxnCommand } from './types.js';
 // bytes, so commands are written as plain maps (the same decoder reads both).
 const packr = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false });
 const commandPackr = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false });
+// Decoded byte strings are copies, not views: a stored object lives long, and a view would pin
+// the whole buffer it came from (a raft batch, a snapshot) for as long as the object exists.
+const decoder = new Packr({ useRecords: true, mapsAsObjects: true, moreTypes: false, copyBuffers: true });
 
 export const COMMAND_FORMAT = 1;
 export const SNAPSHOT_FORMAT = 1;
@@ -21,7 +24,7 @@ export function encodeCommand(cmd: TxnCommand): Uint8Array {
 export function decodeCommand(data: Uint8Array): TxnCommand {
   let v: unknown;
   try {
-    v = packr.unpack(data);
+    v = decoder.unpack(data);
   } catch (e) {
     throw new Error(`store command is not valid msgpack: ${(e as Error).message}`);
   }
@@ -66,7 +69,7 @@ export async function encodeSnapshotAsync(s: SnapshotBody): Promise<Uint8Array> 
 }
 
 export function decodeSnapshot(data: Uint8Array): SnapshotBody {
-  const v = packr.unpack(data) as unknown;
+  const v = decoder.unpack(data) as unknown;
   if (!Array.isArray(v) || v.length !== 3) throw new Error('store snapshot must be [format, applied, objects]');
   if (v[0] !== SNAPSHOT_FORMAT && v[0] !== SNAPSHOT_FORMAT_CHUNKED) {
     throw new Error(`store snapshot format ${String(v[0])} is not supported (this manager reads formats ${SNAPSHOT_FORMAT} and ${SNAPSHOT_FORMAT_CHUNKED}); upgrade it`);
@@ -76,7 +79,7 @@ export function decodeSnapshot(data: Uint8Array): SnapshotBody {
   const objects: StoreObject[] = [];
   for (const c of v[2] as unknown[]) {
     if (!(c instanceof Uint8Array)) throw new Error('store snapshot chunk is not bytes');
-    const part = packr.unpack(c) as unknown;
+    const part = decoder.unpack(c) as unknown;
     if (!Array.isArray(part)) throw new Error('store snapshot chunk is not a list of objects');
     for (const o of part) objects.push(o as StoreObject);
   }
