@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // shoal-runtime: the built-in CRI runtime on its own.
 //   shoal-runtime --listen unix:///run/shoal/runtime.sock --root /var/lib/shoal/runtime
-//     [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS]
+//     [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS] [--cgroup-parent /PATH]
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { serveCri } from './cri-server.js';
 import { Runtime } from './runtime.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoal-runtime: ${msg}\nusage: shoal-runtime --listen unix:///PATH.sock --root DIR [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS]\n`);
+  process.stderr.write(`shoal-runtime: ${msg}\nusage: shoal-runtime --listen unix:///PATH.sock --root DIR [--insecure-registry HOST[:PORT]]... [--pids-limit N] [--shim PATH] [--runc PATH] [--start-timeout SECONDS] [--cgroup-parent /PATH]\n`);
   process.exit(2);
 }
 
@@ -20,6 +20,7 @@ async function main(): Promise<void> {
   let shim: string | undefined;
   let runcBin: string | undefined;
   let startTimeout = 60;
+  let cgroupParent = '/shoal';
   const insecure: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
       case '--shim': shim = val(); if (!shim.startsWith('/')) usage('--shim must be an absolute path to a built shoal-shim'); break;
       case '--runc': runcBin = val(); break;
       case '--start-timeout': startTimeout = Number(val()); if (!(startTimeout > 0)) usage('--start-timeout must be a positive number of seconds'); break;
+      case '--cgroup-parent': cgroupParent = val(); if (!/^\/[A-Za-z0-9._/-]+$/.test(cgroupParent) || cgroupParent.includes('..')) usage('--cgroup-parent must be an absolute cgroup path like /shoal (letters, digits, . _ - /)'); break;
       case '-h': case '--help': usage('help');
       // eslint-disable-next-line no-fallthrough
       default: usage(`unknown argument ${a}`);
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
   if (!sock.startsWith('/')) usage('--listen must be unix:///absolute/path.sock');
   if (!root || !root.startsWith('/')) usage('--root must be an absolute directory');
   if (process.getuid && process.getuid() !== 0) usage('must run as root (runc, mounts and namespaces need it)');
-  const rt = new Runtime({ root, insecureRegistries: insecure, defaultPidsLimit: pidsLimit, shimBin: shim, runcBin, startTimeoutMs: startTimeout * 1000 });
+  const rt = new Runtime({ root, insecureRegistries: insecure, defaultPidsLimit: pidsLimit, shimBin: shim, runcBin, startTimeoutMs: startTimeout * 1000, cgroupParent: cgroupParent.replace(/\/+$/, '') || '/shoal' });
   await rt.init();
   mkdirSync(dirname(sock), { recursive: true });
   const server = await serveCri(rt, sock);

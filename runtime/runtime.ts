@@ -21,6 +21,8 @@ export interface RuntimeOptions {
   shimBin?: string;
   /** StartContainer's deadline (default 60 s). */
   startTimeoutMs?: number;
+  /** The cgroup under which pods without a cgroup_parent of their own get theirs (default /shoal). */
+  cgroupParent?: string;
 }
 
 export class Runtime {
@@ -76,7 +78,7 @@ export class Runtime {
   }
 
   async runPodSandbox(config: CriObject, handler: string): Promise<SandboxRecord> {
-    const rec = await createSandbox(this.state, this.shim, this.nsDir, config, handler);
+    const rec = await createSandbox(this.state, this.shim, this.nsDir, config, handler, this.opts.cgroupParent ?? '/shoal');
     this.sandboxes.set(rec.id, rec);
     return rec;
   }

@@ -36,7 +36,7 @@ export async function prepareNsDir(root: string): Promise<string> {
 
 const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-export async function createSandbox(state: StateStore, shim: Shim, nsDir: string, config: CriObject, runtimeHandler: string): Promise<SandboxRecord> {
+export async function createSandbox(state: StateStore, shim: Shim, nsDir: string, config: CriObject, runtimeHandler: string, defaultCgroupParent = '/shoal'): Promise<SandboxRecord> {
   const md = config?.metadata;
   if (!md || !md.name) throw new InvalidArgumentError('RunPodSandbox: config.metadata.name is required');
   if (runtimeHandler && runtimeHandler !== 'runc') throw new InvalidArgumentError(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
@@ -51,7 +51,7 @@ export async function createSandbox(state: StateStore, shim: Shim, nsDir: string
   const rec: SandboxRecord = {
     id, config, runtimeHandler: runtimeHandler || '', createdAt: Number(nowNs()), state: 'ready',
     hostname, dir,
-    cgroupParent: config.linux?.cgroup_parent || `/shoal/${id.slice(0, 16)}`,
+    cgroupParent: config.linux?.cgroup_parent || `${defaultCgroupParent}/${id.slice(0, 16)}`,
   };
   try {
     if (!hostNet) rec.netns = join(nsDir, `${id}-net`);

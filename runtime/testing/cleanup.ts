@@ -38,5 +38,16 @@ export function cleanupRoot(root: string): void {
       try { rmdirSync(d); } catch { /* busy */ }
     }
   }
+  // The test's own pod parents (startRuntime's /shoal-test-<pid>-<n>), now that their pods are gone.
+  let parents: string[] = [];
+  try { parents = readFileSync(join(root, '.test-cgroup-parents'), 'utf8').split('\n').filter(Boolean); } catch { /* none */ }
+  for (const p of parents) {
+    for (const ctl of readdirSync('/sys/fs/cgroup')) {
+      const d = join('/sys/fs/cgroup', ctl, p);
+      if (!existsSync(d)) continue;
+      for (const sub of readdirSync(d, { withFileTypes: true })) if (sub.isDirectory()) { try { rmdirSync(join(d, sub.name)); } catch { /* busy */ } }
+      try { rmdirSync(d); } catch { /* busy */ }
+    }
+  }
   rmSync(root, { recursive: true, force: true });
 }

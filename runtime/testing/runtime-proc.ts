@@ -1,14 +1,21 @@
 // Test helper: runs the compiled shoal-runtime entry point as its own process on a Unix socket
 // and waits until it answers CRI Version.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { criClient, type CriClient } from './cri-client.js';
 
 export interface RuntimeProc { proc: ChildProcess; client: CriClient; stderr: () => string; kill(signal?: NodeJS.Signals): Promise<void> }
 
+let runs = 0;
+
 export async function startRuntime(socket: string, root: string, extra: string[] = []): Promise<RuntimeProc> {
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
-  const proc = spawn(process.execPath, [main, '--listen', `unix://${socket}`, '--root', root, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Pods go under a cgroup of this test's own (cleanupRoot removes it), never the shared /shoal.
+  const cg = extra.includes('--cgroup-parent') ? [] : ['--cgroup-parent', `/shoal-test-${process.pid}-${++runs}`];
+
+  const proc = spawn(process.execPath, [main, '--listen', `unix://${socket}`, '--root', root, ...cg, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const client = criClient(socket);
@@ -19,6 +26,8 @@ export async function startRuntime(socket: string, root: string, extra: string[]
     if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`shoal-runtime did not answer within 20 s: ${err}`); }
     await new Promise((r) => setTimeout(r, 50));
   }
+  // cleanupRoot(root) reads this to remove the parent cgroup, whatever pods are still recorded.
+  if (cg.length > 0) appendFileSync(join(root, '.test-cgroup-parents'), cg[1] + '\n');
   const kill = async (signal: NodeJS.Signals = 'SIGTERM') => {
     client.close();
     if (proc.exitCode !== null || proc.signalCode !== null) return;
