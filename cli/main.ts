@@ -27,7 +27,7 @@ function parse(argv: string[]): Parsed {
         if (BOOL.has(k)) v = 'true';
         else {
           v = argv[++i];
-          if (v === undefined) throw new CliError(`--${k} needs a value`, 2);
+          if (v === undefined) throw new CliError(`--${k} needs a value (or is not a shoal flag)\n${USAGE}`, 2);
         }
       }
       p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
