@@ -12,10 +12,10 @@
 import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix, resolve } from 'node:path';
-import { cgroupVersion, oomKillCount, swapLimitSupported } from './cgroups.js';
+import { cgroupVersion, oomKillCount } from './cgroups.js';
 import type { ImageRecord, ImageStore } from './image-store.js';
 import { ContainerLog, nowNs } from './logs.js';
-import { buildSpec, mergeEnv, processArgs, type OciMount } from './oci-spec.js';
+import { buildSpec, memoryCpuResources, mergeEnv, processArgs, resourcesFromCri, type OciMount } from './oci-spec.js';
 import { runCommand } from './run-command.js';
 import type { Runc } from './runc.js';
 import { isMountpoint, newId } from './sandbox.js';
@@ -353,16 +353,7 @@ export class Containers {
       namespaces,
       cgroupsPath: rec.cgroupsPath,
       mounts,
-      resources: {
-        cpuShares: res.cpu_shares || undefined,
-        cpuQuota: res.cpu_quota || undefined,
-        cpuPeriod: res.cpu_period || undefined,
-        cpusetCpus: res.cpuset_cpus || undefined,
-        cpusetMems: res.cpuset_mems || undefined,
-        memoryLimit: res.memory_limit_in_bytes || undefined,
-        memorySwap: res.memory_swap_limit_in_bytes || undefined,
-        pidsLimit,
-      },
+      resources: { ...resourcesFromCri(res), pidsLimit },
       privileged: !!sc.privileged,
       addCaps: sc.capabilities?.add_capabilities ?? [],
       dropCaps: sc.capabilities?.drop_capabilities ?? [],
@@ -569,15 +560,7 @@ export class Containers {
     if (res.memory_limit_in_bytes && res.memory_limit_in_bytes < 4 * 1024 * 1024) throw new InvalidArgumentError(`UpdateContainerResources: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
     const pidsMax = res.unified?.['pids.max'];
     if (pidsMax !== undefined && !/^\d+$/.test(pidsMax)) throw new InvalidArgumentError(`UpdateContainerResources: unified pids.max ${JSON.stringify(pidsMax)} must be a positive integer`);
-    const oci: Record<string, unknown> = {};
-    if (res.memory_limit_in_bytes) oci['memory'] = { limit: res.memory_limit_in_bytes, ...(swapLimitSupported() ? { swap: res.memory_swap_limit_in_bytes || res.memory_limit_in_bytes } : {}) };
-    const cpu: Record<string, unknown> = {};
-    if (res.cpu_shares) cpu['shares'] = res.cpu_shares;
-    if (res.cpu_quota) cpu['quota'] = res.cpu_quota;
-    if (res.cpu_period) cpu['period'] = res.cpu_period;
-    if (res.cpuset_cpus) cpu['cpus'] = res.cpuset_cpus;
-    if (res.cpuset_mems) cpu['mems'] = res.cpuset_mems;
-    if (Object.keys(cpu).length) oci['cpu'] = cpu;
+    const oci = memoryCpuResources(resourcesFromCri(res));
     if (pidsMax !== undefined) oci['pids'] = { limit: Number(pidsMax) };
     // The bundle's spec is updated too, for a container not started yet.
     const specFile = join(rec.dir, 'config.json');

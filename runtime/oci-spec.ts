@@ -48,6 +48,34 @@ export interface ResourceInput {
   pidsLimit?: number;
 }
 
+/** The CRI's memory and CPU fields (LinuxContainerResources) as ResourceInput; 0 means unset. */
+export function resourcesFromCri(res: { cpu_shares?: number; cpu_quota?: number; cpu_period?: number; cpuset_cpus?: string; cpuset_mems?: string; memory_limit_in_bytes?: number; memory_swap_limit_in_bytes?: number }): ResourceInput {
+  return {
+    cpuShares: res.cpu_shares || undefined,
+    cpuQuota: res.cpu_quota || undefined,
+    cpuPeriod: res.cpu_period || undefined,
+    cpusetCpus: res.cpuset_cpus || undefined,
+    cpusetMems: res.cpuset_mems || undefined,
+    memoryLimit: res.memory_limit_in_bytes || undefined,
+    memorySwap: res.memory_swap_limit_in_bytes || undefined,
+  };
+}
+
+/** The memory and CPU part of the OCI linux.resources (for a new spec and for `runc update`). */
+export function memoryCpuResources(res: ResourceInput): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  // Swap = limit (no swap beyond the memory limit), as docker's default, where it can be set.
+  if (res.memoryLimit) out['memory'] = { limit: res.memoryLimit, ...(swapLimitSupported() ? { swap: res.memorySwap ?? res.memoryLimit } : {}) };
+  const cpu: Record<string, unknown> = {};
+  if (res.cpuShares) cpu['shares'] = res.cpuShares;
+  if (res.cpuQuota) cpu['quota'] = res.cpuQuota;
+  if (res.cpuPeriod) cpu['period'] = res.cpuPeriod;
+  if (res.cpusetCpus) cpu['cpus'] = res.cpusetCpus;
+  if (res.cpusetMems) cpu['mems'] = res.cpusetMems;
+  if (Object.keys(cpu).length) out['cpu'] = cpu;
+  return out;
+}
+
 export interface OciMount { destination: string; type: string; source: string; options: string[] }
 
 // Docker's default capability set.
@@ -98,15 +126,7 @@ export function buildSpec(i: SpecInput): object {
   const resources: Record<string, unknown> = {
     devices: [{ allow: i.privileged, access: 'rwm' }],
   };
-  // Swap = limit (no swap beyond the memory limit), as docker's default, where it can be set.
-  if (res.memoryLimit) resources['memory'] = { limit: res.memoryLimit, ...(swapLimitSupported() ? { swap: res.memorySwap ?? res.memoryLimit } : {}) };
-  const cpu: Record<string, unknown> = {};
-  if (res.cpuShares) cpu['shares'] = res.cpuShares;
-  if (res.cpuQuota) cpu['quota'] = res.cpuQuota;
-  if (res.cpuPeriod) cpu['period'] = res.cpuPeriod;
-  if (res.cpusetCpus) cpu['cpus'] = res.cpusetCpus;
-  if (res.cpusetMems) cpu['mems'] = res.cpusetMems;
-  if (Object.keys(cpu).length) resources['cpu'] = cpu;
+  Object.assign(resources, memoryCpuResources(res));
   if (res.pidsLimit) resources['pids'] = { limit: res.pidsLimit };
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },

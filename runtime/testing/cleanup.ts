@@ -30,20 +30,11 @@ export function cleanupRoot(root: string): void {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
     .filter((m) => m === root || m.startsWith(root + '/')).sort((a, b) => b.length - a.length);
   for (const m of mounts) spawnSync('umount', ['-l', m]);
+  // After the pods' cgroups, the test's own pod parents (startRuntime's /shoal-test-<pid>-<n>).
+  try { cgroups.push(...readFileSync(join(root, '.test-cgroup-parents'), 'utf8').split('\n').filter(Boolean)); } catch { /* none */ }
   for (const cg of cgroups) {
     for (const ctl of readdirSync('/sys/fs/cgroup')) {
       const d = join('/sys/fs/cgroup', ctl, cg);
-      if (!existsSync(d)) continue;
-      for (const sub of readdirSync(d, { withFileTypes: true })) if (sub.isDirectory()) { try { rmdirSync(join(d, sub.name)); } catch { /* busy */ } }
-      try { rmdirSync(d); } catch { /* busy */ }
-    }
-  }
-  // The test's own pod parents (startRuntime's /shoal-test-<pid>-<n>), now that their pods are gone.
-  let parents: string[] = [];
-  try { parents = readFileSync(join(root, '.test-cgroup-parents'), 'utf8').split('\n').filter(Boolean); } catch { /* none */ }
-  for (const p of parents) {
-    for (const ctl of readdirSync('/sys/fs/cgroup')) {
-      const d = join('/sys/fs/cgroup', ctl, p);
       if (!existsSync(d)) continue;
       for (const sub of readdirSync(d, { withFileTypes: true })) if (sub.isDirectory()) { try { rmdirSync(join(d, sub.name)); } catch { /* busy */ } }
       try { rmdirSync(d); } catch { /* busy */ }
