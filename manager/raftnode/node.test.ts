@@ -13,16 +13,10 @@ import { ReplicatedNode, type MemberAddr } from './node.js';
 import { StoreService } from '../storeapi/service.js';
 import { StoreClient } from '../storeapi/client.js';
 import { freePort } from '../../node/ports.js';
+import { until as waitUntil } from '../../test/until.js';
 
-async function until<T>(f: () => T | undefined | false, what: string, ms = 20000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+// This file's default wait.
+const until = <T>(f: () => T | undefined | null | false, what: string, ms = 20_000) => waitUntil(f, what, ms);
 
 const dir = mkdtempSync(join(tmpdir(), `shoal-raftnode-${process.pid}-`));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

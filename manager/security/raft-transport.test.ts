@@ -11,6 +11,7 @@ import { createKeyAndCSR, createRootCA, issueNodeCertificate, type Role, type Ro
 import type { TrustPolicy } from './authz.js';
 import { pinnedCredentials, type TlsIdentity } from './credentials.js';
 import { raftChannel, raftServerCredentials, refuseRaftPeer } from './raft-security.js';
+import { until as waitUntil } from '../../test/until.js';
 
 const ca = await createRootCA('c1');
 const otherCa = await createRootCA('c2');
@@ -24,13 +25,8 @@ function msg(over: Partial<Message>): Message {
   return { type: MessageType.App, to: 2, from: 1, term: 3, logTerm: 2, index: 10, entries: [], commit: 9, reject: false, rejectHint: 0, ...over };
 }
 
-async function until(cond: () => boolean, what: string, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+// This file's default wait.
+const until = <T>(f: () => T | undefined | null | false, what: string, ms = 15_000) => waitUntil(f, what, ms);
 
 const removed = new Set<string>();
 const policy: TrustPolicy = { clusterId: () => 'c1', refuse: (id) => (removed.has(id) ? 'removed' : undefined) };

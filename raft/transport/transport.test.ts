@@ -9,18 +9,14 @@ import { MessageType, type Message } from '../types.js';
 import { decodeMessage, encodeMessage } from './codec.js';
 import { RaftTransport } from './transport.js';
 import { freePort } from '../../node/ports.js';
+import { until as waitUntil } from '../../test/until.js';
 
 function msg(over: Partial<Message>): Message {
   return { type: MessageType.App, to: 2, from: 1, term: 3, logTerm: 2, index: 10, entries: [], commit: 9, reject: false, rejectHint: 0, ...over };
 }
 
-async function until(cond: () => boolean, what: string, ms = 15000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting for ' + what);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+// This file's default wait.
+const until = <T>(f: () => T | undefined | null | false, what: string, ms = 15_000) => waitUntil(f, what, ms);
 
 
 function node(t: any, id: number, listen = '127.0.0.1:0', extra: Record<string, unknown> = {}) {
