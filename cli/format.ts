@@ -21,5 +21,11 @@ export function nodeJson(n: any) {
     gossipAddr: n.gossip_addr,
     certSerial: n.cert_serial,
     certNotAfter: n.cert_not_after_ms ? new Date(Number(n.cert_not_after_ms)).toISOString() : null,
+    resources: {
+      capacity: { cpus: Number(n.capacity?.cpu_millis ?? 0) / 1000, memoryBytes: Number(n.capacity?.memory_bytes ?? 0) },
+      reserved: { cpus: Number(n.reserved?.cpu_millis ?? 0) / 1000, memoryBytes: Number(n.reserved?.memory_bytes ?? 0) },
+    },
+    runtime: n.runtime_name ? `${n.runtime_name} ${n.runtime_version}` : null,
+    runningTasks: Number(n.running_tasks ?? 0),
   };
 }

@@ -4,6 +4,7 @@
 import { CliError, call, controlClient, localClient, type Target } from './client.js';
 import { nodeJson, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
+import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 
 interface Parsed {
@@ -11,7 +12,7 @@ interface Parsed {
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab']);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', ...SERVICE_BOOL]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -19,6 +20,12 @@ function parse(argv: string[]): Parsed {
     const a = argv[i]!;
     if (a === '--') {
       p.args.push(...argv.slice(i + 1));
+      break;
+    }
+    // `service create ... IMAGE CMD ARG...`: after the image, every word is the command's own
+    // (as with `docker service create`), flags included.
+    if (p.args.length === 3 && p.args[0] === 'service' && p.args[1] === 'create') {
+      p.args.push(...argv.slice(i));
       break;
     }
     if (a.startsWith('--')) {
@@ -46,6 +53,15 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-d
   node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
   leave [--force]
   cluster inspect
+  service create --name NAME [--replicas N | --mode global|replicated-job|global-job] [flags] IMAGE [CMD ARG...]
+          flags: --env K=V --workdir DIR --user U[:GID] --label k=v --entrypoint CMD
+                 --constraint node.labels.k==v --placement-pref spread=node.labels.k
+                 --reserve-cpu 0.5 --reserve-memory 64M --limit-cpu 1 --limit-memory 128M
+                 --restart-condition none|on-failure|any --restart-delay 5s --restart-max-attempts N --restart-window 1m
+                 --stop-grace-period 10s --stop-signal SIGTERM --completions N --max-concurrent N
+                 --sidecar "NAME IMAGE [CMD...]" --init "NAME IMAGE [CMD...]" --detach --timeout 2m
+  service ls | ps SERVICE | inspect SERVICE | scale SERVICE=N... | rm SERVICE... | logs SERVICE [--follow] [--tail N] [--timestamps]
+  task ls [--service S] [--node N] | inspect TASK | logs TASK
   lab up [--managers 3] [--workers 2] | down | status | exec NODE -- CMD | stop|start|logs NODE
 Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
 --host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir;
@@ -66,7 +82,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help']);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', ...SERVICE_FLAGS]);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
   const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
@@ -135,9 +151,17 @@ async function run(argv: string[]): Promise<string> {
     }
     case 'node':
       return node(t, sub, rest, p, json, out);
+    case 'service':
+      return serviceCommand(t, sub, rest, flags(p), json);
+    case 'task':
+      return taskCommand(t, sub, rest, flags(p), json);
     default:
       throw new CliError(`unknown command ${JSON.stringify(cmd)}\n${USAGE}`, 2);
   }
+}
+
+function flags(p: Parsed): Flags {
+  return { one: (k) => p.flags.get(k)?.at(-1), all: (k) => p.flags.get(k) ?? [], has: (k) => p.flags.has(k) && p.flags.get(k)!.at(-1) !== 'false' };
 }
 
 async function node(t: Target, sub: string | undefined, rest: string[], p: Parsed, json: boolean, out: (v: unknown) => string): Promise<string> {

@@ -4,6 +4,7 @@
 // certificate says manager, switching at runtime after promote/demote. Renews its certificate at
 // a random 50-80 % of its life, and at once when the node object asks for another role.
 import { randomBytes } from 'node:crypto';
+import { cpus, totalmem } from 'node:os';
 import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { PresetName } from '../gossip/config.js';
@@ -16,10 +17,16 @@ import { raftMembershipTable } from '../manager/control/membership.js';
 import { raftIdOf, type ClusterSpec } from '../manager/control/model.js';
 import { caDef, controlDef, controlTable, dispatcherDef, localDef, raftMembershipDef } from '../manager/control/service.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
+import { servicesTable } from '../manager/services/control.js';
+import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { secureService, type Identity as CallIdentity, type MethodSpec } from '../manager/security/authz.js';
 import { CHANNEL_OPTIONS, clientCredentials, ServerTls } from '../manager/security/credentials.js';
 import { invalid, precondition } from '../manager/security/errors.js';
-import { Agent, type SessionInfo } from './agent/agent.js';
+import { Agent, type SessionInfo, type WireDescription } from './agent/agent.js';
+import { Executor } from './agent/executor.js';
+import { LogPublisher } from './agent/logs.js';
+import { criClient, type CriClient } from './cri/client.js';
+import { RuntimeChild } from './runtime-child.js';
 import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
@@ -33,6 +40,13 @@ export interface DaemonOptions {
   raftPort?: number;
   gossipPort?: number;
   gossipPreset: PresetName;
+  /** The CRI runtime to drive (`unix:///run/containerd/containerd.sock`); default: start the
+   * built-in shoal-runtime as a child on DIR/cri.sock. */
+  criEndpoint?: string;
+  /** Registries the built-in runtime reaches over plain HTTP. */
+  insecureRegistries?: string[];
+  /** Cgroup under which the built-in runtime puts pods (default /shoal). */
+  cgroupParent?: string;
   /** How long stopping the manager role waits for open calls and streams (agents' Assignments
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
@@ -54,6 +68,9 @@ export class Daemon {
   private manager?: Manager;
   private dispatcher?: Dispatcher;
   private agent?: Agent;
+  private executor?: Executor;
+  private runtime?: RuntimeChild;
+  private cri?: CriClient;
   private gossip?: NodeGossip;
   private gossipStarting = false;
   private renewTimer?: NodeJS.Timeout;
@@ -146,19 +163,26 @@ export class Daemon {
     server.addService(localDef(), secureService(localDef(), localTable, { name: 'Local', policy, localIdentity: self }));
     // The control API on the socket: served by this node's manager role, with a local identity.
     const proxy: Record<string, MethodSpec> = {};
-    for (const m of Object.keys(controlDef())) {
-      proxy[m] = {
-        roles: ['manager'],
-        unary: (req, ctx) => {
-          const mgr = this.manager;
-          if (!mgr || !this.id) {
-            return Promise.reject(precondition(this.id ? `this node (${this.id.nodeId}) is a worker: run the command on a manager, or point --host at one` : 'this node is not part of a cluster: run "shoal init" or "shoal join" first'));
+    const notManager = () => precondition(this.id ? `this node (${this.id.nodeId}) is a worker: run the command on a manager, or point --host at one` : 'this node is not part of a cluster: run "shoal init" or "shoal join" first');
+    for (const [m, def] of Object.entries(controlDef())) {
+      proxy[m] = def.responseStream
+        ? {
+            roles: ['manager'],
+            stream: (call, ctx) => {
+              if (!this.manager || !this.id) return Promise.reject(notManager());
+              return this.controlTable![m]!.stream!(call, ctx);
+            },
           }
-          const spec = this.controlTable![m]!;
-          if (spec.leader && !mgr.isLeader()) return mgr.forwarder.forward(controlDef(), m, req, ctx.identity!);
-          return spec.unary!(req, ctx);
-        },
-      };
+        : {
+            roles: ['manager'],
+            unary: (req, ctx) => {
+              const mgr = this.manager;
+              if (!mgr || !this.id) return Promise.reject(notManager());
+              const spec = this.controlTable![m]!;
+              if (spec.leader && !mgr.isLeader()) return mgr.forwarder.forward(controlDef(), m, req, ctx.identity!);
+              return spec.unary!(req, ctx);
+            },
+          };
     }
     server.addService(controlDef(), secureService(controlDef(), proxy, { name: 'Control', policy, localIdentity: self }));
     // The socket answers root-level Init/Join/Leave: it must never exist with open permissions,
@@ -303,6 +327,8 @@ export class Daemon {
     this.epoch++;
     this.phase = 'leaving';
     await this.gossip?.leave();
+    // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
+    await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
@@ -326,7 +352,20 @@ export class Daemon {
     if (existsSync(this.state.path('gossip.key'))) await this.startGossip(Buffer.from(readFileSync(this.state.path('gossip.key'), 'utf8'), 'base64'), epoch);
     if (this.id!.role === 'manager' && !this.manager) await this.startManager(false, epoch);
     this.check(epoch);
-    this.agent = new Agent({
+    const cri = await this.startRuntime(epoch);
+    const nodeId = this.id!.nodeId;
+    const logRoot = this.state.path('logs');
+    let agent!: Agent;
+    const executor = new Executor({
+      cri,
+      nodeId,
+      hostname: this.o.hostname,
+      logRoot,
+      report: (taskId, r) => agent.report(taskId, r),
+      forget: (taskId) => agent.forget(taskId),
+      log: (m) => this.log(m),
+    });
+    agent = new Agent({
       tls: () => this.id!,
       hostname: this.o.hostname,
       addr: this.o.advertise,
@@ -338,15 +377,52 @@ export class Daemon {
         return [...l.filter((a) => a !== this.o.advertise), ...l.filter((a) => a === this.o.advertise)];
       },
       onSession: (s, m) => this.onSession(s, m),
+      onAssignments: (tasks) => void executor.assign(tasks).catch((e) => this.log(`agent: applying assignments failed: ${(e as Error).message}`)),
       store: {
         load: () => this.state.readJson<[string, unknown][]>('assignments.json', []),
         save: (tasks) => this.state.writeJson('assignments.json', tasks),
       },
+      description: () => describeNode(cri),
+      logs: new LogPublisher(logRoot, (m) => this.log(m)),
       log: (m) => this.log(m),
     });
+    this.agent = agent;
+    this.executor = executor;
+    // The saved assignments first: containers still assigned keep running while no manager answers.
+    void executor.assign(agent.tasks).catch((e) => this.log(`agent: applying the saved assignments failed: ${(e as Error).message}`));
     this.agent.start();
     this.scheduleRenewal();
     void fresh;
+  }
+
+  /** The CRI runtime this node's tasks run on: the built-in one as a child, or --cri-endpoint. */
+  private async startRuntime(epoch: number): Promise<CriClient> {
+    if (this.cri) return this.cri;
+    if (this.o.criEndpoint) {
+      this.cri = criClient(this.o.criEndpoint);
+      this.log(`shoald: tasks run on the CRI runtime at ${this.o.criEndpoint}`);
+      return this.cri;
+    }
+    const rt = new RuntimeChild({ stateDir: this.state.dir, insecureRegistries: this.o.insecureRegistries ?? [], cgroupParent: this.o.cgroupParent ?? '/shoal', log: (m) => this.log(m) });
+    this.runtime = rt;
+    try {
+      await rt.start();
+    } catch (e) {
+      // The node stays a member; its tasks fail with the runtime's error until it answers.
+      this.log(`shoald: the built-in runtime did not start: ${(e as Error).message}; tasks on this node will fail until it runs`);
+    }
+    this.check(epoch);
+    this.cri = criClient(rt.endpoint);
+    this.log(`shoald: built-in runtime (shoal-runtime) serving CRI on ${rt.endpoint}`);
+    return this.cri;
+  }
+
+  private async stopRuntime(): Promise<void> {
+    this.cri?.close();
+    this.cri = undefined;
+    const rt = this.runtime;
+    this.runtime = undefined;
+    await rt?.stop();
   }
 
   private async startGossip(key: Buffer, epoch = this.epoch): Promise<void> {
@@ -423,7 +499,9 @@ export class Daemon {
       await mgr.start();
       this.check(epoch);
       dispatcher = new Dispatcher(mgr, log);
-      const table = controlTable(mgr, log);
+      const broker = new LogBroker(mgr, log);
+      dispatcher.logs = broker;
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
@@ -431,6 +509,7 @@ export class Daemon {
       server.addService(controlDef(), secureService(controlDef(), table, { name: 'Control', ...common }));
       server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
       server.addService(dispatcherDef(), secureService(dispatcherDef(), dispatcher.table(), { name: 'Dispatcher', ...common }));
+      server.addService(logBrokerDef(), secureService(logBrokerDef(), logBrokerTable(broker), { name: 'LogBroker', ...common }));
       const s = server;
       await new Promise<void>((res, rej) => s.bindAsync(this.o.listen, serverTls, (e) => (e ? rej(new Error(`cannot listen on ${this.o.listen}: ${e.message}`)) : res())));
       this.check(epoch);
@@ -602,6 +681,10 @@ export class Daemon {
     clearTimeout(this.renewTimer);
     this.agent?.stop();
     this.agent = undefined;
+    // The containers keep running: a restarted shoald finds them again.
+    this.executor?.stop();
+    this.executor = undefined;
+    await this.stopRuntime();
     await this.stopManager();
     const g = this.gossip;
     this.gossip = undefined;
@@ -621,4 +704,10 @@ export class Daemon {
 
 function randId(): string {
   return BigInt('0x' + randomBytes(16).toString('hex')).toString(36).padStart(25, '0');
+}
+
+/** What the node has, for the scheduler: its CPUs, memory and the CRI runtime's name. */
+async function describeNode(cri: CriClient): Promise<WireDescription> {
+  const v = await cri.runtime.Version({ version: 'v1' }, 10_000);
+  return { cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch };
 }

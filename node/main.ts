@@ -9,12 +9,12 @@ import { readJoinToken, TOKEN_ENV, TokenInputError } from './join-token-input.js
 import { splitHostPort } from './ports.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -30,6 +30,19 @@ function parse(argv: string[]) {
       case '--token-file': a.tokenFile = v(); break;
       case '--raft-port': a.raftPort = port(v()); break;
       case '--gossip-port': a.gossipPort = port(v()); break;
+      case '--cri-endpoint': {
+        const e = v();
+        if (!/^unix:\/\/\/\S+$/.test(e)) usage(`--cri-endpoint must be unix:///absolute/path.sock, got ${e}`);
+        a.criEndpoint = e;
+        break;
+      }
+      case '--insecure-registry': a.insecureRegistries.push(v()); break;
+      case '--cgroup-parent': {
+        const c = v();
+        if (!/^\/[A-Za-z0-9._/-]+$/.test(c) || c.includes('..')) usage(`--cgroup-parent must be an absolute cgroup path like /shoal, got ${c}`);
+        a.cgroupParent = c;
+        break;
+      }
       case '--gossip-preset': {
         const p = v();
         if (!isPresetName(p)) usage(`--gossip-preset must be lan, wan, local or serf-lan, got ${p}`);
@@ -80,7 +93,7 @@ async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
   for (const w of a.warnings) log(`shoald: warning: ${w}`);
-  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, log });
+  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, log });
   await d.start();
   // Stopping is bounded (open streams get a grace period, then are closed); a second signal
   // exits at once.

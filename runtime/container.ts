@@ -292,7 +292,7 @@ export class Containers {
       createdAt: Number(nowNs()), startedAt: 0, finishedAt: 0, exitCode: 0,
       state: 'created', reason: '', message: '', logPath,
       cgroupsPath: `${sb.cgroupParent}/${id}`,
-      dir, stopSignal: img.config.config?.StopSignal || 'SIGTERM', user,
+      dir, stopSignal: stopSignalOf(config.annotations) || img.config.config?.StopSignal || 'SIGTERM', user,
       resources: config.linux?.resources ?? null,
     };
   }
@@ -602,4 +602,17 @@ export class Containers {
   }
 
   cgroupInfo(): string { return `cgroup v${cgroupVersion()}`; }
+}
+
+/**
+ * A stop signal the client chose for this container (annotation `io.shoal.stop-signal`, e.g.
+ * SIGQUIT): the CRI carries none before v1.33's stop_signal, so shoal's agent passes it this way.
+ * It wins over the image's STOPSIGNAL, as Kubernetes' container stopSignal does.
+ */
+export function stopSignalOf(annotations: Record<string, string> | undefined): string | undefined {
+  const v = annotations?.['io.shoal.stop-signal'];
+  if (!v) return undefined;
+  const sig = v.startsWith('SIG') ? v : `SIG${v}`;
+  if (!/^SIG[A-Z0-9]+$/.test(sig)) throw new InvalidArgumentError(`CreateContainer: annotation io.shoal.stop-signal ${JSON.stringify(v)} is not a signal name like SIGTERM`);
+  return sig;
 }

@@ -13,6 +13,7 @@ import type { TrustPolicy } from '../security/authz.js';
 import type { ServerTls, TlsIdentity } from '../security/credentials.js';
 import { raftChannel, raftServerCredentials, refuseRaftPeer } from '../security/raft-security.js';
 import { LeaderForwarder } from '../security/forward.js';
+import { LeaderComponents } from '../leader/components.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 
 export type GossipView = (nodeId: string) => 'alive' | 'suspect' | 'dead' | 'left' | undefined;
@@ -42,6 +43,8 @@ export class Manager {
   private peersWatch?: { cancel(): void };
   private stopped = false;
   private raftTls?: ServerTls;
+  /** Orchestrators, allocator and scheduler: running while this manager leads. */
+  leaderComponents?: LeaderComponents;
 
   constructor(readonly o: ManagerOptions) {
     this.raftId = raftIdOf(o.nodeId);
@@ -87,6 +90,8 @@ export class Manager {
       log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
       process.exit(1);
     };
+    this.leaderComponents = new LeaderComponents(this.raft, log);
+    this.raft.onLeaderChange = (lead) => this.leaderComponents?.leadershipChanged(lead === this.raftId);
     await this.raft.start();
     // Every manager keeps its raft peers' addresses from the node objects (a restored snapshot
     // does not carry them) and remembers them on disk for the next start.
@@ -250,6 +255,7 @@ export class Manager {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.healthTimer);
+    this.leaderComponents?.stop();
     this.peersWatch?.cancel();
     this.forwarder.reset();
     await this.raft?.stop();

@@ -51,6 +51,17 @@ export interface NodeStatus {
   certPem: string;
   /** Set for managers that joined raft. */
   raft?: RaftInfo;
+  /** What the agent reports of its host (from its session). */
+  description?: NodeDescription;
+}
+
+export interface NodeDescription {
+  cpuMillis: number;
+  memoryBytes: number;
+  runtimeName: string;
+  runtimeVersion: string;
+  os: string;
+  arch: string;
 }
 
 export type NodeObject = StoreObject<NodeSpec, NodeStatus>;

@@ -9,6 +9,7 @@ import { caDigest } from '../ca/tokens.js';
 import { updateNode, type Manager } from './manager.js';
 import { AVAILABILITIES, clusterInput, nodeInput, type Availability, type NodeObject } from './model.js';
 import { quorumCheck } from './quorum.js';
+import { isTerminal, type TaskObject } from '../services/model.js';
 
 const M: ('manager')[] = ['manager'];
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
@@ -32,6 +33,28 @@ export function nodeToWire(mgr: Manager, n: NodeObject) {
     cert_not_after_ms: n.status.certNotAfter,
     created_version: n.createdVersion,
     version: n.version,
+    ...nodeLoad(mgr, n),
+  };
+}
+
+/** A node's capacity (as its agent reports it), what its placed tasks reserve, and its runtime. */
+function nodeLoad(mgr: Manager, n: NodeObject) {
+  const d = n.status.description;
+  let cpu = 0;
+  let mem = 0;
+  let running = 0;
+  for (const t of mgr.raft.store.list('task', { nodeId: n.id }) as TaskObject[]) {
+    if (!t.spec?.template || isTerminal(t.status.state) || t.status.state === 'new' || t.status.state === 'pending') continue;
+    cpu += t.spec.template.resources.reservations.cpuMillis ?? 0;
+    mem += t.spec.template.resources.reservations.memoryBytes ?? 0;
+    if (t.status.state === 'running') running++;
+  }
+  return {
+    capacity: { cpu_millis: d?.cpuMillis ?? 0, memory_bytes: d?.memoryBytes ?? 0 },
+    reserved: { cpu_millis: cpu, memory_bytes: mem },
+    runtime_name: d?.runtimeName ?? '',
+    runtime_version: d?.runtimeVersion ?? '',
+    running_tasks: running,
   };
 }
 
@@ -48,21 +71,26 @@ export function resolveNode(mgr: Manager, ref: string): NodeObject {
   throw notFound(`no node ${JSON.stringify(ref)}: "shoal node ls" lists the nodes`);
 }
 
-export function controlTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
-  // A manager that just started (or an election in progress) knows no leader for a moment:
-  // retry the ReadIndex round for a few seconds before telling the caller.
-  const read = async () => {
-    const end = Date.now() + 8_000;
-    for (;;) {
-      try {
-        await mgr.raft.linearizableRead();
-        return;
-      } catch (e) {
-        if (Date.now() > end) throw unavailable(`cannot read the latest cluster state: ${(e as Error).message}; quorum may be lost`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+/**
+ * Waits until this manager's replica holds every write committed before the call (ReadIndex).
+ * A manager that just started (or an election in progress) knows no leader for a moment: the
+ * round is retried for a few seconds before the caller is told.
+ */
+export async function readLatest(mgr: Manager): Promise<void> {
+  const end = Date.now() + 8_000;
+  for (;;) {
+    try {
+      await mgr.raft.linearizableRead();
+      return;
+    } catch (e) {
+      if (Date.now() > end) throw unavailable(`cannot read the latest cluster state: ${(e as Error).message}; quorum may be lost`);
+      await new Promise((r) => setTimeout(r, 200));
     }
-  };
+  }
+}
+
+export function controlTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
+  const read = () => readLatest(mgr);
   const cluster = () => {
     const c = mgr.cluster();
     if (!c) throw unavailable('this manager has not loaded the cluster object yet; retry');

@@ -1,8 +1,9 @@
 // Dispatcher and agent over real mTLS gRPC with three in-process managers on one raft group: the
 // assignments stream (full set, then deltas), batched status updates that only move forward, the
 // node/task ownership check, and failover: when the agent's manager stops, the agent moves to
-// another one and keeps its assignments. The test writes task objects straight into the store,
-// standing in for the orchestrator and scheduler, which do not exist yet.
+// another one and keeps its assignments. The test writes assigned task objects straight into
+// the store (no service owns them, so the orchestrator leaves them be): it tests the dispatcher
+// alone, not how tasks come to be.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,7 +82,10 @@ async function waitFor<T>(what: string, f: () => T | undefined | false, ms = 20_
   }
 }
 
-const task = (id: string, nodeId: string) => ({ kind: 'task' as const, id, name: id, nodeId, spec: { image: 'busybox' }, status: { state: 'assigned' } });
+// Tasks as the scheduler leaves them (assigned to a node); no service owns them, so the
+// orchestrator leaves them alone.
+const template = { main: { name: 'main', image: 'busybox' }, sidecars: [], init: [], resources: { reservations: {}, limits: {} }, placement: { constraints: [], preferences: [] }, restart: { condition: 'any', delayMs: 5000, maxAttempts: 0, windowMs: 0 }, stopGracePeriodMs: 10_000, stopSignal: 'SIGTERM' };
+const task = (id: string, nodeId: string) => ({ kind: 'task' as const, id, name: id, nodeId, spec: { serviceName: 'x', slot: 1, serviceVersion: 1, desiredState: 'running', template, restarts: [] }, status: { state: 'assigned', message: '', err: '', timestamps: {} } });
 const taskState = (id: string) => (any().raft.store.get('task', id)?.status as { state?: string } | undefined)?.state;
 
 t.test('set up: a leader, the cluster and node objects', async (t) => {

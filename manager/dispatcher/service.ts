@@ -4,28 +4,57 @@
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { MethodSpec } from '../security/authz.js';
-import { denied, notFound } from '../security/errors.js';
+import { denied, invalid, notFound } from '../security/errors.js';
 import { updateNode, type Manager } from '../control/manager.js';
-import { nodeInput, type NodeObject } from '../control/model.js';
+import { nodeInput, type NodeDescription, type NodeObject } from '../control/model.js';
+import { CHUNK } from '../leader/commit.js';
+import type { LogBroker } from '../services/logs.js';
+import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 
 export const HEARTBEAT_MS = 5_000;
 const GRACE = 3;
 const BATCH_MS = 100;
-const TASK_STATES = ['new', 'pending', 'assigned', 'accepted', 'preparing', 'starting', 'running', 'complete', 'failed', 'shutdown', 'rejected'];
+/** The states an agent may report (the managers alone set new .. assigned and orphaned). */
+const AGENT_STATES = new Set<TaskState>(['accepted', 'preparing', 'starting', 'running', 'complete', 'shutdown', 'failed', 'rejected']);
 
 interface Session {
   id: string;
   nodeId: string;
   lastBeat: number;
   end(why: string): void;
+  /** Resolves when the session ends (its other streams end with it). */
+  ended: Promise<void>;
+}
+
+interface WireStatus {
+  task_id: string;
+  state: string;
+  message: string;
+  err: string;
+  timestamp_ms: number;
+  container_id?: string;
+  pod_id?: string;
+  exit_code?: number | null;
+  oom_killed?: boolean;
+}
+
+interface QueuedStatus {
+  nodeId: string;
+  status: Partial<TaskStatus> & { state: TaskState };
+  timestamps: Partial<Record<TaskState, number>>;
 }
 
 export class Dispatcher {
   private readonly sessions = new Map<string, Session>();
   /** Ends each open Assignments stream (so stop() releases agents at once, not at the grace timeout). */
   private readonly streamEnders = new Set<() => void>();
-  private readonly queued = new Map<string, { nodeId: string; status: Record<string, unknown> }>();
+  private readonly queued = new Map<string, QueuedStatus>();
+  /** Open Assignments streams by node, fed by one store watch. */
+  private readonly streams = new Map<string, Set<AssignStream>>();
+  private taskWatch?: { cancel(): void };
+  /** Set by shoald so agents' log streams reach the manager's log broker. */
+  logs?: LogBroker;
   private flushTimer?: NodeJS.Timeout;
   private readonly expiry: NodeJS.Timeout;
 
@@ -41,6 +70,8 @@ export class Dispatcher {
     clearTimeout(this.flushTimer);
     for (const s of this.sessions.values()) s.end('the manager is stopping');
     for (const end of [...this.streamEnders]) end();
+    this.taskWatch?.cancel();
+    this.taskWatch = undefined;
   }
 
   private session(id: string, nodeId: string): Session {
@@ -50,8 +81,15 @@ export class Dispatcher {
     return s;
   }
 
+  private managersCache?: { version: number; list: { node_id: string; addr: string; gossip_addr: string }[] };
+
+  /** The managers agents may talk to (cached per store version: every session asks). */
   private managers() {
-    return this.mgr.nodes().filter((n) => n.status.raft && n.status.role === 'manager').map((n) => ({ node_id: n.id, addr: n.status.addr, gossip_addr: n.status.gossipAddr }));
+    const version = this.mgr.raft.store.applied;
+    if (this.managersCache?.version !== version) {
+      this.managersCache = { version, list: this.mgr.nodes().filter((n) => n.status.raft && n.status.role === 'manager').map((n) => ({ node_id: n.id, addr: n.status.addr, gossip_addr: n.status.gossipAddr })) };
+    }
+    return this.managersCache.list;
   }
 
   private sessionMessage(s: Session, n: NodeObject) {
@@ -80,21 +118,62 @@ export class Dispatcher {
       Assignments: { roles: both, stream: (call, ctx) => this.assignments(call, ctx.identity!.nodeId) },
       UpdateTaskStatus: {
         roles: both,
-        unary: async (req: { session_id: string; updates: { task_id: string; state: string; message: string; err: string; timestamp_ms: number }[] }, ctx) => {
+        unary: async (req: { session_id: string; updates: WireStatus[] }, ctx) => {
           const nodeId = ctx.identity!.nodeId;
           this.session(req.session_id, nodeId);
+          for (const u of req.updates ?? []) {
+            if (!isTaskState(u.state) || !AGENT_STATES.has(u.state)) throw invalid(`task state ${JSON.stringify(u.state)} is not one an agent reports (${[...AGENT_STATES].join(', ')})`);
+          }
           for (const u of req.updates ?? []) {
             const t = this.mgr.raft.store.get('task', u.task_id);
             if (!t) continue; // deleted meanwhile
             if (t.nodeId !== nodeId) throw denied(`task ${u.task_id} is not assigned to node ${nodeId}`);
-            if (!TASK_STATES.includes(u.state)) throw denied(`task state ${JSON.stringify(u.state)} is not a task state`);
-            this.queued.set(u.task_id, { nodeId, status: { state: u.state, message: u.message, err: u.err, timestamp: u.timestamp_ms } });
+            this.queue(u.task_id, nodeId, u);
           }
           this.scheduleFlush();
           return {};
         },
       },
+      LogSubscriptions: {
+        roles: both,
+        stream: (call, ctx) => {
+          const nodeId = ctx.identity!.nodeId;
+          const s = this.session((call.request as { session_id: string }).session_id, nodeId);
+          if (!this.logs) {
+            call.end();
+            return Promise.resolve();
+          }
+          return this.logs.agentStream(call, nodeId, s.ended);
+        },
+      },
+      PublishLogs: {
+        roles: both,
+        unary: async (req: { session_id: string; subscription_id: string; entries: unknown[]; done: boolean; err: string }, ctx) => {
+          const nodeId = ctx.identity!.nodeId;
+          this.session(req.session_id, nodeId);
+          return this.logs?.publish(nodeId, req) ?? { cancelled: true };
+        },
+      },
     };
+  }
+
+  /** Keeps the latest status per task for the next batch, and every state's timestamp. */
+  private queue(taskId: string, nodeId: string, u: WireStatus): void {
+    const state = u.state as TaskState;
+    const prev = this.queued.get(taskId);
+    const ts = Number(u.timestamp_ms) || Date.now();
+    const timestamps = { ...(prev?.timestamps ?? {}), [state]: ts };
+    const status: QueuedStatus['status'] = { state, message: u.message ?? '', err: u.err ?? '' };
+    if (u.container_id) status.containerId = u.container_id;
+    if (u.pod_id) status.podId = u.pod_id;
+    if (u.exit_code !== undefined && u.exit_code !== null) status.exitCode = Number(u.exit_code);
+    if (u.oom_killed) status.oomKilled = true;
+    // An older report arriving after a newer one in the same batch does not win.
+    if (prev && !movesForward(prev.status.state!, state) && prev.status.state !== state) {
+      this.queued.set(taskId, { ...prev, timestamps });
+      return;
+    }
+    this.queued.set(taskId, { nodeId, status: { ...prev?.status, ...status }, timestamps });
   }
 
   private openSession(call: grpc.ServerWritableStream<any, any>, nodeId: string): Promise<void> {
@@ -105,15 +184,18 @@ export class Dispatcher {
         resolve();
         return;
       }
-      const req = call.request as { hostname: string; addr: string; gossip_addr: string };
+      const req = call.request as { hostname: string; addr: string; gossip_addr: string; description?: WireDescription | null };
       let ended = false;
+      let signalEnd!: () => void;
       const s: Session = {
         id: randomBytes(12).toString('hex'),
         nodeId,
         lastBeat: Date.now(),
+        ended: new Promise<void>((r) => (signalEnd = r)),
         end: (why) => {
           if (ended) return;
           ended = true;
+          signalEnd();
           watch.cancel();
           this.sessions.delete(s.id);
           this.log(`dispatcher: session ${s.id} of node ${nodeId} ended: ${why}`);
@@ -134,45 +216,87 @@ export class Dispatcher {
       };
       // A restored snapshot ends every watch: end the session too, so the agent reconnects and
       // its new session watches again (sending once more would leave a session that hears nothing).
-      const watch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, () => send(), undefined, () => s.end('the store was replaced by a snapshot; reconnect'));
+      // Only changes to this node, to a manager (the manager list) or to the cluster matter here.
+      const matters = (e: StoreEvent) => e.object.kind === 'cluster' || e.object.id === nodeId || !!(e.object as NodeObject).status?.raft;
+      const watch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, (evs) => {
+        if (evs.some(matters)) send();
+      }, undefined, () => s.end('the store was replaced by a snapshot; reconnect'));
       call.on('cancelled', () => s.end('the agent closed it'));
       call.on('error', () => s.end('stream error'));
       send();
-      // Record where the node is reachable (one write, only when it changed).
+      // Record where the node is reachable and what it has (one write, only when it changed).
+      const description = describe(req.description);
       updateNode(this.mgr, nodeId, (n) => {
-        const want = { hostname: String(req.hostname || n.status.hostname), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr) };
-        if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr) return undefined;
+        const want = { hostname: String(req.hostname || n.status.hostname), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr), description: description ?? n.status.description };
+        if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr && JSON.stringify(want.description) === JSON.stringify(n.status.description)) return undefined;
         return nodeInput(n, { status: want });
       }).catch((e) => this.log(`dispatcher: recording node ${nodeId}'s addresses failed: ${(e as Error).message}`));
     });
   }
 
+  /** Routes task changes to the Assignments streams of their nodes (one watch for all). */
+  private route(evs: StoreEvent[]): void {
+    for (const e of evs) {
+      const nodeId = e.object.nodeId;
+      if (!nodeId) continue;
+      const set = this.streams.get(nodeId);
+      if (set) for (const st of set) st.push(e);
+    }
+  }
+
+  private watchTasks(): void {
+    if (this.taskWatch) return;
+    // A restored snapshot ends the watch: the streams end too, so agents reconnect and re-list.
+    this.taskWatch = this.mgr.raft.store.watch({ kinds: ['task'] }, (evs) => this.route(evs), undefined, () => {
+      this.taskWatch = undefined;
+      for (const set of this.streams.values()) for (const st of set) st.end();
+    });
+  }
+
   private assignments(call: grpc.ServerWritableStream<any, any>, nodeId: string): Promise<void> {
     this.session((call.request as { session_id: string }).session_id, nodeId);
+    this.watchTasks();
     return new Promise((resolve) => {
       const store = this.mgr.raft.store;
       let version = store.applied;
-      const full = store.list('task', { nodeId });
+      const sent = new Set<string>();
+      const full = (store.list('task', { nodeId }) as TaskObject[]).filter(assignedHere);
+      for (const t of full) sent.add(t.id);
       call.write({ type: 'complete', applies_to: '', results_in: String(version), changes: full.map((t) => change('update', t)) });
-      let pending: StoreEvent[] = [];
+      let pending = new Map<string, StoreEvent>();
       let timer: NodeJS.Timeout | undefined;
       const flush = () => {
         timer = undefined;
-        if (pending.length === 0) return;
-        const latest = new Map<string, StoreEvent>();
-        for (const e of pending) latest.set(e.object.id, e);
-        const to = pending[pending.length - 1]!.version;
-        pending = [];
-        call.write({ type: 'incremental', applies_to: String(version), results_in: String(to), changes: [...latest.values()].map((e) => change(e.type === 'delete' || e.object.nodeId !== nodeId ? 'remove' : 'update', e.object)) });
+        if (pending.size === 0) return;
+        const changes = [];
+        let to = version;
+        for (const e of pending.values()) {
+          to = Math.max(to, e.version);
+          const t = e.object as TaskObject;
+          if (e.type !== 'delete' && t.nodeId === nodeId && assignedHere(t)) {
+            sent.add(t.id);
+            changes.push(change('update', t));
+          } else if (sent.delete(t.id)) changes.push(change('remove', t));
+        }
+        pending = new Map();
+        if (changes.length > 0) call.write({ type: 'incremental', applies_to: String(version), results_in: String(to), changes });
         version = to;
       };
-      const watch = store.watch({ kinds: ['task'] }, (evs) => {
-        for (const e of evs) if (e.object.nodeId === nodeId || pending.some((p) => p.object.id === e.object.id) || full.some((t) => t.id === e.object.id)) pending.push(e);
-        if (pending.length > 0 && !timer) timer = setTimeout(flush, BATCH_MS);
-      }, undefined, () => call.end());
+      const st: AssignStream = {
+        push: (e) => {
+          pending.set(e.object.id, e);
+          if (!timer) timer = setTimeout(flush, BATCH_MS);
+        },
+        end: () => endStream(),
+      };
+      let set = this.streams.get(nodeId);
+      if (!set) this.streams.set(nodeId, (set = new Set()));
+      set.add(st);
       const done = () => {
         this.streamEnders.delete(endStream);
-        watch.cancel();
+        const s = this.streams.get(nodeId);
+        s?.delete(st);
+        if (s && s.size === 0) this.streams.delete(nodeId);
         clearTimeout(timer);
         resolve();
       };
@@ -197,23 +321,64 @@ export class Dispatcher {
     const batch = [...this.queued.entries()];
     this.queued.clear();
     const ops: TxnOp[] = [];
+    const ids: string[][] = [];
     for (const [id, u] of batch) {
-      const t = this.mgr.raft.store.get('task', id) as StoreObject<unknown, { state?: string } | null> | undefined;
+      const t = this.mgr.raft.store.get('task', id) as TaskObject | undefined;
       if (!t) continue;
-      const cur = TASK_STATES.indexOf(t.status?.state ?? 'new');
-      if (TASK_STATES.indexOf(String(u.status.state)) < cur) continue; // states only move forward
-      ops.push({ op: 'update', object: { kind: 'task', id: t.id, name: t.name, labels: t.labels, serviceId: t.serviceId, nodeId: t.nodeId, spec: t.spec, status: { ...(t.status ?? {}), ...u.status } }, expectVersion: t.version });
+      if (!movesForward(t.status.state, u.status.state) && t.status.state !== u.status.state) continue; // states only move forward
+      const status: TaskStatus = { ...t.status, ...u.status, timestamps: { ...t.status.timestamps, ...u.timestamps } };
+      if (ops.length % CHUNK === 0) ids.push([]);
+      ids[ids.length - 1]!.push(id);
+      ops.push({ op: 'update', object: taskInput(t, { status }), expectVersion: t.version });
     }
     if (ops.length === 0) return;
-    try {
-      await this.mgr.raft.propose(ops);
-    } catch (e) {
-      // Put them back unless a newer update for the task arrived meanwhile; retried next round.
-      for (const [id, u] of batch) if (!this.queued.has(id)) this.queued.set(id, u);
-      this.log(`dispatcher: writing ${ops.length} task status update(s) failed: ${(e as Error).message}; retrying`);
-      if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 500);
+    // One transaction per chunk; a chunk that fails (a concurrent write to one of its tasks)
+    // goes back to the queue and is retried from the new versions.
+    const queuedById = new Map(batch);
+    const results = await Promise.allSettled(ids.map((_, i) => this.mgr.raft.propose(ops.slice(i * CHUNK, (i + 1) * CHUNK))));
+    let failed = 0;
+    let why = '';
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') return;
+      failed += ids[i]!.length;
+      why ||= (r.reason as Error).message;
+      for (const id of ids[i]!) {
+        const u = queuedById.get(id)!;
+        const newer = this.queued.get(id);
+        this.queued.set(id, newer ? { ...newer, timestamps: { ...u.timestamps, ...newer.timestamps } } : u);
+      }
+    });
+    if (failed > 0) {
+      this.log(`dispatcher: writing ${failed} task status update(s) failed: ${why}; retrying`);
+      if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 200);
     }
   }
+}
+
+interface WireDescription {
+  cpu_millis: number;
+  memory_bytes: number;
+  runtime_name: string;
+  runtime_version: string;
+  os: string;
+  arch: string;
+}
+
+function describe(d: WireDescription | null | undefined): NodeDescription | undefined {
+  if (!d) return undefined;
+  const n = (x: unknown) => (Number.isFinite(Number(x)) && Number(x) > 0 ? Math.floor(Number(x)) : 0);
+  const str = (x: unknown) => String(x ?? '').slice(0, 128);
+  return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch) };
+}
+
+interface AssignStream {
+  push(e: StoreEvent): void;
+  end(): void;
+}
+
+/** A task the node must know about: placed there by the scheduler (or later), never before. */
+function assignedHere(t: TaskObject): boolean {
+  return TASK_STATE_ORDER[t.status?.state ?? 'new'] >= TASK_STATE_ORDER.assigned;
 }
 
 function change(action: 'update' | 'remove', t: StoreObject) {

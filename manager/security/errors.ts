@@ -13,6 +13,7 @@ export const invalid = (m: string) => new RpcError(grpc.status.INVALID_ARGUMENT,
 export const notFound = (m: string) => new RpcError(grpc.status.NOT_FOUND, m);
 export const precondition = (m: string) => new RpcError(grpc.status.FAILED_PRECONDITION, m);
 export const unavailable = (m: string) => new RpcError(grpc.status.UNAVAILABLE, m);
+export const alreadyExists = (m: string) => new RpcError(grpc.status.ALREADY_EXISTS, m);
 
 /** The status to answer with for any thrown value. */
 export function toStatus(e: unknown): { code: grpc.status; details: string } {

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { dispatcherDef } from '../../manager/control/service.js';
 import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../../manager/security/credentials.js';
+import type { LogPublisher, Subscription } from './logs.js';
 
 export interface ManagerRef {
   node_id: string;
@@ -33,13 +34,30 @@ export interface AgentOptions {
   onAssignments?(tasks: Map<string, unknown>): void;
   /** Where assignments are kept across restarts (the state dir); loaded at construction. */
   store?: { load(): [string, unknown][]; save(tasks: [string, unknown][]): void };
+  /** What the node has (CPU, memory, runtime), sent with each session. */
+  description?(): Promise<WireDescription | undefined>;
+  /** Serves the managers' log subscriptions for this node's tasks. */
+  logs?: LogPublisher;
   log(m: string): void;
+}
+
+export interface WireDescription {
+  cpu_millis: number;
+  memory_bytes: number;
+  runtime_name: string;
+  runtime_version: string;
+  os: string;
+  arch: string;
 }
 
 export interface TaskStatusReport {
   state: string;
   message?: string;
   err?: string;
+  containerId?: string;
+  podId?: string;
+  exitCode?: number;
+  oomKilled?: boolean;
 }
 
 type Client = grpc.Client & Record<string, any>;
@@ -76,15 +94,22 @@ export class Agent {
     if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
   }
 
+  /** The task left this node: its status is no longer sent. */
+  forget(taskId: string): void {
+    this.statuses.delete(taskId);
+    this.unsent.delete(taskId);
+  }
+
   private async flush(): Promise<void> {
     this.flushTimer = undefined;
     if (!this.client || !this.sessionId || this.unsent.size === 0) return;
     const ids = [...this.unsent];
     this.unsent.clear();
-    const updates = ids.map((id) => {
+    const updates = ids.filter((id) => this.statuses.has(id)).map((id) => {
       const s = this.statuses.get(id)!;
-      return { task_id: id, state: s.state, message: s.message ?? '', err: s.err ?? '', timestamp_ms: s.ts };
+      return { task_id: id, state: s.state, message: s.message ?? '', err: s.err ?? '', timestamp_ms: s.ts, container_id: s.containerId ?? '', pod_id: s.podId ?? '', exit_code: s.exitCode ?? null, oom_killed: !!s.oomKilled };
     });
+    if (updates.length === 0) return;
     try {
       await new Promise<void>((res, rej) => this.client!.UpdateTaskStatus({ session_id: this.sessionId, updates }, { deadline: Date.now() + 5000 }, (e: Error | null) => (e ? rej(e) : res())));
     } catch (e) {
@@ -131,7 +156,18 @@ export class Agent {
     this.sessionId = '';
   }
 
-  private runSession(addr: string): Promise<void> {
+  private async runSession(addr: string): Promise<void> {
+    let description: WireDescription | undefined;
+    try {
+      description = await this.o.description?.();
+    } catch (e) {
+      this.o.log(`agent: describing the node failed: ${(e as Error).message}`);
+    }
+    if (this.stopped) return;
+    return this.openSessionWith(addr, description);
+  }
+
+  private openSessionWith(addr: string, description: WireDescription | undefined): Promise<void> {
     const Ctor = grpc.makeGenericClientConstructor(dispatcherDef(), 'Dispatcher');
     const c = new Ctor(addr, clientCredentials(this.o.tls()), CHANNEL_OPTIONS) as Client;
     this.client = c;
@@ -145,7 +181,7 @@ export class Agent {
         else resolve();
       };
       this.cleanup.push(() => finish());
-      const stream = c.Session({ hostname: this.o.hostname, addr: this.o.addr, gossip_addr: this.o.gossipAddr() });
+      const stream = c.Session({ hostname: this.o.hostname, addr: this.o.addr, gossip_addr: this.o.gossipAddr(), description: description ?? null });
       this.cleanup.push(() => stream.cancel());
       let hb: NodeJS.Timeout | undefined;
       this.cleanup.push(() => clearTimeout(hb));
@@ -166,6 +202,7 @@ export class Agent {
           this.o.log(`agent: session ${m.session_id} with manager ${addr}`);
           beat(info.heartbeatMs);
           this.openAssignments(c, finish);
+          if (this.o.logs) this.openLogSubscriptions(c, this.o.logs);
           for (const id of this.statuses.keys()) this.unsent.add(id);
           if (this.unsent.size > 0 && !this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
         }
@@ -197,8 +234,21 @@ export class Agent {
     s.on('end', () => finish(new Error('assignments: the manager ended the stream')));
   }
 
+  /** The manager's log subscriptions for this node's tasks; lines go back with PublishLogs. */
+  private openLogSubscriptions(c: Client, logs: LogPublisher): void {
+    const sid = this.sessionId;
+    const s = c.LogSubscriptions({ session_id: sid });
+    this.cleanup.push(() => s.cancel());
+    s.on('data', (sub: Subscription) => {
+      logs.handle(sub, (batch) => new Promise((res, rej) => c.PublishLogs({ session_id: sid, subscription_id: sub.id, ...batch }, { deadline: Date.now() + 30_000 }, (e: grpc.ServiceError | null, r: { cancelled: boolean }) => (e ? rej(e) : res(r)))));
+    });
+    // A manager without a log broker ends the stream at once; the session goes on without logs.
+    s.on('error', () => {});
+  }
+
   stop(): void {
     this.stopped = true;
+    this.o.logs?.stopAll();
     clearTimeout(this.flushTimer);
     this.teardown();
   }

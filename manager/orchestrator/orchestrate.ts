@@ -1,0 +1,63 @@
+// One orchestration pass over a view of the store: each service by its mode, the tasks of
+// removed services stopped and deleted, and old task history reaped (SwarmKit's task reaper
+// keeps 5 per slot). Pure: the leader's loop (loop.ts) commits what this returns.
+import type { NodeObject } from '../control/model.js';
+import { isTerminal, type TaskObject } from '../services/model.js';
+import { reconcileGlobal } from './global.js';
+import { reconcileReplicatedJob } from './jobs.js';
+import { reconcileReplicated } from './replicated.js';
+import { emptyDecisions, groupTasks, nodeLost, shutdown, type Decisions, type View } from './view.js';
+
+/** Ended tasks kept per slot (or node) so `service ps` shows recent history. */
+export const TASK_HISTORY = 5;
+
+/** A task that no longer holds containers anywhere (or never did, or its node is gone). */
+function released(t: TaskObject, nodes: Map<string, NodeObject>): boolean {
+  if (isTerminal(t.status.state)) return true;
+  if (!t.nodeId || t.status.state === 'new' || t.status.state === 'pending') return true;
+  return nodeLost(nodes.get(t.nodeId));
+}
+
+export function orchestrate(v: View): Decisions {
+  const d = emptyDecisions();
+  const nodes = new Map(v.nodes.map((n) => [n.id, n]));
+  const services = new Map(v.services.map((s) => [s.id, s]));
+  // A task always belongs to a service; anything else in the store is not ours to manage.
+  const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!);
+  for (const s of v.services) {
+    const tasks = byService.get(s.id) ?? [];
+    switch (s.spec.mode.type) {
+      case 'replicated':
+        reconcileReplicated(v, d, s, tasks, nodes);
+        break;
+      case 'global':
+      case 'global-job':
+        reconcileGlobal(v, d, s, tasks, nodes);
+        break;
+      case 'replicated-job':
+        reconcileReplicatedJob(v, d, s, tasks, nodes);
+        break;
+    }
+  }
+  const deleting = new Set<string>();
+  for (const [sid, tasks] of byService) {
+    if (services.has(sid as string)) continue;
+    // The service was removed: its tasks stop, and go once nothing of them runs.
+    for (const t of tasks) {
+      if (released(t, nodes) && (t.spec.desiredState === 'remove' || !t.nodeId || t.status.state === 'new' || t.status.state === 'pending')) {
+        d.deletes.push(t);
+        deleting.add(t.id);
+      } else shutdown(d, t, 'its service was removed', 'remove');
+    }
+  }
+  // History: per slot (or node), only the newest TASK_HISTORY tasks are kept, and only ended ones go.
+  for (const [sid, tasks] of byService) {
+    if (!services.has(sid as string)) continue;
+    const groups = groupTasks(tasks, (t) => (t.spec.slot > 0 ? `s${t.spec.slot}` : `n${t.nodeId}`));
+    for (const ts of groups.values()) {
+      const old = ts.slice(0, Math.max(0, ts.length - TASK_HISTORY));
+      for (const t of old) if (t.spec.desiredState !== 'running' && released(t, nodes) && !deleting.has(t.id)) d.deletes.push(t);
+    }
+  }
+  return d;
+}

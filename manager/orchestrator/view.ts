@@ -1,0 +1,117 @@
+// What the orchestrators decide from and what they decide: a consistent view of nodes, services
+// and tasks at one moment, and the changes to commit. Pure data in, pure data out, so every
+// decision is testable without a cluster, and a new leader decides the same from the same store.
+import type { ObjectInput } from '../store/types.js';
+import type { NodeObject } from '../control/model.js';
+import { constraintHolds, parseConstraint } from '../scheduler/constraints.js';
+import {
+  isTerminal,
+  newTaskStatus,
+  taskName,
+  type DesiredState,
+  type ServiceObject,
+  type TaskObject,
+  type TaskState,
+  type TaskStatus,
+} from '../services/model.js';
+
+export interface View {
+  now: number;
+  nodes: NodeObject[];
+  services: ServiceObject[];
+  tasks: TaskObject[];
+  /** Fresh task ids (injected so tests are deterministic). */
+  newId(): string;
+}
+
+export interface TaskUpdate {
+  task: TaskObject;
+  desiredState?: DesiredState;
+  /** An observed state the managers set themselves (orphaned when the node is lost). */
+  status?: Partial<TaskStatus>;
+  why: string;
+}
+
+export interface Decisions {
+  creates: ObjectInput[];
+  updates: TaskUpdate[];
+  deletes: TaskObject[];
+  /** When to decide again even if nothing changes (a restart delay running out). */
+  wakeAt?: number;
+  /** One line per decision, for the manager's log. */
+  notes: string[];
+}
+
+export function emptyDecisions(): Decisions {
+  return { creates: [], updates: [], deletes: [], notes: [] };
+}
+
+export function wakeAt(d: Decisions, at: number): void {
+  if (d.wakeAt === undefined || at < d.wakeAt) d.wakeAt = at;
+}
+
+/** Tasks of a service by slot (replicated, jobs) or by node (global), oldest first. */
+export function groupTasks(tasks: TaskObject[], key: (t: TaskObject) => string | number): Map<string | number, TaskObject[]> {
+  const m = new Map<string | number, TaskObject[]>();
+  for (const t of tasks) {
+    const k = key(t);
+    let l = m.get(k);
+    if (!l) m.set(k, (l = []));
+    l.push(t);
+  }
+  for (const l of m.values()) l.sort((a, b) => a.createdVersion - b.createdVersion || (a.id < b.id ? -1 : 1));
+  return m;
+}
+
+export function latest(ts: TaskObject[] | undefined): TaskObject | undefined {
+  return ts && ts.length > 0 ? ts[ts.length - 1] : undefined;
+}
+
+/** A node the managers consider lost: down by gossip, or removed from the cluster. */
+export function nodeLost(n: NodeObject | undefined): boolean {
+  return !n || n.status.state === 'down';
+}
+
+export function nodeMatches(service: ServiceObject, n: NodeObject): boolean {
+  return service.spec.task.placement.constraints.every((c) =>
+    constraintHolds(parseConstraint(c), { id: n.id, hostname: n.status.hostname, role: n.spec.desiredRole, labels: n.labels }),
+  );
+}
+
+/** A new task of `service` in `slot` (0 for a per-node task on `nodeId`), in state new. */
+export function newTask(v: View, service: ServiceObject, slot: number, nodeId: string | undefined, restarts: number[], message: string): ObjectInput {
+  const id = v.newId();
+  const o: ObjectInput = {
+    kind: 'task',
+    id,
+    name: taskName(service.name, slot > 0 ? slot : (nodeId ?? 'x').slice(0, 12), id),
+    labels: {},
+    serviceId: service.id,
+    spec: { serviceName: service.name, slot, serviceVersion: service.version, desiredState: 'running', template: service.spec.task, restarts },
+    status: newTaskStatus(v.now, message),
+  };
+  if (nodeId) o.nodeId = nodeId;
+  return o;
+}
+
+/** Stops a task that has not ended yet (its agent stops the containers). */
+export function shutdown(d: Decisions, t: TaskObject, why: string, desired: DesiredState = 'shutdown'): void {
+  if (t.spec.desiredState === desired) return;
+  d.updates.push({ task: t, desiredState: desired, why });
+  d.notes.push(`task ${t.name}: desired ${desired} (${why})`);
+}
+
+/**
+ * Gives up a task whose node was lost: desired shutdown and observed `orphaned`, so a new task
+ * can take its place; when the node comes back its agent is told to stop the old one.
+ */
+export function orphan(d: Decisions, t: TaskObject, now: number, why: string): void {
+  const state: TaskState = 'orphaned';
+  d.updates.push({ task: t, desiredState: 'shutdown', status: { state, message: why, timestamps: { ...t.status.timestamps, [state]: now } }, why });
+  d.notes.push(`task ${t.name}: orphaned (${why})`);
+}
+
+/** True if the task was placed on a node and has not ended: it holds or may hold containers. */
+export function placedAndLive(t: TaskObject): boolean {
+  return !!t.nodeId && t.status.state !== 'new' && t.status.state !== 'pending' && !isTerminal(t.status.state);
+}

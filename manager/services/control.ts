@@ -1,0 +1,240 @@
+// The control API for services and tasks (proto/control/control.proto): create, list, inspect,
+// scale, remove, tasks, logs. Manager-only. Writes run on the leader (a follower forwards them);
+// reads wait for a ReadIndex round so any manager answers with the latest committed state. Bad
+// input is refused before anything is proposed, with the field and what to write instead.
+import { randomBytes } from 'node:crypto';
+import type { Manager } from '../control/manager.js';
+import type { NodeObject } from '../control/model.js';
+import { readLatest, resolveNode } from '../control/service.js';
+import { jobProgress } from '../orchestrator/jobs.js';
+import type { MethodSpec } from '../security/authz.js';
+import { alreadyExists, invalid, notFound, precondition } from '../security/errors.js';
+import type { LogBroker } from './logs.js';
+import { isRunnable, isTerminal, taskDisplayName, type ServiceObject, type TaskObject } from './model.js';
+import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
+
+const M: 'manager'[] = ['manager'];
+const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
+
+function randId(): string {
+  return BigInt('0x' + randomBytes(16).toString('hex')).toString(36).padStart(25, '0');
+}
+
+export function services(mgr: Manager): ServiceObject[] {
+  return mgr.raft.store.list('service') as ServiceObject[];
+}
+
+export function tasksOf(mgr: Manager, serviceId?: string): TaskObject[] {
+  return mgr.raft.store.list('task', serviceId ? { serviceId } : {}) as TaskObject[];
+}
+
+export function resolveService(mgr: Manager, ref: string): ServiceObject {
+  if (!ref) throw invalid('give a service id, a unique id prefix or a name');
+  const store = mgr.raft.store;
+  const exact = (store.get('service', ref) ?? store.getByName('service', ref)) as ServiceObject | undefined;
+  if (exact) return exact;
+  const byPrefix = services(mgr).filter((s) => s.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  if (byPrefix.length > 1) throw invalid(`${JSON.stringify(ref)} matches several services (${byPrefix.map((s) => s.name).join(', ')}); use the name`);
+  throw notFound(`no service ${JSON.stringify(ref)}: "shoal service ls" lists the services`);
+}
+
+export function resolveTask(mgr: Manager, ref: string): TaskObject {
+  if (!ref) throw invalid('give a task id or a unique id prefix');
+  const exact = mgr.raft.store.get('task', ref) as TaskObject | undefined;
+  if (exact) return exact;
+  const byPrefix = tasksOf(mgr).filter((t) => t.id.startsWith(ref));
+  if (byPrefix.length === 1) return byPrefix[0]!;
+  if (byPrefix.length > 1) throw invalid(`${JSON.stringify(ref)} matches several tasks; use a longer id prefix`);
+  throw notFound(`no task ${JSON.stringify(ref)}: "shoal service ps SERVICE" lists a service's tasks`);
+}
+
+/** How many tasks a service wants now, and how many run / completed. */
+export function serviceCounts(s: ServiceObject, tasks: TaskObject[], nodes: NodeObject[]): { desired: number; running: number; completed: number } {
+  const running = tasks.filter((t) => t.status.state === 'running' && t.spec.desiredState === 'running').length;
+  switch (s.spec.mode.type) {
+    case 'replicated':
+      return { desired: s.spec.mode.replicas, running, completed: 0 };
+    case 'replicated-job': {
+      const p = jobProgress(tasks);
+      return { desired: s.spec.mode.completions, running, completed: p.completed };
+    }
+    case 'global':
+    case 'global-job': {
+      const live = new Set(tasks.filter(isRunnable).map((t) => t.nodeId));
+      const done = new Set(tasks.filter((t) => t.status.state === 'complete').map((t) => t.nodeId));
+      const eligible = nodes.filter((n) => n.status.state !== 'down' && n.spec.availability === 'active').length;
+      return { desired: Math.max(eligible, live.size), running, completed: done.size };
+    }
+  }
+}
+
+export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: NodeObject[]) {
+  const c = serviceCounts(s, tasks, nodes);
+  return {
+    id: s.id,
+    name: s.name,
+    labels: s.labels,
+    spec: specToWire(s.spec),
+    version: s.version,
+    created_version: s.createdVersion,
+    created_at_ms: s.status?.createdAt ?? 0,
+    updated_at_ms: s.status?.updatedAt ?? 0,
+    desired_tasks: c.desired,
+    running_tasks: c.running,
+    completed_tasks: c.completed,
+  };
+}
+
+export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>) {
+  return {
+    id: t.id,
+    name: taskDisplayName(t),
+    service_id: t.serviceId ?? '',
+    service_name: t.spec.serviceName,
+    slot: t.spec.slot,
+    node_id: t.nodeId ?? '',
+    node_hostname: t.nodeId ? nodes.get(t.nodeId)?.status.hostname ?? '' : '',
+    desired_state: t.spec.desiredState,
+    state: t.status.state,
+    message: t.status.message,
+    err: t.status.err,
+    image: t.spec.template.main.image,
+    container_id: t.status.containerId ?? '',
+    pod_id: t.status.podId ?? '',
+    exit_code: t.status.exitCode ?? null,
+    oom_killed: !!t.status.oomKilled,
+    timestamps: t.status.timestamps,
+    service_version: t.spec.serviceVersion,
+    version: t.version,
+    created_version: t.createdVersion,
+  };
+}
+
+function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels ?? {})) {
+    if (!LABEL_KEY.test(k)) throw invalid(`label key ${JSON.stringify(k)} is not valid (letters, digits, . _ / -, at most 253 characters)`);
+    out[k] = String(v);
+  }
+  return out;
+}
+
+export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) => void): Record<string, MethodSpec> {
+  const read = () => readLatest(mgr);
+  const nodeMap = () => new Map(mgr.nodes().map((n) => [n.id, n]));
+  return {
+    CreateService: {
+      roles: M,
+      leader: true,
+      unary: async (req: { name: string; labels: Record<string, string>; spec: WireSpec }) => {
+        let spec;
+        try {
+          checkServiceName(req.name);
+          spec = specFromWire(req.spec);
+        } catch (e) {
+          if (e instanceof SpecError) throw invalid(e.message);
+          throw e;
+        }
+        const labels = checkLabels(req.labels);
+        if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
+        const now = Date.now();
+        try {
+          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status: { createdAt: now, updatedAt: now } } }]);
+          const s = r.objects[0] as ServiceObject;
+          log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
+          return serviceToWire(s, [], mgr.nodes());
+        } catch (e) {
+          if ((e as { conflict?: { code?: string } }).conflict?.code === 'name-taken') throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already`);
+          throw e;
+        }
+      },
+    },
+    ListServices: {
+      roles: M,
+      unary: async () => {
+        await read();
+        const nodes = mgr.nodes();
+        return { services: services(mgr).sort((a, b) => (a.name < b.name ? -1 : 1)).map((s) => serviceToWire(s, tasksOf(mgr, s.id), nodes)) };
+      },
+    },
+    GetService: {
+      roles: M,
+      unary: async (req: { id: string }) => {
+        await read();
+        const s = resolveService(mgr, req.id);
+        return serviceToWire(s, tasksOf(mgr, s.id), mgr.nodes());
+      },
+    },
+    ScaleService: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string; replicas: number }) => {
+        const replicas = Number(req.replicas);
+        if (!Number.isInteger(replicas) || replicas < 0) throw invalid(`replicas must be a whole number of at least 0, got ${req.replicas}`);
+        for (let attempt = 0; ; attempt++) {
+          const s = resolveService(mgr, req.id);
+          if (s.spec.mode.type !== 'replicated') throw precondition(`service ${s.name} is ${s.spec.mode.type}: only replicated services scale (a job's completions are part of its spec)`);
+          try {
+            const r = await mgr.raft.propose([{
+              op: 'update',
+              object: { kind: 'service', id: s.id, name: s.name, labels: s.labels, spec: { ...s.spec, mode: { type: 'replicated', replicas } }, status: { ...s.status, updatedAt: Date.now() } },
+              expectVersion: s.version,
+            }]);
+            log(`control: scaled service ${s.name} from ${s.spec.mode.replicas} to ${replicas}`);
+            const ns = r.objects[0] as ServiceObject;
+            return serviceToWire(ns, tasksOf(mgr, ns.id), mgr.nodes());
+          } catch (e) {
+            if ((e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
+          }
+        }
+      },
+    },
+    RemoveService: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string }) => {
+        const s = resolveService(mgr, req.id);
+        await mgr.raft.propose([{ op: 'delete', kind: 'service', id: s.id }]);
+        log(`control: removed service ${s.name} (${s.id}); its tasks are being shut down`);
+        return {};
+      },
+    },
+    ListTasks: {
+      roles: M,
+      unary: async (req: { service: string; node: string }) => {
+        await read();
+        const sid = req.service ? resolveService(mgr, req.service).id : undefined;
+        const nid = req.node ? resolveNode(mgr, req.node).id : undefined;
+        let ts = tasksOf(mgr, sid);
+        if (nid) ts = ts.filter((t) => t.nodeId === nid);
+        const nodes = nodeMap();
+        ts.sort((a, b) => (a.spec.serviceName < b.spec.serviceName ? -1 : a.spec.serviceName > b.spec.serviceName ? 1 : 0) || a.spec.slot - b.spec.slot || (a.nodeId ?? '').localeCompare(b.nodeId ?? '') || b.createdVersion - a.createdVersion);
+        return { tasks: ts.map((t) => taskToWire(t, nodes)) };
+      },
+    },
+    GetTask: {
+      roles: M,
+      unary: async (req: { id: string }) => {
+        await read();
+        return taskToWire(resolveTask(mgr, req.id), nodeMap());
+      },
+    },
+    Logs: {
+      roles: M,
+      stream: async (call) => {
+        const req = call.request as { service: string; tasks: string[]; follow: boolean; tail: number; timestamps: boolean };
+        await read();
+        let ts: TaskObject[];
+        if (req.service) ts = tasksOf(mgr, resolveService(mgr, req.service).id);
+        else if (req.tasks?.length) ts = req.tasks.map((r) => resolveTask(mgr, r));
+        else throw invalid('logs needs a service or task ids');
+        const tail = Number(req.tail) || 0;
+        if (!Number.isInteger(tail) || tail < 0) throw invalid(`tail must be a whole number of at least 0, got ${req.tail}`);
+        // Tasks that never reached a node have no logs; the rest are asked of their nodes.
+        const placed = ts.filter((t) => t.nodeId && (t.status.state !== 'new' && t.status.state !== 'pending') && (!isTerminal(t.status.state) || t.status.timestamps.accepted));
+        await broker.serveClient(call, placed, { follow: !!req.follow, tail });
+      },
+    },
+  };
+}

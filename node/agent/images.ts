@@ -1,0 +1,36 @@
+// Images for the node's tasks, through the CRI ImageService: each image is pulled once however
+// many tasks want it at the same moment (they wait on the same pull). As Kubernetes' default
+// pull policy: an image already present is used as it is, unless its tag is `latest` (or none),
+// which is pulled again each time a task needs it.
+import type { CriClient } from '../cri/client.js';
+
+export function alwaysPull(image: string): boolean {
+  if (image.includes('@')) return false;
+  const last = image.slice(image.lastIndexOf('/') + 1);
+  return !last.includes(':') || last.endsWith(':latest');
+}
+
+export class ImagePuller {
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  constructor(private readonly cri: CriClient) {}
+
+  /** Resolves with the image's reference in the runtime once it is present. */
+  ensure(image: string): Promise<string> {
+    let p = this.inflight.get(image);
+    if (!p) {
+      p = this.pull(image).finally(() => this.inflight.delete(image));
+      this.inflight.set(image, p);
+    }
+    return p;
+  }
+
+  private async pull(image: string): Promise<string> {
+    if (!alwaysPull(image)) {
+      const st = await this.cri.image.ImageStatus({ image: { image } });
+      if (st.image?.id) return st.image.id as string;
+    }
+    const r = await this.cri.image.PullImage({ image: { image } }, 10 * 60_000);
+    return r.image_ref as string;
+  }
+}
