@@ -8,10 +8,14 @@ import { STATE_FILE } from '../lab/state.js';
 import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLabTarget, loadLab, type LabTarget } from '../lab/ops.js';
 import { findNode } from '../lab/plan.js';
 import { cli, logTail } from '../lab/shoald.js';
-import { labUp } from '../lab/up.js';
+import { DEMO_SERVICE, labUp } from '../lab/up.js';
+import { LAB_IMAGE } from '../lab/registry.js';
 
 export const LAB_USAGE = `usage:
-  shoal lab up [--managers N] [--workers N] [--lab-dir DIR]   create the lab and its cluster (default 3 managers, 2 workers)
+  shoal lab up [--managers N] [--workers N] [--demo N] [--lab-dir DIR]
+                                                              create the lab, its registry and cluster (default 3 managers,
+                                                              2 workers) and a demo service of N replicas (default 2 per
+                                                              worker; --demo 0: none)
   shoal lab down [--lab-dir DIR]                              remove every process, namespace and file of the lab
   shoal lab status [--lab-dir DIR] [--format json]            the lab's hosts, addresses and daemons
   shoal lab exec NODE [--lab-dir DIR] -- CMD [ARG...]         run CMD on a lab host (e.g. shoal lab exec worker-1 -- ip addr)
@@ -29,7 +33,7 @@ interface Parsed {
   flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal', '--lines']);
+const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal', '--lines', '--demo']);
 
 function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
@@ -114,21 +118,29 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
         noPositional(p);
         const managers = count(p, '--managers', 3);
         const workers = count(p, '--workers', 2);
+        const demoReplicas = p.flags.has('--demo') ? count(p, '--demo', 0) : undefined;
         const onSigint = () => {
           err(`\ninterrupted; the half-built lab stays in ${labDir}; remove it with \`shoal lab down --lab-dir ${labDir}\``);
           process.exit(130);
         };
         process.once('SIGINT', onSigint);
         try {
-          const { state } = await labUp({ labDir, managers, workers, log: out });
+          const { state } = await labUp({ labDir, managers, workers, demoReplicas, log: out });
           out('');
           out((await cli(state.nodes[0]!, ['node', 'ls'])).trimEnd());
           out('');
+          if (demoReplicas !== 0) {
+            out(`$ shoal --lab service ps ${DEMO_SERVICE}`);
+            out((await cli(state.nodes[0]!, ['service', 'ps', DEMO_SERVICE])).trimEnd());
+            out('');
+          }
           const dirFlag = labDir === labDirFrom(undefined) ? '' : ` --lab-dir ${labDir}`;
           const envHint = labDir === resolve(DEFAULT_LAB_DIR) ? '' : `${LAB_DIR_ENV}=${labDir} `;
           const host = state.nodes.at(-1)!.name;
           const hints: [string, string][] = [
             [`${envHint}shoal --lab node ls`, 'the cluster, from any shell'],
+            [`${envHint}shoal --lab service logs ${DEMO_SERVICE}`, "the demo tasks' output, from their nodes"],
+            [`${envHint}shoal --lab service create --name web --replicas 3 ${LAB_IMAGE} sleep 1d`, 'a service of your own'],
             [`shoal lab exec${dirFlag} ${host} -- ip addr`, 'a command on a lab host'],
             [`shoal lab down${dirFlag}`, 'remove every process, namespace and file of the lab'],
           ];

@@ -7,6 +7,7 @@ import { bridgeNetns, labName } from './names.js';
 import { labNetnsList, pidsIn, procState } from './netns.js';
 import { isAlive, sleep, waitGone } from './procs.js';
 import { tryRun } from './sh.js';
+import { removeLabCgroups, removeLabContainers } from './containers.js';
 import { MARKER_FILE, STATE_FILE, readState, type LabState } from './state.js';
 
 export interface DownReport {
@@ -74,13 +75,17 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
     report.killed.push(...more);
   }
 
-  // 2. Mounts under the lab directory (none today, but a node's plugins may make some).
+  // 2. The tasks' containers: they live in pod namespaces of their own and outlive their
+  // daemons by design, so they are found through runc and by their root under the lab directory.
+  await removeLabContainers(dir, log);
+
+  // 3. Mounts under the lab directory (overlay roots, the runtimes' namespace files, ...).
   for (const m of mountsUnder(dir)) {
     if (tryRun(['umount', '-l', m]).ok) report.unmounted.push(m);
     else report.leftovers.push(`mount ${m}`);
   }
 
-  // 3. Namespaces: hosts first (their veths go with them), the bridge's last.
+  // 4. Namespaces: hosts first (their veths go with them), the bridge's last.
   const br = bridgeNetns(lab);
   const nss = labNetnsList(lab).sort((a, b) => (a === br ? 1 : b === br ? -1 : a.localeCompare(b)));
   for (const ns of nss) {
@@ -94,7 +99,10 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
   }
   if (report.netnsRemoved.length > 0) log(`removed ${report.netnsRemoved.length} network namespace(s)`);
 
-  // 4. Files. A directory `lab up` marked as its own goes whole. Without the mark, only what a
+  // 5. The cgroups the lab's runtimes made (all under the lab's own parent).
+  report.leftovers.push(...removeLabCgroups(lab));
+
+  // 6. Files. A directory `lab up` marked as its own goes whole. Without the mark, only what a
   // valid state file of this very directory names as the lab's; a foreign directory is left alone.
   // Never while something is still mounted under it: a recursive delete would go into the mount.
   const stillMounted = mountsUnder(dir);

@@ -67,7 +67,7 @@ export function labExec(s: LabState, node: string, cmd: string[]): Promise<numbe
   return new Promise((resolveExit, reject) => {
     const bin = join(s.labDir, 'bin');
     const PATH = existsSync(bin) ? `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}` : process.env.PATH;
-    const child = spawn('ip', ['netns', 'exec', n.netns, ...cmd], { stdio: 'inherit', env: { ...process.env, PATH, SHOAL_STATE_DIR: n.stateDir } });
+    const child = spawn('nsenter', [`--net=/run/netns/${n.netns}`, '--', ...cmd], { stdio: 'inherit', env: { ...process.env, PATH, SHOAL_STATE_DIR: n.stateDir } });
     child.once('error', (e) => reject(new Error(`could not run ${cmd[0]} on ${n.name}: ${e.message}`)));
     child.once('exit', (code, sig) => resolveExit(code ?? (sig ? 128 + (({ SIGKILL: 9, SIGTERM: 15, SIGINT: 2 } as Record<string, number>)[sig] ?? 1) : 1)));
   });
@@ -87,7 +87,7 @@ export async function labStop(s: LabState, node: string, sig: NodeJS.Signals): P
 export async function labStart(s: LabState, node: string): Promise<LabNode> {
   const n = findNode(s, node);
   if (!netnsExists(n.netns)) throw new Error(`${n.name}'s network namespace ${n.netns} does not exist; the lab is incomplete, rebuild it (lab down, lab up)`);
-  await startDaemon(n);
+  await startDaemon(n, s.name);
   writeState(s);
   return n;
 }

@@ -36,8 +36,8 @@ export interface StartOptions {
 
 /**
  * Starts `argv` inside network namespace `ns`, detached from the caller (its own session and
- * process group, no stdin, stdout and stderr appended to `logFile`). `ip netns exec` execs the
- * command in place, so the pid returned is the command's own. Whenever it gives up (the process
+ * process group, no stdin, stdout and stderr appended to `logFile`). nsenter execs the command
+ * in place, so the pid returned is the command's own. Whenever it gives up (the process
  * never entered the namespace, or never became ready), it kills the process group first and says
  * so in the error.
  */
@@ -47,7 +47,9 @@ export async function startDetached(ns: string, argv: string[], logFile: string,
   const fd = openSync(logFile, 'a');
   let pid: number;
   try {
-    const child = spawn('ip', ['netns', 'exec', ns, ...argv], { detached: true, stdio: ['ignore', fd, fd], env: o.env ?? process.env });
+    // nsenter, not `ip netns exec`: that one mounts a fresh sysfs for the namespace, which hides
+    // /sys/fs/cgroup from the daemon (and from the runtime and runc it starts).
+    const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], env: o.env ?? process.env });
     pid = await new Promise<number>((resolve, reject) => {
       child.once('error', (e) => reject(new Error(`could not start ${argv.join(' ')} in ${ns}: ${e.message}`)));
       child.once('spawn', () => resolve(child.pid!));

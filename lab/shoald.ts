@@ -5,7 +5,9 @@ import { chmodSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TOKEN_ENV } from '../node/join-token-input.js';
+import { labCgroup } from './names.js';
 import { readFrom, startDetached, isAlive } from './procs.js';
+import { REGISTRY_HOST } from './registry.js';
 import type { LabNode } from './state.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -18,7 +20,7 @@ export const API_PORT = 4242;
 export const RAFT_PORT = 4243;
 export const GOSSIP_PORT = 7946;
 
-export function daemonArgv(n: LabNode): string[] {
+export function daemonArgv(n: LabNode, lab: string): string[] {
   return [
     process.execPath, SHOALD_MAIN,
     '--state-dir', n.stateDir,
@@ -27,6 +29,8 @@ export function daemonArgv(n: LabNode): string[] {
     '--hostname', n.name,
     '--raft-port', String(RAFT_PORT),
     '--gossip-port', String(GOSSIP_PORT),
+    '--insecure-registry', REGISTRY_HOST,
+    '--cgroup-parent', labCgroup(lab, n.name),
   ];
 }
 
@@ -64,11 +68,11 @@ export function logTail(file: string, lines = 15): string {
 
 /** Starts (or restarts) a node's shoald and waits for its `{"ready":true}` line; one that does
  * not get there in time is killed (with its process group), never left running half-started. */
-export async function startDaemon(n: LabNode, timeoutMs = 60_000): Promise<void> {
+export async function startDaemon(n: LabNode, lab: string, timeoutMs = 60_000): Promise<void> {
   mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(dirname(n.logFile), { recursive: true, mode: 0o700 });
   if (n.proc && isAlive(n.proc)) throw new Error(`${n.name}'s shoald is already running (pid ${n.proc.pid}); stop it first with \`shoal lab stop ${n.name}\``);
-  n.argv = daemonArgv(n);
+  n.argv = daemonArgv(n, lab);
   n.proc = undefined;
   n.proc = await startDetached(n.netns, n.argv, n.logFile, { ready: { pattern: /^\{"ready":true/m, timeoutMs, what: `${n.name}'s shoald` } });
 }
@@ -85,7 +89,7 @@ export function runCli(n: LabNode, args: string[], timeoutMs = 60_000, env: Reco
   return new Promise((resolve) => {
     execFile(
       'ip',
-      ['netns', 'exec', n.netns, process.execPath, CLI_MAIN, ...args, '--state-dir', n.stateDir],
+      ['netns', 'exec', n.netns, process.execPath, CLI_MAIN, '--state-dir', n.stateDir, ...args],
       { timeout: timeoutMs, maxBuffer: 16 << 20, encoding: 'utf8', env: { ...process.env, ...env } },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr });

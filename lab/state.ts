@@ -20,7 +20,7 @@ export interface LabNode {
   address: string;
   stateDir: string;
   logFile: string;
-  /** The daemon's command line, without `ip netns exec`, to restart it the same way. */
+  /** The daemon's command line, without the nsenter into its namespace, to restart it the same way. */
   argv: string[];
   proc?: ProcRef;
 }
@@ -38,6 +38,8 @@ export interface LabState {
   tokens?: { worker: string; manager: string };
   /** Address other nodes join (the first manager's). */
   joinAddress?: string;
+  /** The lab's image registry (lab/registry.ts). */
+  registry?: { netns: string; address: string; port: number; image: string; logFile: string; proc?: ProcRef };
 }
 
 export function statePath(labDir: string): string {

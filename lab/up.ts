@@ -12,6 +12,7 @@ import { planLab } from './plan.js';
 import { isAlive, sleep } from './procs.js';
 import { API_PORT, checkInstalled, cli, joinNode, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
 import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
+import { LAB_IMAGE, startLabRegistry } from './registry.js';
 
 export interface UpOptions {
   labDir: string;
@@ -20,7 +21,11 @@ export interface UpOptions {
   log: (line: string) => void;
   /** How long to wait for all nodes to be ready after the last join. */
   readyTimeoutMs?: number;
+  /** Replicas of the demo service started at the end (0: none). */
+  demoReplicas?: number;
 }
+
+export const DEMO_SERVICE = 'demo';
 
 /** Refuses to build over an existing lab or into a directory that is not a lab's. */
 export function preflight(labDir: string): void {
@@ -63,12 +68,14 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   step(`lab "${s.name}" in ${s.labDir}: ${o.managers} manager(s), ${o.workers} worker(s)`);
 
   buildNetwork(s, step);
+  await startLabRegistry(s, step);
+  writeState(s);
 
   // Daemons are independent until init/join, so start them all at once.
   step(`starting ${s.nodes.length} shoald daemons`);
   await Promise.all(
     s.nodes.map(async (n) => {
-      await startDaemon(n);
+      await startDaemon(n, s.name);
       step(`shoald on ${n.name} ready (pid ${n.proc!.pid}, log ${n.logFile})`);
     }),
   );
@@ -109,6 +116,15 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   s.phase = 'ready';
   writeState(s);
   step(`all ${rows.length} nodes ready`);
+  const demo = o.demoReplicas ?? Math.max(2, 2 * o.workers);
+  if (demo > 0) {
+    step(`starting the demo service: ${demo} replicas of ${LAB_IMAGE}${o.workers > 0 ? ' on the workers' : ''}`);
+    const args = ['service', 'create', '--name', DEMO_SERVICE, '--replicas', String(demo), '--timeout', '2m'];
+    if (o.workers > 0) args.push('--constraint', 'node.role==worker');
+    args.push(LAB_IMAGE, 'sh', '-c', 'echo "demo task $SHOAL_TASK_NAME on $SHOAL_NODE_HOSTNAME"; exec httpd -f -p 80 -h /www');
+    const outText = await cli(first, args, 180_000);
+    for (const line of outText.trimEnd().split('\n').slice(1)) step(`demo: ${line}`);
+  }
   return { state: s, nodes: rows };
 }
 

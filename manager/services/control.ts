@@ -209,7 +209,9 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         let ts = tasksOf(mgr, sid);
         if (nid) ts = ts.filter((t) => t.nodeId === nid);
         const nodes = nodeMap();
-        ts.sort((a, b) => (a.spec.serviceName < b.spec.serviceName ? -1 : a.spec.serviceName > b.spec.serviceName ? 1 : 0) || a.spec.slot - b.spec.slot || (a.nodeId ?? '').localeCompare(b.nodeId ?? '') || b.createdVersion - a.createdVersion);
+        // By service, then slot (a global task's slot is its node), newest first within each.
+        const slotKey = (t: TaskObject) => (t.spec.slot > 0 ? String(t.spec.slot).padStart(10, '0') : `n${t.nodeId ?? ''}`);
+        ts.sort((a, b) => a.spec.serviceName.localeCompare(b.spec.serviceName) || slotKey(a).localeCompare(slotKey(b)) || b.createdVersion - a.createdVersion);
         return { tasks: ts.map((t) => taskToWire(t, nodes)) };
       },
     },

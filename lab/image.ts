@@ -1,0 +1,15 @@
+// The lab's image: the runtime's busybox test image (Debian's busybox-static in layers), with a
+// layer more that links the applets a demo service and a student's experiments want.
+import { buildImage, busyboxLayers, type BuiltImage } from '../runtime/testing/test-image.js';
+import type { WriteEntry } from '../runtime/testing/tar-writer.js';
+
+const EXTRA = ['httpd', 'nc', 'wget', 'nslookup', 'ip', 'ifconfig', 'ping', 'sed', 'date', 'uptime', 'free', 'top', 'vi', 'less', 'find', 'xargs', 'md5sum', 'sha256sum', 'du', 'cp', 'mv', 'ln', 'chmod', 'uname', 'whoami', 'basename', 'dirname', 'sort', 'uniq', 'expr', 'timeout'];
+
+export function labImage(): BuiltImage {
+  const extra: WriteEntry[] = [
+    ...EXTRA.map((a): WriteEntry => ({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox' })),
+    { name: 'www/', type: 'dir' },
+    { name: 'www/index.html', data: '<h1>hello from a shoal task</h1>\n' },
+  ];
+  return buildImage([...busyboxLayers(), extra], { cmd: ['sh'] });
+}
