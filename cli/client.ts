@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { controlDef, localDef } from '../manager/control/service.js';
+import { controlDef, localDef } from '../proto/services.js';
 import { CHANNEL_OPTIONS, clientCredentials } from '../manager/security/credentials.js';
 
 export interface Target {

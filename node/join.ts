@@ -4,7 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { createKeyAndCSR, verifyNodeCert, type Role } from '../manager/ca/pki.js';
 import { caDigest, parseToken } from '../manager/ca/tokens.js';
-import { caDef } from '../manager/control/service.js';
+import { caDef } from '../proto/services.js';
 import { CHANNEL_OPTIONS, pinnedCredentials, unverifiedCredentials } from '../manager/security/credentials.js';
 import type { Identity } from './state.js';
 

@@ -1,8 +1,8 @@
 // The built-in CRI runtime (shoal-runtime) as a child process of shoald, on a Unix socket under
 // the node's state directory. shoald talks to it only through the CRI, exactly as it would talk
 // to containerd (--cri-endpoint). Containers outlive the runtime (their monitors are not its
-// children), so a runtime left behind by a shoald that was killed is stopped and replaced at the
-// next start, and one that dies is started again.
+// children): the runtime stops when shoald dies (parent-death signal) and the next shoald starts
+// a new one, which finds the containers again; one that dies meanwhile is started again.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -77,7 +77,9 @@ export class RuntimeChild {
     rmSync(this.socket, { force: true });
     const args = [RUNTIME_MAIN, '--listen', this.endpoint, '--root', this.root, '--cgroup-parent', this.o.cgroupParent];
     for (const r of this.o.insecureRegistries) args.push('--insecure-registry', r);
-    const p = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // setpriv --pdeathsig: the runtime is stopped when shoald dies, even by SIGKILL (its containers
+    // are not its children and keep running); the next shoald starts a new one.
+    const p = spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = p;
     writeFileSync(this.pidFile, String(p.pid));
     let buf = '';

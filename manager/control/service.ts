@@ -9,6 +9,9 @@ import { caDigest } from '../ca/tokens.js';
 import { updateNode, type Manager } from './manager.js';
 import { AVAILABILITIES, clusterInput, nodeInput, type Availability, type NodeObject } from './model.js';
 import { quorumCheck } from './quorum.js';
+import { controlDef } from '../../proto/services.js';
+// Servers and older callers take the contracts from here; clients import proto/services.js.
+export { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../../proto/services.js';
 import { isTerminal, type TaskObject } from '../services/model.js';
 
 const M: ('manager')[] = ['manager'];
@@ -291,21 +294,3 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
   return table;
 }
 
-import { loadProto } from '../../proto/load.js';
-import type * as grpc from '@grpc/grpc-js';
-let defs: Record<string, grpc.ServiceDefinition> | undefined;
-function loadDefs(): Record<string, grpc.ServiceDefinition> {
-  if (!defs) {
-    const c = (loadProto('control/control.proto') as any).shoal.control.v1;
-    const ca = (loadProto('ca/ca.proto') as any).shoal.ca.v1;
-    const d = (loadProto('dispatcher/dispatcher.proto') as any).shoal.dispatcher.v1;
-    const l = (loadProto('control/local.proto') as any).shoal.local.v1;
-    defs = { control: c.Control.service, raft: c.RaftMembership.service, ca: ca.CA.service, dispatcher: d.Dispatcher.service, local: l.Local.service };
-  }
-  return defs;
-}
-export const controlDef = () => loadDefs().control!;
-export const raftMembershipDef = () => loadDefs().raft!;
-export const caDef = () => loadDefs().ca!;
-export const dispatcherDef = () => loadDefs().dispatcher!;
-export const localDef = () => loadDefs().local!;

@@ -234,7 +234,8 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         const tail = Number(req.tail) || 0;
         if (!Number.isInteger(tail) || tail < 0) throw invalid(`tail must be a whole number of at least 0, got ${req.tail}`);
         // Tasks that never reached a node have no logs; the rest are asked of their nodes.
-        const placed = ts.filter((t) => t.nodeId && (t.status.state !== 'new' && t.status.state !== 'pending') && (!isTerminal(t.status.state) || t.status.timestamps.accepted));
+        // Tasks that never had a pod on a node (pending, rejected by the pull) have no logs.
+        const placed = ts.filter((t) => t.nodeId && t.status.state !== 'new' && t.status.state !== 'pending' && (!isTerminal(t.status.state) || !!t.status.podId));
         await broker.serveClient(call, placed, { follow: !!req.follow, tail });
       },
     },

@@ -9,7 +9,7 @@ import type { Manager } from '../control/manager.js';
 import { CHANNEL_OPTIONS, clientCredentials } from '../security/credentials.js';
 import type { MethodSpec } from '../security/authz.js';
 import { taskDisplayName, type TaskObject } from './model.js';
-import { loadProto } from '../../proto/load.js';
+import { logBrokerDef } from '../../proto/services.js';
 
 export interface LogLineWire {
   task_id: string;
@@ -35,11 +35,7 @@ interface Sub {
   onDone(err: string): void;
 }
 
-let brokerDef: grpc.ServiceDefinition | undefined;
-export function logBrokerDef(): grpc.ServiceDefinition {
-  brokerDef ??= ((loadProto('control/control.proto') as any).shoal.control.v1.LogBroker.service as grpc.ServiceDefinition);
-  return brokerDef;
-}
+export { logBrokerDef };
 
 /** The LogBroker service's table: manager-only, served on every manager. */
 export function logBrokerTable(b: LogBroker): Record<string, MethodSpec> {

@@ -3,7 +3,7 @@
 // 100 ms. When the manager goes away it moves to the next known manager; the assignments it holds
 // stay until the new session's full set replaces them, and every status is re-sent there.
 import * as grpc from '@grpc/grpc-js';
-import { dispatcherDef } from '../../manager/control/service.js';
+import { dispatcherDef } from '../../proto/services.js';
 import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../../manager/security/credentials.js';
 import type { LogPublisher, Subscription } from './logs.js';
 

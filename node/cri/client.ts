@@ -23,8 +23,15 @@ export function criClient(endpoint: string, defaultTimeoutMs = 120_000): CriClie
     defs = { rs: v1.RuntimeService, is: v1.ImageService };
   }
   const addr = endpoint.startsWith('unix://') ? endpoint : `unix://${endpoint}`;
-  // Keep the channel idle-proof: the agent talks to the runtime for the node's whole life.
-  const opts = { 'grpc.max_receive_message_length': 64 << 20 };
+  // A local socket: when the runtime restarts, reconnect within a second (grpc's default back-off
+  // grows to two minutes), and keep each client's connection its own, so a new client never
+  // inherits a shared one still backing off from the runtime that went away.
+  const opts = {
+    'grpc.max_receive_message_length': 64 << 20,
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 1000,
+    'grpc.use_local_subchannel_pool': 1,
+  };
   const rs = new defs.rs(addr, grpc.credentials.createInsecure(), opts);
   const is = new defs.is(addr, grpc.credentials.createInsecure(), opts);
   const wrap = (client: any, service: string): Record<string, CriCall> =>

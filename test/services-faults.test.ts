@@ -1,0 +1,105 @@
+// Services through faults on a real lab (3 managers, 2 workers): a worker killed with SIGKILL
+// (its tasks run elsewhere; when it returns, its old containers are stopped), shoald restarted on
+// a worker with tasks (the same containers, no duplicates), and the leader killed right after a
+// service create and right after a scale (the service converges to exactly N tasks, N containers).
+import t from 'tap';
+import { LAB_IMAGE } from '../lab/registry.js';
+import { Lab, converged, eventually } from './services-helpers.js';
+
+const lab = new Lab(t, 'svcf');
+const W = ['--constraint', 'node.role==worker'];
+// A whole lab and many real containers: far more than tap's default per-file limit on a loaded machine.
+t.setTimeout(30 * 60_000);
+const ALL = ['manager-1', 'manager-2', 'manager-3', 'worker-1', 'worker-2'];
+
+t.before(async () => {
+  const up = await lab.shoal(['lab', 'up', '--managers', '3', '--workers', '2', '--demo', '0'], 300_000);
+  if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}\n${up.stdout}`);
+});
+
+async function serviceId(name: string): Promise<string> {
+  return (JSON.parse(await lab.ok(['--lab', 'service', 'inspect', name, '--format', 'json'])) as { id: string }[])[0]!.id;
+}
+
+/** Running containers of a service across every host, through each host's runtime. */
+async function containersEverywhere(sid: string): Promise<number> {
+  let n = 0;
+  for (const h of ALL) n += (await lab.criRunning(h, sid)).length;
+  return n;
+}
+
+async function leader(): Promise<string> {
+  const rows = JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])) as { hostname: string; managerStatus: { leader: boolean } | null }[];
+  return rows.find((r) => r.managerStatus?.leader)!.hostname;
+}
+
+t.test('a worker killed with SIGKILL: its tasks run elsewhere; back, its old containers stop', async (t) => {
+  await lab.ok(['--lab', 'service', 'create', '--name', 'fo', '--replicas', '4', ...W, LAB_IMAGE, 'sleep', '1000000']);
+  const sid = await serviceId('fo');
+  const on1 = (await lab.live('fo')).filter((x) => x.node === 'worker-1');
+  t.ok(on1.length > 0, `worker-1 runs ${on1.length} task(s)`);
+  const oldContainers = await lab.criRunning('worker-1', sid);
+  t.equal((await lab.shoal(['lab', 'stop', 'worker-1', '--signal', 'KILL'])).code, 0, 'SIGKILL worker-1');
+  const t0 = Date.now();
+  await eventually('all 4 running on worker-2', async () => {
+    const live = await lab.live('fo');
+    return converged(live, 4) && live.every((x) => x.node === 'worker-2');
+  });
+  t.comment(`services-faults: 4 tasks running on worker-2 ${((Date.now() - t0) / 1000).toFixed(1)} s after worker-1's SIGKILL (polled; not a timing assertion)`);
+  const old = (await lab.tasks('fo')).filter((x) => on1.some((o) => o.id === x.id));
+  t.ok(old.every((x) => x.state === 'orphaned' && x.desiredState === 'shutdown'), "the dead node's tasks are orphaned and no longer wanted");
+  t.same(lab.runcRunning('worker-1').filter((c) => oldContainers.includes(c)).sort(), oldContainers.sort(), 'its containers still run on the dead node (as with Swarm: nothing there stops them)');
+
+  t.equal((await lab.shoal(['lab', 'start', 'worker-1'])).code, 0, 'worker-1 back');
+  await eventually("worker-1's old containers stopped", async () => lab.runcRunning('worker-1').filter((c) => oldContainers.includes(c)).length === 0 && (await lab.criRunning('worker-1', sid)).length === 0);
+  t.pass("worker-1's agent stopped the containers of the tasks it lost");
+  t.equal(await containersEverywhere(sid), 4, 'exactly 4 containers of the service run in the cluster');
+  t.ok(converged(await lab.tasks('fo'), 4), 'and 4 tasks');
+  await lab.ok(['--lab', 'service', 'rm', 'fo']);
+});
+
+t.test('shoald restarted on a worker with tasks: the same containers, no duplicates', async (t) => {
+  await lab.ok(['--lab', 'service', 'create', '--name', 'rs', '--replicas', '4', ...W, LAB_IMAGE, 'sleep', '1000000']);
+  const sid = await serviceId('rs');
+  for (const sig of ['TERM', 'KILL']) {
+    const before = await lab.criRunning('worker-2', sid);
+    const tasksBefore = (await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort();
+    t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`);
+    t.equal((await lab.shoal(['lab', 'stop', 'worker-2', '--signal', sig])).code, 0, `stop worker-2's shoald with SIG${sig}`);
+    t.same(lab.runcRunning('worker-2').filter((c) => before.includes(c)).sort(), before, 'its containers keep running while shoald is away');
+    t.equal((await lab.shoal(['lab', 'start', 'worker-2'])).code, 0, 'start it again');
+    await eventually('worker-2 ready again', async () => JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])).some((n: any) => n.hostname === 'worker-2' && n.status === 'ready'));
+    // Give the agent time to act on its assignments; nothing may change.
+    await eventually("worker-2's runtime answering", async () => (await lab.criRunning('worker-2', sid)).length > 0);
+    await new Promise((r) => setTimeout(r, 3000));
+    t.same(await lab.criRunning('worker-2', sid), before, `after SIG${sig}: the same containers run, none added`);
+    t.same((await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort(), tasksBefore, 'the same tasks, still running');
+    t.equal(await containersEverywhere(sid), 4, 'still exactly 4 containers in the cluster');
+  }
+  await lab.ok(['--lab', 'service', 'rm', 'rs']);
+});
+
+t.test('the leader killed during a create and during a scale: exactly N tasks and containers', async (t) => {
+  let old = await leader();
+  const c = await lab.shoal(['--lab', 'service', 'create', '--name', 'lk', '--replicas', '6', '--detach', LAB_IMAGE, 'sleep', '1000000']);
+  t.equal(c.code, 0, 'create acknowledged (committed)');
+  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  const sid = await serviceId('lk');
+  await eventually('6 running tasks', async () => converged(await lab.tasks('lk'), 6));
+  // The dead manager's own containers (if it ran any) stop once it is back: count after that.
+  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  await eventually('6 containers', async () => (await containersEverywhere(sid)) === 6 && converged(await lab.tasks('lk'), 6), 60_000);
+  t.pass('converged to exactly 6 tasks and 6 containers after the leader died mid-orchestration');
+
+  old = await leader();
+  const s = await lab.shoal(['--lab', 'service', 'scale', 'lk=11', '--detach']);
+  t.equal(s.code, 0, 'scale acknowledged');
+  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  await eventually('11 running tasks', async () => converged(await lab.tasks('lk'), 11));
+  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  await eventually('11 containers', async () => (await containersEverywhere(sid)) === 11 && converged(await lab.tasks('lk'), 11), 60_000);
+  const live = await lab.live('lk');
+  t.same(live.map((x) => x.slot).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'slots 1..11, each once');
+  await lab.ok(['--lab', 'service', 'rm', 'lk']);
+  await eventually('every container of lk stopped', async () => (await containersEverywhere(sid)) === 0);
+});

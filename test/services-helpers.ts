@@ -1,0 +1,127 @@
+// Shared by the services tests on a real lab: the shoal CLI against the lab (asynchronous, so a
+// test can act while a command runs), a service's tasks as `service ps --format json` shows them,
+// and what really runs on each lab host, seen two ways: through the node's CRI socket (the
+// runtime's own listing) and through runc itself.
+import { execFile, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { criClient } from '../node/cri/client.js';
+import { readState, type LabNode } from '../lab/state.js';
+import { CLI_MAIN, labDirFor } from './lab-helpers.js';
+
+export interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface TaskRow {
+  id: string;
+  name: string;
+  slot: number;
+  node: string | null;
+  nodeId: string | null;
+  desiredState: string;
+  state: string;
+  message: string;
+  error: string;
+  exitCode: number | null;
+  oomKilled: boolean;
+  containerId: string | null;
+  serviceId: string;
+  timestamps: Record<string, string>;
+}
+
+export class Lab {
+  readonly dir: string;
+  readonly env: NodeJS.ProcessEnv;
+
+  constructor(t: { teardown: (fn: () => unknown) => void }, tag: string) {
+    this.dir = labDirFor(t, tag);
+    this.env = { ...process.env, SHOAL_LAB_DIR: this.dir };
+  }
+
+  /** `shoal ARGS` in the root namespace (with --lab where the test says so). */
+  shoal(args: string[], timeoutMs = 180_000, env: Record<string, string> = {}): Promise<Ran> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [CLI_MAIN, ...args], { env: { ...this.env, ...env }, timeout: timeoutMs, maxBuffer: 32 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      });
+    });
+  }
+
+  async ok(args: string[], timeoutMs?: number): Promise<string> {
+    const r = await this.shoal(args, timeoutMs);
+    if (r.code !== 0) throw new Error(`shoal ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
+    return r.stdout;
+  }
+
+  async tasks(service: string): Promise<TaskRow[]> {
+    const r = await this.shoal(['--lab', 'service', 'ps', service, '--format', 'json'], 30_000);
+    if (r.code !== 0) throw new Error(`service ps ${service}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as TaskRow[];
+  }
+
+  /** The tasks that should run now: the newest of each slot (or node), wanted running. */
+  async live(service: string): Promise<TaskRow[]> {
+    return (await this.tasks(service)).filter((t) => t.desiredState === 'running');
+  }
+
+  node(name: string): LabNode {
+    const n = readState(this.dir)!.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no lab node ${name}`);
+    return n;
+  }
+
+  nodes(): LabNode[] {
+    return readState(this.dir)!.nodes;
+  }
+
+  /** Running containers on a host as runc sees them (its own state dir under the runtime's root). */
+  runcRunning(node: string): string[] {
+    const root = join(this.node(node).stateDir, 'runtime', 'runc');
+    const r = spawnSync('runc', ['--root', root, 'list', '--format', 'json'], { encoding: 'utf8' });
+    if (r.status !== 0) return [];
+    const list = (JSON.parse(r.stdout || 'null') ?? []) as { id: string; status: string }[];
+    return list.filter((c) => c.status === 'running').map((c) => c.id).sort();
+  }
+
+  /** Running containers of a service on a host, through the host's CRI socket. */
+  async criRunning(node: string, serviceId?: string): Promise<string[]> {
+    const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
+    try {
+      const sel: Record<string, string> = { 'io.shoal.managed': 'true' };
+      if (serviceId) sel['io.shoal.service.id'] = serviceId;
+      const r = await c.runtime.ListContainers({ filter: { label_selector: sel, state: { state: 1 } } });
+      return ((r.containers ?? []) as { id: string }[]).map((x) => x.id).sort();
+    } catch {
+      return []; // a stopped daemon's runtime has no socket
+    } finally {
+      c.close();
+    }
+  }
+}
+
+/** Polls `f` until it returns something truthy; the deadline only turns a hang into a failure. */
+export async function eventually<T>(what: string, f: () => Promise<T | undefined | false | null>, ms = 120_000, every = 300): Promise<T> {
+  const end = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; last: ${typeof last === 'string' ? last : JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** Exactly `n` live tasks, all running, one per slot: what `converged` means. */
+export function converged(tasks: TaskRow[], n: number): boolean {
+  const live = tasks.filter((t) => t.desiredState === 'running');
+  const slots = new Set(live.map((t) => t.slot));
+  return live.length === n && slots.size === n && live.every((t) => t.state === 'running');
+}
