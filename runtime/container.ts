@@ -18,7 +18,7 @@ import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, memoryCpuResources, mergeEnv, processArgs, resourcesFromCri, type OciMount } from './oci-spec.js';
 import { runCommand } from './run-command.js';
 import type { Runc } from './runc.js';
-import { isMountpoint, newId } from './sandbox.js';
+import { isInfraOf, isMountpoint, newId } from './sandbox.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
 import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
@@ -328,11 +328,12 @@ export class Containers {
       if (f === 'resolv.conf' && statSync(join(sb.dir, f)).size === 0) continue;
       mounts.push({ destination: dest, type: 'bind', source: join(sb.dir, f), options: ['rbind', 'rprivate', sc.readonly_rootfs ? 'ro' : 'rw'] });
     }
-    const namespaces: { type: string; path?: string }[] = [{ type: 'pid' }, { type: 'mount' }];
+    const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
+    const pidNs = this.pidNamespace(sb, sc.namespace_options ?? {});
+    if (pidNs) namespaces.push(pidNs);
     if (sb.netns) namespaces.push({ type: 'network', path: sb.netns }); // none listed: the host's network
     if (sb.ipcns) namespaces.push({ type: 'ipc', path: sb.ipcns });
     if (sb.utsns) namespaces.push({ type: 'uts', path: sb.utsns });
-    if (sc.namespace_options?.pid === 2) namespaces.shift(); // NODE: the host's pid namespace
     const pidsMax = res.unified?.['pids.max'];
     let pidsLimit = this.opts.defaultPidsLimit || undefined;
     if (pidsMax !== undefined) {
@@ -362,6 +363,30 @@ export class Containers {
       readonlyPaths: sc.readonly_paths,
       sysctls: sb.config.linux?.sysctls,
     });
+  }
+
+  /**
+   * The container's PID namespace: POD (the default) joins the pod's, held by its infra process;
+   * CONTAINER gets its own; NODE none (the host's); TARGET joins a running container's.
+   */
+  private pidNamespace(sb: SandboxRecord, nsOpts: CriObject): { type: string; path?: string } | undefined {
+    const mode = nsOpts.pid ?? 0;
+    if (mode === 2) return undefined;
+    if (mode === 3) {
+      if (!nsOpts.target_id) throw new InvalidArgumentError('CreateContainer: pid NamespaceMode TARGET needs namespace_options.target_id');
+      const target = this.find(nsOpts.target_id);
+      if (target.sandboxId !== sb.id) throw new InvalidArgumentError(`CreateContainer: target container ${target.id} is in another pod`);
+      if (target.state !== 'running' || !target.pid) throw new PreconditionError(`CreateContainer: target container ${target.id} is not running`);
+      return { type: 'pid', path: `/proc/${target.pid}/ns/pid` };
+    }
+    if (mode === 0 && sb.infraPid) {
+      if (!isInfraOf(sb.infraPid, sb.dir)) throw new PreconditionError(`CreateContainer: the infra process holding pod ${sb.id}'s PID namespace is gone; run a new sandbox`);
+      return { type: 'pid', path: `/proc/${sb.infraPid}/ns/pid` };
+    }
+    // POD in a pod without a shared namespace (made with CONTAINER or NODE) gets one of its own.
+    const sbMode = sb.config.linux?.security_context?.namespace_options?.pid ?? 0;
+    if (mode === 0 && sbMode === 2) return undefined;
+    return { type: 'pid' };
   }
 
   async start(id: string): Promise<void> {

@@ -61,7 +61,7 @@ function sandboxStatus(s: SandboxRecord): CriObject {
   const ns = s.config.linux?.security_context?.namespace_options ?? {};
   return {
     id: s.id, metadata: s.config.metadata, state: s.state === 'ready' ? 0 : 1, created_at: s.createdAt,
-    network: { ip: '', additional_ips: [] },
+    network: { ip: s.network && !s.network.down ? s.network.ips[0] ?? '' : '', additional_ips: s.network && !s.network.down ? s.network.ips.slice(1).map((ip) => ({ ip })) : [] },
     linux: { namespaces: { options: { network: ns.network ?? 0, pid: ns.pid ?? 0, ipc: ns.ipc ?? 0, target_id: '' } } },
     labels: s.config.labels ?? {}, annotations: s.config.annotations ?? {}, runtime_handler: s.runtimeHandler,
   };
@@ -95,8 +95,8 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     Status: async (req) => ({
       status: { conditions: [
         { type: 'RuntimeReady', status: true, reason: '', message: '' },
-        // Pods get their own network namespace with loopback; a network plugin adds the rest.
-        { type: 'NetworkReady', status: true, reason: '', message: '' },
+        // From the CNI config directory; without a config pods still run, with loopback only.
+        (() => { const n = rt.cni.status(); return { type: 'NetworkReady', status: n.ready, reason: n.reason, message: n.message }; })(),
       ] },
       info: req.verbose ? { config: JSON.stringify({ root: rt.opts.root, cgroup: rt.containers.cgroupInfo() }) } : {},
       runtime_handlers: [{ name: '', features: { recursive_read_only_mounts: false, user_namespaces: false } }, { name: 'runc', features: { recursive_read_only_mounts: false, user_namespaces: false } }],
@@ -107,7 +107,12 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     RemovePodSandbox: async (req) => { await rt.removePodSandbox(req.pod_sandbox_id); return {}; },
     PodSandboxStatus: async (req) => {
       const s = rt.findSandbox(req.pod_sandbox_id);
-      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({ netns: s.netns ?? '', ipcns: s.ipcns ?? '', utsns: s.utsns ?? '', cgroupParent: s.cgroupParent }) } : {};
+      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({
+        netns: s.netns ?? '', ipcns: s.ipcns ?? '', utsns: s.utsns ?? '', cgroupParent: s.cgroupParent, pid: s.infraPid ?? 0,
+        cniResult: s.network?.result ?? null, cniNetwork: s.network ? { name: s.network.confList.name, file: s.network.confList.file, down: !!s.network.down } : null,
+        // CHECK runs where asked: a verbose status.
+        cniCheck: await rt.checkNetwork(s),
+      }) } : {};
       return { status: sandboxStatus(s), info, containers_statuses: [], timestamp: Number(nowNs()) };
     },
     ListPodSandbox: async (req) => {

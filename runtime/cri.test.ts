@@ -66,7 +66,8 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(v.runtime_name, 'shoal-runtime');
     t.equal(v.runtime_api_version, 'v1');
     const s = await c.rt.Status({});
-    t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
+    t.same(s.status.conditions.map((x: any) => [x.type, x.status, x.reason]), [['RuntimeReady', true, ''], ['NetworkReady', false, 'NetworkPluginNotReady']], 'no CNI config: network not ready (pods still run, loopback only)');
+    t.match(s.status.conditions[1].message, /no network config found in \/.*\.no-cni-config/, 'the message names the config directory');
     for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
@@ -172,7 +173,8 @@ t.test('CRI runtime end to end', async (t) => {
     const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);
     t.equal(code(slow), 4, 'exec past its timeout: DEADLINE_EXCEEDED');
     const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });
-    t.match(ps.stdout.toString(), /1 sleep/, 'own pid namespace: sleep is pid 1');
+    t.match(ps.stdout.toString(), /^\s*1 shoal-pause$/m, 'the pod\'s PID namespace (the default, POD): its infra process is pid 1');
+    t.match(ps.stdout.toString(), /^\s*\d+ sleep$/m);
     const net = await c.rt.ExecSync({ container_id: id, cmd: ['cat', '/proc/net/dev'] });
     t.same(net.stdout.toString().split('\n').slice(2).filter(Boolean).map((l: string) => l.trim().split(':')[0]), ['lo'], 'only loopback in the pod network namespace');
     const stats = (await c.rt.ContainerStats({ container_id: id })).stats;

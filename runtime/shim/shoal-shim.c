@@ -15,6 +15,9 @@
 //                                 <ns runc took>"
 //                                 once runc has started the container
 //   umount PATH                   unmounts PATH (lazily if busy)
+//   infra DIR                     a pod's infra process (like a pause container): pid 1 of a new
+//                                 PID namespace the pod's containers join, named "shoal-pause",
+//                                 working in DIR; answers its (host) pid
 // Answers to `start` come from the monitor, so they may overtake later requests' answers.
 //
 // The monitor: its own session, a child subreaper (so the container process becomes its
@@ -144,6 +147,51 @@ static void op_umount(const char *id, char **a, int n) {
   if (umount2(a[0], 0) == 0 || errno == EINVAL || errno == ENOENT) { answer(id, 0, ""); return; }
   if (errno == EBUSY && umount2(a[0], MNT_DETACH) == 0) { answer(id, 0, "detached"); return; }
   answer(id, 1, "umount %s: %s", a[0], strerror(errno));
+}
+
+// The infra process: pid 1 of the pod's PID namespace. It reaps what falls to it and ends on
+// SIGTERM/SIGINT (with it, the kernel ends every process left in the namespace).
+static volatile sig_atomic_t infra_stop = 0;
+static void infra_term(int sig) { (void)sig; infra_stop = 1; }
+static void infra_chld(int sig) { (void)sig; }
+
+static void op_infra(const char *id, char **a, int n) {
+  if (n != 1) { answer(id, 1, "infra needs 1 argument, got %d", n); return; }
+  pid_t p = fork();
+  if (p < 0) { answer(id, 1, "fork: %s", strerror(errno)); return; }
+  if (p == 0) {
+    if (unshare(CLONE_NEWPID) < 0) { answer(id, 1, "unshare pid namespace: %s", strerror(errno)); _exit(1); }
+    pid_t b = fork();
+    if (b < 0) { answer(id, 1, "fork: %s", strerror(errno)); _exit(1); }
+    if (b == 0) {
+      setsid();
+      prctl(PR_SET_NAME, "shoal-pause");
+      for (int i = 0; i < 3; i++) if (host_ns[i] >= 0) close(host_ns[i]);
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); if (null > 2) close(null); }
+      if (chdir(a[0]) < 0) _exit(1);
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = infra_term;
+      sigaction(SIGTERM, &sa, NULL);
+      sigaction(SIGINT, &sa, NULL);
+      sa.sa_handler = infra_chld;
+      sigaction(SIGCHLD, &sa, NULL);
+      signal(SIGPIPE, SIG_IGN);
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, NULL);
+      while (!infra_stop) {
+        pause();
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+      }
+      _exit(0);
+    }
+    answer(id, 0, "%d", (int)b);
+    _exit(0);
+  }
+  int st;
+  while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
 }
 
 static void write_exitcode(int code) {
@@ -276,6 +324,7 @@ static int serve(void) {
     else if (!strcmp(op, "overlay")) op_overlay(id, f + 2, n - 2);
     else if (!strcmp(op, "start")) op_start(id, f + 2, n - 2);
     else if (!strcmp(op, "umount")) op_umount(id, f + 2, n - 2);
+    else if (!strcmp(op, "infra")) op_infra(id, f + 2, n - 2);
     else answer(id, 1, "unknown operation %s", op);
   }
 }

@@ -7,6 +7,15 @@ import { sha256Digest } from '../content-store.js';
 import { MT } from '../registry-client.js';
 import { tarBuffer, type WriteEntry } from './tar-writer.js';
 
+/** An image as an OCI archive (what `PullImage oci-archive:PATH` loads), tagged `name`. */
+export function ociArchive(img: BuiltImage, name: string): Buffer {
+  return tarBuffer([
+    { name: 'oci-layout', data: '{"imageLayoutVersion":"1.0.0"}' },
+    { name: 'index.json', data: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.data.length, annotations: { 'io.containerd.image.name': name } }] }) },
+    ...[img.manifest, img.config, ...img.layers].map((b) => ({ name: `blobs/sha256/${b.digest.slice(7)}`, data: b.data })),
+  ]);
+}
+
 export interface Blob { digest: string; data: Buffer; mediaType: string }
 export interface BuiltImage {
   config: Blob;
@@ -15,7 +24,8 @@ export interface BuiltImage {
 }
 
 const APPLETS = ['sh', 'ash', 'cat', 'echo', 'ls', 'sleep', 'head', 'tail', 'dd', 'awk', 'seq', 'wc', 'hostname', 'id', 'env', 'pwd',
-  'mkdir', 'rm', 'touch', 'test', 'true', 'false', 'ps', 'kill', 'yes', 'grep', 'stat', 'readlink', 'printf', 'sync', 'cut', 'tr', 'mount', 'df'];
+  'mkdir', 'rm', 'touch', 'test', 'true', 'false', 'ps', 'kill', 'yes', 'grep', 'stat', 'readlink', 'printf', 'sync', 'cut', 'tr', 'mount', 'df',
+  'nc', 'wget', 'ip', 'httpd', 'stty', 'tty', 'umount', 'mkfifo', 'sed'];
 
 export function busyboxLayers(): WriteEntry[][] {
   const busybox = readFileSync('/bin/busybox');
