@@ -12,14 +12,11 @@ apt-get update
 # compiles its small C shim (runtime/shim/) on first use; containernetworking-plugins +
 # iptables: the CNI plugins (bridge, host-local, portmap, loopback) the runtime's pod networking
 # is tested with (portmap writes iptables rules); containerd: the peer the CRI benchmark
-# measures shoal-runtime against (started by the benchmark itself, never as a service).
+# measures shoal-runtime against (the benchmark starts its own instance, with its own socket,
+# root and network namespace).
 apt-get install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
   serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd
-# Debian starts containerd as a service on install; the benchmark runs its own instance.
-if command -v systemctl >/dev/null && systemctl is-enabled containerd >/dev/null 2>&1; then
-  systemctl disable --now containerd >/dev/null 2>&1 || true
-fi
 npm ci --no-audit --no-fund
 npm run build
 # Put `shoal`, `shoald` and `shoal-runtime` on the PATH (symlinks to this checkout's dist/).
