@@ -24,6 +24,7 @@ import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './st
 import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
 import { traced, traceAdd } from './trace.js';
 import { ShimError, type Shim } from './shim.js';
+import { capabilities, checkPropagation, criDevices, hostDevices, seccompFor } from './security.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
 
 export interface ContainerOptions {
@@ -35,7 +36,7 @@ export interface ContainerOptions {
 
 export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): void; exit(code: number): void }
 
-interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout }
+interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout; exitTimer?: NodeJS.Timeout }
 
 /**
  * Reads the image's /etc/passwd or /etc/group. Nothing on the way may be a symlink: the
@@ -304,11 +305,18 @@ export class Containers {
     if (args.length === 0) throw new InvalidArgumentError('CreateContainer: no command: the request has none and the image has no Entrypoint/Cmd');
     const mounts: OciMount[] = [];
     const taken = new Set<string>();
+    let rootfsPropagation: string | undefined;
     for (const m of config.mounts ?? []) {
       if (!m.container_path || !posix.isAbsolute(m.container_path)) throw new InvalidArgumentError(`CreateContainer: mount container_path ${JSON.stringify(m.container_path)} must be absolute`);
       if (m.image?.image) throw new InvalidArgumentError('CreateContainer: image volume mounts are not supported');
       if (!m.host_path || !existsSync(m.host_path)) throw new InvalidArgumentError(`CreateContainer: mount host_path ${JSON.stringify(m.host_path)} does not exist`);
-      const prop = m.propagation === 1 ? 'rslave' : m.propagation === 2 ? 'rshared' : 'rprivate';
+      const prop = m.propagation === 1 || m.propagation === 'PROPAGATION_HOST_TO_CONTAINER' ? 'rslave' : m.propagation === 2 || m.propagation === 'PROPAGATION_BIDIRECTIONAL' ? 'rshared' : 'rprivate';
+      // As containerd: the source must propagate, and the container's root then does too.
+      if (prop !== 'rprivate') {
+        checkPropagation(m.host_path, prop);
+        if (prop === 'rshared') rootfsPropagation = 'rshared';
+        else rootfsPropagation ??= 'rslave';
+      }
       mounts.push({ destination: m.container_path, type: 'bind', source: m.host_path, options: ['rbind', prop, m.readonly ? 'ro' : 'rw'] });
       taken.add(posix.normalize(m.container_path));
     }
@@ -344,6 +352,9 @@ export class Containers {
       throw new InvalidArgumentError(`CreateContainer: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
     }
     const imgEnv = img.config.config?.Env ?? [];
+    const caps = capabilities(sc.capabilities?.add_capabilities ?? [], sc.capabilities?.drop_capabilities ?? [], !!sc.privileged);
+    const devs = criDevices(config.devices ?? []);
+    if (sc.privileged && !sb.config.linux?.security_context?.privileged) throw new InvalidArgumentError('CreateContainer: a privileged container needs a privileged pod sandbox (linux.security_context.privileged)');
     return buildSpec({
       args,
       env: mergeEnv(imgEnv, config.envs ?? []),
@@ -356,8 +367,12 @@ export class Containers {
       mounts,
       resources: { ...resourcesFromCri(res), pidsLimit },
       privileged: !!sc.privileged,
-      addCaps: sc.capabilities?.add_capabilities ?? [],
-      dropCaps: sc.capabilities?.drop_capabilities ?? [],
+      caps,
+      seccomp: seccompFor(sc, caps),
+      devices: [...(sc.privileged ? hostDevices() : []), ...devs.devices],
+      deviceRules: devs.rules,
+      rootfsPropagation,
+      terminal: !!config.tty,
       noNewPrivs: !!sc.no_new_privs,
       maskedPaths: sc.masked_paths,
       readonlyPaths: sc.readonly_paths,
@@ -488,6 +503,10 @@ export class Containers {
     const exitFile = join(rec.dir, 'exitcode');
     const release = () => {
       if (!this.pumps.has(rec.id) || pump.collectTimer || !existsSync(exitFile)) return;
+      // Processes the container left behind (possible in a pod's shared PID namespace, where
+      // its end does not end them) may hold its output pipes: the exit counts once what was
+      // written had 2 s to arrive, as containerd reports an exit without waiting for the pipes.
+      pump.exitTimer ??= setTimeout(() => { for (const s of pump.sockets) s.destroy(); }, 2000);
       const tryOpen = () => {
         pump.collectTimer = undefined;
         if (!this.pumps.has(rec.id) || this.detaching) return;
@@ -514,6 +533,7 @@ export class Containers {
     if (pump) {
       pump.watcher?.close();
       if (pump.collectTimer) clearTimeout(pump.collectTimer);
+      if (pump.exitTimer) clearTimeout(pump.exitTimer);
       for (const s of pump.sockets) s.destroy();
       await pump.log.close();
     }
@@ -620,6 +640,7 @@ export class Containers {
     for (const p of this.pumps.values()) {
       p.watcher?.close();
       if (p.collectTimer) clearTimeout(p.collectTimer);
+      if (p.exitTimer) clearTimeout(p.exitTimer);
       for (const s of p.sockets) s.destroy();
       void p.log.close();
     }

@@ -25,7 +25,7 @@ export interface BuiltImage {
 
 const APPLETS = ['sh', 'ash', 'cat', 'echo', 'ls', 'sleep', 'head', 'tail', 'dd', 'awk', 'seq', 'wc', 'hostname', 'id', 'env', 'pwd',
   'mkdir', 'rm', 'touch', 'test', 'true', 'false', 'ps', 'kill', 'yes', 'grep', 'stat', 'readlink', 'printf', 'sync', 'cut', 'tr', 'mount', 'df',
-  'nc', 'wget', 'ip', 'httpd', 'stty', 'tty', 'umount', 'mkfifo', 'sed'];
+  'nc', 'wget', 'ip', 'httpd', 'stty', 'tty', 'umount', 'mkfifo', 'sed', 'swapoff', 'setsid', 'nsenter'];
 
 export function busyboxLayers(): WriteEntry[][] {
   const busybox = readFileSync('/bin/busybox');
