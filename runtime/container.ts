@@ -34,6 +34,9 @@ export interface ContainerOptions {
   startTimeoutMs?: number;
 }
 
+/** CRI ContainerEventType: CREATED 0, STARTED 1, STOPPED 2, DELETED 3. */
+export type EventKind = 0 | 1 | 2 | 3;
+
 export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): void; exit(code: number): void }
 
 interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout; exitTimer?: NodeJS.Timeout }
@@ -126,6 +129,8 @@ export class Containers {
   /** Sandboxes being stopped or removed: a CreateContainer that was under way must not land in them. */
   private readonly closing = new Set<string>();
   private readonly creating = new Map<string, Set<Promise<unknown>>>();
+  /** Lifecycle events (GetContainerEvents); set by the Runtime. */
+  onEvent: (containerId: string, sandboxId: string, kind: EventKind) => void = () => {};
 
   constructor(
     private readonly state: StateStore,
@@ -257,6 +262,7 @@ export class Containers {
       // no such container, so it must not appear now.
       if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} was stopped or removed while the container was being created`);
       this.recs.set(id, rec);
+      this.onEvent(id, sb.id, 0);
       return rec;
     } catch (e) {
       // The script may have failed after mounting (mkfifo): unmount before removing anything.
@@ -453,6 +459,7 @@ export class Containers {
     rec.state = 'running';
     rec.startedAt = startNs || Number(nowNs());
     this.attach(rec, fds);
+    this.onEvent(rec.id, rec.sandboxId, 1);
     // Recorded without waiting for the disk and without fsync: after a crash, the pid file runc
     // wrote says the container was started, and restore takes pid and start time from it and
     // finds the monitor in /proc. The write happens in the background.
@@ -464,6 +471,7 @@ export class Containers {
     rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
     rec.finishedAt = Number(nowNs());
     await this.state.saveContainer(rec);
+    this.onEvent(rec.id, rec.sandboxId, 2);
   }
 
   private runcError(dir: string): string {
@@ -557,6 +565,7 @@ export class Containers {
     }
     rec.state = 'exited';
     if (this.recs.has(rec.id)) await this.state.saveContainer(rec);
+    this.onEvent(rec.id, rec.sandboxId, 2);
     for (const l of this.listeners.get(rec.id) ?? []) l.exit(rec.exitCode);
     this.listeners.delete(rec.id);
     for (const w of this.exitWaiters.get(rec.id) ?? []) w();
@@ -596,6 +605,7 @@ export class Containers {
     if (r.code !== 0 && !/not mounted/.test(r.stderr)) await runCommand('umount', ['-l', rootfs], { allowFail: true });
     this.recs.delete(rec.id);
     await fsp.rm(rec.dir, { recursive: true, force: true });
+    this.onEvent(rec.id, rec.sandboxId, 3);
   }
 
   /** Changes CPU, memory and pids limits of a created or running container. */

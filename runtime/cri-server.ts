@@ -11,7 +11,7 @@ import { ImageInUseError, type ImageRecord } from './image-store.js';
 import { UnsafeLayerError } from './layer-unpack.js';
 import { loadArchive } from './archive-load.js';
 import { nowNs } from './logs.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime, RuntimeEvent } from './runtime.js';
 import type { ContainerRecord, CriObject, SandboxRecord } from './state.js';
 import { containerStats, podSandboxStats } from './stats.js';
 import { traced } from './trace.js';
@@ -229,6 +229,26 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
   return { runtime, image };
 }
 
+/**
+ * GetContainerEvents: every container and pod lifecycle change from now on, with the pod's
+ * status and its containers' statuses, until the client cancels (kubelet's evented PLEG).
+ */
+function containerEvents(rt: Runtime, call: grpc.ServerWritableStream<CriObject, CriObject>): void {
+  const on = (e: RuntimeEvent) => {
+    const sb = e.sandbox;
+    call.write({
+      container_id: e.containerId, container_event_type: e.kind, created_at: e.at,
+      pod_sandbox_status: sb ? sandboxStatus(sb) : null,
+      containers_statuses: rt.containers.list().filter((c) => c.sandboxId === e.sandboxId).map(containerStatus),
+    });
+  };
+  rt.events.on('event', on);
+  const off = () => rt.events.off('event', on);
+  call.on('cancelled', off);
+  call.on('close', off);
+  call.on('error', off);
+}
+
 export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Server> {
   const pkg = loadProto('cri/api.proto') as CriObject;
   const v1 = pkg.runtime.v1;
@@ -243,7 +263,9 @@ export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Se
     }
     return out;
   };
-  server.addService(v1.RuntimeService.service, build(v1.RuntimeService.service, runtime));
+  const rtImpl = build(v1.RuntimeService.service, runtime);
+  rtImpl['GetContainerEvents'] = ((call: grpc.ServerWritableStream<CriObject, CriObject>) => containerEvents(rt, call)) as grpc.UntypedHandleCall;
+  server.addService(v1.RuntimeService.service, rtImpl);
   server.addService(v1.ImageService.service, build(v1.ImageService.service, image));
   if (existsSync(socketPath)) unlinkSync(socketPath);
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));

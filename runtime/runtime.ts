@@ -1,8 +1,9 @@
 // The runtime's state in one place: images, pod sandboxes and containers under one root
 // directory, loaded again on start so running containers are found, not orphaned.
+import { EventEmitter } from 'node:events';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { Containers, NotFoundError, PreconditionError } from './container.js';
+import { Containers, NotFoundError, PreconditionError, type EventKind } from './container.js';
 import { ImageStore } from './image-store.js';
 import { RegistryClient } from './registry-client.js';
 import { Runc } from './runc.js';
@@ -10,6 +11,7 @@ import { Cni } from './cni.js';
 import { cniDel, createSandbox, destroySandboxResources, isInfraOf, isMountpoint, killInfra, podNetworkRequest, prepareNsDir } from './sandbox.js';
 import { StateStore, type CriObject, type SandboxRecord } from './state.js';
 import { forgetStats } from './stats.js';
+import { nowNs } from './logs.js';
 import { Shim, ensureShim } from './shim.js';
 import { StreamingServer } from './streaming.js';
 
@@ -29,6 +31,9 @@ export interface RuntimeOptions {
   cniBinDirs?: string[];
 }
 
+/** A container or pod lifecycle event (GetContainerEvents); for a pod, containerId is the pod's id. */
+export interface RuntimeEvent { containerId: string; sandboxId: string; kind: EventKind; at: number; sandbox?: SandboxRecord }
+
 export const DEFAULT_CNI_CONF_DIRS = ['/etc/cni/net.d'];
 export const DEFAULT_CNI_BIN_DIRS = ['/usr/lib/cni', '/opt/cni/bin'];
 
@@ -41,6 +46,8 @@ export class Runtime {
   readonly shim: Shim;
   readonly cni: Cni;
   private readonly sandboxes = new Map<string, SandboxRecord>();
+  /** 'event' (RuntimeEvent) for every container and pod lifecycle change. */
+  readonly events = new EventEmitter();
   private nsDir = '';
 
   constructor(readonly opts: RuntimeOptions) {
@@ -51,6 +58,8 @@ export class Runtime {
     this.cni = new Cni(opts.cniConfDirs ?? DEFAULT_CNI_CONF_DIRS, opts.cniBinDirs ?? DEFAULT_CNI_BIN_DIRS);
     this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0, startTimeoutMs: opts.startTimeoutMs }, this.shim);
     this.streaming = new StreamingServer(this.runc, this.containers);
+    this.events.setMaxListeners(0);
+    this.containers.onEvent = (containerId, sandboxId, kind) => this.emit(containerId, sandboxId, kind);
   }
 
   async init(): Promise<void> {
@@ -78,6 +87,10 @@ export class Runtime {
     this.shim.close();
   }
 
+  private emit(containerId: string, sandboxId: string, kind: EventKind, sandbox = this.sandboxes.get(sandboxId)): void {
+    this.events.emit('event', { containerId, sandboxId, kind, at: Number(nowNs()), sandbox } satisfies RuntimeEvent);
+  }
+
   listSandboxes(): SandboxRecord[] { return [...this.sandboxes.values()]; }
 
   findSandbox(id: string): SandboxRecord {
@@ -90,6 +103,9 @@ export class Runtime {
   async runPodSandbox(config: CriObject, handler: string): Promise<SandboxRecord> {
     const rec = await createSandbox(this.state, this.shim, this.nsDir, config, handler, this.opts.cgroupParent ?? '/shoal', this.cni);
     this.sandboxes.set(rec.id, rec);
+    // As containerd: a pod is created and started in one call.
+    this.emit(rec.id, rec.id, 0);
+    this.emit(rec.id, rec.id, 1);
     return rec;
   }
 
@@ -103,6 +119,7 @@ export class Runtime {
     if (sb.state !== 'notready') {
       sb.state = 'notready';
       await this.state.saveSandbox(sb);
+      this.emit(sb.id, sb.id, 2);
     }
     await this.teardownNetwork(sb);
   }
@@ -143,6 +160,7 @@ export class Runtime {
     this.sandboxes.delete(sb.id);
     this.containers.sandboxClosed(sb.id);
     await fsp.rm(sb.dir, { recursive: true, force: true });
+    this.emit(sb.id, sb.id, 3, sb);
   }
 
   async createContainer(sandboxId: string, config: CriObject): Promise<string> {

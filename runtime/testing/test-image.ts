@@ -33,7 +33,7 @@ export function busyboxLayers(): WriteEntry[][] {
     { name: 'bin/', type: 'dir' },
     { name: 'bin/busybox', data: busybox, mode: 0o755 },
     ...APPLETS.map((a): WriteEntry => ({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox' })),
-    { name: 'bin/hardbox', type: 'hardlink', linkname: 'bin/busybox' },
+    { name: 'bin/hardbox', type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 }, // a hardlink header carries the file's mode (containerd applies it)
     { name: 'etc/', type: 'dir' },
     { name: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' },
     { name: 'etc/group', data: 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' },
