@@ -158,9 +158,10 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       const c = rt.containers.find(req.container_id);
       if (c.state !== 'running') throw new PreconditionError(`Exec: container ${c.id} is not running`);
       if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('Exec: cmd is empty');
-      if (req.tty) throw new InvalidArgumentError('Exec: tty is not supported by shoal-runtime; run without a terminal');
       if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Exec: one of stdin, stdout and stderr must be set');
-      return { url: rt.streaming.execUrl({ kind: 'exec', containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr }) };
+      // With a TTY, stdout and stderr are one stream (the terminal), as the CRI defines.
+      if (req.tty && req.stderr) throw new InvalidArgumentError('Exec: tty and stderr cannot both be set (a terminal merges stderr into stdout)');
+      return { url: rt.streaming.execUrl({ kind: 'exec', containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty }) };
     },
     Attach: async (req) => {
       const c = rt.containers.find(req.container_id);
@@ -168,6 +169,13 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       if (req.stdin || req.tty) throw new InvalidArgumentError('Attach: containers here have no stdin or tty; attach with stdout/stderr only');
       if (!req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdout and stderr must be set');
       return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: false, stdout: !!req.stdout, stderr: !!req.stderr }) };
+    },
+    PortForward: async (req) => {
+      const sb = rt.findSandbox(req.pod_sandbox_id);
+      if (sb.state !== 'ready') throw new PreconditionError(`PortForward: pod sandbox ${sb.id} is not ready`);
+      const ports: number[] = (req.port ?? []).map(Number);
+      for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError(`PortForward: port ${p} is not 1-65535`);
+      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: '', cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {

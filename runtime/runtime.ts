@@ -57,7 +57,7 @@ export class Runtime {
     this.shim = new Shim(opts.shimBin ?? ensureShim());
     this.cni = new Cni(opts.cniConfDirs ?? DEFAULT_CNI_CONF_DIRS, opts.cniBinDirs ?? DEFAULT_CNI_BIN_DIRS);
     this.containers = new Containers(this.state, this.images, this.runc, { defaultPidsLimit: opts.defaultPidsLimit ?? 0, startTimeoutMs: opts.startTimeoutMs }, this.shim);
-    this.streaming = new StreamingServer(this.runc, this.containers);
+    this.streaming = new StreamingServer(this.runc, this.containers, () => this.shim.bin);
     this.events.setMaxListeners(0);
     this.containers.onEvent = (containerId, sandboxId, kind) => this.emit(containerId, sandboxId, kind);
   }
