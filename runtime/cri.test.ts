@@ -188,8 +188,8 @@ t.test('CRI runtime end to end', async (t) => {
     // The server follows the output before it answers the upgrade, so nothing is missed.
     const ar = await execStream(at.url, { onOpen: () => writeFileSync(join(root, 'containers', talker, 'rootfs', 'tmp', 'go'), '') });
     t.same([ar.stdout, ar.stderr, (ar.status as any)?.status], ['out-line\n', 'err-line\n', 'Success'], 'attached output until the exit');
-    const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true }).catch((x: any) => x);
-    t.equal(code(tty), 3, 'tty exec: INVALID_ARGUMENT');
+    const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true, stderr: true }).catch((x: any) => x);
+    t.equal(code(tty), 3, 'tty exec with stderr: INVALID_ARGUMENT (see streaming.test.ts for TTY exec)');
     const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);
     t.equal(code(slow), 4, 'exec past its timeout: DEADLINE_EXCEEDED');
     const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });
