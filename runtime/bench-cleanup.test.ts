@@ -1,7 +1,8 @@
 // benchmarks/container-start interrupted half-way (SIGINT, as ^C would, and SIGTERM) leaves
-// nothing behind: no mounts, no runc containers, no monitors, no directories.
+// nothing behind: no mounts, no runc containers, no monitors, no directories, no network
+// namespace, no containerd.
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -38,5 +39,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     t.same(mountsUnder(dir), [], 'no mount left');
     t.same(monitorsUnder(dir), [], 'no monitor left');
     t.notOk(existsSync(dir), 'its directory is gone (so are runc\'s container states, kept inside it)');
+    t.notOk(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(`shoal-bench-${child.pid}`), 'its network namespace is gone');
+    t.same(readdirSync('/proc').filter((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir + '/'); } catch { return false; } }), [], 'no process of its own (containerd, shims, registry) is left');
   });
 }

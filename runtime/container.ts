@@ -18,12 +18,13 @@ import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, memoryCpuResources, mergeEnv, processArgs, resourcesFromCri, type OciMount } from './oci-spec.js';
 import { runCommand } from './run-command.js';
 import type { Runc } from './runc.js';
-import { isMountpoint, newId } from './sandbox.js';
+import { isInfraOf, isMountpoint, newId } from './sandbox.js';
 import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './state.js';
 
 import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
 import { traced, traceAdd } from './trace.js';
 import { ShimError, type Shim } from './shim.js';
+import { capabilities, checkPropagation, criDevices, hostDevices, seccompFor } from './security.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
 
 export interface ContainerOptions {
@@ -33,9 +34,12 @@ export interface ContainerOptions {
   startTimeoutMs?: number;
 }
 
+/** CRI ContainerEventType: CREATED 0, STARTED 1, STOPPED 2, DELETED 3. */
+export type EventKind = 0 | 1 | 2 | 3;
+
 export interface OutputListener { data(stream: 'stdout' | 'stderr', b: Buffer): void; exit(code: number): void }
 
-interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout }
+interface Pump { sockets: Socket[]; log: ContainerLog; open: number; watcher?: FSWatcher; collectTimer?: NodeJS.Timeout; exitTimer?: NodeJS.Timeout }
 
 /**
  * Reads the image's /etc/passwd or /etc/group. Nothing on the way may be a symlink: the
@@ -125,6 +129,8 @@ export class Containers {
   /** Sandboxes being stopped or removed: a CreateContainer that was under way must not land in them. */
   private readonly closing = new Set<string>();
   private readonly creating = new Map<string, Set<Promise<unknown>>>();
+  /** Lifecycle events (GetContainerEvents); set by the Runtime. */
+  onEvent: (containerId: string, sandboxId: string, kind: EventKind) => void = () => {};
 
   constructor(
     private readonly state: StateStore,
@@ -256,6 +262,7 @@ export class Containers {
       // no such container, so it must not appear now.
       if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} was stopped or removed while the container was being created`);
       this.recs.set(id, rec);
+      this.onEvent(id, sb.id, 0);
       return rec;
     } catch (e) {
       // The script may have failed after mounting (mkfifo): unmount before removing anything.
@@ -304,11 +311,18 @@ export class Containers {
     if (args.length === 0) throw new InvalidArgumentError('CreateContainer: no command: the request has none and the image has no Entrypoint/Cmd');
     const mounts: OciMount[] = [];
     const taken = new Set<string>();
+    let rootfsPropagation: string | undefined;
     for (const m of config.mounts ?? []) {
       if (!m.container_path || !posix.isAbsolute(m.container_path)) throw new InvalidArgumentError(`CreateContainer: mount container_path ${JSON.stringify(m.container_path)} must be absolute`);
       if (m.image?.image) throw new InvalidArgumentError('CreateContainer: image volume mounts are not supported');
       if (!m.host_path || !existsSync(m.host_path)) throw new InvalidArgumentError(`CreateContainer: mount host_path ${JSON.stringify(m.host_path)} does not exist`);
-      const prop = m.propagation === 1 ? 'rslave' : m.propagation === 2 ? 'rshared' : 'rprivate';
+      const prop = m.propagation === 1 || m.propagation === 'PROPAGATION_HOST_TO_CONTAINER' ? 'rslave' : m.propagation === 2 || m.propagation === 'PROPAGATION_BIDIRECTIONAL' ? 'rshared' : 'rprivate';
+      // As containerd: the source must propagate, and the container's root then does too.
+      if (prop !== 'rprivate') {
+        checkPropagation(m.host_path, prop);
+        if (prop === 'rshared') rootfsPropagation = 'rshared';
+        else rootfsPropagation ??= 'rslave';
+      }
       mounts.push({ destination: m.container_path, type: 'bind', source: m.host_path, options: ['rbind', prop, m.readonly ? 'ro' : 'rw'] });
       taken.add(posix.normalize(m.container_path));
     }
@@ -328,11 +342,12 @@ export class Containers {
       if (f === 'resolv.conf' && statSync(join(sb.dir, f)).size === 0) continue;
       mounts.push({ destination: dest, type: 'bind', source: join(sb.dir, f), options: ['rbind', 'rprivate', sc.readonly_rootfs ? 'ro' : 'rw'] });
     }
-    const namespaces: { type: string; path?: string }[] = [{ type: 'pid' }, { type: 'mount' }];
+    const namespaces: { type: string; path?: string }[] = [{ type: 'mount' }];
+    const pidNs = this.pidNamespace(sb, sc.namespace_options ?? {});
+    if (pidNs) namespaces.push(pidNs);
     if (sb.netns) namespaces.push({ type: 'network', path: sb.netns }); // none listed: the host's network
     if (sb.ipcns) namespaces.push({ type: 'ipc', path: sb.ipcns });
     if (sb.utsns) namespaces.push({ type: 'uts', path: sb.utsns });
-    if (sc.namespace_options?.pid === 2) namespaces.shift(); // NODE: the host's pid namespace
     const pidsMax = res.unified?.['pids.max'];
     let pidsLimit = this.opts.defaultPidsLimit || undefined;
     if (pidsMax !== undefined) {
@@ -343,6 +358,9 @@ export class Containers {
       throw new InvalidArgumentError(`CreateContainer: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
     }
     const imgEnv = img.config.config?.Env ?? [];
+    const caps = capabilities(sc.capabilities?.add_capabilities ?? [], sc.capabilities?.drop_capabilities ?? [], !!sc.privileged);
+    const devs = criDevices(config.devices ?? []);
+    if (sc.privileged && !sb.config.linux?.security_context?.privileged) throw new InvalidArgumentError('CreateContainer: a privileged container needs a privileged pod sandbox (linux.security_context.privileged)');
     return buildSpec({
       args,
       env: mergeEnv(imgEnv, config.envs ?? []),
@@ -355,13 +373,41 @@ export class Containers {
       mounts,
       resources: { ...resourcesFromCri(res), pidsLimit },
       privileged: !!sc.privileged,
-      addCaps: sc.capabilities?.add_capabilities ?? [],
-      dropCaps: sc.capabilities?.drop_capabilities ?? [],
+      caps,
+      seccomp: seccompFor(sc, caps),
+      devices: [...(sc.privileged ? hostDevices() : []), ...devs.devices],
+      deviceRules: devs.rules,
+      rootfsPropagation,
+      terminal: !!config.tty,
       noNewPrivs: !!sc.no_new_privs,
       maskedPaths: sc.masked_paths,
       readonlyPaths: sc.readonly_paths,
       sysctls: sb.config.linux?.sysctls,
     });
+  }
+
+  /**
+   * The container's PID namespace: POD (the default) joins the pod's, held by its infra process;
+   * CONTAINER gets its own; NODE none (the host's); TARGET joins a running container's.
+   */
+  private pidNamespace(sb: SandboxRecord, nsOpts: CriObject): { type: string; path?: string } | undefined {
+    const mode = nsOpts.pid ?? 0;
+    if (mode === 2) return undefined;
+    if (mode === 3) {
+      if (!nsOpts.target_id) throw new InvalidArgumentError('CreateContainer: pid NamespaceMode TARGET needs namespace_options.target_id');
+      const target = this.find(nsOpts.target_id);
+      if (target.sandboxId !== sb.id) throw new InvalidArgumentError(`CreateContainer: target container ${target.id} is in another pod`);
+      if (target.state !== 'running' || !target.pid) throw new PreconditionError(`CreateContainer: target container ${target.id} is not running`);
+      return { type: 'pid', path: `/proc/${target.pid}/ns/pid` };
+    }
+    if (mode === 0 && sb.infraPid) {
+      if (!isInfraOf(sb.infraPid, sb.dir)) throw new PreconditionError(`CreateContainer: the infra process holding pod ${sb.id}'s PID namespace is gone; run a new sandbox`);
+      return { type: 'pid', path: `/proc/${sb.infraPid}/ns/pid` };
+    }
+    // POD in a pod without a shared namespace (made with CONTAINER or NODE) gets one of its own.
+    const sbMode = sb.config.linux?.security_context?.namespace_options?.pid ?? 0;
+    if (mode === 0 && sbMode === 2) return undefined;
+    return { type: 'pid' };
   }
 
   async start(id: string): Promise<void> {
@@ -413,6 +459,7 @@ export class Containers {
     rec.state = 'running';
     rec.startedAt = startNs || Number(nowNs());
     this.attach(rec, fds);
+    this.onEvent(rec.id, rec.sandboxId, 1);
     // Recorded without waiting for the disk and without fsync: after a crash, the pid file runc
     // wrote says the container was started, and restore takes pid and start time from it and
     // finds the monitor in /proc. The write happens in the background.
@@ -424,6 +471,7 @@ export class Containers {
     rec.state = 'exited'; rec.exitCode = 128; rec.reason = 'StartError'; rec.message = msg;
     rec.finishedAt = Number(nowNs());
     await this.state.saveContainer(rec);
+    this.onEvent(rec.id, rec.sandboxId, 2);
   }
 
   private runcError(dir: string): string {
@@ -463,6 +511,10 @@ export class Containers {
     const exitFile = join(rec.dir, 'exitcode');
     const release = () => {
       if (!this.pumps.has(rec.id) || pump.collectTimer || !existsSync(exitFile)) return;
+      // Processes the container left behind (possible in a pod's shared PID namespace, where
+      // its end does not end them) may hold its output pipes: the exit counts once what was
+      // written had 2 s to arrive, as containerd reports an exit without waiting for the pipes.
+      pump.exitTimer ??= setTimeout(() => { for (const s of pump.sockets) s.destroy(); }, 2000);
       const tryOpen = () => {
         pump.collectTimer = undefined;
         if (!this.pumps.has(rec.id) || this.detaching) return;
@@ -489,6 +541,7 @@ export class Containers {
     if (pump) {
       pump.watcher?.close();
       if (pump.collectTimer) clearTimeout(pump.collectTimer);
+      if (pump.exitTimer) clearTimeout(pump.exitTimer);
       for (const s of pump.sockets) s.destroy();
       await pump.log.close();
     }
@@ -512,6 +565,7 @@ export class Containers {
     }
     rec.state = 'exited';
     if (this.recs.has(rec.id)) await this.state.saveContainer(rec);
+    this.onEvent(rec.id, rec.sandboxId, 2);
     for (const l of this.listeners.get(rec.id) ?? []) l.exit(rec.exitCode);
     this.listeners.delete(rec.id);
     for (const w of this.exitWaiters.get(rec.id) ?? []) w();
@@ -551,6 +605,7 @@ export class Containers {
     if (r.code !== 0 && !/not mounted/.test(r.stderr)) await runCommand('umount', ['-l', rootfs], { allowFail: true });
     this.recs.delete(rec.id);
     await fsp.rm(rec.dir, { recursive: true, force: true });
+    this.onEvent(rec.id, rec.sandboxId, 3);
   }
 
   /** Changes CPU, memory and pids limits of a created or running container. */
@@ -595,6 +650,7 @@ export class Containers {
     for (const p of this.pumps.values()) {
       p.watcher?.close();
       if (p.collectTimer) clearTimeout(p.collectTimer);
+      if (p.exitTimer) clearTimeout(p.exitTimer);
       for (const s of p.sockets) s.destroy();
       void p.log.close();
     }

@@ -11,7 +11,7 @@ import { ImageInUseError, type ImageRecord } from './image-store.js';
 import { UnsafeLayerError } from './layer-unpack.js';
 import { loadArchive } from './archive-load.js';
 import { nowNs } from './logs.js';
-import type { Runtime } from './runtime.js';
+import type { Runtime, RuntimeEvent } from './runtime.js';
 import type { ContainerRecord, CriObject, SandboxRecord } from './state.js';
 import { containerStats, podSandboxStats } from './stats.js';
 import { traced } from './trace.js';
@@ -61,7 +61,7 @@ function sandboxStatus(s: SandboxRecord): CriObject {
   const ns = s.config.linux?.security_context?.namespace_options ?? {};
   return {
     id: s.id, metadata: s.config.metadata, state: s.state === 'ready' ? 0 : 1, created_at: s.createdAt,
-    network: { ip: '', additional_ips: [] },
+    network: { ip: s.network && !s.network.down ? s.network.ips[0] ?? '' : '', additional_ips: s.network && !s.network.down ? s.network.ips.slice(1).map((ip) => ({ ip })) : [] },
     linux: { namespaces: { options: { network: ns.network ?? 0, pid: ns.pid ?? 0, ipc: ns.ipc ?? 0, target_id: '' } } },
     labels: s.config.labels ?? {}, annotations: s.config.annotations ?? {}, runtime_handler: s.runtimeHandler,
   };
@@ -95,8 +95,8 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     Status: async (req) => ({
       status: { conditions: [
         { type: 'RuntimeReady', status: true, reason: '', message: '' },
-        // Pods get their own network namespace with loopback; a network plugin adds the rest.
-        { type: 'NetworkReady', status: true, reason: '', message: '' },
+        // From the CNI config directory; without a config pods still run, with loopback only.
+        (() => { const n = rt.cni.status(); return { type: 'NetworkReady', status: n.ready, reason: n.reason, message: n.message }; })(),
       ] },
       info: req.verbose ? { config: JSON.stringify({ root: rt.opts.root, cgroup: rt.containers.cgroupInfo() }) } : {},
       runtime_handlers: [{ name: '', features: { recursive_read_only_mounts: false, user_namespaces: false } }, { name: 'runc', features: { recursive_read_only_mounts: false, user_namespaces: false } }],
@@ -107,7 +107,12 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     RemovePodSandbox: async (req) => { await rt.removePodSandbox(req.pod_sandbox_id); return {}; },
     PodSandboxStatus: async (req) => {
       const s = rt.findSandbox(req.pod_sandbox_id);
-      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({ netns: s.netns ?? '', ipcns: s.ipcns ?? '', utsns: s.utsns ?? '', cgroupParent: s.cgroupParent }) } : {};
+      const info: Record<string, string> = req.verbose ? { info: JSON.stringify({
+        netns: s.netns ?? '', ipcns: s.ipcns ?? '', utsns: s.utsns ?? '', cgroupParent: s.cgroupParent, pid: s.infraPid ?? 0,
+        cniResult: s.network?.result ?? null, cniNetwork: s.network ? { name: s.network.confList.name, file: s.network.confList.file, down: !!s.network.down } : null,
+        // CHECK runs where asked: a verbose status.
+        cniCheck: await rt.checkNetwork(s),
+      }) } : {};
       return { status: sandboxStatus(s), info, containers_statuses: [], timestamp: Number(nowNs()) };
     },
     ListPodSandbox: async (req) => {
@@ -153,9 +158,10 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       const c = rt.containers.find(req.container_id);
       if (c.state !== 'running') throw new PreconditionError(`Exec: container ${c.id} is not running`);
       if (!Array.isArray(req.cmd) || req.cmd.length === 0) throw new InvalidArgumentError('Exec: cmd is empty');
-      if (req.tty) throw new InvalidArgumentError('Exec: tty is not supported by shoal-runtime; run without a terminal');
       if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Exec: one of stdin, stdout and stderr must be set');
-      return { url: rt.streaming.execUrl({ kind: 'exec', containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr }) };
+      // With a TTY, stdout and stderr are one stream (the terminal), as the CRI defines.
+      if (req.tty && req.stderr) throw new InvalidArgumentError('Exec: tty and stderr cannot both be set (a terminal merges stderr into stdout)');
+      return { url: rt.streaming.execUrl({ kind: 'exec', containerId: c.id, cmd: req.cmd, stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty }) };
     },
     Attach: async (req) => {
       const c = rt.containers.find(req.container_id);
@@ -163,6 +169,13 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
       if (req.stdin || req.tty) throw new InvalidArgumentError('Attach: containers here have no stdin or tty; attach with stdout/stderr only');
       if (!req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdout and stderr must be set');
       return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: false, stdout: !!req.stdout, stderr: !!req.stderr }) };
+    },
+    PortForward: async (req) => {
+      const sb = rt.findSandbox(req.pod_sandbox_id);
+      if (sb.state !== 'ready') throw new PreconditionError(`PortForward: pod sandbox ${sb.id} is not ready`);
+      const ports: number[] = (req.port ?? []).map(Number);
+      for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError(`PortForward: port ${p} is not 1-65535`);
+      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: '', cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {
@@ -224,6 +237,26 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
   return { runtime, image };
 }
 
+/**
+ * GetContainerEvents: every container and pod lifecycle change from now on, with the pod's
+ * status and its containers' statuses, until the client cancels (kubelet's evented PLEG).
+ */
+function containerEvents(rt: Runtime, call: grpc.ServerWritableStream<CriObject, CriObject>): void {
+  const on = (e: RuntimeEvent) => {
+    const sb = e.sandbox;
+    call.write({
+      container_id: e.containerId, container_event_type: e.kind, created_at: e.at,
+      pod_sandbox_status: sb ? sandboxStatus(sb) : null,
+      containers_statuses: rt.containers.list().filter((c) => c.sandboxId === e.sandboxId).map(containerStatus),
+    });
+  };
+  rt.events.on('event', on);
+  const off = () => rt.events.off('event', on);
+  call.on('cancelled', off);
+  call.on('close', off);
+  call.on('error', off);
+}
+
 export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Server> {
   const pkg = loadProto('cri/api.proto') as CriObject;
   const v1 = pkg.runtime.v1;
@@ -238,7 +271,9 @@ export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Se
     }
     return out;
   };
-  server.addService(v1.RuntimeService.service, build(v1.RuntimeService.service, runtime));
+  const rtImpl = build(v1.RuntimeService.service, runtime);
+  rtImpl['GetContainerEvents'] = ((call: grpc.ServerWritableStream<CriObject, CriObject>) => containerEvents(rt, call)) as grpc.UntypedHandleCall;
+  server.addService(v1.RuntimeService.service, rtImpl);
   server.addService(v1.ImageService.service, build(v1.ImageService.service, image));
   if (existsSync(socketPath)) unlinkSync(socketPath);
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));

@@ -66,17 +66,37 @@ t.test('CRI runtime end to end', async (t) => {
     t.equal(v.runtime_name, 'shoal-runtime');
     t.equal(v.runtime_api_version, 'v1');
     const s = await c.rt.Status({});
-    t.same(s.status.conditions.map((x: any) => [x.type, x.status]), [['RuntimeReady', true], ['NetworkReady', true]]);
-    for (const [svc, name, req] of [['rt', 'PortForward', { pod_sandbox_id: 'x' }], ['rt', 'CheckpointContainer', {}]] as const) {
+    t.same(s.status.conditions.map((x: any) => [x.type, x.status, x.reason]), [['RuntimeReady', true, ''], ['NetworkReady', false, 'NetworkPluginNotReady']], 'no CNI config: network not ready (pods still run, loopback only)');
+    t.match(s.status.conditions[1].message, /no network config found in \/.*\.no-cni-config/, 'the message names the config directory');
+    for (const [svc, name, req] of [['rt', 'CheckpointContainer', {}], ['rt', 'UpdateRuntimeConfig', {}], ['rt', 'ListMetricDescriptors', {}]] as const) {
       const e = await (c as any)[svc][name](req).catch((x: any) => x);
       t.equal(code(e), 12, `${name} answers UNIMPLEMENTED`);
+      t.match(e.details, new RegExp(`${name} is not implemented by shoal-runtime`), 'naming the call');
     }
-    const events = await new Promise<any>((resolve) => {
-      const st = (rt!.client as any).raw.GetContainerEvents({});
-      st.on('error', resolve);
-      st.on('end', () => resolve(null));
-    });
-    t.equal(code(events), 12, 'GetContainerEvents (a stream) answers UNIMPLEMENTED');
+  });
+
+  t.test('GetContainerEvents streams pod and container lifecycle events', async (t) => {
+    await c.img.PullImage({ image: { image: IMAGE } });
+    const seen: any[] = [];
+    const stream = c.raw.GetContainerEvents({});
+    stream.on('data', (e: any) => seen.push(e));
+    stream.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 100));
+    const p = await pod();
+    const id = await container(p, 'evented', { command: ['sh', '-c', 'exit 0'] });
+    await c.rt.StartContainer({ container_id: id });
+    await exited(id);
+    await c.rt.RemoveContainer({ container_id: id });
+    await c.rt.StopPodSandbox({ pod_sandbox_id: p.id });
+    await c.rt.RemovePodSandbox({ pod_sandbox_id: p.id });
+    await waitFor('the pod deleted event', async () => seen.some((e) => e.container_id === p.id && e.container_event_type === 3));
+    stream.cancel();
+    const names = seen.map((e) => `${e.container_id === p.id ? 'pod' : e.container_id === id ? 'ctr' : '?'} ${['CREATED', 'STARTED', 'STOPPED', 'DELETED'][e.container_event_type]}`);
+    t.same(names, ['pod CREATED', 'pod STARTED', 'ctr CREATED', 'ctr STARTED', 'ctr STOPPED', 'ctr DELETED', 'pod STOPPED', 'pod DELETED']);
+    const started = seen.find((e) => e.container_id === id && e.container_event_type === 1);
+    t.equal(started.pod_sandbox_status.id, p.id, 'with the pod\'s status');
+    t.same(started.containers_statuses.map((s: any) => [s.id, s.state]), [[id, 1]], 'and its containers\' statuses');
+    t.ok(Number(started.created_at) > 0);
   });
 
   t.test('images: pull, list, status, fs info, hostile images refused', async (t) => {
@@ -130,8 +150,9 @@ t.test('CRI runtime end to end', async (t) => {
   });
 
   t.test('exec, stats, stop with grace period then kill', async (t) => {
-    const p = await pod();
-    const id = await container(p, 'sleeper', { command: ['sleep', '1000'], run_as_username: undefined, linux: { resources: { cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000 } } });
+    // A PID namespace of its own (CONTAINER), so sleep is pid 1 (see security.test.ts for POD).
+    const p = await pod({ linux: { security_context: { namespace_options: { pid: 1 } } } });
+    const id = await container(p, 'sleeper', { command: ['sleep', '1000'], run_as_username: undefined, linux: { security_context: { namespace_options: { pid: 1 } }, resources: { cpu_shares: 512, cpu_quota: 50000, cpu_period: 100000 } } });
     await c.rt.StartContainer({ container_id: id });
     t.equal((await status(id)).state, 1, 'running');
     const r = await c.rt.ExecSync({ container_id: id, cmd: ['sh', '-c', 'cat /etc/hostname; echo to-err >&2; exit 7'], timeout: 10 });
@@ -167,8 +188,8 @@ t.test('CRI runtime end to end', async (t) => {
     // The server follows the output before it answers the upgrade, so nothing is missed.
     const ar = await execStream(at.url, { onOpen: () => writeFileSync(join(root, 'containers', talker, 'rootfs', 'tmp', 'go'), '') });
     t.same([ar.stdout, ar.stderr, (ar.status as any)?.status], ['out-line\n', 'err-line\n', 'Success'], 'attached output until the exit');
-    const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true }).catch((x: any) => x);
-    t.equal(code(tty), 3, 'tty exec: INVALID_ARGUMENT');
+    const tty = await c.rt.Exec({ container_id: id, cmd: ['sh'], tty: true, stdout: true, stderr: true }).catch((x: any) => x);
+    t.equal(code(tty), 3, 'tty exec with stderr: INVALID_ARGUMENT (see streaming.test.ts for TTY exec)');
     const slow = await c.rt.ExecSync({ container_id: id, cmd: ['sleep', '30'], timeout: 1 }).catch((x: any) => x);
     t.equal(code(slow), 4, 'exec past its timeout: DEADLINE_EXCEEDED');
     const ps = await c.rt.ExecSync({ container_id: id, cmd: ['ps', '-o', 'pid,comm'] });

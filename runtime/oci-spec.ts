@@ -29,9 +29,14 @@ export interface SpecInput {
   mounts: OciMount[];
   resources: ResourceInput;
   privileged: boolean;
-  addCaps: string[];
-  dropCaps: string[];
+  /** The capability set (security.ts decides it). */
+  caps: string[];
   noNewPrivs: boolean;
+  seccomp?: object;
+  devices?: object[];
+  deviceRules?: object[];
+  rootfsPropagation?: string;
+  terminal?: boolean;
   maskedPaths?: string[];
   readonlyPaths?: string[];
   sysctls?: Record<string, string>;
@@ -78,32 +83,9 @@ export function memoryCpuResources(res: ResourceInput): Record<string, unknown> 
 
 export interface OciMount { destination: string; type: string; source: string; options: string[] }
 
-// Docker's default capability set.
-export const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
-  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
-const ALL_CAPS = [...DEFAULT_CAPS, 'CAP_DAC_READ_SEARCH', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER',
-  'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE',
-  'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_LEASE', 'CAP_AUDIT_CONTROL', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM',
-  'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ'];
-
 const MASKED = ['/proc/asound', '/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats',
   '/proc/sched_debug', '/proc/scsi', '/sys/firmware'];
 const READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
-
-function capName(c: string): string {
-  const u = c.toUpperCase();
-  return u.startsWith('CAP_') ? u : 'CAP_' + u;
-}
-
-export function capabilities(add: string[], drop: string[], privileged: boolean): string[] {
-  if (privileged) return ALL_CAPS;
-  const d = drop.map(capName);
-  let caps = d.includes('CAP_ALL') ? [] : DEFAULT_CAPS.filter((c) => !d.includes(c));
-  const a = add.map(capName);
-  if (a.includes('CAP_ALL')) caps = [...ALL_CAPS];
-  else for (const c of a) if (!caps.includes(c)) caps.push(c);
-  return caps;
-}
 
 /** Merges image and CRI settings as the kubelet/containerd do: command replaces Entrypoint, args replace Cmd. */
 export function processArgs(command: string[], args: string[], img: ImageConfig['config']): string[] {
@@ -121,10 +103,10 @@ export function mergeEnv(image: string[], cri: { key: string; value: string }[])
 }
 
 export function buildSpec(i: SpecInput): object {
-  const caps = capabilities(i.addCaps, i.dropCaps, i.privileged);
+  const caps = i.caps;
   const res = i.resources;
   const resources: Record<string, unknown> = {
-    devices: [{ allow: i.privileged, access: 'rwm' }],
+    devices: [{ allow: i.privileged, access: 'rwm' }, ...(i.deviceRules ?? [])],
   };
   Object.assign(resources, memoryCpuResources(res));
   if (res.pidsLimit) resources['pids'] = { limit: res.pidsLimit };
@@ -148,10 +130,13 @@ export function buildSpec(i: SpecInput): object {
     linux['readonlyPaths'] = i.readonlyPaths?.length ? i.readonlyPaths : READONLY;
   }
   if (i.sysctls && Object.keys(i.sysctls).length) linux['sysctl'] = i.sysctls;
+  if (i.seccomp) linux['seccomp'] = i.seccomp;
+  if (i.devices?.length) linux['devices'] = i.devices;
+  if (i.rootfsPropagation) linux['rootfsPropagation'] = i.rootfsPropagation;
   return {
     ociVersion: '1.0.2',
     process: {
-      terminal: false,
+      terminal: !!i.terminal,
       user: { uid: i.uid, gid: i.gid, ...(i.additionalGids.length ? { additionalGids: i.additionalGids } : {}) },
       args: i.args,
       env: i.env,

@@ -4,7 +4,7 @@
 // a loopback interface, its hostname, and /etc/hosts, /etc/hostname, /etc/resolv.conf files
 // that every container of the pod mounts.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, promises as fsp } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { runCommand } from './run-command.js';
 import { removeCgroup } from './cgroups.js';
@@ -13,8 +13,28 @@ import { nowNs } from './logs.js';
 import { InvalidArgumentError } from './errors.js';
 import { traced } from './trace.js';
 import type { Shim } from './shim.js';
+import { type Cni, type PodNetworkRequest, podRuntimeConfig, resultIps } from './cni.js';
 
+const POD = 0; // NamespaceMode.POD (the proto default)
 const NODE = 2; // NamespaceMode.NODE
+const TARGET = 3;
+
+/** Is `pid` the infra process of the sandbox in `dir` (named shoal-pause, working in dir)? */
+export function isInfraOf(pid: number | undefined, dir: string): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const st = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    if (st === 'Z' || st === 'X') return false;
+    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')) === 'shoal-pause' && readlinkSync(`/proc/${pid}/cwd`) === dir;
+  } catch { return false; }
+}
+
+/** What the CNI plugins are told about a pod (CNI_ARGS, runtimeConfig). */
+export function podNetworkRequest(rec: SandboxRecord): PodNetworkRequest {
+  const md = rec.config.metadata ?? {};
+  return { sandboxId: rec.id, netns: rec.netns ?? '', podName: md.name ?? '', podNamespace: md.namespace ?? '', podUid: md.uid ?? '', runtimeConfig: podRuntimeConfig(rec.config) };
+}
 
 export function newId(): string {
   return randomBytes(32).toString('hex');
@@ -36,13 +56,19 @@ export async function prepareNsDir(root: string): Promise<string> {
 
 const HOSTNAME_RE = /^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/;
 
-export async function createSandbox(state: StateStore, shim: Shim, nsDir: string, config: CriObject, runtimeHandler: string, defaultCgroupParent = '/shoal'): Promise<SandboxRecord> {
+export async function createSandbox(state: StateStore, shim: Shim, nsDir: string, config: CriObject, runtimeHandler: string, defaultCgroupParent = '/shoal', cni?: Cni): Promise<SandboxRecord> {
   const md = config?.metadata;
   if (!md || !md.name) throw new InvalidArgumentError('RunPodSandbox: config.metadata.name is required');
   if (runtimeHandler && runtimeHandler !== 'runc') throw new InvalidArgumentError(`RunPodSandbox: unknown runtime handler ${JSON.stringify(runtimeHandler)}; shoal-runtime only has "runc" (or empty)`);
   const nsOpts = config.linux?.security_context?.namespace_options ?? {};
   const hostNet = nsOpts.network === NODE;
   const hostIpc = nsOpts.ipc === NODE;
+  if (nsOpts.pid === TARGET || nsOpts.network === TARGET || nsOpts.ipc === TARGET) throw new InvalidArgumentError('RunPodSandbox: NamespaceMode TARGET is for containers only');
+  if (nsOpts.userns_options && (nsOpts.userns_options.mode ?? NODE) !== NODE) throw new InvalidArgumentError('RunPodSandbox: user namespaces (userns_options mode POD) are not implemented by shoal-runtime');
+  // POD (the default): one PID namespace for the pod, held by an infra process.
+  const sharedPid = (nsOpts.pid ?? POD) === POD;
+  // The network the config directory defines now; none: a loopback-only pod.
+  const netConf = hostNet ? undefined : cni?.load();
   const id = newId();
   const hostname: string = config.hostname || (hostNet ? '' : md.name.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63));
   if (hostname && !HOSTNAME_RE.test(hostname)) throw new InvalidArgumentError(`RunPodSandbox: hostname ${JSON.stringify(hostname)} is not a valid DNS name`);
@@ -61,16 +87,38 @@ export async function createSandbox(state: StateStore, shim: Shim, nsDir: string
     // inside; the hostname is set in the UTS namespace by runc when the pod's first container
     // starts (spec.hostname).
     const wanted = !!(rec.netns || rec.ipcns || rec.utsns);
-    // All three settle before a failure is handled, so the cleanup below never races a
-    // namespace mount still being made.
+    // The chain is recorded before ADD runs, so a DEL (now, or after a crash) finds it.
+    if (netConf) rec.network = { confList: netConf, ifName: 'eth0', ips: [] };
+    const infra = sharedPid ? traced('sb.infra', () => shim.request('infra', [dir])) : undefined;
+    const ns = wanted ? traced('sb.unshare', () => shim.request('ns', [rec.netns ?? '', rec.ipcns ?? '', rec.utsns ?? ''])) : undefined;
+    const lo = netConf ? cni!.loopback() : undefined;
+    if (lo) rec.network!.loopback = true;
+    const net = ns && netConf ? ns.then(() => Promise.all([
+      traced('sb.cni', () => cni!.add(netConf, podNetworkRequest(rec), 'eth0')),
+      lo ? traced('sb.cni-lo', () => cni!.add(lo, podNetworkRequest(rec), 'lo')) : undefined,
+    ]).then(([r]) => r)) : undefined;
+    // Everything settles before a failure is handled, so the cleanup below never races a
+    // namespace mount or a plugin still at work.
     const done = await Promise.allSettled([
       traced('sb.files', () => writeEtcFiles(rec, hostNet)),
-      wanted ? traced('sb.unshare', () => shim.request('ns', [rec.netns ?? '', rec.ipcns ?? '', rec.utsns ?? ''])) : undefined,
-      traced('sb.save', () => state.createRecord(dir, rec)),
+      ns, net,
+      // The first record waits for the infra pid (a fork: quick) so it need not be written twice.
+      (infra ?? Promise.resolve(undefined)).then((pid) => { if (pid) rec.infraPid = Number(pid); return traced('sb.save', () => state.createRecord(dir, rec)); }),
     ]);
     for (const d of done) if (d.status === 'rejected') throw d.reason;
+    if (net && rec.network) {
+      rec.network.result = ((done[2] as PromiseFulfilledResult<Record<string, unknown>>).value);
+      rec.network.ips = resultIps(rec.network.result, rec.network.ifName);
+    }
+    // The network's result goes into the record too (DEL hands it to the plugins as prevResult).
+    if (rec.network) await traced('sb.save2', () => state.saveSandbox(rec));
     return rec;
   } catch (e) {
+    if (rec.network && cni) {
+      // ADD may have failed halfway: DEL through the whole chain (plugins tolerate missing state).
+      const del = await cniDel(cni, rec).then(() => undefined, (x: Error) => x);
+      if (del) (e as Error).message += `; and the cleanup (CNI DEL) failed too: ${del.message}`;
+    }
     await destroySandboxResources(rec).catch(() => {});
     await fsp.rm(dir, { recursive: true, force: true });
     throw e;
@@ -97,8 +145,26 @@ async function writeEtcFiles(rec: SandboxRecord, hostNet: boolean): Promise<void
   ]);
 }
 
+/** CNI DEL of a pod's network (its chain, then the loopback network if it had one). */
+export async function cniDel(cni: Cni, rec: SandboxRecord): Promise<void> {
+  const n = rec.network;
+  if (!n) return;
+  const req = podNetworkRequest(rec);
+  await cni.del(n.confList, req, n.ifName, n.result);
+  const lo = n.loopback ? cni.loopback() : undefined;
+  if (lo) await cni.del(lo, req, 'lo', undefined);
+}
+
+/** Ends the pod's infra process (and with it what is left in its PID namespace). Idempotent. */
+export async function killInfra(rec: SandboxRecord): Promise<void> {
+  if (!isInfraOf(rec.infraPid, rec.dir)) return;
+  try { process.kill(rec.infraPid!, 'SIGKILL'); } catch { return; }
+  for (let i = 0; i < 200 && isInfraOf(rec.infraPid, rec.dir); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
 /** Unmounts and removes the namespace files and the pod cgroup. Idempotent. */
 export async function destroySandboxResources(rec: SandboxRecord): Promise<void> {
+  await killInfra(rec);
   for (const f of [rec.netns, rec.ipcns, rec.utsns]) {
     if (!f || !existsSync(f)) continue;
     await runCommand('umount', [f], { allowFail: true });

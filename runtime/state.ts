@@ -5,6 +5,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeFileDurable } from './content-store.js';
 import { runCommand } from './run-command.js';
+import type { SandboxNetwork } from './cni.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export type CriObject = any;
@@ -21,6 +22,10 @@ export interface SandboxRecord {
   hostname: string;
   cgroupParent: string;
   dir: string;
+  /** The CNI chain the pod's network was set up with (absent: host network or no config then). */
+  network?: SandboxNetwork & { down?: boolean; loopback?: boolean };
+  /** The infra process holding the pod's shared PID namespace (NamespaceMode POD). */
+  infraPid?: number;
 }
 
 export type ContainerStateName = 'created' | 'running' | 'exited' | 'unknown';

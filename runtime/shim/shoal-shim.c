@@ -15,6 +15,17 @@
 //                                 <ns runc took>"
 //                                 once runc has started the container
 //   umount PATH                   unmounts PATH (lazily if busy)
+//   infra DIR                     a pod's infra process (like a pause container): pid 1 of a new
+//                                 PID namespace the pod's containers join, named "shoal-pause",
+//                                 working in DIR; answers its (host) pid
+// One-shot modes (a process per stream, started by the runtime's streaming server):
+//   shoal-shim portfwd NETNS PORT       connects to 127.0.0.1:PORT inside the network namespace
+//                                       NETNS and relays stdin/stdout to it (PortForward)
+//   shoal-shim tty-exec DIR RUNC ARGS   runs `RUNC ARGS` (a `runc exec -d --tty` whose
+//                                       --console-socket is DIR/console.sock), takes the pty
+//                                       master runc sends, relays stdin/stdout to it, applies
+//                                       "COLS ROWS" lines from fd 3 as window sizes, and exits
+//                                       with the exec'd process's status
 // Answers to `start` come from the monitor, so they may overtake later requests' answers.
 //
 // The monitor: its own session, a child subreaper (so the container process becomes its
@@ -36,7 +47,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/un.h>
+#include <termios.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -144,6 +160,51 @@ static void op_umount(const char *id, char **a, int n) {
   if (umount2(a[0], 0) == 0 || errno == EINVAL || errno == ENOENT) { answer(id, 0, ""); return; }
   if (errno == EBUSY && umount2(a[0], MNT_DETACH) == 0) { answer(id, 0, "detached"); return; }
   answer(id, 1, "umount %s: %s", a[0], strerror(errno));
+}
+
+// The infra process: pid 1 of the pod's PID namespace. It reaps what falls to it and ends on
+// SIGTERM/SIGINT (with it, the kernel ends every process left in the namespace).
+static volatile sig_atomic_t infra_stop = 0;
+static void infra_term(int sig) { (void)sig; infra_stop = 1; }
+static void infra_chld(int sig) { (void)sig; }
+
+static void op_infra(const char *id, char **a, int n) {
+  if (n != 1) { answer(id, 1, "infra needs 1 argument, got %d", n); return; }
+  pid_t p = fork();
+  if (p < 0) { answer(id, 1, "fork: %s", strerror(errno)); return; }
+  if (p == 0) {
+    if (unshare(CLONE_NEWPID) < 0) { answer(id, 1, "unshare pid namespace: %s", strerror(errno)); _exit(1); }
+    pid_t b = fork();
+    if (b < 0) { answer(id, 1, "fork: %s", strerror(errno)); _exit(1); }
+    if (b == 0) {
+      setsid();
+      prctl(PR_SET_NAME, "shoal-pause");
+      for (int i = 0; i < 3; i++) if (host_ns[i] >= 0) close(host_ns[i]);
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); if (null > 2) close(null); }
+      if (chdir(a[0]) < 0) _exit(1);
+      struct sigaction sa;
+      memset(&sa, 0, sizeof sa);
+      sa.sa_handler = infra_term;
+      sigaction(SIGTERM, &sa, NULL);
+      sigaction(SIGINT, &sa, NULL);
+      sa.sa_handler = infra_chld;
+      sigaction(SIGCHLD, &sa, NULL);
+      signal(SIGPIPE, SIG_IGN);
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, NULL);
+      while (!infra_stop) {
+        pause();
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+      }
+      _exit(0);
+    }
+    answer(id, 0, "%d", (int)b);
+    _exit(0);
+  }
+  int st;
+  while (waitpid(p, &st, 0) < 0 && errno == EINTR) {}
 }
 
 static void write_exitcode(int code) {
@@ -276,12 +337,164 @@ static int serve(void) {
     else if (!strcmp(op, "overlay")) op_overlay(id, f + 2, n - 2);
     else if (!strcmp(op, "start")) op_start(id, f + 2, n - 2);
     else if (!strcmp(op, "umount")) op_umount(id, f + 2, n - 2);
+    else if (!strcmp(op, "infra")) op_infra(id, f + 2, n - 2);
     else answer(id, 1, "unknown operation %s", op);
   }
 }
 
+// Copies between two fd pairs until `out_src` ends; a closed `in_src` half-closes `in_dst`
+// (shutdown for a socket). Returns when out_src reaches end-of-file or an error.
+static void relay(int in_src, int in_dst, int out_src, int out_dst, int ctl, int ctl_target, pid_t child, int *child_status) {
+  char buf[32768];
+  int in_open = 1, ctl_open = ctl >= 0;
+  char cbuf[256];
+  size_t clen = 0;
+  for (;;) {
+    struct pollfd p[3];
+    int n = 0, ii = -1, oi, ci = -1;
+    if (in_open) { p[n].fd = in_src; p[n].events = POLLIN; ii = n++; }
+    p[n].fd = out_src; p[n].events = POLLIN; oi = n++;
+    if (ctl_open) { p[n].fd = ctl; p[n].events = POLLIN; ci = n++; }
+    int r = poll(p, (nfds_t)n, child > 0 ? 200 : -1);
+    if (r < 0 && errno != EINTR) return;
+    if (child > 0 && *child_status < 0) {
+      int st;
+      if (waitpid(child, &st, WNOHANG) == child) *child_status = st;
+    }
+    if (r <= 0) {
+      if (child > 0 && *child_status >= 0) {
+        // The process is gone: what is left in the pty is read, then we are done.
+        int fl = fcntl(out_src, F_GETFL);
+        fcntl(out_src, F_SETFL, fl | O_NONBLOCK);
+        ssize_t k;
+        while ((k = read(out_src, buf, sizeof buf)) > 0) if (write(out_dst, buf, (size_t)k) < 0) break;
+        return;
+      }
+      continue;
+    }
+    // Window sizes first: the client sent a resize before the input that follows it.
+    if (ci >= 0 && p[ci].revents) {
+      ssize_t k = read(ctl, cbuf + clen, sizeof cbuf - clen - 1);
+      if (k <= 0) ctl_open = 0;
+      else {
+        clen += (size_t)k;
+        cbuf[clen] = 0;
+        char *nl;
+        while ((nl = strchr(cbuf, '\n'))) {
+          *nl = 0;
+          unsigned cols = 0, rows = 0;
+          if (sscanf(cbuf, "%u %u", &cols, &rows) == 2 && ctl_target >= 0) {
+            struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+            ioctl(ctl_target, TIOCSWINSZ, &ws);
+          }
+          size_t used = (size_t)(nl - cbuf) + 1;
+          memmove(cbuf, nl + 1, clen - used + 1);
+          clen -= used;
+        }
+        if (clen >= sizeof cbuf - 1) clen = 0;
+      }
+    }
+    if (ii >= 0 && p[ii].revents) {
+      ssize_t k = read(in_src, buf, sizeof buf);
+      if (k <= 0) { in_open = 0; if (shutdown(in_dst, SHUT_WR) < 0 && errno == ENOTSOCK) { /* a pty: stays open */ } }
+      else { ssize_t w = 0; while (w < k) { ssize_t x = write(in_dst, buf + w, (size_t)(k - w)); if (x <= 0) break; w += x; } }
+    }
+    if (p[oi].revents) {
+      ssize_t k = read(out_src, buf, sizeof buf);
+      if (k <= 0) {
+        if (child > 0 && *child_status < 0) { int st; if (waitpid(child, &st, 0) == child) *child_status = st; }
+        return;
+      }
+      ssize_t w = 0;
+      while (w < k) { ssize_t x = write(out_dst, buf + w, (size_t)(k - w)); if (x <= 0) return; w += x; }
+    }
+  }
+}
+
+static int portfwd(const char *netns, const char *port) {
+  signal(SIGPIPE, SIG_IGN);
+  int fd = open(netns, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { fprintf(stderr, "cannot open network namespace %s: %s\n", netns, strerror(errno)); return 1; }
+  if (setns(fd, CLONE_NEWNET) < 0) { fprintf(stderr, "cannot enter network namespace %s: %s\n", netns, strerror(errno)); return 1; }
+  close(fd);
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)atoi(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof a) < 0) { fprintf(stderr, "cannot connect to port %s in the pod: %s\n", port, strerror(errno)); return 1; }
+  int none = -1;
+  relay(0, s, s, 1, -1, -1, 0, &none);
+  return 0;
+}
+
+static int tty_exec(const char *dir, char **argv) {
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+  char path[300];
+  snprintf(path, sizeof path, "%s/console.sock", dir);
+  unlink(path);
+  int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un un;
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof un.sun_path) { fprintf(stderr, "console socket path too long: %s\n", path); return 255; }
+  strcpy(un.sun_path, path);
+  if (ls < 0 || bind(ls, (struct sockaddr *)&un, sizeof un) < 0 || listen(ls, 1) < 0) { fprintf(stderr, "console socket %s: %s\n", path, strerror(errno)); return 255; }
+  pid_t runc = fork();
+  if (runc < 0) { fprintf(stderr, "fork: %s\n", strerror(errno)); return 255; }
+  if (runc == 0) {
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0); dup2(null, 1);
+    execvp(argv[0], argv);
+    fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+  }
+  // runc connects once it has made the pty; if it fails first, it exits without connecting.
+  int master = -1;
+  for (;;) {
+    struct pollfd p = {.fd = ls, .events = POLLIN};
+    int r = poll(&p, 1, 100);
+    if (r > 0) {
+      int c = accept(ls, NULL, NULL);
+      if (c < 0) break;
+      char name[512];
+      struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
+      union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+      struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+      if (recvmsg(c, &m, 0) > 0) {
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+        if (cm && cm->cmsg_type == SCM_RIGHTS) memcpy(&master, CMSG_DATA(cm), sizeof(int));
+      }
+      close(c);
+      break;
+    }
+    int st;
+    if (waitpid(runc, &st, WNOHANG) == runc) { unlink(path); fprintf(stderr, "runc exec failed (status %d)\n", status_code(st)); return 255; }
+  }
+  close(ls);
+  unlink(path);
+  int st;
+  while (waitpid(runc, &st, 0) < 0 && errno == EINTR) {}
+  if (master < 0 || status_code(st) != 0) { fprintf(stderr, "runc exec failed (status %d)\n", status_code(st)); return 255; }
+  // runc wrote the exec'd process's pid (--pid-file DIR/exec.pid); it is our child now.
+  char pf[320], b[32] = "";
+  snprintf(pf, sizeof pf, "%s/exec.pid", dir);
+  int f = open(pf, O_RDONLY);
+  ssize_t k = f >= 0 ? read(f, b, sizeof b - 1) : -1;
+  if (f >= 0) close(f);
+  pid_t pid = k > 0 ? (pid_t)atoi(b) : 0;
+  int status = -1;
+  relay(0, master, master, 1, 3, master, pid, &status);
+  if (status < 0 && pid > 0) while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  return status < 0 ? 255 : status_code(status);
+}
+
 int main(int argc, char **argv) {
   if (argc == 2 && !strcmp(argv[1], "serve")) return serve();
+  if (argc == 4 && !strcmp(argv[1], "portfwd")) return portfwd(argv[2], argv[3]);
+  if (argc >= 4 && !strcmp(argv[1], "tty-exec")) return tty_exec(argv[2], argv + 3);
   fprintf(stderr, "usage: shoal-shim serve (started by shoal-runtime)\n");
   return 2;
 }

@@ -12,11 +12,13 @@ export function cleanupRoot(root: string): void {
     for (const id of ids) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);
   }
   // Monitors (shoal-shim, named shoal-monitor, working in their bundle directory) would wait
-  // for a runtime to collect their container's exit forever: end them and their process group.
+  // for a runtime to collect their container's exit forever: end them and their process group;
+  // and pods' infra processes (shoal-pause, working in their sandbox directory).
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
-      if (readFileSync(`/proc/${p}/comm`, 'utf8').trim() !== 'shoal-monitor') continue;
+      const comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      if (comm !== 'shoal-monitor' && comm !== 'shoal-pause') continue;
       if (readlinkSync(`/proc/${p}/cwd`).startsWith(root + '/')) process.kill(-Number(p), 'SIGKILL');
     } catch { /* gone, or not a monitor of ours */ }
   }

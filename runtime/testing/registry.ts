@@ -1,7 +1,7 @@
 // Test helper: a real Docker registry (Debian's docker-registry, distribution 2.x) on
 // 127.0.0.1 with a temporary storage directory, plus the client side of a push over the
 // distribution API (monolithic blob uploads, manifest PUT).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,11 +31,15 @@ export interface RegistryAuthConfig {
   authYaml: string;
 }
 
-export async function startRegistry(auth?: RegistryAuthConfig): Promise<Registry> {
+/**
+ * `netns`: run the registry inside that network namespace (its 127.0.0.1), for runtimes that
+ * run there; it is then checked from inside (busybox wget), and pushed to from inside too.
+ */
+export async function startRegistry(auth?: RegistryAuthConfig, opts: { netns?: string; port?: number } = {}): Promise<Registry> {
   const dir = mkdtempSync(join(tmpdir(), `shoal-registry-${process.pid}-`));
   // The registry cannot report an OS-chosen port, so we take one from the OS and hand it over;
   // if another process grabs it in between, startup fails loudly and the test says so.
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
   const cfg = [
     'version: 0.1',
     'log:', '  level: error',
@@ -44,7 +48,9 @@ export async function startRegistry(auth?: RegistryAuthConfig): Promise<Registry
     ...(auth ? ['auth:', auth.authYaml] : []),
   ].join('\n') + '\n';
   writeFileSync(join(dir, 'config.yml'), cfg);
-  const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = opts.netns
+    ? spawn('nsenter', [`--net=${opts.netns}`, '--', 'docker-registry', 'serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
   const host = `127.0.0.1:${port}`;
@@ -60,7 +66,10 @@ export async function startRegistry(auth?: RegistryAuthConfig): Promise<Registry
   const deadline = Date.now() + 15000;
   for (;;) {
     if (proc.exitCode !== null) { await stop(); throw new Error(`docker-registry exited at startup: ${stderr}`); }
-    try {
+    if (opts.netns) {
+      const r = spawnSync('nsenter', [`--net=${opts.netns}`, '--', 'busybox', 'wget', '-q', '-O', '/dev/null', `http://${host}/v2/`], { stdio: 'ignore' });
+      if (r.status === 0) break;
+    } else try {
       const r = await fetch(`http://${host}/v2/`);
       await r.body?.cancel();
       if (r.status === 200 || r.status === 401) break;

@@ -10,12 +10,19 @@ export interface RuntimeProc { proc: ChildProcess; client: CriClient; stderr: ()
 
 let runs = 0;
 
-export async function startRuntime(socket: string, root: string, extra: string[] = []): Promise<RuntimeProc> {
+export async function startRuntime(socket: string, root: string, extra: string[] = [], opts: { netns?: string } = {}): Promise<RuntimeProc> {
   const main = fileURLToPath(new URL('../main.js', import.meta.url));
   // Pods go under a cgroup of this test's own (cleanupRoot removes it), never the shared /shoal.
   const cg = extra.includes('--cgroup-parent') ? [] : ['--cgroup-parent', `/shoal-test-${process.pid}-${++runs}`];
 
-  const proc = spawn(process.execPath, [main, '--listen', `unix://${socket}`, '--root', root, ...cg, ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // No CNI unless the test asks: the machine's /etc/cni/net.d must never be used by a test.
+  const cni = extra.includes('--cni-conf-dir') ? [] : ['--cni-conf-dir', join(root, '.no-cni-config')];
+  const cmd = [main, '--listen', `unix://${socket}`, '--root', root, ...cg, ...cni, ...extra];
+  // A runtime in a network namespace of the test's own (CNI tests): nsenter, not `ip netns exec`
+  // (which remounts /sys and hides the cgroups).
+  const proc = opts.netns
+    ? spawn('nsenter', [`--net=${opts.netns}`, '--', process.execPath, ...cmd], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(process.execPath, cmd, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const client = criClient(socket);

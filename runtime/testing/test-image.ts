@@ -7,6 +7,15 @@ import { sha256Digest } from '../content-store.js';
 import { MT } from '../registry-client.js';
 import { tarBuffer, type WriteEntry } from './tar-writer.js';
 
+/** An image as an OCI archive (what `PullImage oci-archive:PATH` loads), tagged `name`. */
+export function ociArchive(img: BuiltImage, name: string): Buffer {
+  return tarBuffer([
+    { name: 'oci-layout', data: '{"imageLayoutVersion":"1.0.0"}' },
+    { name: 'index.json', data: JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: img.manifest.mediaType, digest: img.manifest.digest, size: img.manifest.data.length, annotations: { 'io.containerd.image.name': name } }] }) },
+    ...[img.manifest, img.config, ...img.layers].map((b) => ({ name: `blobs/sha256/${b.digest.slice(7)}`, data: b.data })),
+  ]);
+}
+
 export interface Blob { digest: string; data: Buffer; mediaType: string }
 export interface BuiltImage {
   config: Blob;
@@ -15,7 +24,8 @@ export interface BuiltImage {
 }
 
 const APPLETS = ['sh', 'ash', 'cat', 'echo', 'ls', 'sleep', 'head', 'tail', 'dd', 'awk', 'seq', 'wc', 'hostname', 'id', 'env', 'pwd',
-  'mkdir', 'rm', 'touch', 'test', 'true', 'false', 'ps', 'kill', 'yes', 'grep', 'stat', 'readlink', 'printf', 'sync', 'cut', 'tr', 'mount', 'df'];
+  'mkdir', 'rm', 'touch', 'test', 'true', 'false', 'ps', 'kill', 'yes', 'grep', 'stat', 'readlink', 'printf', 'sync', 'cut', 'tr', 'mount', 'df',
+  'nc', 'wget', 'ip', 'httpd', 'stty', 'tty', 'umount', 'mkfifo', 'sed', 'swapoff', 'setsid', 'nsenter'];
 
 export function busyboxLayers(): WriteEntry[][] {
   const busybox = readFileSync('/bin/busybox');
@@ -23,7 +33,7 @@ export function busyboxLayers(): WriteEntry[][] {
     { name: 'bin/', type: 'dir' },
     { name: 'bin/busybox', data: busybox, mode: 0o755 },
     ...APPLETS.map((a): WriteEntry => ({ name: `bin/${a}`, type: 'symlink', linkname: 'busybox' })),
-    { name: 'bin/hardbox', type: 'hardlink', linkname: 'bin/busybox' },
+    { name: 'bin/hardbox', type: 'hardlink', linkname: 'bin/busybox', mode: 0o755 }, // a hardlink header carries the file's mode (containerd applies it)
     { name: 'etc/', type: 'dir' },
     { name: 'etc/passwd', data: 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' },
     { name: 'etc/group', data: 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' },
