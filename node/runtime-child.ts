@@ -75,7 +75,14 @@ export class RuntimeChild {
   private spawn(): void {
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
     rmSync(this.socket, { force: true });
-    const args = [RUNTIME_MAIN, '--listen', this.endpoint, '--root', this.root, '--cgroup-parent', this.o.cgroupParent];
+    // The node's own CNI directories (several nodes share a machine in the lab): the network
+    // plugin's shoal-cni and its config list go there; until then pods get loopback only.
+    const cniConf = join(this.o.stateDir, 'cni', 'net.d');
+    const cniBin = join(this.o.stateDir, 'cni', 'bin');
+    mkdirSync(cniConf, { recursive: true, mode: 0o755 });
+    mkdirSync(cniBin, { recursive: true, mode: 0o755 });
+    const args = [RUNTIME_MAIN, '--listen', this.endpoint, '--root', this.root, '--cgroup-parent', this.o.cgroupParent,
+      '--cni-conf-dir', cniConf, '--cni-bin-dir', `${cniBin}:/usr/lib/cni:/opt/cni/bin`];
     for (const r of this.o.insecureRegistries) args.push('--insecure-registry', r);
     // setpriv --pdeathsig: the runtime is stopped when shoald dies, even by SIGKILL (its containers
     // are not its children and keep running); the next shoald starts a new one.
