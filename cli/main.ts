@@ -60,6 +60,14 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-d
                  --restart-condition none|on-failure|any --restart-delay 5s --restart-max-attempts N --restart-window 1m
                  --stop-grace-period 10s --stop-signal SIGTERM --completions N --max-concurrent N
                  --sidecar "NAME IMAGE [CMD...]" --init "NAME IMAGE [CMD...]" --detach --timeout 2m
+          probes: --liveness|--readiness|--startup exec:CMD|http:PORT[/PATH]|tcp:PORT
+                  (--liveness-period 5s --liveness-timeout 1s --liveness-failures 3 --liveness-delay 0s ...)
+          rollout: --update-parallelism N --update-delay 5s --update-order stop-first|start-first
+                   --update-failure-action pause|continue|rollback --update-monitor 5s --update-max-failure-ratio 0
+                   (and --rollback-... for rollbacks)
+  service update [--image I] [--args "..."] [--env-add K=V] [--env-rm K] [--replicas N] [--constraint-add/-rm C]
+                 [--label-add k=v] [--update-... --rollback-... probe and resource flags] [--force] [--detach] SERVICE
+  service rollback SERVICE [--to-revision N] | history SERVICE
   service ls | ps SERVICE | inspect SERVICE | scale SERVICE=N... | rm SERVICE... | logs SERVICE [--follow] [--tail N] [--timestamps]
   task ls [--service S] [--node N] | inspect TASK | logs TASK
   lab up [--managers 3] [--workers 2] | down | status | exec NODE -- CMD | stop|start|logs NODE

@@ -13,12 +13,19 @@ export interface Flags {
   has(k: string): boolean;
 }
 
+const UPDATE_KEYS = ['parallelism', 'delay', 'order', 'failure-action', 'monitor', 'max-failure-ratio'];
+const PROBE_KINDS = ['liveness', 'readiness', 'startup'];
+const PROBE_KEYS = ['delay', 'period', 'timeout', 'successes', 'failures'];
+
 export const SERVICE_FLAGS = [
+  ...UPDATE_KEYS.flatMap((k) => [`update-${k}`, `rollback-${k}`]),
+  ...PROBE_KINDS.flatMap((k) => [k, ...PROBE_KEYS.map((x) => `${k}-${x}`)]),
+  'image', 'env-add', 'env-rm', 'args', 'constraint-add', 'constraint-rm', 'label-add', 'label-rm', 'force', 'to-revision', 'no-probes',
   'name', 'replicas', 'mode', 'completions', 'max-concurrent', 'env', 'workdir', 'user', 'label', 'constraint', 'placement-pref',
   'reserve-cpu', 'reserve-memory', 'limit-cpu', 'limit-memory', 'restart-condition', 'restart-delay', 'restart-max-attempts', 'restart-window',
   'stop-grace-period', 'stop-signal', 'entrypoint', 'sidecar', 'init', 'detach', 'timeout', 'follow', 'tail', 'timestamps', 'service', 'node', 'quiet',
 ];
-export const SERVICE_BOOL = ['detach', 'follow', 'timestamps', 'quiet'];
+export const SERVICE_BOOL = ['detach', 'follow', 'timestamps', 'quiet', 'force', 'no-probes'];
 
 export function taskJson(t: any) {
   const ts: Record<string, string> = {};
@@ -42,12 +49,19 @@ export function taskJson(t: any) {
     oomKilled: !!t.oom_killed,
     timestamps: ts,
     serviceVersion: Number(t.service_version),
+    health: t.health || null,
+    healthMessage: t.health_message || null,
+    ready: t.ready === null || t.ready === undefined ? null : !!t.ready,
+    upToDate: !!t.up_to_date,
   };
 }
 
 function serviceJson(s: any) {
   const sp = s.spec;
+  const u = s.update_status;
   return {
+    updateStatus: u ? { state: u.state, startedAt: new Date(Number(u.started_at_ms)).toISOString(), completedAt: Number(u.completed_at_ms) ? new Date(Number(u.completed_at_ms)).toISOString() : null, message: u.message } : null,
+    revision: Number(s.revision ?? 1),
     id: s.id,
     name: s.name,
     labels: s.labels ?? {},
@@ -89,6 +103,60 @@ function extraContainer(s: string, flag: string) {
   return { name: w[0], image: w[1], command: w.slice(2), args: [], env: [], workdir: '', user: '' };
 }
 
+/** --update-* / --rollback-* over `base` (the current config, or none for the defaults). */
+function updateFromFlags(f: Flags, prefix: 'update' | 'rollback', base: any): any {
+  const u: any = { ...(base ?? {}) };
+  const v = (k: string) => f.one(`${prefix}-${k}`);
+  if (v('parallelism') !== undefined) u.parallelism = int(v('parallelism'), `${prefix}-parallelism`);
+  if (v('delay') !== undefined) u.delay_ms = duration(v('delay')!, `--${prefix}-delay`);
+  if (v('order') !== undefined) u.order = v('order');
+  if (v('failure-action') !== undefined) u.failure_action = v('failure-action');
+  if (v('monitor') !== undefined) u.monitor_ms = duration(v('monitor')!, `--${prefix}-monitor`);
+  if (v('max-failure-ratio') !== undefined) {
+    const r = Number(v('max-failure-ratio'));
+    if (!Number.isFinite(r)) throw new CliError(`--${prefix}-max-failure-ratio must be a number between 0 and 1, got ${JSON.stringify(v('max-failure-ratio'))}`, 2);
+    u.max_failure_ratio = r;
+  }
+  return u;
+}
+
+/** --liveness exec:CMD | http:PORT[/PATH] | tcp:PORT, with --liveness-period 5s etc. */
+function probesFromFlags(f: Flags, base: any[]): any[] {
+  const out = f.has('no-probes') ? [] : [...(base ?? [])];
+  for (const kind of PROBE_KINDS) {
+    const def = f.one(kind);
+    const tuned = PROBE_KEYS.some((k) => f.one(`${kind}-${k}`) !== undefined);
+    if (def === undefined && !tuned) continue;
+    const i = out.findIndex((p) => p.kind === kind);
+    const p: any = i >= 0 ? { ...out[i] } : { kind };
+    if (def !== undefined) {
+      const m = /^(exec|http|tcp):(.*)$/s.exec(def);
+      if (!m) throw new CliError(`--${kind} must be exec:COMMAND, http:PORT[/PATH] or tcp:PORT, got ${JSON.stringify(def)}`, 2);
+      p.type = m[1];
+      if (m[1] === 'exec') {
+        p.command = splitWords(m[2]!);
+        delete p.port;
+        delete p.path;
+      } else {
+        const pm = /^(\d+)(\/.*)?$/.exec(m[2]!);
+        if (!pm) throw new CliError(`--${kind} ${m[1]}: needs a port${m[1] === 'http' ? ' and an optional /path' : ''}, got ${JSON.stringify(m[2])}`, 2);
+        p.port = Number(pm[1]);
+        p.path = m[1] === 'http' ? pm[2] ?? '/' : '';
+        p.command = [];
+      }
+    } else if (i < 0) throw new CliError(`--${kind}-... tunes a ${kind} probe: give --${kind} too`, 2);
+    const t = (k: string) => f.one(`${kind}-${k}`);
+    if (t('delay') !== undefined) p.initial_delay_ms = duration(t('delay')!, `--${kind}-delay`);
+    if (t('period') !== undefined) p.period_ms = duration(t('period')!, `--${kind}-period`);
+    if (t('timeout') !== undefined) p.timeout_ms = duration(t('timeout')!, `--${kind}-timeout`);
+    if (t('successes') !== undefined) p.success_threshold = int(t('successes'), `${kind}-successes`);
+    if (t('failures') !== undefined) p.failure_threshold = int(t('failures'), `${kind}-failures`);
+    if (i >= 0) out[i] = p;
+    else out.push(p);
+  }
+  return out;
+}
+
 export function specFromFlags(f: Flags, image: string, cmd: string[]): any {
   const res = (cpu: string | undefined, mem: string | undefined, what: string) => ({
     cpu_millis: cpu === undefined ? null : cpus(cpu, `--${what}-cpu`),
@@ -119,7 +187,49 @@ export function specFromFlags(f: Flags, image: string, cmd: string[]): any {
     },
     stop_grace_period_ms: f.has('stop-grace-period') ? duration(f.one('stop-grace-period')!, '--stop-grace-period') : null,
     stop_signal: f.one('stop-signal') ?? '',
+    update: updateFromFlags(f, 'update', null),
+    rollback: updateFromFlags(f, 'rollback', null),
+    probes: probesFromFlags(f, []),
   };
+}
+
+/** `service update` flags applied to the current spec (as the API returned it, defaults filled). */
+export function updateSpecFromFlags(f: Flags, cur: any): any {
+  const sp = JSON.parse(JSON.stringify(cur));
+  const main = sp.main;
+  if (f.one('image')) main.image = f.one('image');
+  if (f.has('args')) main.args = splitWords(f.one('args')!);
+  if (f.has('entrypoint')) main.command = splitWords(f.one('entrypoint')!);
+  if (f.has('env-add') || f.has('env-rm')) {
+    const env = new Map<string, string>((main.env ?? []).map((e: string) => [e.slice(0, e.indexOf('=')), e]));
+    for (const k of f.all('env-rm')) env.delete(k);
+    for (const e of f.all('env-add')) {
+      const i = e.indexOf('=');
+      if (i <= 0) throw new CliError(`--env-add needs KEY=VALUE, got ${JSON.stringify(e)}`, 2);
+      env.set(e.slice(0, i), e);
+    }
+    main.env = [...env.values()];
+  }
+  if (f.has('workdir')) main.workdir = f.one('workdir');
+  if (f.has('user')) main.user = f.one('user');
+  if (f.has('replicas')) sp.replicas = int(f.one('replicas'), 'replicas');
+  if (f.has('constraint-add') || f.has('constraint-rm')) {
+    sp.constraints = (sp.constraints ?? []).filter((c: string) => !f.all('constraint-rm').includes(c)).concat(f.all('constraint-add'));
+  }
+  for (const [what, key] of [['reserve', 'reservations'], ['limit', 'limits']] as const) {
+    if (f.has(`${what}-cpu`)) sp[key] = { ...sp[key], cpu_millis: cpus(f.one(`${what}-cpu`)!, `--${what}-cpu`) };
+    if (f.has(`${what}-memory`)) sp[key] = { ...sp[key], memory_bytes: bytes(f.one(`${what}-memory`)!, `--${what}-memory`) };
+  }
+  if (f.has('restart-condition')) sp.restart.condition = f.one('restart-condition');
+  if (f.has('restart-delay')) sp.restart.delay_ms = duration(f.one('restart-delay')!, '--restart-delay');
+  if (f.has('restart-max-attempts')) sp.restart.max_attempts = int(f.one('restart-max-attempts'), 'restart-max-attempts');
+  if (f.has('restart-window')) sp.restart.window_ms = duration(f.one('restart-window')!, '--restart-window');
+  if (f.has('stop-grace-period')) sp.stop_grace_period_ms = duration(f.one('stop-grace-period')!, '--stop-grace-period');
+  if (f.has('stop-signal')) sp.stop_signal = f.one('stop-signal');
+  sp.update = updateFromFlags(f, 'update', sp.update);
+  sp.rollback = updateFromFlags(f, 'rollback', sp.rollback);
+  sp.probes = probesFromFlags(f, sp.probes ?? []);
+  return sp;
 }
 
 const out = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
@@ -218,6 +328,36 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       for (const n of done) text += await converge(c(), n, wait, json);
       return text;
     }
+    case 'update': {
+      if (rest.length !== 1) throw new CliError('usage: shoal service update [--image I] [--env-add K=V] [--replicas N] [--update-parallelism N] [--force] ... SERVICE', 2);
+      const cur = await call(c(), 'GetService', { id: rest[0] });
+      const spec = updateSpecFromFlags(f, cur.spec);
+      const labels = { ...(cur.labels ?? {}) };
+      for (const k of f.all('label-rm')) delete labels[k];
+      Object.assign(labels, kv(f.all('label-add'), 'label-add'));
+      const wait = waitOptions(f);
+      const since = Date.now();
+      const s = serviceJson(await call(c(), 'UpdateService', { id: cur.id, version: cur.version, spec, labels, force: f.has('force') }));
+      process.stdout.write(`${s.name} updated to revision ${s.revision}\n`);
+      if (f.has('detach')) return json ? out(s) : '';
+      return followUpdate(c(), s.name, since, wait, json, false);
+    }
+    case 'rollback': {
+      if (rest.length !== 1) throw new CliError('usage: shoal service rollback SERVICE [--to-revision N]', 2);
+      const wait = waitOptions(f);
+      const since = Date.now();
+      const s = serviceJson(await call(c(), 'RollbackService', { id: rest[0], to_revision: int(f.one('to-revision'), 'to-revision') ?? 0 }));
+      process.stdout.write(`${s.name} rolled back: now revision ${s.revision}\n`);
+      if (f.has('detach')) return json ? out(s) : '';
+      return followUpdate(c(), s.name, since, wait, json, true);
+    }
+    case 'history': {
+      if (rest.length !== 1) throw new CliError('usage: shoal service history SERVICE', 2);
+      const r = await call(c(), 'ServiceHistory', { id: rest[0] });
+      const revs = (r.revisions ?? []).map((x: any) => ({ revision: Number(x.revision), at: new Date(Number(x.at_ms)).toISOString(), change: x.change, current: !!x.current, image: x.spec?.main?.image, spec: x.spec }));
+      if (json) return out(revs);
+      return table(['REVISION', 'CREATED', 'IMAGE', 'CHANGE'], revs.map((x: any) => [`${x.revision}${x.current ? ' (current)' : ''}`, x.at, x.image, x.change]));
+    }
     case 'rm': {
       if (rest.length === 0) throw new CliError('usage: shoal service rm SERVICE...', 2);
       for (const id of rest) await call(c(), 'RemoveService', { id });
@@ -228,7 +368,7 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       return logs(c(), { service: rest[0]!, tasks: [] }, f, json);
     }
     default:
-      throw new CliError('usage: shoal service create|ls|ps|inspect|scale|rm|logs ...', 2);
+      throw new CliError('usage: shoal service create|ls|ps|inspect|scale|update|rollback|history|rm|logs ...', 2);
   }
 }
 
@@ -303,6 +443,48 @@ export async function converge(c: any, name: string, w: WaitOptions, json: boole
       const reasons = [...new Set(live.filter((t) => t.state !== 'running').map((t) => `${t.state}${t.error ? `: ${t.error}` : t.message ? `: ${t.message}` : ''}`))];
       throw new CliError(`service ${name} did not converge within ${w.timeoutMs / 1000} s: ${s.runningTasks}/${total} running${reasons.length ? `; ${reasons.join('; ')}` : ''}\n(see "shoal service ps ${name}")`);
     }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** Follows a rolling update (or rollback) slot by slot until it completes, pauses or rolls back. */
+async function followUpdate(c: any, name: string, since: number, w: WaitOptions, json: boolean, rollback: boolean): Promise<string> {
+  const end = Date.now() + w.timeoutMs;
+  const shown = new Map<string, string>();
+  const say = (line: string) => {
+    if (!json) process.stdout.write(line + '\n');
+  };
+  let rolledBack = false;
+  for (;;) {
+    const s = serviceJson(await call(c, 'GetService', { id: name }));
+    const u = s.updateStatus;
+    // No template change: nothing rolls; it is a plain convergence (replicas, update config).
+    if (!u || Date.parse(u.startedAt) < since - 1000) return converge(c, name, w, json);
+    const tasks = ((await call(c, 'ListTasks', { service: name, node: '' })).tasks ?? []).map(taskJson);
+    const latest = new Map<string, ReturnType<typeof taskJson>>();
+    for (const t of tasks) {
+      const key = t.slot > 0 ? `${t.slot}` : `${t.nodeId}`;
+      if (t.desiredState === 'running' && !latest.has(key)) latest.set(key, t);
+    }
+    for (const [key, t] of [...latest.entries()].sort()) {
+      const label = t.slot > 0 ? `${t.slot}/${s.desiredTasks}` : `${t.node ?? key}`;
+      const what = !t.upToDate ? 'not updated yet' : t.state === 'running' ? (t.ready === false ? 'updated, running, not ready' : 'updated, running, ready') : `updated, ${t.state}${t.error ? `: ${t.error}` : t.message ? ` (${t.message})` : ''}`;
+      if (shown.get(key) !== what) {
+        shown.set(key, what);
+        say(`${label}: ${what}`);
+      }
+    }
+    if (u.state === 'rollback_started' && !rollback && !rolledBack) {
+      rolledBack = true;
+      say(`update failed, rolling back: ${u.message}`);
+    }
+    if (u.state === 'completed' || u.state === 'rollback_completed') {
+      if (rolledBack) throw new CliError(`service ${name}: the update failed and was rolled back (${u.message}); see "shoal service inspect ${name}"`);
+      say(`service ${name} converged (${u.state === 'completed' ? 'update' : 'rollback'} completed, revision ${s.revision})`);
+      return json ? out(s) : '';
+    }
+    if (u.state === 'paused' || u.state === 'rollback_paused') throw new CliError(`service ${name}: ${u.message}\n(resume with another "shoal service update", or "shoal service rollback ${name}")`);
+    if (Date.now() > end) throw new CliError(`service ${name}: the ${rollback ? 'rollback' : 'update'} did not finish within ${w.timeoutMs / 1000} s (${u.state}: ${u.message}); it goes on: "shoal service ps ${name}"`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

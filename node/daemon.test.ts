@@ -3,7 +3,8 @@
 // the relay can hold all traffic (a slow network, not a fake: the bytes are real gRPC/TLS and
 // arrive in order once released). That puts a certificate renewal reliably "in flight" while the
 // worker leaves or stops, and checks that its late answer brings nothing back.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { removeTestDir } from '../test/teardown.js';
 import { createSocket } from 'node:dgram';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -76,7 +77,7 @@ let relay: HoldingRelay | undefined;
 t.teardown(async () => {
   relay?.close();
   for (const d of daemons) await d.stop().catch(() => undefined);
-  rmSync(dir, { recursive: true, force: true });
+  await removeTestDir(dir); // each daemon's runtime leaves its namespace mount behind
 });
 
 function daemon(name: string, listen: number, advertise = listen, onLog?: (m: string) => void): Daemon {

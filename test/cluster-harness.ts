@@ -1,7 +1,8 @@
 // Test harness for the cluster tests: real shoald processes on loopback with OS-chosen ports and
 // temp state dirs, the real `shoal` CLI, and teardown that kills everything and removes the dirs.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { removeTestDir } from './teardown.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -90,7 +91,8 @@ export class TestCluster {
 
   async destroy(): Promise<void> {
     await Promise.all([...this.nodes.keys()].map((n) => this.kill(n)));
-    rmSync(this.dir, { recursive: true, force: true });
+    // The nodes' runtimes stop with their shoald; the mounts they made stay until removed here.
+    await removeTestDir(this.dir);
   }
 }
 

@@ -37,6 +37,9 @@ interface WireStatus {
   pod_id?: string;
   exit_code?: number | null;
   oom_killed?: boolean;
+  health?: string;
+  health_message?: string;
+  ready?: boolean | null;
 }
 
 interface QueuedStatus {
@@ -168,6 +171,11 @@ export class Dispatcher {
     if (u.pod_id) status.podId = u.pod_id;
     if (u.exit_code !== undefined && u.exit_code !== null) status.exitCode = Number(u.exit_code);
     if (u.oom_killed) status.oomKilled = true;
+    if (u.health === 'starting' || u.health === 'healthy' || u.health === 'unhealthy') {
+      status.health = u.health;
+      status.healthMessage = String(u.health_message ?? '').slice(0, 1024);
+    }
+    if (u.ready !== undefined && u.ready !== null) status.ready = !!u.ready;
     // An older report arriving after a newer one in the same batch does not win.
     if (prev && !movesForward(prev.status.state!, state) && prev.status.state !== state) {
       this.queued.set(taskId, { ...prev, timestamps });

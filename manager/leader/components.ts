@@ -45,6 +45,10 @@ export class LeaderComponents {
             ops.push({ op: 'update', object: taskInput(u.task, { spec: u.desiredState ? { desiredState: u.desiredState } : undefined, status: u.status }), expectVersion: u.task.version });
           }
           for (const t of d.deletes) ops.push({ op: 'delete', kind: 'task', id: t.id, expectVersion: t.version });
+          for (const c of d.services) {
+            const sv = c.service;
+            ops.push({ op: 'update', object: { kind: 'service', id: sv.id, name: sv.name, labels: sv.labels, spec: c.spec ?? sv.spec, status: c.status }, expectVersion: sv.version });
+          }
           await commitOps(raft, ops);
           if (d.notes.length > 0) log(`orchestrator: ${d.notes.length <= 5 ? d.notes.join('; ') : `${d.notes.slice(0, 5).join('; ')}; and ${d.notes.length - 5} more`}`);
           return { wakeAt: d.wakeAt };

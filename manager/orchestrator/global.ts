@@ -13,7 +13,8 @@ export function reconcileGlobal(v: View, d: Decisions, s: ServiceObject, tasks: 
   const byNode = groupTasks(tasks.filter((t) => t.spec.slot === 0 && t.nodeId), (t) => t.nodeId!);
   for (const [nodeId, ts] of byNode) {
     const last = latest(ts)!;
-    for (const t of ts) if (t !== last && t.spec.desiredState === 'running' && !isTerminal(t.status.state)) shutdown(d, t, 'a newer task runs on this node');
+    const kept = last.spec.desiredState === 'running' ? last.spec.replaces : undefined;
+    for (const t of ts) if (t !== last && t.id !== kept && t.spec.desiredState === 'running' && !isTerminal(t.status.state)) shutdown(d, t, 'a newer task runs on this node');
     const n = nodes.get(nodeId as string);
     if (!n) {
       for (const t of ts) if (t.spec.desiredState === 'running') shutdown(d, t, `node ${nodeId} was removed`);

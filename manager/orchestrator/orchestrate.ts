@@ -6,6 +6,7 @@ import { isTerminal, type TaskObject } from '../services/model.js';
 import { reconcileGlobal } from './global.js';
 import { reconcileReplicatedJob } from './jobs.js';
 import { reconcileReplicated } from './replicated.js';
+import { reconcileUpdate } from './updater.js';
 import { emptyDecisions, groupTasks, nodeLost, shutdown, type Decisions, type View } from './view.js';
 
 /** Ended tasks kept per slot (or node) so `service ps` shows recent history. */
@@ -38,6 +39,7 @@ export function orchestrate(v: View): Decisions {
         reconcileReplicatedJob(v, d, s, tasks, nodes);
         break;
     }
+    reconcileUpdate(v, d, s, tasks);
   }
   const deleting = new Set<string>();
   for (const [sid, tasks] of byService) {

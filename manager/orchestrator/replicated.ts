@@ -13,8 +13,10 @@ import { groupTasks, latest, newTask, nodeLost, orphan, placedAndLive, shutdown,
  */
 export function reconcileSlot(v: View, d: Decisions, s: ServiceObject, slot: number, ts: TaskObject[], nodes: Map<string, NodeObject>, job: boolean): void {
   const last = latest(ts)!;
-  // Only the latest task of a slot may run; older ones still wanted (a crash between writes) stop.
-  for (const t of ts) if (t !== last && t.spec.desiredState === 'running' && !isTerminal(t.status.state)) shutdown(d, t, `a newer task holds slot ${slot}`);
+  // Only the latest task of a slot may run; older ones still wanted (a crash between writes) stop,
+  // except the one a start-first update replaces: it runs until its successor does (updater.ts).
+  const kept = last.spec.desiredState === 'running' ? last.spec.replaces : undefined;
+  for (const t of ts) if (t !== last && t.id !== kept && t.spec.desiredState === 'running' && !isTerminal(t.status.state)) shutdown(d, t, `a newer task holds slot ${slot}`);
   if (last.spec.desiredState !== 'running') return;
   const node = last.nodeId ? nodes.get(last.nodeId) : undefined;
   if (placedAndLive(last)) {
@@ -38,7 +40,11 @@ export function reconcileSlot(v: View, d: Decisions, s: ServiceObject, slot: num
     return;
   }
   shutdown(d, last, `replaced by a new task in slot ${slot}`);
-  d.creates.push(newTask(v, s, slot, undefined, r.restarts, `restarts slot ${slot} after ${last.id} ended ${last.status.state}`));
+  const next = newTask(v, s, slot, undefined, r.restarts, `restarts slot ${slot} after ${last.id} ended ${last.status.state}`);
+  // A failed start-first replacement's successor still keeps the old task running meanwhile.
+  const old = kept ? ts.find((t) => t.id === kept) : undefined;
+  if (old && old.spec.desiredState === 'running' && !isTerminal(old.status.state)) (next.spec as TaskObject['spec']).replaces = kept;
+  d.creates.push(next);
 }
 
 export function reconcileReplicated(v: View, d: Decisions, s: ServiceObject, tasks: TaskObject[], nodes: Map<string, NodeObject>): void {

@@ -8,8 +8,11 @@ import {
   isTerminal,
   newTaskStatus,
   taskName,
+  templateKey,
   type DesiredState,
   type ServiceObject,
+  type ServiceSpec,
+  type ServiceStatus,
   type TaskObject,
   type TaskState,
   type TaskStatus,
@@ -32,10 +35,19 @@ export interface TaskUpdate {
   why: string;
 }
 
+export interface ServiceChange {
+  service: ServiceObject;
+  /** A new spec (a rollback restores the previous revision's). */
+  spec?: ServiceSpec;
+  status: ServiceStatus;
+}
+
 export interface Decisions {
   creates: ObjectInput[];
   updates: TaskUpdate[];
   deletes: TaskObject[];
+  /** Services whose update status (or, rolling back, spec) the updater changes. */
+  services: ServiceChange[];
   /** When to decide again even if nothing changes (a restart delay running out). */
   wakeAt?: number;
   /** One line per decision, for the manager's log. */
@@ -43,7 +55,7 @@ export interface Decisions {
 }
 
 export function emptyDecisions(): Decisions {
-  return { creates: [], updates: [], deletes: [], notes: [] };
+  return { creates: [], updates: [], deletes: [], services: [], notes: [] };
 }
 
 export function wakeAt(d: Decisions, at: number): void {
@@ -87,7 +99,7 @@ export function newTask(v: View, service: ServiceObject, slot: number, nodeId: s
     name: taskName(service.name, slot > 0 ? slot : (nodeId ?? 'x').slice(0, 12), id),
     labels: {},
     serviceId: service.id,
-    spec: { serviceName: service.name, slot, serviceVersion: service.version, desiredState: 'running', template: service.spec.task, restarts },
+    spec: { serviceName: service.name, slot, serviceVersion: service.version, templateKey: templateKey(service.spec.task), desiredState: 'running', template: service.spec.task, restarts },
     status: newTaskStatus(v.now, message),
   };
   if (nodeId) o.nodeId = nodeId;

@@ -14,6 +14,7 @@ export const notFound = (m: string) => new RpcError(grpc.status.NOT_FOUND, m);
 export const precondition = (m: string) => new RpcError(grpc.status.FAILED_PRECONDITION, m);
 export const unavailable = (m: string) => new RpcError(grpc.status.UNAVAILABLE, m);
 export const alreadyExists = (m: string) => new RpcError(grpc.status.ALREADY_EXISTS, m);
+export const aborted = (m: string) => new RpcError(grpc.status.ABORTED, m);
 
 /** The status to answer with for any thrown value. */
 export function toStatus(e: unknown): { code: grpc.status; details: string } {

@@ -7,10 +7,11 @@ import type { Manager } from '../control/manager.js';
 import type { NodeObject } from '../control/model.js';
 import { readLatest, resolveNode } from '../control/service.js';
 import { jobProgress } from '../orchestrator/jobs.js';
+import { MAX_REVISIONS } from '../orchestrator/updater.js';
 import type { MethodSpec } from '../security/authz.js';
-import { alreadyExists, invalid, notFound, precondition } from '../security/errors.js';
+import { aborted, alreadyExists, invalid, notFound, precondition } from '../security/errors.js';
 import type { LogBroker } from './logs.js';
-import { isRunnable, isTerminal, taskDisplayName, type ServiceObject, type TaskObject } from './model.js';
+import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 
 const M: 'manager'[] = ['manager'];
@@ -83,10 +84,14 @@ export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: Node
     desired_tasks: c.desired,
     running_tasks: c.running,
     completed_tasks: c.completed,
+    update_status: s.status?.update
+      ? { state: s.status.update.state, started_at_ms: s.status.update.startedAt, completed_at_ms: s.status.update.completedAt ?? 0, message: s.status.update.message }
+      : null,
+    revision: s.status?.revision ?? 1,
   };
 }
 
-export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>) {
+export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>, current?: ServiceObject) {
   return {
     id: t.id,
     name: taskDisplayName(t),
@@ -108,7 +113,67 @@ export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>) {
     service_version: t.spec.serviceVersion,
     version: t.version,
     created_version: t.createdVersion,
+    health: t.status.health ?? '',
+    health_message: t.status.healthMessage ?? '',
+    ready: t.status.ready ?? null,
+    up_to_date: !!current && t.spec.templateKey === templateKey(current.spec.task),
   };
+}
+
+
+/** What changed between two specs, in words, for `service history`. */
+export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
+  const out: string[] = [];
+  const cmp = (what: string, x: unknown, y: unknown) => {
+    const sx = JSON.stringify(x ?? null);
+    const sy = JSON.stringify(y ?? null);
+    if (sx !== sy) out.push(`${what} ${sx.length > 40 ? '...' : sx} -> ${sy.length > 40 ? '...' : sy}`);
+  };
+  cmp('image', a.task.main.image, b.task.main.image);
+  cmp('command', [...(a.task.main.command ?? []), ...(a.task.main.args ?? [])], [...(b.task.main.command ?? []), ...(b.task.main.args ?? [])]);
+  cmp('env', a.task.main.env, b.task.main.env);
+  cmp('mode', a.mode, b.mode);
+  cmp('resources', a.task.resources, b.task.resources);
+  cmp('constraints', a.task.placement, b.task.placement);
+  cmp('restart', a.task.restart, b.task.restart);
+  cmp('probes', a.task.probes, b.task.probes);
+  cmp('sidecars', a.task.sidecars, b.task.sidecars);
+  cmp('init', a.task.init, b.task.init);
+  cmp('update config', a.update, b.update);
+  cmp('rollback config', a.rollback, b.rollback);
+  if ((a.task.forceUpdate ?? 0) !== (b.task.forceUpdate ?? 0)) out.push('forced redeploy');
+  if (out.length === 0 && stableJson(a) !== stableJson(b)) out.push('spec changed');
+  return out.join('; ') || 'no change';
+}
+
+/**
+ * Writes a new spec for a service (an update or a rollback): a new revision in the kept history,
+ * and a rolling update when the task template changed. Retried on a concurrent write unless the
+ * caller named the version it changed.
+ */
+async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObject) => { spec: ServiceSpec; change: string; rollback: boolean }, expect?: number, labels?: Record<string, string>): Promise<ServiceObject> {
+  for (let attempt = 0; ; attempt++) {
+    const s = attempt === 0 ? s0 : resolveService(mgr, s0.id);
+    if (expect && s.version !== expect) throw aborted(`service ${s.name} changed meanwhile (version ${s.version}, not ${expect}): read it again and retry`);
+    const n = next(s);
+    const now = Date.now();
+    const revision = (s.status?.revision ?? 1) + 1;
+    const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec: n.spec, at: now, change: n.change }].slice(-MAX_REVISIONS);
+    const rolls = templateKey(n.spec.task) !== templateKey(s.spec.task);
+    const status: ServiceStatus = {
+      ...s.status,
+      updatedAt: now,
+      revision,
+      revisions,
+      ...(rolls ? { update: { state: n.rollback ? 'rollback_started' : 'updating', startedAt: now, message: n.rollback ? `rolling back: ${n.change}` : `updating: ${n.change}` } } : {}),
+    };
+    try {
+      const r = await mgr.raft.propose([{ op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }]);
+      return r.objects[0] as ServiceObject;
+    } catch (e) {
+      if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
+    }
+  }
 }
 
 function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
@@ -140,7 +205,8 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
         const now = Date.now();
         try {
-          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status: { createdAt: now, updatedAt: now } } }]);
+          const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
+          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status } }]);
           const s = r.objects[0] as ServiceObject;
           log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
           return serviceToWire(s, [], mgr.nodes());
@@ -200,6 +266,60 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         return {};
       },
     },
+    UpdateService: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string; version: number; spec: WireSpec; labels: Record<string, string>; force: boolean }) => {
+        const s0 = resolveService(mgr, req.id);
+        let spec: ServiceSpec;
+        try {
+          spec = specFromWire(req.spec);
+        } catch (e) {
+          if (e instanceof SpecError) throw invalid(e.message);
+          throw e;
+        }
+        if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
+        const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;
+        const s = await writeSpec(mgr, s0, (cur) => {
+          const next: ServiceSpec = { ...spec, task: { ...spec.task } };
+          const force = (cur.spec.task.forceUpdate ?? 0) + (req.force ? 1 : 0);
+          if (force > 0) next.task.forceUpdate = force;
+          else delete next.task.forceUpdate;
+          return { spec: next, change: describeChange(cur.spec, next), rollback: false };
+        }, Number(req.version) || undefined, labels);
+        log(`control: updated service ${s.name} to revision ${s.status.revision}${s.status.update?.state === 'updating' && s.status.update.startedAt === s.status.updatedAt ? ' (rolling update)' : ''}`);
+        return serviceToWire(s, tasksOf(mgr, s.id), mgr.nodes());
+      },
+    },
+    RollbackService: {
+      roles: M,
+      leader: true,
+      unary: async (req: { id: string; to_revision: number }) => {
+        const s0 = resolveService(mgr, req.id);
+        const want = Number(req.to_revision) || 0;
+        const s = await writeSpec(mgr, s0, (cur) => {
+          const revs = cur.status?.revisions ?? [];
+          const target = want ? revs.find((r) => r.revision === want) : revs.length >= 2 ? revs[revs.length - 2] : undefined;
+          if (!target) {
+            throw want
+              ? notFound(`service ${cur.name} has no revision ${want}; kept revisions: ${revs.map((r) => r.revision).join(', ') || 'none'} ("shoal service history ${cur.name}")`)
+              : precondition(`service ${cur.name} has no previous revision to roll back to`);
+          }
+          return { spec: target.spec, change: `rollback to revision ${target.revision}`, rollback: true };
+        });
+        log(`control: rolling back service ${s.name}: ${s.status.revisions?.at(-1)?.change}`);
+        return serviceToWire(s, tasksOf(mgr, s.id), mgr.nodes());
+      },
+    },
+    ServiceHistory: {
+      roles: M,
+      unary: async (req: { id: string }) => {
+        await read();
+        const s = resolveService(mgr, req.id);
+        const revs = s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? 0, change: 'created' }];
+        return { revisions: revs.map((r) => ({ revision: r.revision, at_ms: r.at, change: r.change, spec: specToWire(r.spec), current: r.revision === (s.status?.revision ?? 1) })) };
+      },
+    },
     ListTasks: {
       roles: M,
       unary: async (req: { service: string; node: string }) => {
@@ -212,14 +332,16 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         // By service, then slot (a global task's slot is its node), newest first within each.
         const slotKey = (t: TaskObject) => (t.spec.slot > 0 ? String(t.spec.slot).padStart(10, '0') : `n${t.nodeId ?? ''}`);
         ts.sort((a, b) => a.spec.serviceName.localeCompare(b.spec.serviceName) || slotKey(a).localeCompare(slotKey(b)) || b.createdVersion - a.createdVersion);
-        return { tasks: ts.map((t) => taskToWire(t, nodes)) };
+        const svcs = new Map(services(mgr).map((x) => [x.id, x]));
+        return { tasks: ts.map((t) => taskToWire(t, nodes, svcs.get(t.serviceId ?? ''))) };
       },
     },
     GetTask: {
       roles: M,
       unary: async (req: { id: string }) => {
         await read();
-        return taskToWire(resolveTask(mgr, req.id), nodeMap());
+        const t = resolveTask(mgr, req.id);
+        return taskToWire(t, nodeMap(), mgr.raft.store.get('service', t.serviceId ?? '') as ServiceObject | undefined);
       },
     },
     Logs: {

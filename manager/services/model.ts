@@ -3,6 +3,7 @@
 // node (global) of a service: a pod whose spec is copied from the service when the task is
 // created, with a desired state the managers write and an observed state the agent reports.
 // Everything here is plain data (msgpack in the raft log) so every manager applies it alike.
+import { createHash } from 'node:crypto';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 
 /** One container of a task's pod. */
@@ -61,7 +62,42 @@ export interface TaskTemplate {
   stopGracePeriodMs: number;
   /** Signal name (SIGTERM) sent first on stop; SIGKILL follows after the grace period. */
   stopSignal: string;
+  /** Bumped by `service update --force`: a changed template redeploys every task. */
+  forceUpdate?: number;
+  /** Health probes of the main container (run by the agent). */
+  probes?: Probe[];
 }
+
+/** A health probe, as Kubernetes defines them. */
+export interface Probe {
+  kind: 'liveness' | 'readiness' | 'startup';
+  type: 'exec' | 'http' | 'tcp';
+  command?: string[];
+  path?: string;
+  port?: number;
+  initialDelayMs: number;
+  periodMs: number;
+  timeoutMs: number;
+  successThreshold: number;
+  failureThreshold: number;
+}
+
+/** How a change of the task template rolls out (and, as `rollback`, how it is undone). */
+export interface UpdateConfig {
+  /** Tasks replaced at a time (0 = all at once). */
+  parallelism: number;
+  /** Wait between batches. */
+  delayMs: number;
+  order: 'stop-first' | 'start-first';
+  failureAction: 'pause' | 'continue' | 'rollback';
+  /** How long a new task must stay running (and ready) before it counts as updated. */
+  monitorMs: number;
+  /** Share of updated tasks that may fail before the failure action (0..1). */
+  maxFailureRatio: number;
+}
+
+export const DEFAULT_UPDATE: UpdateConfig = { parallelism: 1, delayMs: 0, order: 'stop-first', failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0 };
+export const DEFAULT_ROLLBACK: UpdateConfig = { parallelism: 1, delayMs: 0, order: 'stop-first', failureAction: 'pause', monitorMs: 5000, maxFailureRatio: 0 };
 
 export type ServiceMode =
   | { type: 'replicated'; replicas: number }
@@ -75,12 +111,38 @@ export const MODES: readonly ModeName[] = ['replicated', 'global', 'replicated-j
 export interface ServiceSpec {
   mode: ServiceMode;
   task: TaskTemplate;
+  /** Absent on services created before rolling updates existed: the defaults apply. */
+  update?: UpdateConfig;
+  rollback?: UpdateConfig;
+}
+
+export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
+
+export interface UpdateStatus {
+  state: UpdateState;
+  startedAt: number;
+  completedAt?: number;
+  message: string;
+}
+
+/** One kept spec of a service (a bounded history, like Kubernetes' ControllerRevisions). */
+export interface Revision {
+  revision: number;
+  spec: ServiceSpec;
+  at: number;
+  /** What changed, in words (`image busybox:1 -> busybox:2`). */
+  change: string;
 }
 
 export interface ServiceStatus {
   /** Wall-clock times (ms) of the create and the last spec change, as the leader saw them. */
   createdAt: number;
   updatedAt: number;
+  /** The current spec's revision number and the kept history (newest last). */
+  revision?: number;
+  revisions?: Revision[];
+  /** The rollout of the latest template change, if any. */
+  update?: UpdateStatus;
 }
 
 export type ServiceObject = StoreObject<ServiceSpec, ServiceStatus>;
@@ -139,6 +201,13 @@ export interface TaskSpec {
   slot: number;
   /** The service's version the template was copied from. */
   serviceVersion: number;
+  /** A digest of the template: a task whose key differs from its service's is out of date. */
+  templateKey?: string;
+  /**
+   * start-first updates: the task this one replaces in its slot, which keeps running until this
+   * one runs (and is ready) for the monitor period.
+   */
+  replaces?: string;
   desiredState: DesiredState;
   template: TaskTemplate;
   /**
@@ -160,6 +229,12 @@ export interface TaskStatus {
   podId?: string;
   exitCode?: number;
   oomKilled?: boolean;
+  /** Probes: `starting` until the startup probe passes, then healthy/unhealthy by liveness. */
+  health?: 'starting' | 'healthy' | 'unhealthy';
+  /** The last probe's output when it failed. */
+  healthMessage?: string;
+  /** The readiness probe's verdict (absent: no readiness probe, ready once running). */
+  ready?: boolean;
 }
 
 export type TaskObject = StoreObject<TaskSpec, TaskStatus>;
@@ -172,6 +247,26 @@ export function taskName(serviceName: string, slotOrNode: number | string, id: s
 /** How a task is shown to people: `web.3` for a slot, `web.<node id prefix>` for a global task. */
 export function taskDisplayName(t: TaskObject): string {
   return t.spec.slot > 0 ? `${t.spec.serviceName}.${t.spec.slot}` : `${t.spec.serviceName}.${(t.nodeId ?? '').slice(0, 12)}`;
+}
+
+const keys = new WeakMap<TaskTemplate, string>();
+
+/** The template's digest (cached per template object; the store's objects are immutable). */
+export function templateKey(t: TaskTemplate): string {
+  let k = keys.get(t);
+  if (k === undefined) {
+    k = createHash('sha256').update(stableJson(t)).digest('hex').slice(0, 20);
+    keys.set(t, k);
+  }
+  return k;
+}
+
+/** JSON with object keys sorted, so the same template always gives the same text. */
+export function stableJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(',')}}`;
 }
 
 export function taskInput(t: TaskObject, patch: { spec?: Partial<TaskSpec>; status?: Partial<TaskStatus>; nodeId?: string }): ObjectInput {

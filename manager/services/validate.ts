@@ -4,6 +4,10 @@
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
 import {
   DEFAULT_RESTART,
+  DEFAULT_ROLLBACK,
+  DEFAULT_UPDATE,
+  type Probe,
+  type UpdateConfig,
   DEFAULT_STOP_GRACE_MS,
   MODES,
   type ContainerSpec,
@@ -66,6 +70,26 @@ export interface WireResources {
   cpu_millis?: number | null;
   memory_bytes?: number | null;
 }
+export interface WireUpdate {
+  parallelism?: number | null;
+  delay_ms?: number | null;
+  order?: string;
+  failure_action?: string;
+  monitor_ms?: number | null;
+  max_failure_ratio?: number | null;
+}
+export interface WireProbe {
+  kind?: string;
+  type?: string;
+  command?: string[];
+  path?: string;
+  port?: number;
+  initial_delay_ms?: number | null;
+  period_ms?: number | null;
+  timeout_ms?: number | null;
+  success_threshold?: number | null;
+  failure_threshold?: number | null;
+}
 export interface WireSpec {
   mode?: string;
   replicas?: number | null;
@@ -81,6 +105,72 @@ export interface WireSpec {
   restart?: { condition?: string; delay_ms?: number | null; max_attempts?: number | null; window_ms?: number | null } | null;
   stop_grace_period_ms?: number | null;
   stop_signal?: string;
+  update?: WireUpdate | null;
+  rollback?: WireUpdate | null;
+  force_update?: number | null;
+  probes?: WireProbe[];
+}
+
+function updateConfig(w: WireUpdate | null | undefined, where: string, dflt: UpdateConfig): UpdateConfig {
+  if (!w) return { ...dflt };
+  const order = (w.order || dflt.order) as UpdateConfig['order'];
+  if (order !== 'stop-first' && order !== 'start-first') throw new SpecError(`${where} order ${JSON.stringify(w.order)} is not known: use stop-first or start-first`);
+  const action = (w.failure_action || dflt.failureAction) as UpdateConfig['failureAction'];
+  if (!['pause', 'continue', 'rollback'].includes(action)) throw new SpecError(`${where} failure action ${JSON.stringify(w.failure_action)} is not known: use pause, continue or rollback`);
+  if (where === 'rollback' && action === 'rollback') throw new SpecError('rollback failure action cannot be rollback (a failed rollback would roll back again): use pause or continue');
+  const ratio = w.max_failure_ratio === undefined || w.max_failure_ratio === null ? dflt.maxFailureRatio : Number(w.max_failure_ratio);
+  if (!(ratio >= 0 && ratio <= 1)) throw new SpecError(`${where} max failure ratio must be between 0 and 1, got ${w.max_failure_ratio}`);
+  return {
+    parallelism: count(w.parallelism, `${where} parallelism`, dflt.parallelism),
+    delayMs: count(w.delay_ms, `${where} delay`, dflt.delayMs),
+    order,
+    failureAction: action,
+    monitorMs: count(w.monitor_ms, `${where} monitor`, dflt.monitorMs),
+    maxFailureRatio: ratio,
+  };
+}
+
+const PROBE_KINDS = ['liveness', 'readiness', 'startup'];
+
+function probe(w: WireProbe, i: number): Probe {
+  const where = `probes[${i}]`;
+  const kind = w.kind as Probe['kind'];
+  if (!PROBE_KINDS.includes(kind)) throw new SpecError(`${where}: kind ${JSON.stringify(w.kind)} is not known: use liveness, readiness or startup`);
+  const type = w.type as Probe['type'];
+  const out: Probe = {
+    kind,
+    type,
+    initialDelayMs: count(w.initial_delay_ms, `${where} initial delay`, 0),
+    periodMs: count(w.period_ms, `${where} period`, 10_000, 1),
+    timeoutMs: count(w.timeout_ms, `${where} timeout`, 1000, 1),
+    successThreshold: count(w.success_threshold, `${where} success threshold`, 1, 1),
+    failureThreshold: count(w.failure_threshold, `${where} failure threshold`, 3, 1),
+  };
+  if (kind !== 'readiness' && out.successThreshold !== 1) throw new SpecError(`${where}: a ${kind} probe's success threshold must be 1 (as in Kubernetes)`);
+  const port = () => {
+    const p = Number(w.port);
+    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new SpecError(`${where}: a ${type} probe needs a port between 1 and 65535, got ${w.port}`);
+    return p;
+  };
+  switch (type) {
+    case 'exec': {
+      const cmd = strings(w.command, `${where} command`);
+      if (cmd.length === 0) throw new SpecError(`${where}: an exec probe needs a command`);
+      out.command = cmd;
+      break;
+    }
+    case 'http':
+      out.port = port();
+      out.path = w.path || '/';
+      if (!out.path.startsWith('/')) throw new SpecError(`${where}: an http probe's path must start with /, got ${JSON.stringify(w.path)}`);
+      break;
+    case 'tcp':
+      out.port = port();
+      break;
+    default:
+      throw new SpecError(`${where}: type ${JSON.stringify(w.type)} is not known: use exec, http or tcp`);
+  }
+  return out;
 }
 
 function count(v: number | null | undefined, field: string, dflt: number, min = 0): number {
@@ -204,8 +294,26 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
       },
       stopGracePeriodMs: count(w.stop_grace_period_ms, 'stop grace period', DEFAULT_STOP_GRACE_MS),
       stopSignal,
+      ...(w.force_update ? { forceUpdate: count(w.force_update, 'force update', 0) } : {}),
+      ...(w.probes?.length ? { probes: probes(w.probes) } : {}),
     },
+    update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
+    rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
   };
+}
+
+function probes(list: WireProbe[]): Probe[] {
+  const out = list.map(probe);
+  for (const k of PROBE_KINDS) if (out.filter((p) => p.kind === k).length > 1) throw new SpecError(`only one ${k} probe per service`);
+  return out;
+}
+
+function updateToWire(u: UpdateConfig): WireUpdate {
+  return { parallelism: u.parallelism, delay_ms: u.delayMs, order: u.order, failure_action: u.failureAction, monitor_ms: u.monitorMs, max_failure_ratio: u.maxFailureRatio };
+}
+
+function probeToWire(p: Probe): WireProbe {
+  return { kind: p.kind, type: p.type, command: p.command ?? [], path: p.path ?? '', port: p.port ?? 0, initial_delay_ms: p.initialDelayMs, period_ms: p.periodMs, timeout_ms: p.timeoutMs, success_threshold: p.successThreshold, failure_threshold: p.failureThreshold };
 }
 
 function containerToWire(c: ContainerSpec): WireContainer {
@@ -233,5 +341,9 @@ export function specToWire(s: ServiceSpec): WireSpec {
     restart: { condition: t.restart.condition, delay_ms: t.restart.delayMs, max_attempts: t.restart.maxAttempts, window_ms: t.restart.windowMs },
     stop_grace_period_ms: t.stopGracePeriodMs,
     stop_signal: t.stopSignal,
+    update: updateToWire(s.update ?? DEFAULT_UPDATE),
+    rollback: updateToWire(s.rollback ?? DEFAULT_ROLLBACK),
+    force_update: t.forceUpdate ?? 0,
+    probes: (t.probes ?? []).map(probeToWire),
   };
 }

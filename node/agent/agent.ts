@@ -58,6 +58,9 @@ export interface TaskStatusReport {
   podId?: string;
   exitCode?: number;
   oomKilled?: boolean;
+  health?: 'starting' | 'healthy' | 'unhealthy';
+  healthMessage?: string;
+  ready?: boolean;
 }
 
 type Client = grpc.Client & Record<string, any>;
@@ -107,7 +110,7 @@ export class Agent {
     this.unsent.clear();
     const updates = ids.filter((id) => this.statuses.has(id)).map((id) => {
       const s = this.statuses.get(id)!;
-      return { task_id: id, state: s.state, message: s.message ?? '', err: s.err ?? '', timestamp_ms: s.ts, container_id: s.containerId ?? '', pod_id: s.podId ?? '', exit_code: s.exitCode ?? null, oom_killed: !!s.oomKilled };
+      return { task_id: id, state: s.state, message: s.message ?? '', err: s.err ?? '', timestamp_ms: s.ts, container_id: s.containerId ?? '', pod_id: s.podId ?? '', exit_code: s.exitCode ?? null, oom_killed: !!s.oomKilled, health: s.health ?? '', health_message: s.healthMessage ?? '', ready: s.ready ?? null };
     });
     if (updates.length === 0) return;
     try {

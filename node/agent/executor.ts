@@ -10,6 +10,7 @@ import { LABELS, TASK_STATE_ORDER, isTerminal, type ContainerSpec, type TaskObje
 import { CONTAINER_STATE, type CriClient } from '../cri/client.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
+import { TaskProbes, type ProbeVerdict } from './probes.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -21,6 +22,9 @@ export interface TaskReport {
   podId?: string;
   exitCode?: number;
   oomKilled?: boolean;
+  health?: 'starting' | 'healthy' | 'unhealthy';
+  healthMessage?: string;
+  ready?: boolean;
 }
 
 export interface ExecutorOptions {
@@ -188,6 +192,9 @@ class Runner {
   private again = false;
   private gone = false;
   private detached = false;
+  private probes?: TaskProbes;
+  /** The probes' latest verdict, sent with every report of the task. */
+  private health?: ProbeVerdict;
 
   constructor(private readonly ex: Executor, t: TaskObject, private readonly found: Found | undefined) {
     this.task = t;
@@ -203,14 +210,42 @@ class Runner {
     return this.gone || this.task.spec.desiredState !== 'running';
   }
 
-  private report(state: TaskState, extra: Omit<TaskReport, 'state'> = {}): void {
+  private report(state: TaskState, extra: Omit<TaskReport, 'state'> = {}, healthChanged = false): void {
     if (this.detached) return;
-    // Forward only; the same state again only to say more (a pull's progress). A task that ended
-    // stays ended, except that a later terminal state may replace an earlier one.
+    // Forward only; the same state again only to say more (a pull's progress, the probes' verdict).
+    // A task that ended stays ended, except that a later terminal state may replace an earlier one.
     if (TASK_STATE_ORDER[state] < TASK_STATE_ORDER[this.reported]) return;
-    if (state === this.reported && (!extra.message || isTerminal(state))) return;
+    if (state === this.reported && ((!extra.message && !healthChanged) || isTerminal(state))) return;
     this.reported = state;
-    this.o.report(this.task.id, { state, podId: this.podId || undefined, containerId: this.containers.get(this.task.spec.template.main.name) || undefined, ...extra });
+    this.o.report(this.task.id, { state, podId: this.podId || undefined, containerId: this.containers.get(this.task.spec.template.main.name) || undefined, ...(this.health ?? {}), ...extra });
+  }
+
+  /** Starts the main container's probes once it runs (none: nothing to do). */
+  private startProbes(): void {
+    const probes = this.task.spec.template.probes ?? [];
+    const main = this.containers.get(this.task.spec.template.main.name);
+    if (probes.length === 0 || !main || this.probes) return;
+    this.probes = new TaskProbes(probes, { cri: this.o.cri, containerId: main, podId: this.podId }, (v) => {
+      this.health = v;
+      this.report('running', {}, true);
+    }, (why) => {
+      if (this.phase !== 'running' || this.busy) return;
+      this.busy = true;
+      void this.unhealthy(why).catch((e) => this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`)).finally(() => {
+        this.busy = false;
+        if (this.again) this.kick();
+      });
+    });
+    this.probes.start();
+  }
+
+  /** A liveness (or startup) probe gave up: the task fails, its containers stop. */
+  private async unhealthy(why: string): Promise<void> {
+    this.health = this.probes?.current;
+    this.o.log(`agent: task ${this.task.id} is unhealthy: ${why}`);
+    this.phase = 'ended';
+    this.report('failed', { message: 'unhealthy', err: `unhealthy: ${why}` });
+    await this.stopAll(undefined);
   }
 
   update(t: TaskObject): void {
@@ -286,6 +321,7 @@ class Runner {
       this.o.log(`agent: task ${this.task.id}: its container ${m.id.slice(0, 12)} is still running; keeping it`);
       this.reported = TASK_STATE_ORDER[this.reported] > TASK_STATE_ORDER.starting ? this.reported : 'starting';
       this.report('running', { message: 'running (found again after an agent restart)' });
+      this.startProbes();
       return;
     }
     this.phase = 'running';
@@ -350,6 +386,7 @@ class Runner {
       }
       this.phase = 'running';
       this.report('running', { message: 'started' });
+      this.startProbes();
     } catch (e) {
       if (e instanceof StopRequested) return; // step() stops what was started
       this.phase = 'ended';
@@ -401,6 +438,7 @@ class Runner {
       st = { exit_code: -1, reason: 'Unknown', message: (e as Error).message };
     }
     this.phase = 'ended';
+    this.probes?.stop();
     const oom = st.reason === 'OOMKilled';
     const code = Number(st.exit_code);
     const why = `${main ? '' : `sidecar ${name} `}exit ${code}${oom ? ' (OOM killed)' : ''}`;
@@ -415,6 +453,7 @@ class Runner {
   private async stopAll(why: string | undefined): Promise<void> {
     const wasRunning = this.phase === 'running' || this.phase === 'starting';
     this.phase = 'ended';
+    this.probes?.stop();
     if (this.podId) {
       const grace = this.graceSec();
       await Promise.all([...this.containers.values()].map((id) => this.o.cri.runtime.StopContainer({ container_id: id, timeout: grace }, (grace + 30) * 1000).catch((e: any) => {
@@ -434,6 +473,7 @@ class Runner {
   /** The agent stops: leave the containers running (a restarted agent finds them again). */
   detach(): void {
     this.detached = true;
+    this.probes?.stop();
   }
 }
 

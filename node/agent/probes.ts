@@ -1,0 +1,171 @@
+// Health probes of a task's main container, as Kubernetes defines them: exec (CRI ExecSync),
+// http and tcp (to the pod's address, or from inside its network namespace while it has none the
+// node can reach), with initial delay, period, timeout and success/failure thresholds. A startup
+// probe holds the others back until it passes; readiness sets the task's `ready`; a liveness (or
+// startup) probe that fails its threshold ends the task, and the restart policy decides the rest.
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Probe } from '../../manager/services/model.js';
+import type { CriClient } from '../cri/client.js';
+
+const PROBE_NET = join(dirname(fileURLToPath(import.meta.url)), 'probe-net.js');
+
+export interface ProbeVerdict {
+  health: 'starting' | 'healthy' | 'unhealthy';
+  healthMessage: string;
+  /** Present when the task has a readiness probe. */
+  ready?: boolean;
+}
+
+export interface ProbeTarget {
+  cri: CriClient;
+  containerId: string;
+  podId: string;
+}
+
+/** Runs one probe once: success and what it said. */
+export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean; output: string }> {
+  if (p.type === 'exec') {
+    try {
+      const r = await t.cri.runtime.ExecSync({ container_id: t.containerId, cmd: p.command, timeout: Math.max(1, Math.ceil(p.timeoutMs / 1000)) }, p.timeoutMs + 5000);
+      const out = `${Buffer.from(r.stdout ?? '').toString('utf8')}${Buffer.from(r.stderr ?? '').toString('utf8')}`.trim();
+      return { ok: r.exit_code === 0, output: r.exit_code === 0 ? out : `exit ${r.exit_code}${out ? `: ${out}` : ''}` };
+    } catch (e) {
+      return { ok: false, output: (e as Error).message };
+    }
+  }
+  // http / tcp: the pod's own address when it has one, else from inside its network namespace.
+  let netns = '';
+  let ip = '';
+  try {
+    const st = await t.cri.runtime.PodSandboxStatus({ pod_sandbox_id: t.podId, verbose: true }, 5000);
+    ip = st.status?.network?.ip ?? '';
+    const info = st.info?.info ? JSON.parse(st.info.info) : {};
+    netns = info.netns ?? info.netNamespacePath ?? '';
+  } catch (e) {
+    return { ok: false, output: `cannot find the pod's network: ${(e as Error).message}` };
+  }
+  if (ip && ip !== '127.0.0.1') return direct(p, ip);
+  if (!netns) return { ok: false, output: 'the pod has no address and the runtime names no network namespace for it' };
+  return new Promise((resolve) => {
+    execFile('nsenter', [`--net=${netns}`, '--', process.execPath, PROBE_NET, p.type, String(p.port), p.path ?? '/', String(p.timeoutMs)], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout) => {
+      const line = stdout.trim();
+      resolve({ ok: !err && line.startsWith('ok'), output: line.replace(/^(ok|fail) /, '') || (err ? err.message : '') });
+    });
+  });
+}
+
+async function direct(p: Probe, ip: string): Promise<{ ok: boolean; output: string }> {
+  const ctl = AbortSignal.timeout(p.timeoutMs);
+  if (p.type === 'http') {
+    try {
+      const r = await fetch(`http://${ip}:${p.port}${p.path ?? '/'}`, { signal: ctl });
+      const body = r.status >= 400 ? (await r.text()).slice(0, 256) : '';
+      if (r.status < 400) await r.body?.cancel();
+      return { ok: r.status >= 200 && r.status < 400, output: `HTTP ${r.status}${body ? `: ${body}` : ''}` };
+    } catch (e) {
+      return { ok: false, output: `http GET ${ip}:${p.port}${p.path}: ${(e as Error).message}` };
+    }
+  }
+  const { connect } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = connect({ host: ip, port: p.port! }, () => {
+      s.destroy();
+      resolve({ ok: true, output: `connected to ${ip}:${p.port}` });
+    });
+    s.setTimeout(p.timeoutMs, () => {
+      s.destroy();
+      resolve({ ok: false, output: `no answer from ${ip}:${p.port} within ${p.timeoutMs} ms` });
+    });
+    s.on('error', (e) => resolve({ ok: false, output: `tcp ${ip}:${p.port}: ${e.message}` }));
+  });
+}
+
+/** Runs a task's probes until stopped; tells the runner each change and when the task must end. */
+export class TaskProbes {
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private started: boolean;
+  private readonly verdict: ProbeVerdict;
+
+  constructor(
+    private readonly probes: Probe[],
+    private readonly target: ProbeTarget,
+    private readonly onChange: (v: ProbeVerdict) => void,
+    private readonly onFail: (why: string) => void,
+  ) {
+    this.started = !probes.some((p) => p.kind === 'startup');
+    this.verdict = { health: 'starting', healthMessage: '' };
+    if (probes.some((p) => p.kind === 'readiness')) this.verdict.ready = false;
+  }
+
+  get current(): ProbeVerdict {
+    return { ...this.verdict };
+  }
+
+  start(): void {
+    for (const p of this.probes) if (p.kind === 'startup' || this.started) this.schedule(p, p.initialDelayMs);
+    if (this.probes.length > 0) this.onChange(this.current);
+  }
+
+  private schedule(p: Probe, delay: number): void {
+    if (this.stopped) return;
+    let ok = 0;
+    let bad = 0;
+    const tick = async (): Promise<void> => {
+      if (this.stopped) return;
+      const r = await runProbe(p, this.target);
+      if (this.stopped) return;
+      if (r.ok) {
+        ok++;
+        bad = 0;
+      } else {
+        bad++;
+        ok = 0;
+      }
+      if (p.kind === 'startup') {
+        if (ok >= p.successThreshold) {
+          this.started = true;
+          this.set({ health: 'healthy', healthMessage: '' });
+          for (const q of this.probes) if (q.kind !== 'startup') this.schedule(q, q.initialDelayMs);
+          return; // a startup probe stops once it has passed
+        }
+        if (bad >= p.failureThreshold) return this.fail(`startup probe failed ${bad} time(s): ${r.output}`);
+      } else if (p.kind === 'liveness') {
+        if (bad >= p.failureThreshold) return this.fail(`liveness probe failed ${bad} time(s): ${r.output}`);
+        if (bad > 0) this.set({ health: 'unhealthy', healthMessage: r.output });
+        else this.set({ health: 'healthy', healthMessage: '' });
+      } else {
+        if (ok >= p.successThreshold) this.set({ ready: true, ...(this.hasLiveness() ? {} : { health: 'healthy', healthMessage: '' }) });
+        if (bad >= p.failureThreshold) this.set({ ready: false, ...(this.hasLiveness() ? {} : { health: 'unhealthy', healthMessage: r.output }) });
+      }
+      this.timers.push(setTimeout(() => void tick(), p.periodMs));
+    };
+    this.timers.push(setTimeout(() => void tick(), delay));
+  }
+
+  private hasLiveness(): boolean {
+    return this.probes.some((p) => p.kind === 'liveness');
+  }
+
+  private set(change: Partial<ProbeVerdict>): void {
+    const before = JSON.stringify(this.verdict);
+    Object.assign(this.verdict, change);
+    if (JSON.stringify(this.verdict) !== before) this.onChange(this.current);
+  }
+
+  private fail(why: string): void {
+    this.stop();
+    this.verdict.health = 'unhealthy';
+    this.verdict.healthMessage = why;
+    if (this.verdict.ready !== undefined) this.verdict.ready = false;
+    this.onFail(why);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+  }
+}
