@@ -15,8 +15,9 @@ export const REGISTRY_NODE = 'registry';
 export const REGISTRY_ADDRESS = `${SUBNET_PREFIX}2`;
 export const REGISTRY_PORT = 5000;
 export const REGISTRY_HOST = `${REGISTRY_ADDRESS}:${REGISTRY_PORT}`;
-/** What the lab's registry serves (also as :latest). */
+/** What the lab's registry serves (also as :latest), and a second version for updates. */
 export const LAB_IMAGE = `${REGISTRY_HOST}/busybox:1`;
+export const LAB_IMAGE_2 = `${REGISTRY_HOST}/busybox:2`;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SEED_MAIN = join(here, 'seed-registry.js');

@@ -20,9 +20,10 @@ async function main(): Promise<void> {
     if (Date.now() > end) throw new Error(`the registry at ${host} did not answer within 20 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  const img = labImage();
+  const img = labImage(1);
   await pushImage(host, 'busybox', '1', img);
   await pushImage(host, 'busybox', 'latest', img);
+  await pushImage(host, 'busybox', '2', labImage(2));
 }
 
 main().catch((e) => {

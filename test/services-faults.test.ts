@@ -1,9 +1,10 @@
 // Services through faults on a real lab (3 managers, 2 workers): a worker killed with SIGKILL
 // (its tasks run elsewhere; when it returns, its old containers are stopped), shoald restarted on
 // a worker with tasks (the same containers, no duplicates), and the leader killed right after a
-// service create and right after a scale (the service converges to exactly N tasks, N containers).
+// service create and right after a scale (the service converges to exactly N tasks, N containers)
+// and in the middle of a rolling update (it finishes with exactly N tasks on the new spec).
 import t from 'tap';
-import { LAB_IMAGE } from '../lab/registry.js';
+import { LAB_IMAGE, LAB_IMAGE_2 } from '../lab/registry.js';
 import { Lab, converged, eventually } from './services-helpers.js';
 
 const lab = new Lab(t, 'svcf');
@@ -102,4 +103,26 @@ t.test('the leader killed during a create and during a scale: exactly N tasks an
   t.same(live.map((x) => x.slot).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'slots 1..11, each once');
   await lab.ok(['--lab', 'service', 'rm', 'lk']);
   await eventually('every container of lk stopped', async () => (await containersEverywhere(sid)) === 0);
+});
+
+t.test('the leader killed in the middle of a rolling update: it finishes, exactly N tasks on the new spec', async (t) => {
+  await lab.ok(['--lab', 'service', 'create', '--name', 'lu', '--replicas', '6', '--update-parallelism', '1', '--update-monitor', '2s', LAB_IMAGE, 'sleep', '1000000']);
+  const sid = await serviceId('lu');
+  const u = await lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, '--detach', 'lu']);
+  t.equal(u.code, 0, 'update started');
+  await eventually('a first task updated', async () => (await lab.tasks('lu')).some((x) => (x as any).upToDate && x.state === 'running'));
+  const old = await leader();
+  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} mid-update`);
+  const done = await eventually('the update completed', async () => {
+    const s = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'lu', '--format', 'json']))[0];
+    return s.updateStatus?.state === 'completed' && s;
+  }, 240_000);
+  t.match(done.updateStatus.message, /update completed/, 'the new leader finished the rollout');
+  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  await eventually('6 tasks on the new image and 6 containers', async () => {
+    const live = (await lab.tasks('lu')).filter((x) => x.desiredState === 'running') as any[];
+    return converged(live, 6) && live.every((x) => x.image === LAB_IMAGE_2 && x.upToDate) && (await containersEverywhere(sid)) === 6;
+  }, 120_000);
+  t.pass('exactly 6 tasks, all on the new spec, 6 containers');
+  await lab.ok(['--lab', 'service', 'rm', 'lu']);
 });

@@ -348,12 +348,17 @@ class Runner {
       this.report('accepted');
       const all: ContainerSpec[] = [...tpl.init, ...tpl.sidecars, tpl.main];
       const images = [...new Set(all.map((c) => c.image))];
-      this.report('preparing', { message: `pulling ${images.length === 1 ? `image ${images[0]}` : `${images.length} images`}` });
+      this.report('preparing', { message: 'checking the images' });
       const started = Date.now();
+      const pulling = new Set<string>();
       // Progress while a pull runs: the CRI's PullImage says nothing until it is done.
-      const tick = setInterval(() => this.report('preparing', { message: `pulling ${images.join(', ')} (${Math.round((Date.now() - started) / 1000)} s)` }), 2000);
+      const say = () => this.report('preparing', { message: `pulling ${[...pulling].join(', ')}${Date.now() - started >= 1000 ? ` (${Math.round((Date.now() - started) / 1000)} s)` : ''}` });
+      const tick = setInterval(() => pulling.size > 0 && say(), 2000);
       try {
-        await Promise.all(images.map((i) => this.ex.images.ensure(i)));
+        await Promise.all(images.map((i) => this.ex.images.ensure(i, () => {
+          pulling.add(i);
+          say();
+        })));
       } catch (e) {
         this.phase = 'ended';
         this.report('rejected', { message: 'the image could not be pulled', err: (e as Error).message });

@@ -15,22 +15,19 @@ export class ImagePuller {
 
   constructor(private readonly cri: CriClient) {}
 
-  /** Resolves with the image's reference in the runtime once it is present. */
-  ensure(image: string): Promise<string> {
-    let p = this.inflight.get(image);
-    if (!p) {
-      p = this.pull(image).finally(() => this.inflight.delete(image));
-      this.inflight.set(image, p);
-    }
-    return p;
-  }
-
-  private async pull(image: string): Promise<string> {
-    if (!alwaysPull(image)) {
+  /** Resolves with the image's reference in the runtime once it is present; `pulling` is
+   * called if it has to be pulled (the caller shows progress then). */
+  async ensure(image: string, pulling: () => void = () => {}): Promise<string> {
+    if (!alwaysPull(image) && !this.inflight.has(image)) {
       const st = await this.cri.image.ImageStatus({ image: { image } });
       if (st.image?.id) return st.image.id as string;
     }
-    const r = await this.cri.image.PullImage({ image: { image } }, 10 * 60_000);
-    return r.image_ref as string;
+    pulling();
+    let p = this.inflight.get(image);
+    if (!p) {
+      p = this.cri.image.PullImage({ image: { image } }, 10 * 60_000).then((r) => r.image_ref as string).finally(() => this.inflight.delete(image));
+      this.inflight.set(image, p);
+    }
+    return p;
   }
 }
