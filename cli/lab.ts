@@ -9,6 +9,7 @@ import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLa
 import { findNode } from '../lab/plan.js';
 import { cli, logTail } from '../lab/shoald.js';
 import { DEMO_SERVICE, labUp } from '../lab/up.js';
+import { withLock } from '../node/state-lock.js';
 import { LAB_IMAGE } from '../lab/registry.js';
 
 export const LAB_USAGE = `usage:
@@ -199,8 +200,8 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
       }
       case 'start': {
         const node = oneNode(p);
-        const s = loadLab(labDir);
-        const n = await labStart(s, node);
+        // Load, start and record under the lab's lock: two `lab start` at once must not lose a pid.
+        const n = await withLock(labDir, 'lab.lock', 'shoal lab', () => labStart(loadLab(labDir), node));
         out(`${node}: shoald started (pid ${n.proc!.pid})`);
         return 0;
       }

@@ -1,10 +1,10 @@
 // The lab's day-to-day commands: status, exec on a host, stop/start a node's daemon, and the
 // target the CLI uses for `shoal --lab ...`.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { labName } from './names.js';
-import { labNetnsList, netnsExists } from './netns.js';
+import { labNetnsList, netnsExists, pidsIn } from './netns.js';
 import { findNode } from './plan.js';
 import { isAlive, signal, waitGone } from './procs.js';
 import { startDaemon } from './shoald.js';
@@ -87,6 +87,9 @@ export async function labStop(s: LabState, node: string, sig: NodeJS.Signals): P
 export async function labStart(s: LabState, node: string): Promise<LabNode> {
   const n = findNode(s, node);
   if (!netnsExists(n.netns)) throw new Error(`${n.name}'s network namespace ${n.netns} does not exist; the lab is incomplete, rebuild it (lab down, lab up)`);
+  // The recorded pid may be stale (a lost update, a hand-started daemon): ask the namespace.
+  const live = shoaldIn(n);
+  if (live) throw new Error(`${n.name}'s shoald is already running (pid ${live}); stop it first with \`shoal lab stop ${n.name}\``);
   await startDaemon(n, s.name);
   writeState(s);
   return n;
@@ -111,4 +114,17 @@ export function labTarget(labDir: string): LabTarget {
     throw new Error(`no manager of the lab in ${s.labDir} is running (${managers.map((m) => m.name).join(', ')}); see \`shoal lab status\` or start one with \`shoal lab start NODE\``);
   }
   return { node: live.name, netns: live.netns, address: live.address, stateDir: live.stateDir, socket: join(live.stateDir, 'shoald.sock') };
+}
+
+/** A shoald of this node running in its namespace, whatever the state file says. */
+function shoaldIn(n: LabNode): number | undefined {
+  for (const pid of pidsIn(n.netns)) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (cmd.some((a) => a.endsWith('node/main.js')) && cmd[cmd.indexOf('--state-dir') + 1] === n.stateDir) return pid;
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@
 // a random 50-80 % of its life, and at once when the node object asks for another role.
 import { randomBytes } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
-import { chmodSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { PresetName } from '../gossip/config.js';
 import { caTable } from '../manager/ca/service.js';
@@ -28,6 +28,7 @@ import { Executor } from './agent/executor.js';
 import { LogPublisher } from './agent/logs.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
+import { StateLock } from './state-lock.js';
 import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
@@ -70,6 +71,7 @@ export class Daemon {
   private dispatcher?: Dispatcher;
   private agent?: Agent;
   private executor?: Executor;
+  private lock?: StateLock;
   private runtime?: RuntimeChild;
   private cri?: CriClient;
   private gossip?: NodeGossip;
@@ -122,6 +124,9 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    // Before anything in the state dir is touched: one daemon per directory.
+    mkdirSync(this.state.dir, { recursive: true, mode: 0o700 });
+    this.lock = StateLock.acquire(this.state.dir);
     await this.startLocal();
     if (this.stopped) {
       // stop() ran while the socket was binding, before there was a server to shut down.
@@ -700,6 +705,7 @@ export class Daemon {
     await this.stopMember();
     this.local?.forceShutdown();
     rmSync(this.state.socketPath, { force: true });
+    this.lock?.release();
   }
 }
 

@@ -2,7 +2,7 @@
 // works; join tokens reach `shoal join` and `shoald --join` by file and by environment, never on
 // a command line; a manager stops on SIGTERM in bounded time even while a (frozen) worker holds
 // its dispatcher streams open.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -152,4 +152,17 @@ t.test('join tokens by file and by environment; a manager with a frozen worker s
   t.match(m1.log.join(''), /shoald: stopped/);
   t.notOk(existsSync(join(m1.stateDir, 'shoald.sock')), 'its socket is gone');
   t.ok(readdirSync(join(m1.stateDir, 'identity')).includes('node.json'), 'a stop keeps the identity');
+});
+
+t.test('a second shoald on the same state dir fails at once, naming the first; the first keeps working', { buffered: true }, async (t) => {
+  const n = await c.start('lk');
+  const second = spawnSync(process.execPath, [SHOALD, '--state-dir', n.stateDir, '--listen', `127.0.0.1:${await freePort('127.0.0.1')}`, '--hostname', 'lk2'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(second.status, 1, 'the second daemon exits 1');
+  t.match(second.stderr, new RegExp(`state dir ${n.stateDir} is in use by another shoald \\(pid ${n.proc!.pid}`), `naming the first one's pid: ${second.stderr.trim()}`);
+  t.ok(existsSync(join(n.stateDir, 'shoald.sock')), "the first daemon's socket is still there");
+  const init = await c.cli('lk', 'init', '--format', 'json');
+  t.equal(init.code, 0, `the first daemon still answers on its socket (${init.stderr})`);
+  await c.kill('lk', 'SIGKILL');
+  const third = await c.start('lk');
+  t.ok(third.proc?.pid, 'after the first daemon crashed (its lock left behind), a new one takes the directory over');
 });

@@ -3,8 +3,8 @@
 // works, the old leader rejoins when restarted); kill -9 a worker (the managers mark it down; the
 // time is printed, not asserted); `shoal lab down` leaves no namespace, process, mount or file.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { labName } from '../lab/names.js';
 import { labNetnsList, procState } from '../lab/netns.js';
 import { sleep } from '../lab/procs.js';
@@ -109,6 +109,25 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   t.equal(shoal(['lab', 'start', 'worker-1']).status, 0, 'lab start worker-1');
   await until('worker-1 back', (rs) => row(rs, 'worker-1')?.status === 'ready');
   t.pass('worker-1 is ready again after its restart');
+
+  // Two `lab start` at once both keep their daemon's pid in lab.json (the lab's lock), and a
+  // start of a daemon that runs is refused even when lab.json lost it.
+  for (const n of ['worker-1', 'worker-2']) t.equal(shoal(['lab', 'stop', n]).status, 0, `lab stop ${n}`);
+  const both = await Promise.all(['worker-1', 'worker-2'].map((n) => new Promise<number | null>((res) => {
+    const p = spawn(process.execPath, [CLI_MAIN, 'lab', 'start', n], { env, stdio: 'ignore' });
+    p.on('exit', (code) => res(code));
+  })));
+  t.same(both, [0, 0], 'both parallel starts succeed');
+  const st3 = JSON.parse(shoal(['lab', 'status', '--format', 'json']).stdout) as { nodes: { name: string; running: boolean }[] };
+  t.ok(['worker-1', 'worker-2'].every((n) => st3.nodes.find((x) => x.name === n)?.running), 'lab status shows both running: no update was lost');
+  const file = `${dir}/lab.json`;
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  delete saved.nodes.find((n: { name: string }) => n.name === 'worker-2').proc;
+  writeFileSync(file, JSON.stringify(saved));
+  const dup = shoal(['lab', 'start', 'worker-2']);
+  t.equal(dup.status, 1, 'starting a running daemon the state file forgot is refused');
+  t.match(dup.stderr, /worker-2's shoald is already running \(pid \d+\)/, 'naming its pid');
+  await until('workers ready', (rs) => row(rs, 'worker-1')?.status === 'ready' && row(rs, 'worker-2')?.status === 'ready');
 
   // lab down leaves nothing behind.
   const pids = readState(dir)!.nodes.map((n) => n.proc!.pid);

@@ -41,7 +41,8 @@ export class Lab {
   }
 
   /** `shoal ARGS` in the root namespace (with --lab where the test says so). */
-  shoal(args: string[], timeoutMs = 180_000, env: Record<string, string> = {}): Promise<Ran> {
+  /** The CLI's own --timeout bounds what it waits for; this only stops a CLI that hangs. */
+  shoal(args: string[], timeoutMs = 20 * 60_000, env: Record<string, string> = {}): Promise<Ran> {
     return new Promise((resolve) => {
       execFile(process.execPath, [CLI_MAIN, ...args], { env: { ...this.env, ...env }, timeout: timeoutMs, maxBuffer: 32 << 20, encoding: 'utf8' }, (err, stdout, stderr) => {
         const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;

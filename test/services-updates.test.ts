@@ -28,7 +28,10 @@ interface Row extends TaskRow {
 const rows = async (s: string) => (await lab.tasks(s)) as Row[];
 const readyNow = (ts: Row[]) => ts.filter((x) => x.desiredState === 'running' && x.state === 'running' && x.ready !== false).length;
 const HTTPD = ['sh', '-c', 'exec httpd -f -p 80 -h /www'];
-const READY = ['--readiness', 'http:80/', '--readiness-period', '1s'];
+// Probe timeouts generous: the test machine may be loaded, and a slow probe is not a failure here.
+const READY = ['--readiness', 'http:80/', '--readiness-period', '1s', '--readiness-timeout', '5s'];
+// Rollouts on a loaded machine can take minutes: the CLI waits for them (its own --timeout).
+const WAIT = ['--timeout', '15m'];
 
 /** Samples the ready count every ~half second while `run` goes on; returns the lowest seen. */
 async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ min: number; samples: number }> {
@@ -49,10 +52,10 @@ async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ m
 }
 
 t.test('rolling update, stop-first, parallelism 2: never fewer than 4 ready; new image everywhere', async (t) => {
-  const c = await lab.shoal(['--lab', 'service', 'create', '--name', 'ru', '--replicas', '6', '--update-parallelism', '2', '--update-monitor', '1s', ...READY, LAB_IMAGE, ...HTTPD]);
+  const c = await lab.shoal(['--lab', 'service', 'create', ...WAIT, '--name', 'ru', '--replicas', '6', '--update-parallelism', '2', '--update-monitor', '1s', ...READY, LAB_IMAGE, ...HTTPD]);
   t.equal(c.code, 0, `created (${c.stderr})`);
   await eventually('6 ready', async () => readyNow(await rows('ru')) === 6);
-  const upd = lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, 'ru']);
+  const upd = lab.shoal(['--lab', 'service', 'update', ...WAIT, '--image', LAB_IMAGE_2, 'ru']);
   const { min, samples } = await sampleDuring('ru', upd);
   const r = await upd;
   t.equal(r.code, 0, `update exits 0 (${r.stderr})`);
@@ -66,7 +69,7 @@ t.test('rolling update, stop-first, parallelism 2: never fewer than 4 ready; new
 });
 
 t.test('start-first keeps all 6 ready throughout', async (t) => {
-  const upd = lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE, '--update-order', 'start-first', '--update-parallelism', '2', 'ru']);
+  const upd = lab.shoal(['--lab', 'service', 'update', ...WAIT, '--image', LAB_IMAGE, '--update-order', 'start-first', '--update-parallelism', '2', 'ru']);
   const { min } = await sampleDuring('ru', upd);
   t.equal((await upd).code, 0, 'update exits 0');
   t.ok(min >= 6, `never fewer than 6 ready tasks (lowest seen: ${min})`);
@@ -75,7 +78,7 @@ t.test('start-first keeps all 6 ready throughout', async (t) => {
 });
 
 t.test('a broken update: rollback brings the old spec back; pause stops and says why', async (t) => {
-  const bad = await lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, '--args', 'sh -c "exit 3"', '--update-failure-action', 'rollback', 'ru']);
+  const bad = await lab.shoal(['--lab', 'service', 'update', ...WAIT, '--image', LAB_IMAGE_2, '--args', 'sh -c "exit 3"', '--update-failure-action', 'rollback', 'ru']);
   t.equal(bad.code, 1, 'the update fails');
   t.match(bad.stdout, /update failed, rolling back/, 'it says it rolls back');
   t.match(bad.stderr, /the update failed and was rolled back/);
@@ -86,7 +89,7 @@ t.test('a broken update: rollback brings the old spec back; pause stops and says
   t.ok(converged(live, 6), 'six running again');
   t.ok(live.every((x) => x.image === LAB_IMAGE && x.upToDate), 'all on the old spec');
 
-  const paused = await lab.shoal(['--lab', 'service', 'update', '--args', 'sh -c "exit 4"', '--update-failure-action', 'pause', 'ru']);
+  const paused = await lab.shoal(['--lab', 'service', 'update', ...WAIT, '--args', 'sh -c "exit 4"', '--update-failure-action', 'pause', 'ru']);
   t.equal(paused.code, 1, 'the update fails');
   t.match(paused.stderr, /update paused: .*failed.*exit 4/, `it says it paused and why: ${paused.stderr.trim()}`);
   const p = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'ru', '--format', 'json']))[0];
@@ -97,12 +100,12 @@ t.test('a broken update: rollback brings the old spec back; pause stops and says
 
 t.test('history and rollback --to-revision', async (t) => {
   await lab.ok(['--lab', 'service', 'create', '--name', 'hist', '--replicas', '2', '--update-monitor', '0s', LAB_IMAGE, 'sleep', '1000000']);
-  for (const v of ['1', '2', '3']) await lab.ok(['--lab', 'service', 'update', '--env-add', `V=${v}`, 'hist']);
+  for (const v of ['1', '2', '3']) await lab.ok(['--lab', 'service', 'update', ...WAIT, '--env-add', `V=${v}`, 'hist']);
   const h = JSON.parse(await lab.ok(['--lab', 'service', 'history', 'hist', '--format', 'json'])) as { revision: number; change: string; current: boolean }[];
   t.same(h.map((x) => x.revision), [1, 2, 3, 4], 'four revisions after three updates');
   t.ok(h[3]!.current, 'the last one is current');
   t.match(h[3]!.change, /V=3/, 'each says what changed');
-  const rb = await lab.shoal(['--lab', 'service', 'rollback', 'hist', '--to-revision', '1']);
+  const rb = await lab.shoal(['--lab', 'service', 'rollback', ...WAIT, 'hist', '--to-revision', '1']);
   t.equal(rb.code, 0, `rollback to revision 1 (${rb.stderr})`);
   const svc = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'hist', '--format', 'json']))[0];
   t.same(svc.spec.main.env, [], 'the first spec is back (no V)');
@@ -123,13 +126,16 @@ t.test('probes: a failing liveness probe restarts the task; a readiness probe th
   await eventually('a new task running in its slot', async () => (await rows('live')).some((x) => x.desiredState === 'running' && x.state === 'running' && x.id !== dead.id));
   await lab.ok(['--lab', 'service', 'rm', 'live']);
 
-  const up = await lab.shoal(['--lab', 'service', 'update', '--readiness', 'http:81/', '--readiness-period', '1s', '--update-monitor', '1s', '--update-parallelism', '1', '--timeout', '20s', 'ru']);
+  // A fresh service of its own, so nothing of the earlier rollouts is in the way.
+  await lab.ok(['--lab', 'service', 'create', ...WAIT, '--name', 'rd', '--replicas', '3', ...READY, LAB_IMAGE, ...HTTPD]);
+  const up = await lab.shoal(['--lab', 'service', 'update', '--readiness', 'http:81/', '--readiness-period', '1s', '--update-monitor', '1s', '--update-parallelism', '1', '--timeout', '30s', 'rd']);
   t.equal(up.code, 1, 'the update does not finish');
   t.match(up.stdout, /updated, running, not ready/, 'the new task runs but is not ready');
-  t.match(up.stderr, /did not finish within 20 s/);
-  const ts = await rows('ru');
+  t.match(up.stderr, /did not finish within 30 s/);
+  const ts = await rows('rd');
   const fresh = ts.filter((x) => x.desiredState === 'running' && x.upToDate);
   t.equal(fresh.length, 1, 'only the first batch (parallelism 1) was started: the update is held');
   t.equal(fresh[0]!.ready, false, 'its task is not ready');
+  await lab.ok(['--lab', 'service', 'rm', 'rd']);
   await lab.ok(['--lab', 'service', 'rm', 'ru']);
 });

@@ -149,6 +149,32 @@ t.test('a node cannot report status for another node\'s task', async (t) => {
   t.equal(taskState('other'), 'assigned', 'nothing written');
 });
 
+t.test('a session cannot move or rename its node: addresses must be where it connects from; the hostname is the joined one', async (t) => {
+  const addr = running.get(names.find((n) => running.has(n))!)!.addr;
+  const Ctor = grpc.makeGenericClientConstructor(dispatcherDef(), 'd');
+  const c = new Ctor(addr, clientCredentials(ids.get('w2')!), CHANNEL_OPTIONS) as any;
+  t.teardown(() => c.close());
+  const open = (req: object) => new Promise<{ sid?: string; err?: grpc.ServiceError }>((res) => {
+    const s = c.Session(req);
+    s.on('data', (m: { session_id: string }) => {
+      res({ sid: m.session_id });
+      s.cancel();
+    });
+    s.on('error', (e: grpc.ServiceError) => res({ err: e }));
+  });
+  const moved = await open({ hostname: 'w2', addr: '10.9.9.9:4242' });
+  t.equal(moved.err?.code, grpc.status.PERMISSION_DENIED, 'an address that is not the connection\'s source is refused');
+  t.match(moved.err?.details, /announces addr 10\.9\.9\.9:4242 but connects from 127\.0\.0\.1/, 'saying which and from where');
+  const gossip = await open({ hostname: 'w2', addr: '127.0.0.1:4242', gossip_addr: '10.9.9.9:7946' });
+  t.equal(gossip.err?.code, grpc.status.PERMISSION_DENIED, 'a foreign gossip address too');
+  const renamed = await open({ hostname: 'not-w2', addr: '127.0.0.1:4242' });
+  t.ok(renamed.sid, 'a session from the right address opens');
+  await new Promise((r) => setTimeout(r, 500));
+  const n = any().raft.store.get('node', 'w2') as { status: { hostname: string; addr: string } };
+  t.equal(n.status.hostname, 'w2', 'the hostname stays the joined one');
+  t.equal(n.status.addr, '127.0.0.1:4242', 'the address is recorded');
+});
+
 t.test("the agent's manager stops: it moves to another manager and keeps its assignments", async (t) => {
   const cur = agent!.manager!;
   const name = names.find((n) => running.get(n)?.addr === cur)!;

@@ -193,6 +193,14 @@ export class Dispatcher {
         return;
       }
       const req = call.request as { hostname: string; addr: string; gossip_addr: string; description?: WireDescription | null };
+      // A node's identity comes from its certificate; its addresses must be where it connects
+      // from, so a session can never move another node (or this one) somewhere else.
+      const bad = addressRefusal(nodeId, call.getPeer(), { addr: req.addr, gossip_addr: req.gossip_addr });
+      if (bad) {
+        call.emit('error', Object.assign(new Error(bad), { code: 7, details: bad }));
+        resolve();
+        return;
+      }
       let ended = false;
       let signalEnd!: () => void;
       const s: Session = {
@@ -235,7 +243,8 @@ export class Dispatcher {
       // Record where the node is reachable and what it has (one write, only when it changed).
       const description = describe(req.description);
       updateNode(this.mgr, nodeId, (n) => {
-        const want = { hostname: String(req.hostname || n.status.hostname), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr), description: description ?? n.status.description };
+        // The hostname is the one the node joined with; renaming is a node update, not a session's.
+        const want = { hostname: n.status.hostname || String(req.hostname ?? ''), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr), description: description ?? n.status.description };
         if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr && JSON.stringify(want.description) === JSON.stringify(n.status.description)) return undefined;
         return nodeInput(n, { status: want });
       }).catch((e) => this.log(`dispatcher: recording node ${nodeId}'s addresses failed: ${(e as Error).message}`));
@@ -361,6 +370,27 @@ export class Dispatcher {
       if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 200);
     }
   }
+}
+
+/** The host part of a gRPC peer (`ipv4:10.0.0.1:5000`, `ipv6:[::1]:5000`) or of HOST:PORT. */
+export function peerHost(peer: string): string {
+  const p = peer.replace(/^ipv[46]:/, '');
+  const m = /^\[(.*)\]:\d+$/.exec(p) ?? /^(.*):\d+$/.exec(p);
+  return (m ? m[1]! : p).replace(/^::ffff:/, '');
+}
+
+/** Why a session's announced addresses are refused (they are not where it connects from). */
+export function addressRefusal(nodeId: string, peer: string, addrs: Record<string, string | undefined>): string | undefined {
+  const from = peerHost(peer);
+  if (!from || from.startsWith('/') || peer.startsWith('unix:')) return undefined; // a local socket: nothing to compare
+  for (const [what, a] of Object.entries(addrs)) {
+    if (!a) continue;
+    const host = peerHost(a);
+    if (host !== from) {
+      return `node ${nodeId} announces ${what} ${a} but connects from ${from}: a node's addresses must be its own; start shoald with --advertise (and its raft/gossip ports) on the address it reaches the managers from`;
+    }
+  }
+  return undefined;
 }
 
 interface WireDescription {
