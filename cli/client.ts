@@ -47,8 +47,18 @@ export function controlClient(t: Target): Client {
 export function call<T = any>(c: Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) =>
     c[method]!(req, { deadline: Date.now() + timeoutMs }, (e: grpc.ServiceError | null, r: T) => {
-      if (e) reject(new CliError(e.details || e.message));
+      if (e) reject(new CliError(explain(c, e)));
       else resolve(r);
     }),
   );
+}
+
+/** A gRPC failure as an operator should read it: what could not be reached, and what to check. */
+export function explain(c: grpc.Client, e: grpc.ServiceError): string {
+  if (e.code !== grpc.status.UNAVAILABLE || !/No connection established|ECONNREFUSED|ENOENT|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|failed to connect/i.test(e.details ?? '')) return e.details || e.message;
+  const target = c.getChannel().getTarget().replace(/^dns:/, '');
+  const why = /ECONNREFUSED/.test(e.details) ? 'connection refused' : /ENOENT/.test(e.details) ? 'no such socket' : /UNREACH/.test(e.details) ? 'no route to it' : /ETIMEDOUT/.test(e.details) ? 'timed out' : 'no connection';
+  return target.startsWith('unix:')
+    ? `cannot reach shoald on ${target.slice(5)} (${why}): is it running with that --state-dir?`
+    : `cannot reach the manager at ${target} (${why}): is shoald running there, and is the address right? (--host HOST:PORT, or --state-dir of a manager host)`;
 }

@@ -8,7 +8,7 @@ import { STATE_FILE } from '../lab/state.js';
 import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLabTarget, loadLab, type LabTarget } from '../lab/ops.js';
 import { findNode } from '../lab/plan.js';
 import { cli, logTail } from '../lab/shoald.js';
-import { DEMO_SERVICE, labUp } from '../lab/up.js';
+import { DEMO_SERVICE, LabPreflightError, labUp } from '../lab/up.js';
 import { withLock } from '../node/state-lock.js';
 import { LAB_IMAGE } from '../lab/registry.js';
 
@@ -150,7 +150,7 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
           for (const [c, what] of hints) out(`  ${c.padEnd(w)}   # ${what}`);
         } catch (e) {
           err(`shoal lab up: ${(e as Error).message}`);
-          if (existsSync(join(labDir, STATE_FILE)) || labNetnsList(labName(labDir)).length > 0) {
+          if (!(e instanceof LabPreflightError) && (existsSync(join(labDir, STATE_FILE)) || labNetnsList(labName(labDir)).length > 0)) {
             err(`the half-built lab stays in ${labDir} for inspection; remove it with \`shoal lab down --lab-dir ${labDir}\``);
           }
           return 1;

@@ -75,6 +75,14 @@ Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoal
 --host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir;
 --lab targets the one-box lab's cluster (--lab-dir, env SHOAL_LAB_DIR, default /var/lib/shoal-lab).`;
 
+/**
+ * How to join, without putting the token on a command line (where `ps` shows it to every user):
+ * the token in a file or in the environment of the new node.
+ */
+function joinHelp(role: string, token: string, addr: string): string {
+  return `To add a ${role} to this cluster, put this token in a file on the new node (readable by root only):\n\n    ${token}\n\nand run there:\n\n    shoal join --token-file TOKEN_FILE ${addr}\n\n(or: SHOAL_JOIN_TOKEN=<token> shoal join ${addr})\n`;
+}
+
 /** "90d", "2160h", "30m", "45s" -> seconds. */
 function duration(s: string): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(s);
@@ -106,7 +114,7 @@ async function run(argv: string[]): Promise<string> {
       const seconds = exp ? duration(exp) : 0;
       const r = await call(localClient(t), 'Init', { cert_expiry_seconds: seconds });
       if (json) return out({ nodeId: r.node_id, clusterId: r.cluster_id, addr: r.addr, workerToken: r.worker_token, managerToken: r.manager_token });
-      return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\nTo add a worker to this cluster, run:\n\n    shoal join --token ${r.worker_token} ${r.addr}\n\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
+      return `Cluster ${r.cluster_id} initialized: this node (${r.node_id}) is now a manager.\n\n${joinHelp('worker', r.worker_token, r.addr)}\nTo add a manager, run "shoal join-token manager" and follow the instructions.\n`;
     }
     case 'join': {
       const addr = sub;
@@ -137,14 +145,14 @@ async function run(argv: string[]): Promise<string> {
       const addr = r.manager_addrs?.[0] ?? 'MANAGER:PORT';
       if (json) return out({ role: sub, token, addrs: r.manager_addrs });
       if (one('quiet') === 'true') return token + '\n';
-      return `${rotate ? `Rotated the ${sub} join token.\n` : ''}To add a ${sub} to this cluster, run:\n\n    shoal join --token ${token} ${addr}\n`;
+      return `${rotate ? `Rotated the ${sub} join token.\n` : ''}${joinHelp(sub, token, addr)}`;
     }
     case 'cluster': {
       if (sub !== 'inspect') throw new CliError('usage: shoal cluster inspect', 2);
       const c = await call(controlClient(t), 'GetCluster', {});
       const v = {
         id: c.id,
-        leader: { nodeId: c.leader_node_id, raftId: Number(c.leader_raft_id) },
+        leader: { nodeId: c.leader_node_id, hostname: c.leader_hostname, raftId: Number(c.leader_raft_id) },
         raft: { term: Number(c.term), commit: Number(c.commit), applied: Number(c.applied) },
         managers: (c.managers ?? []).map((m: any) => ({ nodeId: m.node_id, hostname: m.hostname, raftId: Number(m.raft_id), addr: m.addr, voter: m.voter, leader: m.leader, reachability: m.reachability, match: Number(m.match) })),
         nodes: Number(c.node_count),
@@ -154,7 +162,7 @@ async function run(argv: string[]): Promise<string> {
         answeredBy: c.answered_by,
       };
       if (json) return out(v);
-      return `Cluster ${v.id}\nLeader: ${v.leader.nodeId} (raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
+      return `Cluster ${v.id}\nLeader: ${v.leader.hostname || '?'} (${v.leader.nodeId}, raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
         table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match)]));
     }
     case 'node':
@@ -196,11 +204,16 @@ async function node(t: Target, sub: string | undefined, rest: string[], p: Parse
     case 'demote': {
       const done = [];
       for (const id of need()) {
-        const n = nodeJson(await call(c(), sub === 'promote' ? 'PromoteNode' : 'DemoteNode', { id }));
+        const n = nodeJson(await call(c(), sub === 'promote' ? 'PromoteNode' : 'DemoteNode', { id }, 90_000));
         done.push(n);
       }
       if (json) return out(done);
-      return done.map((n) => `Node ${n.hostname} (${n.id}) ${sub}d to ${sub === 'promote' ? 'manager' : 'worker'}.\n`).join('');
+      return done.map((n) => {
+        if (sub === 'promote' && !n.managerStatus?.voter) {
+          return `Node ${n.hostname} (${n.id}) promoted to manager; it is ${n.managerStatus ? 'still catching up (a raft learner)' : 'not in raft yet (is it running?)'}: "shoal cluster inspect" shows when it becomes a voter.\n`;
+        }
+        return `Node ${n.hostname} (${n.id}) ${sub}d to ${sub === 'promote' ? 'manager' : 'worker'}.\n`;
+      }).join('');
     }
     case 'rm': {
       const force = p.flags.get('force')?.at(-1) === 'true';

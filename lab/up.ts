@@ -27,11 +27,14 @@ export interface UpOptions {
 
 export const DEMO_SERVICE = 'demo';
 
+/** `lab up` refused before it made anything: nothing half-built to point at. */
+export class LabPreflightError extends Error {}
+
 /** Refuses to build over an existing lab or into a directory that is not a lab's. */
 export function preflight(labDir: string): void {
   const dir = resolve(labDir);
-  if (process.getuid && process.getuid() !== 0) throw new Error('shoal lab needs root (it creates network namespaces); run it with sudo');
-  if (!tryRun(['ip', '-V']).ok) throw new Error('shoal lab needs the `ip` command of iproute2 (apt-get install iproute2)');
+  if (process.getuid && process.getuid() !== 0) throw new LabPreflightError('shoal lab needs root (it creates network namespaces); run it with sudo');
+  if (!tryRun(['ip', '-V']).ok) throw new LabPreflightError('shoal lab needs the `ip` command of iproute2 (apt-get install iproute2)');
   let existing: LabState | undefined;
   try {
     existing = readState(dir);
@@ -40,15 +43,15 @@ export function preflight(labDir: string): void {
   }
   const nss = labNetnsList(labName(dir));
   if (existing || nss.length > 0) {
-    throw new Error(`a lab already exists in ${dir} (${nss.length} network namespace(s)${existing ? ', state file present' : ''}); remove it first with \`shoal lab down --lab-dir ${dir}\``);
+    throw new LabPreflightError(`a lab already exists in ${dir} (${nss.length} network namespace(s)${existing ? ', state file present' : ''}); remove it first with \`shoal lab down --lab-dir ${dir}\``);
   }
   if (existsSync(dir)) {
     const entries = readdirSync(dir).filter((e) => e !== MARKER_FILE);
     if (entries.length > 0 && !existsSync(join(dir, MARKER_FILE))) {
-      throw new Error(`${dir} is not empty and is not a lab directory (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}); choose another --lab-dir`);
+      throw new LabPreflightError(`${dir} is not empty and is not a lab directory (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ', ...' : ''}); choose another --lab-dir`);
     }
     if (entries.length > 0) {
-      throw new Error(`${dir} holds leftovers of an earlier lab (${entries.slice(0, 3).join(', ')}); remove them with \`shoal lab down --lab-dir ${dir}\``);
+      throw new LabPreflightError(`${dir} holds leftovers of an earlier lab (${entries.slice(0, 3).join(', ')}); remove them with \`shoal lab down --lab-dir ${dir}\``);
     }
   }
 }

@@ -14,7 +14,7 @@ import { certInfo, createKeyAndCSR, createRootCA, issueNodeCertificate, renewAt,
 import { unseal } from '../manager/ca/seal.js';
 import { Manager } from '../manager/control/manager.js';
 import { raftMembershipTable } from '../manager/control/membership.js';
-import { raftIdOf, type ClusterSpec } from '../manager/control/model.js';
+import { newRaftId, raftIdOf, type ClusterSpec } from '../manager/control/model.js';
 import { controlTable } from '../manager/control/service.js';
 import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../proto/services.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
@@ -263,7 +263,7 @@ export class Daemon {
       await this.manager!.waitLeader(15_000);
       await this.manager!.raft.propose([
         { op: 'create', object: cluster },
-        { op: 'create', object: newNodeObject({ nodeId, role: 'manager', hostname: this.o.hostname, addr: this.o.advertise, certPem: cert.certPem, raft: { id: raftIdOf(nodeId), addr: joinHostPort(this.advertiseHost, ports.raft) } }) },
+        { op: 'create', object: newNodeObject({ nodeId, role: 'manager', hostname: this.o.hostname, addr: this.o.advertise, certPem: cert.certPem, raft: { id: this.manager!.raftId, addr: joinHostPort(this.advertiseHost, ports.raft) } }) },
       ]);
       // Gossip's port too, before the identity is written: a busy port fails the init, not a
       // member that cannot gossip.
@@ -474,6 +474,20 @@ export class Daemon {
     }
   }
 
+  /**
+   * This node's raft id for its current membership, kept in DIR/raft-id: chosen fresh when the
+   * manager role starts without raft data (init, promotion), so a node promoted again after a
+   * demotion never asks raft to re-admit a removed id. A manager whose raft data predates the
+   * file keeps the id derived from its node id.
+   */
+  private raftId(nodeId: string): number {
+    const saved = this.state.readJson<{ id?: number }>('raft-id', {});
+    if (saved.id) return saved.id;
+    const id = existsSync(this.state.path('raft')) ? raftIdOf(nodeId) : newRaftId();
+    this.state.writeJson('raft-id', { id });
+    return id;
+  }
+
   private async startManager(bootstrap: boolean, epoch: number): Promise<void> {
     const id = this.id!;
     const ports = await this.ports(epoch);
@@ -481,6 +495,7 @@ export class Daemon {
     const mgr = new Manager({
       stateDir: this.state.dir,
       nodeId: id.nodeId,
+      raftId: this.raftId(id.nodeId),
       clusterId: id.clusterId,
       raftListen: joinHostPort(this.advertiseHost, ports.raft),
       raftAdvertise,
@@ -549,7 +564,7 @@ export class Daemon {
         const c = new Ctor(addr, clientCredentials(this.id), CHANNEL_OPTIONS) as any;
         try {
           const r = await new Promise<{ raft_id: number; members: { raft_id: number; addr: string }[] }>((res, rej) =>
-            c.Join({ raft_addr: raftAddr }, { deadline: Date.now() + 15_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))),
+            c.Join({ raft_addr: raftAddr, raft_id: mgr.raftId }, { deadline: Date.now() + 15_000 }, (e: grpc.ServiceError | null, x: any) => (e ? rej(e) : res(x))),
           );
           if (mgr !== this.manager || this.stopped) return; // stopped or demoted meanwhile
           mgr.addPeers(r.members.map((m) => ({ raftId: Number(m.raft_id), addr: m.addr })));
@@ -674,12 +689,14 @@ export class Daemon {
       this.log('shoald: promoted: starting the manager role');
       rmSync(this.state.path('raft'), { recursive: true, force: true });
       rmSync(this.state.path('raft-members.json'), { force: true });
+      rmSync(this.state.path('raft-id'), { force: true }); // a new membership: a fresh raft id
       await this.startManager(false, epoch);
     } else if (role === 'worker' && this.manager) {
       this.log('shoald: demoted: stopping the manager role');
       await this.stopManager();
       rmSync(this.state.path('raft'), { recursive: true, force: true });
       rmSync(this.state.path('raft-members.json'), { force: true });
+      rmSync(this.state.path('raft-id'), { force: true });
     }
   }
 

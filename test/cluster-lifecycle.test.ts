@@ -28,7 +28,9 @@ t.test('3 managers and 2 workers join; node ls shows all five ready with their r
   const t0 = Date.now();
   const init = await c.cli('m1', 'init');
   t.equal(init.code, 0, init.stderr);
-  t.match(init.stdout, new RegExp(`shoal join --token SHL-1-[0-9a-z]{50}-[0-9a-z]{25} 127\\.0\\.0\\.1:${c.nodes.get('m1')!.port}`), 'init prints the exact join command');
+  t.match(init.stdout, new RegExp(`^    SHL-1-[0-9a-z]{50}-[0-9a-z]{25}$`, 'm'), 'init prints the worker token on a line of its own');
+  t.match(init.stdout, new RegExp(`shoal join --token-file TOKEN_FILE 127\\.0\\.0\\.1:${c.nodes.get('m1')!.port}`), 'and the join command, with the token from a file, never on the command line');
+  t.notMatch(init.stdout, /--token SHL/, 'never recommending --token on a command line');
   const mt = (await c.cli('m1', 'join-token', 'manager', '--quiet')).stdout.trim();
   const wt = (await c.cli('m1', 'join-token', 'worker', '--quiet')).stdout.trim();
   t.not(mt, wt, 'worker and manager tokens differ');
@@ -128,6 +130,21 @@ t.test('promote a worker; demote the leader (it hands leadership over first)', a
   const onWorker = await c.cli(leader, 'node', 'ls');
   t.equal(onWorker.code, 1);
   t.match(onWorker.stderr, /is a worker/, 'the demoted node no longer serves the control API');
+
+  // Promoted again: a new membership with a fresh raft id (raft never re-admits a removed id);
+  // promote answers once it is a voter.
+  const oldRaftId = byHost(rows, leader).managerStatus!.raftId;
+  const again = await c.cli(asker, 'node', 'promote', leader);
+  t.equal(again.code, 0, again.stderr);
+  await waitFor(`${leader} a voter again`, async () => byHost(await ls(asker), leader).managerStatus?.voter);
+  const ci2 = await c.json(asker, 'cluster', 'inspect');
+  const back = ci2.managers.find((m: { hostname: string }) => m.hostname === leader);
+  t.ok(back?.voter, `${leader} is a voter again`);
+  t.not(back?.raftId, oldRaftId, `under a new raft id (${oldRaftId} -> ${back?.raftId})`);
+  t.equal(ci2.managers.filter((m: { voter: boolean }) => m.voter).length, 4, 'four voters: no fault tolerance lost');
+  // Back to three managers for the next test.
+  t.equal((await c.cli(asker, 'node', 'demote', leader)).code, 0);
+  await waitFor(`${leader} a worker again`, async () => byHost(await ls(asker), leader).managerStatus === null);
 });
 
 t.test('a demotion that would lose quorum is refused', async (t) => {

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { controlDef, dispatcherDef } from '../manager/control/service.js';
+import { controlDef, dispatcherDef, raftMembershipDef } from '../manager/control/service.js';
 import { CHANNEL_OPTIONS, clientCredentials, pinnedCredentials } from '../manager/security/credentials.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
 
@@ -79,7 +79,7 @@ t.test('a token whose CA digest does not match (a man in the middle) is refused 
 t.test('malformed and rotated tokens are refused', async (t) => {
   const r = await c.cli('x1', 'join', '--token', 'SHL-1-abc-def', c.addr('a1'));
   t.equal(r.code, 1);
-  t.match(r.stderr, /CA digest must be 50 base-36 characters/);
+  t.match(r.stderr, /CA digest must be 50 characters, got 3: the token was cut or padded/);
   const rot = await c.cli('a1', 'join-token', 'worker', '--rotate', '-q');
   t.equal(rot.code, 0, rot.stderr);
   const fresh = rot.stdout.trim();
@@ -115,6 +115,30 @@ t.test('a worker certificate cannot call a manager-only RPC; nothing written', a
   // The same certificate may use worker RPCs.
   const sess = await rpc(dispatcherDef(), c.addr('a1'), clientCredentials(identity('aw')), 'Session', { hostname: 'aw' });
   t.ok(sess.res?.session_id, 'the worker certificate opens a dispatcher session');
+});
+
+t.test("a manager cannot overwrite a raft member's address, nor join again under another id", async (t) => {
+  const a1 = identity('a1');
+  const before = (await c.json('a1', 'cluster', 'inspect')).managers;
+  const moved = await rpc(raftMembershipDef(), c.addr('a1'), clientCredentials(a1), 'Join', { raft_addr: '10.1.2.3:4243', raft_id: before[0].raftId });
+  t.equal(moved.err?.code, grpc.status.PERMISSION_DENIED, 'an address that is not the caller\'s own is refused');
+  t.match(moved.err?.details, /asks to be reached at 10\.1\.2\.3:4243 but connects from 127\.0\.0\.1/);
+  const own = before[0].addr as string;
+  const twice = await rpc(raftMembershipDef(), c.addr('a1'), clientCredentials(a1), 'Join', { raft_addr: own, raft_id: 12345 });
+  t.equal(twice.err?.code, grpc.status.FAILED_PRECONDITION, 'a second membership of a current member is refused');
+  t.match(twice.err?.details, /is already raft member \d+; it cannot join again as 12345/);
+  const otherPort = `${own.split(':')[0]}:1`;
+  const voterMove = await rpc(raftMembershipDef(), c.addr('a1'), clientCredentials(a1), 'Join', { raft_addr: otherPort, raft_id: before[0].raftId });
+  t.equal(voterMove.err?.code, grpc.status.FAILED_PRECONDITION, "a voter's address is not changed by a join");
+  t.match(voterMove.err?.details, /is a voter at .*its raft address cannot be changed/);
+  t.same((await c.json('a1', 'cluster', 'inspect')).managers.map((m: any) => [m.raftId, m.addr]), before.map((m: any) => [m.raftId, m.addr]), 'nothing changed');
+});
+
+t.test('an unreachable manager: the CLI says what it could not reach and what to check', async (t) => {
+  const r = await c.cliRaw(['--state-dir', c.state('a1'), '--host', '127.0.0.1:1', 'node', 'ls']);
+  t.equal(r.code, 1);
+  t.match(r.stderr, /cannot reach the manager at 127\.0\.0\.1:1 \(connection refused\): is shoald running there/);
+  t.notMatch(r.stderr, /Resolution note/, 'no raw gRPC text');
 });
 
 t.test('a client with no certificate is refused', async (t) => {

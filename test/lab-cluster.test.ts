@@ -53,6 +53,11 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   t.match(up.stdout, /manager-1\s+manager\s+ready/, 'and prints the cluster');
   console.log(`lab-cluster: \`shoal lab up --managers 3 --workers 2\` took ${(upMs / 1000).toFixed(1)} s`);
 
+  const again = shoal(['lab', 'up', '--managers', '3', '--workers', '2']);
+  t.equal(again.status, 1, 'lab up over a running lab is refused');
+  t.match(again.stderr, /a lab already exists in .*remove it first with `shoal lab down/, 'saying a lab exists and how to remove it');
+  t.notMatch(again.stderr, /half-built/, 'not calling a healthy lab half-built');
+
   const rows = nodeLs();
   t.ok(rows, '`shoal --lab node ls --format json` works');
   t.equal(rows!.length, 5, 'five nodes');

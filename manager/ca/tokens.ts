@@ -38,8 +38,8 @@ export function parseToken(token: string): ParsedToken {
     throw new BadTokenError(`the join token is malformed: expected ${TOKEN_PREFIX}-<digest>-<secret>; get one with "shoal join-token worker|manager" on a manager`);
   }
   const [, , digest, secret] = parts as [string, string, string, string];
-  if (!/^[0-9a-z]+$/.test(digest) || digest.length !== DIGEST_LEN) throw new BadTokenError(`the join token's CA digest must be ${DIGEST_LEN} base-36 characters, got ${digest.length}`);
-  if (!/^[0-9a-z]+$/.test(secret) || secret.length !== SECRET_LEN) throw new BadTokenError(`the join token's secret must be ${SECRET_LEN} base-36 characters, got ${secret.length}`);
+  checkPart(digest, DIGEST_LEN, 'CA digest');
+  checkPart(secret, SECRET_LEN, 'secret');
   return { digest, secret };
 }
 
@@ -52,4 +52,11 @@ export function secretMatches(secret: string, storedHash: string): boolean {
   const a = Buffer.from(hashSecret(secret), 'hex');
   const b = Buffer.from(storedHash, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** A token part: exactly `len` characters of 0-9 and a-z; the error names what is wrong. */
+function checkPart(v: string, len: number, what: string): void {
+  const bad = /[^0-9a-z]/.exec(v);
+  if (bad) throw new BadTokenError(`the join token's ${what} holds ${JSON.stringify(bad[0])} at position ${bad.index + 1}: only digits and lower-case letters (base 36) belong there; copy the token again exactly as "shoal join-token" prints it`);
+  if (v.length !== len) throw new BadTokenError(`the join token's ${what} must be ${len} characters, got ${v.length}: the token was cut or padded; copy it again exactly as "shoal join-token" prints it`);
 }

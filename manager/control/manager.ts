@@ -30,6 +30,8 @@ export interface ManagerOptions {
   /** A new cluster: bootstrap a raft group (this manager alone unless `voters` is given). */
   bootstrap?: boolean;
   voters?: number[];
+  /** This membership's raft id (a fresh one per promotion); default: derived from the node id. */
+  raftId?: number;
   tickMs?: number;
   log(m: string): void;
 }
@@ -47,7 +49,7 @@ export class Manager {
   leaderComponents?: LeaderComponents;
 
   constructor(readonly o: ManagerOptions) {
-    this.raftId = raftIdOf(o.nodeId);
+    this.raftId = o.raftId ?? raftIdOf(o.nodeId);
     this.forwarder = new LeaderForwarder({
       isLeader: () => this.raft?.isLeader() ?? false,
       leaderAddr: () => this.leaderNode()?.status.addr,
@@ -224,7 +226,9 @@ export class Manager {
       const g = n ? this.o.gossip(n.id) : undefined;
       return g === 'alive' || g === 'suspect' ? 'reachable' : g ? 'unreachable' : 'unknown';
     }
-    return p.recentActive ? 'reachable' : 'unreachable';
+    // A new leader starts every peer's progress afresh: a peer counts as reachable only once it
+    // has answered this leader (match > 0), so a manager that just died is not shown reachable.
+    return p.recentActive && p.match > 0 ? 'reachable' : 'unreachable';
   }
 
   /** Leader: node status follows gossip (alive/suspect = ready, dead/left = down). */

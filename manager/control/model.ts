@@ -1,7 +1,7 @@
 // The cluster's objects as shoal stores them in the replicated store: one `cluster` object (CA,
 // join tokens, gossip key, removed nodes) and one `node` object per node. Helpers here read and
 // build them so the CA, the control API, the dispatcher and the authorizer agree on the shape.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { Role } from '../ca/pki.js';
 
@@ -82,7 +82,14 @@ export function clusterInput(o: ClusterObject, spec: Partial<ClusterSpec>): Obje
   return { kind: 'cluster', id: o.id, name: o.name, labels: o.labels, spec: { ...o.spec, ...spec }, status: null };
 }
 
-/** Raft ids are derived from node ids so a joining manager knows its own before it joins. */
+/** A fresh raft id for one membership: raft never re-admits a removed id, so a node promoted
+ * again after a demotion needs a new one (48 random bits: safe as a JS number). */
+export function newRaftId(): number {
+  const n = randomBytes(6).readUIntBE(0, 6);
+  return n === 0 ? 1 : n;
+}
+
+/** The raft id of a manager from before ids were chosen per membership: derived from its node id. */
 export function raftIdOf(nodeId: string): number {
   // 48 bits of the id's SHA-256: safe as a JS number, collisions negligible for manager counts.
   const n = createHash('sha256').update(nodeId).digest().readUIntBE(0, 6);

@@ -15,6 +15,8 @@ export { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '.
 import { isTerminal, type TaskObject } from '../services/model.js';
 
 const M: ('manager')[] = ['manager'];
+/** How long PromoteNode waits for the node to become a voter before answering. */
+const PROMOTE_WAIT_MS = 25_000; // under the 30 s a follower gives a forwarded call
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
 
 export function nodeToWire(mgr: Manager, n: NodeObject) {
@@ -219,7 +221,16 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
         const res = await updateNode(mgr, n.id, (fresh) => nodeInput(fresh, { spec: { desiredRole: 'manager' } }));
         if (!res) throw notFound(`node ${n.id} was removed meanwhile`);
         log(`control: promoting node ${n.id}; it renews its certificate and joins raft`);
-        return nodeToWire(mgr, res);
+        // Success means a voter: wait for the node to join raft and catch up (bounded; the answer
+        // then shows it still a learner, or not yet in raft, and the CLI says so).
+        const end = Date.now() + PROMOTE_WAIT_MS;
+        for (;;) {
+          const cur = mgr.node(n.id);
+          if (!cur) throw notFound(`node ${n.id} was removed meanwhile`);
+          const r = cur.status.raft;
+          if ((r && mgr.raft.confState().voters.includes(r.id)) || Date.now() > end || !mgr.isLeader()) return nodeToWire(mgr, cur);
+          await new Promise((res2) => setTimeout(res2, 200));
+        }
       },
     },
     DemoteNode: {
@@ -237,6 +248,8 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
     },
     GetCluster: {
       roles: M,
+      // The leader's view: only it knows each manager's progress (match) and reachability.
+      leader: true,
       unary: async () => {
         await read();
         const c = cluster();
@@ -260,6 +273,7 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
         return {
           id: c.id,
           leader_node_id: leader?.id ?? '',
+          leader_hostname: leader?.status.hostname ?? '',
           leader_raft_id: st.lead,
           term: st.term,
           commit: st.commit,

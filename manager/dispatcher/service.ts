@@ -8,6 +8,7 @@ import { denied, invalid, notFound } from '../security/errors.js';
 import { updateNode, type Manager } from '../control/manager.js';
 import { nodeInput, type NodeDescription, type NodeObject } from '../control/model.js';
 import { CHUNK } from '../leader/commit.js';
+import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
@@ -370,13 +371,6 @@ export class Dispatcher {
       if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 200);
     }
   }
-}
-
-/** The host part of a gRPC peer (`ipv4:10.0.0.1:5000`, `ipv6:[::1]:5000`) or of HOST:PORT. */
-export function peerHost(peer: string): string {
-  const p = peer.replace(/^ipv[46]:/, '');
-  const m = /^\[(.*)\]:\d+$/.exec(p) ?? /^(.*):\d+$/.exec(p);
-  return (m ? m[1]! : p).replace(/^::ffff:/, '');
 }
 
 /** Why a session's announced addresses are refused (they are not where it connects from). */

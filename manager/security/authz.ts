@@ -19,6 +19,8 @@ export interface Identity {
   local?: boolean;
   /** Forwarded by this manager (node id) on the caller's behalf. */
   forwardedBy?: string;
+  /** For a forwarded call: the original caller's address as the forwarding manager saw it. */
+  peer?: string;
 }
 
 export interface CallContext {
@@ -54,13 +56,14 @@ export interface TrustPolicy {
 export interface Forwarder {
   /** True when this manager should serve leader-only calls itself. */
   isLeader(): boolean;
-  /** Calls the same method on the leader with the caller's identity in metadata. */
-  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity): Promise<unknown>;
+  /** Calls the same method on the leader with the caller's identity (and address) in metadata. */
+  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity, peer?: string): Promise<unknown>;
 }
 
 export const FWD_NODE = 'shoal-fwd-node';
 export const FWD_ROLE = 'shoal-fwd-role';
 export const FWD_CLUSTER = 'shoal-fwd-cluster';
+export const FWD_PEER = 'shoal-fwd-peer';
 
 export interface SecureOptions {
   name: string;
@@ -104,7 +107,8 @@ export function authorize(call: AnyCall, spec: MethodSpec, method: string, o: Se
     const role = String(md.get(FWD_ROLE)[0] ?? '');
     if (role !== 'manager' && role !== 'worker') throw denied(`${method}: forwarded role ${JSON.stringify(role)} is not manager or worker`);
     id = { nodeId: String(fwdNode), role, clusterId: String(md.get(FWD_CLUSTER)[0] ?? ''), forwardedBy: peer.nodeId };
-    id = { ...checkIdentity(id, o, 'the forwarded caller'), forwardedBy: peer.nodeId };
+    const fwdPeer = md.get(FWD_PEER)[0];
+    id = { ...checkIdentity(id, o, 'the forwarded caller'), forwardedBy: peer.nodeId, ...(fwdPeer !== undefined ? { peer: String(fwdPeer) } : {}) };
   }
   if (!spec.roles.includes(id.role)) {
     throw denied(`${method} is allowed for ${spec.roles.join(' or ')} nodes only; the caller ${id.nodeId} is a ${id.role}`);
@@ -149,7 +153,7 @@ export function secureService(service: grpc.ServiceDefinition, table: Record<str
         let p: Promise<unknown>;
         if (spec.leader && o.forwarder && !o.forwarder.isLeader()) {
           if (!ctx.identity) p = Promise.reject(unavailable(`${full} must run on the leader`));
-          else p = o.forwarder.forward(service, method, call.request, ctx.identity);
+          else p = o.forwarder.forward(service, method, call.request, ctx.identity, ctx.identity.peer ?? ctx.peer);
         } else {
           p = spec.unary!(call.request, ctx);
         }

@@ -2,7 +2,7 @@
 // leader with its own manager certificate and puts the original caller's identity in metadata
 // (the leader's authorizer trusts it only because the forwarding peer is a manager).
 import * as grpc from '@grpc/grpc-js';
-import { FWD_CLUSTER, FWD_NODE, FWD_ROLE, type Forwarder, type Identity } from './authz.js';
+import { FWD_CLUSTER, FWD_NODE, FWD_PEER, FWD_ROLE, type Forwarder, type Identity } from './authz.js';
 import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from './credentials.js';
 import { unavailable } from './errors.js';
 
@@ -34,13 +34,14 @@ export class LeaderForwarder implements Forwarder {
     return c;
   }
 
-  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity): Promise<unknown> {
+  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity, peer?: string): Promise<unknown> {
     const addr = this.o.leaderAddr();
     if (!addr) return Promise.reject(unavailable(`no raft leader is known right now (an election may be in progress, or quorum is lost); retry in a few seconds`));
     const md = new grpc.Metadata();
     md.set(FWD_NODE, id.nodeId);
     md.set(FWD_ROLE, id.role);
     md.set(FWD_CLUSTER, id.clusterId);
+    if (peer) md.set(FWD_PEER, peer);
     const c = this.client(service, addr) as any;
     return new Promise((resolve, reject) => {
       c[method](req, md, { deadline: Date.now() + (this.o.timeoutMs ?? 30_000) }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)));
