@@ -1,7 +1,10 @@
-// Pushes the benchmark image to the Swarm side's registry over the distribution API, as busybox:1.
-// Run inside the registry's namespace (nsenter --net): the root namespace has no route there.
+// Pushes the benchmark image to the Swarm side's registry over the distribution API, as busybox:1:
+// the lab's image (what shoal runs), with its hardlink headers as Docker needs them
+// (swarm-image.ts). Run inside the registry's namespace (nsenter --net): the root namespace has no
+// route there.
 //   node swarm-seed.js HOST:PORT
-import { busyboxImage } from '../runtime/testing/test-image.js';
+import { labImage } from '../lab/image.js';
+import { dockerImage } from './swarm-image.js';
 import { pushImage } from '../runtime/testing/registry.js';
 
 async function main(): Promise<void> {
@@ -17,7 +20,7 @@ async function main(): Promise<void> {
     if (Date.now() > end) throw new Error(`the registry at ${host} did not answer within 20 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  await pushImage(host, 'busybox', '1', busyboxImage());
+  await pushImage(host, 'busybox', '1', dockerImage(labImage()));
 }
 
 main().catch((e) => {
