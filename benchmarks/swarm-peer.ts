@@ -20,10 +20,10 @@
 // Run alone: node dist/benchmarks/swarm-peer.js [--replicas N] [--failover N] [--rounds R]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { attachNetns, makeBridgeNetns } from '../lab/netns.js';
+import { load } from './bench-util.js';
 import { isAlive, readFrom, sleep, type ProcRef } from '../lab/procs.js';
 import {
   RUN_PREFIX, dockerApi, dockerCli, killDaemons, requireDocker, runDir, staleRuns, startDockerHost, startInNetns, sweepRun, waitReady,
@@ -300,14 +300,6 @@ export class SwarmPeer {
     return left;
   }
 }
-
-export const median = (xs: number[]): number => {
-  const v = [...xs].sort((a, b) => a - b);
-  const k = v.length >> 1;
-  return v.length % 2 ? v[k]! : (v[k - 1]! + v[k]!) / 2;
-};
-
-export const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
 
 // ---- run alone: the Swarm side only ------------------------------------------------------------
 
