@@ -21,6 +21,7 @@
 // Ends with: failover-vs-swarm: shoal <s> s, swarm <s> s, ratio <shoal/swarm>
 import { checkFlags, intFlag, load, median, secs, withCleanup } from './bench-util.js';
 import { ShoalLab, downActiveLabs, type FailoverResult } from './shoal-lab-peer.js';
+import { requireDocker } from './swarm-host.js';
 import { SwarmPeer, sweepActiveRuns } from './swarm-peer.js';
 
 const PROG = 'failover-vs-swarm';
@@ -31,6 +32,12 @@ async function main(): Promise<void> {
   checkFlags(PROG, argv, ['--replicas', '--rounds'], USAGE);
   const n = intFlag(PROG, argv, '--replicas', 20);
   const rounds = intFlag(PROG, argv, '--rounds', 3);
+  try {
+    requireDocker(); // before the lab is built, not after
+  } catch (e) {
+    process.stderr.write(`${PROG}: ${(e as Error).message}\n`);
+    process.exit(1);
+  }
   const say = (s: string) => process.stdout.write(s + '\n');
   let lab: ShoalLab | undefined;
   let swarm: SwarmPeer | undefined;
