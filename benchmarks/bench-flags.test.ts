@@ -9,8 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-
-/** Our own runs are named after the process's pid, which ends with it; none may exist. */
+/** A benchmark's lab and swarm directories carry its pid; none may exist for a refused run. */
 function madeBy(pid: number | undefined): string[] {
   return readdirSync(tmpdir()).filter((f) => f.startsWith(`shoal-bench-lab-${pid}-`) || f.startsWith(`shoal-swarm-${pid}-`));
 }
