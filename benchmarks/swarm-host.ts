@@ -15,6 +15,7 @@
 // for a negative oom_score_adj (dockerd's default is -500).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -242,11 +243,40 @@ function cgroupDirsDeepestFirst(run: string): string[] {
   return out;
 }
 
-/** Removes everything run `run` made: processes (SIGKILL), mounts under its directory (dockerd's
- * bind mount of its data-root, overlay roots, the nsfs files of its sandboxes), cgroups, network
- * namespaces, files. Returns what could not be removed (empty when all is gone). */
+/** containerd 1.6's runc shim listens on /run/containerd/s/<sha256(address/namespace/id)>,
+ * whatever containerd's own state directory: a shim that exits removes it, one killed with
+ * SIGKILL (a swept run, the failover's dead worker) leaves it. The run's shim sockets, from its
+ * containers' ids (dockerd's container directories, and the cgroups named after them). */
+export function shimSockets(run: string): string[] {
+  const out = new Set<string>();
+  let hosts: string[] = [];
+  try {
+    hosts = readdirSync(runDir(run));
+  } catch {
+    return [];
+  }
+  for (const h of hosts) {
+    const address = join(runDir(run), h, 'containerd.sock');
+    const ids = new Set<string>();
+    for (const d of [join(runDir(run), h, 'data', 'containers'), join(CGROUP_ROOT, 'pids', runCgroup(run), h)]) {
+      try {
+        for (const id of readdirSync(d)) if (/^[0-9a-f]{64}$/.test(id)) ids.add(id);
+      } catch { /* none */ }
+    }
+    for (const id of ids) out.add(join(SHIM_SOCKET_DIR, createHash('sha256').update(join(address, 'moby', id)).digest('hex')));
+  }
+  return [...out];
+}
+
+const SHIM_SOCKET_DIR = '/run/containerd/s';
+
+/** Removes everything run `run` made: processes (SIGKILL), shim sockets, mounts under its
+ * directory (dockerd's bind mount of its data-root, overlay roots, the nsfs files of its
+ * sandboxes), cgroups, network namespaces, files. Returns what could not be removed (empty when
+ * all is gone). */
 export async function sweepRun(run: string): Promise<string[]> {
   const leftovers: string[] = [];
+  const sockets = new Set(shimSockets(run));
   // dockerd and containerd first so nothing starts new containers, then everything else; again
   // until none is left (a shim may have been forking a container while we looked).
   for (let round = 0; round < 5; round++) {
@@ -259,6 +289,8 @@ export async function sweepRun(run: string): Promise<string[]> {
     await waitGone(runPids(run), 5000);
   }
   for (const p of runPids(run)) leftovers.push(`process ${p} (${comm(p)})`);
+  for (const f of [...sockets, ...shimSockets(run)]) rmSync(f, { force: true });
+  for (const f of sockets) if (existsSync(f)) leftovers.push(`shim socket ${f}`);
 
   const dir = runDir(run);
   for (const m of mountsUnder(dir)) {
@@ -288,6 +320,7 @@ export async function sweepRun(run: string): Promise<string[]> {
   if (mountsUnder(dir).length === 0) rmSync(dir, { recursive: true, force: true });
   if (existsSync(dir)) leftovers.push(`directory ${dir}`);
   removeRunDocker();
+  removeRunContainerd();
   return leftovers;
 }
 
@@ -298,6 +331,18 @@ export function removeRunDocker(): void {
   if (!existsSync('/run/docker')) return;
   if (allPids().some((p) => comm(p) === 'dockerd')) return;
   for (const d of ['/run/docker/plugins', '/run/docker']) {
+    try {
+      rmdirSync(d);
+    } catch { /* not empty, or gone */ }
+  }
+}
+
+/** The shims' socket directory (and /run/containerd, containerd's default state directory) goes
+ * too when empty and no containerd or shim is left on the machine to use it. */
+function removeRunContainerd(): void {
+  if (!existsSync(SHIM_SOCKET_DIR)) return;
+  if (allPids().some((p) => comm(p).startsWith('containerd'))) return;
+  for (const d of [SHIM_SOCKET_DIR, '/run/containerd']) {
     try {
       rmdirSync(d);
     } catch { /* not empty, or gone */ }

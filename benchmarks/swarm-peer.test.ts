@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { mountsUnder } from '../lab/down.js';
 import { listNetns, pidInNetns } from '../lab/netns.js';
 import { SwarmPeer, BENCH_CMD } from './swarm-peer.js';
-import { runCgroup, runDir, runPids, staleRuns, sweepRun } from './swarm-host.js';
+import { runCgroup, runDir, runPids, shimSockets, staleRuns, sweepRun } from './swarm-host.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -35,9 +35,10 @@ function rootSnapshot(): Record<string, string> {
   };
 }
 
-/** Everything of run `run` still on the machine. */
-function leftovers(run: string): string[] {
+/** Everything of run `run` still on the machine (`sockets`: its shim sockets, noted while it ran). */
+function leftovers(run: string, sockets: string[] = []): string[] {
   const left: string[] = [];
+  for (const f of sockets) if (existsSync(f)) left.push(`shim socket ${f}`);
   for (const ns of listNetns()) if (ns.startsWith(`${run}-`)) left.push(`netns ${ns}`);
   for (const p of runPids(run)) left.push(`process ${p}`);
   for (const m of mountsUnder(runDir(run))) left.push(`mount ${m}`);
@@ -71,6 +72,8 @@ t.test('a one-node swarm runs 3 replicas in its own namespaces and is removed co
     }
   });
   t.equal(sleeps().length, 3, 'three container processes');
+  const sockets = shimSockets(peer.run);
+  t.equal(sockets.filter((f) => existsSync(f)).length, 3, 'three shims listening in /run/containerd/s');
   t.same(rootSnapshot(), before, 'while it runs, the root namespace and /etc, /opt, /var/lib are untouched (no docker0, no rules)');
 
   await peer.removeService('t3');
@@ -79,7 +82,7 @@ t.test('a one-node swarm runs 3 replicas in its own namespaces and is removed co
   const left = await peer.close();
   closed = true;
   t.same(left, [], 'close reports nothing left');
-  t.same(leftovers(peer.run), [], 'no namespace, process, mount, cgroup or directory of the run');
+  t.same(leftovers(peer.run, sockets), [], 'no namespace, process, shim socket, mount, cgroup or directory of the run');
   t.same(rootSnapshot(), before, 'root namespace, firewall and machine-wide directories as before');
   if (!runDockerBefore) t.notOk(existsSync('/run/docker') && !otherDockerd(), '/run/docker removed');
 });
@@ -95,7 +98,7 @@ function otherDockerd(): boolean {
 }
 
 /** Runs swarm-peer.js alone until its first round is done, then `sig`; returns its run's name. */
-async function runAndSignal(t: Test, sig: NodeJS.Signals): Promise<{ run: string; code: number | null; signal: NodeJS.Signals | null; out: string }> {
+async function runAndSignal(t: Test, sig: NodeJS.Signals): Promise<{ run: string; sockets: string[]; code: number | null; signal: NodeJS.Signals | null; out: string }> {
   const child = spawn(process.execPath, [join(here, 'swarm-peer.js'), '--replicas', '3', '--rounds', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
@@ -113,25 +116,27 @@ async function runAndSignal(t: Test, sig: NodeJS.Signals): Promise<{ run: string
   const run = /\(run (shoal-swarm-\d+-\d+)\)/.exec(out)?.[1];
   if (!run) throw new Error(`no run name in the output:\n${out}`);
   t.ok(runPids(run).length > 0, 'the run has processes before the signal');
+  const sockets = shimSockets(run);
+  t.ok(sockets.length >= 3, 'its shims have sockets');
   child.kill(sig);
   const r = await exited;
-  return { run, ...r, out };
+  return { run, sockets, ...r, out };
 }
 
 t.test('SIGTERM mid-run: the process removes everything and exits 143', async (t) => {
   const before = rootSnapshot();
-  const { run, code, out } = await runAndSignal(t, 'SIGTERM');
+  const { run, sockets, code, out } = await runAndSignal(t, 'SIGTERM');
   t.equal(code, 143, 'exit code 143');
   if (code !== 143) t.comment(out);
-  t.same(leftovers(run), [], 'nothing of the run is left');
+  t.same(leftovers(run, sockets), [], 'nothing of the run is left');
   t.same(rootSnapshot(), before, 'root namespace as before');
 });
 
 t.test('SIGKILL mid-run: the next run finds the dead run and sweeps it', async (t) => {
-  const { run, signal } = await runAndSignal(t, 'SIGKILL');
+  const { run, sockets, signal } = await runAndSignal(t, 'SIGKILL');
   t.equal(signal, 'SIGKILL', 'killed');
   t.not(leftovers(run).length, 0, 'a killed run leaves its daemons and namespaces');
   t.ok(staleRuns().includes(run), 'it is found as a dead run');
   t.same(await sweepRun(run), [], 'the sweep removes it');
-  t.same(leftovers(run), [], 'nothing of the run is left');
+  t.same(leftovers(run, sockets), [], 'nothing of the run is left');
 });
