@@ -11,7 +11,7 @@
 // and load the 2 cores while shoal works. The times reported are the systems' own records of
 // when each task reached running (tasks' `timestamps.running`), so the poll only decides when
 // to stop looking.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -44,14 +44,23 @@ function labDown(dir: string): string[] {
   return r.status === 0 ? [] : [`lab ${dir} (lab down: ${(r.stderr || r.stdout || r.error?.message || '').trim().split('\n').slice(-3).join(' / ')})`];
 }
 
+/** The shoal CLI processes running now: a `lab up` still building must stop before `lab down`
+ * removes the lab, or it would go on creating what the removal just swept. */
+const children = new Set<ChildProcess>();
+
 /** `shoal lab down` for every lab this process has up (for signal handlers). */
 export async function downActiveLabs(): Promise<string[]> {
+  for (const c of children) c.kill('SIGKILL');
+  const end = Date.now() + 5000;
+  while ([...children].some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < end) await sleep(20);
   return [...active].flatMap(labDown);
 }
 
 function runCli(args: string[], timeoutMs = 120_000, onLine?: (l: string) => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(c);
+    c.on('exit', () => children.delete(c));
     let out = '';
     let err = '';
     let partial = '';
