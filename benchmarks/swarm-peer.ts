@@ -5,7 +5,8 @@
 // benchmark image: the image is pulled by each dockerd over the distribution API, as shoal's
 // nodes pull from the lab's registry), and one host per node (`manager`, `worker-1`, ...) with
 // its own containerd and dockerd (see swarm-host.ts for how they are isolated). The manager runs
-// `swarm init --advertise-addr` on its namespace's address; workers join with the worker token.
+// `swarm init` advertising its namespace's address, workers `swarm join` with the worker token
+// (the Engine API calls the docker CLI makes for those commands).
 // Addresses: 10.98.0.2 for the registry, 10.98.0.11 upward for the nodes; the subnet exists only
 // inside the run's namespaces.
 //
@@ -23,8 +24,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { attachNetns, makeBridgeNetns } from '../lab/netns.js';
-import { load } from './bench-util.js';
 import { isAlive, readFrom, sleep, type ProcRef } from '../lab/procs.js';
+import { load } from './bench-util.js';
 import {
   RUN_PREFIX, dockerApi, dockerCli, killDaemons, requireDocker, runDir, staleRuns, startDockerHost, startInNetns, sweepRun, waitReady,
   type SwarmHost,
