@@ -40,7 +40,7 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\n# scripts/setup.sh (shoal): no service starts while docker.io installs\nexit 101\n' > "$policy_rc_d"
   chmod 755 "$policy_rc_d"
 fi
-apt-get install -y --no-install-recommends docker.io
+apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io
 if [ -n "$policy_rc_d" ]; then rm -f "$policy_rc_d"; trap - EXIT; fi
 if [ -x /etc/init.d/docker ]; then update-rc.d docker disable >/dev/null 2>&1 || true; fi
 npm ci --no-audit --no-fund
