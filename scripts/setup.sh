@@ -20,6 +20,29 @@ apt-get -o DPkg::Lock::Timeout=600 update
 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
   serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd
+# docker.io: Docker Swarm, the peer bench:replicas and bench:failover measure against
+# (benchmarks/swarm-peer.ts runs its own dockerd and containerd inside network namespaces of its
+# own). Its postinst would start a dockerd in the machine's own network namespace (on systemd:
+# `deb-systemd-invoke start docker.service docker.socket`; without systemd: `invoke-rc.d docker
+# start`, /etc/init.d/docker), which adds a docker0 bridge and iptables rules there. So: its units
+# are masked first (the postinst's `deb-systemd-helper unmask` lifts only masks that
+# deb-systemd-helper made), a policy-rc.d denies service starts during this install (invoke-rc.d
+# and deb-systemd-invoke both ask it) unless the machine has one, the SysV script is disabled,
+# and a dockerd an earlier install started is stopped.
+if command -v systemctl >/dev/null; then
+  systemctl mask docker.service docker.socket >/dev/null
+  if [ -d /run/systemd/system ]; then systemctl stop docker.socket docker.service 2>/dev/null || true; fi
+fi
+policy_rc_d=
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy_rc_d=/usr/sbin/policy-rc.d
+  trap 'rm -f "$policy_rc_d"' EXIT
+  printf '#!/bin/sh\n# scripts/setup.sh (shoal): no service starts while docker.io installs\nexit 101\n' > "$policy_rc_d"
+  chmod 755 "$policy_rc_d"
+fi
+apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io
+if [ -n "$policy_rc_d" ]; then rm -f "$policy_rc_d"; trap - EXIT; fi
+if [ -x /etc/init.d/docker ]; then update-rc.d docker disable >/dev/null 2>&1 || true; fi
 npm ci --no-audit --no-fund
 npm run build
 # Put `shoal`, `shoald` and `shoal-runtime` on the PATH (symlinks to this checkout's dist/).
