@@ -36,20 +36,32 @@ interface NodeSlot {
   total: number;
 }
 
-type Refusal = 'down' | 'unknown' | 'drained' | 'paused' | 'cpu' | 'memory' | string;
+export type Refusal = 'down' | 'unknown' | 'drained' | 'paused' | 'cpu' | 'memory' | string;
 
-function describe(counts: Map<Refusal, number>): string {
-  const parts: string[] = [];
+const REFUSAL_ORDER: Refusal[] = ['down', 'unknown', 'drained', 'paused', 'cpu', 'memory'];
+
+/**
+ * Why a task fits nowhere, most common reason first (ties in a fixed order), e.g.
+ * `no suitable node (insufficient memory on 2 nodes; 1 node drained)`.
+ */
+export function describe(counts: Map<Refusal, number>): string {
   const plural = (n: number) => `${n} node${n === 1 ? '' : 's'}`;
-  for (const [why, n] of counts) {
-    if (why === 'down') parts.push(`${plural(n)} down`);
-    else if (why === 'unknown') parts.push(`${plural(n)} not ready`);
-    else if (why === 'drained') parts.push(`${plural(n)} drained`);
-    else if (why === 'paused') parts.push(`${plural(n)} paused`);
-    else if (why === 'cpu') parts.push(`insufficient CPU on ${plural(n)}`);
-    else if (why === 'memory') parts.push(`insufficient memory on ${plural(n)}`);
-    else parts.push(`constraint ${why} not met on ${plural(n)}`);
-  }
+  const order = (why: Refusal) => {
+    const i = REFUSAL_ORDER.indexOf(why);
+    return i < 0 ? REFUSAL_ORDER.length : i;
+  };
+  const entries = [...counts].sort((a, b) => b[1] - a[1] || order(a[0]) - order(b[0]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const parts = entries.map(([why, n]) => {
+    switch (why) {
+      case 'down': return `${plural(n)} down`;
+      case 'unknown': return `${plural(n)} not ready`;
+      case 'drained': return `${plural(n)} drained`;
+      case 'paused': return `${plural(n)} paused`;
+      case 'cpu': return `insufficient CPU on ${plural(n)}`;
+      case 'memory': return `insufficient memory on ${plural(n)}`;
+      default: return `constraint ${why} not met on ${plural(n)}`;
+    }
+  });
   return parts.length === 0 ? 'no suitable node (the cluster has no nodes)' : `no suitable node (${parts.join('; ')})`;
 }
 
@@ -112,12 +124,16 @@ export function schedule(v: ScheduleView): Schedule {
       if (t.nodeId) {
         // Placed by its orchestrator (global): only that node is checked.
         const s = slots.get(t.nodeId);
-        const why = !s ? 'its node is no longer in the cluster' : staticWhy.get(t.nodeId) ?? (s.freeCpu < cpu ? 'cpu' : s.freeMem < mem ? 'memory' : undefined);
-        if (why === undefined) {
-          take(s!, t);
+        if (!s) {
+          out.unplaceable.push({ task: t, reason: `its node ${t.nodeId} is no longer in the cluster` });
           continue;
         }
-        out.unplaceable.push({ task: t, reason: `node ${s?.n.status.hostname ?? t.nodeId} cannot run it (${nodeReason(why)})` });
+        const why = staticWhy.get(t.nodeId) ?? (s.freeCpu < cpu ? 'cpu' : s.freeMem < mem ? 'memory' : undefined);
+        if (why === undefined) {
+          take(s, t);
+          continue;
+        }
+        out.unplaceable.push({ task: t, reason: `node ${s.n.status.hostname} cannot run it (${nodeReason(why)})` });
         continue;
       }
       const fit = eligible.filter((s) => s.freeCpu >= cpu && s.freeMem >= mem);
@@ -149,7 +165,7 @@ function nodeReason(why: Refusal): string {
     case 'paused': return 'it is paused';
     case 'cpu': return 'insufficient CPU';
     case 'memory': return 'insufficient memory';
-    default: return why.includes(' ') ? why : `constraint ${why} not met`;
+    default: return `constraint ${why} not met`;
   }
 }
 
