@@ -24,7 +24,7 @@ export function orchestrate(v: View): Decisions {
   const nodes = new Map(v.nodes.map((n) => [n.id, n]));
   const services = new Map(v.services.map((s) => [s.id, s]));
   // A task always belongs to a service; anything else in the store is not ours to manage.
-  const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!);
+  const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!, false);
   for (const s of byId(v.services)) {
     const tasks = byService.get(s.id) ?? [];
     switch (s.spec.mode.type) {
@@ -54,7 +54,15 @@ export function orchestrate(v: View): Decisions {
   // A removed node's tasks all go once they were let go: nothing will run there again.
   for (const [sid, tasks] of byService) {
     if (!services.has(sid as string)) continue;
-    const groups = groupTasks(tasks, (t) => (t.spec.slot > 0 ? `s${t.spec.slot}` : `n${t.nodeId}`));
+    // Counted first: only groups over the limit (or a removed node's) are sorted and looked at.
+    const size = new Map<string | number, number>();
+    const key = (t: TaskObject) => (t.spec.slot > 0 ? t.spec.slot : `n${t.nodeId}`);
+    for (const t of tasks) {
+      const k = key(t);
+      size.set(k, (size.get(k) ?? 0) + 1);
+    }
+    const look = (k: string | number) => size.get(k)! > TASK_HISTORY || (typeof k === 'string' && !nodes.has(k.slice(1)));
+    const groups = groupTasks(tasks.filter((t) => look(key(t))), key);
     for (const ts of groups.values()) {
       const gone = ts[0]!.spec.slot === 0 && !nodes.has(ts[0]!.nodeId ?? '');
       const old = gone ? ts.filter((t) => t.spec.desiredState !== 'running') : ts.slice(0, Math.max(0, ts.length - TASK_HISTORY));

@@ -82,17 +82,30 @@ export function wakeAt(d: Decisions, at: number): void {
 /**
  * Tasks of a service by slot (replicated, jobs) or by node (global), oldest first, the groups in
  * key order: decisions (and the ids they hand out) never depend on the order of the store's lists.
+ * `ordered` false skips sorting within groups (grouping by service only). Runs on every pass
+ * over every task, so it avoids work: single-task groups need no sort, sorted keys no re-sort.
  */
-export function groupTasks(tasks: TaskObject[], key: (t: TaskObject) => string | number): Map<string | number, TaskObject[]> {
+export function groupTasks(tasks: TaskObject[], key: (t: TaskObject) => string | number, ordered = true): Map<string | number, TaskObject[]> {
   const m = new Map<string | number, TaskObject[]>();
   for (const t of tasks) {
     const k = key(t);
-    let l = m.get(k);
-    if (!l) m.set(k, (l = []));
-    l.push(t);
+    const l = m.get(k);
+    if (l) l.push(t);
+    else m.set(k, [t]);
   }
-  for (const l of m.values()) l.sort((a, b) => a.createdVersion - b.createdVersion || (a.id < b.id ? -1 : 1));
-  return new Map([...m].sort((a, b) => compareKeys(a[0], b[0])));
+  if (ordered) for (const l of m.values()) if (l.length > 1) l.sort(byAge);
+  const keys = [...m.keys()];
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = compareKeys(keys[i - 1]!, keys[i]!) <= 0;
+  if (sorted) return m;
+  keys.sort(compareKeys);
+  const out = new Map<string | number, TaskObject[]>();
+  for (const k of keys) out.set(k, m.get(k)!);
+  return out;
+}
+
+function byAge(a: TaskObject, b: TaskObject): number {
+  return a.createdVersion - b.createdVersion || (a.id < b.id ? -1 : 1);
 }
 
 export function compareKeys(a: string | number, b: string | number): number {
