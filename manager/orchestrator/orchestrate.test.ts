@@ -71,3 +71,19 @@ t.test('a pass changes each task at most once (two changes in one transaction wo
   t.same(ids, ['a', 'b']);
   t.equal(new Set([...ids, ...d.deletes.map((x) => x.id)]).size, ids.length + d.deletes.length);
 });
+
+t.test('a stop-first update batch: the old task and its successor commit together; none for a slot let go', async (t) => {
+  const s = service('web', replicated(2));
+  const updating = { ...s, status: { ...s.status, update: { state: 'updating' as const, startedAt: 1 } } } as typeof s;
+  // Tasks carry another template key than the service's: every slot is due for the update.
+  const old = [1, 2, 3].map((slot) => {
+    const x = task(s, `o${slot}`, { slot, nodeId: 'n1' });
+    return { ...x, spec: { ...x.spec, templateKey: 'old' } };
+  });
+  const d = orchestrate(view({ nodes, services: [updating], tasks: old }));
+  const batch = d.updates.filter((u) => u.successorId);
+  t.equal(batch.length, 1, 'parallelism 1: one slot replaced');
+  t.ok(d.creates.some((c) => c.id === batch[0]!.successorId), 'its successor is among the creates');
+  t.equal(d.updates.find((u) => u.task.id === 'o3')?.desiredState, 'shutdown', 'slot 3 is let go by the scale-down');
+  t.notOk(d.creates.some((c) => (c.spec as { slot: number }).slot === 3), 'and gets no updated task');
+});
