@@ -130,6 +130,9 @@ export class Manager {
     for (const m of list) if (m.raftId !== this.raftId) this.raft.transport.addPeer(m.raftId, m.addr);
   }
 
+  /** What syncPeers last wrote: the file (two fsyncs, blocking) is written only when it changes. */
+  private lastMembers = '';
+
   private syncPeers(): void {
     if (this.stopped) return;
     const list: [number, MemberAddr][] = [];
@@ -137,9 +140,14 @@ export class Manager {
       const r = n.status?.raft;
       if (!r) continue;
       list.push([r.id, { raft: r.addr, api: n.status.addr }]);
-      if (r.id !== this.raftId) this.raft.transport.addPeer(r.id, r.addr);
     }
-    if (list.length > 0) writeDurable(this.membersFile, JSON.stringify(list));
+    const json = JSON.stringify(list);
+    // Every node change comes here (a thousand agents describing their nodes): only a change to
+    // the managers touches the transport and the disk.
+    if (list.length === 0 || json === this.lastMembers) return;
+    for (const [id, a] of list) if (id !== this.raftId) this.raft.transport.addPeer(id, a.raft);
+    writeDurable(this.membersFile, json);
+    this.lastMembers = json;
   }
 
   cluster(): ClusterObject | undefined {

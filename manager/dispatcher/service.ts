@@ -76,6 +76,8 @@ export class Dispatcher {
     for (const end of [...this.streamEnders]) end();
     this.taskWatch?.cancel();
     this.taskWatch = undefined;
+    this.sessionWatch?.cancel();
+    this.sessionWatch = undefined;
   }
 
   private session(id: string, nodeId: string): Session {
@@ -128,12 +130,15 @@ export class Dispatcher {
           for (const u of req.updates ?? []) {
             if (!isTaskState(u.state) || !AGENT_STATES.has(u.state)) throw invalid(`task state ${JSON.stringify(u.state)} is not one an agent reports (${[...AGENT_STATES].join(', ')})`);
           }
+          // Every update is checked before any is queued: a refused batch changes nothing.
+          const mine: WireStatus[] = [];
           for (const u of req.updates ?? []) {
             const t = this.mgr.raft.store.get('task', u.task_id);
             if (!t) continue; // deleted meanwhile
             if (t.nodeId !== nodeId) throw denied(`task ${u.task_id} is not assigned to node ${nodeId}`);
-            this.queue(u.task_id, nodeId, u);
+            mine.push(u);
           }
+          for (const u of mine) this.queue(u.task_id, nodeId, u);
           this.scheduleFlush();
           return {};
         },
@@ -231,24 +236,65 @@ export class Dispatcher {
         last = key;
         call.write(msg);
       };
-      // A restored snapshot ends every watch: end the session too, so the agent reconnects and
-      // its new session watches again (sending once more would leave a session that hears nothing).
-      // Only changes to this node, to a manager (the manager list) or to the cluster matter here.
-      const matters = (e: StoreEvent) => e.object.kind === 'cluster' || e.object.id === nodeId || !!(e.object as NodeObject).status?.raft;
-      const watch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, (evs) => {
-        if (evs.some(matters)) send();
-      }, undefined, () => s.end('the store was replaced by a snapshot; reconnect'));
+      // Changes to this node, to a manager (the manager list) or to the cluster re-send the
+      // message; one store watch serves every session (watchSessions).
+      const watch = this.followNode(nodeId, { send, end: (why) => s.end(why) });
       call.on('cancelled', () => s.end('the agent closed it'));
       call.on('error', () => s.end('stream error'));
       send();
-      // Record where the node is reachable and what it has (one write, only when it changed).
+      // Record where the node is reachable and what it has (one write, only when it changed);
+      // retried while the session lasts (an election in flight, a busy leader): the scheduler
+      // counts on the node's capacity.
       const description = describe(req.description);
-      updateNode(this.mgr, nodeId, (n) => {
-        // The hostname is the one the node joined with; renaming is a node update, not a session's.
-        const want = { hostname: n.status.hostname || String(req.hostname ?? ''), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr), description: description ?? n.status.description };
-        if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr && JSON.stringify(want.description) === JSON.stringify(n.status.description)) return undefined;
-        return nodeInput(n, { status: want });
-      }).catch((e) => this.log(`dispatcher: recording node ${nodeId}'s addresses failed: ${(e as Error).message}`));
+      const record = (attempt: number): void => {
+        updateNode(this.mgr, nodeId, (n) => {
+          // The hostname is the one the node joined with; renaming is a node update, not a session's.
+          const want = { hostname: n.status.hostname || String(req.hostname ?? ''), addr: String(req.addr || n.status.addr), gossipAddr: String(req.gossip_addr || n.status.gossipAddr), description: description ?? n.status.description };
+          if (want.hostname === n.status.hostname && want.addr === n.status.addr && want.gossipAddr === n.status.gossipAddr && JSON.stringify(want.description) === JSON.stringify(n.status.description)) return undefined;
+          return nodeInput(n, { status: want });
+        }).catch((e) => {
+          if (ended) return;
+          const retry = Math.min(500 * 2 ** attempt, 10_000);
+          if (attempt < 3 || attempt % 10 === 0) this.log(`dispatcher: recording node ${nodeId}'s addresses and resources failed: ${(e as Error).message}; retrying in ${retry} ms`);
+          setTimeout(() => !ended && record(attempt + 1), retry).unref();
+        });
+      };
+      record(0);
+    });
+  }
+
+  /** Sessions by node, fed by one watch of nodes and the cluster. */
+  private readonly sessionSenders = new Map<string, Set<SessionSender>>();
+  private sessionWatch?: { cancel(): void };
+
+  private followNode(nodeId: string, sender: SessionSender): { cancel(): void } {
+    this.watchSessions();
+    let set = this.sessionSenders.get(nodeId);
+    if (!set) this.sessionSenders.set(nodeId, (set = new Set()));
+    set.add(sender);
+    return {
+      cancel: () => {
+        const cur = this.sessionSenders.get(nodeId);
+        cur?.delete(sender);
+        if (cur && cur.size === 0) this.sessionSenders.delete(nodeId);
+      },
+    };
+  }
+
+  private watchSessions(): void {
+    if (this.sessionWatch) return;
+    // A restored snapshot ends the watch: the sessions end too, so agents reconnect and their new
+    // sessions are followed again (sending once more would leave sessions that hear nothing).
+    this.sessionWatch = this.mgr.raft.store.watch({ kinds: ['node', 'cluster'] }, (evs) => {
+      // The cluster or a manager changed: every session's message may change (managers, key).
+      if (evs.some((e) => e.object.kind === 'cluster' || !!(e.object as NodeObject).status?.raft)) {
+        for (const set of [...this.sessionSenders.values()]) for (const x of [...set]) x.send();
+        return;
+      }
+      for (const e of evs) for (const x of [...(this.sessionSenders.get(e.object.id) ?? [])]) x.send();
+    }, undefined, () => {
+      this.sessionWatch = undefined;
+      for (const set of [...this.sessionSenders.values()]) for (const x of [...set]) x.end('the store was replaced by a snapshot; reconnect');
     });
   }
 
@@ -401,6 +447,11 @@ function describe(d: WireDescription | null | undefined): NodeDescription | unde
   const n = (x: unknown) => (Number.isFinite(Number(x)) && Number(x) > 0 ? Math.floor(Number(x)) : 0);
   const str = (x: unknown) => String(x ?? '').slice(0, 128);
   return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch) };
+}
+
+interface SessionSender {
+  send(): void;
+  end(why: string): void;
 }
 
 interface AssignStream {

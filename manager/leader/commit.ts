@@ -1,17 +1,31 @@
 // Commits a pass's decisions: many changes per raft entry (one transaction per chunk, not one
-// entry per task), the chunks proposed together so raft batches them. Each update and delete
-// carries the version it was decided from, so a decision made on a state that changed meanwhile
-// fails instead of overwriting; the next pass decides again from the new state.
+// entry per task), the chunks proposed together so raft batches them. Ops come in groups that
+// must share a transaction (a task and its replacement); a group is never split across chunks.
 import type { ReplicatedNode } from '../raftnode/node.js';
 import type { TxnOp } from '../store/types.js';
 
 /** Ops per transaction: well under the store's limit, and a few hundred KiB per raft entry. */
 export const CHUNK = 500;
 
-export async function commitOps(raft: ReplicatedNode, ops: TxnOp[], chunk = CHUNK): Promise<void> {
-  if (ops.length === 0) return;
+/** Packs groups of ops into transactions of at most `chunk` ops (a larger group gets its own). */
+export function chunkGroups(groups: TxnOp[][], chunk = CHUNK): TxnOp[][] {
   const parts: TxnOp[][] = [];
-  for (let i = 0; i < ops.length; i += chunk) parts.push(ops.slice(i, i + chunk));
+  let cur: TxnOp[] = [];
+  for (const g of groups) {
+    if (cur.length > 0 && cur.length + g.length > chunk) {
+      parts.push(cur);
+      cur = [];
+    }
+    for (const op of g) cur.push(op);
+  }
+  if (cur.length > 0) parts.push(cur);
+  return parts;
+}
+
+export async function commitOps(raft: ReplicatedNode, ops: TxnOp[] | TxnOp[][], chunk = CHUNK): Promise<void> {
+  if (ops.length === 0) return;
+  const groups = Array.isArray(ops[0]) ? (ops as TxnOp[][]) : (ops as TxnOp[]).map((op) => [op]);
+  const parts = chunkGroups(groups, chunk);
   const results = await Promise.allSettled(parts.map((p) => raft.propose(p)));
   const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed.length > 0) {

@@ -9,9 +9,10 @@ import type { NodeObject } from '../control/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement, schedule } from '../scheduler/scheduler.js';
-import { isTerminal, statusAt, taskInput, type ServiceObject, type TaskObject } from '../services/model.js';
-import type { StoreEvent, TxnOp } from '../store/types.js';
+import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
+import type { StoreEvent } from '../store/types.js';
 import { commitOps } from './commit.js';
+import { allocatorOps, orchestratorOps, schedulerOps } from './ops.js';
 import { ReconcileLoop } from './loop.js';
 
 export function newTaskId(): string {
@@ -39,16 +40,7 @@ export class LeaderComponents {
         pass: async () => {
           const now = Date.now();
           const d = orchestrate({ now, nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), newId: newTaskId });
-          const ops: TxnOp[] = [];
-          for (const c of d.creates) ops.push({ op: 'create', object: c });
-          for (const u of d.updates) {
-            ops.push({ op: 'update', object: taskInput(u.task, { spec: u.desiredState ? { desiredState: u.desiredState } : undefined, status: u.status }), expectVersion: u.task.version });
-          }
-          for (const t of d.deletes) ops.push({ op: 'delete', kind: 'task', id: t.id, expectVersion: t.version });
-          for (const c of d.services) {
-            const sv = c.service;
-            ops.push({ op: 'update', object: { kind: 'service', id: sv.id, name: sv.name, labels: sv.labels, spec: c.spec ?? sv.spec, status: c.status }, expectVersion: sv.version });
-          }
+          const ops = orchestratorOps(d);
           await commitOps(raft, ops);
           if (d.notes.length > 0) log(`orchestrator: ${d.notes.length <= 5 ? d.notes.join('; ') : `${d.notes.slice(0, 5).join('; ')}; and ${d.notes.length - 5} more`}`);
           return { wakeAt: d.wakeAt };
@@ -62,12 +54,7 @@ export class LeaderComponents {
         log,
         pass: async () => {
           const now = Date.now();
-          const ops: TxnOp[] = allocate(tasks()).map((u) => ({
-            op: 'update',
-            object: taskInput(u.task, { status: statusAt(u.task, u.state, now, u.message) }),
-            expectVersion: u.task.version,
-          }));
-          await commitOps(raft, ops);
+          await commitOps(raft, allocatorOps(allocate(tasks()), now));
         },
       }),
       new ReconcileLoop({
@@ -81,14 +68,7 @@ export class LeaderComponents {
           const now = Date.now();
           const all = tasks();
           const s = schedule({ nodes: nodes(), tasks: all });
-          const ops: TxnOp[] = [];
-          for (const a of s.assign) {
-            ops.push({ op: 'update', object: taskInput(a.task, { nodeId: a.nodeId, status: statusAt(a.task, 'assigned', now, 'assigned to a node') }), expectVersion: a.task.version });
-          }
-          for (const u of s.unplaceable) {
-            if (u.task.status.message === u.reason) continue; // say it once, not on every pass
-            ops.push({ op: 'update', object: taskInput(u.task, { status: { message: u.reason } }), expectVersion: u.task.version });
-          }
+          const ops = schedulerOps(s, now);
           await commitOps(raft, ops);
           if (s.assign.length > 0 || ops.length > 0) log(`scheduler: assigned ${s.assign.length} task(s)${s.unplaceable.length ? `, ${s.unplaceable.length} fit nowhere (${s.unplaceable[0]!.reason})` : ''}`);
         },

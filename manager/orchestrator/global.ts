@@ -5,7 +5,7 @@
 import type { NodeObject } from '../control/model.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
 import { restartDue } from './restart.js';
-import { groupTasks, latest, newTask, nodeMatches, shutdown, wakeAt, type Decisions, type View } from './view.js';
+import { byId, groupTasks, latest, newTask, nodeMatches, replace, shutdown, wakeAt, type Decisions, type View } from './view.js';
 
 export function reconcileGlobal(v: View, d: Decisions, s: ServiceObject, tasks: TaskObject[], nodes: Map<string, NodeObject>): void {
   const job = s.spec.mode.type === 'global-job';
@@ -25,7 +25,7 @@ export function reconcileGlobal(v: View, d: Decisions, s: ServiceObject, tasks: 
       for (const t of ts) if (t.spec.desiredState === 'running') shutdown(d, t, why);
     }
   }
-  for (const n of nodes.values()) {
+  for (const n of byId(nodes.values())) {
     if (n.status.state === 'down' || n.spec.availability !== 'active' || !nodeMatches(s, n)) continue;
     const ts = byNode.get(n.id);
     const last = latest(ts);
@@ -42,7 +42,6 @@ export function reconcileGlobal(v: View, d: Decisions, s: ServiceObject, tasks: 
       wakeAt(d, r.at);
       continue;
     }
-    shutdown(d, last, 'replaced by a new task on its node');
-    d.creates.push(newTask(v, s, 0, n.id, r.restarts, `restarts on ${n.status.hostname} after ${last.id} ended ${last.status.state}`));
+    replace(d, last, newTask(v, s, 0, n.id, r.restarts, `restarts on ${n.status.hostname} after ${last.id} ended ${last.status.state}`), 'replaced by a new task on its node');
   }
 }

@@ -7,7 +7,7 @@ import { reconcileGlobal } from './global.js';
 import { reconcileReplicatedJob } from './jobs.js';
 import { reconcileReplicated } from './replicated.js';
 import { reconcileUpdate } from './updater.js';
-import { emptyDecisions, groupTasks, nodeLost, shutdown, type Decisions, type View } from './view.js';
+import { byId, emptyDecisions, groupTasks, nodeLost, remove, shutdown, type Decisions, type View } from './view.js';
 
 /** Ended tasks kept per slot (or node) so `service ps` shows recent history. */
 export const TASK_HISTORY = 5;
@@ -24,8 +24,8 @@ export function orchestrate(v: View): Decisions {
   const nodes = new Map(v.nodes.map((n) => [n.id, n]));
   const services = new Map(v.services.map((s) => [s.id, s]));
   // A task always belongs to a service; anything else in the store is not ours to manage.
-  const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!);
-  for (const s of v.services) {
+  const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!, false);
+  for (const s of byId(v.services)) {
     const tasks = byService.get(s.id) ?? [];
     switch (s.spec.mode.type) {
       case 'replicated':
@@ -41,24 +41,32 @@ export function orchestrate(v: View): Decisions {
     }
     reconcileUpdate(v, d, s, tasks);
   }
-  const deleting = new Set<string>();
   for (const [sid, tasks] of byService) {
     if (services.has(sid as string)) continue;
     // The service was removed: its tasks stop, and go once nothing of them runs.
     for (const t of tasks) {
-      if (released(t, nodes) && (t.spec.desiredState === 'remove' || !t.nodeId || t.status.state === 'new' || t.status.state === 'pending')) {
-        d.deletes.push(t);
-        deleting.add(t.id);
-      } else shutdown(d, t, 'its service was removed', 'remove');
+      if (released(t, nodes) && (t.spec.desiredState === 'remove' || !t.nodeId || t.status.state === 'new' || t.status.state === 'pending')) remove(d, t);
+      else shutdown(d, t, 'its service was removed', 'remove');
     }
   }
-  // History: per slot (or node), only the newest TASK_HISTORY tasks are kept, and only ended ones go.
+  // History: per slot (or node), only the newest TASK_HISTORY tasks are kept, and only ended
+  // ones go (an older task still wanted running is a duplicate the orchestrator stops first).
+  // A removed node's tasks all go once they were let go: nothing will run there again.
   for (const [sid, tasks] of byService) {
     if (!services.has(sid as string)) continue;
-    const groups = groupTasks(tasks, (t) => (t.spec.slot > 0 ? `s${t.spec.slot}` : `n${t.nodeId}`));
+    // Counted first: only groups over the limit (or a removed node's) are sorted and looked at.
+    const size = new Map<string | number, number>();
+    const key = (t: TaskObject) => (t.spec.slot > 0 ? t.spec.slot : `n${t.nodeId}`);
+    for (const t of tasks) {
+      const k = key(t);
+      size.set(k, (size.get(k) ?? 0) + 1);
+    }
+    const look = (k: string | number) => size.get(k)! > TASK_HISTORY || (typeof k === 'string' && !nodes.has(k.slice(1)));
+    const groups = groupTasks(tasks.filter((t) => look(key(t))), key);
     for (const ts of groups.values()) {
-      const old = ts.slice(0, Math.max(0, ts.length - TASK_HISTORY));
-      for (const t of old) if (t.spec.desiredState !== 'running' && released(t, nodes) && !deleting.has(t.id)) d.deletes.push(t);
+      const gone = ts[0]!.spec.slot === 0 && !nodes.has(ts[0]!.nodeId ?? '');
+      const old = gone ? ts.filter((t) => t.spec.desiredState !== 'running') : ts.slice(0, Math.max(0, ts.length - TASK_HISTORY));
+      for (const t of old) if (released(t, nodes) && !d.touched.has(t.id)) remove(d, t);
     }
   }
   return d;

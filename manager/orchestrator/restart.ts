@@ -7,13 +7,20 @@ export type RestartAnswer =
   | { restart: false; why: string }
   | { restart: true; at: number; restarts: number[] };
 
-/** When the task reached its terminal state (the latest terminal timestamp it has). */
-export function endedAt(t: TaskObject, now: number): number {
-  let at = 0;
+/**
+ * When the task reached its terminal state: the latest terminal timestamp it has (else its latest
+ * timestamp of any state). Never the decision's own clock: a decision made again later, or by
+ * a new leader, must come out the same.
+ */
+export function endedAt(t: TaskObject): number {
+  let terminal = 0;
+  let any = 0;
   for (const [s, ts] of Object.entries(t.status.timestamps)) {
-    if (ts !== undefined && isTerminal(s as TaskState) && ts > at) at = ts;
+    if (ts === undefined) continue;
+    if (ts > any) any = ts;
+    if (isTerminal(s as TaskState) && ts > terminal) terminal = ts;
   }
-  return at || now;
+  return terminal || any;
 }
 
 /**
@@ -29,11 +36,14 @@ export function restartDue(t: TaskObject, policy: RestartPolicy, now: number, jo
   const failed = TASK_STATE_ORDER[state] >= TASK_STATE_ORDER.failed;
   if (policy.condition === 'none') return { restart: false, why: 'restart condition none' };
   if (policy.condition === 'on-failure' && !failed) return { restart: false, why: `restart condition on-failure and the task ended ${state}` };
-  const history = policy.windowMs > 0 ? t.spec.restarts.filter((ts) => ts >= now - policy.windowMs) : t.spec.restarts;
+  // The window is counted back from when this task ended, not from now: a slot given up stays
+  // given up however much later (or by whichever leader) the question is asked again.
+  const ended = endedAt(t);
+  const history = policy.windowMs > 0 ? t.spec.restarts.filter((ts) => ts >= ended - policy.windowMs) : t.spec.restarts;
   if (policy.maxAttempts > 0 && history.length >= policy.maxAttempts) {
     return { restart: false, why: `restarted ${history.length} time(s)${policy.windowMs > 0 ? ` within ${policy.windowMs / 1000} s` : ''}, the policy's maximum` };
   }
-  const at = endedAt(t, now) + policy.delayMs;
+  const at = ended + policy.delayMs;
   // Only as many timestamps as the policy can count are kept, so the list stays short.
   const keep = policy.maxAttempts > 0 ? policy.maxAttempts : 10;
   return { restart: true, at, restarts: [...history, at].slice(-keep) };

@@ -19,7 +19,7 @@ import {
   type TaskObject,
   type UpdateConfig,
 } from '../services/model.js';
-import { groupTasks, latest, newTask, shutdown, wakeAt, type Decisions, type View } from './view.js';
+import { groupTasks, latest, newTask, replace, shutdown, wakeAt, type Decisions, type View } from './view.js';
 
 /** Revisions kept per service (Kubernetes keeps 10 ReplicaSets by default). */
 export const MAX_REVISIONS = 10;
@@ -130,9 +130,14 @@ export function reconcileUpdate(v: View, d: Decisions, s: ServiceObject, tasks: 
   const batch = dirty.sort((a, b) => a.spec.slot - b.spec.slot).slice(0, cfg.parallelism > 0 ? cfg.parallelism : dirty.length);
   for (const old of batch) {
     const fresh = newTask(v, s, old.spec.slot, global ? old.nodeId : undefined, [], `updates ${old.spec.serviceName}.${old.spec.slot || old.nodeId} (${rollingBack ? 'rollback' : 'update'})`);
-    if (cfg.order === 'start-first' && !isTerminal(old.status.state)) (fresh.spec as TaskObject['spec']).replaces = old.id;
-    else shutdown(d, old, `updated (${rollingBack ? 'rollback' : 'rolling update'})`);
-    d.creates.push(fresh);
+    if (cfg.order === 'start-first' && !isTerminal(old.status.state)) {
+      if (d.touched.has(old.id)) continue; // stopped by this pass already (a scale-down)
+      (fresh.spec as TaskObject['spec']).replaces = old.id;
+      d.creates.push(fresh);
+    } else {
+      // Stop-first: the old task and its successor commit together (view.ts replace).
+      replace(d, old, fresh, `updated (${rollingBack ? 'rollback' : 'rolling update'})`);
+    }
   }
   d.notes.push(`service ${s.name}: ${rollingBack ? 'rollback' : 'update'} batch of ${batch.length} (${dirty.length - batch.length} left)`);
 }

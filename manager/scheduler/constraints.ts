@@ -17,9 +17,13 @@ export interface ConstraintNode {
   labels: Record<string, string>;
 }
 
-const RE = /^\s*(node\.id|node\.hostname|node\.role|node\.labels\.([A-Za-z0-9][A-Za-z0-9._\/-]*))\s*(==|!=)\s*(\S(?:.*\S)?)\s*$/;
+// The value may hold spaces but no operator characters (as in Swarm), so `a===b` or
+// `a==b!=c` is an error rather than a constraint on the value `=b`.
+const RE = /^\s*(node\.id|node\.hostname|node\.role|node\.labels\.([A-Za-z0-9][A-Za-z0-9._\/-]*))\s*(==|!=)\s*([^\s=!<>~](?:[^=!<>~]*[^\s=!<>~])?)\s*$/;
 
-export class ConstraintError extends Error {}
+export class ConstraintError extends Error {
+  override name = 'ConstraintError';
+}
 
 export function parseConstraint(s: string): Constraint {
   const m = RE.exec(s);

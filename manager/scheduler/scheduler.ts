@@ -36,20 +36,32 @@ interface NodeSlot {
   total: number;
 }
 
-type Refusal = 'down' | 'unknown' | 'drained' | 'paused' | 'cpu' | 'memory' | string;
+export type Refusal = 'down' | 'unknown' | 'drained' | 'paused' | 'cpu' | 'memory' | string;
 
-function describe(counts: Map<Refusal, number>): string {
-  const parts: string[] = [];
+const REFUSAL_ORDER: Refusal[] = ['down', 'unknown', 'drained', 'paused', 'cpu', 'memory'];
+
+/**
+ * Why a task fits nowhere, most common reason first (ties in a fixed order), e.g.
+ * `no suitable node (insufficient memory on 2 nodes; 1 node drained)`.
+ */
+export function describe(counts: Map<Refusal, number>): string {
   const plural = (n: number) => `${n} node${n === 1 ? '' : 's'}`;
-  for (const [why, n] of counts) {
-    if (why === 'down') parts.push(`${plural(n)} down`);
-    else if (why === 'unknown') parts.push(`${plural(n)} not ready`);
-    else if (why === 'drained') parts.push(`${plural(n)} drained`);
-    else if (why === 'paused') parts.push(`${plural(n)} paused`);
-    else if (why === 'cpu') parts.push(`insufficient CPU on ${plural(n)}`);
-    else if (why === 'memory') parts.push(`insufficient memory on ${plural(n)}`);
-    else parts.push(`constraint ${why} not met on ${plural(n)}`);
-  }
+  const order = (why: Refusal) => {
+    const i = REFUSAL_ORDER.indexOf(why);
+    return i < 0 ? REFUSAL_ORDER.length : i;
+  };
+  const entries = [...counts].sort((a, b) => b[1] - a[1] || order(a[0]) - order(b[0]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const parts = entries.map(([why, n]) => {
+    switch (why) {
+      case 'down': return `${plural(n)} down`;
+      case 'unknown': return `${plural(n)} not ready`;
+      case 'drained': return `${plural(n)} drained`;
+      case 'paused': return `${plural(n)} paused`;
+      case 'cpu': return `insufficient CPU on ${plural(n)}`;
+      case 'memory': return `insufficient memory on ${plural(n)}`;
+      default: return `constraint ${why} not met on ${plural(n)}`;
+    }
+  });
   return parts.length === 0 ? 'no suitable node (the cluster has no nodes)' : `no suitable node (${parts.join('; ')})`;
 }
 
@@ -107,28 +119,35 @@ export function schedule(v: ScheduleView): Schedule {
       else eligible.push(s);
     }
     const prefs = g.template.placement.preferences.map((p) => p.spread);
+    // Tasks placed by their orchestrator (global, slot 0) first, then by slot.
     g.tasks.sort((a, b) => a.spec.slot - b.spec.slot || a.createdVersion - b.createdVersion);
+    let tree: SpreadTree | undefined;
     for (const t of g.tasks) {
       if (t.nodeId) {
         // Placed by its orchestrator (global): only that node is checked.
         const s = slots.get(t.nodeId);
-        const why = !s ? 'its node is no longer in the cluster' : staticWhy.get(t.nodeId) ?? (s.freeCpu < cpu ? 'cpu' : s.freeMem < mem ? 'memory' : undefined);
-        if (why === undefined) {
-          take(s!, t);
+        if (!s) {
+          out.unplaceable.push({ task: t, reason: `its node ${t.nodeId} is no longer in the cluster` });
           continue;
         }
-        out.unplaceable.push({ task: t, reason: `node ${s?.n.status.hostname ?? t.nodeId} cannot run it (${nodeReason(why)})` });
+        const why = staticWhy.get(t.nodeId) ?? (s.freeCpu < cpu ? 'cpu' : s.freeMem < mem ? 'memory' : undefined);
+        if (why === undefined) {
+          take(s, t);
+          continue;
+        }
+        out.unplaceable.push({ task: t, reason: `node ${s.n.status.hostname} cannot run it (${nodeReason(why)})` });
         continue;
       }
-      const fit = eligible.filter((s) => s.freeCpu >= cpu && s.freeMem >= mem);
-      if (fit.length === 0) {
+      // Built once per group, from the nodes that fit now; a node leaves it when it no longer
+      // fits (room only shrinks during a pass), so each placement costs O(log nodes).
+      tree ??= buildTree(eligible.filter((s) => s.freeCpu >= cpu && s.freeMem >= mem), prefs, counts);
+      if (tree.size === 0 || !placeOne(tree, counts, (x) => x.freeCpu >= cpu && x.freeMem >= mem, (x) => take(x, t))) {
         refused.clear();
         for (const why of staticWhy.values()) refuse(why);
-        for (const s of eligible) refuse(s.freeCpu < cpu ? 'cpu' : 'memory');
+        for (const e of eligible) refuse(e.freeCpu < cpu ? 'cpu' : 'memory');
         out.unplaceable.push({ task: t, reason: describe(refused) });
         continue;
       }
-      take(pick(fit, prefs, counts, 0), t);
     }
     function take(s: NodeSlot, t: TaskObject): void {
       s.freeCpu -= cpu;
@@ -149,7 +168,7 @@ function nodeReason(why: Refusal): string {
     case 'paused': return 'it is paused';
     case 'cpu': return 'insufficient CPU';
     case 'memory': return 'insufficient memory';
-    default: return why.includes(' ') ? why : `constraint ${why} not met`;
+    default: return `constraint ${why} not met`;
   }
 }
 
@@ -163,40 +182,119 @@ function staticRefusal(n: NodeObject, constraints: Constraint[]): Refusal | unde
   return undefined;
 }
 
-/** The spread decision over nodes that fit: label groups level by level, then the least loaded node. */
-function pick(fit: NodeSlot[], prefs: string[], counts: Map<string, number>, depth: number): NodeSlot {
-  if (depth < prefs.length) {
-    const label = prefs[depth]!;
-    const byValue = new Map<string, NodeSlot[]>();
-    for (const s of fit) {
-      const v = s.n.labels[label] ?? '';
-      let l = byValue.get(v);
-      if (!l) byValue.set(v, (l = []));
-      l.push(s);
+/**
+ * The spread decision over the nodes that fit, as a tree: one level per spread preference (the
+ * nodes grouped by that label's value; a node without the label goes with the others lacking
+ * it), each group knowing the tasks of the service its nodes hold (its load); the leaves are
+ * heaps of nodes ordered by tasks of the service, then tasks overall, then node id. A placement
+ * goes down the tree by the least loaded value (ties: the smaller value), level by level, and
+ * takes the leaf's best node.
+ */
+interface SpreadTree {
+  value: string;
+  load: number;
+  size: number;
+  children?: Map<string, SpreadTree>;
+  heap?: NodeHeap;
+}
+
+function buildTree(fit: NodeSlot[], prefs: string[], counts: Map<string, number>, depth = 0, value = ''): SpreadTree {
+  let load = 0;
+  for (const s of fit) load += counts.get(s.n.id) ?? 0;
+  const t: SpreadTree = { value, load, size: fit.length };
+  if (depth === prefs.length) {
+    t.heap = new NodeHeap(counts);
+    for (const s of fit) t.heap.push(s);
+    return t;
+  }
+  const byValue = new Map<string, NodeSlot[]>();
+  for (const s of fit) {
+    const v = s.n.labels[prefs[depth]!] ?? '';
+    const l = byValue.get(v);
+    if (l) l.push(s);
+    else byValue.set(v, [s]);
+  }
+  t.children = new Map();
+  for (const [v, l] of byValue) t.children.set(v, buildTree(l, prefs, counts, depth + 1, v));
+  return t;
+}
+
+/**
+ * Places one task on the best node: `place` counts it there; the node goes back into its heap if
+ * it still has room for another (`fits`), else it leaves the tree. False if no node is left.
+ */
+function placeOne(root: SpreadTree, counts: Map<string, number>, fits: (s: NodeSlot) => boolean, place: (s: NodeSlot) => void): boolean {
+  const path: SpreadTree[] = [];
+  let t = root;
+  for (;;) {
+    path.push(t);
+    if (t.heap) break;
+    let best: SpreadTree | undefined;
+    for (const c of t.children!.values()) if (!best || c.load < best.load || (c.load === best.load && c.value < best.value)) best = c;
+    if (!best) return false;
+    t = best;
+  }
+  const s = t.heap!.pop();
+  if (!s) return false;
+  place(s);
+  if (fits(s)) {
+    for (const p of path) p.load += 1;
+    t.heap!.push(s);
+    return true;
+  }
+  const held = counts.get(s.n.id) ?? 0;
+  for (const p of path) {
+    p.load -= held - 1;
+    p.size -= 1;
+  }
+  for (let i = path.length - 1; i > 0; i--) if (path[i]!.size === 0) path[i - 1]!.children!.delete(path[i]!.value);
+  return true;
+}
+
+/** A binary min-heap of nodes: fewest tasks of the service, then fewest overall, then id. */
+class NodeHeap {
+  private readonly a: NodeSlot[] = [];
+  constructor(private readonly counts: Map<string, number>) {}
+
+  private less(x: NodeSlot, y: NodeSlot): boolean {
+    const cx = this.counts.get(x.n.id) ?? 0;
+    const cy = this.counts.get(y.n.id) ?? 0;
+    if (cx !== cy) return cx < cy;
+    if (x.total !== y.total) return x.total < y.total;
+    return x.n.id < y.n.id;
+  }
+
+  push(s: NodeSlot): void {
+    const a = this.a;
+    a.push(s);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(a[i]!, a[p]!)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
     }
-    let best: NodeSlot[] | undefined;
-    let bestLoad = Infinity;
-    let bestKey = '';
-    for (const [v, l] of byValue) {
-      let load = 0;
-      for (const s of l) load += counts.get(s.n.id) ?? 0;
-      if (load < bestLoad || (load === bestLoad && v < bestKey)) {
-        best = l;
-        bestLoad = load;
-        bestKey = v;
+  }
+
+  pop(): NodeSlot | undefined {
+    const a = this.a;
+    if (a.length === 0) return undefined;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.less(a[l]!, a[m]!)) m = l;
+        if (r < a.length && this.less(a[r]!, a[m]!)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
       }
     }
-    return pick(best!, prefs, counts, depth + 1);
+    return top;
   }
-  let best = fit[0]!;
-  let bc = counts.get(best.n.id) ?? 0;
-  for (let i = 1; i < fit.length; i++) {
-    const s = fit[i]!;
-    const c = counts.get(s.n.id) ?? 0;
-    if (c < bc || (c === bc && (s.total < best.total || (s.total === best.total && s.n.id < best.n.id)))) {
-      best = s;
-      bc = c;
-    }
-  }
-  return best;
 }

@@ -1,6 +1,7 @@
 // Turns a service spec as the control API receives it into the stored ServiceSpec: every field
 // checked, defaults filled in (DESIGN.md §7), or one error that names the field, what was wrong
 // and what to write instead. Nothing is written unless this passes.
+import { constants as osConstants } from 'node:os';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
 import {
   DEFAULT_RESTART,
@@ -18,7 +19,9 @@ import {
   type ServiceSpec,
 } from './model.js';
 
-export class SpecError extends Error {}
+export class SpecError extends Error {
+  override name = 'SpecError';
+}
 
 /** A DNS label, as Swarm and Kubernetes require of service names (they become DNS names). */
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -42,15 +45,29 @@ const ARCHIVE = /^(docker-archive|oci-archive):\/\S+$/;
 export function checkImage(image: unknown, where = 'image'): string {
   if (typeof image !== 'string' || image.length === 0) throw new SpecError(`${where} is missing: give an image reference such as registry.example:5000/team/app:1.2`);
   if (ARCHIVE.test(image)) return image;
+  // `docker-archive:x.tar` would parse as the image docker-archive, tag x.tar: not what was meant.
+  if (/^(docker-archive|oci-archive):/.test(image)) throw new SpecError(`${where} ${JSON.stringify(image)}: an archive needs an absolute path (docker-archive:/PATH or oci-archive:/PATH)`);
   const m = REFERENCE.exec(image);
-  // A first component without '.', ':' or 'localhost' is a path, not a domain (docker.io/library).
-  if (!m || image.length > 255) {
+  // A first component without '.', ':' or 'localhost' is a path, not a domain (docker.io/library),
+  // so it must be lower case like the rest of the path (`Team/app` is refused, as Docker does).
+  const domainIsPath = m?.[1] !== undefined && !/[.:]/.test(m[1]) && m[1] !== 'localhost';
+  if (!m || image.length > 255 || (domainIsPath && !new RegExp(`^${COMPONENT}$`).test(m[1]!))) {
     throw new SpecError(`${where} ${JSON.stringify(image)} is not a valid image reference: write [REGISTRY[:PORT]/]NAME[:TAG][@sha256:DIGEST] with a lower-case name (or docker-archive:/PATH, oci-archive:/PATH)`);
   }
   return image;
 }
 
 const SIGNALS = new Set(['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGTERM', 'SIGKILL', 'SIGWINCH', 'SIGPWR', 'SIGSTOP', 'SIGCONT']);
+/** A stop signal as written (TERM, sigterm, SIGTERM, 15) to its name; SIGTERM when not given. */
+function signalName(given: string | undefined): string {
+  if (!given) return 'SIGTERM';
+  const up = given.trim().toUpperCase();
+  let name = up.startsWith('SIG') ? up : `SIG${up}`;
+  if (/^[0-9]+$/.test(up)) name = Object.entries(osConstants.signals).find(([, n]) => n === Number(up))?.[0] ?? up;
+  if (!SIGNALS.has(name)) throw new SpecError(`stop signal ${JSON.stringify(given)} is not one of ${[...SIGNALS].join(', ')} (a name, with or without SIG, or its number)`);
+  return name;
+}
+
 const ENV = /^[A-Za-z_][A-Za-z0-9_.-]*=/;
 const CONTAINER_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** The most a single int64 from the wire may say here (JS numbers stay exact below 2^53). */
@@ -276,8 +293,7 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
   const limits = resources(w.limits, 'limits');
   if (limits.memoryBytes && reservations.memoryBytes && reservations.memoryBytes > limits.memoryBytes) throw new SpecError(`reservations.memory (${reservations.memoryBytes}) is above limits.memory (${limits.memoryBytes})`);
   if (limits.cpuMillis && reservations.cpuMillis && reservations.cpuMillis > limits.cpuMillis) throw new SpecError(`reservations.cpu (${reservations.cpuMillis}m) is above limits.cpu (${limits.cpuMillis}m)`);
-  const stopSignal = w.stop_signal ? (w.stop_signal.startsWith('SIG') ? w.stop_signal : `SIG${w.stop_signal}`).toUpperCase() : 'SIGTERM';
-  if (!SIGNALS.has(stopSignal)) throw new SpecError(`stop signal ${JSON.stringify(w.stop_signal)} is not one of ${[...SIGNALS].join(', ')}`);
+  const stopSignal = signalName(w.stop_signal);
   return {
     mode: mode(w),
     task: {
