@@ -67,6 +67,11 @@ export async function removeLabContainers(labDir: string, log: (s: string) => vo
 
 /** Removes the lab's cgroup tree (every controller), deepest first; returns what could not go. */
 export function removeLabCgroups(lab: string): string[] {
+  return removeCgroupTree(labCgroup(lab));
+}
+
+/** Removes cgroup `path` (e.g. /shoal-test-1) and everything below it in every controller. */
+export function removeCgroupTree(path: string): string[] {
   const left: string[] = [];
   let ctls: string[] = [];
   try {
@@ -75,7 +80,7 @@ export function removeLabCgroups(lab: string): string[] {
     return left;
   }
   for (const ctl of ctls) {
-    const top = join(CGROUP_ROOT, ctl, labCgroup(lab));
+    const top = join(CGROUP_ROOT, ctl, path);
     if (!existsSync(top)) continue;
     const dirs: string[] = [];
     const walk = (d: string) => {

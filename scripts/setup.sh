@@ -11,7 +11,8 @@ apt-get -o DPkg::Lock::Timeout=600 update
 # runc/busybox-static/docker-registry: containers and the test image; iproute2/nftables: network
 # namespaces, veth, VXLAN, partitions; e2fsprogs/util-linux: volumes (ext4, loop devices);
 # attr: opaque-directory xattrs in image layers; openssl: the registry token-auth test's certificate;
-# serf/etcd-server: the real peers the benchmarks measure against; gcc/libc6-dev: the runtime
+# serf/etcd-server: the real peers the benchmarks measure against; vagrant: CI checks the
+# multi-VM lab's Vagrantfile with `vagrant validate` (this machine cannot boot VMs); gcc/libc6-dev: the runtime
 # compiles its small C shim (runtime/shim/) on first use; containernetworking-plugins +
 # iptables: the CNI plugins (bridge, host-local, portmap, loopback) the runtime's pod networking
 # is tested with (portmap writes iptables rules); containerd: the peer the CRI benchmark
@@ -19,7 +20,7 @@ apt-get -o DPkg::Lock::Timeout=600 update
 # root and network namespace).
 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
-  serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd
+  serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd vagrant
 # docker.io: Docker Swarm, the peer bench:replicas and bench:failover measure against
 # (benchmarks/swarm-peer.ts runs its own dockerd and containerd inside network namespaces of its
 # own). Its postinst would start a dockerd in the machine's own network namespace (on systemd:
