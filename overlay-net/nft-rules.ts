@@ -61,7 +61,7 @@ export function portRules(s: ClusterState, nets: LocalNet[], log: (m: string) =>
 
 /** The node's table: published ports, masquerade, isolation between networks, internal
  * networks kept inside. */
-export function hostRuleset(p: { underlay: string; dnsAddress: string; nets: LocalNet[]; ports: PortRule[] }): string {
+export function hostRuleset(p: { underlay: string; dnsAddress: string; nets: LocalNet[]; ports: PortRule[]; clusterRanges: string[] }): string {
   const ours = p.nets.flatMap((n) => [bridgeName(n.net.vni), vxlanName(n.net.vni)]);
   const dnat: string[] = [];
   const rejects: string[] = [];
@@ -71,9 +71,9 @@ export function hostRuleset(p: { underlay: string; dnsAddress: string; nets: Loc
     dnat.push(`${match} ${r.mesh ? `ct mark set ct mark or ${MESH_MARK} ` : ''}dnat to ${spread(r.backends)} : ${r.target}`);
   }
   let b = '';
-  b += `  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n${dnat.map((l) => `    ${l}\n`).join('')}  }\n`;
-  b += `  chain output {\n    type nat hook output priority dstnat; policy accept;\n${dnat.map((l) => `    ${l}\n`).join('')}  }\n`;
-  b += `  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n`;
+  b += `  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n${dnat.map((l) => `    ${l}\n`).join('')}  }\n`;
+  b += `  chain output {\n    type nat hook output priority -100; policy accept;\n${dnat.map((l) => `    ${l}\n`).join('')}  }\n`;
+  b += `  chain postrouting {\n    type nat hook postrouting priority 100; policy accept;\n`;
   b += `    ct mark and ${MESH_MARK} == ${MESH_MARK} masquerade\n`;
   for (const n of p.nets) {
     if (n.net.internal) continue;
@@ -104,6 +104,11 @@ export function hostRuleset(p: { underlay: string; dnsAddress: string; nets: Loc
   for (const n of p.nets) {
     const mine = set([bridgeName(n.net.vni), vxlanName(n.net.vni)].map(q));
     b += `    iifname ${mine} oifname ${mine} accept\n`;
+  }
+  // Cluster addresses (other networks, VIPs of no network of the pod) never take the way out.
+  if (p.clusterRanges.length) b += `    ip daddr ${set(p.clusterRanges)} drop\n`;
+  for (const n of p.nets) {
+    const mine = set([bridgeName(n.net.vni), vxlanName(n.net.vni)].map(q));
     if (!n.net.internal && ours.length) b += `    iifname ${mine} oifname != ${set(ours.map(q))} accept\n`;
   }
   b += `    drop\n  }\n`;
@@ -113,7 +118,7 @@ export function hostRuleset(p: { underlay: string; dnsAddress: string; nets: Loc
 /** A pod's table: its VIPs DNATed to ready backends (in the pod's own namespace, as Swarm's VIP
  * mode does, so answers come straight back), VIPs with none refused. */
 export function podRuleset(vips: PodVip[]): string {
-  let b = `  chain output {\n    type nat hook output priority dstnat; policy accept;\n`;
+  let b = `  chain output {\n    type nat hook output priority -100; policy accept;\n`;
   for (const v of vips) if (v.backends.length) b += `    ip daddr ${v.vip} dnat to ${spread(v.backends)}\n`;
   b += '  }\n';
   const none = vips.filter((v) => v.backends.length === 0).map((v) => v.vip);

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import type { Attachment, ClusterState, PodRef, Result, UpdateStateRequest, ValidAttachment } from '../proto/network/types.js';
 import { Resolver } from './dns.js';
 import { CNI, PluginError } from './errors.js';
-import { contains, fmtIp, parseIp } from './ipv4.js';
+import { contains, fmtIp, parseCidr, parseIp } from './ipv4.js';
 import { DEFAULT_DNS_ADDRESS, vethName } from './names.js';
 import { deleteTableScript, hostRuleset, podRuleset, portRules } from './nft-rules.js';
 import { enableForwarding, findUnderlay, overlayMtu, reconcileHost, type Underlay } from './dataplane.js';
@@ -26,6 +26,12 @@ export interface PluginOptions {
 /** The pod annotation naming the task (the agent sets it in PodSandboxConfig.annotations). */
 export const TASK_ANNOTATION = 'shoal.io/task-id';
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** Every network's subnet and the VIP range, merged so nft gets no overlapping set elements. */
+function clusterRanges(s: ClusterState): string[] {
+  const all = [...s.networks.map((n) => n.subnet), ...(s.vip_range ? [s.vip_range] : [])];
+  return all.filter((c, i) => !all.some((o, j) => j !== i && o !== c && contains(parseCidr(o), parseCidr(c).base) && parseCidr(o).bits <= parseCidr(c).bits) && all.indexOf(c) === i);
+}
 
 export class NetworkPlugin {
   private state: ClusterState;
@@ -132,7 +138,7 @@ export class NetworkPlugin {
       if (removed.length) this.log(`removed leftover interfaces: ${removed.join(', ')}`);
       this.hostLinksSig = sig;
     }
-    const rules = hostRuleset({ underlay: underlay.address, dnsAddress: this.dnsAddress, nets, ports: portRules(this.state, nets, this.log) });
+    const rules = hostRuleset({ underlay: underlay.address, dnsAddress: this.dnsAddress, nets, ports: portRules(this.state, nets, this.log), clusterRanges: clusterRanges(this.state) });
     if (force || rules !== this.hostRules) {
       await nft(rules);
       this.hostRules = rules;

@@ -81,7 +81,7 @@ export interface NetworkPluginClient {
   check(req: { pod: Partial<PodRef>; prev_result?: Result }): Promise<Record<string, never>>;
   status(): Promise<StatusResponse>;
   gc(req: { valid_attachments: ValidAttachment[] }): Promise<GCResponse>;
-  updateState(req: Partial<UpdateStateRequest> & { state?: Partial<ClusterState> }): Promise<{ version: number }>;
+  updateState(req: Omit<Partial<UpdateStateRequest>, 'state'> & { state?: Partial<ClusterState> }): Promise<{ version: number }>;
   close(): void;
 }
 
