@@ -75,7 +75,12 @@ async function cleanup(): Promise<void> {
     try { rmdirSync(d); } catch { /* busy */ }
   }
   if (!hadRunDir) {
-    for (const d of [`${RUN_DIR}/runc/k8s.io`, `${RUN_DIR}/runc`, `${RUN_DIR}/s`, RUN_DIR]) { try { rmdirSync(d); } catch { /* absent or not empty */ } }
+    // The shims remove their own entries as they exit: wait for that (bounded).
+    const end = Date.now() + 10_000;
+    while (existsSync(RUN_DIR) && Date.now() < end) {
+      for (const d of [`${RUN_DIR}/runc/k8s.io`, `${RUN_DIR}/runc`, `${RUN_DIR}/s`, RUN_DIR]) { try { rmdirSync(d); } catch { /* absent or not empty yet */ } }
+      if (existsSync(RUN_DIR)) await new Promise((r) => setTimeout(r, 100));
+    }
   }
   await lab.close();
 }
