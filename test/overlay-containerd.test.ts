@@ -51,6 +51,16 @@ function sandboxImageArchive(): Buffer {
   ]);
 }
 
+/** Removes `dir` and its sub-folders bottom-up if they hold no file; true when it is gone. */
+function removeEmptyTree(dir: string): boolean {
+  let empty = true;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isDirectory() || !removeEmptyTree(join(dir, e.name))) empty = false;
+  }
+  if (!empty) return false;
+  try { rmdirSync(dir); return true; } catch { return false; }
+}
+
 async function cleanup(): Promise<void> {
   cri?.close();
   if (containerd && containerd.exitCode === null && containerd.signalCode === null) {
@@ -75,12 +85,11 @@ async function cleanup(): Promise<void> {
     try { rmdirSync(d); } catch { /* busy */ }
   }
   if (!hadRunDir) {
-    // The shims remove their own entries as they exit: wait for that (bounded).
+    // The shims remove their own entries as they exit: wait for that (bounded), then remove the
+    // empty folders; whatever is still inside after that is named.
     const end = Date.now() + 10_000;
-    while (existsSync(RUN_DIR) && Date.now() < end) {
-      for (const d of [`${RUN_DIR}/runc/k8s.io`, `${RUN_DIR}/runc`, `${RUN_DIR}/s`, RUN_DIR]) { try { rmdirSync(d); } catch { /* absent or not empty yet */ } }
-      if (existsSync(RUN_DIR)) await new Promise((r) => setTimeout(r, 100));
-    }
+    while (existsSync(RUN_DIR) && !removeEmptyTree(RUN_DIR) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    if (existsSync(RUN_DIR)) t.comment(`left in ${RUN_DIR}: ${spawnSync('find', [RUN_DIR], { encoding: 'utf8' }).stdout}`);
   }
   await lab.close();
 }
