@@ -12,7 +12,7 @@ import { enableForwarding, findUnderlay, overlayMtu, reconcileHost, type Underla
 import { applyPodTable, endpointKey, hostMac, inspect, plumb, podIfnames, podMac, unplumb, type Endpoint, type EndpointIface } from './pod.js';
 import { StateError, applyUpdate } from './state.js';
 import { loadSaved, save } from './store.js';
-import { nft } from './sys.js';
+import { ipJson, nft } from './sys.js';
 import { localNets, podVips, resolveName } from './view.js';
 
 export interface PluginOptions {
@@ -120,13 +120,16 @@ export class NetworkPlugin {
     const underlay = this.underlay!;
     // Pods whose namespace is gone (removed without DEL, or the runtime crashed): forget them.
     let dropped = false;
+    // A pod whose namespace went away takes its veths with it; a namespace file can outlive its
+    // namespace (an unmounted bind mount), so a pod with none of its host ends left is gone too.
+    const links = new Set((await ipJson<{ ifname: string }[]>(['link', 'show'])).map((l) => l.ifname));
     for (const [k, ep] of this.endpoints) {
-      if (!existsSync(ep.netns)) {
+      if (!existsSync(ep.netns) || !ep.ifaces.some((i) => links.has(i.hostVeth))) {
         await unplumb({ netns: '', ifaces: ep.ifaces }).catch((e) => this.log(`removing ${ep.containerId}'s interfaces: ${(e as Error).message}`));
         this.endpoints.delete(k);
         this.podRules.delete(k);
         dropped = true;
-        this.log(`pod ${ep.containerId} (task ${ep.taskId}): its network namespace ${ep.netns} is gone; removed its interfaces`);
+        this.log(`pod ${ep.containerId} (task ${ep.taskId}): its network namespace ${ep.netns} is gone; forgot it`);
       }
     }
     if (dropped) this.persist();
