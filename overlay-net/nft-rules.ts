@@ -37,8 +37,9 @@ function spread(addrs: string[]): string {
 export interface PortRule { proto: 'tcp' | 'udp'; port: number; target: number; backends: string[]; mesh: boolean }
 
 /** The published ports this node accepts: ingress ports to ready tasks on any node (on the
- * service's first network this node serves and that is not internal), host ports to its own
- * ready tasks. The first service to claim a port keeps it. */
+ * service's first network this node serves and that is not internal; refused while there is
+ * none), host-mode ports to its own ready tasks (not published at all where none runs). The
+ * first service to claim a port keeps it. */
 export function portRules(s: ClusterState, nets: LocalNet[], log: (m: string) => void = () => {}): PortRule[] {
   const usable = new Map(nets.filter((n) => !n.net.internal).map((n) => [n.net.id, n]));
   const taken = new Map<string, string>();
@@ -53,7 +54,10 @@ export function portRules(s: ClusterState, nets: LocalNet[], log: (m: string) =>
       if (other) { log(`service ${svc.name}: port ${key} is already published by ${other}; skipped`); continue; }
       taken.set(key, svc.name);
       const mesh = p.mode !== PublishMode.HOST;
-      out.push({ proto, port: p.published_port, target: p.target_port, backends: backendAddrs(s, svc, netId, mesh ? undefined : s.node_id), mesh });
+      const backends = backendAddrs(s, svc, netId, mesh ? undefined : s.node_id);
+      // Host mode: only where a ready task runs; elsewhere the port stays the node's own.
+      if (!mesh && backends.length === 0) continue;
+      out.push({ proto, port: p.published_port, target: p.target_port, backends, mesh });
     }
   }
   return out;

@@ -27,13 +27,16 @@ const web = (ready4: boolean): Service => ({
 });
 const db: Service = { id: 'svc-db', name: 'db', endpoint_mode: 1, vips: [], network_ids: ['net-back'], ports: [],
   backends: [backend('d1', 'n2', '10.2.2.2', true, 'net-back')] };
+// Host mode: published only where a ready task runs (w1 on n1).
+const edge: Service = { id: 'svc-edge', name: 'edge', endpoint_mode: 0, vips: [{ network_id: 'net-front', address: '10.255.0.3' }], network_ids: ['net-front'],
+  ports: [{ protocol: 0, target_port: 80, published_port: 8090, mode: 1 }], backends: [backend('w1', 'n1', '10.1.1.2')] };
 const att = (task: string, pairs: [string, string][]): Attachment => ({ task_id: task, pod_namespace: 'shoal', pod_name: task, networks: pairs.map(([n, a]) => ({ network_id: n, address: a })) });
 const attachments: Record<string, Attachment[]> = {
   n1: [att('w1', [['net-front', '10.1.1.2']]), att('c1', [['net-front', '10.1.1.10']]), att('b1', [['net-back', '10.2.1.2']]), att('s1', [['net-sealed', '10.3.1.2']])],
   n2: [att('w2', [['net-front', '10.1.2.2']]), att('w3', [['net-front', '10.1.2.3']]), att('w4', [['net-front', '10.1.2.4']]), att('d1', [['net-back', '10.2.2.2']]), att('s2', [['net-sealed', '10.3.2.2']])],
   n3: [],
 };
-const cluster = (ready4 = false) => ({ networks: [front, back, sealed], nodes, services: [web(ready4), db], attachments });
+const cluster = (ready4 = false) => ({ networks: [front, back, sealed], nodes, services: [web(ready4), db, edge], attachments });
 const pods = new Map<string, string>(); // task -> pod netns
 
 t.test('set up three hosts, push the state, attach the pods', async (t) => {
@@ -138,6 +141,11 @@ t.test('a published port answers on every host, one with no task included', asyn
       t.match(body ?? 'failed', /^w[1-4]$/, `${from} -> ${h.name} (${h.address}:8080) answered by a task (${body})`);
     }
   }
+});
+
+t.test('a host-mode port answers only where its task runs', async (t) => {
+  t.equal(wget(lab.host('n3').netns, 'http://10.99.0.11:8090/', 5), 'w1', 'n3 -> n1:8090 (w1 runs on n1)');
+  t.equal(wget(lab.host('n3').netns, 'http://10.99.0.12:8090/'), undefined, 'n3 -> n2:8090: not published on n2');
 });
 
 t.test('a host removed from the state loses its FDB entries and VIP backends', async (t) => {
