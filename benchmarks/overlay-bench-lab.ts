@@ -1,7 +1,7 @@
 // What the overlay benchmarks share: two netns hosts with shoal-net on a bridge (the test
 // harness), a network with a subnet per host, pods attached through the plugin, clean-up on
 // exit or interrupt, measurements serialised machine-wide, medians and the load average.
-import { spawnSync } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Attachment, Network, Service } from '../proto/network/types.js';
 import { OverlayLab, nsPath, stateFor } from '../test/overlay-harness.js';
@@ -27,15 +27,37 @@ export function median(xs: number[]): number {
 }
 
 /** Runs `cmd` inside netns `ns` holding the machine-wide benchmark lock (other helpers'
- * measurements wait for ours and ours for theirs). */
-export function lockedIn(ns: string, cmd: string[], timeoutMs: number): { status: number | null; stdout: string; stderr: string } {
+ * measurements wait for ours and ours for theirs). Asynchronous, so an interrupt is handled at
+ * once (the clean-up kills what is running) even while the lock is awaited. */
+export async function lockedIn(ns: string, cmd: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const inner = ['nsenter', `--net=${nsPath(ns)}`, '--', ...cmd];
-  let r = spawnSync('flock', ['-n', '-E', '75', BENCH_LOCK, ...inner], { encoding: 'utf8', timeout: timeoutMs });
+  let r = await runAsync(['flock', '-n', '-E', '75', BENCH_LOCK, ...inner], timeoutMs);
   if (r.status === 75) {
     process.stdout.write(`  waiting for ${BENCH_LOCK} (another measurement is running; up to 30 min)\n`);
-    r = spawnSync('flock', ['-w', '1800', BENCH_LOCK, ...inner], { encoding: 'utf8', timeout: timeoutMs + 1_800_000 });
+    r = await runAsync(['flock', '-w', '1800', BENCH_LOCK, ...inner], timeoutMs + 1_800_000);
   }
-  return { status: r.status, stdout: r.stdout ?? '', stderr: (r.stderr ?? '') + (r.error?.message ?? '') };
+  return r;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Kills the measurements under way (the interrupt handler calls it). */
+export function killRunning(): void {
+  for (const p of running) p.kill('SIGKILL');
+}
+
+function runAsync(cmd: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(p);
+    let stdout = '';
+    let stderr = '';
+    const timer = setTimeout(() => { stderr += `(killed after ${timeoutMs} ms)`; p.kill('SIGKILL'); }, timeoutMs);
+    p.stdout!.on('data', (b: Buffer) => { stdout += b.toString(); });
+    p.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
+    p.on('error', (e) => { stderr += e.message; });
+    p.on('close', (status) => { clearTimeout(timer); running.delete(p); resolve({ status, stdout, stderr }); });
+  });
 }
 
 export const FRONT: Network = { id: 'net-bench', name: 'bench', vni: 4242, subnet: '10.1.0.0/16', internal: false, node_subnets: [
@@ -54,7 +76,7 @@ export async function benchLab(tag: string, pods: [string, 'n1' | 'n2', string][
   let closing: Promise<void> | undefined;
   const close = () => closing ??= lab.close();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => { process.stderr.write(`\n${sig}: removing the benchmark's namespaces and processes\n`); void close().then(() => process.exit(130)); });
+    process.on(sig, () => { process.stderr.write(`\n${sig}: removing the benchmark's namespaces and processes\n`); killRunning(); void close().then(() => process.exit(130)); });
   }
   try {
     await lab.addHost('n1', '10.99.0.11');

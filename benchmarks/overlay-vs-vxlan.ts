@@ -10,8 +10,8 @@ import { inNs } from '../test/overlay-harness.js';
 
 interface Path { name: string; from: string; to: string; server: string }
 
-function iperf(from: string, target: string, seconds: number, port: number): number {
-  const r = lockedIn(from, ['iperf3', '-c', target, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 60) * 1000);
+async function iperf(from: string, target: string, seconds: number, port: number): Promise<number> {
+  const r = await lockedIn(from, ['iperf3', '-c', target, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 60) * 1000);
   if (r.status !== 0) throw new Error(`iperf3 to ${target} failed: ${r.stdout.slice(0, 400)}${r.stderr}`);
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
       // Alternate the order each round so no path always runs first.
       const order = round % 2 ? paths : [...paths].reverse();
       for (const p of order) {
-        const g = iperf(p.from, p.to, seconds, 5301 + paths.indexOf(p));
+        const g = await iperf(p.from, p.to, seconds, 5301 + paths.indexOf(p));
         got.get(p.name)!.push(g);
         process.stdout.write(`  round ${round}/${rounds} ${p.name.padEnd(13)} ${g.toFixed(2)} Gbit/s  (load ${loadavg()})\n`);
       }

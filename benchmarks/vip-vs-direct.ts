@@ -17,8 +17,8 @@ const ACCEPT_SERVER = `require('net').createServer((s) => { s.on('error', () => 
 
 interface Run { rate: number; p99ms: number; connections: number; errors: number; firstError: string }
 
-function measure(clientNs: string, target: string, seconds: number, concurrency: number): Run {
-  const r = lockedIn(clientNs, [process.execPath, CLIENT, '--target', target, '--port', '80', '--seconds', String(seconds), '--concurrency', String(concurrency)], (seconds + 60) * 1000);
+async function measure(clientNs: string, target: string, seconds: number, concurrency: number): Promise<Run> {
+  const r = await lockedIn(clientNs, [process.execPath, CLIENT, '--target', target, '--port', '80', '--seconds', String(seconds), '--concurrency', String(concurrency)], (seconds + 60) * 1000);
   if (r.status !== 0) throw new Error(`client to ${target} failed: ${r.stderr}`);
   const j = JSON.parse(r.stdout) as Run;
   if (j.errors > 0) throw new Error(`${j.errors} of the connections to ${target} failed (${j.firstError}); a measurement with failures is not reported`);
@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       const order: ['vip' | 'direct', string][] = round % 2 ? [['vip', VIP], ['direct', BACKENDS[0]!]] : [['direct', BACKENDS[0]!], ['vip', VIP]];
       for (const [kind, target] of order) {
-        const r = measure(client, target, seconds, concurrency);
+        const r = await measure(client, target, seconds, concurrency);
         (kind === 'vip' ? vip : direct).push(r);
         process.stdout.write(`  round ${round}/${rounds} ${kind.padEnd(6)} ${Math.round(r.rate)} conn/s, p99 ${r.p99ms.toFixed(2)} ms (${r.connections} connections; load ${loadavg()})\n`);
       }
