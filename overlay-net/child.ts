@@ -36,13 +36,13 @@ export async function startNetChild(o: NetChildOptions): Promise<NetChild> {
   proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
   proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const end = Date.now() + (o.timeoutMs ?? 30_000);
+  const end = Date.now() + (o.timeoutMs ?? 60_000);
   while (!/serving the network plugin/.test(out) || !existsSync(o.socket)) {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`shoal-net exited during start-up (${proc.exitCode ?? proc.signalCode}): ${out.trim()}`);
     if (Date.now() > end) {
       proc.kill('SIGKILL');
       await exited;
-      throw new Error(`shoal-net did not start within ${(o.timeoutMs ?? 30_000) / 1000} s; killed it: ${out.trim()}`);
+      throw new Error(`shoal-net did not start within ${(o.timeoutMs ?? 60_000) / 1000} s; killed it: ${out.trim()}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }

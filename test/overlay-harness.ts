@@ -71,7 +71,8 @@ export class OverlayLab {
   }
 
   async startPlugin(h: Host): Promise<NetChild> {
-    h.plugin = await startNetChild({ socket: h.socket, stateDir: h.stateDir, underlayAddr: h.address, netns: nsPath(h.netns) });
+    // A generous deadline: on a loaded machine the start-up reconcile (a few dozen ip/nft runs) is slow.
+    h.plugin = await startNetChild({ socket: h.socket, stateDir: h.stateDir, underlayAddr: h.address, netns: nsPath(h.netns), timeoutMs: 120_000 });
     return h.plugin;
   }
 
