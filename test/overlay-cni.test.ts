@@ -2,7 +2,7 @@
 // the environment, inside the node's network namespace; chained with Debian's portmap (which
 // takes shoal-cni's result as prevResult); errors in the spec's JSON with its codes.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Network } from '../proto/network/types.js';
@@ -37,6 +37,23 @@ function cni(hostNs: string, bin: string, env: Record<string, string>, conf: unk
   let json: Record<string, unknown> | undefined;
   try { json = r.stdout.trim() ? JSON.parse(r.stdout) : undefined; } catch { json = undefined; }
   return { status: r.status, json, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The same, asynchronously (independent calls run side by side). */
+function cniAsync(hostNs: string, bin: string, env: Record<string, string>, conf: unknown): Promise<Out> {
+  return new Promise((resolve) => {
+    const p = spawn('nsenter', [`--net=${nsPath(hostNs)}`, '--', bin], { env: { PATH: process.env.PATH, CNI_PATH: CNI_BIN, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
+    p.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    p.on('close', (status) => {
+      let json: Record<string, unknown> | undefined;
+      try { json = stdout.trim() ? JSON.parse(stdout) : undefined; } catch { json = undefined; }
+      resolve({ status, json, stdout, stderr });
+    });
+    p.stdin.end(typeof conf === 'string' ? conf : JSON.stringify(conf));
+  });
 }
 
 let podA = '';
@@ -133,8 +150,9 @@ t.test('errors come as the spec\'s JSON with its codes', async (t) => {
     ['a pod with no attachment', { ...env, CNI_ARGS: 'K8S_POD_UID=nobody' }, confFor(n1.socket), 11, /no network attachment/],
     ['a plugin that is not running', env, confFor('/run/no-such-shoal-plugin.sock'), 11, /not answering/],
   ];
-  for (const [what, e, conf, code, msg] of cases) {
-    const r = cni(n1.netns, SHOAL_CNI, e, conf);
+  const results = await Promise.all(cases.map(([, e, conf]) => cniAsync(n1.netns, SHOAL_CNI, e, conf)));
+  for (const [i, [what, , , code, msg]] of cases.entries()) {
+    const r = results[i]!;
     t.equal(r.status, 1, `${what}: exit 1`);
     t.equal(r.json?.code, code, `  code ${code}`);
     t.match(String(r.json?.msg), msg, `  msg "${r.json?.msg}"`);
