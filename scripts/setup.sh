@@ -17,10 +17,11 @@ apt-get -o DPkg::Lock::Timeout=600 update
 # iptables: the CNI plugins (bridge, host-local, portmap, loopback) the runtime's pod networking
 # is tested with (portmap writes iptables rules); containerd: the peer the CRI benchmark
 # measures shoal-runtime against (the benchmark starts its own instance, with its own socket,
-# root and network namespace).
+# root and network namespace), and shoal-cni's test runs a pod through it (portmap chained after
+# shoal-cni); iperf3: bench:overlay's throughput tool (its debconf default starts no daemon).
 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
   ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux kmod attr openssl \
-  serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd vagrant
+  serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd iperf3 vagrant
 # docker.io: Docker Swarm, the peer bench:replicas and bench:failover measure against
 # (benchmarks/swarm-peer.ts runs its own dockerd and containerd inside network namespaces of its
 # own). Its postinst would start a dockerd in the machine's own network namespace (on systemd:
@@ -46,5 +47,5 @@ if [ -n "$policy_rc_d" ]; then rm -f "$policy_rc_d"; trap - EXIT; fi
 if [ -x /etc/init.d/docker ]; then update-rc.d docker disable >/dev/null 2>&1 || true; fi
 npm ci --no-audit --no-fund
 npm run build
-# Put `shoal`, `shoald` and `shoal-runtime` on the PATH (symlinks to this checkout's dist/).
+# Put `shoal`, `shoald`, `shoal-runtime`, `shoal-net` and `shoal-cni` on the PATH (symlinks to this checkout's dist/).
 npm link --no-audit --no-fund
