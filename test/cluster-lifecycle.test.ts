@@ -153,7 +153,11 @@ t.test('a demotion that would lose quorum is refused', async (t) => {
   const mgrs = (await ls(asker)).filter((r) => r.managerStatus).map((r) => r.hostname);
   const victim = mgrs.find((h) => h !== asker && h !== 'w1')!;
   await c.kill(victim);
-  await waitFor(`${victim} unreachable`, async () => byHost(await ls(asker), victim).managerStatus?.reachability === 'unreachable');
+  // Unreachable, and a leader in place (the victim may have been the leader: wait for the election).
+  await waitFor(`${victim} unreachable and a leader elected`, async () => {
+    const rows = await ls(asker);
+    return byHost(rows, victim).managerStatus?.reachability === 'unreachable' && rows.some((r) => r.managerStatus?.leader && r.hostname !== victim);
+  });
   const before = await ls(asker);
   const r = await c.cli(asker, 'node', 'demote', 'w1');
   t.equal(r.code, 1);
