@@ -7,6 +7,7 @@ import type { MethodSpec } from '../security/authz.js';
 import { denied, invalid, notFound } from '../security/errors.js';
 import { updateNode, type Manager } from '../control/manager.js';
 import { nodeInput, type NodeDescription, type NodeObject } from '../control/model.js';
+import type { WireDescription } from '../../proto/dispatcher/wire.js';
 import { CHUNK } from '../leader/commit.js';
 import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
@@ -431,15 +432,6 @@ export function addressRefusal(nodeId: string, peer: string, addrs: Record<strin
     }
   }
   return undefined;
-}
-
-interface WireDescription {
-  cpu_millis: number;
-  memory_bytes: number;
-  runtime_name: string;
-  runtime_version: string;
-  os: string;
-  arch: string;
 }
 
 function describe(d: WireDescription | null | undefined): NodeDescription | undefined {

@@ -5,6 +5,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { dispatcherDef } from '../../proto/services.js';
 import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../../manager/security/credentials.js';
+import type { WireDescription } from '../../proto/dispatcher/wire.js';
+import type { TaskReport } from './executor.js';
 import type { LogPublisher, Subscription } from './logs.js';
 
 export interface ManagerRef {
@@ -41,27 +43,9 @@ export interface AgentOptions {
   log(m: string): void;
 }
 
-export interface WireDescription {
-  cpu_millis: number;
-  memory_bytes: number;
-  runtime_name: string;
-  runtime_version: string;
-  os: string;
-  arch: string;
-}
-
-export interface TaskStatusReport {
-  state: string;
-  message?: string;
-  err?: string;
-  containerId?: string;
-  podId?: string;
-  exitCode?: number;
-  oomKilled?: boolean;
-  health?: 'starting' | 'healthy' | 'unhealthy';
-  healthMessage?: string;
-  ready?: boolean;
-}
+export type { WireDescription };
+/** What the executor reports of a task (the agent batches and sends it). */
+export type TaskStatusReport = TaskReport;
 
 type Client = grpc.Client & Record<string, any>;
 

@@ -6,7 +6,7 @@
 // rest: never a second copy of a running task.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { LABELS, TASK_STATE_ORDER, isTerminal, type ContainerSpec, type TaskObject, type TaskState } from '../../manager/services/model.js';
+import { LABELS, TASK_STATE_ORDER, isTerminal, type ContainerSpec, type TaskObject, type TaskState, type TaskStatus } from '../../manager/services/model.js';
 import { CONTAINER_STATE, type CriClient } from '../cri/client.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
@@ -14,18 +14,8 @@ import { TaskProbes, type ProbeVerdict } from './probes.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
-export interface TaskReport {
-  state: TaskState;
-  message?: string;
-  err?: string;
-  containerId?: string;
-  podId?: string;
-  exitCode?: number;
-  oomKilled?: boolean;
-  health?: 'starting' | 'healthy' | 'unhealthy';
-  healthMessage?: string;
-  ready?: boolean;
-}
+/** A task's status as the agent reports it: the observed state and what goes with it. */
+export type TaskReport = Pick<TaskStatus, 'state'> & Partial<Pick<TaskStatus, 'message' | 'err' | 'containerId' | 'podId' | 'exitCode' | 'oomKilled' | 'health' | 'healthMessage' | 'ready'>>;
 
 export interface ExecutorOptions {
   cri: CriClient;

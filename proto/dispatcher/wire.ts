@@ -1,0 +1,12 @@
+// TypeScript shapes of dispatcher.proto messages that both sides build or read by hand (field
+// names as proto-loader gives them, snake_case), so the agent and the dispatcher share one.
+
+/** NodeDescription: what an agent reports of its host and its runtime with each session. */
+export interface WireDescription {
+  cpu_millis: number;
+  memory_bytes: number;
+  runtime_name: string;
+  runtime_version: string;
+  os: string;
+  arch: string;
+}
