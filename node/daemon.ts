@@ -29,6 +29,9 @@ import { LogPublisher } from './agent/logs.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
 import { StateLock } from './state-lock.js';
+import { decodeBackup } from '../manager/recovery/backup-file.js';
+import { adoptNewGroup } from '../manager/recovery/adopt.js';
+import { committedState, startNewGroup, type StoreState } from '../manager/recovery/new-group.js';
 import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
@@ -49,6 +52,10 @@ export interface DaemonOptions {
   insecureRegistries?: string[];
   /** Cgroup under which the built-in runtime puts pods (default /shoal). */
   cgroupParent?: string;
+  /** Start a new cluster from this manager's own data after the majority was lost. */
+  forceNewCluster?: boolean;
+  /** Start a new single-manager cluster from this backup file. */
+  restore?: string;
   /** How long stopping the manager role waits for open calls and streams (agents' Assignments
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
@@ -72,6 +79,8 @@ export class Daemon {
   private agent?: Agent;
   private executor?: Executor;
   private lock?: StateLock;
+  /** Set by prepareRecovery: the manager role adopts the new raft group when it starts. */
+  private recovery?: string;
   private runtime?: RuntimeChild;
   private cri?: CriClient;
   private gossip?: NodeGossip;
@@ -135,10 +144,45 @@ export class Daemon {
       return;
     }
     this.id = this.state.loadIdentity();
+    if (this.o.forceNewCluster || this.o.restore) await this.prepareRecovery();
     if (this.id) {
       this.log(`shoald: restarting as ${this.id.role} ${this.id.nodeId} of cluster ${this.id.clusterId}`);
       await this.startMember(false);
     }
+  }
+
+  /**
+   * --force-new-cluster (a survivor of a lost majority, from its own committed data) and
+   * --restore FILE (from a backup): a new raft group with this manager as its only voter, started
+   * before the manager role starts. The old raft data is renamed aside, never deleted.
+   */
+  private async prepareRecovery(): Promise<void> {
+    const what = this.o.restore ? `--restore ${this.o.restore}` : '--force-new-cluster';
+    const id = this.id;
+    if (!id) throw new Error(`${what} needs the state dir of a manager of the cluster (${this.state.dir} holds no node identity)`);
+    if (id.role !== 'manager') throw new Error(`${what}: this node (${id.nodeId}) is a worker; run it on a manager's state dir`);
+    const raftDir = this.state.path('raft');
+    let state: StoreState;
+    if (this.o.restore) {
+      let file: Buffer;
+      try {
+        file = readFileSync(this.o.restore);
+      } catch (e) {
+        throw new Error(`--restore: cannot read ${this.o.restore}: ${(e as Error).message}`);
+      }
+      const { header, data } = decodeBackup(file, this.o.restore);
+      if (header.clusterId !== id.clusterId) throw new Error(`--restore: ${this.o.restore} is a backup of cluster ${header.clusterId}, but this node belongs to cluster ${id.clusterId}`);
+      state = { data, index: header.index, term: header.term };
+    } else {
+      if (!existsSync(raftDir)) throw new Error(`--force-new-cluster: ${raftDir} does not exist: this manager holds no raft data to start from`);
+      state = await committedState(raftDir);
+    }
+    const reason = this.o.restore ? 'restore' : 'force-new-cluster';
+    const kept = await startNewGroup(raftDir, this.raftId(id.nodeId), state, reason);
+    rmSync(this.state.path('raft-members.json'), { force: true });
+    this.state.writeJson('managers.json', [this.o.advertise]);
+    this.recovery = reason;
+    this.log(`shoald: ${what}: a new raft group with this manager as its only member, from the state at raft index ${state.index}${kept ? `; the old raft data is kept in ${kept}` : ''}`);
   }
 
   // ---- the local socket ----
@@ -544,7 +588,11 @@ export class Daemon {
       throw e;
     }
     this.log(`shoald: manager role up: API ${this.o.listen} (advertised ${this.o.advertise}), raft ${raftAdvertise}`);
-    if (!bootstrap) this.joinRaft(raftAdvertise);
+    if (this.recovery) {
+      const reason = this.recovery;
+      this.recovery = undefined;
+      void adoptNewGroup(mgr, raftAdvertise, reason, (m) => this.log(m)).catch((e) => this.log(`shoald: after ${reason}: updating the members failed: ${(e as Error).message}`));
+    } else if (!bootstrap) this.joinRaft(raftAdvertise);
   }
 
   /** Enters raft through any other manager (forwarded to the leader); retried until it answers. */

@@ -9,12 +9,12 @@ import { readJoinToken, TOKEN_ENV, TokenInputError } from './join-token-input.js
 import { splitHostPort } from './ports.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--force-new-cluster | --restore BACKUP]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal' };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -37,6 +37,8 @@ function parse(argv: string[]) {
         break;
       }
       case '--insecure-registry': a.insecureRegistries.push(v()); break;
+      case '--force-new-cluster': a.forceNewCluster = true; break;
+      case '--restore': a.restore = v(); break;
       case '--cgroup-parent': {
         const c = v();
         if (!/^\/[A-Za-z0-9._/-]+$/.test(c) || c.includes('..')) usage(`--cgroup-parent must be an absolute cgroup path like /shoal, got ${c}`);
@@ -68,6 +70,8 @@ function parse(argv: string[]) {
     usage(`--advertise must be HOST:PORT, got ${a.advertise}`);
   }
   if (a.init && a.join) usage('--init and --join exclude each other');
+  if (a.forceNewCluster && a.restore) usage('--force-new-cluster and --restore exclude each other');
+  if ((a.forceNewCluster || a.restore) && (a.init || a.join)) usage(`${a.restore ? '--restore' : '--force-new-cluster'} starts from a manager's existing identity: it excludes --init and --join`);
   if (!a.join && (a.token !== undefined || a.tokenFile !== undefined)) usage(`${a.token !== undefined ? '--token' : '--token-file'} needs --join ADDR`);
   let token = '';
   const warnings: string[] = [];
@@ -93,7 +97,7 @@ async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
   for (const w of a.warnings) log(`shoald: warning: ${w}`);
-  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, log });
+  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, forceNewCluster: a.forceNewCluster, restore: a.restore, log });
   await d.start();
   // Stopping is bounded (open streams get a grace period, then are closed); a second signal
   // exits at once.
