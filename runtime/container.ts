@@ -9,7 +9,7 @@
 // CRI-format logs; end-of-file on them means the container and its monitor are gone, so it is
 // also how the runtime learns of an exit, before or after a restart. runc keeps the stopped
 // container (and its cgroup) until `runc delete`, so an OOM kill can be read.
-import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import { cgroupVersion, oomKillCount } from './cgroups.js';
@@ -245,14 +245,14 @@ export class Containers {
     const imageSpec: string = config.image?.image ?? '';
     const img = this.images.find(imageSpec);
     if (!img) throw new NotFoundError(`CreateContainer: image ${JSON.stringify(imageSpec)} is not present; pull it first`);
-    if (config.tty || config.stdin) throw new InvalidArgumentError('CreateContainer: tty and stdin are not supported by shoal-runtime (attach is not implemented)');
     const id = newId();
     const dir = this.state.containerDir(id);
     const rootfs = join(dir, 'rootfs');
     try {
       const opts = this.overlayOptions(img, dir);
-      // One shim request: the bundle directories, the overlay root, the FIFOs.
-      await traced('cc.mount', () => this.shim.request('overlay', [dir, opts]));
+      // One shim request: the bundle directories, the overlay root, the FIFOs (with stdin or a
+      // terminal also the stdin FIFO and the monitor's control FIFO).
+      await traced('cc.mount', () => this.shim.request('overlay', [dir, opts, ...(config.stdin || config.tty ? ['stdin.fifo', 'ctl.fifo'] : [])]));
       const t0 = performance.now();
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
@@ -423,14 +423,18 @@ export class Containers {
     // Hold the read ends before the monitor starts so a container that exits at once cannot
     // take its output with it; reading starts once the monitor holds the write side.
     const fds = ['stdout.fifo', 'stderr.fifo'].map((f) => openSync(join(dir, f), fsc.O_RDONLY | fsc.O_NONBLOCK));
-    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '-d', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const tty = !!rec.config.tty;
+    const mode = `${rec.config.stdin ? 'i' : ''}${tty ? 't' : ''}`;
+    // A terminal's console socket is made by the monitor in the bundle, where runc runs: the
+    // relative path keeps it under the 108 bytes a socket address may have.
+    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '-d', ...(tty ? ['--console-socket', 'console.sock'] : []), '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
     const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
     const tr0 = performance.now();
     let answer: string;
     try {
       // The shim forks a monitor, which runs `runc run -d` and answers once runc has started
       // the container: "<monitor pid> <container pid> <start time ns>".
-      answer = await this.shim.request('start', [dir, this.runc.bin, ...runcArgs], timeoutMs);
+      answer = await this.shim.request(mode ? 'start-io' : 'start', [dir, ...(mode ? [mode] : []), this.runc.bin, ...runcArgs], timeoutMs);
     } catch (e) {
       for (const fd of fds) closeSync(fd);
       if (e instanceof ShimError && existsSync(join(dir, 'exitcode'))) {
@@ -632,6 +636,52 @@ export class Containers {
     const pump = this.pumps.get(rec.id);
     if (rec.state !== 'running' || !pump) throw new PreconditionError(`ReopenContainerLog: container ${rec.id} is not running`);
     await pump.log.reopen();
+  }
+
+  /**
+   * A writer into a running container's stdin (Attach), or undefined when it has none: created
+   * without stdin, or stdin already closed (stdin_once). The FIFO is held by the monitor, so this
+   * works after a runtime restart too; several writers may be open at once.
+   */
+  openStdin(id: string): { write(b: Buffer): void; end(): void } | undefined {
+    const rec = this.find(id);
+    if (!rec.config.stdin || rec.stdinClosed || rec.state !== 'running') return undefined;
+    let fd: number;
+    try { fd = openSync(join(rec.dir, 'stdin.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK); } catch { return undefined; } // ENXIO/ENOENT: no monitor holds it
+    const s = new Socket({ fd, readable: false, writable: true });
+    s.on('error', () => { s.destroy(); }); // EPIPE: the container and its monitor are gone
+    return {
+      write: (b) => { if (!s.destroyed && !s.writableEnded) s.write(b); },
+      end: () => { if (!s.destroyed && !s.writableEnded) s.end(() => s.destroy()); },
+    };
+  }
+
+  /** Tells a container's monitor a command on its control FIFO (see shoal-shim.c); false if none listens. */
+  private control(rec: ContainerRecord, line: string): boolean {
+    try {
+      const fd = openSync(join(rec.dir, 'ctl.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK);
+      try { writeSync(fd, `${line}\n`); } finally { closeSync(fd); }
+      return true;
+    } catch { return false; }
+  }
+
+  /** Sets the terminal size of a container created with a tty. */
+  resize(id: string, width: number, height: number): void {
+    const rec = this.find(id);
+    if (rec.config.tty && rec.state === 'running') this.control(rec, `w ${Math.floor(width)} ${Math.floor(height)}`);
+  }
+
+  /**
+   * Closes a container's stdin for good (stdin_once, after its first attach): recorded first, so
+   * a restarted runtime knows; then the monitor lets go of the FIFO, and the process reads
+   * end-of-file (on a terminal, the terminal hangs up).
+   */
+  async closeStdin(id: string): Promise<void> {
+    const rec = this.find(id);
+    if (!rec.config.stdin || rec.stdinClosed) return;
+    rec.stdinClosed = true;
+    await this.state.saveContainer(rec);
+    if (rec.state === 'running') this.control(rec, 'c');
   }
 
   /** Follows a running container's output from now on (Attach); returns the unsubscribe. */

@@ -166,16 +166,18 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     Attach: async (req) => {
       const c = rt.containers.find(req.container_id);
       if (c.state !== 'running') throw new PreconditionError(`Attach: container ${c.id} is not running`);
-      if (req.stdin || req.tty) throw new InvalidArgumentError('Attach: containers here have no stdin or tty; attach with stdout/stderr only');
-      if (!req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdout and stderr must be set');
-      return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: false, stdout: !!req.stdout, stderr: !!req.stderr }) };
+      if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdin, stdout and stderr must be set');
+      if (req.tty && req.stderr) throw new InvalidArgumentError('Attach: tty and stderr cannot both be set (a terminal merges stderr into stdout)');
+      if (req.stdin && !c.config.stdin) throw new InvalidArgumentError(`Attach: container ${c.id} was created without stdin; attach without stdin, or create the container with stdin: true`);
+      if (req.tty && !c.config.tty) throw new InvalidArgumentError(`Attach: container ${c.id} was created without a tty; attach without tty, or create the container with tty: true`);
+      return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty }) };
     },
     PortForward: async (req) => {
       const sb = rt.findSandbox(req.pod_sandbox_id);
       if (sb.state !== 'ready') throw new PreconditionError(`PortForward: pod sandbox ${sb.id} is not ready`);
       const ports: number[] = (req.port ?? []).map(Number);
       for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError(`PortForward: port ${p} is not 1-65535`);
-      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: '', cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
+      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: sb.id, cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {
