@@ -261,8 +261,10 @@ export class SpdySession extends EventEmitter {
     this.parser = new FrameParser((f) => { this.inQ = this.inQ.then(() => this.handle(f)).catch((e: Error) => this.protocolError(e)); });
     sock.on('data', (b: Buffer) => { try { this.parser.push(b); } catch (e) { this.protocolError(e as Error); } });
     sock.on('error', () => {});
-    sock.on('end', () => this.onSocketGone());
-    sock.on('close', () => this.onSocketGone());
+    // Frames already read are handled first (header blocks are inflated asynchronously).
+    const gone = () => { this.inQ = this.inQ.then(() => this.onSocketGone()); };
+    sock.on('end', gone);
+    sock.on('close', gone);
     if (head?.length) this.parser.push(head);
   }
 

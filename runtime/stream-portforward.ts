@@ -13,12 +13,11 @@ import { Duplex as DuplexBase, type Duplex, type Readable, type Writable } from 
 import { encodeFrame, FrameReader, sendClose } from './websocket.js';
 import { RST, type SpdySession, type SpdyStream } from './spdy.js';
 
-/** A child process's stdin + stdout as one duplex stream (the port-forward relay). */
+/** A child process's stdin + stdout as one duplex stream (the port-forward relay); the caller ends the readable side. */
 class PassThroughDuplex extends DuplexBase {
   constructor(private readonly w: Writable, private readonly r: Readable) {
     super();
     r.on('data', (b: Buffer) => { if (!this.push(b)) r.pause(); });
-    r.on('end', () => this.push(null));
   }
   override _read(): void { this.r.resume(); }
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void { this.w.write(chunk, cb); }
@@ -34,7 +33,19 @@ export function connectPod(shimBin: string, netns: string | undefined, port: num
   child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const d = new PassThroughDuplex(child.stdin!, child.stdout!);
   child.stdin!.on('error', () => {});
-  child.on('exit', (code) => { if (code !== 0) d.emit('error', new Error(err.trim() || `port forward to ${port} failed (exit ${code})`)); });
+  // The end of the output counts once the shim's status is known: a failed connection is an
+  // error (with the shim's message), never a plain end.
+  let outEnded = false;
+  let code: number | null | undefined;
+  let settled = false;
+  const settle = () => {
+    if (settled || !outEnded || code === undefined) return;
+    settled = true;
+    if (code === 0) d.push(null);
+    else d.emit('error', new Error(err.trim() || `port forward to ${port} failed (exit ${code})`));
+  };
+  child.stdout!.on('end', () => { outEnded = true; settle(); });
+  child.on('close', (c) => { code = c; outEnded = true; settle(); });
   child.on('error', (e) => d.emit('error', e));
   d.on('close', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
   return d;
