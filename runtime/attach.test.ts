@@ -12,6 +12,7 @@ import { busyboxImage, ociArchive } from './testing/test-image.js';
 import { spdyExec } from './testing/spdy-client.js';
 import { execStream } from './testing/ws-exec-client.js';
 import { parseLine } from './logs.js';
+import { hugetlbSupported } from './cgroups.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const base = mkdtempSync(join(tmpdir(), `shoal-attach-${process.pid}-`));
@@ -125,6 +126,20 @@ t.test('attach to containers with stdin and a terminal', async (t) => {
     t.match(e3.details, /tty and stderr cannot both be set/);
     const e4 = await rt!.client.rt.Attach({ container_id: plain }).catch((x: any) => x);
     t.match(e4.details, /one of stdin, stdout and stderr must be set/);
+    const e5 = await rt!.client.rt.CreateContainer({ pod_sandbox_id: pod, sandbox_config: config, config: { metadata: { name: 'cdi' }, image: { image: 'attach.test/busybox:1' }, CDI_devices: [{ name: 'vendor.com/gpu=0' }] } }).catch((x: any) => x);
+    t.equal(e5.code, 12, 'an option that is not implemented: UNIMPLEMENTED');
+    t.match(e5.details, /CDI_devices are not implemented/);
+    // Huge page limits, as the kubelet sends them (0 for each size not asked for): to runc where
+    // the host has the hugetlb controller; without it (this machine) dropped, and a request refused.
+    const huge = await create('huge', ['true'], { linux: { resources: { hugepage_limits: [{ page_size: '2MB', limit: 0 }] } } });
+    const limits = JSON.parse(readFileSync(join(root, 'containers', huge, 'config.json'), 'utf8')).linux.resources.hugepageLimits;
+    if (hugetlbSupported()) t.same(limits, [{ pageSize: '2MB', limit: 0 }], 'hugepage limits in the OCI spec');
+    else {
+      t.equal(limits, undefined, 'no hugetlb controller: zero limits dropped, the container starts');
+      const e6 = await rt!.client.rt.CreateContainer({ pod_sandbox_id: pod, sandbox_config: config, config: { metadata: { name: 'huge2' }, image: { image: 'attach.test/busybox:1' }, linux: { resources: { hugepage_limits: [{ page_size: '2MB', limit: 4194304 }] } } } }).catch((x: any) => x);
+      t.equal(e6.code, 9, 'huge pages asked for without a hugetlb controller: FAILED_PRECONDITION');
+      t.match(e6.details, /hugepage_limits asks for 4194304 bytes of 2MB huge pages, but this host has no hugetlb cgroup controller/);
+    }
     // A plain container's output, over SPDY, until it is stopped.
     const url = await attach(plain, { stdout: true, stderr: true });
     const done = spdyExec(url, { stderr: true });

@@ -12,7 +12,7 @@
 import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix, resolve } from 'node:path';
-import { cgroupVersion, oomKillCount } from './cgroups.js';
+import { cgroupVersion, hugetlbSupported, oomKillCount } from './cgroups.js';
 import type { ImageRecord, ImageStore } from './image-store.js';
 import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, memoryCpuResources, mergeEnv, processArgs, resourcesFromCri, type OciMount } from './oci-spec.js';
@@ -24,6 +24,7 @@ import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './st
 import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
 import { traced, traceAdd } from './trace.js';
 import { ShimError, type Shim } from './shim.js';
+import { checkContainerConfig } from './unimplemented.js';
 import { capabilities, checkPropagation, criDevices, hostDevices, seccompFor } from './security.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
 
@@ -242,6 +243,7 @@ export class Containers {
     if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} is not ready (stopped or being removed); run a new sandbox`);
     const clash = [...this.recs.values()].find((c) => c.sandboxId === sb.id && c.config.metadata.name === md.name && (c.config.metadata.attempt ?? 0) === (md.attempt ?? 0));
     if (clash) throw new PreconditionError(`CreateContainer: container ${md.name} attempt ${md.attempt ?? 0} already exists in sandbox ${sb.id} (${clash.id})`);
+    checkContainerConfig(config);
     const imageSpec: string = config.image?.image ?? '';
     const img = this.images.find(imageSpec);
     if (!img) throw new NotFoundError(`CreateContainer: image ${JSON.stringify(imageSpec)} is not present; pull it first`);
@@ -283,6 +285,8 @@ export class Containers {
       if (!sc.run_as_user && !sc.run_as_username) throw new InvalidArgumentError('CreateContainer: run_as_group needs run_as_user or run_as_username');
       user.gid = Number(sc.run_as_group.value);
     }
+    // Strict: only the groups asked for, none from the image's /etc/group (Merge, the default, adds those).
+    if (sc.supplemental_groups_policy === 1 || sc.supplemental_groups_policy === 'Strict') user.groups = [];
     if (Array.isArray(sc.supplemental_groups)) for (const g of sc.supplemental_groups) if (!user.groups.includes(Number(g))) user.groups.push(Number(g));
     let logPath: string | undefined;
     if (config.log_path) {
@@ -314,7 +318,6 @@ export class Containers {
     let rootfsPropagation: string | undefined;
     for (const m of config.mounts ?? []) {
       if (!m.container_path || !posix.isAbsolute(m.container_path)) throw new InvalidArgumentError(`CreateContainer: mount container_path ${JSON.stringify(m.container_path)} must be absolute`);
-      if (m.image?.image) throw new InvalidArgumentError('CreateContainer: image volume mounts are not supported');
       if (!m.host_path || !existsSync(m.host_path)) throw new InvalidArgumentError(`CreateContainer: mount host_path ${JSON.stringify(m.host_path)} does not exist`);
       const prop = m.propagation === 1 || m.propagation === 'PROPAGATION_HOST_TO_CONTAINER' ? 'rslave' : m.propagation === 2 || m.propagation === 'PROPAGATION_BIDIRECTIONAL' ? 'rshared' : 'rprivate';
       // As containerd: the source must propagate, and the container's root then does too.
@@ -357,6 +360,15 @@ export class Containers {
     if (res.memory_limit_in_bytes && res.memory_limit_in_bytes < 4 * 1024 * 1024) {
       throw new InvalidArgumentError(`CreateContainer: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
     }
+    // Huge page limits go to runc's hugetlb cgroup. Without that controller none can be enforced:
+    // limits of 0 (the kubelet sends one for each size not asked for) are then dropped, and a
+    // request for huge pages is refused.
+    let hugepages = res.hugepage_limits as { page_size: string; limit: number }[] | undefined;
+    if (hugepages?.length && !hugetlbSupported()) {
+      const asked = hugepages.find((h) => Number(h.limit) > 0);
+      if (asked) throw new PreconditionError(`CreateContainer: linux.resources.hugepage_limits asks for ${asked.limit} bytes of ${asked.page_size} huge pages, but this host has no hugetlb cgroup controller to limit them`);
+      hugepages = undefined;
+    }
     const imgEnv = img.config.config?.Env ?? [];
     const caps = capabilities(sc.capabilities?.add_capabilities ?? [], sc.capabilities?.drop_capabilities ?? [], !!sc.privileged);
     const devs = criDevices(config.devices ?? []);
@@ -371,7 +383,7 @@ export class Containers {
       namespaces,
       cgroupsPath: rec.cgroupsPath,
       mounts,
-      resources: { ...resourcesFromCri(res), pidsLimit },
+      resources: { ...resourcesFromCri({ ...res, hugepage_limits: hugepages }), pidsLimit },
       privileged: !!sc.privileged,
       caps,
       seccomp: seccompFor(sc, caps),

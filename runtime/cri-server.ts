@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { existsSync, statfsSync, unlinkSync } from 'node:fs';
 import { loadProto } from '../proto/load.js';
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './container.js';
-import { DeadlineError } from './errors.js';
+import { DeadlineError, UnimplementedError } from './errors.js';
 import { execSync } from './exec.js';
 import { ImageInUseError, type ImageRecord } from './image-store.js';
 import { UnsafeLayerError } from './layer-unpack.js';
@@ -29,6 +29,7 @@ function grpcError(e: unknown): grpc.ServiceError {
   else if (err instanceof PreconditionError || err instanceof ImageInUseError) code = grpc.status.FAILED_PRECONDITION;
   else if (err instanceof InvalidArgumentError || err instanceof UnsafeLayerError) code = grpc.status.INVALID_ARGUMENT;
   else if (err instanceof DeadlineError) code = grpc.status.DEADLINE_EXCEEDED;
+  else if (err instanceof UnimplementedError) code = grpc.status.UNIMPLEMENTED;
   else if (/not found/.test(err.message)) code = grpc.status.NOT_FOUND;
   return Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
 }
