@@ -155,6 +155,7 @@ static void op_overlay(const char *id, char **a, int n) {
   char p[4][4200];
   const char *sub[4] = {"rootfs", "upper", "work", ""};
   if (strlen(dir) > 4000) { answer(id, 1, "directory name too long"); return; }
+  for (int i = 2; i < n; i++) if (!a[i][0] || strchr(a[i], '/') || strlen(a[i]) > 100) { answer(id, 1, "FIFO name %s must be a plain file name", a[i]); return; }
   if (mkdir(dir, 0711) < 0) { answer(id, 1, "mkdir %s: %s", dir, strerror(errno)); return; }
   for (int i = 0; i < 3; i++) {
     snprintf(p[i], sizeof p[i], "%s/%s", dir, sub[i]);
@@ -167,7 +168,6 @@ static void op_overlay(const char *id, char **a, int n) {
     if (mkfifo(p[3], 0600) < 0) { answer(id, 1, "mkfifo %s: %s", p[3], strerror(errno)); return; }
   }
   for (int i = 2; i < n; i++) {
-    if (strchr(a[i], '/') || strlen(a[i]) > 100) { answer(id, 1, "FIFO name %s must be a plain file name", a[i]); return; }
     snprintf(p[3], sizeof p[3], "%s/%s", dir, a[i]);
     if (mkfifo(p[3], 0600) < 0) { answer(id, 1, "mkfifo %s: %s", p[3], strerror(errno)); return; }
   }
