@@ -1,8 +1,8 @@
 // The command side of the streaming server, the same for WebSocket and SPDY clients
 // (stream-io.ts): exec (`runc exec`), exec with a terminal (`shoal-shim tty-exec`), and attach
 // to a running container (its output; its stdin and terminal when it was created with them).
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -62,32 +62,66 @@ export function runExec(runc: Runc, containers: Containers, r: ExecRequest, io: 
   };
 }
 
+/** How long a TTY exec waits for the client's first window size before it starts without one. */
+const FIRST_SIZE_WAIT_MS = 500;
+
 /**
  * Exec with a terminal: shoal-shim runs `runc exec -d --tty` and relays the pty it receives
- * (stdout and stderr are one stream on a terminal); window sizes go to the shim on fd 3.
+ * (stdout and stderr are one stream on a terminal); later window sizes go to the shim on fd 3.
+ * The process starts once the client's first size is known (clients send it at once; at most
+ * FIRST_SIZE_WAIT_MS), with that size already set: runc takes it as the process's
+ * `consoleSize` (`runc exec --process`), so even the first thing the process does sees it.
  */
 export function runTtyExec(runc: Runc, containers: Containers, shimBin: string, r: ExecRequest, io: ExecIO): ExecHandlers {
-  try { containers.find(r.containerId); } catch (e) { io.finish(failure((e as Error).message)); return none; }
-  // runc's console socket: a Unix socket path must stay under 108 bytes, so not in the bundle.
-  const sdir = mkdtempSync(join(tmpdir(), 'shoal-tty-'));
-  const args = runc.args('exec', '-d', '--tty', '--console-socket', join(sdir, 'console.sock'), '--pid-file', join(sdir, 'exec.pid'), r.containerId, ...r.cmd);
-  const child = spawn(shimBin, ['tty-exec', sdir, runc.bin, ...args], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
-  const ctl = child.stdio[3] as Writable;
-  ctl.on('error', () => {});
-  let err = '';
-  child.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
-  child.stdout!.on('data', (b: Buffer) => io.stdout(b));
-  child.stdin!.on('error', () => {});
-  child.on('close', (code) => {
-    rmSync(sdir, { recursive: true, force: true });
-    const c = code ?? 255;
-    io.finish(c !== 0 && err && c === 255 ? failure(err.trim()) : exitStatus(c));
-  });
+  let dir: string;
+  try { dir = containers.find(r.containerId).dir; } catch (e) { io.finish(failure((e as Error).message)); return none; }
+  let child: ChildProcess | undefined;
+  let ctl: Writable | undefined;
+  let sdir = '';
+  const early: Buffer[] = [];
+  let earlyEnd = false;
+  let left = false;
+  const start = (size?: [number, number]) => {
+    if (child || left) return;
+    clearTimeout(wait);
+    // runc's console socket: a Unix socket path must stay under 108 bytes, so not in the bundle.
+    sdir = mkdtempSync(join(tmpdir(), 'shoal-tty-'));
+    let proc: string[] = [];
+    if (size) {
+      try {
+        // The container's own process settings (user, env, cwd, capabilities...), with this command.
+        const spec = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { process: Record<string, unknown> };
+        writeFileSync(join(sdir, 'process.json'), JSON.stringify({ ...spec.process, args: r.cmd, terminal: true, consoleSize: { width: size[0], height: size[1] } }));
+        proc = ['--process', join(sdir, 'process.json')];
+      } catch { /* no readable spec: started without a size, which follows on fd 3 */ }
+    }
+    const args = runc.args('exec', '-d', '--tty', '--console-socket', join(sdir, 'console.sock'), '--pid-file', join(sdir, 'exec.pid'), ...proc, r.containerId, ...(proc.length ? [] : r.cmd));
+    const c = spawn(shimBin, ['tty-exec', sdir, runc.bin, ...args], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    child = c;
+    ctl = c.stdio[3] as Writable;
+    ctl.on('error', () => {});
+    if (size && !proc.length) ctl.write(`${size[0]} ${size[1]}\n`);
+    let err = '';
+    c.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
+    c.stdout!.on('data', (b: Buffer) => io.stdout(b));
+    c.stdin!.on('error', () => {});
+    for (const b of early) c.stdin!.write(b);
+    if (earlyEnd) c.stdin!.end();
+    c.on('close', (code) => {
+      rmSync(sdir, { recursive: true, force: true });
+      const n = code ?? 255;
+      io.finish(n !== 0 && err && n === 255 ? failure(err.trim()) : exitStatus(n));
+    });
+  };
+  const wait = setTimeout(() => start(), FIRST_SIZE_WAIT_MS);
   return {
-    stdin: (b) => { child.stdin!.write(b); },
-    stdinEnd: () => { child.stdin!.end(); },
-    resize: (w, h) => { ctl.write(`${w} ${h}\n`); },
+    stdin: (b) => { if (child) child.stdin!.write(b); else early.push(Buffer.from(b)); },
+    stdinEnd: () => { if (child) child.stdin!.end(); else earlyEnd = true; },
+    resize: (w, h) => { if (child) ctl!.write(`${w} ${h}\n`); else start([w, h]); },
     gone: () => {
+      left = true;
+      clearTimeout(wait);
+      if (!child) return;
       child.stdin!.end();
       if (child.exitCode !== null) return;
       // The client left: end the exec'd process (its pid is in exec.pid).
