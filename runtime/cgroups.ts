@@ -15,6 +15,12 @@ export function cgroupVersion(): 1 | 2 {
   return version;
 }
 
+/** Whether the host has the hugetlb controller (runc refuses huge page limits without it). */
+export function hugetlbSupported(): boolean {
+  if (cgroupVersion() === 1) return existsSync(join(CG, 'hugetlb'));
+  try { return readFileSync(join(CG, 'cgroup.controllers'), 'utf8').split(/\s+/).includes('hugetlb'); } catch { return false; }
+}
+
 /**
  * Whether a swap limit can be set. On v1 without swap accounting (no memsw files) runc
  * refuses one; on v2 runc ignores a zero swap limit where swap is not accounted.

@@ -9,10 +9,10 @@
 // CRI-format logs; end-of-file on them means the container and its monitor are gone, so it is
 // also how the runtime learns of an exit, before or after a restart. runc keeps the stopped
 // container (and its cgroup) until `runc delete`, so an OOM kill can be read.
-import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch } from 'node:fs';
+import { constants as fsc, type FSWatcher, existsSync, fstatSync, readdirSync, readlinkSync, lstatSync, openSync, readFileSync, readSync, promises as fsp, statSync, closeSync, watch, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute, join, posix, resolve } from 'node:path';
-import { cgroupVersion, oomKillCount } from './cgroups.js';
+import { cgroupVersion, hugetlbSupported, oomKillCount } from './cgroups.js';
 import type { ImageRecord, ImageStore } from './image-store.js';
 import { ContainerLog, nowNs } from './logs.js';
 import { buildSpec, memoryCpuResources, mergeEnv, processArgs, resourcesFromCri, type OciMount } from './oci-spec.js';
@@ -24,6 +24,7 @@ import type { ContainerRecord, CriObject, SandboxRecord, StateStore } from './st
 import { DeadlineError, InvalidArgumentError, NotFoundError, PreconditionError } from './errors.js';
 import { traced, traceAdd } from './trace.js';
 import { ShimError, type Shim } from './shim.js';
+import { checkContainerConfig } from './unimplemented.js';
 import { capabilities, checkPropagation, criDevices, hostDevices, seccompFor } from './security.js';
 export { InvalidArgumentError, NotFoundError, PreconditionError };
 
@@ -242,17 +243,18 @@ export class Containers {
     if (sb.state !== 'ready' || this.closing.has(sb.id)) throw new PreconditionError(`CreateContainer: pod sandbox ${sb.id} is not ready (stopped or being removed); run a new sandbox`);
     const clash = [...this.recs.values()].find((c) => c.sandboxId === sb.id && c.config.metadata.name === md.name && (c.config.metadata.attempt ?? 0) === (md.attempt ?? 0));
     if (clash) throw new PreconditionError(`CreateContainer: container ${md.name} attempt ${md.attempt ?? 0} already exists in sandbox ${sb.id} (${clash.id})`);
+    checkContainerConfig(config);
     const imageSpec: string = config.image?.image ?? '';
     const img = this.images.find(imageSpec);
     if (!img) throw new NotFoundError(`CreateContainer: image ${JSON.stringify(imageSpec)} is not present; pull it first`);
-    if (config.tty || config.stdin) throw new InvalidArgumentError('CreateContainer: tty and stdin are not supported by shoal-runtime (attach is not implemented)');
     const id = newId();
     const dir = this.state.containerDir(id);
     const rootfs = join(dir, 'rootfs');
     try {
       const opts = this.overlayOptions(img, dir);
-      // One shim request: the bundle directories, the overlay root, the FIFOs.
-      await traced('cc.mount', () => this.shim.request('overlay', [dir, opts]));
+      // One shim request: the bundle directories, the overlay root, the FIFOs (with stdin or a
+      // terminal also the stdin FIFO and the monitor's control FIFO).
+      await traced('cc.mount', () => this.shim.request('overlay', [dir, opts, ...(config.stdin || config.tty ? ['stdin.fifo', 'ctl.fifo'] : [])]));
       const t0 = performance.now();
       const rec = this.buildRecord(id, dir, sb, config, img);
       const spec = this.spec(rec, sb, config, img, rootfs);
@@ -283,6 +285,8 @@ export class Containers {
       if (!sc.run_as_user && !sc.run_as_username) throw new InvalidArgumentError('CreateContainer: run_as_group needs run_as_user or run_as_username');
       user.gid = Number(sc.run_as_group.value);
     }
+    // Strict: only the groups asked for, none from the image's /etc/group (Merge, the default, adds those).
+    if (sc.supplemental_groups_policy === 1 || sc.supplemental_groups_policy === 'Strict') user.groups = [];
     if (Array.isArray(sc.supplemental_groups)) for (const g of sc.supplemental_groups) if (!user.groups.includes(Number(g))) user.groups.push(Number(g));
     let logPath: string | undefined;
     if (config.log_path) {
@@ -314,7 +318,6 @@ export class Containers {
     let rootfsPropagation: string | undefined;
     for (const m of config.mounts ?? []) {
       if (!m.container_path || !posix.isAbsolute(m.container_path)) throw new InvalidArgumentError(`CreateContainer: mount container_path ${JSON.stringify(m.container_path)} must be absolute`);
-      if (m.image?.image) throw new InvalidArgumentError('CreateContainer: image volume mounts are not supported');
       if (!m.host_path || !existsSync(m.host_path)) throw new InvalidArgumentError(`CreateContainer: mount host_path ${JSON.stringify(m.host_path)} does not exist`);
       const prop = m.propagation === 1 || m.propagation === 'PROPAGATION_HOST_TO_CONTAINER' ? 'rslave' : m.propagation === 2 || m.propagation === 'PROPAGATION_BIDIRECTIONAL' ? 'rshared' : 'rprivate';
       // As containerd: the source must propagate, and the container's root then does too.
@@ -357,6 +360,15 @@ export class Containers {
     if (res.memory_limit_in_bytes && res.memory_limit_in_bytes < 4 * 1024 * 1024) {
       throw new InvalidArgumentError(`CreateContainer: memory limit ${res.memory_limit_in_bytes} bytes is below the 4 MiB minimum`);
     }
+    // Huge page limits go to runc's hugetlb cgroup. Without that controller none can be enforced:
+    // limits of 0 (the kubelet sends one for each size not asked for) are then dropped, and a
+    // request for huge pages is refused.
+    let hugepages = res.hugepage_limits as { page_size: string; limit: number }[] | undefined;
+    if (hugepages?.length && !hugetlbSupported()) {
+      const asked = hugepages.find((h) => Number(h.limit) > 0);
+      if (asked) throw new PreconditionError(`CreateContainer: linux.resources.hugepage_limits asks for ${asked.limit} bytes of ${asked.page_size} huge pages, but this host has no hugetlb cgroup controller to limit them`);
+      hugepages = undefined;
+    }
     const imgEnv = img.config.config?.Env ?? [];
     const caps = capabilities(sc.capabilities?.add_capabilities ?? [], sc.capabilities?.drop_capabilities ?? [], !!sc.privileged);
     const devs = criDevices(config.devices ?? []);
@@ -371,7 +383,7 @@ export class Containers {
       namespaces,
       cgroupsPath: rec.cgroupsPath,
       mounts,
-      resources: { ...resourcesFromCri(res), pidsLimit },
+      resources: { ...resourcesFromCri({ ...res, hugepage_limits: hugepages }), pidsLimit },
       privileged: !!sc.privileged,
       caps,
       seccomp: seccompFor(sc, caps),
@@ -423,14 +435,18 @@ export class Containers {
     // Hold the read ends before the monitor starts so a container that exits at once cannot
     // take its output with it; reading starts once the monitor holds the write side.
     const fds = ['stdout.fifo', 'stderr.fifo'].map((f) => openSync(join(dir, f), fsc.O_RDONLY | fsc.O_NONBLOCK));
-    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '-d', '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
+    const tty = !!rec.config.tty;
+    const mode = `${rec.config.stdin ? 'i' : ''}${tty ? 't' : ''}`;
+    // A terminal's console socket is made by the monitor in the bundle, where runc runs: the
+    // relative path keeps it under the 108 bytes a socket address may have.
+    const runcArgs = this.runc.args('--log', join(dir, 'runc.log'), '--log-format', 'json', 'run', '-d', ...(tty ? ['--console-socket', 'console.sock'] : []), '--bundle', dir, '--pid-file', join(dir, 'pid'), rec.id);
     const timeoutMs = this.opts.startTimeoutMs ?? 60_000;
     const tr0 = performance.now();
     let answer: string;
     try {
       // The shim forks a monitor, which runs `runc run -d` and answers once runc has started
       // the container: "<monitor pid> <container pid> <start time ns>".
-      answer = await this.shim.request('start', [dir, this.runc.bin, ...runcArgs], timeoutMs);
+      answer = await this.shim.request(mode ? 'start-io' : 'start', [dir, ...(mode ? [mode] : []), this.runc.bin, ...runcArgs], timeoutMs);
     } catch (e) {
       for (const fd of fds) closeSync(fd);
       if (e instanceof ShimError && existsSync(join(dir, 'exitcode'))) {
@@ -632,6 +648,52 @@ export class Containers {
     const pump = this.pumps.get(rec.id);
     if (rec.state !== 'running' || !pump) throw new PreconditionError(`ReopenContainerLog: container ${rec.id} is not running`);
     await pump.log.reopen();
+  }
+
+  /**
+   * A writer into a running container's stdin (Attach), or undefined when it has none: created
+   * without stdin, or stdin already closed (stdin_once). The FIFO is held by the monitor, so this
+   * works after a runtime restart too; several writers may be open at once.
+   */
+  openStdin(id: string): { write(b: Buffer): void; end(): void } | undefined {
+    const rec = this.find(id);
+    if (!rec.config.stdin || rec.stdinClosed || rec.state !== 'running') return undefined;
+    let fd: number;
+    try { fd = openSync(join(rec.dir, 'stdin.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK); } catch { return undefined; } // ENXIO/ENOENT: no monitor holds it
+    const s = new Socket({ fd, readable: false, writable: true });
+    s.on('error', () => { s.destroy(); }); // EPIPE: the container and its monitor are gone
+    return {
+      write: (b) => { if (!s.destroyed && !s.writableEnded) s.write(b); },
+      end: () => { if (!s.destroyed && !s.writableEnded) s.end(() => s.destroy()); },
+    };
+  }
+
+  /** Tells a container's monitor a command on its control FIFO (see shoal-shim.c); false if none listens. */
+  private control(rec: ContainerRecord, line: string): boolean {
+    try {
+      const fd = openSync(join(rec.dir, 'ctl.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK);
+      try { writeSync(fd, `${line}\n`); } finally { closeSync(fd); }
+      return true;
+    } catch { return false; }
+  }
+
+  /** Sets the terminal size of a container created with a tty. */
+  resize(id: string, width: number, height: number): void {
+    const rec = this.find(id);
+    if (rec.config.tty && rec.state === 'running') this.control(rec, `w ${Math.floor(width)} ${Math.floor(height)}`);
+  }
+
+  /**
+   * Closes a container's stdin for good (stdin_once, after its first attach): recorded first, so
+   * a restarted runtime knows; then the monitor lets go of the FIFO, and the process reads
+   * end-of-file (on a terminal, the terminal hangs up).
+   */
+  async closeStdin(id: string): Promise<void> {
+    const rec = this.find(id);
+    if (!rec.config.stdin || rec.stdinClosed) return;
+    rec.stdinClosed = true;
+    await this.state.saveContainer(rec);
+    if (rec.state === 'running') this.control(rec, 'c');
   }
 
   /** Follows a running container's output from now on (Attach); returns the unsubscribe. */

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { existsSync, statfsSync, unlinkSync } from 'node:fs';
 import { loadProto } from '../proto/load.js';
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './container.js';
-import { DeadlineError } from './errors.js';
+import { DeadlineError, UnimplementedError } from './errors.js';
 import { execSync } from './exec.js';
 import { ImageInUseError, type ImageRecord } from './image-store.js';
 import { UnsafeLayerError } from './layer-unpack.js';
@@ -29,6 +29,7 @@ function grpcError(e: unknown): grpc.ServiceError {
   else if (err instanceof PreconditionError || err instanceof ImageInUseError) code = grpc.status.FAILED_PRECONDITION;
   else if (err instanceof InvalidArgumentError || err instanceof UnsafeLayerError) code = grpc.status.INVALID_ARGUMENT;
   else if (err instanceof DeadlineError) code = grpc.status.DEADLINE_EXCEEDED;
+  else if (err instanceof UnimplementedError) code = grpc.status.UNIMPLEMENTED;
   else if (/not found/.test(err.message)) code = grpc.status.NOT_FOUND;
   return Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }) as grpc.ServiceError;
 }
@@ -166,16 +167,18 @@ export function criHandlers(rt: Runtime): { runtime: Record<string, Handler>; im
     Attach: async (req) => {
       const c = rt.containers.find(req.container_id);
       if (c.state !== 'running') throw new PreconditionError(`Attach: container ${c.id} is not running`);
-      if (req.stdin || req.tty) throw new InvalidArgumentError('Attach: containers here have no stdin or tty; attach with stdout/stderr only');
-      if (!req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdout and stderr must be set');
-      return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: false, stdout: !!req.stdout, stderr: !!req.stderr }) };
+      if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('Attach: one of stdin, stdout and stderr must be set');
+      if (req.tty && req.stderr) throw new InvalidArgumentError('Attach: tty and stderr cannot both be set (a terminal merges stderr into stdout)');
+      if (req.stdin && !c.config.stdin) throw new InvalidArgumentError(`Attach: container ${c.id} was created without stdin; attach without stdin, or create the container with stdin: true`);
+      if (req.tty && !c.config.tty) throw new InvalidArgumentError(`Attach: container ${c.id} was created without a tty; attach without tty, or create the container with tty: true`);
+      return { url: rt.streaming.execUrl({ kind: 'attach', containerId: c.id, cmd: [], stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty }) };
     },
     PortForward: async (req) => {
       const sb = rt.findSandbox(req.pod_sandbox_id);
       if (sb.state !== 'ready') throw new PreconditionError(`PortForward: pod sandbox ${sb.id} is not ready`);
       const ports: number[] = (req.port ?? []).map(Number);
       for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new InvalidArgumentError(`PortForward: port ${p} is not 1-65535`);
-      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: '', cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
+      return { url: rt.streaming.execUrl({ kind: 'portforward', containerId: sb.id, cmd: [], stdin: true, stdout: true, stderr: false, netns: sb.netns, ports }) };
     },
     ContainerStats: async (req) => ({ stats: await containerStats(rt.containers.find(req.container_id)) }),
     ListContainerStats: async (req) => {

@@ -51,10 +51,12 @@ export interface ResourceInput {
   memoryLimit?: number;
   memorySwap?: number;
   pidsLimit?: number;
+  /** Huge page limits per page size ("2MB": bytes); the kubelet sends 0 for every size not asked for. */
+  hugepageLimits?: { pageSize: string; limit: number }[];
 }
 
 /** The CRI's memory and CPU fields (LinuxContainerResources) as ResourceInput; 0 means unset. */
-export function resourcesFromCri(res: { cpu_shares?: number; cpu_quota?: number; cpu_period?: number; cpuset_cpus?: string; cpuset_mems?: string; memory_limit_in_bytes?: number; memory_swap_limit_in_bytes?: number }): ResourceInput {
+export function resourcesFromCri(res: { cpu_shares?: number; cpu_quota?: number; cpu_period?: number; cpuset_cpus?: string; cpuset_mems?: string; memory_limit_in_bytes?: number; memory_swap_limit_in_bytes?: number; hugepage_limits?: { page_size: string; limit: number }[] }): ResourceInput {
   return {
     cpuShares: res.cpu_shares || undefined,
     cpuQuota: res.cpu_quota || undefined,
@@ -63,6 +65,7 @@ export function resourcesFromCri(res: { cpu_shares?: number; cpu_quota?: number;
     cpusetMems: res.cpuset_mems || undefined,
     memoryLimit: res.memory_limit_in_bytes || undefined,
     memorySwap: res.memory_swap_limit_in_bytes || undefined,
+    hugepageLimits: res.hugepage_limits?.length ? res.hugepage_limits.map((h) => ({ pageSize: h.page_size, limit: Number(h.limit) })) : undefined,
   };
 }
 
@@ -110,6 +113,8 @@ export function buildSpec(i: SpecInput): object {
   };
   Object.assign(resources, memoryCpuResources(res));
   if (res.pidsLimit) resources['pids'] = { limit: res.pidsLimit };
+  // runc writes them to the hugetlb cgroup, and skips them where the host has no hugetlb controller.
+  if (res.hugepageLimits) resources['hugepageLimits'] = res.hugepageLimits;
   const mounts: OciMount[] = [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },

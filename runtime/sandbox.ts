@@ -3,6 +3,7 @@
 // process needed); the network namespace path is what a network plugin is handed. The pod gets
 // a loopback interface, its hostname, and /etc/hosts, /etc/hostname, /etc/resolv.conf files
 // that every container of the pod mounts.
+import { checkSandboxConfig } from './unimplemented.js';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
@@ -64,7 +65,7 @@ export async function createSandbox(state: StateStore, shim: Shim, nsDir: string
   const hostNet = nsOpts.network === NODE;
   const hostIpc = nsOpts.ipc === NODE;
   if (nsOpts.pid === TARGET || nsOpts.network === TARGET || nsOpts.ipc === TARGET) throw new InvalidArgumentError('RunPodSandbox: NamespaceMode TARGET is for containers only');
-  if (nsOpts.userns_options && (nsOpts.userns_options.mode ?? NODE) !== NODE) throw new InvalidArgumentError('RunPodSandbox: user namespaces (userns_options mode POD) are not implemented by shoal-runtime');
+  checkSandboxConfig(config);
   // POD (the default): one PID namespace for the pod, held by an infra process.
   const sharedPid = (nsOpts.pid ?? POD) === POD;
   // The network the config directory defines now; none: a loopback-only pod.

@@ -2,7 +2,7 @@
 // container monitors for real; deadlines, close, helper death and bad requests.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, readdirSync, mkdtempSync, openSync, constants as fsc, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readdirSync, mkdtempSync, openSync, constants as fsc, readFileSync, readlinkSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeadlineError } from './errors.js';
@@ -137,4 +137,39 @@ t.test('deadline, close, helper death and bad requests', async (t) => {
   t.match(((await shim.request('bogus', []).catch((x: Error) => x)) as Error).message, /unknown operation bogus/);
   t.match(((await shim.request('ns', ['a\0b', '', '']).catch((x: Error) => x)) as Error).message, /NUL byte/);
   t.match(((await shim.request('ns', ['only-one']).catch((x: Error) => x)) as Error).message, /ns needs 3 arguments/);
+});
+
+t.test('start-io: stdin through the monitor\'s FIFO, and "c" on the control FIFO closes it for good', async (t) => {
+  const dir = bundle('io1');
+  for (const f of ['stdin.fifo', 'ctl.fifo']) spawnSync('mkfifo', [join(dir, f)]);
+  const out = openSync(join(dir, 'stdout.fifo'), fsc.O_RDONLY | fsc.O_NONBLOCK);
+  t.teardown(() => closeSync(out));
+  // The stand-in for runc passes its own stdin (the FIFO) on to the "container", here cat (through
+  // fd 3: sh gives a background job /dev/null as stdin).
+  const [mpid, cpid] = (await shim.request('start-io', [dir, 'i', 'sh', '-c', 'exec 3<&0; (exec cat <&3 3<&-) 2>/dev/null & echo $! > pid'])).split(' ').map(Number);
+  pids.push(mpid!, cpid!);
+  const w = openSync(join(dir, 'stdin.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK);
+  writeFileSync(w, 'typed\n');
+  closeSync(w);
+  const buf = Buffer.alloc(100);
+  let got = '';
+  await waitFor('cat to echo', () => { try { const n = readSync(out, buf); got += buf.subarray(0, n).toString(); } catch { /* EAGAIN */ } return got === 'typed\n'; });
+  t.equal(got, 'typed\n', 'what was written to stdin.fifo reached the process');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(alive(cpid!), 'a writer that leaves does not end stdin: the monitor holds it');
+  writeFileSync(join(dir, 'ctl.fifo'), 'c\n');
+  await waitFor('exitcode', () => existsSync(join(dir, 'exitcode')));
+  t.equal(readFileSync(join(dir, 'exitcode'), 'utf8'), '0\n', 'the process read end-of-file and exited');
+  t.notOk(existsSync(join(dir, 'stdin.fifo')), 'stdin.fifo is gone, so nobody writes to a closed stdin');
+  closeSync(openSync(join(dir, 'collect.fifo'), fsc.O_WRONLY | fsc.O_NONBLOCK));
+});
+
+t.test('start-io and overlay refuse bad arguments', async (t) => {
+  const dir = bundle('io2');
+  t.match(((await shim.request('start-io', [dir, 'x', 'true']).catch((x: Error) => x)) as Error).message, /start-io mode x: use i \(stdin\), t \(terminal\) or it/);
+  t.match(((await shim.request('start-io', [dir, 'i']).catch((x: Error) => x)) as Error).message, /start-io needs a directory, a mode and a command/);
+  t.match(((await shim.request('overlay', [join(base, 'b3'), 'lowerdir=/x', '../escape.fifo']).catch((x: Error) => x)) as Error).message, /FIFO name \.\.\/escape\.fifo must be a plain file name/);
+  // A monitor without its stdin/control FIFOs says which it missed.
+  const none = await shim.request('start-io', [dir, 'it', 'true']).catch((x: Error) => x);
+  t.match((none as Error).message, /cannot open stdin\.fifo\/ctl\.fifo in .*io2/);
 });

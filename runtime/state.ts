@@ -51,6 +51,8 @@ export interface ContainerRecord {
   stopSignal: string;
   user: { uid: number; gid: number; groups: number[] };
   resources: CriObject;
+  /** stdin_once: the container's stdin was closed after its first attach. */
+  stdinClosed?: boolean;
 }
 
 /** Replaces a file atomically (tmp + rename) without waiting for the disk. */

@@ -45,6 +45,18 @@ fi
 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends docker.io
 if [ -n "$policy_rc_d" ]; then rm -f "$policy_rc_d"; trap - EXIT; fi
 if [ -x /etc/init.d/docker ]; then update-rc.d docker disable >/dev/null 2>&1 || true; fi
+# kubectl 1.20 (Debian's kubernetes-client): a real SPDY-only streaming client (kubectl before
+# 1.29) the runtime's exec/attach/port-forward are tested with (runtime/kubectl-spdy.test.ts).
+# Unpacked into /opt/shoal/kubernetes-client, not installed, so a kubectl the machine may already
+# have stays as it is.
+if [ ! -x /opt/shoal/kubernetes-client/usr/bin/kubectl ]; then
+  kc_tmp=$(mktemp -d)
+  chown _apt "$kc_tmp" 2>/dev/null || true  # apt fetches as _apt
+  (cd "$kc_tmp" && apt-get download kubernetes-client)
+  mkdir -p /opt/shoal/kubernetes-client
+  dpkg -x "$kc_tmp"/kubernetes-client_*.deb /opt/shoal/kubernetes-client
+  rm -rf "$kc_tmp"
+fi
 npm ci --no-audit --no-fund
 npm run build
 # Put `shoal`, `shoald`, `shoal-runtime`, `shoal-net` and `shoal-cni` on the PATH (symlinks to this checkout's dist/).

@@ -8,12 +8,15 @@
 // the second the operation. An answer is one line: "<id> <status> <text>" (status 0 = done).
 //   ns NETFILE IPCFILE UTSFILE   new network/IPC/UTS namespaces (empty name: not wanted),
 //                                 each bind-mounted on its file; loopback up in the network one
-//   overlay DIR OPTIONS           the bundle directory, rootfs/upper/work, the overlay root and
-//                                 the three FIFOs (stdout, stderr, collect)
+//   overlay DIR OPTIONS [FIFO...] the bundle directory, rootfs/upper/work, the overlay root and
+//                                 the three FIFOs (stdout, stderr, collect), plus any FIFO named
+//                                 (stdin.fifo and ctl.fifo for a container with stdin or a tty)
 //   start DIR RUNC ARGS...        starts a monitor for the container whose bundle is DIR; the
 //                                 monitor answers "<monitor pid> <container pid> <start ns>
 //                                 <ns runc took>"
 //                                 once runc has started the container
+//   start-io DIR MODE RUNC ARGS   as start, for a container with stdin ("i"), a terminal ("t")
+//                                 or both ("it"): see "Containers with stdin or a terminal" below
 //   umount PATH                   unmounts PATH (lazily if busy)
 //   infra DIR                     a pod's infra process (like a pause container): pid 1 of a new
 //                                 PID namespace the pod's containers join, named "shoal-pause",
@@ -34,6 +37,16 @@
 // (the container never gets SIGPIPE while the runtime is away), writes the container's exit
 // status to DIR/exitcode (tmp + rename), then waits until the runtime has collected the exit
 // (opens DIR/collect.fifo) before it lets go of the pipes.
+//
+// Containers with stdin or a terminal (start-io): the monitor also holds DIR/stdin.fifo open
+// read-write (so the container never reads end-of-file while no client is attached; the
+// runtime writes what attached clients type into it) and reads commands from DIR/ctl.fifo, one
+// per line: "w COLS ROWS" sets the terminal's size, "c" closes stdin for good (stdin_once: the
+// monitor lets go of stdin.fifo and removes it; the process reads end-of-file, and on a terminal
+// the terminal hangs up). Without a terminal, the container's stdin is the FIFO itself. With one,
+// runc sends the pty master to DIR/console.sock; the monitor keeps it, copies stdin.fifo to it
+// and its output to stdout.fifo. All of it lives in the monitor, so a restarted runtime attaches
+// again simply by opening the FIFOs.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +64,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/un.h>
 #include <termios.h>
 #include <sys/socket.h>
@@ -136,11 +150,12 @@ static void op_ns(const char *id, char **a, int n) {
 }
 
 static void op_overlay(const char *id, char **a, int n) {
-  if (n != 2) { answer(id, 1, "overlay needs 2 arguments, got %d", n); return; }
+  if (n < 2) { answer(id, 1, "overlay needs at least 2 arguments, got %d", n); return; }
   const char *dir = a[0];
   char p[4][4200];
   const char *sub[4] = {"rootfs", "upper", "work", ""};
   if (strlen(dir) > 4000) { answer(id, 1, "directory name too long"); return; }
+  for (int i = 2; i < n; i++) if (!a[i][0] || strchr(a[i], '/') || strlen(a[i]) > 100) { answer(id, 1, "FIFO name %s must be a plain file name", a[i]); return; }
   if (mkdir(dir, 0711) < 0) { answer(id, 1, "mkdir %s: %s", dir, strerror(errno)); return; }
   for (int i = 0; i < 3; i++) {
     snprintf(p[i], sizeof p[i], "%s/%s", dir, sub[i]);
@@ -150,6 +165,10 @@ static void op_overlay(const char *id, char **a, int n) {
   const char *fifo[3] = {"stdout.fifo", "stderr.fifo", "collect.fifo"};
   for (int i = 0; i < 3; i++) {
     snprintf(p[3], sizeof p[3], "%s/%s", dir, fifo[i]);
+    if (mkfifo(p[3], 0600) < 0) { answer(id, 1, "mkfifo %s: %s", p[3], strerror(errno)); return; }
+  }
+  for (int i = 2; i < n; i++) {
+    snprintf(p[3], sizeof p[3], "%s/%s", dir, a[i]);
     if (mkfifo(p[3], 0600) < 0) { answer(id, 1, "mkfifo %s: %s", p[3], strerror(errno)); return; }
   }
   answer(id, 0, "");
@@ -223,7 +242,135 @@ static int status_code(int st) {
   return 255;
 }
 
-static void monitor(const char *id, const char *dir, char **argv) {
+#define MODE_STDIN 1
+#define MODE_TTY 2
+#define IO_BUF 65536
+
+// Receives the pty master runc sends to the console socket (already connected: runc has exited).
+static int recv_master(int ls) {
+  int c = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (c < 0) return -1;
+  int master = -1;
+  char name[512];
+  struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+  if (recvmsg(c, &m, MSG_CMSG_CLOEXEC) > 0) {
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    if (cm && cm->cmsg_type == SCM_RIGHTS) memcpy(&master, CMSG_DATA(cm), sizeof(int));
+  }
+  close(c);
+  return master;
+}
+
+static void set_nonblock(int fd, int on) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl >= 0) fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+}
+
+// Writes all of buf to fd (made blocking): used once the container is gone.
+static void write_all(int fd, const char *buf, size_t len) {
+  set_nonblock(fd, 0);
+  while (len > 0) {
+    ssize_t w = write(fd, buf, len);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    buf += w;
+    len -= (size_t)w;
+  }
+}
+
+// The monitor's loop for a container with stdin or a terminal (see the top of this file):
+// returns the container's exit status once it has been reaped and its terminal output copied.
+static int io_loop(int mode, pid_t cpid, int sigfd, int ctl, int hold_in, int master, int out) {
+  static char in_buf[IO_BUF], out_buf[IO_BUF];
+  size_t in_len = 0, out_len = 0;
+  char cbuf[256];
+  size_t clen = 0;
+  if (master >= 0) { set_nonblock(master, 1); set_nonblock(out, 1); }
+  int code = -1;
+  while (code < 0) {
+    struct pollfd p[5];
+    int n = 0, si, ci = -1, ii = -1, mi = -1, oi = -1;
+    p[n].fd = sigfd; p[n].events = POLLIN; si = n++;
+    if (ctl >= 0) { p[n].fd = ctl; p[n].events = POLLIN; ci = n++; }
+    if (master >= 0) {
+      // Backpressure both ways: read a side only when what was read before has been written.
+      if (in_len == 0 && hold_in >= 0) { p[n].fd = hold_in; p[n].events = POLLIN; ii = n++; }
+      p[n].fd = master; p[n].events = (short)((out_len == 0 ? POLLIN : 0) | (in_len > 0 ? POLLOUT : 0)); mi = n++;
+      if (out_len > 0) { p[n].fd = out; p[n].events = POLLOUT; oi = n++; }
+    }
+    if (poll(p, (nfds_t)n, -1) < 0) { if (errno == EINTR) continue; break; }
+    if (p[si].revents) {
+      struct signalfd_siginfo si_info;
+      while (read(sigfd, &si_info, sizeof si_info) > 0) {}
+      int st;
+      pid_t w;
+      // Orphans that fall to the monitor (it is a subreaper) are reaped too.
+      while ((w = waitpid(-1, &st, WNOHANG)) > 0) if (w == cpid) code = status_code(st);
+      if (w < 0 && errno == ECHILD && code < 0 && kill(cpid, 0) < 0 && errno == ESRCH) code = 255;
+    }
+    if (ci >= 0 && p[ci].revents & POLLIN) {
+      ssize_t k = read(ctl, cbuf + clen, sizeof cbuf - clen - 1);
+      if (k > 0) {
+        clen += (size_t)k;
+        cbuf[clen] = 0;
+        char *nl;
+        while ((nl = strchr(cbuf, '\n'))) {
+          *nl = 0;
+          unsigned cols = 0, rows = 0;
+          if (sscanf(cbuf, "w %u %u", &cols, &rows) == 2 && master >= 0 && cols > 0 && rows > 0 && cols < 65536 && rows < 65536) {
+            struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+            ioctl(master, TIOCSWINSZ, &ws);
+          } else if (!strcmp(cbuf, "c") && hold_in >= 0) {
+            close(hold_in);
+            hold_in = -1;
+            unlink("stdin.fifo");
+            in_len = 0;
+            // A terminal's input cannot end on its own: closing the master hangs it up.
+            if (master >= 0) { close(master); master = -1; }
+          }
+          size_t used = (size_t)(nl - cbuf) + 1;
+          memmove(cbuf, nl + 1, clen - used + 1);
+          clen -= used;
+        }
+        if (clen >= sizeof cbuf - 1) clen = 0;
+      }
+    }
+    if (ii >= 0 && p[ii].revents & POLLIN) {
+      ssize_t k = read(hold_in, in_buf, sizeof in_buf);
+      if (k > 0) in_len = (size_t)k;
+    }
+    if (mi >= 0 && master >= 0 && p[mi].revents) {
+      if (in_len > 0 && (p[mi].revents & POLLOUT)) {
+        ssize_t w = write(master, in_buf, in_len);
+        if (w > 0) { memmove(in_buf, in_buf + w, in_len - (size_t)w); in_len -= (size_t)w; }
+        else if (w < 0 && errno != EAGAIN && errno != EINTR) in_len = 0;
+      }
+      if (out_len == 0 && (p[mi].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t k = read(master, out_buf, sizeof out_buf);
+        if (k > 0) out_len = (size_t)k;
+        // EIO: every process holding the terminal is gone; what is left waits for the exit.
+        else if (k == 0 || (errno != EAGAIN && errno != EINTR)) { close(master); master = -1; }
+      }
+    }
+    if (oi >= 0 && p[oi].revents) {
+      ssize_t w = write(out, out_buf, out_len);
+      if (w > 0) { memmove(out_buf, out_buf + w, out_len - (size_t)w); out_len -= (size_t)w; }
+      else if (w < 0 && errno != EAGAIN && errno != EINTR) out_len = 0;
+    }
+  }
+  // The container is gone: what it wrote to the terminal goes to the log before the exit counts.
+  if (out_len > 0) write_all(out, out_buf, out_len);
+  if (master >= 0) {
+    ssize_t k;
+    while ((k = read(master, out_buf, sizeof out_buf)) > 0) write_all(out, out_buf, (size_t)k);
+    close(master);
+  }
+  return code < 0 ? 255 : code;
+}
+
+static void monitor(const char *id, const char *dir, int mode, char **argv) {
   setsid();
   prctl(PR_SET_CHILD_SUBREAPER, 1);
   prctl(PR_SET_NAME, "shoal-monitor");
@@ -236,6 +383,30 @@ static void monitor(const char *id, const char *dir, char **argv) {
   int hold_out = open("stdout.fifo", O_RDWR | O_CLOEXEC);
   int hold_err = open("stderr.fifo", O_RDWR | O_CLOEXEC);
   if (hold_out < 0 || hold_err < 0) { write_exitcode(127); answer(id, 2, "cannot open the log FIFOs in %s: %s", dir, strerror(errno)); _exit(1); }
+  int hold_in = -1, ctl = -1, ls = -1, sigfd = -1;
+  if (mode) {
+    hold_in = open("stdin.fifo", O_RDWR | O_CLOEXEC);
+    ctl = open("ctl.fifo", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    if (hold_in < 0 || ctl < 0) { write_exitcode(127); answer(id, 2, "cannot open stdin.fifo/ctl.fifo in %s: %s", dir, strerror(errno)); _exit(1); }
+    // SIGCHLD through a descriptor, blocked from before the fork so no exit is missed.
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sigfd < 0) { write_exitcode(127); answer(id, 2, "signalfd: %s", strerror(errno)); _exit(1); }
+  }
+  if (mode & MODE_TTY) {
+    // runc is given the relative path: it runs in the bundle, and a bundle path may be longer
+    // than a socket address can be.
+    unlink("console.sock");
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, "console.sock");
+    ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&un, sizeof un) < 0 || listen(ls, 1) < 0) { write_exitcode(127); answer(id, 2, "console socket in %s: %s", dir, strerror(errno)); _exit(1); }
+  }
   struct timespec t0;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   pid_t runc = fork();
@@ -245,6 +416,12 @@ static void monitor(const char *id, const char *dir, char **argv) {
     if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(127);
     close(o);
     close(e);
+    if ((mode & MODE_STDIN) && !(mode & MODE_TTY)) {
+      // The container's stdin is the FIFO (the monitor's read-write hold keeps a writer).
+      int i = open("stdin.fifo", O_RDONLY);
+      if (i < 0 || dup2(i, 0) < 0) _exit(127);
+      close(i);
+    }
     signal(SIGPIPE, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
@@ -257,6 +434,7 @@ static void monitor(const char *id, const char *dir, char **argv) {
   int rc = status_code(st);
   if (rc != 0) {
     // runc failed before the container started; its log says why.
+    if (ls >= 0) unlink("console.sock");
     write_exitcode(rc);
     answer(id, 2, "runc exited with status %d", rc);
     _exit(0);
@@ -267,6 +445,20 @@ static void monitor(const char *id, const char *dir, char **argv) {
   if (pf >= 0) close(pf);
   pid_t cpid = r > 0 ? (pid_t)atoi(buf) : 0;
   if (cpid <= 0) { write_exitcode(255); answer(id, 2, "runc started the container but left no pid file"); _exit(0); }
+  int master = -1;
+  if (ls >= 0) {
+    master = recv_master(ls);
+    close(ls);
+    unlink("console.sock");
+    if (master < 0) {
+      // A container whose terminal nobody holds cannot be used: it is ended, and says why.
+      kill(cpid, SIGKILL);
+      while (waitpid(cpid, &st, 0) < 0 && errno == EINTR) {}
+      write_exitcode(255);
+      answer(id, 2, "runc started the container but sent no terminal to the console socket");
+      _exit(0);
+    }
+  }
   struct timespec now, t1;
   clock_gettime(CLOCK_REALTIME, &now);
   clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -275,7 +467,8 @@ static void monitor(const char *id, const char *dir, char **argv) {
   dup2(null, 1);
   dup2(null, 2);
   int code = 255;
-  for (;;) {
+  if (mode) code = io_loop(mode, cpid, sigfd, ctl, hold_in, master, hold_out);
+  else for (;;) {
     pid_t p = waitpid(-1, &st, 0);
     if (p == cpid) { code = status_code(st); break; }
     if (p < 0 && errno == ECHILD) {
@@ -291,8 +484,17 @@ static void monitor(const char *id, const char *dir, char **argv) {
   _exit(0);
 }
 
-static void op_start(const char *id, char **a, int n) {
-  if (n < 2) { answer(id, 1, "start needs a directory and a command"); return; }
+static void op_start(const char *id, char **a, int n, int with_mode) {
+  if (n < (with_mode ? 3 : 2)) { answer(id, 1, "%s needs a directory%s and a command", with_mode ? "start-io" : "start", with_mode ? ", a mode" : ""); return; }
+  int mode = 0;
+  if (with_mode) {
+    for (const char *m = a[1]; *m; m++) {
+      if (*m == 'i') mode |= MODE_STDIN;
+      else if (*m == 't') mode |= MODE_TTY;
+      else { answer(id, 1, "start-io mode %s: use i (stdin), t (terminal) or it", a[1]); return; }
+    }
+    if (!mode) { answer(id, 1, "start-io needs a mode: i (stdin), t (terminal) or it"); return; }
+  }
   // Two forks: the monitor is orphaned at once, so the helper never has to reap it and the
   // monitor outlives a helper (and runtime) restart.
   pid_t p = fork();
@@ -300,7 +502,7 @@ static void op_start(const char *id, char **a, int n) {
   if (p == 0) {
     pid_t m = fork();
     if (m < 0) { answer(id, 1, "fork: %s", strerror(errno)); _exit(1); }
-    if (m == 0) monitor(id, a[0], a + 1);
+    if (m == 0) monitor(id, a[0], mode, a + (with_mode ? 2 : 1));
     _exit(0);
   }
   int st;
@@ -335,7 +537,8 @@ static int serve(void) {
     const char *id = f[0], *op = f[1];
     if (!strcmp(op, "ns")) op_ns(id, f + 2, n - 2);
     else if (!strcmp(op, "overlay")) op_overlay(id, f + 2, n - 2);
-    else if (!strcmp(op, "start")) op_start(id, f + 2, n - 2);
+    else if (!strcmp(op, "start")) op_start(id, f + 2, n - 2, 0);
+    else if (!strcmp(op, "start-io")) op_start(id, f + 2, n - 2, 1);
     else if (!strcmp(op, "umount")) op_umount(id, f + 2, n - 2);
     else if (!strcmp(op, "infra")) op_infra(id, f + 2, n - 2);
     else answer(id, 1, "unknown operation %s", op);
