@@ -6,13 +6,17 @@ import { nodeJson, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
+import { encodeBackup } from '../proto/backup-file.js';
+import { protoDir } from '../proto/load.js';
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 interface Parsed {
   args: string[];
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', ...SERVICE_BOOL]);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', ...SERVICE_BOOL]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -52,7 +56,7 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-d
   node ls | inspect NODE | promote NODE... | demote NODE... | rm [--force] NODE...
   node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
   leave [--force]
-  cluster inspect
+  cluster inspect | backup FILE
   service create --name NAME [--replicas N | --mode global|replicated-job|global-job] [flags] IMAGE [CMD ARG...]
           flags: --env K=V --workdir DIR --user U[:GID] --label k=v --entrypoint CMD
                  --constraint node.labels.k==v --placement-pref spread=node.labels.k
@@ -83,6 +87,21 @@ function joinHelp(role: string, token: string, addr: string): string {
   return `To add a ${role} to this cluster, put this token in a file on the new node (readable by root only):\n\n    ${token}\n\nand run there:\n\n    shoal join --token-file TOKEN_FILE ${addr}\n\n(or: SHOAL_JOIN_TOKEN=<token> shoal join ${addr})\n`;
 }
 
+/**
+ * `shoal --version`: the version and where this `shoal` runs from (`npm link` makes the one on
+ * the PATH point into whichever clone ran scripts/setup.sh last: this says which).
+ */
+function versionLine(): string {
+  const root = dirname(protoDir()); // the checkout: where package.json and proto/ are
+  let version = '?';
+  try {
+    version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    /* a copy without its package.json */
+  }
+  return `shoal ${version} (${root})\n`;
+}
+
 /** "90d", "2160h", "30m", "45s" -> seconds. */
 function duration(s: string): number {
   const m = /^(\d+)(s|m|h|d)$/.exec(s);
@@ -98,8 +117,9 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', ...SERVICE_FLAGS]);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS]);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
+  if (p.flags.has('version')) return versionLine();
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
   const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
   const format = one('format') ?? 'table';
@@ -148,7 +168,8 @@ async function run(argv: string[]): Promise<string> {
       return `${rotate ? `Rotated the ${sub} join token.\n` : ''}${joinHelp(sub, token, addr)}`;
     }
     case 'cluster': {
-      if (sub !== 'inspect') throw new CliError('usage: shoal cluster inspect', 2);
+      if (sub === 'backup') return backup(t, rest, json, out);
+      if (sub !== 'inspect') throw new CliError('usage: shoal cluster inspect | backup FILE', 2);
       const c = await call(controlClient(t), 'GetCluster', {});
       const v = {
         id: c.id,
@@ -173,6 +194,49 @@ async function run(argv: string[]): Promise<string> {
       return taskCommand(t, sub, rest, flags(p), json);
     default:
       throw new CliError(`unknown command ${JSON.stringify(cmd)}\n${USAGE}`, 2);
+  }
+}
+
+/** `shoal cluster backup FILE`: the store at one raft index, written atomically (tmp, fsync, rename). */
+async function backup(t: Target, rest: string[], json: boolean, out: (v: unknown) => string): Promise<string> {
+  const file = rest[0];
+  if (!file || rest.length > 1) throw new CliError('usage: shoal cluster backup FILE', 2);
+  const c = controlClient(t);
+  const parts: Buffer[] = [];
+  let head: { cluster_id: string; index: number; term: number; total_bytes: number } | undefined;
+  await new Promise<void>((resolve, reject) => {
+    const s = c.BackupCluster({});
+    s.on('data', (m: any) => {
+      head ??= m;
+      parts.push(Buffer.from(m.data));
+    });
+    s.on('end', () => resolve());
+    s.on('error', (e: any) => reject(new CliError(e.details || e.message)));
+  });
+  const data = Buffer.concat(parts);
+  if (!head || data.length !== Number(head.total_bytes)) throw new CliError(`the backup arrived incomplete (${data.length} of ${head?.total_bytes ?? '?'} bytes); nothing was written`);
+  const buf = encodeBackup({ clusterId: head.cluster_id, index: Number(head.index), term: Number(head.term), createdAt: new Date().toISOString() }, data);
+  writeAtomically(file, buf);
+  const info = { file: resolve(file), clusterId: head.cluster_id, index: Number(head.index), bytes: buf.length };
+  if (json) return out(info);
+  return `Backup of cluster ${info.clusterId} at raft index ${info.index} written to ${info.file} (${info.bytes} bytes).\nRestore it with: shoald --state-dir DIR --restore ${info.file} (DIR: a manager's state dir of this cluster)\n`;
+}
+
+function writeAtomically(file: string, data: Buffer): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const d = openSync(dirname(resolve(file)), 'r');
+  try {
+    fsyncSync(d);
+  } finally {
+    closeSync(d);
   }
 }
 

@@ -31,7 +31,7 @@ t.test('joinNode: the CLI in the host namespace receives the token', async (t) =
   deleteNetns(ns);
   run(['ip', 'netns', 'add', ns]);
   const n: LabNode = { name: 'worker-1', role: 'worker', netns: ns, port: 'v-worker-1', address: '127.0.0.1', stateDir: join(dir, 'worker-1'), logFile: join(dir, 'w.log'), argv: [] };
-  const err = await joinNode(n, TOKEN, '127.0.0.1:1', 30_000).then(() => undefined, (e: Error) => e);
+  const err = await joinNode(n, TOKEN, '127.0.0.1:1', 120_000).then(() => undefined, (e: Error) => e);
   // Without the token the CLI would stop at a usage error (exit 2) before looking for shoald.
   t.match(err?.message, /`shoal join 127\.0\.0\.1:1` on worker-1 failed \(exit 1\): shoal: shoald is not running with state dir/);
   t.notMatch(err?.message, new RegExp(TOKEN), 'the error (it shows the command) holds no token');

@@ -29,7 +29,7 @@ import { LogPublisher } from './agent/logs.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
 import { StateLock } from './state-lock.js';
-import { decodeBackup } from '../manager/recovery/backup-file.js';
+import { decodeBackup } from '../proto/backup-file.js';
 import { adoptNewGroup } from '../manager/recovery/adopt.js';
 import { committedState, startNewGroup, type StoreState } from '../manager/recovery/new-group.js';
 import { NodeGossip } from './gossip.js';

@@ -59,5 +59,7 @@ if [ ! -x /opt/shoal/kubernetes-client/usr/bin/kubectl ]; then
 fi
 npm ci --no-audit --no-fund
 npm run build
-# Put `shoal`, `shoald`, `shoal-runtime`, `shoal-net` and `shoal-cni` on the PATH (symlinks to this checkout's dist/).
+# Put `shoal`, `shoald`, `shoal-runtime`, `shoal-net` and `shoal-cni` on the PATH (symlinks to
+# this checkout's dist/). With several clones the last one that ran setup wins: say which one.
 npm link --no-audit --no-fund
+echo "setup: shoal, shoald, shoal-runtime, shoal-net and shoal-cni on the PATH now run $(pwd)/dist (shoal --version says so too)"

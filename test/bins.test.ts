@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { protoDir } from '../proto/load.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { bin: Record<string, string> };
@@ -22,3 +23,10 @@ for (const [name, rel] of Object.entries(pkg.bin)) {
     t.match(r.stderr + r.stdout, /usage|unknown/i, 'and answers a bad flag with its usage');
   });
 }
+
+t.test('shoal --version names the version and the checkout it runs from (npm link points the PATH at one clone)', async (t) => {
+  const r = spawnSync(process.execPath, [join(dist, 'cli', 'main.js'), '--version'], { encoding: 'utf8', timeout: 30_000 });
+  t.equal(r.status, 0);
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+  t.equal(r.stdout, `shoal ${version} (${dirname(protoDir())})\n`);
+});

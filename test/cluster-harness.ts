@@ -30,14 +30,14 @@ export class TestCluster {
   readonly dir = mkdtempSync(join(tmpdir(), `shoal-cluster-${process.pid}-`));
   readonly nodes = new Map<string, NodeProc>();
 
-  async start(name: string): Promise<NodeProc> {
+  async start(name: string, extra: string[] = []): Promise<NodeProc> {
     let n = this.nodes.get(name);
     if (!n) {
       n = { name, port: await freePort('127.0.0.1'), stateDir: join(this.dir, name), log: [] };
       this.nodes.set(name, n);
     }
     const node = n;
-    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = p;
     p.stderr!.setEncoding('utf8').on('data', (d: string) => {
       node.log.push(d);

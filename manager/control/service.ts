@@ -287,6 +287,25 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
         };
       },
     },
+    BackupCluster: {
+      roles: M,
+      stream: async (call) => {
+        await read();
+        const c = cluster();
+        // The store's objects are immutable: this view is the state at one raft index.
+        const data = mgr.raft.store.snapshot();
+        const index = mgr.raft.store.applied;
+        const term = mgr.raft.status().term;
+        const CHUNK = 1 << 20;
+        for (let off = 0; off < data.length || off === 0; off += CHUNK) {
+          const part = data.subarray(off, off + CHUNK);
+          if (!call.write(off === 0 ? { data: part, cluster_id: c.id, index, term, total_bytes: data.length } : { data: part })) await new Promise((r) => call.once('drain', r));
+          if (data.length === 0) break;
+        }
+        log(`control: backup of the store at raft index ${index} (${data.length} bytes) sent`);
+        call.end();
+      },
+    },
     GetJoinTokens: {
       roles: M,
       leader: true,

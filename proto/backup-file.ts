@@ -1,4 +1,4 @@
-// The backup file `shoal cluster backup` writes and `shoald --restore` reads: a consistent
+// A contract between the CLI and shoald: the backup file `shoal cluster backup` writes and `shoald --restore` reads: a consistent
 // snapshot of the replicated store (the raft index it covers, the cluster it belongs to) behind
 // a one-line header with its length and SHA-256, so a truncated or altered file is refused with
 // a clear error before anything is changed.
