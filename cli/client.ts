@@ -12,7 +12,7 @@ export interface Target {
 }
 
 export class CliError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(message: string, readonly exitCode = 1, readonly grpcCode?: number) {
     super(message);
   }
 }
@@ -47,7 +47,7 @@ export function controlClient(t: Target): Client {
 export function call<T = any>(c: Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
   return new Promise((resolve, reject) =>
     c[method]!(req, { deadline: Date.now() + timeoutMs }, (e: grpc.ServiceError | null, r: T) => {
-      if (e) reject(new CliError(explain(c, e)));
+      if (e) reject(new CliError(explain(c, e), 1, e.code));
       else resolve(r);
     }),
   );
@@ -61,4 +61,20 @@ export function explain(c: grpc.Client, e: grpc.ServiceError): string {
   return target.startsWith('unix:')
     ? `cannot reach shoald on ${target.slice(5)} (${why}): is it running with that --state-dir?`
     : `cannot reach the manager at ${target} (${why}): is shoald running there, and is the address right? (--host HOST:PORT, or --state-dir of a manager host)`;
+}
+
+/**
+ * For commands that wait anyway (following a rollout): a call that meets a passing unavailability
+ * (an election, a ReadIndex round that timed out on a loaded manager) is tried again until
+ * `deadline`, instead of ending the whole wait.
+ */
+export async function callPatiently<T = any>(c: Client, method: string, req: unknown, deadline: number): Promise<T> {
+  for (;;) {
+    try {
+      return await call<T>(c, method, req);
+    } catch (e) {
+      if (!(e instanceof CliError) || e.grpcCode !== grpc.status.UNAVAILABLE || Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }

@@ -1,7 +1,7 @@
 // `shoal service ...` and `shoal task ...`: services and tasks through the control API. create
 // and scale wait for the service to converge and show each slot's progress (--detach returns at
 // once); logs stream the tasks' container output through the managers.
-import { CliError, call, controlClient, type Target } from './client.js';
+import { CliError, call, callPatiently, controlClient, type Target } from './client.js';
 import { duration, bytes, cpus, splitWords } from './units.js';
 import { table } from './format.js';
 
@@ -412,8 +412,8 @@ export async function converge(c: any, name: string, w: WaitOptions, json: boole
     if (!json) process.stdout.write(line + '\n');
   };
   for (;;) {
-    const s = serviceJson(await call(c, 'GetService', { id: name }));
-    const tasks = ((await call(c, 'ListTasks', { service: name, node: '' })).tasks ?? []).map(taskJson);
+    const s = serviceJson(await callPatiently(c, 'GetService', { id: name }, end));
+    const tasks = ((await callPatiently(c, 'ListTasks', { service: name, node: '' }, end)).tasks ?? []).map(taskJson);
     // The latest task of each slot (or node) is the one that counts.
     const latest = new Map<string, ReturnType<typeof taskJson>>();
     for (const t of tasks) {
@@ -456,11 +456,11 @@ async function followUpdate(c: any, name: string, since: number, w: WaitOptions,
   };
   let rolledBack = false;
   for (;;) {
-    const s = serviceJson(await call(c, 'GetService', { id: name }));
+    const s = serviceJson(await callPatiently(c, 'GetService', { id: name }, end));
     const u = s.updateStatus;
     // No template change: nothing rolls; it is a plain convergence (replicas, update config).
     if (!u || Date.parse(u.startedAt) < since - 1000) return converge(c, name, w, json);
-    const tasks = ((await call(c, 'ListTasks', { service: name, node: '' })).tasks ?? []).map(taskJson);
+    const tasks = ((await callPatiently(c, 'ListTasks', { service: name, node: '' }, end)).tasks ?? []).map(taskJson);
     const latest = new Map<string, ReturnType<typeof taskJson>>();
     for (const t of tasks) {
       const key = t.slot > 0 ? `${t.slot}` : `${t.nodeId}`;
