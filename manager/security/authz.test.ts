@@ -19,8 +19,10 @@ const server = await ident('mgr', 'manager');
 const removed = new Set<string>();
 const demoted = new Set<string>();
 const table: Record<string, MethodSpec> = {};
-for (const m of Object.keys(controlDef())) {
-  table[m] = { roles: ['manager'], unary: async (_req, ctx) => ({ nodes: [{ id: ctx.identity!.nodeId, role: ctx.identity!.role, hostname: ctx.identity!.forwardedBy ?? '' }] }) };
+for (const [m, def] of Object.entries(controlDef())) {
+  table[m] = def.responseStream
+    ? { roles: ['manager'], stream: async (call) => void call.end() }
+    : { roles: ['manager'], unary: async (_req, ctx) => ({ nodes: [{ id: ctx.identity!.nodeId, role: ctx.identity!.role, hostname: ctx.identity!.forwardedBy ?? '' }] }) };
 }
 const opts = {
   name: 'Control',
