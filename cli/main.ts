@@ -5,6 +5,7 @@ import { CliError, call, controlClient, localClient, type Target } from './clien
 import { nodeJson, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
+import { commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 import { encodeBackup } from '../proto/backup-file.js';
 import { protoDir } from '../proto/load.js';
@@ -38,7 +39,7 @@ function parse(argv: string[]): Parsed {
         if (BOOL.has(k)) v = 'true';
         else {
           v = argv[++i];
-          if (v === undefined) throw new CliError(`--${k} needs a value (or is not a shoal flag)\n${USAGE}`, 2);
+          if (v === undefined) throw new CliError(`--${k} needs a value (or is not a shoal flag: "shoal help" lists the commands and their flags)`, 2);
         }
       }
       p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
@@ -47,37 +48,6 @@ function parse(argv: string[]): Parsed {
   }
   return p;
 }
-
-const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-dir DIR]] [--format table|json] COMMAND
-  init [--cert-expiry 2160h]             create a cluster on the local shoald
-  join --token-file F MANAGER:PORT       join the local shoald to a cluster (token from file F, - for stdin,
-                                         or env SHOAL_JOIN_TOKEN; --token TOKEN works but shows in ps)
-  join-token worker|manager [--rotate] [--quiet]
-  node ls | inspect NODE | promote NODE... | demote NODE... | rm [--force] NODE...
-  node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE
-  leave [--force]
-  cluster inspect | backup FILE
-  service create --name NAME [--replicas N | --mode global|replicated-job|global-job] [flags] IMAGE [CMD ARG...]
-          flags: --env K=V --workdir DIR --user U[:GID] --label k=v --entrypoint CMD
-                 --constraint node.labels.k==v --placement-pref spread=node.labels.k
-                 --reserve-cpu 0.5 --reserve-memory 64M --limit-cpu 1 --limit-memory 128M
-                 --restart-condition none|on-failure|any --restart-delay 5s --restart-max-attempts N --restart-window 1m
-                 --stop-grace-period 10s --stop-signal SIGTERM --completions N --max-concurrent N
-                 --sidecar "NAME IMAGE [CMD...]" --init "NAME IMAGE [CMD...]" --detach --timeout 2m
-          probes: --liveness|--readiness|--startup exec:CMD|http:PORT[/PATH]|tcp:PORT
-                  (--liveness-period 5s --liveness-timeout 1s --liveness-failures 3 --liveness-delay 0s ...)
-          rollout: --update-parallelism N --update-delay 5s --update-order stop-first|start-first
-                   --update-failure-action pause|continue|rollback --update-monitor 5s --update-max-failure-ratio 0
-                   (and --rollback-... for rollbacks)
-  service update [--image I] [--args "..."] [--env-add K=V] [--env-rm K] [--replicas N] [--constraint-add/-rm C]
-                 [--label-add k=v] [--update-... --rollback-... probe and resource flags] [--force] [--detach] SERVICE
-  service rollback SERVICE [--to-revision N] | history SERVICE
-  service ls | ps SERVICE | inspect SERVICE | scale SERVICE=N... | rm SERVICE... | logs SERVICE [--follow] [--tail N] [--timestamps]
-  task ls [--service S] [--node N] | inspect TASK | logs TASK
-  lab up [--managers 3] [--workers 2] | down | status | exec NODE -- CMD | stop|start|logs NODE
-Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
---host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir;
---lab targets the one-box lab's cluster (--lab-dir, env SHOAL_LAB_DIR, default /var/lib/shoal-lab).`;
 
 /**
  * How to join, without putting the token on a command line (where `ps` shows it to every user):
@@ -118,9 +88,19 @@ async function run(argv: string[]): Promise<string> {
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
   const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS]);
-  for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('version')) return versionLine();
-  if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
+  // Help needs no cluster: `shoal`, `shoal help [CMD [SUB]]`, `shoal CMD [SUB] --help`, `shoal node`.
+  const helpPath = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined;
+  if (p.args.length === 0 && !p.flags.has('version')) return overview(versionLine().split(' ')[1]!);
+  if (helpPath) {
+    if (helpPath.length === 0) return overview(versionLine().split(' ')[1]!);
+    const h = helpFor(helpPath);
+    if (h.unknown) throw new CliError(`${h.unknown}\n(shoal help lists the commands)`, 2);
+    return h.text!;
+  }
+  for (const k of p.flags.keys()) {
+    if (!known.has(k)) throw new CliError(`${unknownWord('flag', `--${k}`, [...known].map((x) => `--${x}`))}\n("shoal ${p.args.slice(0, 2).join(' ')} --help" lists its flags)`, 2);
+  }
   const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
   const format = one('format') ?? 'table';
   if (format !== 'table' && format !== 'json') throw new CliError(`--format must be table or json, got ${format}`, 2);
@@ -169,7 +149,7 @@ async function run(argv: string[]): Promise<string> {
     }
     case 'cluster': {
       if (sub === 'backup') return backup(t, rest, json, out);
-      if (sub !== 'inspect') throw new CliError('usage: shoal cluster inspect | backup FILE', 2);
+      if (sub !== 'inspect') throw new CliError(`${unknownWord('cluster command', sub ?? '', subcommandsOf('cluster')!)}\n(shoal cluster --help)`, 2);
       const c = await call(controlClient(t), 'GetCluster', {});
       const v = {
         id: c.id,
@@ -193,7 +173,7 @@ async function run(argv: string[]): Promise<string> {
     case 'task':
       return taskCommand(t, sub, rest, flags(p), json);
     default:
-      throw new CliError(`unknown command ${JSON.stringify(cmd)}\n${USAGE}`, 2);
+      throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }
 }
 
@@ -298,7 +278,7 @@ async function node(t: Target, sub: string | undefined, rest: string[], p: Parse
       return json ? out(n) : `Updated ${n.hostname} (${n.id}).\n`;
     }
     default:
-      throw new CliError('usage: shoal node ls|inspect|promote|demote|update|rm ...', 2);
+      throw new CliError(`${unknownWord('node command', sub ?? '', subcommandsOf('node')!)}\n(shoal node --help)`, 2);
   }
 }
 

@@ -4,6 +4,7 @@
 import { CliError, call, callPatiently, controlClient, type Target } from './client.js';
 import { duration, bytes, cpus, splitWords } from './units.js';
 import { table } from './format.js';
+import { subcommandsOf, unknownWord } from './help.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -368,7 +369,7 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       return logs(c(), { service: rest[0]!, tasks: [] }, f, json);
     }
     default:
-      throw new CliError('usage: shoal service create|ls|ps|inspect|scale|update|rollback|history|rm|logs ...', 2);
+      throw new CliError(`${unknownWord('service command', sub ?? '', subcommandsOf('service')!)}\n(shoal service --help)`, 2);
   }
 }
 
@@ -392,7 +393,7 @@ export async function taskCommand(t: Target, sub: string | undefined, rest: stri
       return logs(c, { service: '', tasks: rest }, f, json);
     }
     default:
-      throw new CliError('usage: shoal task ls [--service S] [--node N] | inspect TASK | logs TASK', 2);
+      throw new CliError(`${unknownWord('task command', sub ?? '', subcommandsOf('task')!)}\n(shoal task --help)`, 2);
   }
 }
 

@@ -26,7 +26,7 @@ function run(bin: string, args: string[]): Promise<{ code: number; stdout: strin
 t.test('shoal usage errors', async (t) => {
   const cases: [string[], number, RegExp][] = [
     [['frobnicate'], 2, /unknown command "frobnicate"/],
-    [['node', 'ls', '--colour', 'red'], 2, /unknown flag --colour/],
+    [['node', 'ls', '--colour', 'red'], 2, /unknown flag "--colour"/],
     [['--format', 'yaml', 'node', 'ls'], 2, /--format must be table or json, got yaml/],
     [['join', '127.0.0.1:1'], 2, /usage: shoal join \(--token-file F \| --token TOKEN\) MANAGER:PORT, or with the token in \$SHOAL_JOIN_TOKEN/],
     [['join', '--token', 'a', '--token-file', tokenFile, '127.0.0.1:1'], 2, /give the join token once: --token or --token-file, not both/],
@@ -51,7 +51,41 @@ t.test('shoal usage errors', async (t) => {
   });
   const help = await run(SHOAL, ['--help']);
   t.equal(help.code, 0);
-  t.match(help.stdout, /usage: shoal/);
+  t.match(help.stdout, /Usage: shoal .*COMMAND/);
+});
+
+t.test('help: per command, on stdout with exit 0; --version; "did you mean" for a mistyped word', async (t) => {
+  const ok: [string[], RegExp][] = [
+    [[], /Commands:\n(.|\n)*node .*list and manage(.|\n)*service /],
+    [['help'], /Commands:/],
+    [['help', 'node'], /shoal node: list and manage(.|\n)*Commands:(.|\n)*promote(.|\n)*Flags:/],
+    [['node', '--help'], /shoal node: list and manage/],
+    [['node'], /shoal node: list and manage/],
+    [['help', 'service', 'create'], /shoal service create: (.|\n)*--replicas N(.|\n)*Examples:/],
+    [['service', 'create', '--help'], /--liveness\|--readiness\|--startup PROBE/],
+    [['node', 'ls', '--help'], /Usage:\n  shoal node ls/],
+    [['--version'], /^shoal \d+\.\d+\.\d+ \(\//],
+  ];
+  const okResults = await Promise.all(ok.map(([args]) => run(SHOAL, args)));
+  ok.forEach(([args, msg], i) => {
+    t.equal(okResults[i]!.code, 0, `shoal ${args.join(' ')}: exit 0`);
+    t.match(okResults[i]!.stdout, msg, `shoal ${args.join(' ')}: on stdout`);
+    t.equal(okResults[i]!.stderr, '', 'nothing on stderr');
+  });
+  const bad: [string[], RegExp][] = [
+    [['nod', 'ls'], /unknown command "nod": did you mean "node"\?/],
+    [['servce', 'ls'], /unknown command "servce": did you mean "service"\?/],
+    [['--state-dir', join(dir, 'none'), 'service', 'lss'], /unknown service command "lss": did you mean "ls"\?/],
+    [['--state-dir', join(dir, 'none'), 'node', 'promot', 'x'], /unknown node command "promot": did you mean "promote"\?/],
+    [['service', 'create', '--replica', '3', '--name', 'x', 'img'], /unknown flag "--replica": did you mean "--replicas"\?/],
+    [['help', 'nodes'], /unknown command "nodes": did you mean "node"\?/],
+    [['zzzzzz'], /unknown command "zzzzzz": use one of init, join/],
+  ];
+  const badResults = await Promise.all(bad.map(([args]) => run(SHOAL, args)));
+  bad.forEach(([args, msg], i) => {
+    t.equal(badResults[i]!.code, 2, `shoal ${args.join(' ')}: exit 2`);
+    t.match(badResults[i]!.stderr, msg);
+  });
 });
 
 t.test('shoald flag errors', async (t) => {

@@ -1,0 +1,196 @@
+// Help for every command of `shoal`, as data: `shoal help [COMMAND [SUBCOMMAND]]`,
+// `shoal COMMAND [SUBCOMMAND] --help`, and "did you mean" for a mistyped command, subcommand or
+// flag. Kept apart from the parser on purpose: shoal's parser has rules the usual CLI libraries
+// fight (everything after a service's image belongs to its command, flags included, as with
+// `docker service create`; --lab/--host/--format anywhere), while help is just text to keep
+// next to the commands it describes.
+
+export interface Help {
+  name: string;
+  summary: string;
+  usage: string[];
+  flags?: [string, string][];
+  examples?: string[];
+  subcommands?: Help[];
+}
+
+const TARGET: [string, string][] = [
+  ['--state-dir DIR', 'the local shoald (its DIR/shoald.sock); env SHOAL_STATE_DIR; default /var/lib/shoal'],
+  ['--host HOST:PORT', "a manager over mTLS, with the identity in the state dir; env SHOAL_HOST"],
+  ['--lab [--lab-dir DIR]', "the one-box lab's cluster; env SHOAL_LAB_DIR"],
+  ['--format table|json', 'output of listings and inspect (default table)'],
+];
+
+const SERVICE_CREATE_FLAGS: [string, string][] = [
+  ['--name NAME', 'the service name (a DNS label); required'],
+  ['--replicas N', 'tasks to keep running (replicated mode; default 1)'],
+  ['--mode MODE', 'replicated (default) | global | replicated-job | global-job'],
+  ['--completions N / --max-concurrent N', 'a replicated job: runs to complete, and at most at a time'],
+  ['--env K=V', 'environment (repeatable); --workdir DIR, --user U[:GID], --entrypoint CMD'],
+  ['--label k=v', "the service's labels (repeatable)"],
+  ['--constraint EXPR', 'node.id|node.hostname|node.role|node.labels.K ==|!= V (repeatable; all must hold)'],
+  ['--placement-pref spread=node.labels.K', 'spread the tasks evenly over the label\'s values'],
+  ['--reserve-cpu C --reserve-memory M', 'what a node must have free (0.5 or 500m; 64M, 1G)'],
+  ['--limit-cpu C --limit-memory M', "cgroup limits of the main container"],
+  ['--restart-condition none|on-failure|any', 'and --restart-delay 5s --restart-max-attempts N --restart-window 1m'],
+  ['--stop-grace-period 10s --stop-signal SIG', 'how tasks are stopped'],
+  ['--init "NAME IMAGE [CMD...]"', 'an init container, run to completion first (repeatable)'],
+  ['--sidecar "NAME IMAGE [CMD...]"', 'a sidecar sharing the pod (repeatable)'],
+  ['--liveness|--readiness|--startup PROBE', 'exec:CMD | http:PORT[/PATH] | tcp:PORT, with --liveness-period 5s, -timeout, -failures, -successes, -delay'],
+  ['--update-parallelism N ...', 'rollout: --update-delay, -order stop-first|start-first, -failure-action pause|continue|rollback, -monitor, -max-failure-ratio (and --rollback-...)'],
+  ['--detach', 'return at once instead of following the tasks until the service converges'],
+  ['--timeout 2m', 'how long to follow before giving up (default 2m)'],
+];
+
+export const COMMANDS: Help[] = [
+  {
+    name: 'init',
+    summary: 'create a cluster on the local shoald (this node becomes its first manager)',
+    usage: ['shoal init [--cert-expiry 2160h]'],
+    flags: [['--cert-expiry D', 'node certificates\' validity (s, m, h or d; default 90 days)']],
+    examples: ['shoal init'],
+  },
+  {
+    name: 'join',
+    summary: 'join the local shoald to a cluster with a join token',
+    usage: ['shoal join --token-file FILE MANAGER:PORT', 'SHOAL_JOIN_TOKEN=... shoal join MANAGER:PORT'],
+    flags: [['--token-file FILE', 'the token from a file (- for stdin); preferred'], ['--token TOKEN', 'works, but every user sees it in ps']],
+    examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242'],
+  },
+  { name: 'join-token', summary: 'print (or rotate) the join token of a role', usage: ['shoal join-token worker|manager [--rotate] [--quiet]'], examples: ['shoal join-token worker --quiet > worker.token'] },
+  { name: 'leave', summary: 'leave the cluster (a manager: demote it first, or --force)', usage: ['shoal leave [--force]'] },
+  {
+    name: 'node',
+    summary: 'list and manage the cluster\'s nodes',
+    usage: ['shoal node ls | inspect NODE | promote NODE... | demote NODE... | update ... NODE | rm [--force] NODE...'],
+    subcommands: [
+      { name: 'ls', summary: 'every node: role, status, availability, manager status', usage: ['shoal node ls [--format json]'] },
+      { name: 'inspect', summary: 'one node in full: addresses, certificate, capacity and reservations, runtime', usage: ['shoal node inspect NODE...'] },
+      { name: 'promote', summary: 'make a worker a manager; answers once it is a raft voter', usage: ['shoal node promote NODE...'] },
+      { name: 'demote', summary: 'make a manager a worker (refused if raft would lose quorum)', usage: ['shoal node demote NODE...'] },
+      { name: 'update', summary: 'availability and labels', usage: ['shoal node update [--availability active|pause|drain] [--label-add k=v]... [--label-rm k]... NODE'], examples: ['shoal node update --availability drain worker-2'] },
+      { name: 'rm', summary: 'remove a node that is down (its certificates are refused from then on)', usage: ['shoal node rm [--force] NODE...'] },
+    ],
+  },
+  {
+    name: 'cluster',
+    summary: 'the cluster as a whole',
+    usage: ['shoal cluster inspect | backup FILE'],
+    subcommands: [
+      { name: 'inspect', summary: 'managers, leader, raft indexes, CA digest (the leader\'s view)', usage: ['shoal cluster inspect [--format json]'] },
+      { name: 'backup', summary: 'a consistent snapshot of the whole store into FILE (restore with shoald --restore FILE)', usage: ['shoal cluster backup FILE'] },
+    ],
+  },
+  {
+    name: 'service',
+    summary: 'run and change services (their tasks are pods of real containers)',
+    usage: ['shoal service create|ls|ps|inspect|scale|update|rollback|history|rm|logs ...'],
+    subcommands: [
+      { name: 'create', summary: 'create a service and follow it until it converges', usage: ['shoal service create --name NAME [flags] IMAGE [COMMAND ARG...]'], flags: SERVICE_CREATE_FLAGS, examples: ['shoal service create --name web --replicas 6 10.99.0.2:5000/busybox:1 httpd -f -p 80 -h /www', 'shoal service create --name agent --mode global IMAGE sleep 1d'] },
+      { name: 'ls', summary: 'services with their running/desired tasks', usage: ['shoal service ls [--quiet] [--format json]'] },
+      { name: 'ps', summary: "a service's tasks, each slot's newest first", usage: ['shoal service ps SERVICE... [--quiet] [--format json]'] },
+      { name: 'inspect', summary: 'a service in full: spec with defaults, update status, revision', usage: ['shoal service inspect SERVICE...'] },
+      { name: 'scale', summary: 'set the replicas of replicated services', usage: ['shoal service scale SERVICE=N... (or SERVICE N)'], examples: ['shoal service scale web=2'] },
+      { name: 'update', summary: 'change a service; a new template rolls out batch by batch', usage: ['shoal service update [--image I] [--args "..."] [--env-add K=V] [--env-rm K] [--replicas N] [--force] [create\'s flags] SERVICE'], examples: ['shoal service update --image reg:5000/app:2 --update-parallelism 2 web'] },
+      { name: 'rollback', summary: 'go back to the previous revision (or any kept one)', usage: ['shoal service rollback SERVICE [--to-revision N]'] },
+      { name: 'history', summary: 'the kept revisions and what changed in each', usage: ['shoal service history SERVICE'] },
+      { name: 'rm', summary: 'remove services; their tasks stop', usage: ['shoal service rm SERVICE...'] },
+      { name: 'logs', summary: "the output of a service's containers, from their nodes", usage: ['shoal service logs SERVICE [--follow] [--tail N] [--timestamps]'] },
+    ],
+  },
+  {
+    name: 'task',
+    summary: 'tasks across services',
+    usage: ['shoal task ls [--service S] [--node N] | inspect TASK | logs TASK'],
+    subcommands: [
+      { name: 'ls', summary: 'tasks, filtered by service or node', usage: ['shoal task ls [--service S] [--node N]'] },
+      { name: 'inspect', summary: 'one task in full', usage: ['shoal task inspect TASK...'] },
+      { name: 'logs', summary: "a task's container output", usage: ['shoal task logs TASK... [--follow] [--tail N] [--timestamps]'] },
+    ],
+  },
+  { name: 'lab', summary: 'the one-box lab of network-namespace hosts (shoal lab --help)', usage: ['shoal lab up|down|status|exec|stop|start|logs ...'] },
+  { name: 'help', summary: 'this help, or a command\'s', usage: ['shoal help [COMMAND [SUBCOMMAND]]', 'shoal COMMAND [SUBCOMMAND] --help'] },
+];
+
+function render(h: Help, path: string): string {
+  const lines = [`shoal ${path}: ${h.summary}`, '', 'Usage:', ...h.usage.map((u) => `  ${u}`)];
+  if (h.subcommands?.length) {
+    lines.push('', 'Commands:');
+    const w = Math.max(...h.subcommands.map((s) => s.name.length));
+    for (const s of h.subcommands) lines.push(`  ${s.name.padEnd(w)}   ${s.summary}`);
+  }
+  const flags = [...(h.flags ?? []), ...TARGET];
+  lines.push('', 'Flags:');
+  const w = Math.max(...flags.map(([f]) => f.length));
+  for (const [f, d] of flags) lines.push(`  ${f.padEnd(w)}   ${d}`);
+  if (h.examples?.length) lines.push('', 'Examples:', ...h.examples.map((e) => `  ${e}`));
+  if (h.subcommands?.length) lines.push('', `"shoal ${path} COMMAND --help" for a command's own flags.`);
+  return lines.join('\n') + '\n';
+}
+
+export function overview(version: string): string {
+  const w = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    `shoal ${version}: the CLI of a shoal cluster (manager-only commands go to a manager)`,
+    '',
+    'Usage: shoal [--state-dir DIR | --host HOST:PORT | --lab] [--format table|json] COMMAND ...',
+    '',
+    'Commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(w)}   ${c.summary}`),
+    '',
+    '"shoal help COMMAND" or "shoal COMMAND --help" for a command\'s usage, flags and examples.',
+    '',
+  ].join('\n');
+}
+
+/** The help for `shoal help PATH...`; undefined (with a suggestion) if PATH names nothing. */
+export function helpFor(path: string[]): { text?: string; unknown?: string } {
+  const top = COMMANDS.find((c) => c.name === path[0]);
+  if (!top) return { unknown: unknownWord('command', path[0] ?? '', COMMANDS.map((c) => c.name)) };
+  if (path.length < 2 || !top.subcommands) return { text: render(top, top.name) };
+  const sub = top.subcommands.find((s) => s.name === path[1]);
+  if (!sub) return { unknown: unknownWord(`${top.name} command`, path[1]!, top.subcommands.map((s) => s.name)) };
+  return { text: render(sub, `${top.name} ${sub.name}`) };
+}
+
+export function subcommandsOf(cmd: string): string[] | undefined {
+  return COMMANDS.find((c) => c.name === cmd)?.subcommands?.map((s) => s.name);
+}
+
+export function commandNames(): string[] {
+  return COMMANDS.map((c) => c.name);
+}
+
+/** `unknown command "nod": did you mean "node"?` (or the list, when nothing is close). */
+export function unknownWord(what: string, word: string, candidates: string[]): string {
+  const near = closest(word, candidates);
+  return near ? `unknown ${what} ${JSON.stringify(word)}: did you mean ${JSON.stringify(near)}?` : `unknown ${what} ${JSON.stringify(word)}: use one of ${candidates.join(', ')}`;
+}
+
+/** The candidate within an edit distance of 2 (or a prefix match), if exactly one is best. */
+export function closest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = c.startsWith(word) && word.length >= 2 ? 1 : distance(word, c);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return bestD <= 2 ? best : undefined;
+}
+
+function distance(a: string, b: string): number {
+  const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) dp[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      dp[i]![j] = Math.min(dp[i - 1]![j]! + 1, dp[i]![j - 1]! + 1, dp[i - 1]![j - 1]! + cost);
+      // A swap of two neighbours counts as one edit (Damerau).
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) dp[i]![j] = Math.min(dp[i]![j]!, dp[i - 2]![j - 2]! + 1);
+    }
+  }
+  return dp[a.length]![b.length]!;
+}
