@@ -15,7 +15,8 @@ export async function removeTestDir(dir: string): Promise<void> {
       /* gone */
     }
   }
-  if (procsUnder(dir).length > 0) await new Promise((r) => setTimeout(r, 200));
+  // Killed processes leave their cgroups only once they are gone: wait for that (bounded).
+  for (let i = 0; i < 50 && procsUnder(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
   for (const m of mountsUnder(dir)) tryRun(['umount', '-l', m]);
   rmSync(dir, { recursive: true, force: true });
 }
