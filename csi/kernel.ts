@@ -76,10 +76,13 @@ export async function attachLoop(image: string, readonly: boolean): Promise<Loop
  */
 export async function detachLoop(dev: LoopDevice): Promise<boolean> {
   await run('losetup', ['--detach', dev.path], { allowFail: true });
-  try {
-    const backing = readFileSync(`/sys/block/${dev.name}/loop/backing_file`, 'utf8').trim();
-    return backing !== dev.backing;
-  } catch { return true; }
+  const gone = () => {
+    try { return readFileSync(`/sys/block/${dev.name}/loop/backing_file`, 'utf8').trim() !== dev.backing; } catch { return true; }
+  };
+  // A short-lived opener (udev probing the device after its change event, blkid) delays the
+  // detach until it closes the device: give it a moment.
+  for (let i = 0; i < 40 && !gone(); i++) await new Promise((r) => setTimeout(r, 50));
+  return gone();
 }
 
 /** Re-reads the backing file's size into the loop device (after the image grew). */

@@ -62,7 +62,7 @@ export class NodeWatch {
     try { writeJsonAtomic(pool.nodeJson(me), this.record()); } catch (e) { this.log(`heartbeat to ${pool.dir} failed: ${(e as Error).message}`); }
     const all = mounts();
     for (const loop of loopDevices()) {
-      const vid = pool.volumeOfImage(loop.backing);
+      const vid = pool.volumeOfNodeImage(loop.backing, me);
       if (!vid) continue;
       const mp = all.find((m) => m.dev === loop.dev)?.mountPoint;
       if (!mp) continue;

@@ -2,7 +2,7 @@
 // grew) mounted at the staging path; publish = a bind mount of it at the target path. Each call
 // reads the kernel's loop devices and mounts first, so it completes or undoes what an
 // interrupted earlier call (a crashed driver) left, and repeating a call changes nothing.
-import { mkdirSync, rmdirSync, statfsSync } from 'node:fs';
+import { linkSync, mkdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { NodeRpc, UsageUnit, type VolumeCapability } from '../proto/csi/v1/csi.js';
 import { isReadOnlyMode, mountFlags, requireSupported } from './access.js';
@@ -29,6 +29,20 @@ const required = (v: unknown, what: string): string => {
   return v;
 };
 
+/**
+ * Other mount namespaces holding the device, after giving short-lived ones a moment: a new mount
+ * namespace anywhere on the machine starts as a copy of ours (runc's, before its pivot_root;
+ * `unshare -m`), so a copy of the volume's mount may exist for a few milliseconds.
+ */
+async function settledHolders(dev: string): Promise<number[]> {
+  let held = holdersElsewhere(dev);
+  for (let i = 0; held.length > 0 && i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    held = holdersElsewhere(dev);
+  }
+  return held;
+}
+
 export function nodeHandlers(d: Driver) {
   const pool = d.pool;
   const me = d.opts.nodeId;
@@ -36,9 +50,27 @@ export function nodeHandlers(d: Driver) {
   const setState = (vid: string, generation: number, state: NodeVolumeStateName, extra: Partial<NodeVolumeState> = {}) =>
     writeJsonDurable(pool.nodeStateJson(vid, me), { node_id: me, generation, state, at: new Date().toISOString(), ...extra } satisfies NodeVolumeState);
 
-  /** The loop device behind a mount, if the mount is of this volume's image. */
-  const loopOf = (vid: string, m: MountEntry | undefined): LoopDevice | undefined =>
-    m ? loopsFor(pool.image(vid)).find((l) => l.dev === m.dev) : undefined;
+  /** This node's loop devices of a volume (attached through the node's own link to the image). */
+  const mine = (vid: string) => loopsFor(pool.nodeImage(vid, me));
+  const ownSuffix = `/nodes/${encodeURIComponent(me)}.img`;
+  /**
+   * The loop device behind a mount, if it is this node's device of this volume; for a volume
+   * deleted meanwhile, any device this node attached from the pool (so its agent can still
+   * clean up after it).
+   */
+  const loopOf = (vid: string, m: MountEntry | undefined): LoopDevice | undefined => {
+    if (!m) return undefined;
+    const l = mine(vid).find((x) => x.dev === m.dev);
+    if (l || exists(vid)) return l;
+    return loopDevices().find((x) => {
+      const b = x.backing.replace(/ \(deleted\)$/, '');
+      return x.dev === m.dev && pool.holds(b) && b.endsWith(ownSuffix);
+    });
+  };
+  const ensureLink = (vid: string) => {
+    try { linkSync(pool.image(vid), pool.nodeImage(vid, me)); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
+  };
+  const dropLink = (vid: string) => { try { unlinkSync(pool.nodeImage(vid, me)); } catch { /* gone */ } };
 
   const exists = (vid: string) => pool.volume(vid) !== undefined;
 
@@ -58,7 +90,6 @@ export function nodeHandlers(d: Driver) {
         const attachedHere = () => pool.publish(vid).attachments.find((a) => a.node_id === me && (!ctx[CTX.generation] || String(a.generation) === ctx[CTX.generation]));
         let att = attachedHere();
         if (!att) throw precondition(`volume ${vid} is not published to node ${me}${ctx[CTX.generation] ? ` (attachment ${ctx[CTX.generation]})` : ''}; ControllerPublishVolume it to this node first`);
-        const image = pool.image(vid);
         const readonly = att.readonly || isReadOnlyMode(mode);
 
         // Already staged here (a repeated call, or one that finished before a crash)?
@@ -72,16 +103,17 @@ export function nodeHandlers(d: Driver) {
           if (!cur || cur.generation !== att.generation || cur.formatting || (cur.state !== 'staging' && cur.state !== 'staged')) setState(vid, att.generation, 'staged');
           return {};
         }
-        const elsewhere = loopsFor(image).flatMap((l) => all.filter((m) => m.dev === l.dev && m.root === '/'));
+        const elsewhere = mine(vid).flatMap((l) => all.filter((m) => m.dev === l.dev && m.root === '/'));
         if (elsewhere.length > 0) throw precondition(`volume ${vid} is already staged on this node at ${elsewhere[0]!.mountPoint}; the CO uses one staging path per volume`);
 
         // Record the intent before touching anything, then look again at the attachment and at
         // snapshot freezes: a revocation or a freeze request written meanwhile is seen by one
         // side or the other (each writes first, then reads the other's record).
         // First use? Decided from the image itself, so the intent record says so in one write.
-        const existing = loopsFor(image)[0];
-        const needsFormat = !readonly && !superblock(existing?.path ?? image);
-        if (needsFormat && !blank(existing?.path ?? image) && !pool.nodeState(vid, me)?.formatting) {
+        const existing = mine(vid)[0];
+        const image = existing?.path ?? pool.image(vid);
+        const needsFormat = !readonly && !superblock(image);
+        if (needsFormat && !blank(image) && !pool.nodeState(vid, me)?.formatting) {
           // Not blank and no superblock: foreign data, unless it is our own mkfs a crash cut short.
           throw precondition(`volume ${vid} holds data that is not an ext4 filesystem; refusing to format it`);
         }
@@ -101,7 +133,10 @@ export function nodeHandlers(d: Driver) {
         let loop = existing;
         // A device attached earlier may predate a ControllerExpandVolume of the image.
         if (loop && !readonly) await refreshLoopSize(loop);
-        loop ??= await attachLoop(image, readonly);
+        if (!loop) {
+          ensureLink(vid);
+          loop = await attachLoop(pool.nodeImage(vid, me), readonly);
+        }
         tr.step('losetup');
         crashPoint('stage:after-loop');
         if (needsFormat) {
@@ -131,7 +166,6 @@ export function nodeHandlers(d: Driver) {
       const vid = required(req.volume_id, 'volume_id');
       const staging = path(req.staging_target_path, 'staging_target_path');
       return d.locks.run(`n:${vid}`, async () => {
-        const image = pool.image(vid);
         const at = mountAt(staging);
         const st = pool.nodeState(vid, me);
         let did = false;
@@ -140,7 +174,7 @@ export function nodeHandlers(d: Driver) {
           if (!loop) throw precondition(`${staging} holds a filesystem that is not volume ${vid} (${at.source}); not touching it`);
           const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
           if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
-          const held = holdersElsewhere(loop.dev);
+          const held = await settledHolders(loop.dev);
           if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${held.join(', ')} (a container still running with it?); stop it first`);
           if (st?.frozen) await thaw(staging);
           await umountAll(staging);
@@ -150,14 +184,18 @@ export function nodeHandlers(d: Driver) {
         // Detach every loop device of the image that nothing mounts any more (also one a crash
         // left between losetup and mount).
         const all = mounts();
-        for (const loop of loopsFor(image)) {
+        const atLoop = at ? loopOf(vid, at) : undefined;
+        const loops = mine(vid);
+        if (atLoop && !loops.some((l) => l.dev === atLoop.dev)) loops.push(atLoop);
+        for (const loop of loops) {
           if (all.some((m) => m.dev === loop.dev)) continue;
-          const held = holdersElsewhere(loop.dev);
+          const held = await settledHolders(loop.dev);
           if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${held.join(', ')}; stop it first`);
           if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
           did = true;
         }
         if (!did && !exists(vid)) throw notFound(`volume ${vid} does not exist and nothing of it is staged at ${staging}`);
+        if (exists(vid)) dropLink(vid);
         // Only now, with no loop device left, does the node stop counting as a writer.
         if (st && st.state !== 'released') setState(vid, st.generation, st.state === 'fenced' ? 'fenced' : 'released');
         return {};

@@ -82,6 +82,12 @@ export class Pool {
   publishJson = (vid: string) => join(this.dir, 'volumes', vid, 'publish.json');
   nodeStateDir = (vid: string) => join(this.dir, 'volumes', vid, 'nodes');
   nodeStateJson = (vid: string, node: string) => join(this.dir, 'volumes', vid, 'nodes', `${encodeURIComponent(node)}.json`);
+  /**
+   * The node's own name for the image (a hard link): a node attaches its loop device through it,
+   * so the kernel's record of the loop device (its backing file path) says which node it belongs
+   * to, also when several "nodes" share one kernel (the lab's hosts are namespaces on one machine).
+   */
+  nodeImage = (vid: string, node: string) => join(this.dir, 'volumes', vid, 'nodes', `${encodeURIComponent(node)}.img`);
   freezeJson = (vid: string) => join(this.dir, 'volumes', vid, 'freeze.json');
   snapDir = (sid: string) => join(this.dir, 'snapshots', sid);
   snapImage = (sid: string) => join(this.dir, 'snapshots', sid, 'image');
@@ -108,14 +114,18 @@ export class Pool {
   nodeState(vid: string, node: string): NodeVolumeState | undefined { return readJson<NodeVolumeState>(this.nodeStateJson(vid, node)); }
   node(node: string): NodeRecord | undefined { return readJson<NodeRecord>(this.nodeJson(node)); }
 
-  /** The volume an image path belongs to (a loop device's backing file), if it is one of ours. */
-  volumeOfImage(path: string): string | undefined {
+  /** The volume a loop device's backing file belongs to when `node` attached it, if it is one. */
+  volumeOfNodeImage(path: string, node: string): string | undefined {
     const p = path.replace(/ \(deleted\)$/, '');
     const prefix = join(this.dir, 'volumes') + '/';
-    if (!p.startsWith(prefix) || !p.endsWith('/image')) return undefined;
-    const vid = p.slice(prefix.length, -'/image'.length);
+    const suffix = `/nodes/${encodeURIComponent(node)}.img`;
+    if (!p.startsWith(prefix) || !p.endsWith(suffix)) return undefined;
+    const vid = p.slice(prefix.length, -suffix.length);
     return validId(vid) ? vid : undefined;
   }
+
+  /** Whether a loop device's backing file lies anywhere in this pool (also one being deleted). */
+  holds(path: string): boolean { return path.startsWith(this.dir + '/'); }
 
   /** A fresh directory under .tmp/ (same filesystem, so its contents can be renamed into place). */
   tmpDir(what: string): string { return mkdtempSync(join(this.dir, '.tmp', `${what}-${process.pid}-`)); }
