@@ -68,7 +68,7 @@ export function controllerHandlers(d: Driver) {
 
   /** Renames a directory out of the pool's namespace (atomic), then removes it. */
   function removeDir(dir: string, what: string): void {
-    const grave = join(pool.dir, '.tmp', `deleting-${what}-${randomBytes(4).toString('hex')}`);
+    const grave = pool.tmpName(`deleting-${what}`, d.opts.nodeId);
     renameSync(dir, grave);
     fsyncDir(join(dir, '..'));
     crashPoint('delete:after-rename');
@@ -145,7 +145,7 @@ export function controllerHandlers(d: Driver) {
         if (size > avail) throw exhausted(`pool ${pool.dir} has ${avail} bytes left for new volumes; ${size} were asked for`);
         // Built whole under .tmp/, then renamed into place: a crash leaves either nothing or the
         // complete volume, never one without its record or image.
-        const tmp = pool.tmpDir(`create-${vid}`);
+        const tmp = pool.tmpDir(`create-${vid}`, d.opts.nodeId);
         try {
           const image = join(tmp, 'image');
           if (snap) await copyImage(pool.snapImage(snap.snapshot_id), image);
@@ -292,7 +292,7 @@ export function controllerHandlers(d: Driver) {
         const v = pool.volume(vid);
         if (!v) throw notFound(`volume ${vid} does not exist`);
         if (v.size > d.available()) throw exhausted(`pool ${pool.dir} has ${d.available()} bytes left; the snapshot may need ${v.size}`);
-        const tmp = pool.tmpDir(`snapshot-${sid}`);
+        const tmp = pool.tmpDir(`snapshot-${sid}`, d.opts.nodeId);
         try {
           const end = await quiesce(vid);
           const createdMs = Date.now();

@@ -32,7 +32,7 @@ export async function startDriver(o: StartOptions): Promise<RunningDriver> {
   const log = o.log ?? ((m: string) => process.stderr.write(`shoal-csi: ${m}\n`));
   const driver = new Driver(defaultOptions(o));
   driver.init();
-  const swept = driver.pool.sweepTmp(10 * 60_000);
+  const swept = driver.pool.sweepTmp(driver.opts.nodeId, 60 * 60_000);
   if (swept.length > 0) log(`removed ${swept.length} leftover(s) of interrupted work from ${driver.pool.dir}/.tmp: ${swept.join(', ')}`);
   const watch = new NodeWatch(driver);
   watch.log = log;

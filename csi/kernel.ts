@@ -96,6 +96,11 @@ export async function refreshLoopSize(dev: LoopDevice): Promise<number> {
  * mounts a NodeUnstage would otherwise leave holding the loop device (a container still running
  * with the volume). One pid per namespace.
  */
+/** `PID (command line)` for messages. */
+export function describePid(pid: number): string {
+  try { return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').slice(0, 120)})`; } catch { return String(pid); }
+}
+
 export function holdersElsewhere(dev: string): number[] {
   const own = readlinkSync('/proc/self/ns/mnt');
   const seen = new Set<string>([own]);

@@ -12,7 +12,7 @@ import type { Driver } from './driver.js';
 import { readJson, writeJsonDurable } from './durable.js';
 import { alreadyExists, aborted, invalid, notFound, outOfRange, precondition } from './errors.js';
 import { blank, growOffline, growOnline, mkfs, OnlineResizeRefused, superblock, thaw } from './ext4.js';
-import { attachLoop, detachLoop, holdersElsewhere, loopDevices, loopsFor, mount, mountAt, mounts, refreshLoopSize, umountAll, type LoopDevice, type MountEntry } from './kernel.js';
+import { attachLoop, describePid, detachLoop, holdersElsewhere, loopDevices, loopsFor, mount, mountAt, mounts, refreshLoopSize, umountAll, type LoopDevice, type MountEntry } from './kernel.js';
 import type { NodeVolumeState, NodeVolumeStateName } from './pool.js';
 import { trace } from './trace.js';
 
@@ -175,7 +175,7 @@ export function nodeHandlers(d: Driver) {
           const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
           if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
           const held = await settledHolders(loop.dev);
-          if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${held.join(', ')} (a container still running with it?); stop it first`);
+          if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${held.map(describePid).join(', ')} (a container still running with it?); stop it first`);
           if (st?.frozen) await thaw(staging);
           await umountAll(staging);
           did = true;
@@ -190,7 +190,7 @@ export function nodeHandlers(d: Driver) {
         for (const loop of loops) {
           if (all.some((m) => m.dev === loop.dev)) continue;
           const held = await settledHolders(loop.dev);
-          if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${held.join(', ')}; stop it first`);
+          if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${held.map(describePid).join(', ')}; stop it first`);
           if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
           did = true;
         }

@@ -14,7 +14,7 @@
 //   snapshots/<sid>/image             the snapshot's copy of the image
 //   .tmp/                             things being built, renamed into place when complete
 import { createHash, randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fsyncDir, readJson } from './durable.js';
 import type { StringMap } from '../proto/csi/v1/csi.js';
@@ -64,7 +64,7 @@ export class Pool {
     if (!info) {
       // Two drivers starting on a fresh shared pool at once must agree: link() a complete file
       // into place; whoever loses reads the winner's.
-      const tmp = join(this.dir, '.tmp', `pool-${process.pid}-${randomBytes(4).toString('hex')}.json`);
+      const tmp = `${this.tmpName('pool', 'init')}.json`;
       writeFileSync(tmp, JSON.stringify({ id: `pool-${randomBytes(6).toString('hex')}`, created: new Date().toISOString() }) + '\n');
       fsyncDir(join(this.dir, '.tmp'));
       try { linkSync(tmp, file); fsyncDir(this.dir); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; }
@@ -127,21 +127,43 @@ export class Pool {
   /** Whether a loop device's backing file lies anywhere in this pool (also one being deleted). */
   holds(path: string): boolean { return path.startsWith(this.dir + '/'); }
 
-  /** A fresh directory under .tmp/ (same filesystem, so its contents can be renamed into place). */
-  tmpDir(what: string): string { return mkdtempSync(join(this.dir, '.tmp', `${what}-${process.pid}-`)); }
+  /**
+   * A fresh name under .tmp/ (same filesystem, so what is built there can be renamed into
+   * place): `<what>~<node>~<pid>~<random>`, so a restarted driver knows its own leftovers.
+   */
+  tmpName(what: string, owner: string): string {
+    return join(this.dir, '.tmp', `${what}~${encodeURIComponent(owner)}~${process.pid}~${randomBytes(4).toString('hex')}`);
+  }
 
-  /** Removes leftovers of creations or deletions that a crash interrupted (older than `ageMs`). */
-  sweepTmp(ageMs: number): string[] {
+  tmpDir(what: string, owner: string): string {
+    const d = this.tmpName(what, owner);
+    mkdirSync(d);
+    return d;
+  }
+
+  /**
+   * Removes what interrupted creations and deletions left in .tmp/: this node's, when the
+   * process that made them is gone; any node's, once older than `ageMs` (another node's driver
+   * may still be working on its own).
+   */
+  sweepTmp(owner: string, ageMs: number): string[] {
     const removed: string[] = [];
     const tmp = join(this.dir, '.tmp');
     for (const n of readdirSync(tmp)) {
       const p = join(tmp, n);
+      const [, node, pid] = n.split('~');
+      const mineAndDead = node === encodeURIComponent(owner) && Number(pid) !== process.pid && !alive(Number(pid));
       try {
-        if (Date.now() - statSync(p).mtimeMs < ageMs) continue;
+        if (!mineAndDead && Date.now() - statSync(p).mtimeMs < ageMs) continue;
         rmSync(p, { recursive: true, force: true });
         removed.push(n);
       } catch { /* raced with its owner */ }
     }
     return removed;
   }
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
