@@ -72,8 +72,10 @@ export class CsiClient {
   constructor(readonly endpoint: string, readonly defaults: CallOptions = {}) {
     const s = csiServices();
     const addr = grpcAddress(endpoint);
-    // One channel for the three services (the driver serves them on one socket).
-    this.identity = new s.Identity(addr, grpc.credentials.createInsecure());
+    // One channel for the three services (the driver serves them on one socket), with its own
+    // connection: grpc-js would otherwise share one with any other client of the same socket,
+    // including one still backing off from before the driver was up.
+    this.identity = new s.Identity(addr, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
     const channelOverride = this.identity.getChannel();
     this.controller = new s.Controller(addr, grpc.credentials.createInsecure(), { channelOverride });
     this.node = new s.Node(addr, grpc.credentials.createInsecure(), { channelOverride });
@@ -94,7 +96,8 @@ export class CsiClient {
       const left = end - Date.now();
       const deadline = new Date(Date.now() + Math.max(1, Math.min(left, opts.attemptTimeoutMs ?? left)));
       try {
-        return await new Promise<T>((resolve, reject) => fn.call(client, req, new grpc.Metadata(), { deadline }, (e, r) => (e ? reject(e) : resolve(r))));
+        // waitForReady: a driver that is (re)starting is waited for, within the deadline.
+        return await new Promise<T>((resolve, reject) => fn.call(client, req, new grpc.Metadata({ waitForReady: true }), { deadline }, (e, r) => (e ? reject(e) : resolve(r))));
       } catch (e) {
         const err = e as grpc.ServiceError;
         const code = typeof err.code === 'number' ? err.code : grpc.status.UNKNOWN;
