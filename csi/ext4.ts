@@ -8,6 +8,11 @@ import { CommandError, run } from './exec.js';
  *  pass and no zeroing of inode tables or journal (a fresh sparse image already reads as zeros). */
 export const MKFS_ARGS = ['-q', '-F', '-b', '4096', '-m', '0', '-E', 'nodiscard,lazy_itable_init=1,lazy_journal_init=1'];
 
+/** Mount options unless the volume capability says otherwise: a filesystem error makes it
+ *  read-only rather than carrying on; and no background zeroing of inode tables (the image is
+ *  sparse, so they already read as zeros, and zeroing them would only allocate space in it). */
+export const MOUNT_DEFAULTS = ['errors=remount-ro', 'noinit_itable'];
+
 export interface Superblock { blockSize: number; blocks: number; bytes: number; clean: boolean }
 
 function readAt(path: string, pos: number, len: number): Buffer {
@@ -42,7 +47,7 @@ export async function mkfs(dev: string): Promise<void> { await run('mkfs.ext4', 
 export async function growOffline(dev: string): Promise<void> {
   const fsck = await run('e2fsck', ['-f', '-p', dev], { allowFail: true });
   // 0: clean, 1: errors corrected. Anything else needs an operator.
-  if (fsck.code > 1) throw new Error(`e2fsck -f -p ${dev} found problems it could not fix (exit ${fsck.code}): ${(fsck.stdout + fsck.stderr).trim().slice(0, 400)}`);
+  if (fsck.code > 1) throw new Error(`e2fsck -f -p ${dev} found problems it could not fix (exit ${fsck.code}): ${fsck.stdout.trim().slice(0, 400)}`);
   await run('resize2fs', [dev]);
 }
 
@@ -55,7 +60,7 @@ export class OnlineResizeRefused extends Error {}
  */
 export async function growOnline(dev: string): Promise<void> {
   try { await run('resize2fs', [dev]); } catch (e) {
-    if (e instanceof CommandError && /Permission denied/i.test(e.result.stderr + e.result.stdout)) {
+    if (e instanceof CommandError && /Permission denied/i.test(e.result.stdout)) {
       throw new OnlineResizeRefused(`the kernel refused to grow the mounted ext4 on ${dev} (online resize needs CAP_SYS_RESOURCE, which this process lacks)`);
     }
     throw e;
@@ -83,5 +88,5 @@ export async function freeze(mountPoint: string): Promise<void> { await run('fsf
 export async function thaw(mountPoint: string): Promise<void> {
   const r = await run('fsfreeze', ['--unfreeze', mountPoint], { allowFail: true });
   // EINVAL: it was not frozen (a thaw repeated after a crash): nothing to do.
-  if (r.code !== 0 && !/Invalid argument/.test(r.stderr)) throw new CommandError(`fsfreeze --unfreeze ${mountPoint}`, r);
+  if (r.code !== 0 && !/Invalid argument/.test(r.stdout)) throw new CommandError(`fsfreeze --unfreeze ${mountPoint}`, r);
 }

@@ -64,7 +64,8 @@ export async function attachLoop(image: string, readonly: boolean): Promise<Loop
   // not a second time as pages of the image file.
   const args = ['--find', '--show', '--direct-io=on', ...(readonly ? ['--read-only'] : []), image];
   const r = await run('losetup', args);
-  const path = r.stdout.trim();
+  // The device is the last line (warnings, e.g. about direct I/O, come before it).
+  const path = r.stdout.trim().split('\n').reverse().find((l) => /^\/dev\/loop\d+$/.test(l)) ?? '';
   const dev = loopByPath(path);
   if (!dev) throw new Error(`losetup attached ${image} as ${path}, but /sys/block does not show it`);
   return dev;
@@ -91,20 +92,21 @@ export async function refreshLoopSize(dev: LoopDevice): Promise<number> {
   return Number(readFileSync(`/sys/block/${dev.name}/size`, 'utf8').trim()) * 512;
 }
 
-/**
- * Processes in other mount namespaces that have the device `dev` (major:minor) mounted: the
- * mounts a NodeUnstage would otherwise leave holding the loop device (a container still running
- * with the volume). One pid per namespace.
- */
 /** `PID (command line)` for messages. */
 export function describePid(pid: number): string {
   try { return `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ').slice(0, 120)})`; } catch { return String(pid); }
 }
 
-export function holdersElsewhere(dev: string): number[] {
+export interface Holder { pid: number; mountPoints: string[] }
+
+/**
+ * Other mount namespaces that have the device `dev` (major:minor) mounted, with where (one
+ * process per namespace): the mounts that would keep a loop device busy after NodeUnstage.
+ */
+export function holdersElsewhere(dev: string): Holder[] {
   const own = readlinkSync('/proc/self/ns/mnt');
   const seen = new Set<string>([own]);
-  const pids: number[] = [];
+  const out: Holder[] = [];
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     let ns: string;
@@ -112,10 +114,25 @@ export function holdersElsewhere(dev: string): number[] {
     if (seen.has(ns)) continue;
     seen.add(ns);
     try {
-      if (parseMountInfo(readFileSync(`/proc/${p}/mountinfo`, 'utf8')).some((m) => m.dev === dev)) pids.push(Number(p));
+      const mps = parseMountInfo(readFileSync(`/proc/${p}/mountinfo`, 'utf8')).filter((m) => m.dev === dev).map((m) => m.mountPoint);
+      if (mps.length > 0) out.push({ pid: Number(p), mountPoints: mps });
     } catch { /* gone */ }
   }
-  return pids;
+  return out;
+}
+
+/**
+ * Unmounts, inside another process's mount namespace, the given mount points (deepest first).
+ * Used only on copies of our own mounts that a namespace made when it was created; true if all
+ * went (a busy one stays: something there uses it).
+ */
+export async function umountIn(pid: number, mountPoints: string[]): Promise<boolean> {
+  let ok = true;
+  for (const mp of [...mountPoints].sort((a, b) => b.length - a.length)) {
+    const r = await run('nsenter', [`--mount=/proc/${pid}/ns/mnt`, '--', 'umount', mp], { allowFail: true });
+    if (r.code !== 0 && !/not mounted|no mount point/.test(r.stdout)) ok = false;
+  }
+  return ok;
 }
 
 export async function mount(args: string[]): Promise<void> { await run('mount', args); }

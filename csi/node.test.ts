@@ -150,29 +150,54 @@ t.test('NodePublishVolume / NodeUnpublishVolume', async (t) => {
   await call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging });
 });
 
+/** A process in a mount namespace of its own, made (private) while the volume is mounted; `setup` runs in it first. */
+async function namespaceHolder(setup: string): Promise<import('node:child_process').ChildProcess> {
+  // Its copy of the machine's mounts would also pin other tests' volumes: drop those first.
+  const others = `awk '{print $5}' /proc/self/mountinfo | grep '^/tmp/shoal-csi-' | grep -v '^${dir}' | sort -r | while read m; do umount -l "$m"; done`;
+  const p = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', `${others}; ${setup}; echo ready; exec sleep 600`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((r) => p.stdout!.once('data', r));
+  return p;
+}
+const kill = async (p: import('node:child_process').ChildProcess) => { p.kill('SIGKILL'); if (p.exitCode === null && p.signalCode === null) await new Promise((r) => p.once('exit', r)); };
+
 t.test('NodeUnstageVolume', async (t) => {
   const v = await attached();
   await stage(v);
   await publish(v, v.target);
-  // A container's mount namespace keeps its own copy of the mount (and so the loop device). The
-  // copy is of every mount of the machine: drop all but this test's, so it holds nothing of
-  // other tests running beside this one.
-  const script = `awk '{print $5}' /proc/self/mountinfo | grep '^/tmp/shoal-csi-' | grep -v '^${dir}/' | sort -r | while read m; do umount -l "$m"; done; echo ready; exec sleep 600`;
-  const holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise((r) => holder.stdout!.once('data', r));
+  // A container using the volume: its mount namespace has it at a path of its own.
+  const ctr = join(dir, 'container-root', 'data');
+  mkdirSync(ctr, { recursive: true });
+  const holder = await namespaceHolder(`mount --bind ${v.target} ${ctr} && umount ${v.target} && umount ${v.staging}`);
   await call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: v.target });
-  await expectCode(call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging }), 'FAILED_PRECONDITION', new RegExp(`mount namespace of process ${holder.pid}`));
-  t.equal(mountsAt(v.staging), 1, 'refused: still staged');
-  holder.kill('SIGKILL');
-  await new Promise((r) => holder.once('exit', r));
+  await expectCode(call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging }), 'FAILED_PRECONDITION', new RegExp(`mount namespace of process ${holder.pid} .* at ${ctr}`));
+  t.equal(mountsAt(v.staging), 1, 'refused while a container uses it: still staged');
+  await kill(holder);
   await call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging });
-  t.equal(mountsAt(v.staging), 0, 'unmounted');
+  t.equal(mountsAt(v.staging), 0, 'once it is gone: unmounted');
   t.equal(loopsFor(image(v.id)).length, 0, 'and the loop device detached');
   t.match(JSON.parse(readFileSync(join(pool, 'volumes', v.id, 'nodes', `${me}.json`), 'utf8')), { state: 'released' }, 'the node recorded that it let go');
   await call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging });
   t.pass('again: OK (idempotent)');
   await expectCode(call('node', 'NodeUnstageVolume', { volume_id: 'nope-1', staging_target_path: v.staging }), 'NOT_FOUND');
   await expectCode(call('node', 'NodeUnstageVolume', { volume_id: v.id }), 'INVALID_ARGUMENT', /staging_target_path is required/);
+});
+
+t.test('NodeUnstageVolume unmounts copies another namespace made of the volume by accident', async (t) => {
+  const v = await attached();
+  await stage(v);
+  await publish(v, v.target);
+  // Some process on the machine made a private mount namespace meanwhile: it copied the volume's
+  // mounts at their host paths, without any use for them.
+  const bystander = await namespaceHolder('true');
+  const dev = loopsFor(image(v.id))[0]!.dev;
+  const copies = () => readFileSync(`/proc/${bystander.pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.split(' ')[2] === dev).length;
+  t.equal(copies(), 2, 'it holds copies of the staging and target mounts');
+  await call('node', 'NodeUnpublishVolume', { volume_id: v.id, target_path: v.target });
+  await call('node', 'NodeUnstageVolume', { volume_id: v.id, staging_target_path: v.staging });
+  t.equal(copies(), 0, 'unstaged: its copies were unmounted in its namespace');
+  t.equal(bystander.exitCode, null, 'and it runs on, untouched otherwise');
+  t.equal(loopsFor(image(v.id)).length, 0, 'the loop device is detached');
+  await kill(bystander);
 });
 
 t.test('read-only access modes', async (t) => {

@@ -11,8 +11,8 @@ import { crashPoint } from './crash.js';
 import type { Driver } from './driver.js';
 import { readJson, writeJsonDurable } from './durable.js';
 import { alreadyExists, aborted, invalid, notFound, outOfRange, precondition } from './errors.js';
-import { blank, growOffline, growOnline, mkfs, OnlineResizeRefused, superblock, thaw } from './ext4.js';
-import { attachLoop, describePid, detachLoop, holdersElsewhere, loopDevices, loopsFor, mount, mountAt, mounts, refreshLoopSize, umountAll, type LoopDevice, type MountEntry } from './kernel.js';
+import { blank, growOffline, growOnline, mkfs, MOUNT_DEFAULTS, OnlineResizeRefused, superblock, thaw } from './ext4.js';
+import { attachLoop, describePid, detachLoop, holdersElsewhere, umountIn, type Holder, loopDevices, loopsFor, mount, mountAt, mounts, refreshLoopSize, umountAll, type LoopDevice, type MountEntry } from './kernel.js';
 import type { NodeVolumeState, NodeVolumeStateName } from './pool.js';
 import { trace } from './trace.js';
 
@@ -30,18 +30,25 @@ const required = (v: unknown, what: string): string => {
 };
 
 /**
- * Other mount namespaces holding the device, after giving short-lived ones a moment: a new mount
- * namespace anywhere on the machine starts as a copy of ours (runc's, before its pivot_root;
- * `unshare -m`), so a copy of the volume's mount may exist for a few milliseconds.
+ * Other mount namespaces that use the device, once copies of our own mounts are gone. A new mount
+ * namespace anywhere on the machine starts as a copy of ours (runc's until its pivot_root; any
+ * `unshare -m`), copying the volume's mounts at their host paths. With a shared volume
+ * directory (csi/mount-root.ts) most such copies follow our unmounts; a namespace made private
+ * keeps them. A copy is recognised by the staging path among its mount points (a container that
+ * uses the volume has it at its own path instead): short-lived ones are given a moment, the
+ * rest are unmounted inside their namespace. What is left is real use.
  */
-async function settledHolders(dev: string): Promise<number[]> {
+async function otherUsers(dev: string, staging: string): Promise<Holder[]> {
   let held = holdersElsewhere(dev);
-  for (let i = 0; held.length > 0 && i < 20; i++) {
+  for (let i = 0; held.some((h) => h.mountPoints.includes(staging)) && i < 5; i++) {
     await new Promise((r) => setTimeout(r, 100));
     held = holdersElsewhere(dev);
   }
-  return held;
+  for (const h of held) if (h.mountPoints.includes(staging)) await umountIn(h.pid, h.mountPoints);
+  return holdersElsewhere(dev);
 }
+
+const describeHolders = (held: Holder[]) => held.map((h) => `${describePid(h.pid)} at ${h.mountPoints.join(', ')}`).join('; ');
 
 export function nodeHandlers(d: Driver) {
   const pool = d.pool;
@@ -150,7 +157,7 @@ export function nodeHandlers(d: Driver) {
           if (!readonly && sb.bytes + sb.blockSize <= dev.sizeBytes) { await growOffline(loop.path); tr.step('resize2fs'); }
         }
         mkdirSync(staging, { recursive: true });
-        const opts = [readonly ? 'ro' : 'rw', ...(cap.mount?.mount_flags?.some((f) => f.includes('errors=')) ? [] : ['errors=remount-ro']), ...mountFlags(cap)];
+        const opts = [readonly ? 'ro' : 'rw', ...MOUNT_DEFAULTS.filter((o) => !cap.mount?.mount_flags?.some((f) => f.includes(o.split('=')[0]!))), ...mountFlags(cap)];
         await mount(['-t', 'ext4', '-o', opts.join(','), loop.path, staging]);
         tr.step('mount');
         crashPoint('stage:after-mount');
@@ -174,8 +181,8 @@ export function nodeHandlers(d: Driver) {
           if (!loop) throw precondition(`${staging} holds a filesystem that is not volume ${vid} (${at.source}); not touching it`);
           const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
           if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
-          const held = await settledHolders(loop.dev);
-          if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${held.map(describePid).join(', ')} (a container still running with it?); stop it first`);
+          const held = await otherUsers(loop.dev, staging);
+          if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)} (a container still running with it?); stop it first`);
           if (st?.frozen) await thaw(staging);
           await umountAll(staging);
           did = true;
@@ -189,8 +196,8 @@ export function nodeHandlers(d: Driver) {
         if (atLoop && !loops.some((l) => l.dev === atLoop.dev)) loops.push(atLoop);
         for (const loop of loops) {
           if (all.some((m) => m.dev === loop.dev)) continue;
-          const held = await settledHolders(loop.dev);
-          if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${held.map(describePid).join(', ')}; stop it first`);
+          const held = await otherUsers(loop.dev, staging);
+          if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)}; stop it first`);
           if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
           did = true;
         }
