@@ -28,10 +28,10 @@ t.teardown(async () => {
   if (left.loops.length + left.mounts.length > 0) throw new Error(`left behind: ${JSON.stringify(left)}`);
 });
 
-const until = async (f: () => unknown, what: string, ms = 15_000) => {
+const until = async (f: () => unknown, what: string, ms = 30_000) => {
   const end = Date.now() + ms;
   while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; the registry said: ${logs.slice(-8).join(' | ')}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 };
@@ -73,7 +73,7 @@ async function rawSocket(file: string, mode: 'garbage' | 'silent'): Promise<Serv
 t.test('the built-in driver registers by its socket', async (t) => {
   mkdirSync(reg, { recursive: true });
   const builtin = await driver();
-  registry = new PluginRegistry({ dir: reg, timeoutMs: 1500, rescanMs: 300, retryMs: 60_000, log: (m) => logs.push(m) });
+  registry = new PluginRegistry({ dir: reg, timeoutMs: 5000, rescanMs: 300, retryMs: 60_000, log: (m) => logs.push(m) });
   const events: string[] = [];
   registry.on('registered', (p) => events.push(`+${p.name}`));
   registry.on('deregistered', (p, why) => events.push(`-${p.name}: ${why}`));
@@ -126,9 +126,9 @@ t.test('garbage, silence and the wrong type are refused; nothing else breaks', a
   const dup = await fakePlugin('dup.sock', { type: 'CSIPlugin', name: 'block.csi.shoal.io', endpoint: join(dir, 'builtin.sock'), supported_versions: ['1.0.0'] });
   const noEndpoint = await fakePlugin('noend.sock', { type: 'CSIPlugin', name: 'gone.csi.example.org', endpoint: join(dir, 'no-such.sock'), supported_versions: ['1.0.0'] });
   writeFileSync(join(reg, 'notes.txt'), 'not a socket');
-  await until(() => refusals.size >= 8, 'eight refusals', 20_000);
+  await until(() => refusals.size >= 8, 'eight refusals', 40_000);
   t.match(refusals.get('garbage.sock'), /does not speak gRPC plugin registration|INTERNAL|UNAVAILABLE/, `garbage: ${refusals.get('garbage.sock')}`);
-  t.match(refusals.get('silent.sock'), /did not answer within 1500 ms|does not speak/, `silence: ${refusals.get('silent.sock')}`);
+  t.match(refusals.get('silent.sock'), /did not answer within 5000 ms|does not speak/, `silence: ${refusals.get('silent.sock')}`);
   t.match(refusals.get('device.sock'), /DevicePlugin is a kubelet plugin type shoal does not take/, 'a device plugin');
   t.match(refusals.get('foo.sock'), /unknown plugin type "FooPlugin"/, 'an unknown type');
   t.match(refusals.get('v2.sock'), /has none shoal speaks for CSIPlugin/, 'a CSI version shoal does not speak');

@@ -43,7 +43,7 @@ export interface RegistryOptions {
   log?: (msg: string) => void;
 }
 
-interface Seen { ino: number; since: number }
+interface Seen { ino: number; since: number; transient: boolean }
 
 /**
  * Events: 'registered' (RegisteredPlugin), 'deregistered' (RegisteredPlugin, reason),
@@ -151,8 +151,10 @@ export class PluginRegistry extends EventEmitter {
     const started: Promise<void>[] = [];
     for (const [socket, ino] of sockets) {
       if (this.plugins.has(socket) || this.pending.has(socket)) continue;
+      // A socket nothing listens on yet may be one whose server is between bind() and listen():
+      // tried again at every pass; other refusals rest for retryMs unless the socket changes.
       const r = this.refusedBy.get(socket);
-      if (r && r.ino === ino && Date.now() - r.since < this.retryMs) continue;
+      if (r && r.ino === ino && Date.now() - r.since < (r.transient ? this.rescanMs : this.retryMs)) continue;
       const job = this.register(socket, ino).finally(() => this.pending.delete(socket));
       this.pending.set(socket, job);
       started.push(job);
@@ -212,20 +214,24 @@ export class PluginRegistry extends EventEmitter {
       client.close();
     }
     if (this.stopped) return;
-    const r = { socket, reason, at: new Date().toISOString(), ino, since: Date.now() };
+    const before = this.refusedBy.get(socket);
+    const r = { socket, reason, at: new Date().toISOString(), ino, since: Date.now(), transient: reason.includes(NOTHING_LISTENS) };
     this.refusedBy.set(socket, r);
+    if (before?.reason === reason && before.ino === ino) return; // said already
     this.log(`refused ${socket}: ${reason}`);
     this.emit('refused', { socket, reason, at: r.at });
     this.emit('change');
   }
 }
 
+const NOTHING_LISTENS = 'nothing listens on';
+
 function describeCallError(e: grpc.ServiceError, timeoutMs: number): string {
   switch (e.code) {
     case grpc.status.DEADLINE_EXCEEDED: return `it did not answer within ${timeoutMs} ms`;
     case grpc.status.UNIMPLEMENTED: return 'it serves gRPC, but not pluginregistration.Registration';
     case grpc.status.UNAVAILABLE:
-      if (/ECONNREFUSED/.test(e.details)) return 'nothing listens on it (a stale socket of a plugin that is gone?)';
+      if (/ECONNREFUSED/.test(e.details)) return `${NOTHING_LISTENS} it (a stale socket of a plugin that is gone?)`;
       return `it does not speak gRPC plugin registration (${e.details})`;
     default: return `${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`;
   }
