@@ -1,14 +1,14 @@
 // The CSI Controller service: volumes and snapshots as image files in the pool, and attachment
 // (ControllerPublish) as a durable record in the pool that the node side checks and obeys.
 import { randomBytes } from 'node:crypto';
-import { closeSync, ftruncateSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, ftruncateSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ControllerRpc, type CapacityRange, type StringMap, type Topology, type Volume, type VolumeCapability, type Snapshot } from '../proto/csi/v1/csi.js';
 import { isReadOnlyMode, isSingleNodeMode, modeName, requireSupported, unsupported } from './access.js';
 import { checkRange, expandTo, fits, sizeFor } from './capacity.js';
 import { crashPoint } from './crash.js';
 import type { Driver } from './driver.js';
-import { fsyncDir, fsyncPath, writeJsonDurable } from './durable.js';
+import { fsyncAll, fsyncDir, fsyncPath, writeJsonDurable } from './durable.js';
 import { alreadyExists, aborted, exhausted, invalid, notFound, outOfRange, precondition } from './errors.js';
 import { run } from './exec.js';
 import { idFor, validId, type Attachment, type FreezeRequest, type PublishRecord, type SnapshotRecord, type VolumeRecord } from './pool.js';
@@ -150,10 +150,12 @@ export function controllerHandlers(d: Driver) {
           const image = join(tmp, 'image');
           if (snap) await copyImage(pool.snapImage(snap.snapshot_id), image);
           const fd = openSync(image, snap ? 'r+' : 'wx', 0o600);
-          try { ftruncateSync(fd, size); fsyncSync(fd); } finally { closeSync(fd); }
+          try { ftruncateSync(fd, size); } finally { closeSync(fd); }
           const rec: VolumeRecord = { volume_id: vid, name, created: new Date().toISOString(), parameters: params, ...(snap ? { source: { snapshot_id: snap.snapshot_id } } : {}) };
           mkdirSync(join(tmp, 'nodes'));
-          writeJsonDurable(join(tmp, 'volume.json'), rec);
+          writeFileSync(join(tmp, 'volume.json'), JSON.stringify(rec, null, 1) + '\n');
+          // Image, record and their directory durable (together), before the rename shows them.
+          await fsyncAll([image, join(tmp, 'volume.json'), tmp]);
           crashPoint('create:before-rename');
           renameSync(tmp, pool.volDir(vid));
           fsyncDir(join(pool.dir, 'volumes'));
@@ -298,7 +300,8 @@ export function controllerHandlers(d: Driver) {
           const createdMs = Date.now();
           try { await copyImage(pool.image(vid), join(tmp, 'image')); } finally { end(); }
           const rec: SnapshotRecord = { snapshot_id: sid, name, source_volume_id: vid, createdMs, size_bytes: statSync(join(tmp, 'image')).size };
-          writeJsonDurable(join(tmp, 'snapshot.json'), rec);
+          writeFileSync(join(tmp, 'snapshot.json'), JSON.stringify(rec, null, 1) + '\n');
+          await fsyncAll([join(tmp, 'snapshot.json'), tmp]);
           renameSync(tmp, pool.snapDir(sid));
           fsyncDir(join(pool.dir, 'snapshots'));
           return { snapshot: snapshotMsg(rec) };

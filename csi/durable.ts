@@ -2,6 +2,7 @@
 // and the directory fsynced, so after a crash it is either the old or the new version, never a
 // torn one. Directory entries made or removed are made durable by fsyncing their directory.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export function fsyncPath(path: string): void {
@@ -10,6 +11,17 @@ export function fsyncPath(path: string): void {
 }
 
 export const fsyncDir = (dir: string) => fsyncPath(dir);
+
+/**
+ * fsyncs several files and directories at once (the filesystem commits them together, where
+ * one after the other would cost one commit each); resolves when all are durable.
+ */
+export async function fsyncAll(paths: string[]): Promise<void> {
+  await Promise.all(paths.map(async (p) => {
+    const h = await open(p, constants.O_RDONLY);
+    try { await h.sync(); } finally { await h.close(); }
+  }));
+}
 
 export function writeFileDurable(path: string, data: string | Buffer): void {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);

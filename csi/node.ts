@@ -2,7 +2,7 @@
 // grew) mounted at the staging path; publish = a bind mount of it at the target path. Each call
 // reads the kernel's loop devices and mounts first, so it completes or undoes what an
 // interrupted earlier call (a crashed driver) left, and repeating a call changes nothing.
-import { linkSync, mkdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
+import { linkSync, mkdirSync, rmdirSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { NodeRpc, UsageUnit, type VolumeCapability } from '../proto/csi/v1/csi.js';
 import { isReadOnlyMode, mountFlags, requireSupported } from './access.js';
@@ -13,7 +13,7 @@ import { readJson, writeJsonDurable } from './durable.js';
 import { alreadyExists, aborted, invalid, notFound, outOfRange, precondition } from './errors.js';
 import { blank, growOffline, growOnline, mkfs, MOUNT_DEFAULTS, OnlineResizeRefused, superblock, thaw } from './ext4.js';
 import { attachLoop, describePid, detachLoop, holdersElsewhere, umountIn, type Holder, loopDevices, loopsFor, mount, mountAt, mounts, refreshLoopSize, umountAll, type LoopDevice, type MountEntry } from './kernel.js';
-import type { NodeVolumeState, NodeVolumeStateName } from './pool.js';
+import { validId, type NodeVolumeState, type NodeVolumeStateName } from './pool.js';
 import { trace } from './trace.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -79,7 +79,8 @@ export function nodeHandlers(d: Driver) {
   };
   const dropLink = (vid: string) => { try { unlinkSync(pool.nodeImage(vid, me)); } catch { /* gone */ } };
 
-  const exists = (vid: string) => pool.volume(vid) !== undefined;
+  // Whether the volume exists: its image is there (a volume is renamed into place whole).
+  const exists = (vid: string) => { if (!validId(vid)) return false; try { statSync(pool.image(vid)); return true; } catch { return false; } };
 
   return {
     async NodeStageVolume(req: Req) {
@@ -110,14 +111,15 @@ export function nodeHandlers(d: Driver) {
           if (!cur || cur.generation !== att.generation || cur.formatting || (cur.state !== 'staging' && cur.state !== 'staged')) setState(vid, att.generation, 'staged');
           return {};
         }
-        const elsewhere = mine(vid).flatMap((l) => all.filter((m) => m.dev === l.dev && m.root === '/'));
+        const myLoops = mine(vid);
+        const elsewhere = myLoops.flatMap((l) => all.filter((m) => m.dev === l.dev && m.root === '/'));
         if (elsewhere.length > 0) throw precondition(`volume ${vid} is already staged on this node at ${elsewhere[0]!.mountPoint}; the CO uses one staging path per volume`);
 
         // Record the intent before touching anything, then look again at the attachment and at
         // snapshot freezes: a revocation or a freeze request written meanwhile is seen by one
         // side or the other (each writes first, then reads the other's record).
         // First use? Decided from the image itself, so the intent record says so in one write.
-        const existing = mine(vid)[0];
+        const existing = myLoops[0];
         const image = existing?.path ?? pool.image(vid);
         const needsFormat = !readonly && !superblock(image);
         if (needsFormat && !blank(image) && !pool.nodeState(vid, me)?.formatting) {
