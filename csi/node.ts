@@ -30,22 +30,34 @@ const required = (v: unknown, what: string): string => {
 };
 
 /**
- * Other mount namespaces that use the device, once copies of our own mounts are gone. A new mount
- * namespace anywhere on the machine starts as a copy of ours (runc's until its pivot_root; any
- * `unshare -m`), copying the volume's mounts at their host paths. With a shared volume
- * directory (csi/mount-root.ts) most such copies follow our unmounts; a namespace made private
- * keeps them. A copy is recognised by the staging path among its mount points (a container that
- * uses the volume has it at its own path instead): short-lived ones are given a moment, the
- * rest are unmounted inside their namespace. What is left is real use.
+ * A new mount namespace anywhere on the machine starts as a copy of ours (runc's until its
+ * pivot_root; any `unshare -m`), copying the volume's mounts at their host paths. With a shared
+ * volume directory (csi/mount-root.ts) such copies follow our unmounts; a namespace made private
+ * keeps them, and they pin the loop device. A copy is recognised by the staging path among its
+ * mount points (also under a pivot_root's old root); a container that uses the volume has it at
+ * a path of its own instead.
  */
-async function otherUsers(dev: string, staging: string): Promise<Holder[]> {
-  let held = holdersElsewhere(dev);
-  for (let i = 0; held.some((h) => h.mountPoints.includes(staging)) && i < 5; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    held = holdersElsewhere(dev);
+const isCopy = (h: Holder, staging: string) => h.mountPoints.some((mp) => mp === staging || mp.endsWith(staging));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Namespaces that really use the device (not copies), after giving short-lived ones 2 s to go. */
+async function realUsers(dev: string, staging: string): Promise<Holder[]> {
+  let real = holdersElsewhere(dev).filter((h) => !isCopy(h, staging));
+  for (let i = 0; real.length > 0 && i < 10; i++) {
+    await sleep(200);
+    real = holdersElsewhere(dev).filter((h) => !isCopy(h, staging));
   }
-  for (const h of held) if (h.mountPoints.includes(staging)) await umountIn(h.pid, h.mountPoints);
-  return holdersElsewhere(dev);
+  return real;
+}
+
+/** Unmounts the copies inside their namespaces; returns who still holds the device after 2 s. */
+async function releaseCopies(dev: string, staging: string): Promise<Holder[]> {
+  for (let i = 0; ; i++) {
+    for (const h of holdersElsewhere(dev)) if (isCopy(h, staging)) await umountIn(h.pid, h.mountPoints);
+    const left = holdersElsewhere(dev);
+    if (left.length === 0 || i >= 10) return left;
+    await sleep(200);
+  }
 }
 
 const describeHolders = (held: Holder[]) => held.map((h) => `${describePid(h.pid)} at ${h.mountPoints.join(', ')}`).join('; ');
@@ -183,7 +195,7 @@ export function nodeHandlers(d: Driver) {
           if (!loop) throw precondition(`${staging} holds a filesystem that is not volume ${vid} (${at.source}); not touching it`);
           const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
           if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
-          const held = await otherUsers(loop.dev, staging);
+          const held = await realUsers(loop.dev, staging);
           if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)} (a container still running with it?); stop it first`);
           if (st?.frozen) await thaw(staging);
           await umountAll(staging);
@@ -198,7 +210,8 @@ export function nodeHandlers(d: Driver) {
         if (atLoop && !loops.some((l) => l.dev === atLoop.dev)) loops.push(atLoop);
         for (const loop of loops) {
           if (all.some((m) => m.dev === loop.dev)) continue;
-          const held = await otherUsers(loop.dev, staging);
+          // Our own mounts are gone, so no new copies can appear: release the old ones.
+          const held = await releaseCopies(loop.dev, staging);
           if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)}; stop it first`);
           if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
           did = true;
