@@ -55,8 +55,10 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
   const secs = String(Math.max(1, Math.ceil(p.timeoutMs / 1000)));
   const argv = existsSync(BUSYBOX)
     ? p.type === 'tcp'
-      ? [BUSYBOX, 'nc', '-z', '-w', secs, '127.0.0.1', String(p.port)]
-      : [BUSYBOX, 'wget', '-q', '-T', secs, '-O', '/dev/null', `http://127.0.0.1:${p.port}${p.path ?? '/'}`]
+      ? // Debian's busybox has no `nc -z`: nc with an empty standard input connects and ends (0), or fails (1).
+        [BUSYBOX, 'nc', '-w', secs, '127.0.0.1', String(p.port)]
+      : // Debian's busybox 1.35 wget crashes (SIGSEGV) when given -T: its own `timeout` bounds it instead.
+        [BUSYBOX, 'timeout', secs, BUSYBOX, 'wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${p.port}${p.path ?? '/'}`]
     : [process.execPath, PROBE_NET, p.type, String(p.port), p.path ?? '/', String(p.timeoutMs)];
   return new Promise((resolve) => {
     execFile('nsenter', [`--net=${netns}`, '--', ...argv], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout, stderr) => {
