@@ -33,6 +33,8 @@ export interface CoreOptions {
   packetOverhead?: number;
   /** Starting incarnation (default 0; a restarted member learns and refutes its old one). */
   incarnation?: number;
+  /** Told the round trip of each timely direct probe (ping to ack), for metrics. */
+  onProbeRtt?(ms: number): void;
 }
 
 export interface CoreStats {
@@ -97,11 +99,13 @@ export class GossipCore {
   private lastGossipAt = -Infinity;
   private started = false;
   private stopped = false;
+  private readonly onProbeRtt: ((ms: number) => void) | undefined;
 
   constructor(cfg: GossipConfig, opts: CoreOptions) {
     validateConfig(cfg);
     this.cfg = cfg;
     this.rng = opts.rng;
+    this.onProbeRtt = opts.onProbeRtt;
     const meta = opts.meta ?? new Uint8Array(0);
     this.checkMeta(meta);
     this.packetLimit = cfg.udpBufferSize - (opts.packetOverhead ?? 0);
@@ -468,6 +472,7 @@ export class GossipCore {
           // idle member wakes once per probe, not three times.
           probe.direct = true;
           probe.acked = true;
+          this.onProbeRtt?.(this.nowMs - sentAt);
           indirectTimer.cancel();
           finalTimer.cancel();
           this.finishProbe(probe, target.name);

@@ -26,6 +26,8 @@ export interface MemberlistOptions {
   meta?: Uint8Array;
   /** Encrypt and authenticate every packet and stream. */
   keyring?: Keyring;
+  /** Told the round trip of each timely direct probe, in ms (metrics). */
+  onProbeRtt?(ms: number): void;
 }
 
 export interface JoinResult {
@@ -63,6 +65,7 @@ export class Memberlist extends EventEmitter {
         addr: transport.addr,
         rng: seededRng(randomInt(2 ** 31)),
         packetOverhead: transport.overhead(),
+        ...(opts.onProbeRtt ? { onProbeRtt: opts.onProbeRtt } : {}),
         ...(opts.meta ? { meta: opts.meta } : {}),
       });
     } catch (e) {

@@ -3,6 +3,7 @@
 import { Keyring } from '../gossip/keyring.js';
 import { makeConfig, type PresetName } from '../gossip/config.js';
 import { Memberlist } from '../gossip/memberlist.js';
+import { gossipProbeRtt, gossipSuspicions, sources } from '../manager/metrics.js';
 
 export type GossipState = 'alive' | 'suspect' | 'dead' | 'left';
 
@@ -15,9 +16,16 @@ export class NodeGossip {
       bindAddr: p.host,
       bindPort: p.port,
       keyring: new Keyring([p.key]),
+      onProbeRtt: (ms) => gossipProbeRtt.observe(ms / 1000),
     });
     const g = new NodeGossip(ml, p.log);
+    sources.gossip = () => {
+      const by: Record<string, number> = { alive: 0, suspect: 0, dead: 0, left: 0 };
+      for (const m of ml.members()) by[m.state] = (by[m.state] ?? 0) + 1;
+      return by;
+    };
     ml.on('event', (e: { type: string; name: string }) => {
+      if (e.type === 'suspect') gossipSuspicions.inc();
       if (e.type === 'dead' || e.type === 'leave' || e.type === 'join' || e.type === 'alive') p.log(`gossip: ${e.name} ${e.type}`);
     });
     return g;
@@ -55,6 +63,7 @@ export class NodeGossip {
   }
 
   async stop(): Promise<void> {
+    delete sources.gossip;
     await this.ml.shutdown();
   }
 }

@@ -4,17 +4,18 @@
 // that halves the scavenges and costs about 7 % less CPU per write (benchmarks/raft-vs-etcd).
 import { hostname } from 'node:os';
 import { isPresetName, type PresetName } from '../gossip/config.js';
+import { serveMetrics } from '../manager/metrics.js';
 import { Daemon } from './daemon.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from './join-token-input.js';
-import { splitHostPort } from './ports.js';
+import { joinHostPort, splitHostPort } from './ports.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--force-new-cluster | --restore BACKUP]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--metrics-addr HOST:PORT|off] [--force-new-cluster | --restore BACKUP]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined, metricsAddr: '127.0.0.1:9323' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -39,6 +40,7 @@ function parse(argv: string[]) {
       case '--insecure-registry': a.insecureRegistries.push(v()); break;
       case '--force-new-cluster': a.forceNewCluster = true; break;
       case '--restore': a.restore = v(); break;
+      case '--metrics-addr': a.metricsAddr = v(); break;
       case '--cgroup-parent': {
         const c = v();
         if (!/^\/[A-Za-z0-9._/-]+$/.test(c) || c.includes('..')) usage(`--cgroup-parent must be an absolute cgroup path like /shoal, got ${c}`);
@@ -69,6 +71,14 @@ function parse(argv: string[]) {
   } catch {
     usage(`--advertise must be HOST:PORT, got ${a.advertise}`);
   }
+  if (a.metricsAddr !== 'off') {
+    try {
+      const { port } = splitHostPort(a.metricsAddr);
+      if (port > 65535) throw new Error('port');
+    } catch {
+      usage(`--metrics-addr must be HOST:PORT (loopback by default: 127.0.0.1:9323) or off, got ${a.metricsAddr}`);
+    }
+  }
   if (a.init && a.join) usage('--init and --join exclude each other');
   if (a.forceNewCluster && a.restore) usage('--force-new-cluster and --restore exclude each other');
   if ((a.forceNewCluster || a.restore) && (a.init || a.join)) usage(`${a.restore ? '--restore' : '--force-new-cluster'} starts from a manager's existing identity: it excludes --init and --join`);
@@ -97,6 +107,20 @@ async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
   for (const w of a.warnings) log(`shoald: warning: ${w}`);
+  // Metrics are an aid, not a duty: a taken port is a warning, not a reason to stay down.
+  let metricsAddr: string | null = null;
+  if (a.metricsAddr !== 'off') {
+    try {
+      const { host, port } = splitHostPort(a.metricsAddr);
+      const srv = await serveMetrics(host, port);
+      const ad = srv.address() as { address: string; port: number };
+      metricsAddr = joinHostPort(ad.address, ad.port);
+      srv.unref();
+      log(`shoald: Prometheus metrics on http://${metricsAddr}/metrics`);
+    } catch (e) {
+      log(`shoald: warning: cannot serve metrics on ${a.metricsAddr} (${(e as Error).message}); running without them: pick another --metrics-addr, or off`);
+    }
+  }
   const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, forceNewCluster: a.forceNewCluster, restore: a.restore, log });
   await d.start();
   // Stopping is bounded (open streams get a grace period, then are closed); a second signal
@@ -123,7 +147,7 @@ async function main(): Promise<void> {
     await (d as any).join(a.join, a.token);
   }
   const id = d.identity;
-  process.stdout.write(JSON.stringify({ ready: true, stateDir: a.stateDir, socket: d.state.socketPath, nodeId: id?.nodeId ?? null, role: id?.role ?? null, pid: process.pid }) + '\n');
+  process.stdout.write(JSON.stringify({ ready: true, stateDir: a.stateDir, socket: d.state.socketPath, nodeId: id?.nodeId ?? null, role: id?.role ?? null, pid: process.pid, metricsAddr }) + '\n');
 }
 
 main().catch((e) => {

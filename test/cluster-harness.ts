@@ -18,6 +18,8 @@ export interface NodeProc {
   stateDir: string;
   proc?: ChildProcess;
   log: string[];
+  /** Where this run of the node serves /metrics (null: not served). */
+  metricsAddr?: string | null;
 }
 
 export interface CliResult {
@@ -37,7 +39,9 @@ export class TestCluster {
       this.nodes.set(name, n);
     }
     const node = n;
-    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Many nodes share this loopback: each serves its metrics on a port of its own choosing.
+    const metrics = extra.includes('--metrics-addr') ? [] : ['--metrics-addr', '127.0.0.1:0'];
+    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = p;
     p.stderr!.setEncoding('utf8').on('data', (d: string) => {
       node.log.push(d);
@@ -47,7 +51,10 @@ export class TestCluster {
       let buf = '';
       p.stdout!.setEncoding('utf8').on('data', (d: string) => {
         buf += d;
-        if (buf.includes('"ready":true')) resolve();
+        const line = buf.split('\n').slice(0, -1).find((l) => l.includes('"ready":true'));
+        if (!line) return;
+        node.metricsAddr = (JSON.parse(line) as { metricsAddr?: string | null }).metricsAddr ?? null;
+        resolve();
       });
       p.once('exit', (c) => reject(new Error(`shoald ${name} exited with ${c} before it was ready: ${node.log.join('').slice(-2000)}`)));
     });
@@ -78,6 +85,15 @@ export class TestCluster {
     const r = await this.cli(name, ...args, '--format', 'json');
     if (r.code !== 0) throw new Error(`shoal ${args.join(' ')} on ${name} failed (${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
+  }
+
+  /** The node's /metrics page, as text. */
+  async metrics(name: string): Promise<string> {
+    const a = this.nodes.get(name)?.metricsAddr;
+    if (!a) throw new Error(`${name} serves no metrics`);
+    const r = await fetch(`http://${a}/metrics`);
+    if (!r.ok) throw new Error(`GET /metrics on ${name}: ${r.status}`);
+    return r.text();
   }
 
   kill(name: string, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -14,6 +14,7 @@ import type { ServerTls, TlsIdentity } from '../security/credentials.js';
 import { raftChannel, raftServerCredentials, refuseRaftPeer } from '../security/raft-security.js';
 import { LeaderForwarder } from '../security/forward.js';
 import { LeaderComponents } from '../leader/components.js';
+import { raftLeaderChanges, raftProposals, raftSave, raftSnapshot, sources } from '../metrics.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 
 export type GossipView = (nodeId: string) => 'alive' | 'suspect' | 'dead' | 'left' | undefined;
@@ -93,7 +94,13 @@ export class Manager {
       process.exit(1);
     };
     this.leaderComponents = new LeaderComponents(this.raft, log);
-    this.raft.onLeaderChange = (lead) => this.leaderComponents?.leadershipChanged(lead === this.raftId);
+    let lastLead = -1;
+    this.raft.onLeaderChange = (lead) => {
+      if (lead !== lastLead) raftLeaderChanges.inc();
+      lastLead = lead;
+      this.leaderComponents?.leadershipChanged(lead === this.raftId);
+    };
+    this.observe();
     await this.raft.start();
     // Every manager keeps its raft peers' addresses from the node objects (a restored snapshot
     // does not carry them) and remembers them on disk for the next start.
@@ -102,6 +109,22 @@ export class Manager {
       this.checkMembership();
       void this.reconcileHealth();
     }, 1000);
+  }
+
+  /** Feeds the process's metrics from this manager's raft node and store. */
+  private observe(): void {
+    const raft = this.raft;
+    raft.observer = {
+      save: (ms) => raftSave.observe(ms / 1000),
+      snapshot: (ms) => raftSnapshot.observe(ms / 1000),
+      proposal: (ok) => raftProposals.inc({ result: ok ? 'committed' : 'failed' }),
+    };
+    sources.raft = () => {
+      const st = raft.status();
+      return { term: st.term, commit: st.commit, applied: raft.store.applied, leader: raft.isLeader() };
+    };
+    sources.store = () => ({ objects: raft.store.countsByKind(), watches: raft.store.watchCount });
+    sources.scheduler = () => ({ pending: raft.store.list('task').filter((t) => (t.status as { state?: string } | null)?.state === 'pending').length });
   }
 
   /** Follows the node objects; a restored snapshot ends the watch, so it starts again then. */
@@ -268,6 +291,9 @@ export class Manager {
     this.stopped = true;
     clearInterval(this.healthTimer);
     this.leaderComponents?.stop();
+    delete sources.raft;
+    delete sources.store;
+    delete sources.scheduler;
     this.peersWatch?.cancel();
     this.forwarder.reset();
     await this.raft?.stop();

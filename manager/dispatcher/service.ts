@@ -9,6 +9,7 @@ import { updateNode, type Manager } from '../control/manager.js';
 import { nodeInput, type NodeDescription, type NodeObject } from '../control/model.js';
 import type { WireDescription } from '../../proto/dispatcher/wire.js';
 import { CHUNK } from '../leader/commit.js';
+import { heartbeatsMissed, sources } from '../metrics.js';
 import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
@@ -64,14 +65,20 @@ export class Dispatcher {
   private readonly expiry: NodeJS.Timeout;
 
   constructor(private readonly mgr: Manager, private readonly log: (m: string) => void, readonly heartbeatMs = HEARTBEAT_MS) {
+    sources.dispatcher = () => ({ sessions: this.sessions.size });
     this.expiry = setInterval(() => {
       const now = Date.now();
-      for (const s of this.sessions.values()) if (now - s.lastBeat > this.heartbeatMs * GRACE) s.end(`no heartbeat for ${now - s.lastBeat} ms`);
+      for (const s of this.sessions.values()) {
+        if (now - s.lastBeat <= this.heartbeatMs * GRACE) continue;
+        heartbeatsMissed.inc();
+        s.end(`no heartbeat for ${now - s.lastBeat} ms`);
+      }
     }, 1000);
   }
 
   stop(): void {
     clearInterval(this.expiry);
+    delete sources.dispatcher;
     clearTimeout(this.flushTimer);
     for (const s of this.sessions.values()) s.end('the manager is stopping');
     for (const end of [...this.streamEnders]) end();

@@ -3,6 +3,7 @@
 // must share a transaction (a task and its replacement); a group is never split across chunks.
 import type { ReplicatedNode } from '../raftnode/node.js';
 import type { TxnOp } from '../store/types.js';
+import { decisions } from '../metrics.js';
 
 /** Ops per transaction: well under the store's limit, and a few hundred KiB per raft entry. */
 export const CHUNK = 500;
@@ -27,6 +28,9 @@ export async function commitOps(raft: ReplicatedNode, ops: TxnOp[] | TxnOp[][], 
   const groups = Array.isArray(ops[0]) ? (ops as TxnOp[][]) : (ops as TxnOp[]).map((op) => [op]);
   const parts = chunkGroups(groups, chunk);
   const results = await Promise.allSettled(parts.map((p) => raft.propose(p)));
+  results.forEach((r, i) => {
+    if (r.status === 'fulfilled') decisions.inc(parts[i]!.length);
+  });
   const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed.length > 0) {
     throw new Error(`${failed.length} of ${parts.length} transaction(s) failed, first: ${(failed[0]!.reason as Error).message}`);

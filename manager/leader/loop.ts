@@ -4,6 +4,7 @@
 // pass (a conflicting write, a leadership change in flight) is retried with a short back-off.
 import type { Kind, StoreEvent } from '../store/types.js';
 import type { ObjectStore } from '../store/store.js';
+import { reconcileDuration, reconcilePasses } from '../metrics.js';
 
 export interface PassResult {
   /** Run again at this time even if nothing changes (ms since the epoch). */
@@ -77,8 +78,11 @@ export class ReconcileLoop {
     this.running = true;
     this.dirty = false;
     let retry = 0;
+    const timer = reconcileDuration.startTimer({ loop: this.o.name });
     try {
       const r = await this.o.pass();
+      timer();
+      reconcilePasses.inc({ loop: this.o.name, result: 'ok' });
       this.passes++;
       this.failures = 0;
       clearTimeout(this.wake);
@@ -87,6 +91,8 @@ export class ReconcileLoop {
         this.wake = setTimeout(() => this.trigger(0), ms);
       }
     } catch (e) {
+      timer();
+      reconcilePasses.inc({ loop: this.o.name, result: 'failed' });
       this.failures++;
       retry = Math.min(50 * 2 ** Math.min(this.failures, 5), 1600);
       if (this.failures <= 3 || this.failures % 20 === 0) this.o.log(`${this.o.name}: pass failed (${(e as Error).message}); retrying in ${retry} ms`);

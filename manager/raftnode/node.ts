@@ -139,6 +139,8 @@ export class ReplicatedNode {
   /** Fires when the node stops on a fatal error (storage failure): the process should exit. */
   onFatal?: (e: Error) => void;
   readonly metrics = { readies: 0, saves: 0, saveMs: 0, entries: 0, applied: 0, appliedEarly: 0, proposals: 0, snapshots: 0 };
+  /** Optional observer of timings and outcomes (the process's Prometheus metrics). */
+  observer?: { save?(ms: number): void; snapshot?(ms: number): void; proposal?(ok: boolean): void };
 
   constructor(opts: NodeOptions) {
     this.id = opts.id;
@@ -409,6 +411,7 @@ export class ReplicatedNode {
       await this.storage.save({ hardState: rd.hardState, entries: rd.entries, snapshot: rd.snapshot, mustSync: rd.mustSync });
       this.metrics.saves++;
       this.metrics.saveMs += performance.now() - t0;
+      this.observer?.save?.(performance.now() - t0);
     }
     if (this.stopped) return;
     // 4. messages that promise durability (votes, append acks)
@@ -446,10 +449,12 @@ export class ReplicatedNode {
    */
   private startSnapshot(due: DueSnapshot): void {
     this.snapshotting = (async () => {
+      const t0 = performance.now();
       try {
         const data = await encodeSnapshotAsync(due.view);
         if (this.stopped || due.meta.index <= this.storage.snapshot().meta.index) return;
         await this.persistSnapshot({ meta: due.meta, data });
+        this.observer?.snapshot?.(performance.now() - t0);
       } catch (e) {
         // A newer snapshot from the leader was installed meanwhile: this one is simply stale.
         if (due.meta.index <= this.storage.snapshot().meta.index) this.log(`raft: dropped the snapshot at ${due.meta.index}: a newer one was installed meanwhile`);
@@ -528,6 +533,7 @@ export class ReplicatedNode {
     const p = this.pending.get(r.reqId);
     if (!p) return;
     this.pending.delete(r.reqId);
+    this.observer?.proposal?.(r.result.ok);
     if (r.result.ok) p.resolve(r.result);
     else p.reject(new ConflictError(r.result.conflict, r.result.version));
   }
@@ -558,6 +564,7 @@ export class ReplicatedNode {
     const p = this.pending.get(reqId);
     if (p) {
       this.pending.delete(reqId);
+      this.observer?.proposal?.(false);
       p.reject(new ProposalDroppedError(reason, leader));
     }
   }

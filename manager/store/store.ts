@@ -83,6 +83,18 @@ export class ObjectStore {
     return this.tables.count;
   }
 
+  /** Objects per kind (for metrics). */
+  countsByKind(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, t] of this.tables.byId) out[k] = t.size;
+    return out;
+  }
+
+  /** Open watches (for metrics). */
+  get watchCount(): number {
+    return this.subs.size;
+  }
+
   /** The oldest version a watch can resume from. */
   get oldestWatchVersion(): number {
     return this.log.oldestResumable;

@@ -8,6 +8,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { LABELS, TASK_STATE_ORDER, isTerminal, type ContainerSpec, type TaskObject, type TaskState, type TaskStatus } from '../../manager/services/model.js';
 import { CONTAINER_STATE, type CriClient } from '../cri/client.js';
+import { sources } from '../../manager/metrics.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
@@ -50,6 +51,17 @@ export class Executor {
 
   constructor(readonly o: ExecutorOptions) {
     this.images = new ImagePuller(o.cri);
+    const counts = () => this.countByState();
+    sources.agent = counts;
+    this.unsource = () => { if (sources.agent === counts) delete sources.agent; };
+  }
+  private readonly unsource: () => void;
+
+  /** The node's tasks by the state last reported for each (metrics). */
+  countByState(): Record<string, number> {
+    const by: Record<string, number> = {};
+    for (const r of this.runners.values()) by[r.state] = (by[r.state] ?? 0) + 1;
+    return by;
   }
 
   /** Finds the pods an earlier run of the agent made, then watches the containers. */
@@ -157,6 +169,7 @@ export class Executor {
 
   stop(): void {
     this.stopped = true;
+    this.unsource();
     clearTimeout(this.timer);
     for (const r of this.runners.values()) r.detach();
   }
@@ -194,6 +207,11 @@ class Runner {
 
   private get o(): ExecutorOptions {
     return this.ex.o;
+  }
+
+  /** The state last reported for the task. */
+  get state(): TaskState {
+    return this.reported;
   }
 
   private get stopWanted(): boolean {

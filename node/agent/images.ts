@@ -3,6 +3,7 @@
 // pull policy: an image already present is used as it is, unless its tag is `latest` (or none),
 // which is pulled again each time a task needs it.
 import type { CriClient } from '../cri/client.js';
+import { imagePullBytes, imagePulls } from '../../manager/metrics.js';
 
 export function alwaysPull(image: string): boolean {
   if (image.includes('@')) return false;
@@ -25,7 +26,16 @@ export class ImagePuller {
     pulling();
     let p = this.inflight.get(image);
     if (!p) {
-      p = this.cri.image.PullImage({ image: { image } }, 10 * 60_000).then((r) => r.image_ref as string).finally(() => this.inflight.delete(image));
+      const done = imagePulls.startTimer();
+      p = this.cri.image.PullImage({ image: { image } }, 10 * 60_000)
+        .then(async (r) => {
+          done();
+          // The size the runtime now reports for it: what this pull brought (at most).
+          const st = await this.cri.image.ImageStatus({ image: { image } }).catch(() => undefined);
+          if (st?.image?.size) imagePullBytes.inc(Number(st.image.size));
+          return r.image_ref as string;
+        })
+        .finally(() => this.inflight.delete(image));
       this.inflight.set(image, p);
     }
     return p;

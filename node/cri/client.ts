@@ -3,6 +3,7 @@
 // only through these calls; the contract is proto/cri/api.proto.
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../proto/load.js';
+import { criCalls } from '../../manager/metrics.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export type CriCall = (req?: any, timeoutMs?: number) => Promise<any>;
@@ -38,7 +39,9 @@ export function criClient(endpoint: string, defaultTimeoutMs = 120_000): CriClie
     new Proxy({}, {
       get: (_t, name: string) => (req: any = {}, timeoutMs = defaultTimeoutMs) =>
         new Promise((resolve, reject) => {
+          const end = criCalls.startTimer({ method: name });
           client[name](req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: any) => {
+            end({ result: err ? 'error' : 'ok' });
             if (!err) return resolve(res);
             // Name the call and the runtime in the error: the agent's messages end up in `service ps`.
             reject(Object.assign(new Error(`${service}.${name}: ${err.details || err.message}`), { code: err.code, details: err.details }));
