@@ -10,6 +10,7 @@ import { encodeBackup } from '../proto/backup-file.js';
 import { protoDir } from '../proto/load.js';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { FILE_FLAGS, fileCommand } from './secret.js';
 
 interface Parsed {
   args: string[];
@@ -74,6 +75,10 @@ const USAGE = `usage: shoal [--state-dir DIR | --host HOST:PORT | --lab [--lab-d
   service rollback SERVICE [--to-revision N] | history SERVICE
   service ls | ps SERVICE | inspect SERVICE | scale SERVICE=N... | rm SERVICE... | logs SERVICE [--follow] [--tail N] [--timestamps]
   task ls [--service S] [--node N] | inspect TASK | logs TASK
+  secret create [--label k=v] NAME FILE|- | ls | inspect NAME... | rm NAME...   (data never shown)
+  config create [--label k=v] NAME FILE|- | ls | inspect NAME... | rm NAME...
+          services use them with --secret|--config NAME[,target=PATH][,uid=N][,gid=N][,mode=0400]
+          (service create), --secret-add/--secret-rm/--config-add/--config-rm (service update)
   lab up [--managers 3] [--workers 2] | down | status | exec NODE -- CMD | stop|start|logs NODE
 Target: --state-dir (env SHOAL_STATE_DIR, default /var/lib/shoal) uses DIR/shoald.sock;
 --host (env SHOAL_HOST) uses mTLS to that manager with the identity in the state dir;
@@ -117,7 +122,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS]);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS]);
   for (const k of p.flags.keys()) if (!known.has(k)) throw new CliError(`unknown flag --${k}\n${USAGE}`, 2);
   if (p.flags.has('version')) return versionLine();
   if (p.flags.has('help') || p.args.length === 0) return USAGE + '\n';
@@ -192,6 +197,9 @@ async function run(argv: string[]): Promise<string> {
       return serviceCommand(t, sub, rest, flags(p), json);
     case 'task':
       return taskCommand(t, sub, rest, flags(p), json);
+    case 'secret':
+    case 'config':
+      return fileCommand(t, cmd, sub, rest, flags(p), json);
     default:
       throw new CliError(`unknown command ${JSON.stringify(cmd)}\n${USAGE}`, 2);
   }
