@@ -52,7 +52,7 @@ function toWire(o: StoreObject, services: ServiceObject[]) {
     created_at_ms: (o.status as FileStatus | null)?.createdAt ?? 0,
     version: o.version,
     created_version: o.createdVersion,
-    services: usedBy(services, o.kind as FileKind, o.id),
+    services: usedBy(services, o.kind as FileKind, o.id).map((u) => u.name),
   };
   if (o.kind === 'secret') return base;
   const data = Buffer.from((o as ConfigObject).spec.data);
@@ -113,7 +113,12 @@ export function secretsTable(mgr: Manager, keeper: DataKeyKeeper, log: (m: strin
         for (let attempt = 0; ; attempt++) {
           const o = resolveFile(mgr, kind, req.id);
           const users = usedBy(services(), kind, o.id);
-          if (users.length > 0) throw precondition(`${kind} ${o.name} is in use by service${users.length > 1 ? 's' : ''} ${users.join(', ')}: remove it from ${users.length > 1 ? 'them' : 'it'} first ("shoal service update --${kind}-rm ${o.name} SERVICE")`);
+          if (users.length > 0) {
+            const say = users.map((u) => (u.by === 'spec' ? u.name : `${u.name} (the previous revision, which a rollback returns to)`));
+            const fix = users.some((u) => u.by === 'spec') ? `"shoal service update --${kind}-rm ${o.name} SERVICE"` : '';
+            const fix2 = users.some((u) => u.by === 'rollback') ? `another update of ${users.filter((u) => u.by === 'rollback').map((u) => u.name).join(', ')} (e.g. "shoal service update --force SERVICE") so its previous revision no longer uses it` : '';
+            throw precondition(`${kind} ${o.name} is in use by service${users.length > 1 ? 's' : ''} ${say.join(', ')}: free it first with ${[fix, fix2].filter(Boolean).join(', and ')}`);
+          }
           try {
             // At the version the check saw: a service that took it up meanwhile moved the version.
             await mgr.raft.propose([{ op: 'delete', kind, id: o.id, expectVersion: o.version }]);

@@ -50,7 +50,7 @@ export function refFromWire(kind: FileKind, w: WireFileRef, i: number): FileRef 
   let mode = DEFAULT_MODE;
   if (w.mode !== undefined && w.mode !== null) {
     const m = Number(w.mode);
-    if (!Number.isInteger(m) || m < 0 || m > 0o777) throw new SpecError(`${where} (${name}) mode ${w.mode} is not valid: give permission bits between 0 and 0777 in octal (e.g. 0400); no setuid, setgid or sticky bit`);
+    if (!Number.isInteger(m) || m < 0 || m > 0o777) throw new SpecError(`${where} (${name}) mode ${Number.isInteger(m) && m >= 0 ? `0${m.toString(8)}` : String(w.mode)} is not valid: give permission bits between 0 and 0777 in octal (e.g. 0400); no setuid, setgid or sticky bit`);
     mode = m;
   }
   return {
@@ -125,14 +125,17 @@ export function guardOps(store: ObjectStore, prev: ServiceSpec | undefined, next
 }
 
 /**
- * The services that use a secret or config: their current spec refers to it, or the revision a
- * rollback would return to does (an automatic rollback must find it).
+ * The services that use a secret or config: their current spec refers to it (`spec`), or the
+ * revision the updater's automatic rollback (and `service rollback`) returns to does (`rollback`).
  */
-export function usedBy(services: ServiceObject[], kind: FileKind, id: string): string[] {
+export function usedBy(services: ServiceObject[], kind: FileKind, id: string): { name: string; by: 'spec' | 'rollback' }[] {
   const uses = (s: ServiceSpec | undefined) => !!s && refs(s.task, kind).some((r) => r.id === id);
-  return services.filter((s) => {
-    // The updater's automatic rollback goes to the next-to-last kept revision.
+  const out: { name: string; by: 'spec' | 'rollback' }[] = [];
+  for (const s of services) {
+    // The automatic rollback goes to the next-to-last kept revision.
     const revs = s.status?.revisions ?? [];
-    return uses(s.spec) || uses(revs.length >= 2 ? revs[revs.length - 2]!.spec : undefined);
-  }).map((s) => s.name).sort();
+    if (uses(s.spec)) out.push({ name: s.name, by: 'spec' });
+    else if (uses(revs.length >= 2 ? revs[revs.length - 2]!.spec : undefined)) out.push({ name: s.name, by: 'rollback' });
+  }
+  return out.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
