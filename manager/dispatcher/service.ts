@@ -341,6 +341,15 @@ export class Dispatcher {
           return undefined;
         }
       };
+      // File data beyond one message's budget follows in messages of its own.
+      const moreFiles = (): boolean => {
+        while (files?.more()) {
+          const next = fileChanges();
+          if (!next) return false;
+          call.write({ type: 'incremental', applies_to: String(version), results_in: String(version), changes: next });
+        }
+        return true;
+      };
       for (const t of full) {
         sent.add(t.id);
         files?.task(t.id, t);
@@ -369,6 +378,7 @@ export class Dispatcher {
         if (!fc) return;
         if (changes.length + fc.length > 0) call.write({ type: 'incremental', applies_to: String(version), results_in: String(to), changes: [...fc, ...changes] });
         version = to;
+        moreFiles();
       };
       const st: AssignStream = {
         push: (e) => {
@@ -398,7 +408,10 @@ export class Dispatcher {
       call.on('error', done);
       call.on('close', done);
       const first = fileChanges();
-      if (first) call.write({ type: 'complete', applies_to: '', results_in: String(version), changes: [...first, ...full.map((t) => change('update', t))] });
+      if (first) {
+        call.write({ type: 'complete', applies_to: '', results_in: String(version), changes: [...first, ...full.map((t) => change('update', t))] });
+        moreFiles();
+      }
     });
   }
 

@@ -211,6 +211,20 @@ t.test('only the node with a task that uses the secret receives it, while that t
   t.equal(r2.held.secret.size, 0, 'w2 never held it');
 });
 
+t.test('large configs arrive in messages under the 4 MiB gRPC limit', async (t) => {
+  const big = [];
+  for (let i = 0; i < 5; i++) big.push(await callApi('CreateConfig', { name: `big${i}`, labels: {}, data: Buffer.alloc(1000 * 1024, 65 + i) }));
+  const tpl = { ...template(false), configs: big.map((c, i) => ({ id: c.id, name: c.name, target: `/big${i}`, uid: 0, gid: 0, mode: 0o444 })) };
+  await mgr.raft.propose([{ op: 'create', object: { ...task('tb', 'w2', false), spec: { ...task('tb', 'w2', false).spec, template: tpl } } }]);
+  const r = new Recorder();
+  const a = startAgent('w2', withKey.addr, r, { v: [] });
+  await waitFor('all five configs (about 5 MB) on w2', () => r.held.config.size === 5);
+  t.ok(a.tasks.has('tb'), 'with the task');
+  t.ok([...r.held.config.values()].every((d, i) => d.length === 1000 * 1024 && d[0] === 65 + i), 'each whole');
+  a.stop();
+  await mgr.raft.propose([{ op: 'delete', kind: 'task', id: 'tb' }]);
+});
+
 t.test('a manager without the data key refuses the stream instead of sending tasks without their secrets', async (t) => {
   await mgr.raft.propose([{ op: 'create', object: task('t3', 'w2', true) }]);
   const Ctor = grpc.makeGenericClientConstructor(dispatcherDef(), 'd');

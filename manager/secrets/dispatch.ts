@@ -17,12 +17,15 @@ export interface FileChange {
 }
 
 const KINDS: FileKind[] = ['secret', 'config'];
+/** File data per assignments message: well under gRPC's default 4 MiB receive limit. */
+export const MESSAGE_BUDGET = 2 * 1024 * 1024;
 
 export class NodeFiles {
   /** Task id -> the secret and config ids it needs (only tasks that need some and have not ended). */
   private readonly needs = new Map<string, Record<FileKind, string[]>>();
   private readonly sent: Record<FileKind, Map<string, string>> = { secret: new Map(), config: new Map() };
   private readonly missing = new Set<string>();
+  private left = false;
 
   constructor(
     private readonly store: ObjectStore,
@@ -46,12 +49,20 @@ export class NodeFiles {
     return [...this.sent[kind].keys()];
   }
 
+  /** True when the last changes() stopped at the message budget: call it again for the rest. */
+  more(): boolean {
+    return this.left;
+  }
+
   /**
-   * What to send so the node holds exactly what its tasks need: removals first, then data.
-   * Throws (UNAVAILABLE) if a secret the node needs cannot be decrypted here (no data key yet).
+   * What to send so the node holds exactly what its tasks need: removals first, then data, at
+   * most `budget` bytes of it (at least one file). Throws (UNAVAILABLE) if a secret the node
+   * needs cannot be decrypted here (no data key yet).
    */
-  changes(): FileChange[] {
+  changes(budget = MESSAGE_BUDGET): FileChange[] {
     const out: FileChange[] = [];
+    let bytes = 0;
+    this.left = false;
     for (const kind of KINDS) {
       const want = new Set<string>();
       for (const n of this.needs.values()) for (const id of n[kind]) want.add(id);
@@ -63,6 +74,10 @@ export class NodeFiles {
       }
       for (const id of want) {
         if (sent.has(id)) continue;
+        if (bytes > 0 && bytes >= budget) {
+          this.left = true;
+          continue;
+        }
         const o = this.store.get(kind, id) as SecretObject | ConfigObject | undefined;
         if (!o) {
           // Removed after the task was written (only possible for tasks of an older spec): the
@@ -73,6 +88,7 @@ export class NodeFiles {
         }
         const data = kind === 'secret' ? this.keeper.key().open((o as SecretObject).spec.sealed, secretAad(id)) : Buffer.from((o as ConfigObject).spec.data);
         sent.set(id, o.name);
+        bytes += data.length;
         out.push({ action: 'update', task_id: '', task: Buffer.alloc(0), [kind]: { id, name: o.name, data } });
         this.log(`dispatcher: sending ${kind} ${o.name} (${id}) to node ${this.nodeId} with its assignments`);
       }
