@@ -38,6 +38,7 @@ const SERVICE_CREATE_FLAGS: [string, string][] = [
   ['--sidecar "NAME IMAGE [CMD...]"', 'a sidecar sharing the pod (repeatable)'],
   ['--liveness|--readiness|--startup PROBE', 'exec:CMD | http:PORT[/PATH] | tcp:PORT, with --liveness-period 5s, -timeout, -failures, -successes, -delay'],
   ['--update-parallelism N ...', 'rollout: --update-delay, -order stop-first|start-first, -failure-action pause|continue|rollback, -monitor, -max-failure-ratio (and --rollback-...)'],
+  ['--secret|--config NAME[,target=PATH][,uid=N][,gid=N][,mode=0400]', 'a secret or config as a file in the main container (repeatable); update: --secret-add/--secret-rm, --config-add/--config-rm'],
   ['--detach', 'return at once instead of following the tasks until the service converges'],
   ['--timeout 2m', 'how long to follow before giving up (default 2m)'],
 ];
@@ -106,6 +107,28 @@ export const COMMANDS: Help[] = [
       { name: 'ls', summary: 'tasks, filtered by service or node', usage: ['shoal task ls [--service S] [--node N]'] },
       { name: 'inspect', summary: 'one task in full', usage: ['shoal task inspect TASK...'] },
       { name: 'logs', summary: "a task's container output", usage: ['shoal task logs TASK... [--follow] [--tail N] [--timestamps]'] },
+    ],
+  },
+  {
+    name: 'secret',
+    summary: 'secrets: files for services, kept in the managers, sealed at rest, sent only to nodes that run a task using them',
+    usage: ['shoal secret create [--label k=v] NAME FILE|- | ls | inspect NAME... | rm NAME...'],
+    subcommands: [
+      { name: 'create', summary: 'create a secret from FILE (- for stdin); a secret never changes, create a new one', usage: ['shoal secret create [--label k=v] NAME FILE|-'], examples: ['shoal secret create db-password ./password.txt'] },
+      { name: 'ls', summary: 'secrets with their size and the services using them', usage: ['shoal secret ls [--format json]'] },
+      { name: 'inspect', summary: 'a secret\'s metadata (its data is never shown)', usage: ['shoal secret inspect NAME...'] },
+      { name: 'rm', summary: 'remove secrets (refused while a service uses them)', usage: ['shoal secret rm NAME...'] },
+    ],
+  },
+  {
+    name: 'config',
+    summary: 'configs: files for services, kept in the managers',
+    usage: ['shoal config create [--label k=v] NAME FILE|- | ls | inspect NAME... | rm NAME...'],
+    subcommands: [
+      { name: 'create', summary: 'create a config from FILE (- for stdin); a config never changes, create a new one', usage: ['shoal config create [--label k=v] NAME FILE|-'], examples: ['shoal config create db-conf ./db.conf'] },
+      { name: 'ls', summary: 'configs with their size and the services using them', usage: ['shoal config ls [--format json]'] },
+      { name: 'inspect', summary: 'a config\'s metadata', usage: ['shoal config inspect NAME...'] },
+      { name: 'rm', summary: 'remove configs (refused while a service uses them)', usage: ['shoal config rm NAME...'] },
     ],
   },
   { name: 'lab', summary: 'the one-box lab of network-namespace hosts (shoal lab --help)', usage: ['shoal lab up|down|status|exec|stop|start|logs ...'] },

@@ -36,6 +36,12 @@ import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
 import { StateDir, writeDurable, type Identity } from './state.js';
+import { DataKey, removeDataKey, saveDataKey } from '../manager/secrets/datakey.js';
+import { DataKeyKeeper, fetchDataKey } from '../manager/secrets/keeper.js';
+import { dataKeyTable } from '../manager/secrets/keyservice.js';
+import { secretsTable } from '../manager/secrets/control.js';
+import { NodeFiles } from '../manager/secrets/dispatch.js';
+import { TaskFiles } from './agent/secrets.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -81,6 +87,8 @@ export class Daemon {
   private lock?: StateLock;
   /** Set by prepareRecovery: the manager role adopts the new raft group when it starts. */
   private recovery?: string;
+  private files?: TaskFiles;
+  private keeper?: DataKeyKeeper;
   private runtime?: RuntimeChild;
   private cri?: CriClient;
   private gossip?: NodeGossip;
@@ -302,6 +310,8 @@ export class Daemon {
     try {
       this.check(epoch);
       writeDurable(this.state.path('gossip.key'), spec.gossipKey);
+      // The secrets data key: in the managers' state dirs only, never in the replicated store.
+      saveDataKey(this.state.dir, DataKey.generate());
       const ports = await this.ports(epoch);
       await this.startManager(true, epoch);
       await this.manager!.waitLeader(15_000);
@@ -360,6 +370,12 @@ export class Daemon {
     this.state.saveIdentity(id);
     this.state.writeJson('managers.json', [addr]);
     this.id = id;
+    // A manager gets the secrets data key from the manager it joined through, over mTLS with its
+    // new certificate; if that fails, its manager role keeps asking the other managers.
+    if (id.role === 'manager') {
+      const k = await fetchDataKey([addr], id, (m) => this.log(m));
+      if (k && this.current(epoch)) saveDataKey(this.state.dir, k);
+    }
     this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
     if (!this.current(epoch)) throw precondition('shoald stopped during the join; the identity is kept and the node comes back as a member at its next start');
     await this.startMember(false);
@@ -379,6 +395,7 @@ export class Daemon {
     await this.gossip?.leave();
     // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
+    this.files?.removeAll();
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
@@ -406,7 +423,10 @@ export class Daemon {
     const nodeId = this.id!.nodeId;
     const logRoot = this.state.path('logs');
     let agent!: Agent;
+    const files = new TaskFiles({ stateDir: this.state.dir, log: (m) => this.log(m) });
+    this.files = files;
     const executor = new Executor({
+      files,
       cri,
       nodeId,
       hostname: this.o.hostname,
@@ -434,6 +454,7 @@ export class Daemon {
       },
       description: () => describeNode(cri),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
+      files,
       log: (m) => this.log(m),
     });
     this.agent = agent;
@@ -551,11 +572,15 @@ export class Daemon {
     });
     mgr.onRemoved = () => void this.renew();
     const log = (m: string) => this.log(m);
+    // The secrets data key: from the state dir, or fetched from another manager (after a join or
+    // a promotion) over mTLS with this manager's certificate.
+    const keeper = new DataKeyKeeper({ stateDir: this.state.dir, managers: () => this.managerAddrs().filter((a) => a !== this.o.advertise), tls: () => this.id!, log });
     let server: grpc.Server | undefined;
     let dispatcher: Dispatcher | undefined;
     // A half-started role (raft up, API port taken; or a leave/stop meanwhile) is taken down
     // again, so no raft replica or server outlives the failure.
     const undo = async () => {
+      keeper.stop();
       dispatcher?.stop();
       if (server) await this.shutdownServer(server);
       await mgr.stop().catch((e) => this.log(`shoald: stopping the half-started manager role: ${(e as Error).message}`));
@@ -566,11 +591,13 @@ export class Daemon {
       dispatcher = new Dispatcher(mgr, log);
       const broker = new LogBroker(mgr, log);
       dispatcher.logs = broker;
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log) };
+      keeper.start();
+      dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
-      server.addService(caDef(), secureService(caDef(), caTable(mgr, log), { name: 'CA', ...common }));
+      server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
       server.addService(controlDef(), secureService(controlDef(), table, { name: 'Control', ...common }));
       server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
       server.addService(dispatcherDef(), secureService(dispatcherDef(), dispatcher.table(), { name: 'Dispatcher', ...common }));
@@ -579,6 +606,7 @@ export class Daemon {
       await new Promise<void>((res, rej) => s.bindAsync(this.o.listen, serverTls, (e) => (e ? rej(new Error(`cannot listen on ${this.o.listen}: ${e.message}`)) : res())));
       this.check(epoch);
       this.manager = mgr;
+      this.keeper = keeper;
       this.dispatcher = dispatcher;
       this.controlTable = table;
       this.serverTls = serverTls;
@@ -646,6 +674,8 @@ export class Daemon {
 
   private async stopManager(): Promise<void> {
     clearTimeout(this.joinRaftTimer);
+    this.keeper?.stop();
+    this.keeper = undefined;
     this.dispatcher?.stop();
     this.dispatcher = undefined;
     const s = this.server;
@@ -742,6 +772,8 @@ export class Daemon {
     } else if (role === 'worker' && this.manager) {
       this.log('shoald: demoted: stopping the manager role');
       await this.stopManager();
+      // A worker never holds the secrets data key.
+      removeDataKey(this.state.dir);
       rmSync(this.state.path('raft'), { recursive: true, force: true });
       rmSync(this.state.path('raft-members.json'), { force: true });
       rmSync(this.state.path('raft-id'), { force: true });

@@ -52,7 +52,7 @@ export class StateDir {
   }
 
   /** Everything that belongs to membership of one cluster (what wipe removes). */
-  static readonly MEMBER_FILES = ['identity', 'raft', 'raft-id', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json', 'assignments.json'];
+  static readonly MEMBER_FILES = ['identity', 'raft', 'raft-id', 'raft-members.json', 'managers.json', 'gossip.key', 'ports.json', 'assignments.json', 'data.key', 'configs', 'secrets'];
 
   /** Forget the cluster (after leave, or a failed init): identity, raft data, managers, gossip
    * key. node.json goes first, durably: a crash part-way leaves no whole identity, so the node

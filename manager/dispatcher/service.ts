@@ -12,6 +12,7 @@ import { CHUNK } from '../leader/commit.js';
 import { heartbeatsMissed, sources } from '../metrics.js';
 import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
+import type { NodeFiles } from '../secrets/dispatch.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 
@@ -61,6 +62,8 @@ export class Dispatcher {
   private taskWatch?: { cancel(): void };
   /** Set by shoald so agents' log streams reach the manager's log broker. */
   logs?: LogBroker;
+  /** Set by shoald: tracks the secrets and configs each node's tasks need (manager/secrets). */
+  files?: (nodeId: string) => NodeFiles;
   private flushTimer?: NodeJS.Timeout;
   private readonly expiry: NodeJS.Timeout;
 
@@ -333,8 +336,31 @@ export class Dispatcher {
       let version = store.applied;
       const sent = new Set<string>();
       const full = (store.list('task', { nodeId }) as TaskObject[]).filter(assignedHere);
-      for (const t of full) sent.add(t.id);
-      call.write({ type: 'complete', applies_to: '', results_in: String(version), changes: full.map((t) => change('update', t)) });
+      // Secrets and configs go in the same message as the tasks that use them, before them.
+      const files = this.files?.(nodeId);
+      const fileChanges = () => {
+        try {
+          return files?.changes() ?? [];
+        } catch (e) {
+          const why = `this manager cannot send the secrets node ${nodeId}'s tasks need: ${(e as Error).message}; reconnect`;
+          this.log(`dispatcher: ${why}`);
+          endStream(Object.assign(new Error(why), { code: 14, details: why }));
+          return undefined;
+        }
+      };
+      // File data beyond one message's budget follows in messages of its own.
+      const moreFiles = (): boolean => {
+        while (files?.more()) {
+          const next = fileChanges();
+          if (!next) return false;
+          call.write({ type: 'incremental', applies_to: String(version), results_in: String(version), changes: next });
+        }
+        return true;
+      };
+      for (const t of full) {
+        sent.add(t.id);
+        files?.task(t.id, t);
+      }
       let pending = new Map<string, StoreEvent>();
       let timer: NodeJS.Timeout | undefined;
       const flush = () => {
@@ -348,11 +374,18 @@ export class Dispatcher {
           if (e.type !== 'delete' && t.nodeId === nodeId && assignedHere(t)) {
             sent.add(t.id);
             changes.push(change('update', t));
-          } else if (sent.delete(t.id)) changes.push(change('remove', t));
+            files?.task(t.id, t);
+          } else if (sent.delete(t.id)) {
+            changes.push(change('remove', t));
+            files?.task(t.id, undefined);
+          }
         }
         pending = new Map();
-        if (changes.length > 0) call.write({ type: 'incremental', applies_to: String(version), results_in: String(to), changes });
+        const fc = fileChanges();
+        if (!fc) return;
+        if (changes.length + fc.length > 0) call.write({ type: 'incremental', applies_to: String(version), results_in: String(to), changes: [...fc, ...changes] });
         version = to;
+        moreFiles();
       };
       const st: AssignStream = {
         push: (e) => {
@@ -372,14 +405,20 @@ export class Dispatcher {
         clearTimeout(timer);
         resolve();
       };
-      const endStream = () => {
+      const endStream = (err?: Error) => {
         done();
-        call.end();
+        if (err) call.emit('error', err);
+        else call.end();
       };
       this.streamEnders.add(endStream);
       call.on('cancelled', done);
       call.on('error', done);
       call.on('close', done);
+      const first = fileChanges();
+      if (first) {
+        call.write({ type: 'complete', applies_to: '', results_in: String(version), changes: [...first, ...full.map((t) => change('update', t))] });
+        moreFiles();
+      }
     });
   }
 

@@ -13,6 +13,7 @@ import { aborted, alreadyExists, invalid, notFound, precondition } from '../secu
 import type { LogBroker } from './logs.js';
 import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
+import { guardOps, resolveRefs } from '../secrets/refs.js';
 
 const M: 'manager'[] = ['manager'];
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
@@ -137,6 +138,8 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
   cmp('constraints', a.task.placement, b.task.placement);
   cmp('restart', a.task.restart, b.task.restart);
   cmp('probes', a.task.probes, b.task.probes);
+  cmp('secrets', a.task.secrets?.map((r) => r.name), b.task.secrets?.map((r) => r.name));
+  cmp('configs', a.task.configs?.map((r) => r.name), b.task.configs?.map((r) => r.name));
   cmp('sidecars', a.task.sidecars, b.task.sidecars);
   cmp('init', a.task.init, b.task.init);
   cmp('update config', a.update, b.update);
@@ -168,7 +171,7 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
       ...(rolls ? { update: { state: n.rollback ? 'rollback_started' : 'updating', startedAt: now, message: n.rollback ? `rolling back: ${n.change}` : `updating: ${n.change}` } } : {}),
     };
     try {
-      const r = await mgr.raft.propose([{ op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }]);
+      const r = await mgr.raft.propose([{ op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
       return r.objects[0] as ServiceObject;
     } catch (e) {
       if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
@@ -196,7 +199,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         let spec;
         try {
           checkServiceName(req.name);
-          spec = specFromWire(req.spec);
+          spec = resolveRefs(mgr.raft.store, specFromWire(req.spec));
         } catch (e) {
           if (e instanceof SpecError) throw invalid(e.message);
           throw e;
@@ -206,7 +209,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         const now = Date.now();
         try {
           const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
-          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status } }]);
+          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status } }, ...guardOps(mgr.raft.store, undefined, spec)]);
           const s = r.objects[0] as ServiceObject;
           log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
           return serviceToWire(s, [], mgr.nodes());
@@ -273,7 +276,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         const s0 = resolveService(mgr, req.id);
         let spec: ServiceSpec;
         try {
-          spec = specFromWire(req.spec);
+          spec = resolveRefs(mgr.raft.store, specFromWire(req.spec));
         } catch (e) {
           if (e instanceof SpecError) throw invalid(e.message);
           throw e;

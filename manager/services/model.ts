@@ -5,6 +5,7 @@
 // Everything here is plain data (msgpack in the raft log) so every manager applies it alike.
 import { createHash } from 'node:crypto';
 import type { ObjectInput, StoreObject } from '../store/types.js';
+import type { FileRef } from '../secrets/model.js';
 
 /** One container of a task's pod. */
 export interface ContainerSpec {
@@ -66,6 +67,9 @@ export interface TaskTemplate {
   forceUpdate?: number;
   /** Health probes of the main container (run by the agent). */
   probes?: Probe[];
+  /** Secrets and configs, as files in the main container (manager/secrets). */
+  secrets?: FileRef[];
+  configs?: FileRef[];
 }
 
 /** A health probe, as Kubernetes defines them. */

@@ -18,6 +18,7 @@ import {
   type ServiceMode,
   type ServiceSpec,
 } from './model.js';
+import { refToWire, refsFromWire, type WireFileRef } from '../secrets/refs.js';
 
 export class SpecError extends Error {
   override name = 'SpecError';
@@ -126,6 +127,8 @@ export interface WireSpec {
   rollback?: WireUpdate | null;
   force_update?: number | null;
   probes?: WireProbe[];
+  secrets?: WireFileRef[];
+  configs?: WireFileRef[];
 }
 
 function updateConfig(w: WireUpdate | null | undefined, where: string, dflt: UpdateConfig): UpdateConfig {
@@ -312,6 +315,7 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
       stopSignal,
       ...(w.force_update ? { forceUpdate: count(w.force_update, 'force update', 0) } : {}),
       ...(w.probes?.length ? { probes: probes(w.probes) } : {}),
+      ...refsFromWire(w.secrets, w.configs),
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
@@ -361,5 +365,7 @@ export function specToWire(s: ServiceSpec): WireSpec {
     rollback: updateToWire(s.rollback ?? DEFAULT_ROLLBACK),
     force_update: t.forceUpdate ?? 0,
     probes: (t.probes ?? []).map(probeToWire),
+    secrets: (t.secrets ?? []).map(refToWire),
+    configs: (t.configs ?? []).map(refToWire),
   };
 }

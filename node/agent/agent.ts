@@ -8,6 +8,7 @@ import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../../mana
 import type { WireDescription } from '../../proto/dispatcher/wire.js';
 import type { TaskReport } from './executor.js';
 import type { LogPublisher, Subscription } from './logs.js';
+import type { TaskFiles, WireFileData } from './secrets.js';
 
 export interface ManagerRef {
   node_id: string;
@@ -40,6 +41,8 @@ export interface AgentOptions {
   description?(): Promise<WireDescription | undefined>;
   /** Serves the managers' log subscriptions for this node's tasks. */
   logs?: LogPublisher;
+  /** Holds the secrets and configs sent with the assignments (in memory only, never saved). */
+  files?: Pick<TaskFiles, 'reset' | 'apply'>;
   log(m: string): void;
 }
 
@@ -203,9 +206,16 @@ export class Agent {
   private openAssignments(c: Client, finish: (e?: Error) => void): void {
     const s = c.Assignments({ session_id: this.sessionId });
     this.cleanup.push(() => s.cancel());
-    s.on('data', (m: { type: string; changes: { action: string; task_id: string; task: Buffer }[] }) => {
-      if (m.type === 'complete') this.tasks.clear();
+    s.on('data', (m: { type: string; changes: { action: string; task_id: string; task: Buffer; secret?: WireFileData | null; config?: WireFileData | null }[] }) => {
+      if (m.type === 'complete') {
+        this.tasks.clear();
+        this.o.files?.reset();
+      }
       for (const ch of m.changes ?? []) {
+        if (ch.secret || ch.config) {
+          this.o.files?.apply(ch);
+          continue;
+        }
         if (ch.action === 'remove') this.tasks.delete(ch.task_id);
         else this.tasks.set(ch.task_id, JSON.parse(ch.task.toString('utf8')));
       }

@@ -12,6 +12,7 @@ import { sources } from '../../manager/metrics.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
+import type { CriMount, TaskFiles } from './secrets.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -30,6 +31,8 @@ export interface ExecutorOptions {
   log(m: string): void;
   /** How often the runtime is asked for the containers' states (ms). */
   pollMs?: number;
+  /** The tasks' secrets and configs as files (node/agent/secrets.ts). */
+  files?: TaskFiles;
 }
 
 interface Found {
@@ -117,11 +120,13 @@ export class Executor {
       this.runners.delete(id);
       r.remove();
     }
+    // Files of tasks this agent no longer runs (it stopped before it could remove them).
+    this.o.files?.sweep(new Set(this.runners.keys()));
     // Pods of tasks this node is no longer assigned (removed while the agent was away).
     if (this.found) {
       for (const [tid, f] of this.found) {
         this.o.log(`agent: removing pod ${f.podId.slice(0, 12)} of task ${tid}: no longer assigned to this node`);
-        void this.removePod(f.podId, tid, 10);
+        void this.removePod(f.podId, tid, 10).finally(() => this.o.files?.release(tid));
       }
       this.found.clear();
     }
@@ -285,6 +290,7 @@ class Runner {
     if (this.gone) {
       if (this.podId) await this.ex.removePod(this.podId, this.task.id, this.graceSec());
       else this.removeLogs();
+      this.o.files?.release(this.task.id);
       this.o.forget(this.task.id);
       return;
     }
@@ -375,6 +381,16 @@ class Runner {
         clearInterval(tick);
       }
       this.check();
+      let mounts: CriMount[] = [];
+      try {
+        mounts = (await this.o.files?.prepare(t, () => this.check())) ?? [];
+      } catch (e) {
+        if (e instanceof StopRequested) throw e;
+        this.phase = 'ended';
+        this.report('rejected', { message: 'its secrets and configs could not be provided', err: (e as Error).message });
+        this.o.files?.release(t.id);
+        return;
+      }
       this.report('starting', { message: 'creating the pod' });
       const node = { id: this.o.nodeId, hostname: this.o.hostname };
       const sandbox = podConfig(t, this.o.nodeId, this.o.logRoot);
@@ -394,7 +410,7 @@ class Runner {
       }
       for (const c of [...tpl.sidecars, tpl.main]) {
         this.check();
-        const id = await this.create(c, c === tpl.main ? 'main' : 'sidecar', sandbox, node);
+        const id = await this.create(c, c === tpl.main ? 'main' : 'sidecar', sandbox, node, c === tpl.main ? mounts : []);
         await this.o.cri.runtime.StartContainer({ container_id: id });
       }
       this.phase = 'running';
@@ -408,8 +424,10 @@ class Runner {
     }
   }
 
-  private async create(c: ContainerSpec, role: 'main' | 'sidecar' | 'init', sandbox: any, node: { id: string; hostname: string }): Promise<string> {
-    const id = (await this.o.cri.runtime.CreateContainer({ pod_sandbox_id: this.podId, config: containerConfig(this.task, c, role, this.o.nodeId, node), sandbox_config: sandbox })).container_id as string;
+  private async create(c: ContainerSpec, role: 'main' | 'sidecar' | 'init', sandbox: any, node: { id: string; hostname: string }, mounts: CriMount[] = []): Promise<string> {
+    const config = containerConfig(this.task, c, role, this.o.nodeId, node);
+    if (mounts.length > 0) config.mounts = mounts;
+    const id = (await this.o.cri.runtime.CreateContainer({ pod_sandbox_id: this.podId, config, sandbox_config: sandbox })).container_id as string;
     this.containers.set(c.name, id);
     return id;
   }
@@ -467,12 +485,17 @@ class Runner {
     const wasRunning = this.phase === 'running' || this.phase === 'starting';
     this.phase = 'ended';
     this.probes?.stop();
-    if (this.podId) {
-      const grace = this.graceSec();
-      await Promise.all([...this.containers.values()].map((id) => this.o.cri.runtime.StopContainer({ container_id: id, timeout: grace }, (grace + 30) * 1000).catch((e: any) => {
-        if (e.code !== 5) throw e;
-      })));
-      await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: this.podId });
+    try {
+      if (this.podId) {
+        const grace = this.graceSec();
+        await Promise.all([...this.containers.values()].map((id) => this.o.cri.runtime.StopContainer({ container_id: id, timeout: grace }, (grace + 30) * 1000).catch((e: any) => {
+          if (e.code !== 5) throw e;
+        })));
+        await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: this.podId });
+      }
+    } finally {
+      // The task has ended: its secrets and configs leave the node with it.
+      this.o.files?.release(this.task.id);
     }
     if (why && !isTerminal(this.reported)) this.report('shutdown', { message: wasRunning ? `stopped (${why})` : `${why} before it ran` });
   }
