@@ -6,6 +6,11 @@ export function table(headers: string[], rows: string[][]): string {
 }
 
 /** A node as `node ls/inspect --format json` prints it. */
+/** A proto map of int64 (strings or Longs on the wire) as numbers. */
+export function numbers(m: Record<string, unknown> | undefined): Record<string, number> {
+  return Object.fromEntries(Object.entries(m ?? {}).map(([k, v]) => [k, Number(v)]));
+}
+
 export function nodeJson(n: any) {
   return {
     id: n.id,
@@ -27,5 +32,7 @@ export function nodeJson(n: any) {
     },
     runtime: n.runtime_name ? `${n.runtime_name} ${n.runtime_version}` : null,
     runningTasks: Number(n.running_tasks ?? 0),
+    tasks: numbers(n.tasks_by_state),
+    gossip: n.gossip_state || null,
   };
 }

@@ -11,6 +11,7 @@ import { cli, logTail } from '../lab/shoald.js';
 import { DEMO_SERVICE, LabPreflightError, labUp } from '../lab/up.js';
 import { withLock } from '../node/state-lock.js';
 import { LAB_IMAGE } from '../lab/registry.js';
+import { formatLogLine } from '../proto/log.js';
 
 export const LAB_USAGE = `usage:
   shoal lab up [--managers N] [--workers N] [--demo N] [--lab-dir DIR]
@@ -22,7 +23,7 @@ export const LAB_USAGE = `usage:
   shoal lab exec NODE [--lab-dir DIR] -- CMD [ARG...]         run CMD on a lab host (e.g. shoal lab exec worker-1 -- ip addr)
   shoal lab stop NODE [--signal TERM|KILL] [--lab-dir DIR]    stop a node's shoald (KILL simulates a crash)
   shoal lab start NODE [--lab-dir DIR]                        start a stopped node's shoald again
-  shoal lab logs NODE [--lines N] [--lab-dir DIR]             the last lines of a node's shoald log
+  shoal lab logs NODE [--lines N] [--format json] [--lab-dir DIR] the last lines of a node's shoald log (json: as written)
 The lab directory defaults to $${LAB_DIR_ENV} or ${DEFAULT_LAB_DIR}. Target the lab's cluster with \`shoal --lab COMMAND\`.`;
 
 export class UsageError extends Error {}
@@ -195,7 +196,9 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
       case 'logs': {
         const n = findNode(loadLab(labDir), oneNode(p));
         const lines = count(p, '--lines', 50);
-        out(existsSync(n.logFile) ? logTail(n.logFile, lines).trimEnd() : `(no log yet: ${n.logFile})`);
+        // The log holds shoald's JSON lines (it writes to a file); --format json shows them as they are.
+        const tail = existsSync(n.logFile) ? logTail(n.logFile, lines).trimEnd() : '';
+        out(!tail ? `(no log yet: ${n.logFile})` : p.flags.get('--format') === 'json' ? tail : tail.split('\n').map(formatLogLine).join('\n'));
         return 0;
       }
       case 'start': {

@@ -2,7 +2,7 @@
 // shoal: the CLI. A client of the control API only (plus the local daemon's init/join/leave).
 // Commands and flags are documented in node/README.md.
 import { CliError, call, controlClient, localClient, type Target } from './client.js';
-import { nodeJson, table } from './format.js';
+import { nodeJson, numbers, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
 import { commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
@@ -156,7 +156,11 @@ async function run(argv: string[]): Promise<string> {
         id: c.id,
         leader: { nodeId: c.leader_node_id, hostname: c.leader_hostname, raftId: Number(c.leader_raft_id) },
         raft: { term: Number(c.term), commit: Number(c.commit), applied: Number(c.applied) },
-        managers: (c.managers ?? []).map((m: any) => ({ nodeId: m.node_id, hostname: m.hostname, raftId: Number(m.raft_id), addr: m.addr, voter: m.voter, leader: m.leader, reachability: m.reachability, match: Number(m.match) })),
+        // lag: entries the leader has committed that this manager is not known to hold yet.
+        managers: (c.managers ?? []).map((m: any) => ({ nodeId: m.node_id, hostname: m.hostname, raftId: Number(m.raft_id), addr: m.addr, voter: m.voter, leader: m.leader, reachability: m.reachability, match: Number(m.match), lag: Math.max(0, Number(c.commit) - Number(m.match)) })),
+        services: Number(c.service_count ?? 0),
+        tasks: numbers(c.tasks_by_state),
+        members: numbers(c.members_by_state),
         nodes: Number(c.node_count),
         caDigest: c.ca_digest,
         certValidityHours: Number(c.cert_validity_hours),
@@ -164,8 +168,8 @@ async function run(argv: string[]): Promise<string> {
         answeredBy: c.answered_by,
       };
       if (json) return out(v);
-      return `Cluster ${v.id}\nLeader: ${v.leader.hostname || '?'} (${v.leader.nodeId}, raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
-        table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match)]));
+      return `Cluster ${v.id}\nLeader: ${v.leader.hostname || '?'} (${v.leader.nodeId}, raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes} (${counts(v.members)})\nServices: ${v.services}, tasks: ${counts(v.tasks)}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
+        table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH', 'LAG'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match), String(m.lag)]));
     }
     case 'node':
       return node(t, sub, rest, p, json, out);
@@ -179,6 +183,12 @@ async function run(argv: string[]): Promise<string> {
     default:
       throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }
+}
+
+/** `running 4, failed 1` from a map of counts (`none` when empty). */
+function counts(m: Record<string, number>): string {
+  const e = Object.entries(m).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  return e.length ? e.map(([k, n]) => `${k} ${n}`).join(', ') : 'none';
 }
 
 /** `shoal cluster backup FILE`: the store at one raft index, written atomically (tmp, fsync, rename). */

@@ -26,6 +26,7 @@ import { invalid, precondition } from '../manager/security/errors.js';
 import { Agent, type SessionInfo, type WireDescription } from './agent/agent.js';
 import { Executor } from './agent/executor.js';
 import { LogPublisher } from './agent/logs.js';
+import type { Log, LogFields } from '../proto/log.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
 import { StateLock } from './state-lock.js';
@@ -66,7 +67,7 @@ export interface DaemonOptions {
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
   shutdownGraceMs?: number;
-  log(m: string): void;
+  log: Log;
 }
 
 /** Work started before a leave or stop found the node changed under it: drop it quietly. */
@@ -109,8 +110,8 @@ export class Daemon {
     this.state = new StateDir(o.stateDir);
   }
 
-  private log(m: string): void {
-    this.o.log(m);
+  private log(m: string, f?: LogFields): void {
+    this.o.log(m, f);
   }
 
   private current(epoch: number): boolean {
@@ -433,7 +434,7 @@ export class Daemon {
       logRoot,
       report: (taskId, r) => agent.report(taskId, r),
       forget: (taskId) => agent.forget(taskId),
-      log: (m) => this.log(m),
+      log: (m, f) => this.log(m, f),
     });
     agent = new Agent({
       tls: () => this.id!,
@@ -455,7 +456,7 @@ export class Daemon {
       description: () => describeNode(cri),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
-      log: (m) => this.log(m),
+      log: (m, f) => this.log(m, f),
     });
     this.agent = agent;
     this.executor = executor;
@@ -501,7 +502,7 @@ export class Daemon {
     this.gossipStarting = true;
     try {
       const ports = await this.ports(epoch);
-      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m) => this.log(m) });
+      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m, f) => this.log(m, f) });
       if (!this.current(epoch)) {
         // The node left or stopped while gossip was binding: it must not stay up.
         await g.stop();
@@ -568,7 +569,7 @@ export class Daemon {
       tls: () => this.id!,
       gossip: (nodeId) => this.gossip?.state(nodeId),
       bootstrap,
-      log: (m) => this.log(m),
+      log: (m, f) => this.log(m, f),
     });
     mgr.onRemoved = () => void this.renew();
     const log = (m: string) => this.log(m);

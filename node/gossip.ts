@@ -3,14 +3,15 @@
 import { Keyring } from '../gossip/keyring.js';
 import { makeConfig, type PresetName } from '../gossip/config.js';
 import { Memberlist } from '../gossip/memberlist.js';
+import type { Log } from '../proto/log.js';
 import { gossipProbeRtt, gossipSuspicions, sources } from '../manager/metrics.js';
 
 export type GossipState = 'alive' | 'suspect' | 'dead' | 'left';
 
 export class NodeGossip {
-  private constructor(readonly ml: Memberlist, private readonly log: (m: string) => void) {}
+  private constructor(readonly ml: Memberlist, private readonly log: Log) {}
 
-  static async start(p: { nodeId: string; clusterId: string; host: string; port: number; key: Buffer; preset: PresetName; log(m: string): void }): Promise<NodeGossip> {
+  static async start(p: { nodeId: string; clusterId: string; host: string; port: number; key: Buffer; preset: PresetName; log: Log }): Promise<NodeGossip> {
     const ml = await Memberlist.create({
       config: makeConfig(p.nodeId, p.preset, { label: `shoal/${p.clusterId}` }),
       bindAddr: p.host,
@@ -26,7 +27,7 @@ export class NodeGossip {
     };
     ml.on('event', (e: { type: string; name: string }) => {
       if (e.type === 'suspect') gossipSuspicions.inc();
-      if (e.type === 'dead' || e.type === 'leave' || e.type === 'join' || e.type === 'alive') p.log(`gossip: ${e.name} ${e.type}`);
+      if (e.type === 'dead' || e.type === 'leave' || e.type === 'join' || e.type === 'alive') p.log(`gossip: ${e.name} ${e.type}`, { nodeId: e.name });
     });
     return g;
   }

@@ -5,17 +5,18 @@
 import { hostname } from 'node:os';
 import { isPresetName, type PresetName } from '../gossip/config.js';
 import { serveMetrics } from '../manager/metrics.js';
+import { createLog, defaultFormat, parseFormat, parseLevel, type LogFormat, type LogLevel } from '../proto/log.js';
 import { Daemon } from './daemon.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from './join-token-input.js';
 import { joinHostPort, splitHostPort } from './ports.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--metrics-addr HOST:PORT|off] [--force-new-cluster | --restore BACKUP]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--metrics-addr HOST:PORT|off] [--log-level debug|info|warn|error] [--log-format json|text] [--force-new-cluster | --restore BACKUP]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined, metricsAddr: '127.0.0.1:9323' };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined, metricsAddr: '127.0.0.1:9323', logLevel: 'info' as LogLevel, logFormat: defaultFormat(process.stderr.isTTY) as LogFormat };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => argv[++i] ?? usage(`${f} needs a value`);
@@ -41,6 +42,16 @@ function parse(argv: string[]) {
       case '--force-new-cluster': a.forceNewCluster = true; break;
       case '--restore': a.restore = v(); break;
       case '--metrics-addr': a.metricsAddr = v(); break;
+      case '--log-level': {
+        const l = v();
+        try { a.logLevel = parseLevel(l); } catch (e) { usage((e as Error).message); }
+        break;
+      }
+      case '--log-format': {
+        const l = v();
+        try { a.logFormat = parseFormat(l); } catch (e) { usage((e as Error).message); }
+        break;
+      }
       case '--cgroup-parent': {
         const c = v();
         if (!/^\/[A-Za-z0-9._/-]+$/.test(c) || c.includes('..')) usage(`--cgroup-parent must be an absolute cgroup path like /shoal, got ${c}`);
@@ -105,7 +116,7 @@ function parse(argv: string[]) {
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  const log = (m: string) => process.stderr.write(`${new Date().toISOString()} [${a.hostname}] ${m}\n`);
+  const log = createLog({ level: a.logLevel, format: a.logFormat, base: { host: a.hostname } });
   for (const w of a.warnings) log(`shoald: warning: ${w}`);
   // Metrics are an aid, not a duty: a taken port is a warning, not a reason to stay down.
   let metricsAddr: string | null = null;

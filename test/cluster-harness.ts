@@ -1,6 +1,7 @@
 // Test harness for the cluster tests: real shoald processes on loopback with OS-chosen ports and
 // temp state dirs, the real `shoal` CLI, and teardown that kills everything and removes the dirs.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { formatLogLine } from '../proto/log.js';
 import { mkdtempSync } from 'node:fs';
 import { removeTestDir } from './teardown.js';
 import { tmpdir } from 'node:os';
@@ -43,9 +44,14 @@ export class TestCluster {
     const metrics = extra.includes('--metrics-addr') ? [] : ['--metrics-addr', '127.0.0.1:0'];
     const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = p;
+    // shoald writes JSON log lines to a pipe: the tests read them as a terminal shows them.
+    let partial = '';
     p.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      node.log.push(d);
-      if (process.env.SHOAL_TEST_LOG) process.stderr.write(d);
+      const lines = (partial + d).split('\n');
+      partial = lines.pop()!;
+      const text = lines.map((l) => formatLogLine(l) + '\n').join('');
+      node.log.push(text);
+      if (process.env.SHOAL_TEST_LOG) process.stderr.write(text);
     });
     await new Promise<void>((resolve, reject) => {
       let buf = '';

@@ -49,9 +49,12 @@ function unescape(s: string, line: number, quotes: boolean): string {
 }
 
 function parseFloatGo(s: string, line: number): number {
-  if (s === 'NaN') return NaN;
-  if (s === '+Inf' || s === 'Inf') return Infinity;
-  if (s === '-Inf') return -Infinity;
+  // Go's strconv.ParseFloat, which Prometheus uses, takes NaN and Inf in any case (prom-client
+  // writes "Nan" for an event-loop lag not yet measured).
+  const w = s.toLowerCase();
+  if (w === 'nan') return NaN;
+  if (w === '+inf' || w === 'inf' || w === '+infinity' || w === 'infinity') return Infinity;
+  if (w === '-inf' || w === '-infinity') return -Infinity;
   if (!/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(s)) throw new PromParseError(line, `${JSON.stringify(s)} is not a number`);
   return Number(s);
 }

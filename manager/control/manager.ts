@@ -3,6 +3,7 @@
 // gossip). shoald creates one when its certificate says manager and stops it when demoted.
 // The raft transport runs under the cluster's mTLS: a CA-signed client certificate is required
 // at the TLS handshake, and every incoming raft call must come from a current manager.
+import type { Log } from '../../proto/log.js';
 import { writeDurable } from '../durable-file.js';
 import { chmodSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,7 +35,7 @@ export interface ManagerOptions {
   /** This membership's raft id (a fresh one per promotion); default: derived from the node id. */
   raftId?: number;
   tickMs?: number;
-  log(m: string): void;
+  log: Log;
 }
 
 

@@ -42,13 +42,27 @@ export function nodeToWire(mgr: Manager, n: NodeObject) {
   };
 }
 
+/** The cluster's key figures without Prometheus: tasks by state, nodes by gossip state, services. */
+function clusterFigures(mgr: Manager) {
+  const tasks: Record<string, number> = {};
+  for (const t of mgr.raft.store.list('task') as TaskObject[]) tasks[t.status.state] = (tasks[t.status.state] ?? 0) + 1;
+  const members: Record<string, number> = {};
+  for (const n of mgr.nodes()) {
+    const s = mgr.o.gossip?.(n.id) ?? 'unknown';
+    members[s] = (members[s] ?? 0) + 1;
+  }
+  return { tasks_by_state: tasks, members_by_state: members, service_count: mgr.raft.store.list('service').length };
+}
+
 /** A node's capacity (as its agent reports it), what its placed tasks reserve, and its runtime. */
 function nodeLoad(mgr: Manager, n: NodeObject) {
   const d = n.status.description;
   let cpu = 0;
   let mem = 0;
   let running = 0;
+  const byState: Record<string, number> = {};
   for (const t of mgr.raft.store.list('task', { nodeId: n.id }) as TaskObject[]) {
+    byState[t.status.state] = (byState[t.status.state] ?? 0) + 1;
     if (!t.spec?.template || isTerminal(t.status.state) || t.status.state === 'new' || t.status.state === 'pending') continue;
     cpu += t.spec.template.resources.reservations.cpuMillis ?? 0;
     mem += t.spec.template.resources.reservations.memoryBytes ?? 0;
@@ -60,6 +74,8 @@ function nodeLoad(mgr: Manager, n: NodeObject) {
     runtime_name: d?.runtimeName ?? '',
     runtime_version: d?.runtimeVersion ?? '',
     running_tasks: running,
+    tasks_by_state: byState,
+    gossip_state: mgr.o.gossip?.(n.id) ?? '',
   };
 }
 
@@ -284,6 +300,7 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
           cert_validity_hours: c.spec.certSeconds ? Math.floor(c.spec.certSeconds / 3600) : c.spec.certDays * 24,
           cert_validity_seconds: c.spec.certSeconds ?? c.spec.certDays * 86400,
           answered_by: mgr.o.nodeId,
+          ...clusterFigures(mgr),
         };
       },
     },

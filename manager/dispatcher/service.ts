@@ -15,6 +15,7 @@ import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
+import type { Log } from '../../proto/log.js';
 
 export const HEARTBEAT_MS = 5_000;
 const GRACE = 3;
@@ -67,7 +68,7 @@ export class Dispatcher {
   private flushTimer?: NodeJS.Timeout;
   private readonly expiry: NodeJS.Timeout;
 
-  constructor(private readonly mgr: Manager, private readonly log: (m: string) => void, readonly heartbeatMs = HEARTBEAT_MS) {
+  constructor(private readonly mgr: Manager, private readonly log: Log, readonly heartbeatMs = HEARTBEAT_MS) {
     sources.dispatcher = () => ({ sessions: this.sessions.size });
     this.expiry = setInterval(() => {
       const now = Date.now();
@@ -231,7 +232,7 @@ export class Dispatcher {
           signalEnd();
           watch.cancel();
           this.sessions.delete(s.id);
-          this.log(`dispatcher: session ${s.id} of node ${nodeId} ended: ${why}`);
+          this.log(`dispatcher: session ${s.id} of node ${nodeId} ended: ${why}`, { nodeId, level: why.startsWith('no heartbeat') ? 'warn' : 'info' });
           call.end();
           resolve();
         },
@@ -266,7 +267,7 @@ export class Dispatcher {
         }).catch((e) => {
           if (ended) return;
           const retry = Math.min(500 * 2 ** attempt, 10_000);
-          if (attempt < 3 || attempt % 10 === 0) this.log(`dispatcher: recording node ${nodeId}'s addresses and resources failed: ${(e as Error).message}; retrying in ${retry} ms`);
+          if (attempt < 3 || attempt % 10 === 0) this.log(`dispatcher: recording node ${nodeId}'s addresses and resources failed: ${(e as Error).message}; retrying in ${retry} ms`, { nodeId, level: 'warn' });
           setTimeout(() => !ended && record(attempt + 1), retry).unref();
         });
       };

@@ -9,6 +9,7 @@ import type { WireDescription } from '../../proto/dispatcher/wire.js';
 import type { TaskReport } from './executor.js';
 import type { LogPublisher, Subscription } from './logs.js';
 import type { TaskFiles, WireFileData } from './secrets.js';
+import type { Log } from '../../proto/log.js';
 
 export interface ManagerRef {
   node_id: string;
@@ -43,7 +44,7 @@ export interface AgentOptions {
   logs?: LogPublisher;
   /** Holds the secrets and configs sent with the assignments (in memory only, never saved). */
   files?: Pick<TaskFiles, 'reset' | 'apply'>;
-  log(m: string): void;
+  log: Log;
 }
 
 export type { WireDescription };

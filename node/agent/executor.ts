@@ -13,6 +13,7 @@ import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
 import type { CriMount, TaskFiles } from './secrets.js';
+import type { Log } from '../../proto/log.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -28,7 +29,7 @@ export interface ExecutorOptions {
   report(taskId: string, r: TaskReport): void;
   /** The task is gone from the node: stop re-sending its status. */
   forget(taskId: string): void;
-  log(m: string): void;
+  log: Log;
   /** How often the runtime is asked for the containers' states (ms). */
   pollMs?: number;
   /** The tasks' secrets and configs as files (node/agent/secrets.ts). */
@@ -125,7 +126,7 @@ export class Executor {
     // Pods of tasks this node is no longer assigned (removed while the agent was away).
     if (this.found) {
       for (const [tid, f] of this.found) {
-        this.o.log(`agent: removing pod ${f.podId.slice(0, 12)} of task ${tid}: no longer assigned to this node`);
+        this.o.log(`agent: removing pod ${f.podId.slice(0, 12)} of task ${tid}: no longer assigned to this node`, { taskId: tid });
         void this.removePod(f.podId, tid, 10).finally(() => this.o.files?.release(tid));
       }
       this.found.clear();
@@ -191,6 +192,11 @@ export class Executor {
 /** One task on this node. Its steps run one at a time; a change while one runs queues another. */
 class Runner {
   private task: TaskObject;
+
+  /** The ids a log line about this task carries. */
+  private ids(): { taskId: string; serviceId?: string } {
+    return this.task.serviceId ? { taskId: this.task.id, serviceId: this.task.serviceId } : { taskId: this.task.id };
+  }
   private reported: TaskState;
   podId = '';
   /** Container ids by container name. */
@@ -244,7 +250,7 @@ class Runner {
     }, (why) => {
       if (this.phase !== 'running' || this.busy) return;
       this.busy = true;
-      void this.unhealthy(why).catch((e) => this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`)).finally(() => {
+      void this.unhealthy(why).catch((e) => this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`, this.ids())).finally(() => {
         this.busy = false;
         if (this.again) this.kick();
       });
@@ -255,7 +261,7 @@ class Runner {
   /** A liveness (or startup) probe gave up: the task fails, its containers stop. */
   private async unhealthy(why: string): Promise<void> {
     this.health = this.probes?.current;
-    this.o.log(`agent: task ${this.task.id} is unhealthy: ${why}`);
+    this.o.log(`agent: task ${this.task.id} is unhealthy: ${why}`, this.ids());
     this.phase = 'ended';
     this.report('failed', { message: 'unhealthy', err: `unhealthy: ${why}` });
     await this.stopAll(undefined);
@@ -278,7 +284,7 @@ class Runner {
         try {
           await this.step();
         } catch (e) {
-          this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`);
+          this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`, this.ids());
         }
       } while (this.again && !this.detached);
       this.busy = false;
@@ -324,7 +330,7 @@ class Runner {
     const m = f.containers.get(main);
     if (!m) {
       // It never got as far as its main container: start over with a clean pod.
-      this.o.log(`agent: task ${this.task.id}: removing the half-started pod ${f.podId.slice(0, 12)} of an earlier run; starting it again`);
+      this.o.log(`agent: task ${this.task.id}: removing the half-started pod ${f.podId.slice(0, 12)} of an earlier run; starting it again`, this.ids());
       await this.ex.removePod(f.podId, this.task.id, 0);
       return;
     }
@@ -332,7 +338,7 @@ class Runner {
     for (const [name, c] of f.containers) this.containers.set(name, c.id);
     if (m.state === CONTAINER_STATE.running) {
       this.phase = 'running';
-      this.o.log(`agent: task ${this.task.id}: its container ${m.id.slice(0, 12)} is still running; keeping it`);
+      this.o.log(`agent: task ${this.task.id}: its container ${m.id.slice(0, 12)} is still running; keeping it`, this.ids());
       this.reported = TASK_STATE_ORDER[this.reported] > TASK_STATE_ORDER.starting ? this.reported : 'starting';
       this.report('running', { message: 'running (found again after an agent restart)' });
       this.startProbes();
@@ -451,7 +457,7 @@ class Runner {
       const s = states.get(id);
       if (s === CONTAINER_STATE.running) continue;
       this.busy = true;
-      void this.ended(c.name, id).catch((e) => this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`)).finally(() => {
+      void this.ended(c.name, id).catch((e) => this.o.log(`agent: task ${this.task.id}: ${(e as Error).message}`, this.ids())).finally(() => {
         this.busy = false;
         if (this.again) this.kick();
       });
