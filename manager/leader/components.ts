@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { allocate } from '../allocator/allocator.js';
 import type { NodeObject } from '../control/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
+import { cronLoop } from '../orchestrator/cron.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement, schedule } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
@@ -73,6 +74,8 @@ export class LeaderComponents {
           if (s.assign.length > 0 || ops.length > 0) log(`scheduler: assigned ${s.assign.length} task(s)${s.unplaceable.length ? `, ${s.unplaceable.length} fit nowhere (${s.unplaceable[0]!.reason})` : ''}`);
         },
       }),
+      // Scheduled jobs: a run at each tick (orchestrator/cron.ts).
+      cronLoop(raft, log),
     ];
   }
 

@@ -14,6 +14,7 @@ import type { LogBroker } from './logs.js';
 import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
+import { latestRunTasks, scheduleStatusToWire } from './schedule.js';
 
 const M: 'manager'[] = ['manager'];
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
@@ -72,7 +73,7 @@ export function serviceCounts(s: ServiceObject, tasks: TaskObject[], nodes: Node
 }
 
 export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: NodeObject[]) {
-  const c = serviceCounts(s, tasks, nodes);
+  const c = serviceCounts(s, s.spec.schedule ? latestRunTasks(s, tasks) : tasks, nodes);
   return {
     id: s.id,
     name: s.name,
@@ -89,6 +90,7 @@ export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: Node
       ? { state: s.status.update.state, started_at_ms: s.status.update.startedAt, completed_at_ms: s.status.update.completedAt ?? 0, message: s.status.update.message }
       : null,
     revision: s.status?.revision ?? 1,
+    schedule_status: s.spec.schedule ? scheduleStatusToWire(s.status?.schedule, s.spec.schedule, Date.now()) : null,
   };
 }
 
@@ -118,6 +120,7 @@ export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>, curren
     health_message: t.status.healthMessage ?? '',
     ready: t.status.ready ?? null,
     up_to_date: !!current && t.spec.templateKey === templateKey(current.spec.task),
+    job_iteration: t.spec.iteration ?? 0,
   };
 }
 
@@ -282,6 +285,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
           throw e;
         }
         if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
+        if (!!spec.schedule !== !!s0.spec.schedule) throw invalid(`service ${s0.name} ${s0.spec.schedule ? 'is a scheduled job: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule: one cannot be added (create a new scheduled job)'}`);
         const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;
         const s = await writeSpec(mgr, s0, (cur) => {
           const next: ServiceSpec = { ...spec, task: { ...spec.task } };
