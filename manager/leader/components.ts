@@ -8,6 +8,7 @@ import { allocate } from '../allocator/allocator.js';
 import type { NodeObject } from '../control/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
 import { cronLoop } from '../orchestrator/cron.js';
+import { recordLeadership } from './leadership.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement, schedule } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
@@ -96,6 +97,7 @@ export class LeaderComponents {
           this.started = true;
           for (const l of this.loops) l.start();
           this.log('leader components: orchestrator, allocator and scheduler started');
+          void recordLeadership(this.raft, this.log);
         },
         (e) => {
           if (epoch !== this.epoch || !this.raft.isLeader()) return;
