@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Manager } from '../control/manager.js';
 import type { NodeObject } from '../control/model.js';
+import type { ObjectInput } from '../store/types.js';
 import { readLatest, resolveNode } from '../control/service.js';
 import { jobProgress } from '../orchestrator/jobs.js';
 import { MAX_REVISIONS } from '../orchestrator/updater.js';
@@ -152,6 +153,30 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
   return out.join('; ') || 'no change';
 }
 
+/** A new service object: revision 1 of its spec. */
+export function newService(name: string, labels: Record<string, string>, spec: ServiceSpec, now: number): ObjectInput {
+  const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
+  return { kind: 'service', id: randId(), name, labels, spec, status };
+}
+
+/**
+ * The service with a new spec (an update, a rollback, an apply): a new revision in the kept
+ * history, and a rolling update started when the task template changed.
+ */
+export function specChange(s: ServiceObject, spec: ServiceSpec, change: string, rollback: boolean, labels: Record<string, string> | undefined, now: number): ObjectInput {
+  const revision = (s.status?.revision ?? 1) + 1;
+  const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec, at: now, change }].slice(-MAX_REVISIONS);
+  const rolls = templateKey(spec.task) !== templateKey(s.spec.task);
+  const status: ServiceStatus = {
+    ...s.status,
+    updatedAt: now,
+    revision,
+    revisions,
+    ...(rolls ? { update: { state: rollback ? 'rollback_started' : 'updating', startedAt: now, message: rollback ? `rolling back: ${change}` : `updating: ${change}` } } : {}),
+  };
+  return { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec, status };
+}
+
 /**
  * Writes a new spec for a service (an update or a rollback): a new revision in the kept history,
  * and a rolling update when the task template changed. Retried on a concurrent write unless the
@@ -162,19 +187,8 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
     const s = attempt === 0 ? s0 : resolveService(mgr, s0.id);
     if (expect && s.version !== expect) throw aborted(`service ${s.name} changed meanwhile (version ${s.version}, not ${expect}): read it again and retry`);
     const n = next(s);
-    const now = Date.now();
-    const revision = (s.status?.revision ?? 1) + 1;
-    const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec: n.spec, at: now, change: n.change }].slice(-MAX_REVISIONS);
-    const rolls = templateKey(n.spec.task) !== templateKey(s.spec.task);
-    const status: ServiceStatus = {
-      ...s.status,
-      updatedAt: now,
-      revision,
-      revisions,
-      ...(rolls ? { update: { state: n.rollback ? 'rollback_started' : 'updating', startedAt: now, message: n.rollback ? `rolling back: ${n.change}` : `updating: ${n.change}` } } : {}),
-    };
     try {
-      const r = await mgr.raft.propose([{ op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
+      const r = await mgr.raft.propose([{ op: 'update', object: specChange(s, n.spec, n.change, n.rollback, labels, Date.now()), expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
       return r.objects[0] as ServiceObject;
     } catch (e) {
       if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
@@ -182,7 +196,7 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
   }
 }
 
-function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
+export function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels ?? {})) {
     if (!LABEL_KEY.test(k)) throw invalid(`label key ${JSON.stringify(k)} is not valid (letters, digits, . _ / -, at most 253 characters)`);
@@ -211,8 +225,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
         const now = Date.now();
         try {
-          const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
-          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status } }, ...guardOps(mgr.raft.store, undefined, spec)]);
+          const r = await mgr.raft.propose([{ op: 'create', object: newService(req.name, labels, spec, now) }, ...guardOps(mgr.raft.store, undefined, spec)]);
           const s = r.objects[0] as ServiceObject;
           log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
           return serviceToWire(s, [], mgr.nodes());
