@@ -95,7 +95,7 @@ export async function applyCommand(t: Target, f: Flags, json: boolean): Promise<
   const { c, r } = await callApply(t, m, f, false);
   const changes: any[] = r.changes ?? [];
   const counts = (a: string) => changes.filter((x) => x.action === a).length;
-  const summary = `${counts('create')} created, ${counts('update')} configured, ${counts('unchanged')} unchanged, ${counts('prune')} pruned`;
+  const summary = (['create', 'update', 'unchanged', 'prune'] as const).filter((a) => counts(a) > 0).map((a) => `${counts(a)} ${verb[a]}`).join(', ') || 'nothing declared';
   const say = (s: string) => {
     if (!json) process.stdout.write(s + '\n');
   };

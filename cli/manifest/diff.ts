@@ -15,8 +15,9 @@ export function unifiedDiff(a: string, b: string, fromName: string, toName: stri
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && x[i] === y[j]) ops.push({ t: ' ', s: x[i]!, ai: i++, bi: j++ });
-    else if (j < m && (i >= n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) ops.push({ t: '+', s: y[j]!, ai: i, bi: j++ });
-    else ops.push({ t: '-', s: x[i]!, ai: i++, bi: j });
+    // Removals before additions, as diff(1) shows a changed line.
+    else if (i < n && (j >= m || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) ops.push({ t: '-', s: x[i]!, ai: i++, bi: j });
+    else ops.push({ t: '+', s: y[j]!, ai: i, bi: j++ });
   }
   if (ops.every((o) => o.t === ' ')) return '';
   const out = [`--- ${fromName}`, `+++ ${toName}`];

@@ -3,7 +3,7 @@
 // is one apply: one stack, each service declared once. Every problem in every file is collected.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { LineCounter, isScalar, parseAllDocuments } from 'yaml';
 import { CliError } from '../client.js';
 import { serviceOf, TOP_FIELDS, type ManifestService } from './schema.js';
 import { At, Fields, formatProblem, str, type Problem, type Source } from './walk.js';
@@ -79,7 +79,7 @@ function parseText(text: string, file: string, m: Manifest, onStack: (s: string,
       for (const e of doc.errors) m.problems.push({ file, line: e.linePos?.[0]?.line ?? 1, path: '', message: `not valid YAML: ${e.message.split(' at line')[0]}` });
       continue;
     }
-    if (doc.contents === null) continue; // an empty document (comments only)
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) continue; // an empty document (comments only)
     const root = new At(src, doc.contents, '', 1);
     const f = Fields.of(root, TOP_FIELDS, 'a mapping with stack and services');
     if (!f) continue;

@@ -2,7 +2,7 @@
 // what `shoal get service NAME -o yaml` prints and `shoal diff` compares. Every field the cluster
 // holds is written (no defaults left to guess), in the units the flags use, so applying the output
 // unchanged gives the same spec.
-import { stringify } from 'yaml';
+import { Document, isScalar, visit } from 'yaml';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -134,5 +134,16 @@ export function manifestDocs(services: { name: string; spec: any; labels?: Recor
 
 /** The same as YAML (documents separated by ---). */
 export function manifestDocument(services: { name: string; spec: any; labels?: Record<string, string> }[]): string {
-  return manifestDocs(services).map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  return manifestDocs(services).map(yamlText).join('---\n');
+}
+
+/** YAML with lists of plain values on one line ([httpd, -f, -p, "8080"]), mappings in blocks. */
+function yamlText(v: unknown): string {
+  const doc = new Document(v);
+  visit(doc, {
+    Seq(_, node) {
+      if (node.items.every((x) => isScalar(x))) node.flow = true;
+    },
+  });
+  return doc.toString({ lineWidth: 0, flowCollectionPadding: false });
 }

@@ -158,7 +158,7 @@ function probe(at: At, kind: string): any {
   if (!f) return undefined;
   const how = ['exec', 'http', 'tcp'].filter((k) => f.has(k));
   if (how.length !== 1) {
-    at.problem(how.length === 0 ? 'a probe needs one of exec (a command), http (port, path) or tcp (port)' : `a probe has one of exec, http or tcp, not ${how.join(' and ')}`);
+    at.problemAtKey(how.length === 0 ? 'a probe needs one of exec (a command), http (port, path) or tcp (port)' : `a probe has one of exec, http or tcp, not ${how.join(' and ')}`);
     return undefined;
   }
   const p: any = { kind, type: how[0], command: [], path: '', port: 0 };
@@ -206,12 +206,9 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** One service of `services:`; problems go to the document's list. */
 export function serviceOf(name: string, at: At): ManifestService | undefined {
   const start = at.doc.problems.length;
-  if (!DNS_LABEL.test(name)) at.problem(`service name ${JSON.stringify(name)} is not valid: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit (it becomes a DNS name)`);
-  const f = Fields.of(at, SERVICE_FIELDS);
-  if (!f) {
-    if (!at.present || at.node === null) at.problem('expected a mapping of the service\'s fields (image, replicas, ...)');
-    return undefined;
-  }
+  if (!DNS_LABEL.test(name)) at.problemAtKey(`service name ${JSON.stringify(name)} is not valid: use 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit (it becomes a DNS name)`);
+  const f = Fields.of(at, SERVICE_FIELDS, "a mapping of the service's fields (image, replicas, ...)");
+  if (!f) return undefined;
   const lines = new Map<string, number>();
   for (const k of f.keys()) lines.set(k, f.get(k).line);
   const main = container(f, false);

@@ -38,6 +38,12 @@ export class At {
     return undefined;
   }
 
+  /** A problem with the whole entry (its name, its shape): told at its key's line. */
+  problemAtKey(message: string): undefined {
+    this.doc.problems.push({ file: this.doc.file, line: this.keyLine, path: this.path, message });
+    return undefined;
+  }
+
   child(key: string, node: Node | null | undefined, keyLine?: number): At {
     return new At(this.doc, node, this.path ? `${this.path}.${key}` : key, keyLine ?? this.keyLine);
   }

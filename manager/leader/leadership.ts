@@ -12,11 +12,18 @@ export interface Leadership {
 }
 
 export async function recordLeadership(raft: ReplicatedNode, log: (m: string) => void): Promise<void> {
+  let waits = 0;
   for (let attempt = 0; attempt < 5; attempt++) {
     if (!raft.isLeader()) return;
     const term = raft.status().term;
     const n = (raft.store.list('node') as NodeObject[]).find((x) => x.status?.raft?.id === raft.id);
-    if (!n) return; // a manager whose node object is not written yet (the first moments of init)
+    if (!n) {
+      // The first leader of a new cluster leads before `init` has written its node object.
+      if (++waits > 60) return;
+      attempt--;
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
     const cur = n.status.leadership;
     if (cur && cur.term >= term) return;
     try {

@@ -90,7 +90,16 @@ export function plan(req: ApplyReq, existing: ServiceObject[]): PlanStep[] {
         continue;
       }
       const what: string[] = [];
-      if (!sameSpec) what.push(describeChange(cur.spec, spec));
+      if (!sameSpec) {
+        // A replica count said as one (describeChange names the whole mode).
+        const a = cur.spec.mode;
+        const b = spec.mode;
+        if (a.type === 'replicated' && b.type === 'replicated' && a.replicas !== b.replicas) {
+          what.push(`replicas ${a.replicas} -> ${b.replicas}`);
+          const rest = describeChange({ ...cur.spec, mode: b }, spec);
+          if (rest !== 'no change') what.push(rest);
+        } else what.push(describeChange(cur.spec, spec));
+      }
       if (!sameLabels) what.push(owner ? 'labels changed' : stack ? `adopted into stack ${stack}` : 'labels changed');
       steps.push({ kind: 'service', name: w.name, action: 'update', detail: what.join('; '), rolls: templateKey(spec.task) !== templateKey(cur.spec.task), current: cur, spec: sameSpec ? cur.spec : spec, labels });
     } catch (e) {

@@ -300,7 +300,11 @@ export function eventsTable(mgr: Manager, times: ApplyTimes): Record<string, Met
             finish();
             return;
           }
-          timer = setInterval(() => call.write({ version: store.applied, seq: -1, type: '', action: 'progress', note: '' }), PROGRESS_MS);
+          // Seen up to now (the replay above covered it): a client that loses this stream before
+          // any event resumes from here, not from whatever "now" is on the next manager.
+          const progress = () => call.write({ version: store.applied, seq: -1, type: '', action: 'progress', note: '' });
+          progress();
+          timer = setInterval(progress, PROGRESS_MS);
           call.on('cancelled', () => finish());
           call.on('close', () => finish());
           call.on('error', () => finish());
