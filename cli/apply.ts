@@ -43,6 +43,8 @@ function placeField(svc: ManifestService, msg: string): { path: string; line: nu
     [/^(replicas|completions|mode)\b/, (m) => m[1]!],
     [/^max-concurrent/, () => 'maxConcurrent'],
     [/^label /, () => 'labels'],
+    [/^is \S+ in the cluster: its mode/, () => 'mode'],
+    [/^(is a scheduled job|has no schedule) in the cluster/, () => 'schedule'],
   ];
   for (const [re, field] of rules) {
     const m = re.exec(msg);

@@ -91,6 +91,7 @@ export function taskJson(t: any) {
     healthMessage: t.health_message || null,
     ready: t.ready === null || t.ready === undefined ? null : !!t.ready,
     upToDate: !!t.up_to_date,
+    run: Number(t.job_iteration) || null,
   };
 }
 
