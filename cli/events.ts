@@ -52,7 +52,8 @@ interface Cursor {
 /** Where to go when the manager in use is lost: the original target again, then every manager. */
 class Targets {
   private managers: string[] = [];
-  private i = 0;
+  /** The first target failed already when next() is asked: start with the others. */
+  private i = 1;
   constructor(private readonly first: Target, private readonly retarget?: () => Promise<Target>) {}
 
   /** Remembers the managers' API addresses (while one answers), for reaching them with the node's identity. */

@@ -7,7 +7,7 @@
 //   next leader must start M3 late): no run doubled, none lost;
 // - `shoal events --follow`, run on the first leader's host, loses its manager at the first kill and
 //   resumes on another: every event once, in order, the same as a manager's own log tells them.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -53,8 +53,8 @@ function follower(host: string): { proc: ChildProcess; lines: () => any[]; stder
   return { proc, lines: () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l)), stderr: () => err };
 }
 
-async function killLeader(why: string): Promise<string> {
-  const old = await leader();
+async function killLeader(t: Test, why: string, known?: string): Promise<string> {
+  const old = known ?? (await leader());
   t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} (${why})`);
   const next = await eventually('a new leader', async () => {
     const l = await leader().catch(() => undefined);
@@ -101,12 +101,15 @@ services:
 
   // Kill 1: between ticks.
   await sleepUntil(M1 + 20_000);
-  const killed1 = await killLeader('between ticks');
+  const killed1 = await killLeader(t, 'between ticks');
   t.equal((await lab.shoal(['lab', 'start', killed1])).code, 0, `${killed1} back`);
 
-  // Kill 2: a second before M3; whoever leads next must start M3 itself, late.
+  // Kill 2: a second before M3; whoever leads next must start M3 itself, late. (The leader is
+  // looked up first: a CLI call takes a while on a busy machine.)
+  await sleepUntil(M3 - 15_000);
+  const lead2 = await leader();
   await sleepUntil(M3 - 1000);
-  const killed2 = await killLeader('a second before a tick');
+  const killed2 = await killLeader(t, 'a second before a tick', lead2);
   t.equal((await lab.shoal(['lab', 'start', killed2])).code, 0, `${killed2} back`);
 
   const tick = await eventually('tick run 3 to finish', async () => {

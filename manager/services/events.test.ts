@@ -110,7 +110,7 @@ t.test('scheduled runs are told', async (t) => {
 
 /** A fake Control.Events call: the request, writes collected, events a client would see. */
 function fakeCall(request: Record<string, unknown>) {
-  const call = Object.assign(new EventEmitter(), { request, written: [] as any[], write(m: unknown) { this.written.push(m); return true; } });
+  const call = Object.assign(new EventEmitter(), { request, cancelled: false, ended: false, written: [] as any[], write(m: unknown) { this.written.push(m); return true; }, end() { this.ended = true; } });
   return call;
 }
 
@@ -129,6 +129,7 @@ t.test('a resume from any cursor continues exactly where the stream stopped', as
   const evs = all.written.filter((m) => m.seq >= 0);
   t.equal(evs.length, 15, 'every kept event listed');
   t.match(all.written.at(-1), { action: 'progress', version: store.applied }, 'ends saying how far it has seen');
+  t.equal(all.ended, true, 'and ends the stream');
   for (let i = 0; i < evs.length; i++) {
     const c = fakeCall({ after_version: evs[i].version, after_seq: evs[i].seq, since_ms: 0, types: [], follow: false });
     await serve(c as any, {} as any);

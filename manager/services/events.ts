@@ -309,6 +309,8 @@ export function eventsTable(mgr: Manager, times: ApplyTimes): Record<string, Met
           call.on('close', () => finish());
           call.on('error', () => finish());
         });
+        // The handler ends its stream (the authorizer's wrapper only reports errors).
+        if (!call.cancelled) call.end();
       },
     },
   };
