@@ -55,7 +55,18 @@ function follower(host: string): { proc: ChildProcess; lines: () => any[]; stder
 
 async function killLeader(t: Test, why: string, known?: string): Promise<string> {
   const old = known ?? (await leader());
-  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} (${why})`);
+  // Straight from here (a `shoal lab stop` takes a CLI start, seconds on a busy machine).
+  const pid = lab.node(old).proc!.pid;
+  process.kill(pid, 'SIGKILL');
+  await eventually(`${old} gone`, async () => {
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch {
+      return true;
+    }
+  }, 15_000, 50);
+  t.pass(`SIGKILL the leader ${old} (${why})`);
   const next = await eventually('a new leader', async () => {
     const l = await leader().catch(() => undefined);
     return l && l !== old ? l : undefined;
@@ -76,11 +87,14 @@ services:
     image: ${LAB_IMAGE}
     command: [sh, -c, 'echo tick $SHOAL_TASK_NAME; sleep 5']
     mode: replicated-job
+    constraints: [node.role==worker]
     schedule: "* * * * *"
   slow:
     image: ${LAB_IMAGE}
     command: [sleep, "100"]
     mode: replicated-job
+    # On the worker: a task on a killed manager would be replaced (and its run last longer).
+    constraints: [node.role==worker]
     schedule:
       cron: "* * * * *"
       concurrency: forbid
@@ -108,7 +122,7 @@ services:
   // looked up first: a CLI call takes a while on a busy machine.)
   await sleepUntil(M3 - 15_000);
   const lead2 = await leader();
-  await sleepUntil(M3 - 1000);
+  await sleepUntil(M3 - 1500);
   const killed2 = await killLeader(t, 'a second before a tick', lead2);
   t.equal((await lab.shoal(['lab', 'start', killed2])).code, 0, `${killed2} back`);
 
@@ -151,8 +165,8 @@ services:
     if (!(b.version > a.version || (b.version === a.version && b.seq > a.seq))) ordered = false;
   }
   t.ok(ordered, `${seen.length} events, each once, in order`);
-  const starts = seen.filter((e) => e.action === 'run-start' && e.name === 'tick').map((e) => e.attributes.scheduled);
-  t.same(starts, [iso(M1), iso(M2), iso(M3)], "tick's three run starts told once each");
+  const starts = seen.filter((e) => e.action === 'run-start' && e.name === 'tick' && Date.parse(e.attributes.scheduled) <= M3).map((e) => e.attributes.scheduled);
+  t.same(starts, [iso(M1), iso(M2), iso(M3)], "tick's run starts for M1, M2, M3 told once each");
   t.ok(seen.some((e) => e.action === 'run-skip' && e.name === 'slow' && e.attributes.scheduled === iso(M2)), "slow's skipped tick told");
   t.ok(seen.filter((e) => e.type === 'node' && e.action === 'leader').length >= 2, 'both elections told');
   t.ok(seen.some((e) => e.type === 'node' && e.action === 'down' && e.name === killed1), `${killed1} down told`);
