@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadManifest } from '../cli/manifest/load.js';
-import { manifestDocument } from '../cli/manifest/render.js';
+import { MANIFEST_SPEC_FIELDS, manifestDocument } from '../cli/manifest/render.js';
+import protobuf from 'protobufjs';
+import { protoDir } from '../proto/load.js';
 import { formatProblem } from '../cli/manifest/walk.js';
 import { plan, STACK_LABEL } from '../manager/services/apply.js';
 import { specFromWire, specToWire } from '../manager/services/validate.js';
@@ -81,6 +83,12 @@ services:
     mode: global
 `],
 ];
+
+t.test('every ServiceSpec field of the API is a manifest field', async (t) => {
+  const root = new protobuf.Root().loadSync(join(protoDir(), 'control', 'control.proto'), { keepCase: true });
+  const fields = root.lookupType('shoal.control.v1.ServiceSpec').fieldsArray.map((f) => f.name);
+  t.same(fields.filter((f) => !MANIFEST_SPEC_FIELDS.includes(f)), [], 'no API field the manifest would drop (add it to cli/manifest/schema.ts and render.ts)');
+});
 
 t.test('stored, written as a manifest, read again: the same spec, and apply says unchanged', async (t) => {
   const shop = (await import('node:fs')).readFileSync(join(examples, 'shop.yaml'), 'utf8');

@@ -8,6 +8,14 @@ import { Document, isScalar, visit } from 'yaml';
 
 const STACK_LABEL = 'io.shoal.stack';
 
+/**
+ * The ServiceSpec fields (control.proto) a manifest carries. A field added to the API but not to
+ * the manifest would be dropped by `get -o yaml` and removed by the next apply: the round-trip
+ * test compares this list with the .proto. force_update is the one left out on purpose (a
+ * `service update --force` counter, not part of a declared spec; apply keeps it).
+ */
+export const MANIFEST_SPEC_FIELDS = ['mode', 'replicas', 'completions', 'max_concurrent', 'main', 'sidecars', 'init', 'reservations', 'limits', 'constraints', 'spread', 'restart', 'stop_grace_period_ms', 'stop_signal', 'update', 'rollback', 'probes', 'schedule', 'force_update'];
+
 const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
 export function durationText(ms: number): string {
