@@ -3,7 +3,7 @@
 // (version, position); when the manager serving the stream goes away (killed, restarted, lost),
 // the CLI connects to another manager and resumes right after the last event it printed: nothing
 // twice, nothing skipped (a manager that no longer keeps that far back says so).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, call, controlClient, type Target } from './client.js';
 import type { Flags } from './service.js';
@@ -58,10 +58,14 @@ class Targets {
 
   /** Remembers the managers' API addresses (while one answers), for reaching them with the node's identity. */
   async learn(c: any): Promise<void> {
-    if (this.retarget || !existsSync(join(this.first.stateDir, 'identity', 'node.json'))) return;
+    const idFile = join(this.first.stateDir, 'identity', 'node.json');
+    if (this.retarget || !existsSync(idFile)) return;
     try {
+      // Through the local socket, the node's own manager is the one being left: not a place to resume.
+      let self = '';
+      if (!this.first.host) self = (JSON.parse(readFileSync(idFile, 'utf8')) as { nodeId?: string }).nodeId ?? '';
       const r = await call(c, 'ListNodes', {}, 10_000);
-      this.managers = (r.nodes ?? []).filter((n: any) => n.manager_status).map((n: any) => n.addr).filter(Boolean);
+      this.managers = (r.nodes ?? []).filter((n: any) => n.manager_status && n.id !== self).map((n: any) => n.addr).filter(Boolean);
     } catch {
       // keep the list we had
     }
