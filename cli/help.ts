@@ -131,6 +131,8 @@ export const COMMANDS: Help[] = [
       { name: 'inspect', summary: 'a config\'s metadata', usage: ['shoal config inspect NAME...'] },
       { name: 'rm', summary: 'remove configs (refused while a service uses them)', usage: ['shoal config rm NAME...'] },
     ],
+  },
+  {
     name: 'apply',
     summary: 'make the cluster match a manifest of services (declarative; a second apply changes nothing)',
     usage: ['shoal apply -f FILE|DIR|- [--prune] [--detach] [--timeout 5m]'],
