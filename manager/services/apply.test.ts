@@ -4,7 +4,9 @@
 import t from 'tap';
 import { STACK_LABEL, plan } from './apply.js';
 import { specFromWire, type WireSpec } from './validate.js';
-import type { ServiceObject } from './model.js';
+import type { ServiceObject, ServiceSpec } from './model.js';
+import { resolveRefs } from '../secrets/refs.js';
+import type { ObjectStore } from '../store/store.js';
 
 const wire = (image: string, extra: Partial<WireSpec> = {}): WireSpec => ({ mode: 'replicated', replicas: 2, main: { name: 'main', image, command: [], args: ['sleep', '1d'], env: [] }, ...extra });
 let n = 0;
@@ -77,4 +79,18 @@ t.test('refusals: every problem at once', async (t) => {
   t.throws(() => plan(req([], { stack: 'No Good' }), []), /stack name "No Good" is not valid/);
   t.throws(() => plan(req([{ name: 'cron', spec: { ...wire('j:1'), replicas: null, mode: 'replicated-job', schedule: { cron: '61 * * * *' } } }]), []), /service cron: schedule "61 \* \* \* \*": minute field: 61 is outside 0-59/);
   t.throws(() => plan(req([{ name: 'cron', spec: { ...wire('j:1'), schedule: { cron: '* * * * *' } } }]), []), /schedule applies to jobs only/);
+});
+
+t.test('secrets and configs: resolved by name as create does; a missing one is its service\'s problem', async (t) => {
+  // The store as resolveRefs reads it (getByName only): one secret, no configs.
+  const store = { getByName: (kind: string, name: string) => (kind === 'secret' && name === 'db-password' ? { id: 'sec-1' } : undefined) } as unknown as ObjectStore;
+  const resolve = (spec: ServiceSpec) => resolveRefs(store, spec);
+  const withSecret = wire('img:1', { secrets: [{ name: 'db-password', mode: 0o400 }] });
+  const [create] = plan(req([{ name: 'web', spec: withSecret }]), [], resolve);
+  t.equal(create!.action, 'create');
+  t.same(create!.spec!.task.secrets, [{ id: 'sec-1', name: 'db-password', target: '/run/secrets/db-password', uid: 0, gid: 0, mode: 0o400 }], 'the reference resolved to the secret, target defaulted');
+  const cur = existing('web', withSecret, { [STACK_LABEL]: 'shop' });
+  cur.spec = resolve(cur.spec);
+  t.same(plan(req([{ name: 'web', spec: withSecret }]), [cur], resolve).map((s) => s.action), ['unchanged'], 'the same reference again: unchanged');
+  t.throws(() => plan(req([{ name: 'web', spec: withSecret }, { name: 'api', spec: wire('img:1', { configs: [{ name: 'nope' }] }) }]), [], resolve), /^service api: config "nope" does not exist: create it first/);
 });

@@ -15,6 +15,7 @@ import type { TxnOp } from '../store/types.js';
 import { checkLabels, describeChange, newService, serviceToWire, services, specChange, tasksOf } from './control.js';
 import { stableJson, templateKey, type ServiceObject, type ServiceSpec } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
+import { guardOps, resolveRefs } from '../secrets/refs.js';
 
 /** The label that marks what an apply created, with the stack's name as its value. */
 export const STACK_LABEL = 'io.shoal.stack';
@@ -52,7 +53,7 @@ export interface PlanStep {
  * The plan for a request against the services the cluster holds: pure, so the dry run and the
  * apply decide alike. Throws INVALID_ARGUMENT listing every problem found.
  */
-export function plan(req: ApplyReq, existing: ServiceObject[]): PlanStep[] {
+export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: ServiceSpec) => ServiceSpec = (spec) => spec): PlanStep[] {
   const problems: string[] = [];
   const stack = req.stack ?? '';
   if (stack && !STACK_NAME.test(stack)) problems.push(`stack name ${JSON.stringify(stack)} is not valid: use 1-63 lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit`);
@@ -71,7 +72,8 @@ export function plan(req: ApplyReq, existing: ServiceObject[]): PlanStep[] {
       const labels = checkLabels(w.labels);
       if (STACK_LABEL in labels) throw new SpecError(`label ${STACK_LABEL} is set by apply from the stack name; leave it out`);
       if (stack) labels[STACK_LABEL] = stack;
-      let spec = specFromWire(w.spec);
+      // Secrets and configs by name, resolved to the objects they name (as create and update do).
+      let spec = resolve(specFromWire(w.spec));
       const cur = byName.get(w.name);
       if (!cur) {
         steps.push({ kind: 'service', name: w.name, action: 'create', detail: `${spec.mode.type}, image ${spec.task.main.image}`, rolls: false, spec, labels });
@@ -122,13 +124,28 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
       roles: ['manager'],
       leader: true,
       unary: async (req: ApplyReq) => {
-        const steps = plan(req, services(mgr));
+        const store = mgr.raft.store;
+        const steps = plan(req, services(mgr), (spec) => resolveRefs(store, spec));
         const now = Date.now();
         const ops: TxnOp[] = [];
+        // Each secret or config a service newly refers to must still exist when the transaction
+        // commits (guardOps moves its version); several services may take up the same one: once.
+        const guarded = new Set<string>();
+        const guard = (prev: ServiceSpec | undefined, next: ServiceSpec) => {
+          for (const op of guardOps(store, prev, next)) {
+            const key = op.op === 'update' ? `${op.object.kind}/${op.object.id}` : JSON.stringify(op);
+            if (guarded.has(key)) continue;
+            guarded.add(key);
+            ops.push(op);
+          }
+        };
         for (const st of steps) {
-          if (st.action === 'create') ops.push({ op: 'create', object: newService(st.name, st.labels!, st.spec!, now) });
-          else if (st.action === 'update') {
+          if (st.action === 'create') {
+            ops.push({ op: 'create', object: newService(st.name, st.labels!, st.spec!, now) });
+            guard(undefined, st.spec!);
+          } else if (st.action === 'update') {
             const c = st.current!;
+            guard(c.spec, st.spec!);
             const object = stableJson(st.spec) === stableJson(c.spec) ? { kind: 'service' as const, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status } : specChange(c, st.spec!, st.detail, false, st.labels, now);
             ops.push({ op: 'update', object, expectVersion: c.version });
           } else if (st.action === 'prune') ops.push({ op: 'delete', kind: 'service', id: st.current!.id, expectVersion: st.current!.version });
@@ -139,7 +156,7 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
           try {
             const r = await mgr.raft.propose(ops);
             version = r.version;
-            for (const o of r.objects) if (o) written.set(o.name, o as ServiceObject);
+            for (const o of r.objects) if (o?.kind === 'service') written.set(o.name, o as ServiceObject);
           } catch (e) {
             const code = (e as { conflict?: { code?: string } }).conflict?.code;
             if (code === 'version-mismatch' || code === 'name-taken' || code === 'exists' || code === 'not-found') throw aborted(`the cluster changed while applying (${(e as Error).message}); nothing was written: apply again`);
