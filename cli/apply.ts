@@ -34,6 +34,8 @@ function placeField(svc: ManifestService, msg: string): { path: string; line: nu
     [/^(constraint|constraints)\b/, () => 'constraints'],
     [/^spread preference/, () => 'spread'],
     [/^schedule\b/, () => 'schedule'],
+    [/^(secret|config)s\[\d+\]/, (m) => `${m[1]}s`],
+    [/^(secret|config) \S+ (does not exist|\(|and )/, (m) => `${m[1]}s`],
     [/^(restart)\b/, () => 'restart'],
     [/^(update|rollback)\b/, (m) => m[1]!],
     [/^limits\./, () => 'limit'],

@@ -62,6 +62,8 @@ services:
     rollback: {parallelism: 4, failureAction: continue}
     init: [{name: setup, image: "busybox:1", command: "sh -c 'echo one; echo two'", env: [X=1, X=2]}]
     sidecars: [{name: proxy, image: "proxy:2", entrypoint: [/proxy], user: nobody, workdir: /}]
+    secrets: [db-password, {name: tls-key, target: /etc/tls/key.pem, uid: 1000, gid: 1000, mode: "0400"}]
+    configs: [{name: app-conf, target: app.conf, mode: 0o640}, nginx-conf]
 `],
   ['jobs and schedules', `stack: jobs
 services:

@@ -58,6 +58,9 @@ t.test('malformed manifests: one problem each, at its line and field', async (t)
     ['a key written twice', `${WEB}    replicas: 1\n    replicas: 2\n`, /:6: not valid YAML: Map keys must be unique/],
     ['a document that is a list', '- a\n- b\n', /:1: expected a mapping with stack and services, got a list$/],
     ['labels that are a list', `${WEB}    labels: [a]\n`, /:5: services\.web\.labels: expected a mapping of label: value, got a list$/],
+    ['a file mode written as a bare number', `${WEB}    secrets: [{name: db-password, mode: 0400}]\n`, /:5: services\.web\.secrets\[0\]\.mode: expected permission bits in octal as a string, like "0400" \(a bare 0400 is the number 400 in YAML 1\.2\), got 400$/],
+    ['a secret reference without a name', `${WEB}    secrets:\n      - target: /etc/key\n`, /:6: services\.web\.secrets\[0\]\.name: required: the secret's name/],
+    ['configs that are a mapping', `${WEB}    configs: {app: x}\n`, /:5: services\.web\.configs: expected a list of config names, or of mappings with name, target, uid, gid, mode, got a mapping$/],
     ['suspend that is not a boolean', `${WEB}    mode: global-job\n    schedule: {cron: "@daily", suspend: "no"}\n`, /:6: services\.web\.schedule\.suspend: expected true or false, got "no"$/],
   ];
   for (const [what, text, want] of cases) {

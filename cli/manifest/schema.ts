@@ -14,12 +14,13 @@ import { At, Fields, bool, int, list, oneOf, required, shown, str, word, words }
 
 export const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
 export const TOP_FIELDS = ['stack', 'services'] as const;
-export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule'] as const;
+export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs'] as const;
 export const CONTAINER_FIELDS = ['name', 'image', 'command', 'entrypoint', 'env', 'workdir', 'user'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory'];
 const RESTART_FIELDS = ['condition', 'delay', 'maxAttempts', 'window'];
 const UPDATE_FIELDS = ['parallelism', 'delay', 'order', 'failureAction', 'monitor', 'maxFailureRatio'];
 const PROBE_FIELDS = ['exec', 'http', 'tcp', 'delay', 'period', 'timeout', 'successes', 'failures'];
+const FILE_REF_FIELDS = ['name', 'target', 'uid', 'gid', 'mode'];
 const SCHEDULE_FIELDS = ['cron', 'timezone', 'concurrency', 'startingDeadline', 'keepSucceeded', 'keepFailed', 'suspend'];
 export const PROBE_KINDS = ['liveness', 'readiness', 'startup'] as const;
 
@@ -201,6 +202,38 @@ function schedule(at: At): any {
   };
 }
 
+/**
+ * A file mode: a string of octal digits ("0400", as `ls -l` people write it), or YAML 1.2's 0o400.
+ * A bare 0400 is the decimal 400 in YAML 1.2: refused, rather than read as a different mode.
+ */
+function fileMode(at: At): number | undefined {
+  if (!at.present) return undefined;
+  const n = at.node as any;
+  if (isScalar(n) && typeof n.value === 'string' && /^0?[0-7]{1,3}$/.test(n.value)) return parseInt(n.value, 8);
+  if (isScalar(n) && typeof n.value === 'number' && n.format === 'OCT' && n.value <= 0o777) return n.value;
+  return at.problem(`expected permission bits in octal as a string, like "0400" (a bare 0400 is the number 400 in YAML 1.2), got ${shown(n)}`);
+}
+
+/** secrets/configs: a list of NAME, or of {name, target, uid, gid, mode} (as --secret's fields). */
+function fileRefs(at: At, kind: 'secret' | 'config'): any[] {
+  const items = list(at, `a list of ${kind} names, or of mappings with name, target, uid, gid, mode`) ?? [];
+  const out: any[] = [];
+  for (const x of items) {
+    if (isScalar(x.at.node)) {
+      const name = str(x.at);
+      if (name !== undefined) out.push({ name, target: '', uid: '', gid: '', mode: null });
+      continue;
+    }
+    const f = Fields.of(x.at, FILE_REF_FIELDS, `a ${kind}: its name, or a mapping with name, target, uid, gid, mode`);
+    if (!f) continue;
+    if (!required(f.get('name'), `the ${kind}'s name ("shoal ${kind} ls" lists them)`)) continue;
+    const uid = int(f.get('uid'));
+    const gid = int(f.get('gid'));
+    out.push({ name: str(f.get('name')) ?? '', target: str(f.get('target')) ?? '', uid: uid === undefined ? '' : String(uid), gid: gid === undefined ? '' : String(gid), mode: fileMode(f.get('mode')) ?? null });
+  }
+  return out;
+}
+
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** One service of `services:`; problems go to the document's list. */
@@ -253,6 +286,8 @@ export function serviceOf(name: string, at: At): ManifestService | undefined {
     rollback: update(f.get('rollback')),
     probes,
     schedule: schedule(f.get('schedule')),
+    secrets: fileRefs(f.get('secrets'), 'secret'),
+    configs: fileRefs(f.get('configs'), 'config'),
   };
   if (at.doc.problems.length > start) return undefined;
   return { name, labels: labels(f.get('labels')), spec, file: at.doc.file, line: at.keyLine, lines };
