@@ -6,6 +6,8 @@ import { nodeJson, numbers, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
 import { commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
+import { applyCommand, diffCommand, getCommand } from './apply.js';
+import { eventsCommand } from './events.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 import { encodeBackup } from '../proto/backup-file.js';
 import { protoDir } from '../proto/load.js';
@@ -18,7 +20,7 @@ interface Parsed {
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', ...SERVICE_BOOL]);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -45,6 +47,13 @@ function parse(argv: string[]): Parsed {
       }
       p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
     } else if (a === '-q') p.flags.set('quiet', ['true']);
+    else if (a === '-f' || a === '-o') {
+      // apply/diff -f FILE (or - for standard input), get -o yaml|json
+      const v = argv[++i];
+      if (v === undefined) throw new CliError(`${a} needs a value (${a === '-f' ? 'a manifest FILE, DIR or - for standard input' : 'yaml or json'})`, 2);
+      const k = a === '-f' ? 'file' : 'output';
+      p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
+    }
     else p.args.push(a);
   }
   return p;
@@ -88,7 +97,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS]);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS]);
   if (p.flags.has('version')) return versionLine();
   // Help needs no cluster: `shoal`, `shoal help [CMD [SUB]]`, `shoal CMD [SUB] --help`, `shoal node`.
   const helpPath = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined;
@@ -180,6 +189,15 @@ async function run(argv: string[]): Promise<string> {
     case 'secret':
     case 'config':
       return fileCommand(t, cmd, sub, rest, flags(p), json);
+    case 'apply':
+      return applyCommand(t, flags(p), json);
+    case 'diff':
+      return diffCommand(t, flags(p), json);
+    case 'get':
+      return getCommand(t, sub, rest, flags(p));
+    case 'events':
+      // In the lab, a lost manager is replaced by whichever lab manager runs now.
+      return eventsCommand(t, flags(p), json, p.flags.has('lab') ? () => labTarget(one('lab-dir')) : undefined);
     default:
       throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }

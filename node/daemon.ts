@@ -20,6 +20,8 @@ import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '.
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
+import { ApplyTimes, eventsTable } from '../manager/services/events.js';
+import { applyTable } from '../manager/services/apply.js';
 import { secureService, type Identity as CallIdentity, type MethodSpec } from '../manager/security/authz.js';
 import { CHANNEL_OPTIONS, clientCredentials, ServerTls } from '../manager/security/credentials.js';
 import { invalid, precondition } from '../manager/security/errors.js';
@@ -594,7 +596,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });

@@ -7,6 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { allocate } from '../allocator/allocator.js';
 import type { NodeObject } from '../control/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
+import { cronLoop } from '../orchestrator/cron.js';
+import { recordLeadership } from './leadership.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement, schedule } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
@@ -73,6 +75,8 @@ export class LeaderComponents {
           if (s.assign.length > 0 || ops.length > 0) log(`scheduler: assigned ${s.assign.length} task(s)${s.unplaceable.length ? `, ${s.unplaceable.length} fit nowhere (${s.unplaceable[0]!.reason})` : ''}`);
         },
       }),
+      // Scheduled jobs: a run at each tick (orchestrator/cron.ts).
+      cronLoop(raft, log),
     ];
   }
 
@@ -93,6 +97,7 @@ export class LeaderComponents {
           this.started = true;
           for (const l of this.loops) l.start();
           this.log('leader components: orchestrator, allocator and scheduler started');
+          void recordLeadership(this.raft, this.log);
         },
         (e) => {
           if (epoch !== this.epoch || !this.raft.isLeader()) return;

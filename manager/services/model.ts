@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
+import type { JobSchedule, ScheduleStatus } from './schedule.js';
 
 /** One container of a task's pod. */
 export interface ContainerSpec {
@@ -118,6 +119,8 @@ export interface ServiceSpec {
   /** Absent on services created before rolling updates existed: the defaults apply. */
   update?: UpdateConfig;
   rollback?: UpdateConfig;
+  /** Jobs only: start a run of the job at each tick (schedule.ts). */
+  schedule?: JobSchedule;
 }
 
 export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
@@ -147,6 +150,8 @@ export interface ServiceStatus {
   revisions?: Revision[];
   /** The rollout of the latest template change, if any. */
   update?: UpdateStatus;
+  /** Scheduled jobs: the runs started, going and kept (schedule.ts). */
+  schedule?: ScheduleStatus;
 }
 
 export type ServiceObject = StoreObject<ServiceSpec, ServiceStatus>;
@@ -220,6 +225,8 @@ export interface TaskSpec {
    * counts them the same.
    */
   restarts: number[];
+  /** Scheduled jobs: the run (iteration) this task belongs to. */
+  iteration?: number;
 }
 
 export interface TaskStatus {

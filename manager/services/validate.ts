@@ -3,6 +3,8 @@
 // and what to write instead. Nothing is written unless this passes.
 import { constants as osConstants } from 'node:os';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
+import { CronError } from '../orchestrator/cron-expr.js';
+import { ScheduleError, scheduleFromWire, scheduleToWire, type WireSchedule } from './schedule.js';
 import {
   DEFAULT_RESTART,
   DEFAULT_ROLLBACK,
@@ -129,6 +131,7 @@ export interface WireSpec {
   probes?: WireProbe[];
   secrets?: WireFileRef[];
   configs?: WireFileRef[];
+  schedule?: WireSchedule | null;
 }
 
 function updateConfig(w: WireUpdate | null | undefined, where: string, dflt: UpdateConfig): UpdateConfig {
@@ -297,8 +300,9 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
   if (limits.memoryBytes && reservations.memoryBytes && reservations.memoryBytes > limits.memoryBytes) throw new SpecError(`reservations.memory (${reservations.memoryBytes}) is above limits.memory (${limits.memoryBytes})`);
   if (limits.cpuMillis && reservations.cpuMillis && reservations.cpuMillis > limits.cpuMillis) throw new SpecError(`reservations.cpu (${reservations.cpuMillis}m) is above limits.cpu (${limits.cpuMillis}m)`);
   const stopSignal = signalName(w.stop_signal);
+  const m = mode(w);
   return {
-    mode: mode(w),
+    mode: m,
     task: {
       main,
       sidecars,
@@ -319,7 +323,17 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
+    ...(w.schedule ? { schedule: schedule(w.schedule, m.type) } : {}),
   };
+}
+
+function schedule(w: WireSchedule, m: ModeName) {
+  try {
+    return scheduleFromWire(w, m);
+  } catch (e) {
+    if (e instanceof ScheduleError || e instanceof CronError) throw new SpecError(e.message);
+    throw e;
+  }
 }
 
 function probes(list: WireProbe[]): Probe[] {
@@ -367,5 +381,6 @@ export function specToWire(s: ServiceSpec): WireSpec {
     probes: (t.probes ?? []).map(probeToWire),
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
+    schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };
 }

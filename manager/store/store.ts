@@ -211,7 +211,7 @@ export class ObjectStore {
       if (old && old.name !== inp.name) names.set(inp.kind + '\u0000' + old.name, null);
       names.set(inp.kind + '\u0000' + inp.name, inp.id);
       staged.set(key(inp.kind, inp.id), obj);
-      events.push({ version: index, type: mode, object: obj });
+      events.push(old ? { version: index, type: mode, object: obj, prev: old } : { version: index, type: mode, object: obj });
       results.push(obj);
     }
 

@@ -80,6 +80,11 @@ export interface StoreEvent {
   version: number;
   type: EventType;
   object: StoreObject;
+  /**
+   * For an update, the object as it was just before (what changed can be told without a copy of
+   * the store; it is mostly the previous event's object, so the log holds little more).
+   */
+  prev?: StoreObject;
 }
 
 export interface WatchFilter {

@@ -61,7 +61,7 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
         [BUSYBOX, 'timeout', secs, BUSYBOX, 'wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${p.port}${p.path ?? '/'}`]
     : [process.execPath, PROBE_NET, p.type, String(p.port), p.path ?? '/', String(p.timeoutMs)];
   return new Promise((resolve) => {
-    execFile('nsenter', [`--net=${netns}`, '--', ...argv], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const child = execFile('nsenter', [`--net=${netns}`, '--', ...argv], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (argv[0] !== BUSYBOX) {
         const line = stdout.trim();
         return resolve({ ok: !err && line.startsWith('ok'), output: line.replace(/^(ok|fail) /, '') || (err ? err.message : '') });
@@ -69,6 +69,8 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
       const what = p.type === 'tcp' ? `tcp port ${p.port}` : `http GET :${p.port}${p.path ?? '/'}`;
       resolve(err ? { ok: false, output: `${what}: ${(stderr || stdout).trim().replace(/\s+/g, ' ') || (err.killed ? 'timed out' : `exit ${err.code}`)}` } : { ok: true, output: `${what}: ok` });
     });
+    // nc copies standard input to the socket until it ends: an open pipe would hold it until killed.
+    child.stdin?.end();
   });
 }
 
