@@ -79,7 +79,7 @@ class AckSnapshotWithoutInstall extends Raft {
   }
 }
 
-const SAFETY = ['election safety', 'log matching', 'leader completeness', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
+const SAFETY = ['election safety', 'leader elected by a quorum', 'log matching', 'leader completeness', 'committed entry could be lost', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
 
 type Variant = { name: string; impl: typeof Raft; expect: string[]; options?: Omit<SimOptions, 'seed' | 'impl'>; maxSeeds?: number };
 
