@@ -87,6 +87,9 @@ export function buildCopy(scratch: string, name: string, m: Mutant | null): stri
   const dir = join(scratch, name);
   mkdirSync(dir, { recursive: true });
   cpSync(DIST_RAFT, join(dir, 'raft'), { recursive: true, filter: (src) => !src.endsWith('.map') });
+  // Data the copied tests read beside their compiled code.
+  const testdata = join(REPO_ROOT, 'raft', 'core', 'testdata');
+  if (existsSync(testdata)) cpSync(testdata, join(dir, 'raft', 'core', 'testdata'), { recursive: true });
   for (const [file, text] of sources) {
     const js = join(dir, file.replace(/\.ts$/, '.js'));
     writeFileSync(js, transpile(text, file));
