@@ -137,7 +137,8 @@ export class CalmPhase {
   private drained(): Stage {
     return {
       name: 'the messages of the fault phase delivered',
-      bound: 8,
+      // Held for up to 6 election timeouts, and a late duplicate up to 6 more after that.
+      bound: 15,
       start: () => {},
       poll: () => this.h.now() > this.h.quietAt(),
     };
