@@ -430,3 +430,26 @@ t.test('a local snapshot is written alongside saves; close() waits for one in pr
   t.equal(r.lastIndex(), 15, 'the save made during the snapshot is there');
   await r.close();
 });
+
+t.test("the latest snapshot's data is not held in memory: it is read back from its file when wanted", async (t) => {
+  // A store of hundreds of MiB must not live twice in a manager (its objects and its snapshot).
+  const v8 = await import('node:v8');
+  const vm = await import('node:vm');
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const dir = await tempDir(t, 'lazysnap');
+  const s = await DiskStorage.open(dir, EXACT);
+  t.teardown(() => s.close());
+  await s.save({ entries: makeEntries(1, 10, 1, 10), hardState: { term: 1, vote: 1, commit: 10 } });
+  const big = 32 << 20;
+  const fill = (): Snapshot => ({ meta: { index: 10, term: 1, conf }, data: new Uint8Array(big).fill(7) });
+  await s.saveSnapshot(fill());
+  await new Promise((r) => setImmediate(r));
+  gc();
+  t.ok(process.memoryUsage().arrayBuffers < big, `after the save, less than the snapshot's ${big >> 20} MiB of buffers remain (${(process.memoryUsage().arrayBuffers / 2 ** 20).toFixed(1)} MiB)`);
+  t.same(s.snapshotMeta(), { index: 10, term: 1, conf }, 'the meta is at hand without the data');
+  const back = s.snapshot();
+  t.equal(back.data.length, big, 'the data is read back from the file');
+  t.ok(back.data.every((b) => b === 7), 'intact');
+  t.equal(s.snapshot().data, back.data, 'while one copy is in use, another caller shares it');
+});

@@ -38,6 +38,7 @@ import {
   listSnapshotFiles,
   pruneSnapshotFiles,
   readSnapshotFile,
+  readSnapshotFileSync,
   snapshotFileName,
   writeSnapshotFile,
 } from './snapshot-file.js';
@@ -150,12 +151,28 @@ export class DiskStorage implements Storage {
     private readonly wal: Wal,
     private readonly log: MemoryLog,
     private hs: HardState,
-    private latest: Snapshot,
+    latest: Snapshot,
     private readonly confHint: ConfState | undefined,
     private readonly snapshotsKept: number,
     readonly openReport: OpenReport,
     private readonly logger: StorageLogger | undefined,
-  ) {}
+  ) {
+    this.setLatest(latest);
+  }
+
+  /** The latest snapshot's meta; its data is on disk, and in memory only while someone holds it. */
+  private latest!: { meta: Snapshot['meta'] };
+  private latestData: WeakRef<Uint8Array> | undefined;
+
+  /**
+   * Records the latest snapshot. Its data (the whole store, possibly hundreds of MiB) is not held:
+   * whoever needs it (a lagging follower) reads it back from the file, and a WeakRef lets
+   * concurrent readers share one copy while it is in use.
+   */
+  private setLatest(s: Snapshot): void {
+    this.latest = { meta: s.meta };
+    this.latestData = s.meta.index > 0 ? new WeakRef(s.data) : undefined;
+  }
 
   static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
     const segmentSizeBytes = opts.segmentSizeBytes ?? SEGMENT_SIZE_BYTES;
@@ -338,8 +355,24 @@ export class DiskStorage implements Storage {
     return this.log.lastIndex();
   }
 
+  /**
+   * The latest snapshot. Its data is read back from its file (synchronously) unless a copy is
+   * still in use: callers that only need the index or term should use snapshotMeta().
+   */
   snapshot(): Snapshot {
-    return this.latest;
+    const meta = this.latest.meta;
+    if (meta.index === 0) return EMPTY_SNAPSHOT;
+    let data = this.latestData?.deref();
+    if (!data) {
+      data = readSnapshotFileSync(path.join(this.dir, 'snap'), meta.index, meta.term).data;
+      this.latestData = new WeakRef(data);
+    }
+    return { meta, data };
+  }
+
+  /** The latest snapshot's index, term and configuration, without its data. */
+  snapshotMeta(): Snapshot['meta'] {
+    return this.latest.meta;
   }
 
   /** The hard state as of the last completed save (including a deferred commit-only one). */
@@ -402,7 +435,7 @@ export class DiskStorage implements Storage {
         if (index <= this.latest.meta.index) return;
         await this.wal.append({ snapshot: { index, term, reset: false }, entries: [], hardState: this.hs });
         this.pendingHardState = undefined;
-        this.latest = snapshot;
+        this.setLatest(snapshot);
         await this.prune();
       },
     });
@@ -613,7 +646,7 @@ export class DiskStorage implements Storage {
     this.log.reset(index, term);
     this.log.append(input.entries);
     this.hs = hardState;
-    this.latest = snap;
+    this.setLatest(snap);
     await this.prune();
   }
 
