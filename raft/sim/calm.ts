@@ -38,6 +38,11 @@ export interface CalmHost {
   quietAt(): number;
   isolate(id: NodeId, why: string): void;
   reconnect(id: NodeId): void;
+  /** Splits the nodes into two sides that cannot talk; heal() undoes it. */
+  split(a: NodeId[], b: NodeId[]): void;
+  heal(): void;
+  /** The highest index committed anywhere so far. */
+  maxCommitted(): number;
   /** A fresh write proposed at node `id` (its outcome does not matter here). */
   propose(id: NodeId): void;
   /** A ReadIndex read at node `id`; `done(ok)` once served (ok) or dropped (not ok). */
@@ -75,6 +80,8 @@ export class CalmPhase {
     if (rng.chance(0.5)) this.stages.push(this.transfer(), this.stable());
     if (h.preVote && rng.chance(0.6)) this.stages.push(this.rejoin(h.checkQuorum && rng.chance(0.6)), this.stable());
     if (h.checkQuorum && rng.chance(0.5)) this.stages.push(this.keepsQuorum(), this.stable(), this.losesQuorum(), this.stable());
+    // Without check-quorum a leader cut off with a minority stays leader: it must not answer reads.
+    if (!h.checkQuorum && rng.chance(0.7)) this.stages.push(this.minorityRead(), this.stable());
   }
 
   get finished(): boolean {
@@ -307,6 +314,57 @@ export class CalmPhase {
         }
         if (this.h.now() < until) return false;
         this.h.reconnect(f);
+        return true;
+      },
+    };
+  }
+
+  /**
+   * A leader cut off with a minority (no check-quorum, so it stays leader) while the majority
+   * elects another leader and commits a write: a read asked at the old leader must not be
+   * answered (the simulator's read check fails any answer below the new commit index).
+   */
+  private minorityRead(): Stage {
+    let l: CalmNode | null = null;
+    let phase: 'wait-new-leader' | 'wait-commit' | 'read' = 'wait-new-leader';
+    let rest: NodeId[] = [];
+    let target = 0;
+    let until = 0;
+    return {
+      name: 'a leader cut off with a minority answers no reads (ReadIndex needs a quorum)',
+      bound: 40,
+      start: () => {
+        l = this.leaderNow();
+        const voters = this.upVoters(l);
+        const n = l.conf.voters.length;
+        // The side without the leader and its buddy must be a majority (5 voters or more).
+        if (n - 2 < Math.floor(n / 2) + 1 || voters.length !== n - 1) {
+          l = null;
+          return;
+        }
+        const buddy = voters[this.pick(voters.length)];
+        rest = this.up().map((n) => n.id).filter((id) => id !== l!.id && id !== buddy);
+        this.h.split([l.id, buddy], rest);
+      },
+      poll: () => {
+        if (!l) return true;
+        if (phase === 'wait-new-leader') {
+          const nl = this.up().find((n) => rest.includes(n.id) && n.role === Role.Leader && n.term > l!.term);
+          if (!nl) return false;
+          this.h.propose(nl.id);
+          target = this.h.maxCommitted() + 1;
+          phase = 'wait-commit';
+          return false;
+        }
+        if (phase === 'wait-commit') {
+          if (this.h.maxCommitted() < target) return false;
+          this.h.read(l.id, () => {});
+          until = this.h.now() + 2 * this.h.electionMs;
+          phase = 'read';
+          return false;
+        }
+        if (this.h.now() < until) return false;
+        this.h.heal();
         return true;
       },
     };

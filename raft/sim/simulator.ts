@@ -27,7 +27,7 @@ import { hashString, mix } from './hash.js';
 import { InvariantChecker, Violation } from './invariants.js';
 import { KvStateMachine, decodeCommand, encodeCommand } from './kv.js';
 import { checkHistory, type Operation } from './linearizability.js';
-import { CALM, Network, type Weather } from './network.js';
+import { CALM, Network, Partition, type Weather } from './network.js';
 import { Prng } from './prng.js';
 
 export type { DiskSpeed, CrashModel } from './sim-disk.js';
@@ -208,6 +208,8 @@ export class Simulation {
   private readonly maxMembers = 7;
   private opInFlight: { what: string; ids: NodeId[]; until: number } | null = null;
   private readonly joining = new Map<NodeId, number>();
+  /** Reads asked and not answered yet: context -> the highest committed index when asked. */
+  private readonly readAsked = new Map<string, number>();
   /** Vote grants delivered: "candidate:term" -> voters. */
   private readonly grants = new Map<string, Set<NodeId>>();
   private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0, jointConfigs: 0, lateMessages: 0 };
@@ -459,6 +461,11 @@ export class Simulation {
     }
     for (const rs of rd.readStates) {
       const k = dec.decode(rs.context);
+      const asked = this.readAsked.get(k);
+      if (asked !== undefined) {
+        this.readAsked.delete(k);
+        this.inv.onReadState(n.id, rs.index, asked);
+      }
       const req = n.pendingReads.get(k);
       if (req) {
         n.pendingReads.delete(k);
@@ -726,6 +733,7 @@ export class Simulation {
     if (req.op === 'get') {
       const ctx = `${req.client}:${req.reqId}:${++this.readCtx}`;
       n.pendingReads.set(ctx, req);
+      this.readAsked.set(ctx, this.inv.maxCommitted);
       n.rn.readIndex(enc.encode(ctx));
     } else {
       if (n.sm.applied(req.client, req.seq)) {
@@ -926,6 +934,15 @@ export class Simulation {
         this.net.isolated.delete(id);
         this.fault(`${id} reconnected`);
       },
+      split: (a, b) => {
+        this.net.partition = Partition.symmetric(a, b);
+        this.fault(`calm: ${this.net.partition.description}`);
+      },
+      heal: () => {
+        this.net.partition = null;
+        this.fault('calm: partition healed');
+      },
+      maxCommitted: () => this.inv.maxCommitted,
       propose: (id) => {
         const n = this.nodes.get(id);
         if (!n?.rn) return;
@@ -937,6 +954,7 @@ export class Simulation {
         if (!n?.rn) return done(false);
         const ctx = `calm:${++this.readCtx}`;
         n.pendingReads.set(ctx, done);
+        this.readAsked.set(ctx, this.inv.maxCommitted);
         n.rn.readIndex(enc.encode(ctx));
         this.pump(n);
       },
