@@ -27,6 +27,7 @@ const CASES: Case[] = [
   { cls: "a host that follows raft/storage's rules (mustSync, deferred commit)", mutant: 'mustsync-vote', off: { host: 'sync-all' }, within: 10, missed: 30 },
   { cls: 'liveness: the calm phase (transfer, reads, no elections, pre-vote, check-quorum)', mutant: 'transfer-timeoutnow-early', off: { calm: false }, within: 20, missed: 30 },
   { cls: 'a committed entry could not be lost (checked at commit time)', mutant: 'commit-old-term', off: { commitCheck: false }, within: 10, missed: 30 },
+  { cls: 'membership changes (learners added, promoted, removed; joint replacements) under all the faults', mutant: 'learner-counts-for-commit', off: { membership: false }, within: 10, missed: 30 },
 ];
 
 const STEPS = 4000;

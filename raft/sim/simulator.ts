@@ -72,6 +72,8 @@ export interface SimOptions {
   calm?: boolean;
   /** Check at every leader commit that the entry could not be lost (commit-check.ts; default true). */
   commitCheck?: boolean;
+  /** The operator changes membership during the faults (mixed profile; default true). */
+  membership?: boolean;
   /** Override the seed's choice of core settings (e.g. small messages to split appends). */
   tunables?: Partial<Tunables>;
   /** Receives a readable narration of the run. */
@@ -860,7 +862,7 @@ export class Simulation {
   }
 
   private onOperator(): void {
-    if (this.healing || this.churn) return; // leader churn runs without membership changes
+    if (this.healing || this.churn || this.opts.membership === false) return; // leader churn runs without membership changes
     const r = this.faultRng;
     this.q.after(50 + r.float() * 550, { k: 'operator' });
     // New nodes whose AddLearner never took effect are shut down.
