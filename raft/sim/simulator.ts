@@ -937,6 +937,7 @@ export class Simulation {
         this.fault(`${id} reconnected`);
       },
       split: (a, b) => {
+        this.partitionGen++; // a fault phase's pending "partition healed" must not undo this one
         this.net.partition = Partition.symmetric(a, b);
         this.fault(`calm: ${this.net.partition.description}`);
       },
