@@ -194,13 +194,34 @@ const median = (xs: number[]) => {
 };
 
 async function waitWritable(system: 'etcd' | 'shoal', endpoints: string[]): Promise<void> {
-  // A short load that must succeed: the cluster has a leader and every member answers.
-  const end = Date.now() + 60_000;
-  for (;;) {
-    const r = await runLoad(system, endpoints, 3, { clients: [3], seconds: 1, warmup: 1, rounds: 1, memory: false, memoryOnly: false, memoryObjects: 0, generators: 1, target: 'all' }).catch(() => undefined);
-    if (r && r.errors === 0 && r.wps > 0) return;
-    if (Date.now() > end) throw new Error(`${system} did not become writable within 60 s`);
-    await sleep(500);
+  // One write through every member must succeed: the cluster has a leader and every member
+  // answers (a write at a follower is forwarded). Generous deadlines: the machine may be busy.
+  const end = Date.now() + 120_000;
+  for (let n = 0; ; n++) {
+    try {
+      for (const e of endpoints) {
+        if (system === 'shoal') {
+          const c = new StoreClient(e);
+          try {
+            await c.put({ kind: 'config', id: `ready-${n}`, name: `ready-${n}`, spec: null }, undefined, 10_000);
+          } finally {
+            c.close();
+          }
+        } else {
+          const KV = (loadProto('etcd/rpc.proto') as any).etcdserverpb.KV as grpc.ServiceClientConstructor;
+          const c = new KV(e, grpc.credentials.createInsecure()) as any;
+          try {
+            await new Promise((resolve, reject) => c.Put({ key: Buffer.from(`ready-${n}`), value: Buffer.from('x') }, { deadline: Date.now() + 10_000 }, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
+          } finally {
+            c.close();
+          }
+        }
+      }
+      return;
+    } catch (e) {
+      if (Date.now() > end) throw new Error(`${system} did not become writable within 120 s: ${(e as Error).message}`);
+      await sleep(500);
+    }
   }
 }
 
@@ -261,12 +282,25 @@ async function startClusters(dir: string, ports: number[]): Promise<{ etcd: stri
 const MEM_BATCH = 100;
 const memKey = (j: number) => 'mem' + String(j).padStart(8, '0');
 
-/** Writes n objects of 1 KiB in transactions of MEM_BATCH, 16 in flight, through `put(keys)`. */
+/**
+ * Writes n objects of 1 KiB in transactions of MEM_BATCH, 16 in flight, through `put(keys)`. A
+ * failed transaction (a leader change on a busy machine) is sent again: its puts are idempotent.
+ */
 async function fill(n: number, put: (from: number, to: number) => Promise<unknown>): Promise<number> {
   const t0 = Date.now();
   const inflight = new Set<Promise<unknown>>();
+  const retrying = async (from: number, to: number): Promise<unknown> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await put(from, to);
+      } catch (e) {
+        if (attempt >= 10) throw e;
+        await sleep(500);
+      }
+    }
+  };
   for (let i = 0; i < n; i += MEM_BATCH) {
-    const p = put(i, Math.min(n, i + MEM_BATCH));
+    const p = retrying(i, Math.min(n, i + MEM_BATCH));
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
     if (inflight.size >= 16) await Promise.race(inflight);
@@ -283,7 +317,7 @@ async function memoryPhase(dir: string, n: number): Promise<string> {
   const ports = await freePorts(12);
   const { etcd, etcdProcs, shoal } = await startClusters(join(dir, 'memory'), ports);
   const value = Buffer.alloc(1024, 0x62);
-  // etcd: KV.Txn of Puts at the leader.
+  // etcd: KV.Txn of Puts at the leader (a follower forwards to it if the leader changes).
   const KV = (loadProto('etcd/rpc.proto') as any).etcdserverpb.KV as grpc.ServiceClientConstructor;
   const el = await leaderOf('etcd', etcd);
   const ec = new KV(el, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 }) as any;
