@@ -16,6 +16,7 @@ import {
   type TxnResult,
   type WatchFilter,
 } from './types.js';
+import { patchedStatus } from './status-patch.js';
 import { validateOps } from './validate.js';
 
 export interface StoreOptions {
@@ -186,6 +187,19 @@ export class ObjectStore {
         names.set(op.kind + '\u0000' + old.name, null);
         events.push({ version: index, type: 'delete', object: old });
         results.push(null);
+        continue;
+      }
+      if (op.op === 'status') {
+        const old = current('task', op.id);
+        const status = old ? patchedStatus(old, op) : undefined;
+        if (!old || !status) {
+          results.push(null);
+          continue;
+        }
+        const obj: StoreObject = { ...old, version: index, status };
+        staged.set(key('task', op.id), obj);
+        events.push({ version: index, type: 'update', object: obj });
+        results.push(obj);
         continue;
       }
       const inp = op.object;
