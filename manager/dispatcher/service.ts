@@ -13,7 +13,7 @@ import { heartbeatsMissed, sources } from '../metrics.js';
 import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
-import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
+import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 import type { Log } from '../../proto/log.js';
 
@@ -432,29 +432,31 @@ export class Dispatcher {
     this.flushTimer = undefined;
     const batch = [...this.queued.entries()];
     this.queued.clear();
+    // Status patches (store/types.ts StatusPatch), not whole tasks: the store applies each one
+    // forward only on the task's current status, so a patch needs no version check and a batch
+    // never fails because another write touched one of its tasks meanwhile.
     const ops: TxnOp[] = [];
-    const ids: string[][] = [];
     for (const [id, u] of batch) {
       const t = this.mgr.raft.store.get('task', id) as TaskObject | undefined;
       if (!t) continue;
       if (!movesForward(t.status.state, u.status.state) && t.status.state !== u.status.state) continue; // states only move forward
-      const status: TaskStatus = { ...t.status, ...u.status, timestamps: { ...t.status.timestamps, ...u.timestamps } };
-      if (ops.length % CHUNK === 0) ids.push([]);
-      ids[ids.length - 1]!.push(id);
-      ops.push({ op: 'update', object: taskInput(t, { status }), expectVersion: t.version });
+      ops.push({ op: 'status', kind: 'task', id, nodeId: u.nodeId, status: { ...u.status, timestamps: u.timestamps } });
     }
     if (ops.length === 0) return;
-    // One transaction per chunk; a chunk that fails (a concurrent write to one of its tasks)
-    // goes back to the queue and is retried from the new versions.
+    // One transaction per chunk; a chunk that fails (raft leadership moving) goes back to the
+    // queue and is retried.
     const queuedById = new Map(batch);
-    const results = await Promise.allSettled(ids.map((_, i) => this.mgr.raft.propose(ops.slice(i * CHUNK, (i + 1) * CHUNK))));
+    const parts: TxnOp[][] = [];
+    for (let i = 0; i < ops.length; i += CHUNK) parts.push(ops.slice(i, i + CHUNK));
+    const results = await Promise.allSettled(parts.map((p) => this.mgr.raft.propose(p)));
     let failed = 0;
     let why = '';
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') return;
-      failed += ids[i]!.length;
+      failed += parts[i]!.length;
       why ||= (r.reason as Error).message;
-      for (const id of ids[i]!) {
+      for (const op of parts[i]!) {
+        const id = (op as { id: string }).id;
         const u = queuedById.get(id)!;
         const newer = this.queued.get(id);
         this.queued.set(id, newer ? { ...newer, timestamps: { ...u.timestamps, ...newer.timestamps } } : u);
