@@ -45,7 +45,13 @@ t.test('create, get, versions and secondary indices', async (t) => {
   t.same(s.list('task', { nodeId: 'n2' }).map((o) => o.id).sort(), ['t1', 't2']);
   t.same(s.list('task', { labels: { app: 'web' } }), []);
 
-  ok(s.applyTxn(7, [{ op: 'delete', kind: 'task', id: 't2', expectVersion: 5 }]));
+  // An update that keeps every indexed field (name, service, node, labels) is found as before.
+  ok(s.applyTxn(7, [{ op: 'update', object: task('t1', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' }, spec: { image: 'other' } }) }]));
+  t.same(s.list('task', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' } }).map((o) => [o.id, o.version, (o.spec as { image: string }).image]).sort(), [['t1', 7, 'other'], ['t2', 5, 'busybox']]);
+  t.equal(s.getByName('task', 'task-t1')?.version, 7);
+  t.equal(s.size, 4);
+
+  ok(s.applyTxn(8, [{ op: 'delete', kind: 'task', id: 't2', expectVersion: 5 }]));
   t.equal(s.get('task', 't2'), undefined);
   t.same(s.list('task', { serviceId: 's1' }).map((o) => o.id), ['t1']);
   t.equal(s.getByName('task', 'task-t2'), undefined, 'the name is freed');
@@ -332,4 +338,19 @@ t.test('status patches: bad input is refused as invalid, naming what is wrong', 
   ok(b.applyTxn(1, [{ op: 'create', object: task('a', { status: { state: 'assigned', timestamps: {} } }) }]));
   t.same(s.applyEntry(idx, data), b.applyEntry(idx, data));
   t.same(s.get('task', 'a'), b.get('task', 'a'));
+});
+
+t.test('a command of many ops is written with records (smaller), a small one as maps; both decode to the same ops', async (t) => {
+  const { decodeCommand } = await import('./codec.js');
+  const ops = Array.from({ length: 40 }, (_, i) => ({ op: 'create' as const, object: task(`t${i}`, { serviceId: 's', nodeId: `n${i % 3}`, spec: { image: 'busybox', env: ['A=1'], slot: i } }) }));
+  const big = encodeCommand({ reqId: 'big', ops });
+  const maps = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false }).pack([1, 'big', ops]);
+  t.ok(big.length < maps.length * 0.7, `records: ${big.length} bytes, maps: ${maps.length}`);
+  t.same(decodeCommand(big), { reqId: 'big', ops });
+  t.same(decodeCommand(encodeCommand({ reqId: 'small', ops: ops.slice(0, 2) })), { reqId: 'small', ops: ops.slice(0, 2) });
+  const a = new ObjectStore();
+  const b = new ObjectStore();
+  ok(a.applyEntry(1, big)!.result);
+  ok(b.applyEntry(1, maps)!.result);
+  t.same(a.snapshot(), b.snapshot(), 'the same store either way');
 });
