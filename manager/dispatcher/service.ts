@@ -335,7 +335,10 @@ export class Dispatcher {
     return new Promise((resolve) => {
       const store = this.mgr.raft.store;
       let version = store.applied;
-      const sent = new Set<string>();
+      // What the agent was last sent of each task: a change of the observed status alone (the
+      // agent's own report coming back) is not sent again, as SwarmKit's dispatcher does; the
+      // agent acts on the spec and desired state, and on states up to assigned, set by managers.
+      const sent = new Map<string, TaskObject>();
       const full = (store.list('task', { nodeId }) as TaskObject[]).filter(assignedHere);
       // Secrets and configs go in the same message as the tasks that use them, before them.
       const files = this.files?.(nodeId);
@@ -359,7 +362,7 @@ export class Dispatcher {
         return true;
       };
       for (const t of full) {
-        sent.add(t.id);
+        sent.set(t.id, t);
         files?.task(t.id, t);
       }
       let pending = new Map<string, StoreEvent>();
@@ -373,8 +376,11 @@ export class Dispatcher {
           to = Math.max(to, e.version);
           const t = e.object as TaskObject;
           if (e.type !== 'delete' && t.nodeId === nodeId && assignedHere(t)) {
-            sent.add(t.id);
-            changes.push(change('update', t));
+            const was = sent.get(t.id);
+            sent.set(t.id, t);
+            if (!was || !onlyReported(was, t)) changes.push(change('update', t));
+            // The node's files follow every change (a task the agent reports finished lets its
+            // secrets go), also one not sent to the agent.
             files?.task(t.id, t);
           } else if (sent.delete(t.id)) {
             changes.push(change('remove', t));
@@ -503,6 +509,16 @@ interface AssignStream {
 /** A task the node must know about: placed there by the scheduler (or later), never before. */
 function assignedHere(t: TaskObject): boolean {
   return TASK_STATE_ORDER[t.status?.state ?? 'new'] >= TASK_STATE_ORDER.assigned;
+}
+
+/**
+ * True if `now` differs from `was` only by what the agent reports (its observed status past
+ * assigned): the same spec, desired state and node. Store objects are replaced, never changed,
+ * and a status write keeps the spec object, so comparing references is exact enough (a spec
+ * rewritten unchanged is merely sent again).
+ */
+function onlyReported(was: TaskObject, now: TaskObject): boolean {
+  return was.spec === now.spec && was.nodeId === now.nodeId && TASK_STATE_ORDER[now.status.state] > TASK_STATE_ORDER.assigned;
 }
 
 function change(action: 'update' | 'remove', t: StoreObject) {
