@@ -367,8 +367,14 @@ export class Dispatcher {
       }
       let pending = new Map<string, StoreEvent>();
       let timer: NodeJS.Timeout | undefined;
+      // Deltas go out at most once per BATCH_MS: the first change after a quiet spell at once
+      // (on the next turn of the event loop, so the changes of one applied raft batch travel
+      // together), later ones gathered until BATCH_MS after the last message. A new task reaches
+      // its node without waiting out a batch, and a burst still becomes few messages.
+      let lastSent = 0;
       const flush = () => {
         timer = undefined;
+        lastSent = Date.now();
         if (pending.size === 0) return;
         const changes = [];
         let to = version;
@@ -397,7 +403,7 @@ export class Dispatcher {
       const st: AssignStream = {
         push: (e) => {
           pending.set(e.object.id, e);
-          if (!timer) timer = setTimeout(flush, BATCH_MS);
+          if (!timer) timer = setTimeout(flush, Math.max(0, lastSent + BATCH_MS - Date.now()));
         },
         end: () => endStream(),
       };
