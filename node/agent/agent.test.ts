@@ -15,6 +15,10 @@ async function ident(nodeId: string, role: 'manager' | 'worker'): Promise<TlsIde
   return { caPem: ca.certPem, certPem: (await issueNodeCertificate({ ca, csrPem, nodeId, role, clusterId: 'cl' })).certPem, keyPem };
 }
 const mgrId = await ident('m1', 'manager');
+// The heartbeat period the stand-in asks for (each heartbeat's deadline too): short for a quick
+// test, long enough that timers a loaded machine runs late (300 ms was not) still fit in the
+// manager's grace of 3 periods.
+const PERIOD_MS = 1000;
 const workerId = await ident('w1', 'worker');
 
 interface Stand {
@@ -34,14 +38,14 @@ async function standIn(): Promise<Stand> {
       st.sessions++;
       open.add(call);
       call.on('cancelled', () => open.delete(call));
-      call.write({ session_id: `s${st.sessions}`, node_id: 'w1', role: 'worker', availability: 'active', managers: [], gossip_key: Buffer.alloc(0), heartbeat_period_ms: 300 });
+      call.write({ session_id: `s${st.sessions}`, node_id: 'w1', role: 'worker', availability: 'active', managers: [], gossip_key: Buffer.alloc(0), heartbeat_period_ms: PERIOD_MS });
     },
     Heartbeat: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
       st.beats++;
       const what = st.plan.shift() ?? 'ok';
       if (what === 'silent') return; // never answered: the agent's deadline passes
       if (what === 'unknown') return cb({ code: grpc.status.NOT_FOUND, details: 'session unknown' } as grpc.ServiceError, null);
-      cb(null, { period_ms: 300 });
+      cb(null, { period_ms: PERIOD_MS });
     },
     Assignments: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       call.write({ type: 'complete', applies_to: '', results_in: '1', changes: [] });
