@@ -299,6 +299,7 @@ t.test('status patches: forward only, on the task\'s node, timestamps merged, sk
   t.same(s.list('task', { nodeId: 'n1', serviceId: 's', labels: { k: 'v' } }).map((o) => o.id), ['a'], 'indices kept');
   t.equal(s.get('task', 'b')!.version, 1, 'skipped patches change nothing');
   t.same(events.map((e) => [e.type, e.object.id, e.version]), [['update', 'a', 2]]);
+  t.equal(events[0]!.prev, before, 'the update event carries the task as it was (cluster events tell the state change from it)');
   // Same state again: more detail (a message, health); a later terminal state replaces an earlier one.
   ok(s.applyTxn(3, [{ op: 'status', kind: 'task', id: 'a', status: { state: 'running', health: 'healthy' } }]));
   t.equal((s.get('task', 'a')!.status as { health: string }).health, 'healthy');

@@ -208,7 +208,7 @@ export class ObjectStore {
         }
         const obj: StoreObject = { ...old, version: index, status };
         staged.set(key('task', op.id), obj);
-        events.push({ version: index, type: 'update', object: obj });
+        events.push({ version: index, type: 'update', object: obj, prev: old });
         results.push(obj);
         continue;
       }
