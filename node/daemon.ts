@@ -504,7 +504,7 @@ export class Daemon {
     this.gossipStarting = true;
     try {
       const ports = await this.ports(epoch);
-      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m, f) => this.log(m, f) });
+      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m, f) => this.log(m, f), onChange: () => void this.manager?.healthChanged() });
       if (!this.current(epoch)) {
         // The node left or stopped while gossip was binding: it must not stay up.
         await g.stop();
