@@ -80,6 +80,11 @@ t.test('help: per command, on stdout with exit 0; --version; "did you mean" for 
     [['service', 'create', '--replica', '3', '--name', 'x', 'img'], /unknown flag "--replica": did you mean "--replicas"\?/],
     [['help', 'nodes'], /unknown command "nodes": did you mean "node"\?/],
     [['zzzzzz'], /unknown command "zzzzzz": use one of init, join/],
+    // An unknown flag is named as unknown: alone (not "needs a value"), before a command's help
+    // (not the help), and without swallowing the next word.
+    [['--no-such-flag'], /^shoal: unknown flag "--no-such-flag"\n\("shoal help" lists the commands and their flags\)\n$/],
+    [['node', '--bogus'], /^shoal: unknown flag "--bogus"\n\("shoal node --help" lists its flags\)\n$/],
+    [['--replica', '3', 'service', 'ls'], /unknown flag "--replica": did you mean "--replicas"\?\n\("shoal help"/],
   ];
   const badResults = await Promise.all(bad.map(([args]) => run(SHOAL, args)));
   bad.forEach(([args, msg], i) => {
