@@ -54,7 +54,7 @@ async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ m
 t.test('rolling update, stop-first, parallelism 2: never fewer than 4 ready; new image everywhere', async (t) => {
   const c = await lab.shoal(['--lab', 'service', 'create', ...WAIT, '--name', 'ru', '--replicas', '6', '--update-parallelism', '2', '--update-monitor', '1s', ...READY, LAB_IMAGE, ...HTTPD]);
   t.equal(c.code, 0, `created (${c.stderr})`);
-  await eventually('6 ready', async () => readyNow(await rows('ru')) === 6);
+  await eventually('6 ready', async (saw) => readyNow(saw(await rows('ru'))) === 6);
   const upd = lab.shoal(['--lab', 'service', 'update', ...WAIT, '--image', LAB_IMAGE_2, 'ru']);
   const { min, samples } = await sampleDuring('ru', upd);
   const r = await upd;
@@ -120,10 +120,10 @@ t.test('history and rollback --to-revision', async (t) => {
 
 t.test('probes: a failing liveness probe restarts the task; a readiness probe that never passes holds the update', async (t) => {
   await lab.ok(['--lab', 'service', 'create', '--name', 'live', '--replicas', '1', '--restart-delay', '1s', '--liveness', 'exec:test -f /tmp/alive', '--liveness-period', '1s', '--liveness-failures', '2', LAB_IMAGE, 'sh', '-c', 'touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 1000000']);
-  const dead = await eventually('the unhealthy task replaced', async () => (await rows('live')).find((x) => x.state === 'failed'));
+  const dead = await eventually('the unhealthy task replaced', async (saw) => saw(await rows('live')).find((x) => x.state === 'failed'));
   t.match(dead.error, /unhealthy: liveness probe failed 2 time\(s\)/, `the reason is the probe: ${dead.error}`);
   t.equal(dead.health, 'unhealthy');
-  await eventually('a new task running in its slot', async () => (await rows('live')).some((x) => x.desiredState === 'running' && x.state === 'running' && x.id !== dead.id));
+  await eventually('a new task running in its slot', async (saw) => saw(await rows('live')).some((x) => x.desiredState === 'running' && x.state === 'running' && x.id !== dead.id));
   await lab.ok(['--lab', 'service', 'rm', 'live']);
 
   // A fresh service of its own, so nothing of the earlier rollouts is in the way.
