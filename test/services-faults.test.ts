@@ -66,16 +66,24 @@ t.test('shoald restarted on a worker with tasks: the same containers, no duplica
   for (const sig of ['TERM', 'KILL']) {
     const before = await lab.criRunning('worker-2', sid);
     const tasksBefore = (await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort();
-    t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`);
+    // None left (the first round's restart outlasted failure detection and its tasks moved):
+    // this round would prove nothing.
+    if (!t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`)) break;
     t.equal((await lab.shoal(['lab', 'stop', 'worker-2', '--signal', sig])).code, 0, `stop worker-2's shoald with SIG${sig}`);
     t.same(lab.runcRunning('worker-2').filter((c) => before.includes(c)).sort(), before, 'its containers keep running while shoald is away');
     t.equal((await lab.shoal(['lab', 'start', 'worker-2'])).code, 0, 'start it again');
     await eventually('worker-2 ready again', async (saw) => saw(JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json']))).some((n: any) => n.hostname === 'worker-2' && n.status === 'ready'));
     // Give the agent time to act on its assignments; nothing may change.
-    await eventually("worker-2's runtime answering", async () => (await lab.criRunning('worker-2', sid)).length > 0);
+    // Its runtime answering (not: running a container of rs, which never comes if the managers
+    // moved its tasks meanwhile; the checks below then say so at once, not after 120 s).
+    await eventually("worker-2's runtime answering", async () => lab.criAnswers('worker-2'), 60_000);
     await new Promise((r) => setTimeout(r, 3000));
     t.same(await lab.criRunning('worker-2', sid), before, `after SIG${sig}: the same containers run, none added`);
-    t.same((await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort(), tasksBefore, 'the same tasks, still running');
+    // If this fails with worker-2's tasks orphaned, its restart outlasted the managers' failure
+    // detection (gossip dead, then down at once), which a loaded machine makes likely.
+    const all = await lab.tasks('rs');
+    const after = all.filter((x) => x.desiredState === 'running').map((x) => `${x.id}:${x.containerId}`).sort();
+    t.same(after, tasksBefore, `the same tasks, still running${after.join() === tasksBefore.join() ? '' : ` (now: ${describeTasks(all)})`}`);
     t.equal(await containersEverywhere(sid), 4, 'still exactly 4 containers in the cluster');
   }
   await lab.ok(['--lab', 'service', 'rm', 'rs']);

@@ -87,6 +87,19 @@ export class Lab {
     return list.filter((c) => c.status === 'running').map((c) => c.id).sort();
   }
 
+  /** True once the host's runtime answers on its CRI socket. */
+  async criAnswers(node: string): Promise<boolean> {
+    const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
+    try {
+      await c.runtime.ListContainers({});
+      return true;
+    } catch {
+      return false;
+    } finally {
+      c.close();
+    }
+  }
+
   /** Running containers of a service on a host, through the host's CRI socket. */
   async criRunning(node: string, serviceId?: string): Promise<string[]> {
     const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
@@ -108,7 +121,7 @@ export function describeTasks(ts: TaskRow[]): string {
   return ts
     .map((x) => {
       const r = x as TaskRow & { ready?: boolean | null; upToDate?: boolean };
-      return `${x.name}@${x.node ?? '-'} ${x.state}/${x.desiredState}${r.ready === false ? ' not-ready' : ''}${r.upToDate === false ? ' old-spec' : ''}${x.error ? ` (${x.error.slice(0, 120)})` : ''}`;
+      return `${x.name}@${x.node ?? '-'} ${x.state}/${x.desiredState}${r.ready === false ? ' not-ready' : ''}${r.upToDate === false ? ' old-spec' : ''}${x.error ? ` (${x.error.slice(0, 120)})` : x.state === 'orphaned' && x.message ? ` (${x.message.slice(0, 120)})` : ''}`;
     })
     .join('; ');
 }
