@@ -574,7 +574,7 @@ export class Daemon {
       log: (m, f) => this.log(m, f),
     });
     mgr.onRemoved = () => void this.renew();
-    const log = (m: string) => this.log(m);
+    const log: Log = (m, f) => this.log(m, f);
     // The secrets data key: from the state dir, or fetched from another manager (after a join or
     // a promotion) over mTLS with this manager's certificate.
     const keeper = new DataKeyKeeper({ stateDir: this.state.dir, managers: () => this.managerAddrs().filter((a) => a !== this.o.advertise), tls: () => this.id!, log });

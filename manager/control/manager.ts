@@ -70,7 +70,7 @@ export class Manager {
     // The raft log and snapshots hold the cluster object, CA key included: owner only.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    const log = (m: string) => this.o.log(m);
+    const log: Log = (m, f) => this.o.log(m, f);
     const storage = await DiskStorage.open(dir, { logger: { info: () => {}, warn: log } });
     if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, this.o.voters ?? [this.raftId]);
     const members = new Map<number, MemberAddr>();
