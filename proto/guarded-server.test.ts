@@ -89,19 +89,31 @@ t.test('calls work over TCP and a Unix socket; the guard is first and can reset 
   t.equal(probe.stream.closed, true);
 });
 
-t.test('connections over the cap are closed as they arrive; held ones close without a call', async (t) => {
-  const { s, target, logs } = await serve(t, { maxConnections: 3, firstCallMs: 600 });
+t.test('at the cap, the idlest connection makes room; held ones close without a call', async (t) => {
+  const { s, target, logs } = await serve(t, { maxConnections: 3, firstCallMs: 800 });
   const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];
-  const held = await Promise.all([1, 2, 3].map(() => new Promise<net.Socket>((r) => { const c = net.connect(port, host, () => r(c)); })));
-  const fourth = net.connect(port, host);
-  const ms4 = await closedWithin(fourth);
-  t.ok(ms4 < 500, `the fourth is closed at once (${ms4} ms)`);
-  t.equal(s.stats.dropped.connections, 1, 'counted');
-  const times = await Promise.all(held.map(closedWithin));
-  t.ok(times.every((ms) => ms >= 400), `the held ones are closed at firstCallMs (${times.join(', ')} ms)`);
+  const open = () => new Promise<net.Socket>((r) => { const c = net.connect(port, host, () => r(c)); });
+  const held = [await open(), await open(), await open()];
+  const closes = held.map(closedWithin);
+  await new Promise((r) => setTimeout(r, 50));
+  const fourth = await open();
+  const first = await Promise.race([closes[0]!, new Promise<number>((r) => setTimeout(() => r(-1), 500))]);
+  t.ok(first >= 0, 'the oldest held connection is closed to make room for the fourth');
+  t.equal(s.stats.dropped.evicted, 1, 'counted');
+  t.match(logs.join('\n'), /closed 127\.0\.0\.1's connection idle for \d+ ms to make room: 3 connections open \(limit 3\)/);
+  t.equal(s.stats.open, 3);
+  const times = await Promise.all([...closes.slice(1), closedWithin(fourth)]);
+  t.ok(times.every((ms) => ms >= 500), `the others are closed at firstCallMs (${times.join(', ')} ms)`);
   t.equal(s.stats.dropped.noCall, 3);
-  t.match(logs.join('\n'), /no call within 600 ms of connecting/);
-  t.equal((await echo(target)).ok, 'hi', 'a real client gets in once they are gone');
+  t.match(logs.join('\n'), /no call within 800 ms of connecting/);
+  // A connection with a call in flight is never the one to go: with three busy, a fourth is refused.
+  const M = 1 << 16;
+  const busy = [1, 2, 3].map(() => halfSent(target, 1, M - 10, 10));
+  await new Promise((r) => setTimeout(r, 300));
+  const refused = await closedWithin(net.connect(port, host));
+  t.ok(refused < 500, 'with every connection calling, a new one is refused at once');
+  t.equal(s.stats.dropped.connections, 1);
+  busy.forEach((b) => b.session.destroy());
 });
 
 t.test('per-host caps (loopback not exempt here)', async (t) => {

@@ -7,9 +7,11 @@
 // (up to the receive limit) as it arrives, so held connections and half-sent messages grow a
 // server without bound. Here the server listens itself and hands each accepted socket to grpc-js
 // (`createConnectionInjector`), so it can:
-//   - cap connections: in all, per source host, and (TCP) those not yet authenticated;
-//   - close a TCP connection that starts no call within `firstCallMs` (a held socket, a stalled
-//     TLS handshake) or, for `auth: 'client-cert'`, makes no call with a verified client
+//   - cap connections: in all, per source host, and (TCP) those not yet authenticated; when a
+//     cap in all is reached, the connection idle longest (no call in flight) is closed to make
+//     room, so held connections push out only each other, never a client that is calling;
+//   - close a connection that starts no call within `firstCallMs` (a held socket, a stalled TLS
+//     handshake) or, for `auth: 'client-cert'`, makes no call with a verified client
 //     certificate within `unauthenticatedMs` (the bootstrap calls of a join need only seconds);
 //   - cap the calls in flight on a connection not yet authenticated;
 //   - let a request message be read only within a receive budget: each call reading its request
@@ -21,8 +23,8 @@
 //     bidi-streaming calls of authenticated clients (raft streams, log publishing) read freely:
 //     their peers are members;
 //   - count everything it refuses and log it, rate-limited.
-// Unix sockets have no source address: there only the connection cap, the idle limit and the
-// receive budget apply (their callers are root on the host anyway).
+// Unix sockets have no source address: there the per-host and authentication rules do not apply
+// (their callers are root on the host anyway); the rest does.
 import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -100,7 +102,7 @@ export interface GuardOptions {
 
 export type GuardDrop =
   | 'connections' | 'connectionsPerHost' | 'unauthenticated' | 'unauthenticatedPerHost'
-  | 'noCall' | 'notAuthenticated' | 'callsPerUnauthenticated' | 'waiting' | 'waitTimeout' | 'readTimeout';
+  | 'evicted' | 'noCall' | 'notAuthenticated' | 'callsPerUnauthenticated' | 'waiting' | 'waitTimeout' | 'readTimeout';
 
 export interface GuardStats {
   accepted: number;
@@ -127,6 +129,8 @@ interface Conn {
   waiting: number;
   /** When a call of this connection was last given its turn to read (a sequence number). */
   lastTurn: number;
+  /** When it connected, or a call of it last began or ended (ms): the idlest is evicted first. */
+  lastActive: number;
   timers: NodeJS.Timeout[];
 }
 
@@ -143,7 +147,7 @@ const RESOURCE_EXHAUSTED = grpc.status.RESOURCE_EXHAUSTED;
 export class GuardedServer extends grpc.Server {
   readonly stats: GuardStats = {
     accepted: 0, open: 0, openMax: 0, unauthenticatedOpen: 0, reading: 0, reservedBytes: 0, reservedBytesMax: 0, waiting: 0,
-    dropped: { connections: 0, connectionsPerHost: 0, unauthenticated: 0, unauthenticatedPerHost: 0, noCall: 0, notAuthenticated: 0, callsPerUnauthenticated: 0, waiting: 0, waitTimeout: 0, readTimeout: 0 },
+    dropped: { connections: 0, connectionsPerHost: 0, unauthenticated: 0, unauthenticatedPerHost: 0, evicted: 0, noCall: 0, notAuthenticated: 0, callsPerUnauthenticated: 0, waiting: 0, waitTimeout: 0, readTimeout: 0 },
   };
   readonly limits: GuardLimits;
   private readonly conns = new Map<string, Conn>();
@@ -233,73 +237,94 @@ export class GuardedServer extends grpc.Server {
   private accept(sock: net.Socket, injector: grpc.ConnectionInjector, unix: boolean): void {
     sock.on('error', () => {});
     const L = this.limits;
-    if (this.stats.open >= L.maxConnections) {
-      this.drop('connections', `connection refused: ${this.stats.open} open (limit ${L.maxConnections})`);
+    const host = unix ? 'local' : normHost(sock.remoteAddress ?? '?');
+    const from = unix ? 'a local client' : `${host}:${sock.remotePort ?? 0}`;
+    if (this.stats.open >= L.maxConnections && !this.evictIdle(() => true, `${this.stats.open} connections open (limit ${L.maxConnections})`)) {
+      this.drop('connections', `connection from ${from} refused: ${this.stats.open} open (limit ${L.maxConnections}), none of them idle`);
       return void sock.destroy();
     }
+    let c: Conn;
     if (unix) {
       // A Unix socket has no peer address; a number of our own in remotePort (grpc-js reports it
       // in the call's connection info, and shows no peer address either way) tells its calls apart.
       const n = ++this.unixSeq;
       Object.defineProperty(sock, 'remotePort', { value: n });
-      const c: Conn = { sock, key: connKey(undefined, n), host: 'local', authenticated: true, called: false, calls: 0, reads: 0, waiting: 0, lastTurn: 0, timers: [] };
-      this.conns.set(c.key, c);
-      sock.once('close', () => this.conns.delete(c.key));
-      this.track(sock);
-      return injector.injectConnection(sock);
+      c = { sock, key: connKey(undefined, n), host, authenticated: true, called: false, calls: 0, reads: 0, waiting: 0, lastTurn: 0, lastActive: Date.now(), timers: [] };
+    } else {
+      const local = L.exemptLoopback && isLoopback(host);
+      const onHost = local ? 0 : this.perHost.get(host) ?? 0;
+      if (onHost >= L.maxConnectionsPerHost) {
+        this.drop('connectionsPerHost', `connection from ${from} refused: ${onHost} open from ${host} (limit ${L.maxConnectionsPerHost} per host)`);
+        return void sock.destroy();
+      }
+      const unauthOnHost = local ? 0 : this.unauthPerHost.get(host) ?? 0;
+      if (unauthOnHost >= L.maxUnauthenticatedPerHost) {
+        this.drop('unauthenticatedPerHost', `connection from ${from} refused: ${unauthOnHost} connections from ${host} have not authenticated yet (limit ${L.maxUnauthenticatedPerHost} per host)`);
+        return void sock.destroy();
+      }
+      if (this.stats.unauthenticatedOpen >= L.maxUnauthenticated && !this.evictIdle((x) => !x.authenticated, `${this.stats.unauthenticatedOpen} connections have not authenticated yet (limit ${L.maxUnauthenticated})`)) {
+        this.drop('unauthenticated', `connection from ${from} refused: ${this.stats.unauthenticatedOpen} connections have not authenticated yet (limit ${L.maxUnauthenticated}), none of them idle`);
+        return void sock.destroy();
+      }
+      c = { sock, key: connKey(sock.remoteAddress, sock.remotePort), host, authenticated: false, called: false, calls: 0, reads: 0, waiting: 0, lastTurn: 0, lastActive: Date.now(), timers: [] };
+      bump(this.perHost, host, 1);
+      bump(this.unauthPerHost, host, 1);
+      this.stats.unauthenticatedOpen++;
     }
-    const host = normHost(sock.remoteAddress ?? '?');
-    const from = `${host}:${sock.remotePort ?? 0}`;
-    const local = L.exemptLoopback && isLoopback(host);
-    const onHost = local ? 0 : this.perHost.get(host) ?? 0;
-    if (onHost >= L.maxConnectionsPerHost) {
-      this.drop('connectionsPerHost', `connection from ${from} refused: ${onHost} open from ${host} (limit ${L.maxConnectionsPerHost} per host)`);
-      return void sock.destroy();
-    }
-    if (this.stats.unauthenticatedOpen >= L.maxUnauthenticated) {
-      this.drop('unauthenticated', `connection from ${from} refused: ${this.stats.unauthenticatedOpen} connections have not authenticated yet (limit ${L.maxUnauthenticated})`);
-      return void sock.destroy();
-    }
-    const unauthOnHost = local ? 0 : this.unauthPerHost.get(host) ?? 0;
-    if (unauthOnHost >= L.maxUnauthenticatedPerHost) {
-      this.drop('unauthenticatedPerHost', `connection from ${from} refused: ${unauthOnHost} connections from ${host} have not authenticated yet (limit ${L.maxUnauthenticatedPerHost} per host)`);
-      return void sock.destroy();
-    }
-    const c: Conn = { sock, key: connKey(sock.remoteAddress, sock.remotePort), host, authenticated: false, called: false, calls: 0, reads: 0, waiting: 0, lastTurn: 0, timers: [] };
     this.conns.set(c.key, c);
-    bump(this.perHost, host, 1);
-    bump(this.unauthPerHost, host, 1);
-    this.stats.unauthenticatedOpen++;
     this.track(sock);
     c.timers.push(setTimeout(() => {
       if (c.called) return;
-      this.drop('noCall', `closed ${from}: no call within ${L.firstCallMs} ms of connecting (a held connection or a stalled TLS handshake)`);
+      this.drop('noCall', `closed ${from}: no call within ${L.firstCallMs} ms of connecting (a held connection${unix ? '' : ' or a stalled TLS handshake'})`);
       sock.destroy();
     }, L.firstCallMs));
-    if (this.g.auth === 'client-cert') {
+    if (!c.authenticated && this.g.auth === 'client-cert') {
       c.timers.push(setTimeout(() => {
         if (c.authenticated) return;
         this.drop('notAuthenticated', `closed ${from}: no call with a client certificate within ${L.unauthenticatedMs} ms of connecting`);
         sock.destroy();
       }, L.unauthenticatedMs));
     }
-    sock.once('close', () => {
-      c.timers.forEach(clearTimeout);
-      if (this.conns.get(c.key) === c) this.conns.delete(c.key);
-      bump(this.perHost, host, -1);
-      if (!c.authenticated) {
-        bump(this.unauthPerHost, host, -1);
-        this.stats.unauthenticatedOpen--;
-      }
-    });
+    sock.once('close', () => this.forget(c));
     injector.injectConnection(sock);
   }
 
-  private track(sock: net.Socket): void {
+  /**
+   * Makes room for a new connection by closing the one idle longest (no call in flight) among
+   * those `which` selects; false if there is none. A flood of held connections then only pushes
+   * out its own: a real client makes its call at once and is never the idlest.
+   */
+  private evictIdle(which: (c: Conn) => boolean, why: string): boolean {
+    let idlest: Conn | undefined;
+    for (const c of this.conns.values()) {
+      if (c.calls > 0 || !which(c) || c.sock.destroyed) continue;
+      if (!idlest || c.lastActive < idlest.lastActive) idlest = c;
+    }
+    if (!idlest) return false;
+    this.drop('evicted', `closed ${idlest.host === 'local' ? 'a local client' : idlest.host}'s connection idle for ${Date.now() - idlest.lastActive} ms to make room: ${why}`);
+    idlest.sock.destroy();
+    // Its close handler updates the counts asynchronously; do it now for the new connection.
+    this.forget(idlest);
+    return true;
+  }
+
+  private forget(c: Conn): void {
+    if (this.conns.get(c.key) !== c) return;
+    this.conns.delete(c.key);
+    c.timers.forEach(clearTimeout);
+    this.stats.open--;
+    if (c.host === 'local') return;
+    bump(this.perHost, c.host, -1);
+    if (!c.authenticated) {
+      bump(this.unauthPerHost, c.host, -1);
+      this.stats.unauthenticatedOpen--;
+    }
+  }
+
+  private track(_sock: net.Socket): void {
     this.stats.accepted++;
     this.stats.open++;
     if (this.stats.open > this.stats.openMax) this.stats.openMax = this.stats.open;
-    sock.once('close', () => this.stats.open--);
   }
 
   private authenticate(c: Conn): void {
@@ -318,6 +343,7 @@ export class GuardedServer extends grpc.Server {
     const authenticated = this.g.auth === 'any-call' || !!call.getAuthContext()?.sslPeerCertificate;
     if (c) {
       c.called = true;
+      c.lastActive = Date.now();
       if (authenticated) this.authenticate(c);
     }
     const unauth = !!c && !c.authenticated;
@@ -442,7 +468,9 @@ export class GuardedServer extends grpc.Server {
   }
 
   callDone(c: Conn | undefined): void {
-    if (c) c.calls--;
+    if (!c) return;
+    c.calls--;
+    c.lastActive = Date.now();
   }
 
   readTimedOut(what: string): string {
