@@ -116,6 +116,28 @@ t.test('at the cap, the idlest connection makes room; held ones close without a 
   busy.forEach((b) => b.session.destroy());
 });
 
+t.test('at the cap, held connections that sent nothing go before a client whose call is on its way', async (t) => {
+  // A Unix socket, as the local socket's flood: the client has sent its HTTP/2 preface but its
+  // call has not reached the guard yet; held connections keep arriving behind it.
+  const dir = mkdtempSync(join(tmpdir(), `guard-evict-${process.pid}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { s } = await serve(t, { maxConnections: 4 }, `unix:${join(dir, 's.sock')}`);
+  const path = join(dir, 's.sock');
+  const open = () => new Promise<net.Socket>((r) => { const c = net.connect(path, () => r(c)); c.on('error', () => {}); });
+  const client = await open();
+  client.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  const clientClosed = closedWithin(client);
+  await new Promise((r) => setTimeout(r, 100));
+  const held: net.Socket[] = [];
+  for (let i = 0; i < 12; i++) held.push(await open());
+  await new Promise((r) => setTimeout(r, 200));
+  const gone = await Promise.race([clientClosed, new Promise<number>((r) => setTimeout(() => r(-1), 100))]);
+  t.equal(gone, -1, 'the client is still connected, though it is the oldest connection without a call');
+  t.equal(s.stats.dropped.evicted, 9, 'the held ones pushed out each other');
+  held.forEach((h) => h.destroy());
+  client.destroy();
+});
+
 t.test('per-host caps (loopback not exempt here)', async (t) => {
   const { s, target } = await serve(t, { maxConnectionsPerHost: 2, exemptLoopback: false });
   const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];

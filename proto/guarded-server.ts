@@ -290,15 +290,19 @@ export class GuardedServer extends grpc.Server {
   }
 
   /**
-   * Makes room for a new connection by closing the one idle longest (no call in flight) among
-   * those `which` selects; false if there is none. A flood of held connections then only pushes
-   * out its own: a real client makes its call at once and is never the idlest.
+   * Makes room for a new connection by closing one without a call in flight among those `which`
+   * selects; false if there is none. First one that has sent nothing at all, then one that has
+   * made no call yet, then one that has called; the idlest of its kind. A flood of held
+   * connections then only pushes out its own: a real client sends its HTTP/2 preface (or TLS
+   * hello) as it connects, before its first call reaches the guard, so under a flood it is not
+   * closed while its call is on its way, however fast new connections arrive.
    */
   private evictIdle(which: (c: Conn) => boolean, why: string): boolean {
+    const kind = (c: Conn): number => (c.called ? 2 : c.sock.bytesRead > 0 ? 1 : 0);
     let idlest: Conn | undefined;
     for (const c of this.conns.values()) {
       if (c.calls > 0 || !which(c) || c.sock.destroyed) continue;
-      if (!idlest || c.lastActive < idlest.lastActive) idlest = c;
+      if (!idlest || kind(c) < kind(idlest) || (kind(c) === kind(idlest) && c.lastActive < idlest.lastActive)) idlest = c;
     }
     if (!idlest) return false;
     this.drop('evicted', `closed ${idlest.host === 'local' ? 'a local client' : idlest.host}'s connection idle for ${Date.now() - idlest.lastActive} ms to make room: ${why}`);
