@@ -32,6 +32,7 @@ import { DataKeyKeeper } from '../manager/secrets/keeper.js';
 import { dataKeyTable } from '../manager/secrets/keyservice.js';
 import type { ObjectInput, StoreEvent } from '../manager/store/types.js';
 import { writeDurable } from '../node/state.js';
+import { apiServer } from '../node/listeners.js';
 
 export interface ManagerConfig {
   stateDir: string;
@@ -79,7 +80,8 @@ const broker = new LogBroker(mgr, log);
 dispatcher.logs = broker;
 dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
 const common = { policy: mgr.policy, forwarder: mgr.forwarder };
-const server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+// The listener shoald uses (node/listeners.ts), so the benchmark runs through its bounds too.
+const server = apiServer((m) => process.stderr.write(`${m}\n`));
 server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
 server.addService(controlDef(), secureService(controlDef(), { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log) }, { name: 'Control', ...common }));
 server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));

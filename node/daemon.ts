@@ -37,6 +37,7 @@ import { adoptNewGroup } from '../manager/recovery/adopt.js';
 import { committedState, startNewGroup, type StoreState } from '../manager/recovery/new-group.js';
 import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
+import { apiServer, localServer } from './listeners.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
 import { StateDir, writeDurable, type Identity } from './state.js';
 import { DataKey, removeDataKey, saveDataKey } from '../manager/secrets/datakey.js';
@@ -201,7 +202,7 @@ export class Daemon {
   private async startLocal(): Promise<void> {
     const path = this.state.socketPath;
     rmSync(path, { force: true });
-    const server = new grpc.Server();
+    const server = localServer((m) => this.log(m));
     const self = (): CallIdentity => ({ nodeId: this.id?.nodeId ?? 'local', role: 'manager', clusterId: this.id?.clusterId ?? '', local: true });
     const localTable: Record<string, MethodSpec> = {
       Init: { roles: ['manager'], unary: (req: { cert_expiry_seconds: number }) => this.exclusive(() => this.init(Number(req.cert_expiry_seconds) || undefined)) },
@@ -599,7 +600,7 @@ export class Daemon {
       const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
-      server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+      server = apiServer(log);
       server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
       server.addService(controlDef(), secureService(controlDef(), table, { name: 'Control', ...common }));
       server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));

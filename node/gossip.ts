@@ -18,6 +18,7 @@ export class NodeGossip {
       bindPort: p.port,
       keyring: new Keyring([p.key]),
       onProbeRtt: (ms) => gossipProbeRtt.observe(ms / 1000),
+      log: p.log,
     });
     const g = new NodeGossip(ml, p.log);
     sources.gossip = () => {

@@ -91,7 +91,7 @@ export class Manager {
       channelOptions: tlsNames(raftChannel(this.o.tls()).options),
       authorize: (call: Parameters<typeof refuseRaftPeer>[0]) => refuseRaftPeer(call, this.raftPolicy),
     };
-    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, transport, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') || m.startsWith('raft transport: refused') ? log(m) : undefined) });
+    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, transport, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') || m.startsWith('raft transport: refused') || m.startsWith('raft listener') ? log(m) : undefined) });
     this.raft.onFatal = (e) => {
       log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
       process.exit(1);
