@@ -19,7 +19,9 @@ export function publicBootstrap(): string[] {
   return [...HyperDHT.BOOTSTRAP];
 }
 
-export class DhtConfigError extends Error {}
+export class DhtConfigError extends Error {
+  override name = 'DhtConfigError';
+}
 
 /** Parses `host:port[,host:port...]`; the error names the bad entry and what was expected. */
 export function parseBootstrapList(list: string): string[] {
