@@ -157,8 +157,22 @@ t.test('token-only joins through the DHT, and the trust cases', async (t) => {
     try {
       await d.ready();
       const keys = new Map<string, Buffer>();
-      for await (const reply of d.lookup(dhtTopic(init.worker_token))) for (const p of reply.peers) keys.set(p.publicKey.toString('hex'), p.publicKey);
+      const records: unknown[] = [];
+      for await (const reply of d.lookup(dhtTopic(init.worker_token))) {
+        for (const p of reply.peers) {
+          keys.set(p.publicKey.toString('hex'), p.publicKey);
+          records.push(p);
+        }
+      }
       t.ok(keys.size >= 1, 'the topic alone leads to the managers');
+      // What the DHT holds in clear: a public key (fresh at each start) and the DHT nodes relaying
+      // to it; no cluster name, id, token or API address.
+      for (const r of records as { publicKey: Buffer; relayAddresses: { host: string; port: number }[] }[]) {
+        t.same(Object.keys(r).sort(), ['publicKey', 'relayAddresses'], 'a record is a public key and relay addresses');
+        const text = JSON.stringify(r) + r.publicKey.toString('hex');
+        for (const secret of [init.addr, init.worker_token, daemons[0]!.identity!.clusterId, daemons[0]!.identity!.nodeId]) t.notOk(text.includes(secret), 'it names nothing of the cluster');
+        t.ok(r.relayAddresses.length > 0 && r.relayAddresses.every((a) => `${a.host}:${a.port}` !== init.addr), "relays are DHT nodes' UDP addresses, never the manager's API address");
+      }
       const tunnel = await DhtTunnel.open(d, [...keys.values()][0]!);
       try {
         const err = await joinCluster({ addr: tunnel.addr, token: wrongSecret(init.worker_token), hostname: 'stranger', advertise: '127.0.0.1:1', label: 'the DHT peer' }).then(
