@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_BOOTSTRAP_PORT } from '../node/discovery/bootstrap-nodes.js';
+import { DEFAULT_BOOTSTRAP_PORT } from '../node/discovery/defaults.js';
 import { SUBNET_BITS, SUBNET_PREFIX, bridgeNetns, hostNetns } from './names.js';
 import { attachNetns } from './netns.js';
 import { startDetached } from './procs.js';

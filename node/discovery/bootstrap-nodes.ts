@@ -4,9 +4,9 @@
 // nodes: with one or two, lookups work but connections time out, since a peer samples its NAT
 // from several DHT nodes before it holepunches (measured in node/discovery/README.md).
 import HyperDHT from 'hyperdht';
+import { DEFAULT_BOOTSTRAP_PORT, MIN_NODES } from './defaults.js';
 
-export const DEFAULT_BOOTSTRAP_PORT = 49737;
-export const MIN_NODES = 3;
+export { DEFAULT_BOOTSTRAP_PORT, MIN_NODES };
 
 export interface BootstrapNodes {
   /** host:port to give to `shoald --dht-bootstrap`. */
