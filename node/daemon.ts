@@ -392,10 +392,11 @@ export class Daemon {
     this.state.saveIdentity(id);
     this.state.writeJson('managers.json', r.managers);
     this.id = id;
-    // A manager gets the secrets data key from the manager it joined through, over mTLS with its
-    // new certificate; if that fails, its manager role keeps asking the other managers.
+    // A manager gets the secrets data key from the managers it was named (by address: the one it
+    // joined through), over mTLS with its new certificate; if that fails, its manager role keeps
+    // asking the other managers.
     if (id.role === 'manager') {
-      const k = await fetchDataKey([addr], id, (m) => this.log(m));
+      const k = await fetchDataKey(r.managers, id, (m) => this.log(m));
       if (k && this.current(epoch)) saveDataKey(this.state.dir, k);
     }
     this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
