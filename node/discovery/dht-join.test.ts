@@ -216,6 +216,16 @@ t.test('token-only joins through the DHT, and the trust cases', async (t) => {
   });
 });
 
+t.test('a manager whose DHT does not answer still serves joins by address', async (t) => {
+  const dead = await freePort('127.0.0.1', true); // nothing listens there
+  const m = await daemon('m-nodht', { bootstrap: [`127.0.0.1:${dead}`], public: false });
+  const init = await call<{ worker_token: string; addr: string }>(local(m), 'Init', {});
+  await logged('m-nodht', /dht: cannot reach the DHT \(no bootstrap node of 127\.0\.0\.1:\d+ answered\): joins by address still work/);
+  const w = await daemon('w-addr', undefined);
+  const r = await call<{ role: string }>(local(w), 'Join', { addr: init.addr, token: init.worker_token }, 60_000);
+  t.equal(r.role, 'worker');
+});
+
 t.test('a DHT that does not answer: a clear error, in bounded time', async (t) => {
   const port = await freePort('127.0.0.1', true);
   const err = await joinThroughDht({
