@@ -2,7 +2,7 @@
 // unchanged, update with the change in words, prune of the stack's own only), and what it refuses,
 // every problem at once. Pure: the same plan serves the dry run and the apply.
 import t from 'tap';
-import { STACK_LABEL, plan } from './apply.js';
+import { STACK_LABEL, plan, type ServiceStep } from './apply.js';
 import { specFromWire, type WireSpec } from './validate.js';
 import type { ServiceObject, ServiceSpec } from './model.js';
 import { resolveRefs } from '../secrets/refs.js';
@@ -88,7 +88,7 @@ t.test('secrets and configs: resolved by name as create does; a missing one is i
   const withSecret = wire('img:1', { secrets: [{ name: 'db-password', mode: 0o400 }] });
   const [create] = plan(req([{ name: 'web', spec: withSecret }]), [], resolve);
   t.equal(create!.action, 'create');
-  t.same(create!.spec!.task.secrets, [{ id: 'sec-1', name: 'db-password', target: '/run/secrets/db-password', uid: 0, gid: 0, mode: 0o400 }], 'the reference resolved to the secret, target defaulted');
+  t.same((create as ServiceStep).spec!.task.secrets, [{ id: 'sec-1', name: 'db-password', target: '/run/secrets/db-password', uid: 0, gid: 0, mode: 0o400 }], 'the reference resolved to the secret, target defaulted');
   const cur = existing('web', withSecret, { [STACK_LABEL]: 'shop' });
   cur.spec = resolve(cur.spec);
   t.same(plan(req([{ name: 'web', spec: withSecret }]), [cur], resolve).map((s) => s.action), ['unchanged'], 'the same reference again: unchanged');
