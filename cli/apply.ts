@@ -6,7 +6,7 @@
 import { CliError, call, controlClient, type Target } from './client.js';
 import type { Flags } from './service.js';
 import { duration } from './units.js';
-import { loadManifest } from './manifest/load.js';
+import { loadManifest, type Manifest } from './manifest/load.js';
 import { manifestDocs, manifestDocument } from './manifest/render.js';
 import { unifiedDiff } from './manifest/diff.js';
 import { formatProblem, type Problem } from './manifest/walk.js';
@@ -68,7 +68,7 @@ function placeFile(mf: ManifestFile, msg: string): { path: string; line: number 
 }
 
 /** The cluster's refusal, each problem placed at its service's, secret's or config's (or field's) line. */
-function placeRefusal(e: Error, m: ReturnType<typeof readManifest>): Error {
+export function placeRefusal(e: Error, m: Manifest): Error {
   const services = m.services;
   const text = e.message.replace(/^\d+ problems:\n/, '');
   const byName = new Map(services.map((s) => [s.name, s]));
@@ -96,15 +96,16 @@ function placeRefusal(e: Error, m: ReturnType<typeof readManifest>): Error {
   return new CliError(`the cluster refused the manifest; nothing was applied:\n${[...placed.map(formatProblem), ...rest].join('\n')}`);
 }
 
-function request(m: ReturnType<typeof readManifest>, f: Flags, dryRun: boolean) {
+/** Control.Apply's request for a manifest (secrets' and configs' content included). */
+export function applyRequest(m: Manifest, prune: boolean, dryRun: boolean) {
   const file = (x: ManifestFile) => ({ name: x.name, labels: x.labels, data: x.data });
-  return { stack: m.stack, prune: f.has('prune'), dry_run: dryRun, services: m.services.map((s) => ({ name: s.name, labels: s.labels, spec: s.spec })), secrets: m.secrets.map(file), configs: m.configs.map(file) };
+  return { stack: m.stack, prune, dry_run: dryRun, services: m.services.map((s) => ({ name: s.name, labels: s.labels, spec: s.spec })), secrets: m.secrets.map(file), configs: m.configs.map(file) };
 }
 
 async function callApply(t: Target, m: ReturnType<typeof readManifest>, f: Flags, dryRun: boolean): Promise<{ c: any; r: any }> {
   const c = controlClient(t);
   try {
-    return { c, r: await call(c, 'Apply', request(m, f, dryRun), 120_000) };
+    return { c, r: await call(c, 'Apply', applyRequest(m, f.has('prune'), dryRun), 120_000) };
   } catch (e) {
     throw placeRefusal(e as Error, m);
   }
