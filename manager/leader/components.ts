@@ -11,6 +11,7 @@ import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement, schedule } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
 import type { StoreEvent } from '../store/types.js';
+import type { VolumeObject } from '../volumes/model.js';
 import { commitOps } from './commit.js';
 import { allocatorOps, orchestratorOps, schedulerOps } from './ops.js';
 import { ReconcileLoop } from './loop.js';
@@ -60,14 +61,14 @@ export class LeaderComponents {
       new ReconcileLoop({
         name: 'scheduler',
         store,
-        kinds: ['task', 'node'],
-        // New pending tasks, and anything that frees or changes a node's room.
+        kinds: ['task', 'node', 'volume'],
+        // New pending tasks, and anything that frees or changes a node's room (or a volume's).
         relevant: (e) => !taskEvent(e) || e.type === 'delete' || needsPlacement(e.object as TaskObject) || isTerminal((e.object as TaskObject).status.state),
         log,
         pass: async () => {
           const now = Date.now();
           const all = tasks();
-          const s = schedule({ nodes: nodes(), tasks: all });
+          const s = schedule({ nodes: nodes(), tasks: all, volumes: store.list('volume') as VolumeObject[] });
           const ops = schedulerOps(s, now);
           await commitOps(raft, ops);
           if (s.assign.length > 0 || ops.length > 0) log(`scheduler: assigned ${s.assign.length} task(s)${s.unplaceable.length ? `, ${s.unplaceable.length} fit nowhere (${s.unplaceable[0]!.reason})` : ''}`);

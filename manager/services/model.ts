@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
+import type { Mount } from '../volumes/model.js';
 
 /** One container of a task's pod. */
 export interface ContainerSpec {
@@ -70,6 +71,8 @@ export interface TaskTemplate {
   /** Secrets and configs, as files in the main container (manager/secrets). */
   secrets?: FileRef[];
   configs?: FileRef[];
+  /** Volumes mounted in the main container (manager/volumes). */
+  mounts?: Mount[];
 }
 
 /** A health probe, as Kubernetes defines them. */
