@@ -12,6 +12,7 @@ import { protoDir } from '../proto/load.js';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FILE_FLAGS, fileCommand } from './secret.js';
+import { VOLUME_FLAGS, volumeClassCommand, volumeCommand } from './volume.js';
 
 interface Parsed {
   args: string[];
@@ -88,7 +89,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS]);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS, ...VOLUME_FLAGS]);
   if (p.flags.has('version')) return versionLine();
   // Help needs no cluster: `shoal`, `shoal help [CMD [SUB]]`, `shoal CMD [SUB] --help`, `shoal node`.
   const helpPath = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined;
@@ -180,6 +181,10 @@ async function run(argv: string[]): Promise<string> {
     case 'secret':
     case 'config':
       return fileCommand(t, cmd, sub, rest, flags(p), json);
+    case 'volume':
+      return volumeCommand(t, sub, rest, flags(p), json);
+    case 'volume-class':
+      return volumeClassCommand(t, sub, rest, flags(p), json);
     default:
       throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }
