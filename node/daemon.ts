@@ -411,6 +411,7 @@ export class Daemon {
     // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     this.files?.removeAll();
+    await this.volumes?.releaseAll().catch((e) => this.log(`shoald: releasing the node's volumes on leave: ${(e as Error).message}`));
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);

@@ -211,6 +211,11 @@ export class NodeVolumes {
     } else this.unreleased.delete(taskId);
   }
 
+  /** The node leaves the cluster: every volume it holds is let go (its pods are gone already). */
+  async releaseAll(): Promise<void> {
+    for (const id of this.tasks()) await this.release(id);
+  }
+
   /** Releases what tasks no longer on the node hold (an agent that stopped before it could). */
   sweep(active: Set<string>): void {
     for (const id of this.tasks()) if (!active.has(id)) void this.release(id);
