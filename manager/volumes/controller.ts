@@ -14,7 +14,7 @@ import type { NodeObject } from '../control/model.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
 import type { ServiceObject, TaskObject } from '../services/model.js';
 import { decideVolumes, type Action } from './decide.js';
-import { CSI_ACCESS, holdsVolumes, volumeNamesOf, type VolumeClassObject, type VolumeObject } from './model.js';
+import { CSI_ACCESS, volumeNamesOf, wantsVolumes, type VolumeClassObject, type VolumeObject } from './model.js';
 import { updateVolume, volumeInput } from './store.js';
 
 export interface VolumeControllerOptions {
@@ -254,9 +254,9 @@ export class VolumeController {
     // needs it: a task placed there since the decision keeps it.
     const stillFree = (v: VolumeObject) => {
       const n = store.get('node', a.attachment.nodeId) as NodeObject | undefined;
-      if (n && n.status.state !== 'down' && (store.list('task', { nodeId: a.attachment.nodeId }) as TaskObject[]).some((t) => holdsVolumes(t) && volumeNamesOf(t).includes(v.name))) return false;
+      if (n && n.status.state !== 'down' && (store.list('task', { nodeId: a.attachment.nodeId }) as TaskObject[]).some((t) => wantsVolumes(t) && volumeNamesOf(t).includes(v.name))) return false;
       const at = v.status.attachments.find((x) => x.nodeId === a.attachment.nodeId);
-      return !!at && (at.state === 'released' || at.state === 'unpublishing' || !n || n.status.state === 'down');
+      return !!at && (at.state === 'released' || at.state === 'unpublishing' || at.state === 'published' || !n || n.status.state === 'down');
     };
     const marked = await updateVolume(this.o.raft, vol.id, (v) => {
       if (!stillFree(v)) return undefined;

@@ -17,7 +17,7 @@ import type { NodeObject } from '../control/model.js';
 import { csiPlugin } from '../control/plugins.js';
 import type { ServiceObject, TaskObject } from '../services/model.js';
 import type { ObjectInput } from '../store/types.js';
-import { claimName, holdsVolumes, mountsOf, readOnlyAccess, singleNode, type Attachment, type Claim, type VolumeClassObject, type VolumeObject, type VolumeStatus } from './model.js';
+import { claimName, holdsVolumes, mountsOf, wantsVolumes, readOnlyAccess, singleNode, type Attachment, type Claim, type VolumeClassObject, type VolumeObject, type VolumeStatus } from './model.js';
 
 export interface ControllerView {
   now: number;
@@ -109,12 +109,16 @@ export function decideVolumes(v: ControllerView, newId: () => string = newVolume
     }
   }
 
-  // Who needs each volume where: placed tasks that have not ended.
+  // Who needs each volume where: placed tasks that have not ended and are wanted running (they
+  // attach it and keep it attached); and who may still hold it (placed, not ended: no delete).
   const needs = new Map<string, Map<string, TaskObject[]>>(); // volume name -> node -> tasks
+  const held = new Set<string>(); // volume names
   for (const t of v.tasks) {
     if (!holdsVolumes(t)) continue;
     for (const m of mountsOf(t.spec.template)) {
       const name = m.source ?? claimName(t.spec.serviceName, t.spec.slot, m);
+      held.add(name);
+      if (!wantsVolumes(t)) continue;
       let byNode = needs.get(name);
       if (!byNode) needs.set(name, (byNode = new Map()));
       const l = byNode.get(t.nodeId!);
@@ -141,8 +145,10 @@ export function decideVolumes(v: ControllerView, newId: () => string = newVolume
     // Detach what no task on its node needs and the node let go of (or cannot hold any more).
     for (const a of vol.status.attachments) {
       if (need.has(a.nodeId) && !lost(a.nodeId)) continue;
-      if (a.state === 'released' || a.state === 'unpublishing' || lost(a.nodeId)) {
-        const why = a.state === 'unpublishing' ? 'finishing a detach' : lost(a.nodeId) ? `node ${nodes.get(a.nodeId)?.status.hostname ?? a.nodeId} is ${nodes.has(a.nodeId) ? 'down' : 'gone'}` : 'released by its node';
+      // 'published' and wanted by no task: the node never took it (its task stopped first); a
+      // stage racing with the detach is refused by the driver (it reads the attachment back).
+      if (a.state === 'released' || a.state === 'unpublishing' || a.state === 'published' || lost(a.nodeId)) {
+        const why = a.state === 'unpublishing' ? 'finishing a detach' : lost(a.nodeId) ? `node ${nodes.get(a.nodeId)?.status.hostname ?? a.nodeId} is ${nodes.has(a.nodeId) ? 'down' : 'gone'}` : a.state === 'published' ? 'no task wants it there' : 'released by its node';
         push({ type: 'unpublish', key: `unpublish:${vol.id}:${a.nodeId}`, volume: vol, attachment: a, why });
       }
     }
@@ -183,7 +189,7 @@ export function decideVolumes(v: ControllerView, newId: () => string = newVolume
     const orphanClaim = !!claim && !services.has(claim.serviceId) && !claimed.has(vol.name);
     const takenBack = orphanClaim && servicesByName.has(claim!.serviceName) && mountsOf(servicesByName.get(claim!.serviceName)!.spec.task).some((m) => m.class && m.name === claim!.mount);
     const reclaim = orphanClaim && !takenBack && (vol.spec.reclaim ?? 'delete') === 'delete';
-    if ((vol.spec.removing || reclaim) && need.size === 0 && vol.status.attachments.length === 0) {
+    if ((vol.spec.removing || reclaim) && !held.has(vol.name) && vol.status.attachments.length === 0) {
       push({ type: 'delete', key: `delete:${vol.id}`, volume: vol, why: vol.spec.removing ? 'removed' : `its service ${claim!.serviceName} was removed (reclaim delete)` });
     }
   }

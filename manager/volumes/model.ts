@@ -170,6 +170,15 @@ export function holdsVolumes(t: TaskObject): boolean {
   return !!t.nodeId && t.status.state !== 'new' && t.status.state !== 'pending' && !isTerminal(t.status.state);
 }
 
+/**
+ * A task that holds its volumes and is still wanted running: what keeps a volume attached to a
+ * node, or attaches it there. A task being stopped may still hold them, but once its node says it
+ * released them they may be detached (the node's word on what it holds is the truth).
+ */
+export function wantsVolumes(t: TaskObject): boolean {
+  return holdsVolumes(t) && t.spec.desiredState === 'running';
+}
+
 /** Names of the volumes `t` mounts. */
 export function volumeNamesOf(t: TaskObject): string[] {
   return mountsOf(t.spec.template).map((m) => volumeNameFor(t, m));

@@ -96,6 +96,11 @@ t.test("the volume controller's decisions", async (t) => {
   t.match(held.waiting.get('id-data'), [{ nodeId: 'n2', message: /waiting for node n1 to release it/ }], 'the wait says for whom');
   t.same(types(decideVolumes({ ...base, volumes: [volume('data', { attachments: [{ nodeId: 'n1', state: 'released' }] })], tasks: [], nodes: [csiNode('n1')] })), ['unpublish:n1'], 'released and needed nowhere: detached');
   t.same(types(decideVolumes({ ...base, volumes: [volume('data', { attachments: [{ nodeId: 'n1', state: 'released' }] })], tasks: [placed('n1', 'assigned')], nodes: [csiNode('n1')] })), ['reuse:n1'], 'released but a task there needs it again: used again');
+  const stopping = task(s, 't-n1', { slot: 1, nodeId: 'n1', state: 'running', desired: 'shutdown' });
+  t.same(types(decideVolumes({ ...base, volumes: [volume('data', { attachments: [{ nodeId: 'n1', state: 'released' }] })], tasks: [stopping], nodes: [csiNode('n1')] })), ['unpublish:n1'], 'released by the node while its task is being stopped: detached, not used again');
+  t.same(types(decideVolumes({ ...base, volumes: [volume('data', { attachments: [{ nodeId: 'n1', state: 'in-use' }] })], tasks: [stopping], nodes: [csiNode('n1')] })), [], 'still in use by a task being stopped: kept');
+  t.same(types(decideVolumes({ ...base, volumes: [volume('data', { removing: true, attachments: [{ nodeId: 'n1', state: 'in-use' }] })], tasks: [stopping], nodes: [csiNode('n1')] })), [], 'removed, but a stopping task still holds it: neither detached nor deleted');
+  t.same(types(decideVolumes({ ...base, volumes: [volume('data', { attachments: [{ nodeId: 'n1', state: 'published' }] })], tasks: [], nodes: [csiNode('n1')] })), ['unpublish:n1'], 'attached but never taken, and no task wants it any more: detached');
   t.same(types(decideVolumes({ ...base, volumes: [volume('data', { removing: true, attachments: [{ nodeId: 'n1', state: 'released' }] })], tasks: [], nodes: [csiNode('n1')] })), ['unpublish:n1'], 'removed while attached: detached first, not deleted');
   t.same(types(decideVolumes({ ...base, volumes: [volume('data', { removing: true })], tasks: [], nodes: [csiNode('n1')] })), ['delete'], 'removed and detached: DeleteVolume');
   const nodrv = decideVolumes({ ...base, volumes: [volume('data')], tasks: [placed('n1', 'assigned')], nodes: [csiNode('n1', { driver: null })] });
