@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Manager } from '../control/manager.js';
 import type { NodeObject } from '../control/model.js';
+import type { ObjectInput } from '../store/types.js';
 import { readLatest, resolveNode } from '../control/service.js';
 import { jobProgress } from '../orchestrator/jobs.js';
 import { MAX_REVISIONS } from '../orchestrator/updater.js';
@@ -15,6 +16,7 @@ import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type 
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
 import { checkServiceMounts } from '../volumes/control.js';
+import { latestRunTasks, scheduleStatusToWire } from './schedule.js';
 
 const M: 'manager'[] = ['manager'];
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
@@ -73,7 +75,7 @@ export function serviceCounts(s: ServiceObject, tasks: TaskObject[], nodes: Node
 }
 
 export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: NodeObject[]) {
-  const c = serviceCounts(s, tasks, nodes);
+  const c = serviceCounts(s, s.spec.schedule ? latestRunTasks(s, tasks) : tasks, nodes);
   return {
     id: s.id,
     name: s.name,
@@ -90,6 +92,7 @@ export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: Node
       ? { state: s.status.update.state, started_at_ms: s.status.update.startedAt, completed_at_ms: s.status.update.completedAt ?? 0, message: s.status.update.message }
       : null,
     revision: s.status?.revision ?? 1,
+    schedule_status: s.spec.schedule ? scheduleStatusToWire(s.status?.schedule, s.spec.schedule, Date.now()) : null,
   };
 }
 
@@ -119,6 +122,7 @@ export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>, curren
     health_message: t.status.healthMessage ?? '',
     ready: t.status.ready ?? null,
     up_to_date: !!current && t.spec.templateKey === templateKey(current.spec.task),
+    job_iteration: t.spec.iteration ?? 0,
   };
 }
 
@@ -151,6 +155,30 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
   return out.join('; ') || 'no change';
 }
 
+/** A new service object: revision 1 of its spec. */
+export function newService(name: string, labels: Record<string, string>, spec: ServiceSpec, now: number): ObjectInput {
+  const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
+  return { kind: 'service', id: randId(), name, labels, spec, status };
+}
+
+/**
+ * The service with a new spec (an update, a rollback, an apply): a new revision in the kept
+ * history, and a rolling update started when the task template changed.
+ */
+export function specChange(s: ServiceObject, spec: ServiceSpec, change: string, rollback: boolean, labels: Record<string, string> | undefined, now: number): ObjectInput {
+  const revision = (s.status?.revision ?? 1) + 1;
+  const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec, at: now, change }].slice(-MAX_REVISIONS);
+  const rolls = templateKey(spec.task) !== templateKey(s.spec.task);
+  const status: ServiceStatus = {
+    ...s.status,
+    updatedAt: now,
+    revision,
+    revisions,
+    ...(rolls ? { update: { state: rollback ? 'rollback_started' : 'updating', startedAt: now, message: rollback ? `rolling back: ${change}` : `updating: ${change}` } } : {}),
+  };
+  return { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec, status };
+}
+
 /**
  * Writes a new spec for a service (an update or a rollback): a new revision in the kept history,
  * and a rolling update when the task template changed. Retried on a concurrent write unless the
@@ -161,19 +189,8 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
     const s = attempt === 0 ? s0 : resolveService(mgr, s0.id);
     if (expect && s.version !== expect) throw aborted(`service ${s.name} changed meanwhile (version ${s.version}, not ${expect}): read it again and retry`);
     const n = next(s);
-    const now = Date.now();
-    const revision = (s.status?.revision ?? 1) + 1;
-    const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec: n.spec, at: now, change: n.change }].slice(-MAX_REVISIONS);
-    const rolls = templateKey(n.spec.task) !== templateKey(s.spec.task);
-    const status: ServiceStatus = {
-      ...s.status,
-      updatedAt: now,
-      revision,
-      revisions,
-      ...(rolls ? { update: { state: n.rollback ? 'rollback_started' : 'updating', startedAt: now, message: n.rollback ? `rolling back: ${n.change}` : `updating: ${n.change}` } } : {}),
-    };
     try {
-      const r = await mgr.raft.propose([{ op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
+      const r = await mgr.raft.propose([{ op: 'update', object: specChange(s, n.spec, n.change, n.rollback, labels, Date.now()), expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
       return r.objects[0] as ServiceObject;
     } catch (e) {
       if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
@@ -181,7 +198,7 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
   }
 }
 
-function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
+export function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels ?? {})) {
     if (!LABEL_KEY.test(k)) throw invalid(`label key ${JSON.stringify(k)} is not valid (letters, digits, . _ / -, at most 253 characters)`);
@@ -211,8 +228,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
         const now = Date.now();
         try {
-          const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
-          const r = await mgr.raft.propose([{ op: 'create', object: { kind: 'service', id: randId(), name: req.name, labels, spec, status } }, ...guardOps(mgr.raft.store, undefined, spec)]);
+          const r = await mgr.raft.propose([{ op: 'create', object: newService(req.name, labels, spec, now) }, ...guardOps(mgr.raft.store, undefined, spec)]);
           const s = r.objects[0] as ServiceObject;
           log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
           return serviceToWire(s, [], mgr.nodes());
@@ -286,6 +302,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         }
         checkServiceMounts(mgr, s0.name, spec);
         if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
+        if (!!spec.schedule !== !!s0.spec.schedule) throw invalid(`service ${s0.name} ${s0.spec.schedule ? 'is a scheduled job: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule: one cannot be added (create a new scheduled job)'}`);
         const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;
         const s = await writeSpec(mgr, s0, (cur) => {
           const next: ServiceSpec = { ...spec, task: { ...spec.task } };

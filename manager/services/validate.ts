@@ -3,6 +3,8 @@
 // and what to write instead. Nothing is written unless this passes.
 import { constants as osConstants } from 'node:os';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
+import { CronError } from '../orchestrator/cron-expr.js';
+import { ScheduleError, scheduleFromWire, scheduleToWire, type WireSchedule } from './schedule.js';
 import {
   DEFAULT_RESTART,
   DEFAULT_ROLLBACK,
@@ -131,6 +133,7 @@ export interface WireSpec {
   secrets?: WireFileRef[];
   configs?: WireFileRef[];
   mounts?: WireMount[];
+  schedule?: WireSchedule | null;
 }
 
 function updateConfig(w: WireUpdate | null | undefined, where: string, dflt: UpdateConfig): UpdateConfig {
@@ -306,8 +309,9 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     if (e instanceof VolumeSpecError) throw new SpecError(e.message);
     throw e;
   }
+  const m = mode(w);
   return {
-    mode: mode(w),
+    mode: m,
     task: {
       main,
       sidecars,
@@ -329,7 +333,17 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
+    ...(w.schedule ? { schedule: schedule(w.schedule, m.type) } : {}),
   };
+}
+
+function schedule(w: WireSchedule, m: ModeName) {
+  try {
+    return scheduleFromWire(w, m);
+  } catch (e) {
+    if (e instanceof ScheduleError || e instanceof CronError) throw new SpecError(e.message);
+    throw e;
+  }
 }
 
 function probes(list: WireProbe[]): Probe[] {
@@ -378,5 +392,6 @@ export function specToWire(s: ServiceSpec): WireSpec {
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
     mounts: mountsToWire(t.mounts),
+    schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };
 }

@@ -6,6 +6,7 @@
 import t from 'tap';
 import type { NodeObject } from '../control/model.js';
 import { node, replicated, service, task } from '../orchestrator/fixtures.js';
+import { decidePass } from '../leader/pipeline.js';
 import { schedule } from '../scheduler/scheduler.js';
 import type { ServiceObject, TaskObject } from '../services/model.js';
 import { decideVolumes } from './decide.js';
@@ -132,6 +133,18 @@ t.test("the scheduler's volume filter", async (t) => {
   t.match(r.unplaceable[0]?.reason, /volume data does not exist/, 'a volume that is gone');
   r = place([volume('data', { access: 'multi-node-reader-only', attachments: [{ nodeId: 'n1' }] })], [csiNode('n1'), csiNode('n2')], [pend('a', 1), pend('b', 2)]);
   t.equal(r.assign.length, 2, 'multi-node-reader-only: both placed');
+});
+
+t.test("the leader's one pass (orchestrate, allocate, schedule) places a new task by its volumes", async (t) => {
+  let n = 0;
+  const pass = (volumes: VolumeObject[]) => decidePass({ now: 1000, nodes: [csiNode('n1'), csiNode('n2')], services: [withMounts('web', [dataMount])], tasks: [], volumes, newId: () => `t${++n}` });
+  const created = (p: ReturnType<typeof pass>) => p.groups.flat().filter((op) => op.op === 'create').map((op) => (op as { object: { nodeId?: string; status: TaskObject['status'] } }).object);
+  let c = created(pass([volume('data', { attachments: [{ nodeId: 'n2', state: 'released' }] })]));
+  t.equal(c.length, 1, 'one task created');
+  t.same([c[0]?.status.state, c[0]?.nodeId], ['assigned', 'n2'], 'created already assigned, on the node the single-node volume is attached to');
+  c = created(pass([volume('data', { state: 'pending' })]));
+  t.same([c[0]?.status.state, c[0]?.nodeId], ['pending', undefined], 'a volume not provisioned yet: created pending, on no node');
+  t.match(c[0]?.status.message, /waiting for volume data to be provisioned/, 'saying what it waits for');
 });
 
 t.test('what the dispatcher tells an agent and records', async (t) => {
