@@ -56,9 +56,9 @@ export const COMMANDS: Help[] = [
   {
     name: 'join',
     summary: 'join the local shoald to a cluster with a join token',
-    usage: ['shoal join --token-file FILE MANAGER:PORT', 'SHOAL_JOIN_TOKEN=... shoal join MANAGER:PORT'],
+    usage: ['shoal join --token-file FILE MANAGER:PORT', 'SHOAL_JOIN_TOKEN=... shoal join MANAGER:PORT', 'shoal join --token-file FILE    (no address: the local shoald finds a manager on the DHT by the token)'],
     flags: [['--token-file FILE', 'the token from a file (- for stdin); preferred'], ['--token TOKEN', 'works, but every user sees it in ps']],
-    examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242'],
+    examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242', 'shoal join --token-file /root/worker.token'],
   },
   { name: 'join-token', summary: 'print (or rotate) the join token of a role', usage: ['shoal join-token worker|manager [--rotate] [--quiet]'], examples: ['shoal join-token worker --quiet > worker.token'] },
   { name: 'leave', summary: 'leave the cluster (a manager: demote it first, or --force)', usage: ['shoal leave [--force]'] },
