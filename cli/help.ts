@@ -159,11 +159,11 @@ export const COMMANDS: Help[] = [
   },
   {
     name: 'apply',
-    summary: 'make the cluster match a manifest of services (declarative; a second apply changes nothing)',
+    summary: 'make the cluster match a manifest of services, secrets and configs (declarative; a second apply changes nothing)',
     usage: ['shoal apply -f FILE|DIR|- [--prune] [--detach] [--timeout 5m]'],
     flags: [
       ['-f, --file FILE|DIR|-', 'the manifest: a YAML file, a directory of *.yaml/*.yml, or - for standard input'],
-      ['--prune', "remove the stack's services the manifest no longer declares (only those labelled io.shoal.stack=STACK)"],
+      ['--prune', "remove the stack's services, secrets and configs the manifest no longer declares (only those labelled io.shoal.stack=STACK; a secret or config still in use is kept)"],
       ['--detach', 'return once written instead of following the changed services until they converge'],
       ['--timeout 5m', 'how long to follow before giving up'],
     ],

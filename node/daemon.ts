@@ -652,7 +652,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
