@@ -14,6 +14,7 @@ import { protoDir } from '../proto/load.js';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FILE_FLAGS, fileCommand } from './secret.js';
+import { VOLUME_FLAGS, volumeClassCommand, volumeCommand } from './volume.js';
 
 interface Parsed {
   args: string[];
@@ -21,7 +22,7 @@ interface Parsed {
 }
 
 const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL]);
-const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS]);
+const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...VOLUME_FLAGS]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -209,6 +210,10 @@ async function run(argv: string[]): Promise<string> {
     case 'secret':
     case 'config':
       return fileCommand(t, cmd, sub, rest, flags(p), json);
+    case 'volume':
+      return volumeCommand(t, sub, rest, flags(p), json);
+    case 'volume-class':
+      return volumeClassCommand(t, sub, rest, flags(p), json);
     case 'apply':
       return applyCommand(t, flags(p), json);
     case 'diff':

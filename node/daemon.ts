@@ -19,6 +19,7 @@ import { controlTable } from '../manager/control/service.js';
 import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../proto/services.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
+import { volumesTable } from '../manager/volumes/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { ApplyTimes, eventsTable } from '../manager/services/events.js';
 import { applyTable } from '../manager/services/apply.js';
@@ -50,6 +51,12 @@ import { dataKeyTable } from '../manager/secrets/keyservice.js';
 import { secretsTable } from '../manager/secrets/control.js';
 import { NodeFiles } from '../manager/secrets/dispatch.js';
 import { TaskFiles } from './agent/secrets.js';
+import { NodeVolumes } from './agent/volumes.js';
+import { PluginRegistry, type RegisteredPlugin } from './plugins/registry.js';
+import { startDriver, type RunningDriver } from '../csi/index.js';
+import { shareMountRoot } from '../csi/mount-root.js';
+import { pluginToWire } from '../manager/control/plugins.js';
+import type { TaskVolumesAnswer } from '../manager/volumes/dispatch.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -74,6 +81,9 @@ export interface DaemonOptions {
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
   shutdownGraceMs?: number;
+  /** Start the built-in CSI driver (block.csi.shoal.io) on this pool directory; nodes sharing one
+   * pool can move volumes between them (the lab gives every host the same one). */
+  csiPool?: string;
   /** The DHT (node/discovery): a manager announces itself there for joiners that hold a token
    * but no address, and `join` without an address looks a manager up there. Undefined: no DHT
    * (`--dht=false`); joins then need an address. */
@@ -101,6 +111,10 @@ export class Daemon {
   /** Set by prepareRecovery: the manager role adopts the new raft group when it starts. */
   private recovery?: string;
   private files?: TaskFiles;
+  private plugins?: PluginRegistry;
+  private csiDriver?: RunningDriver;
+  private volumes?: NodeVolumes;
+  private volumesSession = '';
   private keeper?: DataKeyKeeper;
   private runtime?: RuntimeChild;
   private cri?: CriClient;
@@ -419,6 +433,7 @@ export class Daemon {
     // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     this.files?.removeAll();
+    await this.volumes?.releaseAll().catch((e) => this.log(`shoald: releasing the node's volumes on leave: ${(e as Error).message}`));
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
@@ -444,12 +459,24 @@ export class Daemon {
     this.check(epoch);
     const cri = await this.startRuntime(epoch);
     const nodeId = this.id!.nodeId;
+    await this.startPlugins(nodeId, epoch);
     const logRoot = this.state.path('logs');
     let agent!: Agent;
     const files = new TaskFiles({ stateDir: this.state.dir, log: (m) => this.log(m) });
     this.files = files;
+    const volumes = new NodeVolumes({
+      stateDir: this.state.dir,
+      csi: (driver) => this.plugins?.get('CSIPlugin', driver)?.endpoint,
+      dispatcher: {
+        taskVolumes: (taskId, waitMs) => agent.call<TaskVolumesAnswer>('TaskVolumes', { task_id: taskId, wait_ms: waitMs }, waitMs + 10_000),
+        volumeStatus: (held) => agent.call<void>('UpdateVolumeStatus', { held }, 10_000),
+      },
+      log: (m) => this.log(m),
+    });
+    this.volumes = volumes;
     const executor = new Executor({
       files,
+      volumes,
       cri,
       nodeId,
       hostname: this.o.hostname,
@@ -475,13 +502,15 @@ export class Daemon {
         load: () => this.state.readJson<[string, unknown][]>('assignments.json', []),
         save: (tasks) => this.state.writeJson('assignments.json', tasks),
       },
-      description: () => describeNode(cri),
+      description: () => describeNode(cri, this.plugins),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
       log: (m, f) => this.log(m, f),
     });
     this.agent = agent;
     this.executor = executor;
+    volumes.setActive(() => new Set(agent.tasks.keys()));
+    this.plugins?.on('change', () => void agent.describeAgain().catch((e) => this.log(`agent: sending the node's plugins failed: ${(e as Error).message}`)));
     // The saved assignments first: containers still assigned keep running while no manager answers.
     void executor.assign(agent.tasks).catch((e) => this.log(`agent: applying the saved assignments failed: ${(e as Error).message}`));
     this.agent.start();
@@ -541,6 +570,11 @@ export class Daemon {
 
   private onSession(s: SessionInfo, _from: string): void {
     if (!this.id || this.stopped || this.phase !== 'member') return;
+    if (s.sessionId !== this.volumesSession) {
+      // Each new session hears what volumes the node holds (released ones may be detached).
+      this.volumesSession = s.sessionId;
+      void this.volumes?.report();
+    }
     const epoch = this.epoch;
     const addrs = s.managers.map((m) => m.addr).filter(Boolean);
     if (addrs.length > 0) {
@@ -591,6 +625,8 @@ export class Daemon {
       tls: () => this.id!,
       gossip: (nodeId) => this.gossip?.state(nodeId),
       bootstrap,
+      csi: (driver) => this.plugins?.get('CSIPlugin', driver)?.endpoint,
+      hostname: this.o.hostname,
       log: (m, f) => this.log(m, f),
     });
     mgr.onRemoved = () => void this.renew();
@@ -616,7 +652,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
@@ -834,6 +870,38 @@ export class Daemon {
     }
   }
 
+  /** The plugin registry (plugins_registry/) and, with --csi-pool, the built-in CSI driver registered there. */
+  private async startPlugins(nodeId: string, epoch: number): Promise<void> {
+    if (this.plugins) return;
+    const registryDir = this.state.path('plugins_registry');
+    const registry = new PluginRegistry({ dir: registryDir, log: (m) => this.log(`plugins: ${m}`) });
+    this.plugins = registry;
+    if (this.o.csiPool) {
+      try {
+        // Staging and target paths live under DIR/csi, which must be a shared mount (csi/mount-root.ts).
+        await shareMountRoot(this.state.path('csi'));
+        this.csiDriver = await startDriver({ socket: this.state.path('csi.sock'), poolDir: this.o.csiPool, nodeId, registryDir, log: (m) => this.log(`shoal-csi: ${m}`) });
+        this.log(`shoald: built-in CSI driver serving on ${this.state.path('csi.sock')}, pool ${this.o.csiPool}`);
+      } catch (e) {
+        this.log(`shoald: the built-in CSI driver did not start: ${(e as Error).message}; tasks with volumes wait until a CSI driver registers`);
+      }
+    }
+    this.check(epoch);
+    await registry.start();
+  }
+
+  private async stopPlugins(): Promise<void> {
+    this.volumes?.stop();
+    this.volumes = undefined;
+    this.volumesSession = '';
+    const r = this.plugins;
+    this.plugins = undefined;
+    await r?.stop();
+    const d = this.csiDriver;
+    this.csiDriver = undefined;
+    await d?.close().catch((e) => this.log(`shoald: stopping the CSI driver: ${(e as Error).message}`));
+  }
+
   private async stopMember(): Promise<void> {
     clearTimeout(this.renewTimer);
     this.agent?.stop();
@@ -843,6 +911,7 @@ export class Daemon {
     this.executor = undefined;
     await this.stopRuntime();
     await this.stopManager();
+    await this.stopPlugins();
     const g = this.gossip;
     this.gossip = undefined;
     await g?.stop();
@@ -865,7 +934,19 @@ function randId(): string {
 }
 
 /** What the node has, for the scheduler: its CPUs, memory and the CRI runtime's name. */
-async function describeNode(cri: CriClient): Promise<WireDescription> {
+async function describeNode(cri: CriClient, plugins: PluginRegistry | undefined): Promise<WireDescription> {
   const v = await cri.runtime.Version({ version: 'v1' }, 10_000);
-  return { cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch };
+  return {
+    cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch,
+    plugins: (plugins?.list() ?? []).map(pluginWire),
+    plugin_refusals: plugins?.refused() ?? [],
+  };
+}
+
+/** A registered plugin as the managers take it (control/plugins.ts). */
+function pluginWire(p: RegisteredPlugin) {
+  return pluginToWire({
+    kind: p.kind, name: p.name, endpoint: p.endpoint, versions: p.versions, version: p.version, registeredAt: p.registeredAt,
+    ...(p.csi ? { csi: { nodeId: p.csi.nodeId, topology: p.csi.topology, maxVolumes: p.csi.maxVolumesPerNode, vendorVersion: p.csi.vendorVersion } } : {}),
+  });
 }

@@ -12,6 +12,7 @@ import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
 import type { StoreEvent } from '../store/types.js';
+import type { VolumeObject } from '../volumes/model.js';
 import { commitOps } from './commit.js';
 import { ReconcileLoop } from './loop.js';
 import { decidePass } from './pipeline.js';
@@ -36,9 +37,10 @@ export class LeaderComponents {
       new ReconcileLoop({
         name: 'leader pass',
         store,
-        kinds: ['service', 'task', 'node'],
+        // Volumes too: a task with mounts is placed only where its volumes can be attached.
+        kinds: ['service', 'task', 'node', 'volume'],
         relevant: (e) => {
-          if (!taskEvent(e) || e.type !== 'update') return true; // services, nodes; tasks created or deleted
+          if (!taskEvent(e) || e.type !== 'update') return true; // services, nodes, volumes; tasks created or deleted
           // Task progress (accepted .. running) changes no decision; endings, and tasks not yet
           // placed (new, pending), do.
           const st = (e.object as TaskObject).status.state;
@@ -46,7 +48,7 @@ export class LeaderComponents {
         },
         log,
         pass: async () => {
-          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), newId: newTaskId });
+          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), volumes: store.list('volume') as VolumeObject[], newId: newTaskId });
           await commitOps(raft, p.groups);
           const d = p.orchestrator;
           if (d.notes.length > 0) log(`orchestrator: ${d.notes.length <= 5 ? d.notes.join('; ') : `${d.notes.slice(0, 5).join('; ')}; and ${d.notes.length - 5} more`}`);

@@ -10,6 +10,7 @@ import type { Decisions, View } from '../orchestrator/view.js';
 import { schedule, type Schedule } from '../scheduler/scheduler.js';
 import type { TaskObject } from '../services/model.js';
 import type { ObjectInput, TxnOp } from '../store/types.js';
+import type { VolumeObject } from '../volumes/model.js';
 import { allocatorOps, orchestratorOps, schedulerOps } from './ops.js';
 
 export interface Pass {
@@ -46,7 +47,12 @@ function asTask(inp: ObjectInput, prev: TaskObject | undefined): TaskObject {
   return t;
 }
 
-export function decidePass(v: View): Pass {
+/** The pass's view: the orchestrator's, and the volumes the scheduler places tasks with mounts by. */
+export interface PassView extends View {
+  volumes?: VolumeObject[];
+}
+
+export function decidePass(v: PassView): Pass {
   const d = orchestrate(v);
   const groups = orchestratorOps(d);
   // The tasks as the orchestrator's ops leave them, and the op that writes each one.
@@ -80,7 +86,7 @@ export function decidePass(v: View): Pass {
   };
   const allocations = allocate([...tasks.values()]);
   fold(allocatorOps(allocations, v.now));
-  const s = schedule({ nodes: v.nodes, tasks: [...tasks.values()] });
+  const s = schedule({ nodes: v.nodes, tasks: [...tasks.values()], ...(v.volumes ? { volumes: v.volumes } : {}) });
   fold(schedulerOps(s, v.now));
   return { orchestrator: d, allocations, schedule: s, groups };
 }

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { TASK_STATE_ORDER, isTaskState, type TaskState } from '../store/task-states.js';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
+import type { Mount } from '../volumes/model.js';
 import type { JobSchedule, ScheduleStatus } from './schedule.js';
 
 /** One container of a task's pod. */
@@ -72,6 +73,8 @@ export interface TaskTemplate {
   /** Secrets and configs, as files in the main container (manager/secrets). */
   secrets?: FileRef[];
   configs?: FileRef[];
+  /** Volumes mounted in the main container (manager/volumes). */
+  mounts?: Mount[];
 }
 
 /** A health probe, as Kubernetes defines them. */

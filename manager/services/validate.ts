@@ -21,6 +21,7 @@ import {
   type ServiceSpec,
 } from './model.js';
 import { refToWire, refsFromWire, type WireFileRef } from '../secrets/refs.js';
+import { VolumeSpecError, mountsFromWire, mountsToWire, type WireMount } from '../volumes/validate.js';
 
 export class SpecError extends Error {
   override name = 'SpecError';
@@ -131,6 +132,7 @@ export interface WireSpec {
   probes?: WireProbe[];
   secrets?: WireFileRef[];
   configs?: WireFileRef[];
+  mounts?: WireMount[];
   schedule?: WireSchedule | null;
 }
 
@@ -300,6 +302,13 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
   if (limits.memoryBytes && reservations.memoryBytes && reservations.memoryBytes > limits.memoryBytes) throw new SpecError(`reservations.memory (${reservations.memoryBytes}) is above limits.memory (${limits.memoryBytes})`);
   if (limits.cpuMillis && reservations.cpuMillis && reservations.cpuMillis > limits.cpuMillis) throw new SpecError(`reservations.cpu (${reservations.cpuMillis}m) is above limits.cpu (${limits.cpuMillis}m)`);
   const stopSignal = signalName(w.stop_signal);
+  let mounts;
+  try {
+    mounts = mountsFromWire(w.mounts);
+  } catch (e) {
+    if (e instanceof VolumeSpecError) throw new SpecError(e.message);
+    throw e;
+  }
   const m = mode(w);
   return {
     mode: m,
@@ -320,6 +329,7 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
       ...(w.force_update ? { forceUpdate: count(w.force_update, 'force update', 0) } : {}),
       ...(w.probes?.length ? { probes: probes(w.probes) } : {}),
       ...refsFromWire(w.secrets, w.configs),
+      ...(mounts.length ? { mounts } : {}),
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
@@ -381,6 +391,7 @@ export function specToWire(s: ServiceSpec): WireSpec {
     probes: (t.probes ?? []).map(probeToWire),
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
+    mounts: mountsToWire(t.mounts),
     schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };
 }
