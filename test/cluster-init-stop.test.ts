@@ -141,7 +141,8 @@ t.test('join tokens by file and by environment; a manager with a frozen worker s
   process.kill(w1.pid!, 'SIGSTOP');
   t.teardown(() => { try { process.kill(w1.pid!, 'SIGCONT'); } catch { /* gone */ } });
   const m1 = c.nodes.get('m1')!;
-  const exited = new Promise<number | null>((r) => m1.proc!.once('exit', (code) => r(code)));
+  // 'close', not 'exit': the log lines it wrote last may still be in the pipe when it exits.
+  const exited = new Promise<number | null>((r) => m1.proc!.once('close', (code) => r(code)));
   m1.proc!.kill('SIGTERM');
   // A generous deadline for the condition "it exits"; before the fix it waited forever.
   let timer: NodeJS.Timeout | undefined;
