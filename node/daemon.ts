@@ -19,6 +19,7 @@ import { controlTable } from '../manager/control/service.js';
 import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../proto/services.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
+import { networksTable } from '../manager/networks/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { secureService, type Identity as CallIdentity, type MethodSpec } from '../manager/security/authz.js';
 import { CHANNEL_OPTIONS, clientCredentials, ServerTls } from '../manager/security/credentials.js';
@@ -594,7 +595,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...networksTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });

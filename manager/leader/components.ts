@@ -5,6 +5,8 @@
 // repeats a decision, and stop the moment leadership moves.
 import { randomBytes } from 'node:crypto';
 import { allocate } from '../allocator/allocator.js';
+import { placeNetworks, withAddresses } from '../allocator/placement.js';
+import type { NetworkObject } from '../networks/model.js';
 import type { NodeObject } from '../control/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
@@ -60,14 +62,21 @@ export class LeaderComponents {
       new ReconcileLoop({
         name: 'scheduler',
         store,
-        kinds: ['task', 'node'],
-        // New pending tasks, and anything that frees or changes a node's room.
+        kinds: ['task', 'node', 'service'],
+        // New pending tasks, anything that frees or changes a node's room, and services (their
+        // published ports give every node a subnet of their network).
         relevant: (e) => !taskEvent(e) || e.type === 'delete' || needsPlacement(e.object as TaskObject) || isTerminal((e.object as TaskObject).status.state),
         log,
         pass: async () => {
           const now = Date.now();
           const all = tasks();
-          const s = schedule({ nodes: nodes(), tasks: all });
+          const ns = nodes();
+          const placed = schedule({ nodes: ns, tasks: all });
+          // Addresses with the placement (allocator/placement.ts): the nodes' new subnets are
+          // committed first, then each task with its node and its addresses in one write.
+          const net = placeNetworks({ networks: store.list('network') as NetworkObject[], services: store.list('service') as ServiceObject[], nodes: ns, tasks: all }, placed.assign);
+          await commitOps(raft, net.networkOps);
+          const s = withAddresses(placed, net);
           const ops = schedulerOps(s, now);
           await commitOps(raft, ops);
           if (s.assign.length > 0 || ops.length > 0) log(`scheduler: assigned ${s.assign.length} task(s)${s.unplaceable.length ? `, ${s.unplaceable.length} fit nowhere (${s.unplaceable[0]!.reason})` : ''}`);

@@ -4,6 +4,7 @@
 // created, with a desired state the managers write and an observed state the agent reports.
 // Everything here is plain data (msgpack in the raft log) so every manager applies it alike.
 import { createHash } from 'node:crypto';
+import type { EndpointSpec, NetworkAddress } from '../networks/model.js';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
 
@@ -70,6 +71,8 @@ export interface TaskTemplate {
   /** Secrets and configs, as files in the main container (manager/secrets). */
   secrets?: FileRef[];
   configs?: FileRef[];
+  /** The networks (ids, in order: the first gets eth0) the pod joins (manager/networks). */
+  networks?: string[];
 }
 
 /** A health probe, as Kubernetes defines them. */
@@ -118,6 +121,8 @@ export interface ServiceSpec {
   /** Absent on services created before rolling updates existed: the defaults apply. */
   update?: UpdateConfig;
   rollback?: UpdateConfig;
+  /** How the service is reached: a VIP or DNS round robin, and its published ports. */
+  endpoint?: EndpointSpec;
 }
 
 export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
@@ -147,6 +152,8 @@ export interface ServiceStatus {
   revisions?: Revision[];
   /** The rollout of the latest template change, if any. */
   update?: UpdateStatus;
+  /** Its virtual IPs, one per network (VIP mode), allocated with each spec change. */
+  vips?: NetworkAddress[];
 }
 
 export type ServiceObject = StoreObject<ServiceSpec, ServiceStatus>;
@@ -220,6 +227,8 @@ export interface TaskSpec {
    * counts them the same.
    */
   restarts: number[];
+  /** Its address on each network of the template, decided with its placement (the allocator). */
+  networks?: NetworkAddress[];
 }
 
 export interface TaskStatus {
