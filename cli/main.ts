@@ -6,6 +6,7 @@ import { nodeJson, numbers, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
 import { commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
+import { NETWORK_BOOL, NETWORK_FLAGS, networkCommand } from './network.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 import { encodeBackup } from '../proto/backup-file.js';
 import { protoDir } from '../proto/load.js';
@@ -18,7 +19,7 @@ interface Parsed {
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', ...SERVICE_BOOL]);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', ...SERVICE_BOOL, ...NETWORK_BOOL]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -88,7 +89,7 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS]);
+  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS]);
   if (p.flags.has('version')) return versionLine();
   // Help needs no cluster: `shoal`, `shoal help [CMD [SUB]]`, `shoal CMD [SUB] --help`, `shoal node`.
   const helpPath = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined;
@@ -180,6 +181,8 @@ async function run(argv: string[]): Promise<string> {
     case 'secret':
     case 'config':
       return fileCommand(t, cmd, sub, rest, flags(p), json);
+    case 'network':
+      return networkCommand(t, sub, rest, flags(p), json);
     default:
       throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }

@@ -30,6 +30,8 @@ import { LogPublisher } from './agent/logs.js';
 import type { Log, LogFields } from '../proto/log.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
+import { NetworkChild, writeCniFiles } from './network-child.js';
+import { NetworkSync } from './agent/network.js';
 import { StateLock } from './state-lock.js';
 import { decodeBackup } from '../proto/backup-file.js';
 import { adoptNewGroup } from '../manager/recovery/adopt.js';
@@ -56,6 +58,9 @@ export interface DaemonOptions {
   /** The CRI runtime to drive (`unix:///run/containerd/containerd.sock`); default: start the
    * built-in shoal-runtime as a child on DIR/cri.sock. */
   criEndpoint?: string;
+  /** The network plugin to use (`unix:///PATH.sock`, speaking proto/network); default: start the
+   * built-in shoal-net as a child on DIR/plugins/network.sock. */
+  networkEndpoint?: string;
   /** Registries the built-in runtime reaches over plain HTTP. */
   insecureRegistries?: string[];
   /** Cgroup under which the built-in runtime puts pods (default /shoal). */
@@ -92,6 +97,8 @@ export class Daemon {
   private files?: TaskFiles;
   private keeper?: DataKeyKeeper;
   private runtime?: RuntimeChild;
+  private netChild?: NetworkChild;
+  private network?: NetworkSync;
   private cri?: CriClient;
   private gossip?: NodeGossip;
   private gossipStarting = false;
@@ -398,6 +405,8 @@ export class Daemon {
     // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     this.files?.removeAll();
+    // Its pods are gone: so are its bridges, VXLAN devices, routes and nft tables.
+    await this.stopNetwork(true);
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
@@ -424,11 +433,13 @@ export class Daemon {
     const cri = await this.startRuntime(epoch);
     const nodeId = this.id!.nodeId;
     const logRoot = this.state.path('logs');
+    const network = this.startNetwork(nodeId);
     let agent!: Agent;
     const files = new TaskFiles({ stateDir: this.state.dir, log: (m) => this.log(m) });
     this.files = files;
     const executor = new Executor({
       files,
+      network,
       cri,
       nodeId,
       hostname: this.o.hostname,
@@ -457,6 +468,7 @@ export class Daemon {
       description: () => describeNode(cri),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
+      onNetworks: (m) => network.onView(m),
       log: (m, f) => this.log(m, f),
     });
     this.agent = agent;
@@ -488,6 +500,44 @@ export class Daemon {
     this.cri = criClient(rt.endpoint);
     this.log(`shoald: built-in runtime (shoal-runtime) serving CRI on ${rt.endpoint}`);
     return this.cri;
+  }
+
+  /**
+   * The node's network plugin: the built-in shoal-net as a child (or --network-endpoint), the
+   * runtime's CNI files pointing at it, and the agent's side of its contract.
+   */
+  private startNetwork(nodeId: string): NetworkSync {
+    let socket: string;
+    let ready: Promise<void> | undefined;
+    if (this.o.networkEndpoint) {
+      socket = this.o.networkEndpoint.slice('unix://'.length);
+      this.log(`shoald: pods get their networks from the network plugin at ${this.o.networkEndpoint}`);
+    } else {
+      const child = new NetworkChild({ stateDir: this.state.dir, underlayAddr: this.advertiseHost, log: (m) => this.log(m) });
+      this.netChild = child;
+      socket = child.socket;
+      if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(this.advertiseHost)) {
+        this.log(`shoald: the advertise address ${this.advertiseHost} is not an IPv4 address: the built-in network plugin needs one (VXLAN peers); tasks on this node cannot get a network. Start shoald with --advertise IPV4:PORT`);
+      } else {
+        ready = child.start().then(
+          () => this.log(`shoald: built-in network plugin (shoal-net) serving on unix://${child.socket}`),
+          (e) => this.log(`shoald: the built-in network plugin did not start: ${(e as Error).message}; tasks on this node wait for it`),
+        );
+      }
+    }
+    writeCniFiles(this.state.dir, socket);
+    const net = new NetworkSync({ socket, nodeId, ready, log: (m) => this.log(m) });
+    this.network = net;
+    return net;
+  }
+
+  private async stopNetwork(teardown = false): Promise<void> {
+    this.network?.stop();
+    this.network = undefined;
+    const c = this.netChild;
+    this.netChild = undefined;
+    await c?.stop();
+    if (teardown) c?.teardown();
   }
 
   private async stopRuntime(): Promise<void> {
@@ -789,6 +839,8 @@ export class Daemon {
     // The containers keep running: a restarted shoald finds them again.
     this.executor?.stop();
     this.executor = undefined;
+    // The data path stays: pods keep their network while shoald and its plugin are away.
+    await this.stopNetwork();
     await this.stopRuntime();
     await this.stopManager();
     const g = this.gossip;

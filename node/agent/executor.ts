@@ -11,6 +11,7 @@ import { CONTAINER_STATE, type CriClient } from '../cri/client.js';
 import { sources } from '../../manager/metrics.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
+import type { NetworkSync } from './network.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
 import type { CriMount, TaskFiles } from './secrets.js';
 import type { Log } from '../../proto/log.js';
@@ -34,6 +35,8 @@ export interface ExecutorOptions {
   pollMs?: number;
   /** The tasks' secrets and configs as files (node/agent/secrets.ts). */
   files?: TaskFiles;
+  /** The network plugin's side: a task's attachment before its pod runs, gone after (network.ts). */
+  network?: Pick<NetworkSync, 'attach' | 'detach' | 'dnsServers'>;
 }
 
 interface Found {
@@ -162,8 +165,10 @@ export class Executor {
       await Promise.all(ctrs.filter((c: any) => c.state === CONTAINER_STATE.running).map((c: any) => this.o.cri.runtime.StopContainer({ container_id: c.id, timeout: graceSec }, (graceSec + 30) * 1000)));
       await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: podId });
       await this.o.cri.runtime.RemovePodSandbox({ pod_sandbox_id: podId });
+      if (taskId) this.o.network?.detach(taskId);
     } catch (e) {
       if ((e as { code?: number }).code !== 5) this.o.log(`agent: removing pod ${podId.slice(0, 12)} failed: ${(e as Error).message}`);
+      else if (taskId) this.o.network?.detach(taskId);
     }
     if (taskId) rmSync(join(this.o.logRoot, taskId), { recursive: true, force: true });
   }
@@ -295,7 +300,10 @@ class Runner {
     if (this.detached) return;
     if (this.gone) {
       if (this.podId) await this.ex.removePod(this.podId, this.task.id, this.graceSec());
-      else this.removeLogs();
+      else {
+        this.removeLogs();
+        this.o.network?.detach(this.task.id);
+      }
       this.o.files?.release(this.task.id);
       this.o.forget(this.task.id);
       return;
@@ -397,9 +405,14 @@ class Runner {
         this.o.files?.release(t.id);
         return;
       }
+      const net = this.o.network;
+      if (net && t.spec.networks?.length) {
+        this.report('starting', { message: 'attaching its networks' });
+        await net.attach(t, () => this.check());
+      }
       this.report('starting', { message: 'creating the pod' });
       const node = { id: this.o.nodeId, hostname: this.o.hostname };
-      const sandbox = podConfig(t, this.o.nodeId, this.o.logRoot);
+      const sandbox = podConfig(t, this.o.nodeId, this.o.logRoot, net && t.spec.networks?.length ? net.dnsServers() : undefined);
       this.podId = (await this.o.cri.runtime.RunPodSandbox({ config: sandbox })).pod_sandbox_id;
       for (const c of tpl.init) {
         this.check();
@@ -503,6 +516,8 @@ class Runner {
       // The task has ended: its secrets and configs leave the node with it.
       this.o.files?.release(this.task.id);
     }
+    // The pod's network is torn down (or was never made): its addresses may go to another pod.
+    this.o.network?.detach(this.task.id);
     if (why && !isTerminal(this.reported)) this.report('shutdown', { message: wasRunning ? `stopped (${why})` : `${why} before it ran` });
   }
 
