@@ -36,7 +36,7 @@ export interface ExecutorOptions {
   /** The tasks' secrets and configs as files (node/agent/secrets.ts). */
   files?: TaskFiles;
   /** The network plugin's side: a task's attachment before its pod runs, gone after (network.ts). */
-  network?: Pick<NetworkSync, 'attach' | 'detach' | 'dnsServers'>;
+  network?: Pick<NetworkSync, 'attach' | 'detach' | 'dnsServers' | 'hold'>;
 }
 
 interface Found {
@@ -93,6 +93,19 @@ export class Executor {
           const f = found.get(c.labels?.[LABELS.taskId]);
           if (f && c.pod_sandbox_id === f.podId) f.containers.set(c.labels[LABELS.container] ?? c.metadata?.name, { id: c.id, state: c.state });
         }
+        // Their addresses stay theirs until their pods are gone: the managers may have released
+        // them (the task ended or was given up while the agent was away) for another task here.
+        if (this.o.network) {
+          for (const [tid, f] of found) {
+            try {
+              // The pod's IPs (its first interface's; assign() adds the task's others).
+              const st = (await this.o.cri.runtime.PodSandboxStatus({ pod_sandbox_id: f.podId })).status;
+              this.o.network.hold(tid, [st?.network?.ip, ...(st?.network?.additional_ips ?? []).map((x: any) => x.ip)].filter((x): x is string => !!x));
+            } catch {
+              /* gone meanwhile */
+            }
+          }
+        }
         this.found = found;
         if (found.size > 0) this.o.log(`agent: found ${found.size} pod(s) of earlier tasks in the runtime`);
         break;
@@ -113,7 +126,9 @@ export class Executor {
       const t = raw as TaskObject;
       let r = this.runners.get(id);
       if (!r) {
-        r = new Runner(this, t, this.found?.get(id));
+        const f = this.found?.get(id);
+        if (f && t.spec.networks?.length) this.o.network?.hold(id, t.spec.networks.map((a) => a.address));
+        r = new Runner(this, t, f);
         this.found?.delete(id);
         this.runners.set(id, r);
       }

@@ -33,6 +33,8 @@ export class NetworkSync {
   private readonly nodes = new Map<string, ViewNode>();
   private readonly services = new Map<string, ViewService>();
   private readonly attachments = new Map<string, Attachment>();
+  /** Addresses of pods an earlier run of the agent made (found again at start), by task. */
+  private readonly held = new Map<string, Set<string>>();
   private vipRange = '';
   private haveView = false;
   private readonly dirty: Record<Kind, Set<string>> = { networks: new Set(), nodes: new Set(), services: new Set(), attachments: new Set() };
@@ -119,8 +121,18 @@ export class NetworkSync {
         if (id === t.id) continue;
         if (other.networks.some((n) => n.network_id === a.networkId && n.address === a.address)) return `address ${a.address} is still held by task ${id}'s pod on this node`;
       }
+      // Networks' subnets never overlap: an address alone names the pod's interface.
+      for (const [id, ips] of this.held) if (id !== t.id && ips.has(a.address)) return `address ${a.address} is still held by task ${id}'s pod (found after the agent's restart) on this node`;
     }
     return undefined;
+  }
+
+  /**
+   * A pod of task `taskId` that an earlier run of the agent made holds `ips`: no other task's pod
+   * gets one of them before its network is torn down (detach).
+   */
+  hold(taskId: string, ips: string[]): void {
+    if (ips.length > 0) this.held.set(taskId, new Set([...(this.held.get(taskId) ?? []), ...ips]));
   }
 
   /**
@@ -155,6 +167,7 @@ export class NetworkSync {
 
   /** The task's pod has no network any more (torn down, or never made): forget its attachment. */
   detach(taskId: string): void {
+    if (this.held.delete(taskId)) for (const w of [...this.waiters]) w();
     if (!this.attachments.delete(taskId)) return;
     this.dirty.attachments.add(taskId);
     this.changed();
