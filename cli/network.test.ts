@@ -2,7 +2,7 @@
 // over a current spec; bad values exit 2 with the forms that work.
 import t from 'tap';
 import { CliError } from './client.js';
-import { parsePublish, updateNetworking } from './network.js';
+import { networkCommand, parsePublish, updateNetworking } from './network.js';
 import type { Flags } from './service.js';
 
 t.test('--publish forms', async (t) => {
@@ -22,4 +22,12 @@ t.test('service update: --network-add/-rm by name, --publish-add/-rm', async (t)
   t.same(sp.networks, ['id-front', 'extra'], 'a network removed by name (its id looked up), one added');
   t.same(sp.ports.map((p) => `${p.published_port}/${p.protocol}`), ['53/udp', '9090/tcp'], '8080/tcp removed, 9090 added; 53/udp kept');
   await t.rejects(updateNetworking(flags({ 'publish-rm': ['web'] }), sp, async (r) => r), /--publish-rm takes a published port/);
+});
+
+t.test('a mistyped or missing network command: exit 2 with a suggestion, before any shoald is asked', async (t) => {
+  const none = { stateDir: '/nonexistent/shoal-network-test', host: undefined };
+  const f: Flags = { one: () => undefined, all: () => [], has: () => false };
+  await t.rejects(networkCommand(none, 'crate', ['x'], f, false), { constructor: CliError, exitCode: 2, message: /unknown network command "crate": did you mean "create"\?/ } as never);
+  await t.rejects(networkCommand(none, undefined, [], f, false), { constructor: CliError, exitCode: 2, message: /unknown network command ""/ } as never);
+  await t.rejects(networkCommand(none, 'ls', [], f, false), /shoald is not running/, 'a real command goes on to the (absent) shoald');
 });

@@ -81,6 +81,8 @@ export async function updateNetworking(f: Flags, sp: any, idOf: (ref: string) =>
 }
 
 export async function networkCommand(t: Target, sub: string | undefined, rest: string[], f: Flags, json: boolean): Promise<string> {
+  // A mistyped subcommand is a usage error, even with no shoald to ask.
+  if (!subcommandsOf('network')!.includes(sub ?? '')) throw new CliError(`${unknownWord('network command', sub ?? '', subcommandsOf('network')!)}\n(shoal network --help)`, 2);
   const c = controlClient(t);
   const out = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
   switch (sub) {
