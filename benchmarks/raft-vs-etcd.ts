@@ -1,7 +1,7 @@
 // raft-vs-etcd: shoal's replicated store against etcd, same machine, same run, same load.
 //
 //   npm run bench:raft -- --clients 64 --seconds 15 [--warmup 3] [--rounds 3] [--generators N]
-//                         [--no-memory] [--memory-objects 100000]
+//                         [--no-memory | --memory-only] [--memory-objects 100000]
 //
 // Starts 3 etcd members (Debian's etcd-server, /usr/bin/etcd) and 3 shoal managers
 // (manager/store-main.js) on loopback, each with its own temp data dir on the same filesystem;
@@ -14,23 +14,29 @@
 // either system or to the generators: both get the same placement (the whole machine).
 // --clients takes one value or a comma list (1,16,64,256). The last line for each C is:
 //   raft-vs-etcd C=<C>: shoal <w> w/s p99 <ms> ms, etcd <w> w/s p99 <ms> ms, ratio <x>
-// Then shoal is filled with --memory-objects objects of 1 KiB and each manager's RSS is printed.
+// Then the memory comparison: a fresh etcd cluster and a fresh shoal cluster are each filled with
+// --memory-objects objects of 1 KiB (transactions of 100), every member is checked to have
+// applied them, and after a few seconds' settling each process's resident set (VmRSS) is
+// printed, ending with
+//   raft-vs-etcd memory: shoal <max> MiB RSS per manager, etcd <max> MiB RSS per member, ratio <x>
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { StoreClient } from '../manager/storeapi/client.js';
 import { encodeValue } from '../manager/storeapi/convert.js';
+import { loadProto } from '../proto/load.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ETCD = '/usr/bin/etcd';
 
-interface Opts { clients: number[]; seconds: number; warmup: number; rounds: number; generators?: number; memory: boolean; memoryObjects: number; target: 'leader' | 'all' }
+interface Opts { clients: number[]; seconds: number; warmup: number; rounds: number; generators?: number; memory: boolean; memoryOnly: boolean; memoryObjects: number; target: 'leader' | 'all' }
 
 function parse(argv: string[]): Opts {
-  const o: Opts = { clients: [64], seconds: 15, warmup: 3, rounds: 3, memory: true, memoryObjects: 100_000, target: 'leader' };
+  const o: Opts = { clients: [64], seconds: 15, warmup: 3, rounds: 3, memory: true, memoryOnly: false, memoryObjects: 100_000, target: 'leader' };
   for (let i = 0; i < argv.length; i++) {
     const f = argv[i]!;
     const v = () => {
@@ -49,6 +55,7 @@ function parse(argv: string[]): Opts {
     else if (f === '--rounds') o.rounds = num(v());
     else if (f === '--generators') o.generators = num(v());
     else if (f === '--no-memory') o.memory = false;
+    else if (f === '--memory-only') o.memoryOnly = true;
     else if (f === '--target') {
       const t = v();
       if (t !== 'leader' && t !== 'all') throw new Error(`--target must be leader or all, got ${t}`);
@@ -72,12 +79,20 @@ function start(cmd: string, args: string[], name: string): ChildProcess {
     if (tail.length > 20) tail = tail.slice(-20);
   });
   c.on('exit', (code, sig) => {
-    if (!stopping && code !== 0) process.stderr.write(`${name} exited (${code ?? sig}); last output:\n${tail.join('\n')}\n`);
+    if (!stopping && !stopped.has(c) && code !== 0) process.stderr.write(`${name} exited (${code ?? sig}); last output:\n${tail.join('\n')}\n`);
   });
   return c;
 }
 
 let stopping = false;
+/** Processes stopped on purpose (a phase's clusters), whose exit is not an error. */
+const stopped = new WeakSet<ChildProcess>();
+function stopAll(procs: ChildProcess[]): void {
+  for (const p of procs) {
+    stopped.add(p);
+    p.kill('SIGKILL');
+  }
+}
 function killAll(): void {
   stopping = true;
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
@@ -106,9 +121,7 @@ function cpuMsOf(pid: number | undefined): number {
   }
 }
 
-const etcdProcs: ChildProcess[] = [];
-
-async function startEtcd(dir: string, ports: number[]): Promise<string[]> {
+async function startEtcd(dir: string, ports: number[], etcdProcs: ChildProcess[]): Promise<string[]> {
   if (!existsSync(ETCD)) throw new Error(`${ETCD} not found: install Debian's etcd-server package`);
   const peer = (i: number) => `http://127.0.0.1:${ports[3 + i]}`;
   const cluster = [0, 1, 2].map((i) => `e${i}=${peer(i)}`).join(',');
@@ -181,13 +194,34 @@ const median = (xs: number[]) => {
 };
 
 async function waitWritable(system: 'etcd' | 'shoal', endpoints: string[]): Promise<void> {
-  // A short load that must succeed: the cluster has a leader and every member answers.
-  const end = Date.now() + 60_000;
-  for (;;) {
-    const r = await runLoad(system, endpoints, 3, { clients: [3], seconds: 1, warmup: 1, rounds: 1, memory: false, memoryObjects: 0, generators: 1, target: 'all' }).catch(() => undefined);
-    if (r && r.errors === 0 && r.wps > 0) return;
-    if (Date.now() > end) throw new Error(`${system} did not become writable within 60 s`);
-    await sleep(500);
+  // One write through every member must succeed: the cluster has a leader and every member
+  // answers (a write at a follower is forwarded). Generous deadlines: the machine may be busy.
+  const end = Date.now() + 120_000;
+  for (let n = 0; ; n++) {
+    try {
+      for (const e of endpoints) {
+        if (system === 'shoal') {
+          const c = new StoreClient(e);
+          try {
+            await c.put({ kind: 'config', id: `ready-${n}`, name: `ready-${n}`, spec: null }, undefined, 10_000);
+          } finally {
+            c.close();
+          }
+        } else {
+          const KV = (loadProto('etcd/rpc.proto') as any).etcdserverpb.KV as grpc.ServiceClientConstructor;
+          const c = new KV(e, grpc.credentials.createInsecure()) as any;
+          try {
+            await new Promise((resolve, reject) => c.Put({ key: Buffer.from(`ready-${n}`), value: Buffer.from('x') }, { deadline: Date.now() + 10_000 }, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
+          } finally {
+            c.close();
+          }
+        }
+      }
+      return;
+    } catch (e) {
+      if (Date.now() > end) throw new Error(`${system} did not become writable within 120 s: ${(e as Error).message}`);
+      await sleep(500);
+    }
   }
 }
 
@@ -211,33 +245,114 @@ async function leaderOf(system: 'etcd' | 'shoal', endpoints: string[]): Promise<
   throw new Error(`cannot find the ${system} leader`);
 }
 
-async function memoryReport(apis: string[], procs: ChildProcess[], n: number): Promise<void> {
-  const c = new StoreClient(apis[0]!);
-  const spec = Buffer.alloc(1024, 0x62);
+/** Resident set size of a process, bytes (VmRSS from /proc). */
+function rssOf(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+const MiB = (b: number) => (b / 2 ** 20).toFixed(0);
+
+/** Both systems' clusters, started on fresh data directories. */
+async function startClusters(dir: string, ports: number[]): Promise<{ etcd: string[]; etcdProcs: ChildProcess[]; shoal: { apis: string[]; procs: ChildProcess[] } }> {
+  const etcdProcs: ChildProcess[] = [];
+  const etcd = await startEtcd(dir, ports.slice(0, 6), etcdProcs);
+  const shoal = await startShoal(dir, ports.slice(6));
+  // Each manager prints one line when ready; one that exits first fails the run (no hang).
+  for (const c of shoal.procs) {
+    await new Promise<void>((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`a shoal manager exited (${code}) before it was ready`));
+      c.once('exit', onExit);
+      createInterface({ input: c.stdout! }).once('line', () => {
+        c.off('exit', onExit);
+        resolve();
+      });
+    });
+  }
+  await waitWritable('etcd', etcd);
+  await waitWritable('shoal', shoal.apis);
+  return { etcd, etcdProcs, shoal };
+}
+
+const MEM_BATCH = 100;
+const memKey = (j: number) => 'mem' + String(j).padStart(8, '0');
+
+/**
+ * Writes n objects of 1 KiB in transactions of MEM_BATCH, 16 in flight, through `put(keys)`. A
+ * failed transaction (a leader change on a busy machine) is sent again: its puts are idempotent.
+ */
+async function fill(n: number, put: (from: number, to: number) => Promise<unknown>): Promise<number> {
   const t0 = Date.now();
-  let done = 0;
-  const batch = 100;
   const inflight = new Set<Promise<unknown>>();
-  for (let i = 0; i < n; i += batch) {
-    const ops = [];
-    for (let j = i; j < Math.min(n, i + batch); j++) {
-      const id = 'mem' + String(j).padStart(8, '0');
-      ops.push({ type: 2, object: { kind: 'config', id, name: id, labels: {}, service_id: '', node_id: '', spec: encodeValue(spec), status: Buffer.alloc(0) } });
+  const retrying = async (from: number, to: number): Promise<unknown> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await put(from, to);
+      } catch (e) {
+        if (attempt >= 10) throw e;
+        await sleep(500);
+      }
     }
-    const p = c.txn(ops, 60_000).then(() => (done += ops.length));
+  };
+  for (let i = 0; i < n; i += MEM_BATCH) {
+    const p = retrying(i, Math.min(n, i + MEM_BATCH));
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
     if (inflight.size >= 16) await Promise.race(inflight);
   }
   await Promise.all(inflight);
-  const secs = (Date.now() - t0) / 1000;
-  // Every manager has applied everything once a linearizable read on each answers.
-  for (const a of apis) {
-    const s = new StoreClient(a);
-    await s.get('config', 'mem00000000');
-    s.close();
+  return (Date.now() - t0) / 1000;
+}
+
+/**
+ * The memory comparison: fresh clusters of both systems, each filled with n objects of 1 KiB,
+ * every member checked to have applied them, then each process's RSS after a settling pause.
+ */
+async function memoryPhase(dir: string, n: number): Promise<string> {
+  const ports = await freePorts(12);
+  const { etcd, etcdProcs, shoal } = await startClusters(join(dir, 'memory'), ports);
+  const value = Buffer.alloc(1024, 0x62);
+  // etcd: KV.Txn of Puts at the leader (a follower forwards to it if the leader changes).
+  const KV = (loadProto('etcd/rpc.proto') as any).etcdserverpb.KV as grpc.ServiceClientConstructor;
+  const el = await leaderOf('etcd', etcd);
+  const ec = new KV(el, grpc.credentials.createInsecure(), { 'grpc.max_send_message_length': 64 << 20 }) as any;
+  const etcdSecs = await fill(n, (from, to) => new Promise((resolve, reject) => {
+    const success = [];
+    for (let j = from; j < to; j++) success.push({ request_put: { key: Buffer.from(memKey(j)), value } });
+    ec.Txn({ compare: [], success, failure: [] }, { deadline: Date.now() + 60_000 }, (err: Error | null) => (err ? reject(err) : resolve(undefined)));
+  }));
+  ec.close();
+  // shoal: Store.Txn of puts at the leader.
+  const sl = await leaderOf('shoal', shoal.apis);
+  const sc = new StoreClient(sl);
+  const spec = encodeValue(value);
+  const shoalSecs = await fill(n, (from, to) => {
+    const ops = [];
+    for (let j = from; j < to; j++) ops.push({ type: 2, object: { kind: 'config', id: memKey(j), name: memKey(j), labels: {}, service_id: '', node_id: '', spec, status: Buffer.alloc(0) } });
+    return sc.txn(ops, 60_000);
+  });
+  sc.close();
+  // Every member has applied everything once a linearizable read of the last object answers there.
+  const last = memKey(n - 1);
+  for (const a of etcd) {
+    const c = new KV(a, grpc.credentials.createInsecure()) as any;
+    const r = await new Promise<any>((resolve, reject) => c.Range({ key: Buffer.from(last) }, (err: Error | null, res: any) => (err ? reject(err) : resolve(res))));
+    c.close();
+    if (!r.kvs || r.kvs.length !== 1) throw new Error(`etcd member ${a} does not hold ${last}`);
   }
-  const reports = await Promise.all(procs.map((p) => new Promise<{ rss: number; objects: number; heapUsed: number; arrayBuffers?: number; logEntries?: number }>((resolve) => {
+  for (const a of shoal.apis) {
+    const c = new StoreClient(a);
+    await c.get('config', last);
+    c.close();
+  }
+  // Let both runtimes settle (Go's and V8's collectors run on their own schedule), then measure.
+  await sleep(5000);
+  const reports = await Promise.all(shoal.procs.map((p) => new Promise<{ rss: number; objects: number; heapUsed: number; arrayBuffers?: number; logEntries?: number }>((resolve) => {
     const rl = createInterface({ input: p.stdout! });
     rl.on('line', (l) => {
       if (l.includes('"memory"')) {
@@ -247,9 +362,52 @@ async function memoryReport(apis: string[], procs: ChildProcess[], n: number): P
     });
     p.kill('SIGUSR2');
   })));
-  c.close();
-  console.log(`memory: shoal managers holding ${done} objects of 1 KiB (loaded in ${secs.toFixed(1)} s as ${n / batch} txns of ${batch}):`);
-  reports.forEach((r, i) => console.log(`memory: manager ${i + 1}: ${r.objects} objects, RSS ${(r.rss / 2 ** 20).toFixed(0)} MiB, heap used ${(r.heapUsed / 2 ** 20).toFixed(0)} MiB, buffers ${((r.arrayBuffers ?? 0) / 2 ** 20).toFixed(0)} MiB, raft log in memory ${r.logEntries ?? '?'} entries`));
+  const shoalRss = shoal.procs.map((p) => rssOf(p.pid));
+  const etcdRss = etcdProcs.map((p) => rssOf(p.pid));
+  console.log(`memory: ${n} objects of 1 KiB written to each system in transactions of ${MEM_BATCH} (etcd ${etcdSecs.toFixed(1)} s, shoal ${shoalSecs.toFixed(1)} s); RSS after 5 s:`);
+  etcdRss.forEach((r, i) => console.log(`memory: etcd member ${i + 1}: RSS ${MiB(r)} MiB`));
+  reports.forEach((r, i) => console.log(`memory: shoal manager ${i + 1}: RSS ${MiB(shoalRss[i]!)} MiB (${r.objects} objects; heap used ${MiB(r.heapUsed)} MiB, array buffers ${MiB(r.arrayBuffers ?? 0)} MiB, raft log in memory ${r.logEntries ?? '?'} entries)`));
+  stopAll([...etcdProcs, ...shoal.procs]);
+  const sMax = Math.max(...shoalRss);
+  const eMax = Math.max(...etcdRss);
+  return `raft-vs-etcd memory: shoal ${MiB(sMax)} MiB RSS per manager (max of 3), etcd ${MiB(eMax)} MiB RSS per member (max of 3), ratio ${(sMax / eMax).toFixed(2)}`;
+}
+
+async function throughputPhase(dir: string, o: Opts, finals: string[]): Promise<void> {
+  // All twelve ports in one go: chosen separately, the second set could repeat a port of the
+  // first that etcd has not bound yet.
+  const ports = await freePorts(12);
+  const { etcd, etcdProcs, shoal } = await startClusters(join(dir, 'throughput'), ports);
+  console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system; clients write to ${o.target === 'leader' ? 'the leader' : 'all members round-robin'}`);
+  const lines: string[] = [];
+  for (const C of o.clients) {
+    const res: Record<'etcd' | 'shoal', LoadResult[]> = { etcd: [], shoal: [] };
+    for (let r = 0; r < o.rounds; r++) {
+      for (const sys of (r % 2 === 0 ? ['etcd', 'shoal'] : ['shoal', 'etcd']) as ('etcd' | 'shoal')[]) {
+        const all = sys === 'etcd' ? etcd : shoal.apis;
+        const targets = o.target === 'all' ? all : [await leaderOf(sys, all)];
+        const x = await runLoad(sys, targets, C, o, sys === 'etcd' ? etcdProcs : shoal.procs);
+        res[sys].push(x);
+        const n = Math.max(1, x.wps * o.seconds);
+        console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}; CPU per write: servers ${(x.serverCpuMs / n).toFixed(3)} ms, generators ${(x.genCpuMs / n).toFixed(3)} ms; load ${loadavg()[0]!.toFixed(1)}`);
+      }
+    }
+    const m = (s: 'etcd' | 'shoal') => ({ wps: median(res[s].map((x) => x.wps)), p50: median(res[s].map((x) => x.p50)), p99: median(res[s].map((x) => x.p99)) });
+    const s = m('shoal');
+    const e = m('etcd');
+    const line = `raft-vs-etcd C=${C}: shoal ${s.wps.toFixed(0)} w/s p99 ${s.p99.toFixed(1)} ms, etcd ${e.wps.toFixed(0)} w/s p99 ${e.p99.toFixed(1)} ms, ratio ${(s.wps / e.wps).toFixed(2)}`;
+    lines.push(`| ${C} | ${s.wps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(1)} | ${e.wps.toFixed(0)} | ${e.p50.toFixed(2)} | ${e.p99.toFixed(1)} | ${(s.wps / e.wps).toFixed(2)} |`);
+    finals.push(line);
+    console.log(line);
+  }
+  if (o.clients.length > 1) {
+    console.log('| C | shoal w/s | shoal p50 ms | shoal p99 ms | etcd w/s | etcd p50 ms | etcd p99 ms | ratio |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const l of lines) console.log(l);
+  }
+  // The memory phase runs on fresh clusters: stop these first.
+  stopAll([...etcdProcs, ...shoal.procs]);
+  await sleep(500);
 }
 
 async function main(): Promise<void> {
@@ -268,56 +426,11 @@ async function main(): Promise<void> {
     process.exit(1);
   });
   try {
-    // All twelve ports in one go: chosen separately, the second set could repeat a port of the
-    // first that etcd has not bound yet.
-    const ports = await freePorts(12);
-    const etcd = await startEtcd(dir, ports.slice(0, 6));
-    const shoal = await startShoal(dir, ports.slice(6));
-    // Each manager prints one line when ready; one that exits first fails the run (no hang).
-    for (const c of shoal.procs) {
-      await new Promise<void>((resolve, reject) => {
-        const onExit = (code: number | null) => reject(new Error(`a shoal manager exited (${code}) before it was ready`));
-        c.once('exit', onExit);
-        createInterface({ input: c.stdout! }).once('line', () => {
-          c.off('exit', onExit);
-          resolve();
-        });
-      });
-    }
-    await waitWritable('etcd', etcd);
-    await waitWritable('shoal', shoal.apis);
-    console.log(`raft-vs-etcd: 3 etcd members (${ETCD}) and 3 shoal managers on loopback; data in ${dir}; ${o.rounds} alternating rounds of ${o.warmup} s warm-up + ${o.seconds} s per system; clients write to ${o.target === 'leader' ? 'the leader' : 'all members round-robin'}`);
-    const lines: string[] = [];
     const finals: string[] = [];
-    for (const C of o.clients) {
-      const res: Record<'etcd' | 'shoal', LoadResult[]> = { etcd: [], shoal: [] };
-      for (let r = 0; r < o.rounds; r++) {
-        for (const sys of (r % 2 === 0 ? ['etcd', 'shoal'] : ['shoal', 'etcd']) as ('etcd' | 'shoal')[]) {
-          const all = sys === 'etcd' ? etcd : shoal.apis;
-          const targets = o.target === 'all' ? all : [await leaderOf(sys, all)];
-          const x = await runLoad(sys, targets, C, o, sys === 'etcd' ? etcdProcs : shoal.procs);
-          res[sys].push(x);
-          const n = Math.max(1, x.wps * o.seconds);
-          console.log(`  C=${C} round ${r + 1} ${sys.padEnd(5)}: ${x.wps.toFixed(0)} w/s, p50 ${x.p50.toFixed(2)} ms, p99 ${x.p99.toFixed(2)} ms${x.errors ? `, ${x.errors} errors` : ''}; CPU per write: servers ${(x.serverCpuMs / n).toFixed(3)} ms, generators ${(x.genCpuMs / n).toFixed(3)} ms; load ${loadavg()[0]!.toFixed(1)}`);
-        }
-      }
-      const m = (s: 'etcd' | 'shoal') => ({ wps: median(res[s].map((x) => x.wps)), p50: median(res[s].map((x) => x.p50)), p99: median(res[s].map((x) => x.p99)) });
-      const s = m('shoal');
-      const e = m('etcd');
-      const line = `raft-vs-etcd C=${C}: shoal ${s.wps.toFixed(0)} w/s p99 ${s.p99.toFixed(1)} ms, etcd ${e.wps.toFixed(0)} w/s p99 ${e.p99.toFixed(1)} ms, ratio ${(s.wps / e.wps).toFixed(2)}`;
-      lines.push(`| ${C} | ${s.wps.toFixed(0)} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(1)} | ${e.wps.toFixed(0)} | ${e.p50.toFixed(2)} | ${e.p99.toFixed(1)} | ${(s.wps / e.wps).toFixed(2)} |`);
-      finals.push(line);
-      console.log(line);
-    }
-    if (o.clients.length > 1) {
-      console.log('| C | shoal w/s | shoal p50 ms | shoal p99 ms | etcd w/s | etcd p50 ms | etcd p99 ms | ratio |');
-      console.log('|---|---|---|---|---|---|---|---|');
-      for (const l of lines) console.log(l);
-    }
-    if (o.memory) {
-      await memoryReport(shoal.apis, shoal.procs, o.memoryObjects);
-      for (const l of finals) console.log(l); // the output ends with the result line(s)
-    }
+    if (!o.memoryOnly) await throughputPhase(dir, o, finals);
+    if (o.memory || o.memoryOnly) finals.push(await memoryPhase(dir, o.memoryObjects));
+    console.log(`load average: ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+    for (const l of finals) console.log(l); // the output ends with the result line(s)
   } finally {
     cleanup();
   }

@@ -26,8 +26,14 @@ import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/log
 import { TASK_STATE_ORDER, type ServiceObject, type TaskObject } from '../manager/services/model.js';
 import { secureService } from '../manager/security/authz.js';
 import { ServerTls, type TlsIdentity } from '../manager/security/credentials.js';
+import { secretsTable } from '../manager/secrets/control.js';
+import { DataKey, saveDataKey } from '../manager/secrets/datakey.js';
+import { NodeFiles } from '../manager/secrets/dispatch.js';
+import { DataKeyKeeper } from '../manager/secrets/keeper.js';
+import { dataKeyTable } from '../manager/secrets/keyservice.js';
 import type { ObjectInput, StoreEvent } from '../manager/store/types.js';
 import { writeDurable } from '../node/state.js';
+import { apiServer } from '../node/listeners.js';
 
 export interface ManagerConfig {
   stateDir: string;
@@ -64,13 +70,21 @@ const mgr = new Manager({
   log,
 });
 await mgr.start();
+// The secrets data key as shoald keeps it: the seeding manager makes it (as `init` does), the
+// others fetch it from a manager over mTLS (as after a join). No secret is used here, but the
+// dispatcher looks up each node's files as it does in shoald.
+if (cfg.seed) saveDataKey(cfg.stateDir, DataKey.generate());
+const keeper = new DataKeyKeeper({ stateDir: cfg.stateDir, managers: () => cfg.members.map(([, m]) => m.api).filter((a) => a !== cfg.apiAddr), tls: () => cfg.identity, log });
+keeper.start();
 const dispatcher = new Dispatcher(mgr, log);
 const broker = new LogBroker(mgr, log);
 dispatcher.logs = broker;
+dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
 const common = { policy: mgr.policy, forwarder: mgr.forwarder };
-const server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
-server.addService(caDef(), secureService(caDef(), caTable(mgr, log), { name: 'CA', ...common }));
-server.addService(controlDef(), secureService(controlDef(), { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...networksTable(mgr, log) }, { name: 'Control', ...common }));
+// The listener shoald uses (node/listeners.ts), so the benchmark runs through its bounds too.
+const server = apiServer((m) => process.stderr.write(`${m}\n`));
+server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
+server.addService(controlDef(), secureService(controlDef(), { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...networksTable(mgr, log) }, { name: 'Control', ...common }));
 server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
 server.addService(dispatcherDef(), secureService(dispatcherDef(), dispatcher.table(), { name: 'Dispatcher', ...common }));
 server.addService(logBrokerDef(), secureService(logBrokerDef(), logBrokerTable(broker), { name: 'LogBroker', ...common }));
@@ -185,6 +199,7 @@ const progress = setInterval(() => {
 
 const stop = async () => {
   clearInterval(progress);
+  keeper.stop();
   dispatcher.stop();
   server.forceShutdown();
   await mgr.stop();

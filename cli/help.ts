@@ -42,6 +42,7 @@ const SERVICE_CREATE_FLAGS: [string, string][] = [
   ['--network NAME', 'join a network (repeatable; none named: the default network)'],
   ['--endpoint-mode vip|dnsrr', 'SERVICE resolves to a virtual IP (default) or to the tasks\' addresses'],
   ['--publish P:T[/tcp|udp][,mode=ingress|host]', 'published port P on every node (ingress) or on nodes with a task (host) to target port T (repeatable)'],
+  ['--schedule "CRON"', 'a job run at each tick (five-field cron, as Kubernetes\' CronJob): --schedule-timezone ZONE (default UTC), --schedule-concurrency allow|forbid|replace, --schedule-starting-deadline 30s, --schedule-keep-succeeded 3, --schedule-keep-failed 1, --schedule-suspend'],
   ['--detach', 'return at once instead of following the tasks until the service converges'],
   ['--timeout 2m', 'how long to follow before giving up (default 2m)'],
 ];
@@ -144,6 +145,44 @@ export const COMMANDS: Help[] = [
       { name: 'inspect', summary: 'a network in full: per-node subnets, services, addresses in use', usage: ['shoal network inspect NETWORK...'] },
       { name: 'rm', summary: 'remove networks (refused while a service uses one)', usage: ['shoal network rm NETWORK...'] },
     ],
+  },
+  {
+    name: 'apply',
+    summary: 'make the cluster match a manifest of services (declarative; a second apply changes nothing)',
+    usage: ['shoal apply -f FILE|DIR|- [--prune] [--detach] [--timeout 5m]'],
+    flags: [
+      ['-f, --file FILE|DIR|-', 'the manifest: a YAML file, a directory of *.yaml/*.yml, or - for standard input'],
+      ['--prune', "remove the stack's services the manifest no longer declares (only those labelled io.shoal.stack=STACK)"],
+      ['--detach', 'return once written instead of following the changed services until they converge'],
+      ['--timeout 5m', 'how long to follow before giving up'],
+    ],
+    examples: ['shoal apply -f examples/shop.yaml', 'shoal get service --stack shop -o yaml | shoal apply -f - --prune'],
+  },
+  {
+    name: 'diff',
+    summary: 'what apply would change, as a unified diff of the manifest against the cluster (nothing is written)',
+    usage: ['shoal diff -f FILE|DIR|- [--prune]'],
+    flags: [['-f, --file FILE|DIR|-', 'the manifest, as for apply'], ['--prune', 'also show what apply --prune would remove']],
+    examples: ['shoal diff -f examples/shop.yaml --prune'],
+  },
+  {
+    name: 'get',
+    summary: 'objects as a manifest that apply -f accepts unchanged',
+    usage: ['shoal get service [NAME...] [--stack S] [-o yaml|json]'],
+    subcommands: [
+      { name: 'service', summary: 'services as a manifest (all, the named ones, or one stack\'s)', usage: ['shoal get service [NAME...] [--stack S] [-o yaml|json]'], flags: [['-o, --output yaml|json', 'the format (default yaml)'], ['--stack S', "only the services of stack S (labelled io.shoal.stack=S)"]], examples: ['shoal get service web -o yaml > web.yaml'] },
+    ],
+  },
+  {
+    name: 'events',
+    summary: 'what happened in the cluster (services, tasks, nodes, leaders, scheduled runs); --follow resumes on another manager',
+    usage: ['shoal events [--since 10m|TIME] [--filter type=service|task|node|cluster] [--filter name=N] [--follow]'],
+    flags: [
+      ['--since 10m|TIME', 'the kept events from that long ago (or an ISO time) on'],
+      ['--filter type=T | name=N', 'only events of that type or object name (repeatable)'],
+      ['--follow', 'keep streaming; a lost manager is replaced by another, resuming after the last event seen'],
+    ],
+    examples: ['shoal events --since 1h --filter type=service', 'shoal events --follow --format json'],
   },
   { name: 'lab', summary: 'the one-box lab of network-namespace hosts (shoal lab --help)', usage: ['shoal lab up|down|status|exec|stop|start|logs ...'] },
   { name: 'help', summary: 'this help, or a command\'s', usage: ['shoal help [COMMAND [SUBCOMMAND]]', 'shoal COMMAND [SUBCOMMAND] --help'] },

@@ -5,8 +5,10 @@ import { CliError, call, controlClient, localClient, type Target } from './clien
 import { nodeJson, numbers, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
-import { commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
 import { NETWORK_BOOL, NETWORK_FLAGS, networkCommand } from './network.js';
+import { closest, commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
+import { applyCommand, diffCommand, getCommand } from './apply.js';
+import { eventsCommand } from './events.js';
 import { readJoinToken, TOKEN_ENV, TokenInputError } from '../node/join-token-input.js';
 import { encodeBackup } from '../proto/backup-file.js';
 import { protoDir } from '../proto/load.js';
@@ -19,7 +21,8 @@ interface Parsed {
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', ...SERVICE_BOOL, ...NETWORK_BOOL]);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL, ...NETWORK_BOOL]);
+const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -39,6 +42,9 @@ function parse(argv: string[]): Parsed {
       let [k, v] = a.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
       if (v === undefined) {
         if (BOOL.has(k)) v = 'true';
+        // An unknown flag takes no value (it would swallow the next word, or end as "needs a
+        // value"): run() names it as unknown, with the flag it was probably meant to be.
+        else if (!KNOWN.has(k)) v = '';
         else {
           v = argv[++i];
           if (v === undefined) throw new CliError(`--${k} needs a value (or is not a shoal flag: "shoal help" lists the commands and their flags)`, 2);
@@ -46,9 +52,27 @@ function parse(argv: string[]): Parsed {
       }
       p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
     } else if (a === '-q') p.flags.set('quiet', ['true']);
+    else if (a === '-f' || a === '-o') {
+      // apply/diff -f FILE (or - for standard input), get -o yaml|json
+      const v = argv[++i];
+      if (v === undefined) throw new CliError(`${a} needs a value (${a === '-f' ? 'a manifest FILE, DIR or - for standard input' : 'yaml or json'})`, 2);
+      const k = a === '-f' ? 'file' : 'output';
+      p.flags.set(k, [...(p.flags.get(k) ?? []), v]);
+    }
     else p.args.push(a);
   }
   return p;
+}
+
+/**
+ * `unknown flag "--replica": did you mean "--replicas"?` and where the flags are listed: the
+ * command's own help when the line names a command (all ~90 flags inline would bury the answer).
+ */
+function unknownFlag(flag: string, args: string[]): string {
+  const near = closest(`--${flag}`, [...KNOWN].map((x) => `--${x}`));
+  const cmd = commandNames().includes(args[0] ?? '') ? [args[0]!, ...(subcommandsOf(args[0]!)?.includes(args[1] ?? '') ? [args[1]!] : [])] : [];
+  const where = cmd.length ? `"shoal ${cmd.join(' ')} --help" lists its flags` : '"shoal help" lists the commands and their flags';
+  return `unknown flag ${JSON.stringify(`--${flag}`)}${near ? `: did you mean ${JSON.stringify(near)}?` : ''}\n(${where})`;
 }
 
 /**
@@ -89,19 +113,22 @@ async function run(argv: string[]): Promise<string> {
   }
   const p = parse(argv);
   const one = (k: string) => p.flags.get(k)?.at(-1);
-  const known = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS]);
   if (p.flags.has('version')) return versionLine();
-  // Help needs no cluster: `shoal`, `shoal help [CMD [SUB]]`, `shoal CMD [SUB] --help`, `shoal node`.
-  const helpPath = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined;
-  if (p.args.length === 0 && !p.flags.has('version')) return overview(versionLine().split(' ')[1]!);
+  // Help needs no cluster: `shoal help [CMD [SUB]]` and `shoal CMD [SUB] --help` first (asked
+  // for, whatever else is on the line); then a flag we do not know is an error, named with the
+  // nearest known flag; then `shoal` or `shoal node` alone is help too.
+  const asked = p.args[0] === 'help' ? p.args.slice(1) : p.flags.has('help') ? p.args.slice(0, 2) : undefined;
+  if (!asked) {
+    for (const k of p.flags.keys()) {
+      if (!KNOWN.has(k)) throw new CliError(unknownFlag(k, p.args), 2);
+    }
+  }
+  const helpPath = asked ?? (p.args.length === 0 ? [] : p.args.length === 1 && subcommandsOf(p.args[0]!) ? p.args : undefined);
   if (helpPath) {
     if (helpPath.length === 0) return overview(versionLine().split(' ')[1]!);
     const h = helpFor(helpPath);
     if (h.unknown) throw new CliError(`${h.unknown}\n(shoal help lists the commands)`, 2);
     return h.text!;
-  }
-  for (const k of p.flags.keys()) {
-    if (!known.has(k)) throw new CliError(`${unknownWord('flag', `--${k}`, [...known].map((x) => `--${x}`))}\n("shoal ${p.args.slice(0, 2).join(' ')} --help" lists its flags)`, 2);
   }
   const t: Target = p.flags.has('lab') ? await labTarget(one('lab-dir')) : { stateDir: one('state-dir') ?? process.env.SHOAL_STATE_DIR ?? '/var/lib/shoal', host: one('host') ?? process.env.SHOAL_HOST };
   const format = one('format') ?? 'table';
@@ -183,6 +210,15 @@ async function run(argv: string[]): Promise<string> {
       return fileCommand(t, cmd, sub, rest, flags(p), json);
     case 'network':
       return networkCommand(t, sub, rest, flags(p), json);
+    case 'apply':
+      return applyCommand(t, flags(p), json);
+    case 'diff':
+      return diffCommand(t, flags(p), json);
+    case 'get':
+      return getCommand(t, sub, rest, flags(p));
+    case 'events':
+      // In the lab, a lost manager is replaced by whichever lab manager runs now.
+      return eventsCommand(t, flags(p), json, p.flags.has('lab') ? () => labTarget(one('lab-dir')) : undefined);
     default:
       throw new CliError(`${unknownWord('command', cmd ?? '', commandNames())}\n(shoal help lists the commands)`, 2);
   }

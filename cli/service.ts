@@ -27,8 +27,44 @@ export const SERVICE_FLAGS = [
   'name', 'replicas', 'mode', 'completions', 'max-concurrent', 'env', 'workdir', 'user', 'label', 'constraint', 'placement-pref',
   'reserve-cpu', 'reserve-memory', 'limit-cpu', 'limit-memory', 'restart-condition', 'restart-delay', 'restart-max-attempts', 'restart-window',
   'stop-grace-period', 'stop-signal', 'entrypoint', 'sidecar', 'init', 'detach', 'timeout', 'follow', 'tail', 'timestamps', 'service', 'node', 'quiet',
+  'schedule', 'schedule-timezone', 'schedule-concurrency', 'schedule-starting-deadline', 'schedule-keep-succeeded', 'schedule-keep-failed', 'schedule-suspend',
 ];
-export const SERVICE_BOOL = ['detach', 'follow', 'timestamps', 'quiet', 'force', 'no-probes'];
+export const SERVICE_BOOL = ['detach', 'follow', 'timestamps', 'quiet', 'force', 'no-probes', 'schedule-suspend'];
+
+/** --schedule CRON and its --schedule-* companions over `base` (the current schedule, or none). */
+function scheduleFromFlags(f: Flags, base: any): any {
+  const tuned = ['timezone', 'concurrency', 'starting-deadline', 'keep-succeeded', 'keep-failed', 'suspend'].filter((k) => f.one(`schedule-${k}`) !== undefined);
+  if (!f.one('schedule') && tuned.length === 0) return base ?? null;
+  if (!f.one('schedule') && !base) throw new CliError(`--schedule-${tuned[0]} tunes a schedule: give --schedule "CRON" too`, 2);
+  const s: any = { ...(base ?? {}) };
+  if (f.one('schedule') !== undefined) s.cron = f.one('schedule');
+  if (f.one('schedule-timezone') !== undefined) s.time_zone = f.one('schedule-timezone');
+  if (f.one('schedule-concurrency') !== undefined) s.concurrency_policy = f.one('schedule-concurrency');
+  if (f.one('schedule-starting-deadline') !== undefined) {
+    const ms = duration(f.one('schedule-starting-deadline')!, '--schedule-starting-deadline');
+    if (ms % 1000 !== 0) throw new CliError(`--schedule-starting-deadline must be whole seconds, got ${JSON.stringify(f.one('schedule-starting-deadline'))}`, 2);
+    s.starting_deadline_seconds = ms / 1000;
+  }
+  if (f.one('schedule-keep-succeeded') !== undefined) s.successful_runs_history_limit = int(f.one('schedule-keep-succeeded'), 'schedule-keep-succeeded');
+  if (f.one('schedule-keep-failed') !== undefined) s.failed_runs_history_limit = int(f.one('schedule-keep-failed'), 'schedule-keep-failed');
+  if (f.one('schedule-suspend') !== undefined) s.suspend = f.has('schedule-suspend');
+  return s;
+}
+
+function scheduleJson(st: any) {
+  if (!st) return null;
+  const t = (ms: unknown) => (Number(ms) ? new Date(Number(ms)).toISOString() : null);
+  return {
+    lastRun: Number(st.iteration ?? 0),
+    lastScheduleTime: t(st.last_schedule_ms),
+    lastSuccessfulTime: t(st.last_successful_ms),
+    nextScheduleTime: t(st.next_schedule_ms),
+    runs: (st.runs ?? []).map((r: any) => ({ run: Number(r.iteration), scheduledAt: t(r.scheduled_at_ms), startedAt: t(r.started_at_ms), finishedAt: t(r.finished_at_ms), result: r.result, message: r.message })),
+    skipped: Number(st.skipped ?? 0),
+    lastSkip: Number(st.last_skip_ms) ? { scheduledAt: t(st.last_skip_ms), reason: st.last_skip_reason } : null,
+    waiting: Number(st.waiting_ms) ? { scheduledAt: t(st.waiting_ms), reason: st.waiting_reason } : null,
+  };
+}
 
 export function taskJson(t: any) {
   const ts: Record<string, string> = {};
@@ -57,6 +93,7 @@ export function taskJson(t: any) {
     ready: t.ready === null || t.ready === undefined ? null : !!t.ready,
     upToDate: !!t.up_to_date,
     networks: (t.networks ?? []).map((a: any) => ({ networkId: a.network_id, address: a.address })),
+    run: Number(t.job_iteration) || null,
   };
 }
 
@@ -82,6 +119,7 @@ function serviceJson(s: any) {
     runningTasks: Number(s.running_tasks),
     completedTasks: Number(s.completed_tasks),
     virtualIps: (s.virtual_ips ?? []).map((a: any) => ({ networkId: a.network_id, address: a.address })),
+    schedule: scheduleJson(s.schedule_status),
   };
 }
 
@@ -196,6 +234,7 @@ export function specFromFlags(f: Flags, image: string, cmd: string[]): any {
     rollback: updateFromFlags(f, 'rollback', null),
     probes: probesFromFlags(f, []),
     ...networkingFromFlags(f),
+    schedule: scheduleFromFlags(f, null),
   };
 }
 
@@ -235,12 +274,14 @@ export function updateSpecFromFlags(f: Flags, cur: any): any {
   sp.update = updateFromFlags(f, 'update', sp.update);
   sp.rollback = updateFromFlags(f, 'rollback', sp.rollback);
   sp.probes = probesFromFlags(f, sp.probes ?? []);
+  sp.schedule = scheduleFromFlags(f, sp.schedule);
   return sp;
 }
 
 const out = (v: unknown) => JSON.stringify(v, null, 2) + '\n';
 
 function replicasCell(s: ReturnType<typeof serviceJson>): string {
+  if (s.schedule) return `scheduled, run ${s.schedule.lastRun}: ${s.completedTasks}/${s.desiredTasks} completed`;
   if (s.mode === 'replicated-job' || s.mode === 'global-job') return `${s.completedTasks}/${s.desiredTasks} completed`;
   return `${s.runningTasks}/${s.desiredTasks}`;
 }
@@ -288,6 +329,8 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       const s = serviceJson(await call(c(), 'CreateService', { name, labels, spec }));
       if (f.has('detach')) return json ? out(s) : `${s.id}\n`;
       process.stdout.write(`${s.id}\n`);
+      // A scheduled job has nothing to wait for: its first run starts at its first tick.
+      if (s.schedule) return json ? out(s) : `scheduled job ${s.name}: "${s.spec.schedule.cron}" (${s.spec.schedule.time_zone}), first run at ${s.schedule.nextScheduleTime ?? 'never (suspended)'}\n`;
       return converge(c(), s.name, wait, json);
     }
     case 'ls': {

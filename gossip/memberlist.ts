@@ -15,7 +15,7 @@ import { GossipCore, type CoreStats } from './core.js';
 import { Keyring } from './keyring.js';
 import { seededRng } from './prng.js';
 import type { Counters, Member, MemberEvent } from './state.js';
-import { UdpTcpTransport, type TransportStats } from './transport-udp-tcp.js';
+import { UdpTcpTransport, type TransportLimits, type TransportStats } from './transport-udp-tcp.js';
 
 export interface MemberlistOptions {
   config: GossipConfig;
@@ -28,6 +28,10 @@ export interface MemberlistOptions {
   keyring?: Keyring;
   /** Told the round trip of each timely direct probe, in ms (metrics). */
   onProbeRtt?(ms: number): void;
+  /** What the transport drops (bad label or key, oversize, over a limit, too slow), rate-limited. */
+  log?: (msg: string) => void;
+  /** Overrides of the transport's bounds on inbound streams (transport-udp-tcp.ts). */
+  limits?: Partial<TransportLimits>;
 }
 
 export interface JoinResult {
@@ -58,6 +62,9 @@ export class Memberlist extends EventEmitter {
     const transport = await UdpTcpTransport.listen(opts.bindAddr ?? '127.0.0.1', port, {
       keyring: opts.keyring,
       label: opts.config.label,
+    }, {
+      limits: { streamTimeoutMs: opts.config.tcpTimeoutMs, ...opts.limits },
+      ...(opts.log ? { log: opts.log } : {}),
     });
     let core: GossipCore;
     try {

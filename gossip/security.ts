@@ -10,10 +10,10 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Keyring } from './keyring.js';
 
 export const ENCRYPTION_VERSION = 1;
-const NONCE = 12;
-const TAG = 16;
+export const NONCE = 12;
+export const TAG = 16;
 export const ENCRYPTION_OVERHEAD = 1 + NONCE + TAG;
-const LABEL_MAGIC = 0xf4;
+export const LABEL_MAGIC = 0xf4;
 
 export type DropReason = 'label' | 'decrypt' | 'short';
 
@@ -32,18 +32,19 @@ export function overhead(p: Protection): number {
   return (p.label ? 2 + Buffer.byteLength(p.label) : 0) + (p.keyring ? ENCRYPTION_OVERHEAD : 0);
 }
 
-export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+/** version | nonce | ciphertext | tag. `version` tells apart what is sealed (stream-frame.ts). */
+export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, version = ENCRYPTION_VERSION): Buffer {
   const nonce = randomBytes(NONCE);
   const c = createCipheriv('aes-256-gcm', key, nonce);
   c.setAAD(aad);
   const body = Buffer.concat([c.update(plaintext), c.final()]);
-  return Buffer.concat([Buffer.from([ENCRYPTION_VERSION]), nonce, body, c.getAuthTag()]);
+  return Buffer.concat([Buffer.from([version]), nonce, body, c.getAuthTag()]);
 }
 
 /** Try every key; throws SecurityError('decrypt') if none authenticates. */
-export function open(keyring: Keyring, data: Uint8Array, aad: Uint8Array): Buffer {
+export function open(keyring: Keyring, data: Uint8Array, aad: Uint8Array, version = ENCRYPTION_VERSION): Buffer {
   if (data.length < ENCRYPTION_OVERHEAD) throw new SecurityError('short', 'encrypted payload shorter than its header');
-  if (data[0] !== ENCRYPTION_VERSION) throw new SecurityError('decrypt', `unknown encryption version ${data[0]}`);
+  if (data[0] !== version) throw new SecurityError('decrypt', `unknown encryption version ${data[0]} (expected ${version})`);
   const nonce = data.subarray(1, 1 + NONCE);
   const tag = data.subarray(data.length - TAG);
   const body = data.subarray(1 + NONCE, data.length - TAG);

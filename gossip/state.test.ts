@@ -5,7 +5,7 @@ import { GossipCore } from './core.js';
 import { makeConfig } from './config.js';
 import { seededRng } from './prng.js';
 import type { MemberEvent } from './state.js';
-import { decodeMessage, encodeMessage, MsgType, unpackPacket, type Message } from './wire.js';
+import { decodeMessage, encodeMessage, MAX_MEMBERS, MAX_PUSH_PULL_BYTES, MsgType, unpackPacket, type Message } from './wire.js';
 
 const V: [number, number, number] = [1, 1, 1];
 const meta = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -364,4 +364,20 @@ t.test('a member that joins mid-pass is probed in the current round-robin pass',
   const probed = pings().slice(10, 41).map((m) => (m.type === MsgType.Ping ? m.node : ''));
   t.ok(probed.includes('newbie'), 'newbie probed before the pass ends');
   t.equal(new Set(pings().slice(0, 41).map((m) => (m.type === MsgType.Ping ? m.node : ''))).size, 41, 'each member exactly once per pass');
+});
+
+t.test('the member table stops at MAX_MEMBERS: newcomers beyond it are counted, not admitted', async (t) => {
+  const h = harness();
+  // One push/pull of MAX_MEMBERS others: the table (self included) fills at MAX_MEMBERS.
+  const nodes = Array.from({ length: MAX_MEMBERS }, (_, i) => ({ name: `n${i}`, addr: `n${i}:1`, meta: new Uint8Array(0), inc: 1, state: 'alive' as const, vsn: V }));
+  h.core.handleStream('peer:1', encodeMessage({ type: MsgType.PushPull, join: true, nodes }), h.now);
+  t.equal(h.core.members().length, MAX_MEMBERS, `the table holds ${MAX_MEMBERS} members`);
+  t.equal(h.core.table.counters.tableFull, 1, 'the one that did not fit is counted');
+  h.alive('late', 1);
+  t.notOk(h.core.members().some((m) => m.name === 'late'), 'a later newcomer is not admitted either');
+  t.equal(h.core.table.counters.tableFull, 2);
+  h.alive('n5', 2, 'new meta');
+  t.equal(h.core.members().find((m) => m.name === 'n5')?.inc, 2, 'members already in the table are still updated');
+  const reply = h.core.handleStream('peer:1', encodeMessage({ type: MsgType.PushPull, join: false, nodes: [] }), h.now)!;
+  t.ok(reply.length <= MAX_PUSH_PULL_BYTES, `our push/pull of a full table (${reply.length} B) stays within the stream limit`);
 });

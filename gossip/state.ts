@@ -6,7 +6,7 @@ import type { GossipConfig } from './config.js';
 import { Suspicion } from './suspicion.js';
 import { suspicionBounds, suspicionConfirmationsNeeded } from './timing.js';
 import {
-  MsgType, PROTOCOL_MAX, PROTOCOL_MIN,
+  MAX_MEMBERS, MsgType, PROTOCOL_MAX, PROTOCOL_MIN,
   type Alive, type Dead, type MemberStateName, type Message, type PushNodeState, type Suspect,
 } from './wire.js';
 
@@ -40,6 +40,8 @@ export interface Counters {
   incompatible: number;
   suspicionsRaised: number;
   deadDeclared: number;
+  /** Alive messages for new members refused because the table holds MAX_MEMBERS already. */
+  tableFull: number;
 }
 
 export interface StateHost {
@@ -64,7 +66,7 @@ export class MemberTable {
   /** Same members as an array, for cheap random choice. */
   list: Member[] = [];
   readonly suspicions = new Map<string, Suspicion>();
-  readonly counters: Counters = { refutes: 0, conflicts: 0, incompatible: 0, suspicionsRaised: 0, deadDeclared: 0 };
+  readonly counters: Counters = { refutes: 0, conflicts: 0, incompatible: 0, suspicionsRaised: 0, deadDeclared: 0, tableFull: 0 };
 
   constructor(private readonly host: StateHost, readonly self: Member) {
     this.byName.set(self.name, self);
@@ -123,6 +125,12 @@ export class MemberTable {
     const now = host.now();
     const m = this.byName.get(a.node);
     if (!m) {
+      // A full table takes no one new: a push/pull of it must stay within the stream frame
+      // limit (wire.ts), and the dead are reaped in time to make room.
+      if (this.list.length >= MAX_MEMBERS) {
+        this.counters.tableFull++;
+        return;
+      }
       const fresh: Member = { name: a.node, addr: a.addr, meta: a.meta, inc: a.inc, state: 'alive', stateChangeMs: now, vsn: a.vsn };
       this.byName.set(fresh.name, fresh);
       this.list.push(fresh);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { decodeMessage, encodeMessage, MsgType, packPacket, unpackPacket, type Message } from './wire.js';
+import { decodeMessage, encodeMessage, MAX_ADDR, MAX_MEMBERS, MAX_META, MAX_NAME, MAX_PUSH_PULL_BYTES, MsgType, packPacket, unpackPacket, type Message } from './wire.js';
 import { Packr } from 'msgpackr';
 
 const samples: Message[] = [
@@ -58,4 +58,30 @@ t.test('malformed input is a WireError, never a crash', async (t) => {
 t.test('an alive with a few hundred bytes of metadata fits one 1400-byte packet with room to spare', async (t) => {
   const m = encodeMessage({ type: MsgType.Alive, inc: 1, node: 'worker-123', addr: '127.0.0.1:7946', meta: new Uint8Array(512), vsn: [1, 1, 1] });
   t.ok(m.length < 600, `alive with 512 B meta is ${m.length} B`);
+});
+
+t.test('a push/pull of the largest pool, every field at its limit, fits MAX_PUSH_PULL_BYTES; more members do not decode', async (t) => {
+  const nodes = Array.from({ length: MAX_MEMBERS }, (_, i) => ({
+    // 3-byte UTF-8 characters: the longest a name of MAX_NAME characters can encode to
+    name: `${i}`.padEnd(MAX_NAME, '\u20ac'),
+    addr: `${i}:`.padEnd(MAX_ADDR, 'a'),
+    meta: new Uint8Array(MAX_META),
+    inc: Number.MAX_SAFE_INTEGER,
+    state: 'suspect' as const,
+    vsn: [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER] as [number, number, number],
+  }));
+  const enc = encodeMessage({ type: MsgType.PushPull, join: true, nodes });
+  t.ok(enc.length <= MAX_PUSH_PULL_BYTES, `${enc.length} bytes <= MAX_PUSH_PULL_BYTES ${MAX_PUSH_PULL_BYTES}`);
+  t.ok(enc.length > 0.9 * MAX_PUSH_PULL_BYTES, 'and the bound is not loose by more than 10 %');
+  t.equal((decodeMessage(enc) as { nodes: unknown[] }).nodes.length, MAX_MEMBERS, 'it decodes');
+  const more = encodeMessage({ type: MsgType.PushPull, join: true, nodes: [...nodes.slice(0, 2).map((n) => ({ ...n, meta: new Uint8Array(0) })), ...Array.from({ length: MAX_MEMBERS - 1 }, (_, i) => ({ ...nodes[0]!, name: `m${i}`, meta: new Uint8Array(0) }))] });
+  t.throws(() => decodeMessage(more), /push-pull.nodes: 4097 members, over the limit of 4096/, 'MAX_MEMBERS + 1 entries are refused');
+});
+
+t.test('metadata over MAX_META and addresses that are not printable ASCII are refused', async (t) => {
+  const alive = (meta: Uint8Array, addr = '127.0.0.1:1'): Uint8Array => encodeMessage({ type: MsgType.Alive, inc: 1, node: 'a', addr, meta, vsn: [1, 1, 1] });
+  t.throws(() => decodeMessage(alive(new Uint8Array(MAX_META + 1))), /alive.meta: 1025 bytes, over the limit of 1024/);
+  t.ok(decodeMessage(alive(new Uint8Array(MAX_META))), 'MAX_META itself is fine');
+  t.throws(() => decodeMessage(alive(new Uint8Array(0), 'h\u00f6st:1')), /printable ASCII/);
+  t.throws(() => decodeMessage(alive(new Uint8Array(0), 'a'.repeat(MAX_ADDR + 1))), /at most 261 characters/);
 });

@@ -26,6 +26,28 @@ export const PROTOCOL_CURRENT = 1;
 
 export type MemberStateName = 'alive' | 'suspect' | 'dead' | 'left';
 
+/**
+ * The largest pool gossip supports. The member table admits no member beyond it, so a push/pull
+ * (a member's whole table) has at most this many entries, and the transport refuses any stream
+ * frame larger than such a push/pull can be (MAX_PUSH_PULL_BYTES). 4x the largest pool measured
+ * (1,000 members in the simulator).
+ */
+export const MAX_MEMBERS = 4096;
+/** Member names, in characters (config.ts checks our own). */
+export const MAX_NAME = 128;
+/** Addresses, "host:port" in printable ASCII: a DNS name (253) with brackets and a port. */
+export const MAX_ADDR = 261;
+/** Metadata, in bytes: the ceiling config.ts allows for metaMaxSize. */
+export const MAX_META = 1024;
+
+/**
+ * The largest encoded push/pull: MAX_MEMBERS entries, each at every field's limit, with the
+ * widest msgpack header for each field (5 bytes), a name of 3 UTF-8 bytes per character, and
+ * 9-byte integers. About 6.8 MiB; a pool of 1,000 shoal nodes (26-character ids, IPv4
+ * addresses, no metadata) needs ~60 KB.
+ */
+export const MAX_PUSH_PULL_BYTES = 16 + MAX_MEMBERS * (5 + (5 + 3 * MAX_NAME) + (5 + MAX_ADDR) + (5 + MAX_META) + 9 + 1 + (5 + 3 * 9));
+
 export interface Ping { type: 0; seq: number; node: string }
 export interface IndirectPing { type: 1; seq: number; target: string; targetAddr: string; nack: boolean }
 export interface Ack { type: 2; seq: number }
@@ -77,12 +99,18 @@ const str = (v: unknown, what: string, max = 1024): string => {
   return v;
 };
 const name = (v: unknown, what: string): string => {
-  const s = str(v, what, 128);
+  const s = str(v, what, MAX_NAME);
   if (s.length === 0) throw new WireError(`${what}: empty member name`);
   return s;
 };
-const bytes = (v: unknown, what: string): Uint8Array => {
+const addr = (v: unknown, what: string): string => {
+  const s = str(v, what, MAX_ADDR);
+  if (!/^[\x21-\x7e]*$/.test(s)) throw new WireError(`${what}: an address is printable ASCII (host:port)`);
+  return s;
+};
+const bytes = (v: unknown, what: string, max = MAX_META): Uint8Array => {
   if (!(v instanceof Uint8Array)) throw new WireError(`${what}: expected bytes`);
+  if (v.length > max) throw new WireError(`${what}: ${v.length} bytes, over the limit of ${max}`);
   return v;
 };
 const vsn = (v: unknown, what: string): [number, number, number] => {
@@ -111,7 +139,7 @@ export function decodeMessage(buf: Uint8Array): Message {
     case MsgType.IndirectPing: {
       const f = arr(body, 4, 'indirect-ping');
       if (typeof f[3] !== 'boolean') throw new WireError('indirect-ping.nack: expected a boolean');
-      return { type, seq: uint(f[0], 'indirect-ping.seq'), target: name(f[1], 'indirect-ping.target'), targetAddr: str(f[2], 'indirect-ping.targetAddr'), nack: f[3] };
+      return { type, seq: uint(f[0], 'indirect-ping.seq'), target: name(f[1], 'indirect-ping.target'), targetAddr: addr(f[2], 'indirect-ping.targetAddr'), nack: f[3] };
     }
     case MsgType.Ack: return { type, seq: uint(arr(body, 1, 'ack')[0], 'ack.seq') };
     case MsgType.Nack: return { type, seq: uint(arr(body, 1, 'nack')[0], 'nack.seq') };
@@ -123,17 +151,18 @@ export function decodeMessage(buf: Uint8Array): Message {
     }
     case MsgType.Alive: {
       const f = arr(body, 5, 'alive');
-      return { type, inc: uint(f[0], 'alive.inc'), node: name(f[1], 'alive.node'), addr: str(f[2], 'alive.addr'), meta: bytes(f[3], 'alive.meta'), vsn: vsn(f[4], 'alive.vsn') };
+      return { type, inc: uint(f[0], 'alive.inc'), node: name(f[1], 'alive.node'), addr: addr(f[2], 'alive.addr'), meta: bytes(f[3], 'alive.meta'), vsn: vsn(f[4], 'alive.vsn') };
     }
     case MsgType.PushPull: {
       const f = arr(body, 2, 'push-pull');
       if (typeof f[0] !== 'boolean') throw new WireError('push-pull.join: expected a boolean');
       if (!Array.isArray(f[1])) throw new WireError('push-pull.nodes: expected an array');
+      if (f[1].length > MAX_MEMBERS) throw new WireError(`push-pull.nodes: ${f[1].length} members, over the limit of ${MAX_MEMBERS}`);
       const nodes = f[1].map((n: unknown, i: number): PushNodeState => {
         const g = arr(n, 6, `push-pull.nodes[${i}]`);
         const st = STATES[uint(g[4], `push-pull.nodes[${i}].state`)];
         if (!st) throw new WireError(`push-pull.nodes[${i}].state: unknown state ${String(g[4])}`);
-        return { name: name(g[0], `push-pull.nodes[${i}].name`), addr: str(g[1], `push-pull.nodes[${i}].addr`), meta: bytes(g[2], `push-pull.nodes[${i}].meta`), inc: uint(g[3], `push-pull.nodes[${i}].inc`), state: st, vsn: vsn(g[5], `push-pull.nodes[${i}].vsn`) };
+        return { name: name(g[0], `push-pull.nodes[${i}].name`), addr: addr(g[1], `push-pull.nodes[${i}].addr`), meta: bytes(g[2], `push-pull.nodes[${i}].meta`), inc: uint(g[3], `push-pull.nodes[${i}].inc`), state: st, vsn: vsn(g[5], `push-pull.nodes[${i}].vsn`) };
       });
       return { type, join: f[0], nodes };
     }

@@ -21,6 +21,8 @@ import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
 import { networksTable } from '../manager/networks/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
+import { ApplyTimes, eventsTable } from '../manager/services/events.js';
+import { applyTable } from '../manager/services/apply.js';
 import { secureService, type Identity as CallIdentity, type MethodSpec } from '../manager/security/authz.js';
 import { CHANNEL_OPTIONS, clientCredentials, ServerTls } from '../manager/security/credentials.js';
 import { invalid, precondition } from '../manager/security/errors.js';
@@ -38,6 +40,7 @@ import { adoptNewGroup } from '../manager/recovery/adopt.js';
 import { committedState, startNewGroup, type StoreState } from '../manager/recovery/new-group.js';
 import { NodeGossip } from './gossip.js';
 import { JoinError, joinCluster } from './join.js';
+import { apiServer, localServer } from './listeners.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
 import { StateDir, writeDurable, type Identity } from './state.js';
 import { DataKey, removeDataKey, saveDataKey } from '../manager/secrets/datakey.js';
@@ -207,7 +210,7 @@ export class Daemon {
   private async startLocal(): Promise<void> {
     const path = this.state.socketPath;
     rmSync(path, { force: true });
-    const server = new grpc.Server();
+    const server = localServer((m) => this.log(m));
     const self = (): CallIdentity => ({ nodeId: this.id?.nodeId ?? 'local', role: 'manager', clusterId: this.id?.clusterId ?? '', local: true });
     const localTable: Record<string, MethodSpec> = {
       Init: { roles: ['manager'], unary: (req: { cert_expiry_seconds: number }) => this.exclusive(() => this.init(Number(req.cert_expiry_seconds) || undefined)) },
@@ -553,7 +556,7 @@ export class Daemon {
     this.gossipStarting = true;
     try {
       const ports = await this.ports(epoch);
-      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m, f) => this.log(m, f) });
+      const g = await NodeGossip.start({ nodeId: this.id.nodeId, clusterId: this.id.clusterId, host: this.advertiseHost, port: ports.gossip, key, preset: this.o.gossipPreset, log: (m, f) => this.log(m, f), onChange: () => void this.manager?.healthChanged() });
       if (!this.current(epoch)) {
         // The node left or stopped while gossip was binding: it must not stay up.
         await g.stop();
@@ -623,7 +626,7 @@ export class Daemon {
       log: (m, f) => this.log(m, f),
     });
     mgr.onRemoved = () => void this.renew();
-    const log = (m: string) => this.log(m);
+    const log: Log = (m, f) => this.log(m, f);
     // The secrets data key: from the state dir, or fetched from another manager (after a join or
     // a promotion) over mTLS with this manager's certificate.
     const keeper = new DataKeyKeeper({ stateDir: this.state.dir, managers: () => this.managerAddrs().filter((a) => a !== this.o.advertise), tls: () => this.id!, log });
@@ -645,10 +648,10 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...networksTable(mgr, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, log), ...networksTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
-      server = new grpc.Server({ 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+      server = apiServer(log);
       server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
       server.addService(controlDef(), secureService(controlDef(), table, { name: 'Control', ...common }));
       server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));

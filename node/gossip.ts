@@ -11,13 +11,14 @@ export type GossipState = 'alive' | 'suspect' | 'dead' | 'left';
 export class NodeGossip {
   private constructor(readonly ml: Memberlist, private readonly log: Log) {}
 
-  static async start(p: { nodeId: string; clusterId: string; host: string; port: number; key: Buffer; preset: PresetName; log: Log }): Promise<NodeGossip> {
+  static async start(p: { nodeId: string; clusterId: string; host: string; port: number; key: Buffer; preset: PresetName; log: Log; onChange?(): void }): Promise<NodeGossip> {
     const ml = await Memberlist.create({
       config: makeConfig(p.nodeId, p.preset, { label: `shoal/${p.clusterId}` }),
       bindAddr: p.host,
       bindPort: p.port,
       keyring: new Keyring([p.key]),
       onProbeRtt: (ms) => gossipProbeRtt.observe(ms / 1000),
+      log: p.log,
     });
     const g = new NodeGossip(ml, p.log);
     sources.gossip = () => {
@@ -28,6 +29,7 @@ export class NodeGossip {
     ml.on('event', (e: { type: string; name: string }) => {
       if (e.type === 'suspect') gossipSuspicions.inc();
       if (e.type === 'dead' || e.type === 'leave' || e.type === 'join' || e.type === 'alive') p.log(`gossip: ${e.name} ${e.type}`, { nodeId: e.name });
+      p.onChange?.();
     });
     return g;
   }

@@ -3,6 +3,7 @@
 // services is registered; the ones not implemented answer UNIMPLEMENTED.
 import * as grpc from '@grpc/grpc-js';
 import { existsSync, statfsSync, unlinkSync } from 'node:fs';
+import { GuardedServer, type GuardLimits } from '../proto/guarded-server.js';
 import { loadProto } from '../proto/load.js';
 import { InvalidArgumentError, NotFoundError, PreconditionError } from './container.js';
 import { DeadlineError, UnimplementedError } from './errors.js';
@@ -260,11 +261,31 @@ function containerEvents(rt: Runtime, call: grpc.ServerWritableStream<CriObject,
   call.on('error', off);
 }
 
-export async function serveCri(rt: Runtime, socketPath: string): Promise<grpc.Server> {
+/**
+ * Bounds of the CRI socket (proto/guarded-server.ts). It is root only (0600), but any local
+ * process running as root can still hold it: 64 connections (the node's agent keeps one, crictl
+ * and benchmarks add a few); requests of up to 16 MiB as containerd and the kubelet allow, read
+ * two at a time (32 MiB), each complete within 5 s once its turn came; a connection idle for
+ * 5 minutes is closed.
+ */
+export const CRI_LISTENER_LIMITS: Partial<GuardLimits> = {
+  maxConnections: 64,
+  maxMessageBytes: 16 << 20,
+  receiveBudgetBytes: 32 << 20,
+  maxConcurrentStreams: 256,
+};
+
+export async function serveCri(rt: Runtime, socketPath: string, log: (m: string) => void = (m) => process.stderr.write(`shoal-runtime: ${m}\n`)): Promise<GuardedServer> {
   const pkg = loadProto('cri/api.proto') as CriObject;
   const v1 = pkg.runtime.v1;
   const { runtime, image } = criHandlers(rt);
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, 'grpc.max_send_message_length': 40 * 1024 * 1024 });
+  const server = new GuardedServer({
+    name: 'CRI socket',
+    auth: 'any-call',
+    limits: CRI_LISTENER_LIMITS,
+    options: { 'grpc.max_send_message_length': 40 * 1024 * 1024 },
+    log,
+  });
   const build = (svc: grpc.ServiceDefinition, impl: Record<string, Handler>) => {
     const out: grpc.UntypedServiceImplementation = {};
     for (const [name, def] of Object.entries(svc)) {

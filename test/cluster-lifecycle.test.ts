@@ -3,6 +3,7 @@
 // promoted and a manager demoted; a demotion that would lose quorum is refused; a killed worker
 // is marked down by gossip and comes back when restarted.
 import t from 'tap';
+import { call, controlClient } from '../cli/client.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
 
 interface NodeRow {
@@ -21,6 +22,37 @@ const c = new TestCluster();
 t.teardown(() => c.destroy());
 
 const ls = (on: string) => c.json<NodeRow[]>(on, 'node', 'ls');
+
+interface WireNode { hostname: string; manager_status: null | { leader: boolean; reachability: string } }
+
+/**
+ * Reads ListNodes on each of `on` (their local sockets) every 100 ms until each has named a leader
+ * other than `dead` for 3 s (at most 60 s): how many such answers there were, and those that
+ * showed `dead` reachable.
+ */
+async function watchReachability(on: string[], dead: string): Promise<{ answers: number; claims: string[] }> {
+  const clients = on.map((h) => ({ h, c: controlClient({ stateDir: c.state(h) }), since: 0 }));
+  const claims: string[] = [];
+  let answers = 0;
+  const end = Date.now() + 60_000;
+  try {
+    while (Date.now() < end && clients.some((x) => !x.since || Date.now() - x.since < 3000)) {
+      await Promise.all(clients.map(async (x) => {
+        const r = await call<{ nodes: WireNode[] }>(x.c, 'ListNodes', {}, 2000).catch(() => undefined);
+        const leader = r?.nodes.find((n) => n.manager_status?.leader);
+        if (!r || !leader || leader.hostname === dead) return;
+        x.since ||= Date.now();
+        answers++;
+        const d = r.nodes.find((n) => n.hostname === dead);
+        if (d?.manager_status?.reachability === 'reachable') claims.push(`${x.h} at +${Date.now() - x.since} ms: ${dead} reachable, ${leader.hostname} leader`);
+      }));
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  } finally {
+    for (const x of clients) x.c.close();
+  }
+  return { answers, claims };
+}
 const byHost = (rows: NodeRow[], h: string) => rows.find((r) => r.hostname === h)!;
 
 t.test('3 managers and 2 workers join; node ls shows all five ready with their roles', async (t) => {
@@ -59,6 +91,16 @@ t.test('3 managers and 2 workers join; node ls shows all five ready with their r
   const ci = await c.json('m1', 'cluster', 'inspect');
   t.equal(ci.managers.length, 3);
   t.ok(ci.raft.commit > 0 && ci.raft.applied > 0, 'raft indexes shown');
+  // Asked on a follower, cluster inspect is still the leader's view: only the leader tracks each
+  // manager's progress (a follower's own view shows MATCH 0 for every manager).
+  const leaderRow = rows.find((r) => r.managerStatus?.leader)!;
+  const follower = rows.find((r) => r.managerStatus && !r.managerStatus.leader)!.hostname;
+  const fci = await c.json(follower, 'cluster', 'inspect');
+  t.equal(fci.answeredBy, leaderRow.id, `cluster inspect on the follower ${follower} is answered by the leader`);
+  t.equal(fci.leader.hostname, leaderRow.hostname, 'and names the leader by hostname');
+  t.ok(fci.managers.every((m: { match: number }) => m.match > 0), `every manager's MATCH is known: ${JSON.stringify(fci.managers.map((m: { hostname: string; match: number }) => [m.hostname, m.match]))}`);
+  const text = await c.cli(follower, 'cluster', 'inspect');
+  t.match(text.stdout, new RegExp(`^Leader: ${leaderRow.hostname} \\(${leaderRow.id}, raft \\d+\\)$`, 'm'), 'the table names the leader by hostname');
 });
 
 t.test('node update: availability and labels', async (t) => {
@@ -83,6 +125,10 @@ t.test('SIGKILL the leader: a new leader, node ls works, the old one rejoins', a
   const rows = await ls('m1');
   const leader = rows.find((r) => r.managerStatus?.leader)!;
   const others = rows.filter((r) => r.managerStatus && !r.managerStatus.leader).map((r) => r.hostname);
+  // Both survivors are asked for the node list every 100 ms from the kill on, until each has shown
+  // a new leader for 3 s: no answer that names a new leader may show the dead one reachable (a new
+  // leader's fresh progress for it, or a follower's gossip view, would for a few seconds).
+  const watching = watchReachability(others, leader.hostname);
   await c.kill(leader.hostname);
   const t0 = Date.now();
   const after = await waitFor('a new leader', async () => {
@@ -91,6 +137,9 @@ t.test('SIGKILL the leader: a new leader, node ls works, the old one rejoins', a
     return l && l.hostname !== leader.hostname && r;
   });
   t.comment(`new leader elected and answering node ls ${Date.now() - t0} ms after SIGKILL of ${leader.hostname}`);
+  const seen = await watching;
+  t.ok(seen.answers > 0, `${seen.answers} node lists naming a new leader were read on ${others.join(' and ')}`);
+  t.same(seen.claims, [], `none of them showed the dead ${leader.hostname} reachable`);
   t.equal(after.length, 5, 'node ls through the new leader lists every node');
   await c.start(leader.hostname);
   await waitFor(`${leader.hostname} back as a reachable voter`, async () => {

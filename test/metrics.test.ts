@@ -93,7 +93,7 @@ t.test('a manager and a worker: every family present, and the figures follow the
   t.equal(ci.managers[0].lag, 0, 'cluster inspect: the only manager has no lag');
   const table = await ok('m1', 'cluster', 'inspect');
   t.match(table, /Services: 1, tasks: running 2/, 'and in the table');
-  const wi = await c.json('m1', 'node', 'inspect', 'w1');
+  const [wi] = await c.json('m1', 'node', 'inspect', 'w1');
   t.equal(wi.tasks.running, 2, 'node inspect: its tasks by state');
   t.equal(wi.gossip, 'alive', 'node inspect: its gossip state');
 
@@ -108,8 +108,9 @@ t.test('a manager and a worker: every family present, and the figures follow the
   t.equal(sumOf(m2, 'shoal_dispatcher_heartbeats_missed_total'), 1, 'one session ended for missed heartbeats');
   t.equal(sumOf(m2, 'shoal_dispatcher_sessions'), 1, 'one session left');
   t.equal(sumOf(m2, 'shoal_gossip_members', { state: 'alive' }), 1, 'one member alive');
-  const wid = (await c.json('m1', 'node', 'inspect', 'w1')).id;
-  t.match(c.nodes.get('m1')!.log.join(''), new RegExp(`WARN  \\[m1\\] dispatcher: session \\S+ of node ${wid} ended: no heartbeat for \\d+ ms  nodeId=${wid}`), "the log line names the node in a field (JSON on shoald's pipe)");
+  const wid = (await c.json('m1', 'node', 'inspect', 'w1'))[0].id;
+  const ended = c.nodes.get('m1')!.log.join('').split('\n').filter((l) => l.includes('dispatcher: session') && l.includes('ended')).join('\n');
+  t.match(ended, new RegExp(`WARN  \\[m1\\] dispatcher: session \\S+ of node ${wid} ended: no heartbeat for \\d+ ms  nodeId=${wid}`), `the log line names the node in a field (JSON on shoald's pipe): ${ended}`);
   t.not((await c.json('m1', 'cluster', 'inspect')).members.alive, 2, 'cluster inspect: the worker no longer alive');
   await c.kill('w1');
 });

@@ -5,12 +5,13 @@
 // and in the middle of a rolling update (it finishes with exactly N tasks on the new spec).
 import t from 'tap';
 import { LAB_IMAGE, LAB_IMAGE_2 } from '../lab/registry.js';
-import { Lab, converged, eventually } from './services-helpers.js';
+import { Lab, converged, describeTasks, eventually } from './services-helpers.js';
 
 const lab = new Lab(t, 'svcf');
 const W = ['--constraint', 'node.role==worker'];
-// A whole lab and many real containers: far more than tap's default per-file limit on a loaded machine.
-t.setTimeout(30 * 60_000);
+// A whole lab and many real containers: more than tap's default per-file limit on a loaded
+// machine, but each wait inside has its own bound, so a stuck file ends well within CI's 20 minutes.
+t.setTimeout(15 * 60_000);
 const ALL = ['manager-1', 'manager-2', 'manager-3', 'worker-1', 'worker-2'];
 
 t.before(async () => {
@@ -42,8 +43,8 @@ t.test('a worker killed with SIGKILL: its tasks run elsewhere; back, its old con
   const oldContainers = await lab.criRunning('worker-1', sid);
   t.equal((await lab.shoal(['lab', 'stop', 'worker-1', '--signal', 'KILL'])).code, 0, 'SIGKILL worker-1');
   const t0 = Date.now();
-  await eventually('all 4 running on worker-2', async () => {
-    const live = await lab.live('fo');
+  await eventually('all 4 running on worker-2', async (saw) => {
+    const live = saw(await lab.live('fo'));
     return converged(live, 4) && live.every((x) => x.node === 'worker-2');
   });
   t.comment(`services-faults: 4 tasks running on worker-2 ${((Date.now() - t0) / 1000).toFixed(1)} s after worker-1's SIGKILL (polled; not a timing assertion)`);
@@ -65,16 +66,24 @@ t.test('shoald restarted on a worker with tasks: the same containers, no duplica
   for (const sig of ['TERM', 'KILL']) {
     const before = await lab.criRunning('worker-2', sid);
     const tasksBefore = (await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort();
-    t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`);
+    // None left (the first round's restart outlasted failure detection and its tasks moved):
+    // this round would prove nothing.
+    if (!t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`)) break;
     t.equal((await lab.shoal(['lab', 'stop', 'worker-2', '--signal', sig])).code, 0, `stop worker-2's shoald with SIG${sig}`);
     t.same(lab.runcRunning('worker-2').filter((c) => before.includes(c)).sort(), before, 'its containers keep running while shoald is away');
     t.equal((await lab.shoal(['lab', 'start', 'worker-2'])).code, 0, 'start it again');
-    await eventually('worker-2 ready again', async () => JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])).some((n: any) => n.hostname === 'worker-2' && n.status === 'ready'));
+    await eventually('worker-2 ready again', async (saw) => saw(JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json']))).some((n: any) => n.hostname === 'worker-2' && n.status === 'ready'));
     // Give the agent time to act on its assignments; nothing may change.
-    await eventually("worker-2's runtime answering", async () => (await lab.criRunning('worker-2', sid)).length > 0);
+    // Its runtime answering (not: running a container of rs, which never comes if the managers
+    // moved its tasks meanwhile; the checks below then say so at once, not after 120 s).
+    await eventually("worker-2's runtime answering", async () => lab.criAnswers('worker-2'), 60_000);
     await new Promise((r) => setTimeout(r, 3000));
     t.same(await lab.criRunning('worker-2', sid), before, `after SIG${sig}: the same containers run, none added`);
-    t.same((await lab.live('rs')).map((x) => `${x.id}:${x.containerId}`).sort(), tasksBefore, 'the same tasks, still running');
+    // If this fails with worker-2's tasks orphaned, its restart outlasted the managers' failure
+    // detection (gossip dead, then down at once), which a loaded machine makes likely.
+    const all = await lab.tasks('rs');
+    const after = all.filter((x) => x.desiredState === 'running').map((x) => `${x.id}:${x.containerId}`).sort();
+    t.same(after, tasksBefore, `the same tasks, still running${after.join() === tasksBefore.join() ? '' : ` (now: ${describeTasks(all)})`}`);
     t.equal(await containersEverywhere(sid), 4, 'still exactly 4 containers in the cluster');
   }
   await lab.ok(['--lab', 'service', 'rm', 'rs']);
@@ -86,23 +95,23 @@ t.test('the leader killed during a create and during a scale: exactly N tasks an
   t.equal(c.code, 0, 'create acknowledged (committed)');
   t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
   const sid = await serviceId('lk');
-  await eventually('6 running tasks', async () => converged(await lab.tasks('lk'), 6));
+  await eventually('6 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 6));
   // The dead manager's own containers (if it ran any) stop once it is back: count after that.
   t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
-  await eventually('6 containers', async () => (await containersEverywhere(sid)) === 6 && converged(await lab.tasks('lk'), 6), 60_000);
+  await eventually('6 containers', async (saw) => (await containersEverywhere(sid)) === 6 && converged(saw(await lab.tasks('lk')), 6), 60_000);
   t.pass('converged to exactly 6 tasks and 6 containers after the leader died mid-orchestration');
 
   old = await leader();
   const s = await lab.shoal(['--lab', 'service', 'scale', 'lk=11', '--detach']);
   t.equal(s.code, 0, 'scale acknowledged');
   t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
-  await eventually('11 running tasks', async () => converged(await lab.tasks('lk'), 11));
+  await eventually('11 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 11));
   t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
-  await eventually('11 containers', async () => (await containersEverywhere(sid)) === 11 && converged(await lab.tasks('lk'), 11), 60_000);
+  await eventually('11 containers', async (saw) => (await containersEverywhere(sid)) === 11 && converged(saw(await lab.tasks('lk')), 11), 60_000);
   const live = await lab.live('lk');
   t.same(live.map((x) => x.slot).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'slots 1..11, each once');
   await lab.ok(['--lab', 'service', 'rm', 'lk']);
-  await eventually('every container of lk stopped', async () => (await containersEverywhere(sid)) === 0);
+  await eventually('every container of lk stopped', async (saw) => saw(await containersEverywhere(sid)) === 0);
 });
 
 t.test('the leader killed in the middle of a rolling update: it finishes, exactly N tasks on the new spec', async (t) => {
@@ -110,18 +119,21 @@ t.test('the leader killed in the middle of a rolling update: it finishes, exactl
   const sid = await serviceId('lu');
   const u = await lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, '--detach', 'lu']);
   t.equal(u.code, 0, 'update started');
-  await eventually('a first task updated', async () => (await lab.tasks('lu')).some((x) => (x as any).upToDate && x.state === 'running'));
+  await eventually('a first task updated', async (saw) => saw(await lab.tasks('lu')).some((x) => (x as any).upToDate && x.state === 'running'));
   const old = await leader();
   t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} mid-update`);
-  const done = await eventually('the update completed', async () => {
+  const done = await eventually('the update completed', async (saw) => {
     const s = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'lu', '--format', 'json']))[0];
+    saw({ updateStatus: s.updateStatus, tasks: describeTasks(await lab.live('lu')) });
     return s.updateStatus?.state === 'completed' && s;
   }, 240_000);
   t.match(done.updateStatus.message, /update completed/, 'the new leader finished the rollout');
   t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
-  await eventually('6 tasks on the new image and 6 containers', async () => {
+  await eventually('6 tasks on the new image and 6 containers', async (saw) => {
     const live = (await lab.tasks('lu')).filter((x) => x.desiredState === 'running') as any[];
-    return converged(live, 6) && live.every((x) => x.image === LAB_IMAGE_2 && x.upToDate) && (await containersEverywhere(sid)) === 6;
+    const containers = await containersEverywhere(sid);
+    saw({ containers, tasks: describeTasks(live) });
+    return converged(live, 6) && live.every((x) => x.image === LAB_IMAGE_2 && x.upToDate) && containers === 6;
   }, 120_000);
   t.pass('exactly 6 tasks, all on the new spec, 6 containers');
   await lab.ok(['--lab', 'service', 'rm', 'lu']);

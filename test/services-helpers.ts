@@ -87,6 +87,19 @@ export class Lab {
     return list.filter((c) => c.status === 'running').map((c) => c.id).sort();
   }
 
+  /** True once the host's runtime answers on its CRI socket. */
+  async criAnswers(node: string): Promise<boolean> {
+    const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
+    try {
+      await c.runtime.ListContainers({});
+      return true;
+    } catch {
+      return false;
+    } finally {
+      c.close();
+    }
+  }
+
   /** Running containers of a service on a host, through the host's CRI socket. */
   async criRunning(node: string, serviceId?: string): Promise<string[]> {
     const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
@@ -103,19 +116,45 @@ export class Lab {
   }
 }
 
-/** Polls `f` until it returns something truthy; the deadline only turns a hang into a failure. */
-export async function eventually<T>(what: string, f: () => Promise<T | undefined | false | null>, ms = 120_000, every = 300): Promise<T> {
+/** A compact line per task (name, node, state/desired state, readiness, error), for failures. */
+export function describeTasks(ts: TaskRow[]): string {
+  return ts
+    .map((x) => {
+      const r = x as TaskRow & { ready?: boolean | null; upToDate?: boolean };
+      return `${x.name}@${x.node ?? '-'} ${x.state}/${x.desiredState}${r.ready === false ? ' not-ready' : ''}${r.upToDate === false ? ' old-spec' : ''}${x.error ? ` (${x.error.slice(0, 120)})` : x.state === 'orphaned' && x.message ? ` (${x.message.slice(0, 120)})` : ''}`;
+    })
+    .join('; ');
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v) && v.every((x) => x && typeof x === 'object' && 'slot' in x && 'state' in x)) return `${v.length} task(s): ${describeTasks(v as TaskRow[])}`;
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  return s.length > 2000 ? `${s.slice(0, 2000)}...` : s;
+}
+
+/**
+ * Polls `f` until it returns something truthy; the deadline only turns a hang into a failure,
+ * which says what was last seen: `f` passes what it looked at through `saw` (tasks are shown a
+ * line each), or throws. Each poll is a CLI process (a few hundred ms of CPU), so once a second.
+ */
+export async function eventually<T>(what: string, f: (saw: <V>(v: V) => V) => Promise<T | undefined | false | null>, ms = 120_000, every = 1000): Promise<T> {
   const end = Date.now() + ms;
-  let last: unknown;
+  let last = '(nothing yet)';
+  let seen: string | undefined;
+  const saw = <V>(v: V): V => {
+    seen = describe(v);
+    return v;
+  };
   for (;;) {
+    seen = undefined;
     try {
-      const v = await f();
+      const v = await f(saw);
       if (v) return v;
-      last = v;
+      last = seen ?? JSON.stringify(v);
     } catch (e) {
       last = (e as Error).message;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; last: ${typeof last === 'string' ? last : JSON.stringify(last)}`);
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; last seen: ${last}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

@@ -35,6 +35,8 @@ export interface ManagerOptions {
   /** This membership's raft id (a fresh one per promotion); default: derived from the node id. */
   raftId?: number;
   tickMs?: number;
+  /** How often the leader reconciles node health with gossip besides on gossip's events (1 s). */
+  healthIntervalMs?: number;
   log: Log;
 }
 
@@ -68,7 +70,7 @@ export class Manager {
     // The raft log and snapshots hold the cluster object, CA key included: owner only.
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    const log = (m: string) => this.o.log(m);
+    const log: Log = (m, f) => this.o.log(m, f);
     const storage = await DiskStorage.open(dir, { logger: { info: () => {}, warn: log } });
     if (this.o.bootstrap) await ReplicatedNode.bootstrap(storage, this.o.voters ?? [this.raftId]);
     const members = new Map<number, MemberAddr>();
@@ -89,7 +91,7 @@ export class Manager {
       channelOptions: tlsNames(raftChannel(this.o.tls()).options),
       authorize: (call: Parameters<typeof refuseRaftPeer>[0]) => refuseRaftPeer(call, this.raftPolicy),
     };
-    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, transport, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') || m.startsWith('raft transport: refused') ? log(m) : undefined) });
+    this.raft = new ReplicatedNode({ id: this.raftId, storage, listen: this.o.raftListen, members, tickMs: this.o.tickMs ?? 100, readTimeoutMs: 2000, transport, log: (m) => (m.startsWith('raft: node') || m.startsWith('warn') || m.startsWith('raft transport: refused') || m.startsWith('raft listener') ? log(m) : undefined) });
     this.raft.onFatal = (e) => {
       log(`manager: raft stopped on a fatal error: ${e.message}; exiting`);
       process.exit(1);
@@ -109,7 +111,7 @@ export class Manager {
     this.healthTimer = setInterval(() => {
       this.checkMembership();
       void this.reconcileHealth();
-    }, 1000);
+    }, this.o.healthIntervalMs ?? 1000);
   }
 
   /** Feeds the process's metrics from this manager's raft node and store. */
@@ -263,8 +265,43 @@ export class Manager {
     return p.recentActive && p.match > 0 ? 'reachable' : 'unreachable';
   }
 
+  private healthRunning = false;
+  private healthAgain = false;
+
+  /**
+   * Gossip's view of a member changed: reconcile node health now rather than at the next
+   * once-a-second round (a dead node's tasks move that much sooner). Rounds never overlap; a
+   * change during one runs another after it.
+   */
+  healthChanged(): Promise<void> {
+    return this.reconcileHealth();
+  }
+
   /** Leader: node status follows gossip (alive/suspect = ready, dead/left = down). */
   async reconcileHealth(): Promise<void> {
+    if (this.stopped) return;
+    if (this.healthRunning) {
+      // Resolves once the round after the running one is done (it sees this change).
+      this.healthAgain = true;
+      return new Promise((r) => this.healthWaiters.push(r));
+    }
+    this.healthRunning = true;
+    try {
+      await this.reconcileHealthOnce();
+    } finally {
+      this.healthRunning = false;
+    }
+    if (this.healthAgain) {
+      this.healthAgain = false;
+      const waiters = this.healthWaiters.splice(0);
+      await this.reconcileHealth();
+      for (const w of waiters) w();
+    }
+  }
+
+  private readonly healthWaiters: (() => void)[] = [];
+
+  private async reconcileHealthOnce(): Promise<void> {
     if (this.stopped || !this.raft.isLeader()) return;
     const ops: TxnOp[] = [];
     for (const n of this.nodes()) {
@@ -276,7 +313,8 @@ export class Manager {
       const message = want === 'down' ? `gossip reports the node ${g} since ${new Date().toISOString()}` : '';
       ops.push({ op: 'update', object: nodeInput(n, { status: { state: want, message } }), expectVersion: n.version });
     }
-    for (const op of ops) {
+    // Proposed together (raft batches them into one append): the nodes are independent.
+    await Promise.all(ops.map(async (op) => {
       try {
         await this.raft.propose([op]);
         const o = (op as { object: { id: string; status: { state: string } } }).object;
@@ -284,7 +322,7 @@ export class Manager {
       } catch {
         // a concurrent update or a leadership change: the next round retries
       }
-    }
+    }));
   }
 
   async stop(): Promise<void> {

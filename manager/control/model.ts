@@ -53,6 +53,8 @@ export interface NodeStatus {
   raft?: RaftInfo;
   /** What the agent reports of its host (from its session). */
   description?: NodeDescription;
+  /** Managers: the raft term this one led, from when (written by the new leader: leader/leadership.ts). */
+  leadership?: { term: number; since: number };
 }
 
 export interface NodeDescription {

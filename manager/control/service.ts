@@ -163,6 +163,10 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
   const table: Record<string, MethodSpec> = {
     ListNodes: {
       roles: M,
+      // The leader's view, like GetCluster's: a manager's reachability is what the leader's raft
+      // sees of it. A follower has no raft progress and only gossip to go by, which shows a
+      // manager that just died alive for seconds (while another is already shown leading).
+      leader: true,
       unary: async () => {
         await read();
         return { nodes: mgr.nodes().sort((a, b) => a.createdVersion - b.createdVersion).map((n) => nodeToWire(mgr, n)) };
@@ -170,6 +174,7 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
     },
     GetNode: {
       roles: M,
+      leader: true, // as ListNodes
       unary: async (req: { id: string }) => {
         await read();
         return nodeToWire(mgr, resolveNode(mgr, req.id));

@@ -125,6 +125,13 @@ t.test('assignments: the full set first, then deltas; status batched and forward
   agent.report('t2', { state: 'accepted' });
   await new Promise((r) => setTimeout(r, 600));
   t.equal(taskState('t2'), 'running', 'a backward transition is ignored');
+  t.equal((agent.tasks.get('t2') as { status: { state: string } }).status.state, 'assigned', "the agent's own report is not sent back to it");
+  // A change the agent must act on is sent (the desired state, here).
+  const cur = leader.raft.store.get('task', 't2')!;
+  const base = task('t2', 'w1');
+  await leader.raft.propose([{ op: 'update', object: { ...base, spec: { ...base.spec, desiredState: 'shutdown' }, status: cur.status }, expectVersion: cur.version }]);
+  await waitFor('the new desired state at the agent', () => (agent!.tasks.get('t2') as { spec: { desiredState: string } }).spec.desiredState === 'shutdown');
+  t.equal((agent.tasks.get('t2') as { status: { state: string } }).status.state, 'running', 'with the task as it is now');
   t.ok(sessions.length >= 1);
 });
 

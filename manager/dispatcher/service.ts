@@ -14,7 +14,7 @@ import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
 import { NetworkViews, serveNetworks } from './network-view.js';
-import { TASK_STATE_ORDER, isTaskState, movesForward, taskInput, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
+import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 import type { Log } from '../../proto/log.js';
 
@@ -348,7 +348,10 @@ export class Dispatcher {
     return new Promise((resolve) => {
       const store = this.mgr.raft.store;
       let version = store.applied;
-      const sent = new Set<string>();
+      // What the agent was last sent of each task: a change of the observed status alone (the
+      // agent's own report coming back) is not sent again, as SwarmKit's dispatcher does; the
+      // agent acts on the spec and desired state, and on states up to assigned, set by managers.
+      const sent = new Map<string, TaskObject>();
       const full = (store.list('task', { nodeId }) as TaskObject[]).filter(assignedHere);
       // Secrets and configs go in the same message as the tasks that use them, before them.
       const files = this.files?.(nodeId);
@@ -372,13 +375,19 @@ export class Dispatcher {
         return true;
       };
       for (const t of full) {
-        sent.add(t.id);
+        sent.set(t.id, t);
         files?.task(t.id, t);
       }
       let pending = new Map<string, StoreEvent>();
       let timer: NodeJS.Timeout | undefined;
+      // Deltas go out at most once per BATCH_MS: the first change after a quiet spell at once
+      // (on the next turn of the event loop, so the changes of one applied raft batch travel
+      // together), later ones gathered until BATCH_MS after the last message. A new task reaches
+      // its node without waiting out a batch, and a burst still becomes few messages.
+      let lastSent = 0;
       const flush = () => {
         timer = undefined;
+        lastSent = Date.now();
         if (pending.size === 0) return;
         const changes = [];
         let to = version;
@@ -386,8 +395,11 @@ export class Dispatcher {
           to = Math.max(to, e.version);
           const t = e.object as TaskObject;
           if (e.type !== 'delete' && t.nodeId === nodeId && assignedHere(t)) {
-            sent.add(t.id);
-            changes.push(change('update', t));
+            const was = sent.get(t.id);
+            sent.set(t.id, t);
+            if (!was || !onlyReported(was, t)) changes.push(change('update', t));
+            // The node's files follow every change (a task the agent reports finished lets its
+            // secrets go), also one not sent to the agent.
             files?.task(t.id, t);
           } else if (sent.delete(t.id)) {
             changes.push(change('remove', t));
@@ -404,7 +416,7 @@ export class Dispatcher {
       const st: AssignStream = {
         push: (e) => {
           pending.set(e.object.id, e);
-          if (!timer) timer = setTimeout(flush, BATCH_MS);
+          if (!timer) timer = setTimeout(flush, Math.max(0, lastSent + BATCH_MS - Date.now()));
         },
         end: () => endStream(),
       };
@@ -445,29 +457,31 @@ export class Dispatcher {
     this.flushTimer = undefined;
     const batch = [...this.queued.entries()];
     this.queued.clear();
+    // Status patches (store/types.ts StatusPatch), not whole tasks: the store applies each one
+    // forward only on the task's current status, so a patch needs no version check and a batch
+    // never fails because another write touched one of its tasks meanwhile.
     const ops: TxnOp[] = [];
-    const ids: string[][] = [];
     for (const [id, u] of batch) {
       const t = this.mgr.raft.store.get('task', id) as TaskObject | undefined;
       if (!t) continue;
       if (!movesForward(t.status.state, u.status.state) && t.status.state !== u.status.state) continue; // states only move forward
-      const status: TaskStatus = { ...t.status, ...u.status, timestamps: { ...t.status.timestamps, ...u.timestamps } };
-      if (ops.length % CHUNK === 0) ids.push([]);
-      ids[ids.length - 1]!.push(id);
-      ops.push({ op: 'update', object: taskInput(t, { status }), expectVersion: t.version });
+      ops.push({ op: 'status', kind: 'task', id, nodeId: u.nodeId, status: { ...u.status, timestamps: u.timestamps } });
     }
     if (ops.length === 0) return;
-    // One transaction per chunk; a chunk that fails (a concurrent write to one of its tasks)
-    // goes back to the queue and is retried from the new versions.
+    // One transaction per chunk; a chunk that fails (raft leadership moving) goes back to the
+    // queue and is retried.
     const queuedById = new Map(batch);
-    const results = await Promise.allSettled(ids.map((_, i) => this.mgr.raft.propose(ops.slice(i * CHUNK, (i + 1) * CHUNK))));
+    const parts: TxnOp[][] = [];
+    for (let i = 0; i < ops.length; i += CHUNK) parts.push(ops.slice(i, i + CHUNK));
+    const results = await Promise.allSettled(parts.map((p) => this.mgr.raft.propose(p)));
     let failed = 0;
     let why = '';
     results.forEach((r, i) => {
       if (r.status === 'fulfilled') return;
-      failed += ids[i]!.length;
+      failed += parts[i]!.length;
       why ||= (r.reason as Error).message;
-      for (const id of ids[i]!) {
+      for (const op of parts[i]!) {
+        const id = (op as { id: string }).id;
         const u = queuedById.get(id)!;
         const newer = this.queued.get(id);
         this.queued.set(id, newer ? { ...newer, timestamps: { ...u.timestamps, ...newer.timestamps } } : u);
@@ -514,6 +528,16 @@ interface AssignStream {
 /** A task the node must know about: placed there by the scheduler (or later), never before. */
 function assignedHere(t: TaskObject): boolean {
   return TASK_STATE_ORDER[t.status?.state ?? 'new'] >= TASK_STATE_ORDER.assigned;
+}
+
+/**
+ * True if `now` differs from `was` only by what the agent reports (its observed status past
+ * assigned): the same spec, desired state and node. Store objects are replaced, never changed,
+ * and a status write keeps the spec object, so comparing references is exact enough (a spec
+ * rewritten unchanged is merely sent again).
+ */
+function onlyReported(was: TaskObject, now: TaskObject): boolean {
+  return was.spec === now.spec && was.nodeId === now.nodeId && TASK_STATE_ORDER[now.status.state] > TASK_STATE_ORDER.assigned;
 }
 
 function change(action: 'update' | 'remove', t: StoreObject) {

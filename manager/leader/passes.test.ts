@@ -17,6 +17,7 @@ import { ObjectStore } from '../store/store.js';
 import type { ObjectInput, TxnOp } from '../store/types.js';
 import { chunkGroups } from './commit.js';
 import { allocatorOps, orchestratorOps, schedulerOps } from './ops.js';
+import { decidePass } from './pipeline.js';
 
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -86,6 +87,24 @@ class Cluster {
   schedule(): number {
     const s = schedule({ nodes: this.nodes(), tasks: this.tasks() });
     return this.commit(schedulerOps(s, this.now).map((op) => [op]));
+  }
+
+  /** One fused leader pass (pipeline.ts), as the leader runs it; `survive(i)` as in commit. */
+  pass(survive?: (i: number) => boolean, ids?: () => string): ReturnType<typeof decidePass> {
+    const p = decidePass(this.view(ids));
+    this.commit(p.groups, survive);
+    return p;
+  }
+
+  /** Fused passes and agents until nothing changes (as settle). */
+  settlePasses(rounds = 60): void {
+    for (let i = 0; i < rounds; i++) {
+      this.now += 1000;
+      const p = this.pass();
+      const changed = p.groups.length + this.agents();
+      if (changed === 0 && (p.orchestrator.wakeAt === undefined || p.orchestrator.wakeAt > this.now + 60_000)) return;
+    }
+    throw new Error('did not settle');
   }
 
   /** What agents on ready nodes report: assigned tasks run (a job's then complete); tasks asked to stop stop. */
@@ -278,5 +297,175 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
     const done = new Set(c.tasks().filter((x) => x.serviceId === 's2' && x.status.state === 'complete').map((x) => x.spec.slot));
     t.same([...done].sort(), [1, 2, 3, 4, 5, 6], 'job: each of its 6 slots completed');
     t.equal(c.tasks().filter((x) => x.serviceId === 's2' && x.status.state === 'complete').length, 6, 'job: each slot completed once');
+  });
+}
+
+t.test('fused pass: a new service\'s tasks are created already assigned, one write per task', async (t) => {
+  const c = cluster(4);
+  const web = service('web', { type: 'replicated', replicas: 10 }, { spread: ['node.labels.zone'] });
+  c.put(svcInput(web));
+  const p = decidePass(c.view());
+  const ops = p.groups.flat();
+  t.equal(ops.length, 10, 'ten ops for ten tasks');
+  t.ok(ops.every((op) => op.op === 'create'), 'all creates: allocation and placement folded into them');
+  const created = ops.map((op) => (op as { object: ObjectInput }).object as unknown as TaskObject);
+  t.ok(created.every((x) => x.status.state === 'assigned' && !!x.nodeId), 'each one assigned to a node');
+  t.ok(created.every((x) => x.status.timestamps.new === c.now && x.status.timestamps.pending === c.now && x.status.timestamps.assigned === c.now), 'every state\'s time recorded');
+  t.same(p.allocations.length, 10);
+  t.same(p.schedule.assign.length, 10);
+  c.commit(p.groups);
+  const perNode = new Map<string, number>();
+  for (const x of c.tasks()) perNode.set(x.nodeId!, (perNode.get(x.nodeId!) ?? 0) + 1);
+  t.same([...perNode.values()].sort(), [2, 2, 3, 3], 'spread over the 4 nodes');
+  const zone = new Map<string, number>();
+  for (const x of c.tasks()) {
+    const z = (c.store.get('node', x.nodeId!) as NodeObject).labels.zone!;
+    zone.set(z, (zone.get(z) ?? 0) + 1);
+  }
+  t.same([...zone.values()], [5, 5], 'and over the zones');
+  t.same(decidePass(c.view()).groups, [], 'the next pass has nothing to do');
+});
+
+t.test('fused pass: a task the orchestrator changes and the scheduler places gets one op, with the version it was decided from', async (t) => {
+  const c = cluster(2);
+  const web = service('web', { type: 'replicated', replicas: 3 }, { restart: { delayMs: 0 } });
+  c.put(svcInput(web));
+  c.now += 1000;
+  // The orchestrator alone: tasks stay new (the old three-step path), then one is let go.
+  c.commit(orchestratorOps(orchestrate(c.view())));
+  c.put(svcInput({ ...web, spec: { ...web.spec, mode: { type: 'replicated', replicas: 2 } } }));
+  const p = decidePass(c.view());
+  const ops = p.groups.flat() as Extract<TxnOp, { op: 'update' }>[];
+  t.equal(ops.length, 3, 'one op per task');
+  const byId = new Map(c.tasks().map((x) => [x.id, x]));
+  for (const op of ops) {
+    t.equal(op.op, 'update');
+    t.equal(op.expectVersion, byId.get(op.object.id)!.version, 'decided from the stored version');
+  }
+  const after = ops.map((op) => op.object as unknown as TaskObject);
+  const stopped = after.filter((x) => x.spec.desiredState === 'shutdown');
+  t.equal(stopped.length, 1, 'slot 3 let go');
+  t.equal(stopped[0]!.status.state, 'shutdown', 'and, never placed, ended by the allocator in the same write');
+  t.ok(after.filter((x) => x.spec.desiredState === 'running').every((x) => x.status.state === 'assigned' && x.nodeId), 'the others pending and assigned in the same write');
+  c.commit(p.groups);
+  t.same(c.violations, []);
+});
+
+t.test('fused pass: a task that fits nowhere is created pending with the reason, and placed once a node fits', async (t) => {
+  const c = new Cluster();
+  const n = node('small', { cpu: 1000, mem: 1 << 30 });
+  c.put({ kind: 'node', id: n.id, name: n.name, labels: n.labels, spec: n.spec, status: n.status });
+  const big = service('big', { type: 'replicated', replicas: 2 }, { reservations: { cpuMillis: 600 } });
+  c.put(svcInput(big));
+  c.pass();
+  const states = c.tasks().map((x) => [x.status.state, x.status.message]).sort();
+  t.same(states[0], ['assigned', 'assigned to a node']);
+  t.same(states[1], ['pending', 'no suitable node (insufficient CPU on 1 node)']);
+  t.same(decidePass(c.view()).groups, [], 'the reason is written once');
+  const m = node('more', { cpu: 4000, mem: 1 << 30 });
+  c.put({ kind: 'node', id: m.id, name: m.name, labels: m.labels, spec: m.spec, status: m.status });
+  c.pass();
+  t.same(c.tasks().map((x) => [x.status.state, x.nodeId]).sort(), [['assigned', 'more'], ['assigned', 'small']]);
+});
+
+t.test('fused pass: the same end state as the three stages committed one after another', async (t) => {
+  for (const seed of [11, 12, 13]) {
+    const rnd = prng(seed);
+    const mk = () => {
+      const c = cluster(5, 3);
+      for (const [i, mode] of MODES.entries()) c.put(svcInput(service(`s${i}`, mode, { restart: { delayMs: 0 } })));
+      return c;
+    };
+    const a = mk();
+    const b = mk();
+    let ib = 0;
+    for (let step = 0; step < 15; step++) {
+      const r = rnd();
+      const pick = `n${1 + Math.floor(rnd() * 5)}`;
+      for (const c of [a, b]) {
+        if (r < 0.2) c.setNode(pick, { state: 'down' });
+        else if (r < 0.4) c.setNode(pick, { state: 'ready', availability: 'active' });
+        else if (r < 0.5) c.setNode(pick, { availability: 'drain' });
+      }
+      if (r >= 0.5 && r < 0.8) {
+        const live = a.tasks().filter((x) => x.status.state === 'running').map((x) => x.spec.slot + '/' + x.serviceId + '/' + x.nodeId).sort();
+        const k = live[Math.floor(rnd() * live.length)];
+        for (const c of [a, b]) {
+          const x = c.tasks().find((y) => y.status.state === 'running' && y.spec.slot + '/' + y.serviceId + '/' + y.nodeId === k);
+          if (x) c.fail(x.id);
+        }
+      }
+      a.now += 1000;
+      b.now += 1000;
+      a.orchestrate();
+      a.allocate();
+      a.schedule();
+      a.agents();
+      b.pass(undefined, () => `t${++ib}`);
+      b.agents();
+    }
+    const shape = (c: Cluster) => c.tasks().filter((x) => !isTerminal(x.status.state) && x.spec.desiredState === 'running').map((x) => `${x.serviceId} ${x.spec.slot} ${x.nodeId} ${x.status.state}`).sort();
+    t.same(shape(b), shape(a), `seed ${seed}: the same live tasks, slots, nodes and states`);
+    t.same(a.violations, []);
+    t.same(b.violations, []);
+  }
+});
+
+t.test('fused pass: failover mid-commit converges to exactly N (cut at every chunk)', async (t) => {
+  for (let cut = 0; cut <= 6; cut++) {
+    const c = cluster(4, 2);
+    const web = service('web', { type: 'replicated', replicas: 8 }, { restart: { delayMs: 0 } });
+    c.put(svcInput(web));
+    c.settlePasses();
+    c.setNode('n1', { state: 'down' });
+    c.put(svcInput({ ...web, spec: { ...web.spec, mode: { type: 'replicated', replicas: 11 } } }));
+    c.pass((i) => i < cut);
+    c.settlePasses();
+    t.same(c.violations, [], `cut after ${cut} chunk(s): never two live tasks in a slot`);
+    const r = c.running('web');
+    t.same(r.map((x) => x.spec.slot).sort((x, y) => x - y), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], `cut ${cut}: slots 1..11 running once each`);
+    t.notOk(r.some((x) => x.nodeId === 'n1'), `cut ${cut}: nothing on the down node`);
+  }
+});
+
+for (const seed of [21, 22, 23, 24]) {
+  t.test(`fused pass, seed ${seed}: random node and task events, random leader deaths mid-commit`, async (t) => {
+    const rnd = prng(seed);
+    const c = cluster(5, 3);
+    const services = MODES.map((mode, i) => service(`s${i}`, mode, { restart: { condition: i === 2 ? 'on-failure' : 'any', delayMs: 0 }, constraints: i === 1 ? ['node.labels.zone!=c'] : [] }));
+    for (const s of services) c.put(svcInput(s));
+    for (let step = 0; step < 40; step++) {
+      const ids = c.nodes().map((n) => n.id);
+      const pick = ids[Math.floor(rnd() * ids.length)]!;
+      const r = rnd();
+      if (r < 0.15) c.setNode(pick, { state: 'down' });
+      else if (r < 0.3) c.setNode(pick, { state: 'ready', availability: 'active' });
+      else if (r < 0.4) c.setNode(pick, { availability: 'drain' });
+      else if (r < 0.5) c.setNode(pick, { labels: { zone: rnd() < 0.5 ? 'c' : 'a' } });
+      else if (r < 0.7) {
+        const live = c.tasks().filter((x) => x.status.state === 'running' && x.spec.desiredState === 'running');
+        if (live.length > 0) c.fail(live[Math.floor(rnd() * live.length)]!.id);
+      } else if (r < 0.8) {
+        const s = services[0]!;
+        c.put(svcInput({ ...s, spec: { ...s.spec, mode: { type: 'replicated', replicas: Math.floor(rnd() * 12) } } }));
+      }
+      c.now += 1000;
+      const cut = Math.floor(rnd() * 4);
+      c.pass((i) => i < cut);
+      if (rnd() < 0.7) c.agents();
+    }
+    for (const n of c.nodes()) c.setNode(n.id, { state: 'ready', availability: 'active', labels: { zone: 'a' } });
+    c.settlePasses();
+    t.same(c.violations, [], 'never two live tasks in a slot or on a node');
+    const want = (c.store.get('service', 's0') as ServiceObject).spec.mode as { replicas: number };
+    // Not necessarily slots 1..N: a scale-down lets pending slots go before running ones (as
+    // SwarmKit does), so a running slot 5 can outlive slots 1..4.
+    const slots = c.running('s0').map((x) => x.spec.slot);
+    t.equal(slots.length, want.replicas, `replicated: ${want.replicas} running`);
+    t.equal(new Set(slots).size, slots.length, `replicated: each slot once (${slots.sort((a, b) => a - b).join(', ')})`);
+    t.same(c.running('s1').map((x) => x.nodeId).sort(), c.nodes().map((n) => n.id).sort(), 'global: one running on every node');
+    const done = c.tasks().filter((x) => x.serviceId === 's2' && x.status.state === 'complete');
+    t.same([...new Set(done.map((x) => x.spec.slot))].sort(), [1, 2, 3, 4, 5, 6], 'job: each slot completed');
+    t.equal(done.length, 6, 'job: each slot completed once');
   });
 }

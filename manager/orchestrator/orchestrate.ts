@@ -6,6 +6,7 @@ import { isTerminal, type TaskObject } from '../services/model.js';
 import { reconcileGlobal } from './global.js';
 import { reconcileReplicatedJob } from './jobs.js';
 import { reconcileReplicated } from './replicated.js';
+import { reconcileScheduled } from './scheduled.js';
 import { reconcileUpdate } from './updater.js';
 import { byId, emptyDecisions, groupTasks, nodeLost, remove, shutdown, type Decisions, type View } from './view.js';
 
@@ -27,6 +28,11 @@ export function orchestrate(v: View): Decisions {
   const byService = groupTasks(v.tasks.filter((t) => t.serviceId), (t) => t.serviceId!, false);
   for (const s of byId(v.services)) {
     const tasks = byService.get(s.id) ?? [];
+    // A scheduled job: each run is reconciled on its own, and keeps its own history.
+    if (s.spec.schedule) {
+      reconcileScheduled(v, d, s, tasks, nodes);
+      continue;
+    }
     switch (s.spec.mode.type) {
       case 'replicated':
         reconcileReplicated(v, d, s, tasks, nodes);
@@ -53,7 +59,8 @@ export function orchestrate(v: View): Decisions {
   // ones go (an older task still wanted running is a duplicate the orchestrator stops first).
   // A removed node's tasks all go once they were let go: nothing will run there again.
   for (const [sid, tasks] of byService) {
-    if (!services.has(sid as string)) continue;
+    // Scheduled jobs keep their history per run (scheduled.ts).
+    if (!services.has(sid as string) || services.get(sid as string)!.spec.schedule) continue;
     // Counted first: only groups over the limit (or a removed node's) are sorted and looked at.
     const size = new Map<string | number, number>();
     const key = (t: TaskObject) => (t.spec.slot > 0 ? t.spec.slot : `n${t.nodeId}`);

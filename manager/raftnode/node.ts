@@ -33,6 +33,8 @@ import { NotLeaderError, ProposalDroppedError, ReadTimeoutError, StoppedError, U
 
 /** The durable storage the node needs: raft's read interface plus the writes the host does. */
 export interface HostStorage extends Storage {
+  /** The latest snapshot without its data (DiskStorage keeps the data on disk only). */
+  snapshotMeta?(): Snapshot['meta'];
   save(batch: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; mustSync?: boolean }): Promise<void>;
   saveSnapshot(s: Snapshot): Promise<void>;
   compact(index: number): Promise<void>;
@@ -92,6 +94,11 @@ interface PendingConf {
 }
 
 const ctxPackr = new Packr({ useRecords: false });
+
+/** The latest snapshot's meta, without loading its data where storage can tell it apart. */
+function snapMetaOf(s: HostStorage): Snapshot['meta'] {
+  return s.snapshotMeta ? s.snapshotMeta() : s.snapshot().meta;
+}
 
 export class ReplicatedNode {
   readonly id: NodeId;
@@ -182,7 +189,7 @@ export class ReplicatedNode {
    */
   static async bootstrap(storage: HostStorage, voters: NodeId[]): Promise<boolean> {
     const hs = storage.initialState().hardState;
-    if (storage.lastIndex() > 0 || storage.snapshot().meta.index > 0 || hs.term > 0) return false;
+    if (storage.lastIndex() > 0 || snapMetaOf(storage).index > 0 || hs.term > 0) return false;
     if (voters.length === 0) throw new Error('bootstrap needs at least one voter');
     const empty = new ObjectStore();
     empty.skip(1);
@@ -452,12 +459,12 @@ export class ReplicatedNode {
       const t0 = performance.now();
       try {
         const data = await encodeSnapshotAsync(due.view);
-        if (this.stopped || due.meta.index <= this.storage.snapshot().meta.index) return;
+        if (this.stopped || due.meta.index <= snapMetaOf(this.storage).index) return;
         await this.persistSnapshot({ meta: due.meta, data });
         this.observer?.snapshot?.(performance.now() - t0);
       } catch (e) {
         // A newer snapshot from the leader was installed meanwhile: this one is simply stale.
-        if (due.meta.index <= this.storage.snapshot().meta.index) this.log(`raft: dropped the snapshot at ${due.meta.index}: a newer one was installed meanwhile`);
+        if (due.meta.index <= snapMetaOf(this.storage).index) this.log(`raft: dropped the snapshot at ${due.meta.index}: a newer one was installed meanwhile`);
         else if (!this.stopped) this.die(e as Error);
       } finally {
         this.snapshotting = undefined;
@@ -574,7 +581,7 @@ export class ReplicatedNode {
     await this.storage.saveSnapshot(snap);
     // A newer snapshot from the leader may have been installed meanwhile (the save then only
     // left an old file): never move snapIndex back.
-    if (this.storage.snapshot().meta.index > index) return;
+    if (snapMetaOf(this.storage).index > index) return;
     this.snapIndex = index;
     this.metrics.snapshots++;
     const keepFrom = index - this.o.snapshotKeep;

@@ -73,14 +73,30 @@ export interface SecureOptions {
   localIdentity?: () => Identity;
 }
 
+/**
+ * Identities of the certificates seen lately, by their DER bytes (base64): parsing a certificate
+ * on every call cost more than the call itself for the agents' frequent small ones (heartbeats,
+ * status batches). The TLS layer has verified the certificate before any call reaches here, so
+ * the cache only saves the parse; a certificate's subject never changes. Bounded: the oldest
+ * entry goes first.
+ */
+const identities = new Map<string, Identity | string>();
+const IDENTITY_CACHE = 4096;
+
 function peerIdentity(call: AnyCall): Identity | undefined {
   const ac = call.getAuthContext();
   const raw = ac?.sslPeerCertificate?.raw;
   if (!raw) return undefined; // none presented, or not signed by the cluster CA / expired (TLS refused it)
-  const pem = `-----BEGIN CERTIFICATE-----\n${raw.toString('base64')}\n-----END CERTIFICATE-----\n`;
-  const i = certInfo(pem);
-  if (i.ou !== 'manager' && i.ou !== 'worker') throw denied(`the client certificate has no shoal role (OU=${i.ou})`);
-  return { nodeId: i.cn, role: i.ou, clusterId: i.o };
+  const b64 = raw.toString('base64');
+  let id = identities.get(b64);
+  if (id === undefined) {
+    const i = certInfo(`-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`);
+    id = i.ou !== 'manager' && i.ou !== 'worker' ? `the client certificate has no shoal role (OU=${i.ou})` : Object.freeze({ nodeId: i.cn, role: i.ou, clusterId: i.o });
+    if (identities.size >= IDENTITY_CACHE) identities.delete(identities.keys().next().value!);
+    identities.set(b64, id);
+  }
+  if (typeof id === 'string') throw denied(id);
+  return id;
 }
 
 function checkIdentity(id: Identity, o: SecureOptions, what: string): Identity {

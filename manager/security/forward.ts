@@ -16,6 +16,8 @@ export class LeaderForwarder implements Forwarder {
       leaderAddr(): string | undefined;
       tls(): TlsIdentity;
       timeoutMs?: number;
+      /** How long a call waits for a leader to be known (default 8 s). */
+      electionWaitMs?: number;
     },
   ) {}
 
@@ -34,9 +36,15 @@ export class LeaderForwarder implements Forwarder {
     return c;
   }
 
-  forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity, peer?: string): Promise<unknown> {
-    const addr = this.o.leaderAddr();
-    if (!addr) return Promise.reject(unavailable(`no raft leader is known right now (an election may be in progress, or quorum is lost); retry in a few seconds`));
+  async forward(service: grpc.ServiceDefinition, method: string, req: unknown, id: Identity, peer?: string): Promise<unknown> {
+    // An election takes a second or two: wait for its outcome as a local read would (readLatest),
+    // so a call made just after a leader died is answered rather than refused.
+    let addr = this.o.leaderAddr();
+    for (const end = Date.now() + (this.o.electionWaitMs ?? 8_000); !addr && Date.now() < end;) {
+      await new Promise((r) => setTimeout(r, 200));
+      addr = this.o.leaderAddr();
+    }
+    if (!addr) throw unavailable(`no raft leader is known right now (an election may be in progress, or quorum is lost); retry in a few seconds`);
     const md = new grpc.Metadata();
     md.set(FWD_NODE, id.nodeId);
     md.set(FWD_ROLE, id.role);

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Manager } from '../control/manager.js';
 import type { NodeObject } from '../control/model.js';
+import type { ObjectInput } from '../store/types.js';
 import { readLatest, resolveNode } from '../control/service.js';
 import { jobProgress } from '../orchestrator/jobs.js';
 import { MAX_REVISIONS } from '../orchestrator/updater.js';
@@ -12,10 +13,12 @@ import type { MethodSpec } from '../security/authz.js';
 import { aborted, alreadyExists, invalid, notFound, precondition } from '../security/errors.js';
 import { networkRpcError, withNetworkLock } from '../networks/control.js';
 import { resolveServiceNetworking } from '../networks/resolve.js';
+import type { NetworkAddress } from '../networks/model.js';
 import type { LogBroker } from './logs.js';
 import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
+import { latestRunTasks, scheduleStatusToWire } from './schedule.js';
 
 const M: 'manager'[] = ['manager'];
 const LABEL_KEY = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,252}$/;
@@ -74,7 +77,7 @@ export function serviceCounts(s: ServiceObject, tasks: TaskObject[], nodes: Node
 }
 
 export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: NodeObject[]) {
-  const c = serviceCounts(s, tasks, nodes);
+  const c = serviceCounts(s, s.spec.schedule ? latestRunTasks(s, tasks) : tasks, nodes);
   return {
     id: s.id,
     name: s.name,
@@ -92,6 +95,7 @@ export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: Node
       : null,
     revision: s.status?.revision ?? 1,
     virtual_ips: (s.status?.vips ?? []).map((v) => ({ network_id: v.networkId, address: v.address })),
+    schedule_status: s.spec.schedule ? scheduleStatusToWire(s.status?.schedule, s.spec.schedule, Date.now()) : null,
   };
 }
 
@@ -122,6 +126,7 @@ export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>, curren
     ready: t.status.ready ?? null,
     up_to_date: !!current && t.spec.templateKey === templateKey(current.spec.task),
     networks: (t.spec.networks ?? []).map((a) => ({ network_id: a.networkId, address: a.address })),
+    job_iteration: t.spec.iteration ?? 0,
   };
 }
 
@@ -153,6 +158,36 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
   return out.join('; ') || 'no change';
 }
 
+/** A new service object: revision 1 of its spec. */
+export function newService(name: string, labels: Record<string, string>, spec: ServiceSpec, now: number, net?: { id: string; vips: NetworkAddress[] }): ObjectInput {
+  const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }], ...(net ? { vips: net.vips } : {}) };
+  return { kind: 'service', id: net?.id ?? randId(), name, labels, spec, status };
+}
+
+/** A new id for a service (its VIPs are allocated for it before it is written). */
+export function newServiceId(): string {
+  return randId();
+}
+
+/**
+ * The service with a new spec (an update, a rollback, an apply): a new revision in the kept
+ * history, and a rolling update started when the task template changed.
+ */
+export function specChange(s: ServiceObject, spec: ServiceSpec, change: string, rollback: boolean, labels: Record<string, string> | undefined, now: number, vips?: NetworkAddress[]): ObjectInput {
+  const revision = (s.status?.revision ?? 1) + 1;
+  const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec, at: now, change }].slice(-MAX_REVISIONS);
+  const rolls = templateKey(spec.task) !== templateKey(s.spec.task);
+  const status: ServiceStatus = {
+    ...s.status,
+    ...(vips ? { vips } : {}),
+    updatedAt: now,
+    revision,
+    revisions,
+    ...(rolls ? { update: { state: rollback ? 'rollback_started' : 'updating', startedAt: now, message: rollback ? `rolling back: ${change}` : `updating: ${change}` } } : {}),
+  };
+  return { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec, status };
+}
+
 /**
  * Writes a new spec for a service (an update or a rollback): a new revision in the kept history,
  * and a rolling update when the task template changed. Retried on a concurrent write unless the
@@ -164,8 +199,6 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
     if (expect && s.version !== expect) throw aborted(`service ${s.name} changed meanwhile (version ${s.version}, not ${expect}): read it again and retry`);
     const n = next(s);
     const now = Date.now();
-    const revision = (s.status?.revision ?? 1) + 1;
-    const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec: n.spec, at: now, change: n.change }].slice(-MAX_REVISIONS);
     // Its networks resolved and VIPs given (the caller holds the network lock).
     let net;
     try {
@@ -173,18 +206,8 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
     } catch (e) {
       throw networkRpcError(e);
     }
-    n.spec = net.spec;
-    const rolls = templateKey(n.spec.task) !== templateKey(s.spec.task);
-    const status: ServiceStatus = {
-      ...s.status,
-      vips: net.vips,
-      updatedAt: now,
-      revision,
-      revisions,
-      ...(rolls ? { update: { state: n.rollback ? 'rollback_started' : 'updating', startedAt: now, message: n.rollback ? `rolling back: ${n.change}` : `updating: ${n.change}` } } : {}),
-    };
     try {
-      const r = await mgr.raft.propose([...net.ops, { op: 'update', object: { kind: 'service', id: s.id, name: s.name, labels: labels ?? s.labels, spec: n.spec, status }, expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
+      const r = await mgr.raft.propose([...net.ops, { op: 'update', object: specChange(s, net.spec, n.change, n.rollback, labels, now, net.vips), expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, net.spec)]);
       return r.objects[net.ops.length] as ServiceObject;
     } catch (e) {
       if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
@@ -192,7 +215,7 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
   }
 }
 
-function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
+export function checkLabels(labels: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels ?? {})) {
     if (!LABEL_KEY.test(k)) throw invalid(`label key ${JSON.stringify(k)} is not valid (letters, digits, . _ / -, at most 253 characters)`);
@@ -230,8 +253,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
             throw networkRpcError(e);
           }
           try {
-            const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec: net.spec, at: now, change: 'created' }], vips: net.vips };
-            const r = await mgr.raft.propose([...net.ops, { op: 'create', object: { kind: 'service', id, name: req.name, labels, spec: net.spec, status } }, ...guardOps(mgr.raft.store, undefined, net.spec)]);
+            const r = await mgr.raft.propose([...net.ops, { op: 'create', object: newService(req.name, labels, net.spec, now, { id, vips: net.vips }) }, ...guardOps(mgr.raft.store, undefined, net.spec)]);
             const s = r.objects[net.ops.length] as ServiceObject;
             log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}${net.vips.length ? `, VIP ${net.vips.map((v) => v.address).join(', ')}` : ''}`);
             return serviceToWire(s, [], mgr.nodes());
@@ -305,6 +327,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
           throw e;
         }
         if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
+        if (!!spec.schedule !== !!s0.spec.schedule) throw invalid(`service ${s0.name} ${s0.spec.schedule ? 'is a scheduled job: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule: one cannot be added (create a new scheduled job)'}`);
         const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;
         const s = await withNetworkLock(mgr, () => writeSpec(mgr, s0, (cur) => {
           const next: ServiceSpec = { ...spec, task: { ...spec.task } };

@@ -5,8 +5,10 @@
 // Everything here is plain data (msgpack in the raft log) so every manager applies it alike.
 import { createHash } from 'node:crypto';
 import type { EndpointSpec, NetworkAddress } from '../networks/model.js';
+import { TASK_STATE_ORDER, isTaskState, type TaskState } from '../store/task-states.js';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
+import type { JobSchedule, ScheduleStatus } from './schedule.js';
 
 /** One container of a task's pod. */
 export interface ContainerSpec {
@@ -123,6 +125,8 @@ export interface ServiceSpec {
   rollback?: UpdateConfig;
   /** How the service is reached: a VIP or DNS round robin, and its published ports. */
   endpoint?: EndpointSpec;
+  /** Jobs only: start a run of the job at each tick (schedule.ts). */
+  schedule?: JobSchedule;
 }
 
 export type UpdateState = 'updating' | 'paused' | 'completed' | 'rollback_started' | 'rollback_paused' | 'rollback_completed';
@@ -154,40 +158,17 @@ export interface ServiceStatus {
   update?: UpdateStatus;
   /** Its virtual IPs, one per network (VIP mode), allocated with each spec change. */
   vips?: NetworkAddress[];
+  /** Scheduled jobs: the runs started, going and kept (schedule.ts). */
+  schedule?: ScheduleStatus;
 }
 
 export type ServiceObject = StoreObject<ServiceSpec, ServiceStatus>;
 
 // ---- tasks ----
 
-/**
- * Observed states, in the only order they may move (forward). The numbers leave room between
- * states, as SwarmKit's do, so comparisons stay meaningful if states are added later. The
- * terminal states come after running; a later terminal state can still replace an earlier one
- * (a shutdown task that the agent then finds failed reports failed).
- */
-export const TASK_STATE_ORDER = {
-  new: 0,
-  pending: 64,
-  assigned: 192,
-  accepted: 256,
-  preparing: 320,
-  starting: 448,
-  running: 512,
-  complete: 576,
-  shutdown: 640,
-  failed: 704,
-  rejected: 768,
-  /** The node was lost: the managers gave the task up and replaced it. */
-  orphaned: 832,
-} as const;
-
-export type TaskState = keyof typeof TASK_STATE_ORDER;
+// The states and their order live with the store, which applies status patches itself.
+export { TASK_STATE_ORDER, isTaskState, type TaskState };
 export const TASK_STATES = Object.keys(TASK_STATE_ORDER) as TaskState[];
-
-export function isTaskState(s: unknown): s is TaskState {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(TASK_STATE_ORDER, s);
-}
 
 /** True once a task has stopped for good (it never runs again). */
 export function isTerminal(s: TaskState): boolean {
@@ -229,6 +210,8 @@ export interface TaskSpec {
   restarts: number[];
   /** Its address on each network of the template, decided with its placement (the allocator). */
   networks?: NetworkAddress[];
+  /** Scheduled jobs: the run (iteration) this task belongs to. */
+  iteration?: number;
 }
 
 export interface TaskStatus {

@@ -4,6 +4,8 @@
 import { constants as osConstants } from 'node:os';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
 import { NetworkSpecError, networkingFromWire, networkingToWire, type WireNetworking } from '../networks/wire.js';
+import { CronError } from '../orchestrator/cron-expr.js';
+import { ScheduleError, scheduleFromWire, scheduleToWire, type WireSchedule } from './schedule.js';
 import {
   DEFAULT_RESTART,
   DEFAULT_ROLLBACK,
@@ -130,6 +132,7 @@ export interface WireSpec extends WireNetworking {
   probes?: WireProbe[];
   secrets?: WireFileRef[];
   configs?: WireFileRef[];
+  schedule?: WireSchedule | null;
 }
 
 function updateConfig(w: WireUpdate | null | undefined, where: string, dflt: UpdateConfig): UpdateConfig {
@@ -305,8 +308,9 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     if (e instanceof NetworkSpecError) throw new SpecError(e.message);
     throw e;
   }
+  const m = mode(w);
   return {
-    mode: mode(w),
+    mode: m,
     task: {
       main,
       sidecars,
@@ -330,7 +334,17 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
     endpoint: net.endpoint,
+    ...(w.schedule ? { schedule: schedule(w.schedule, m.type) } : {}),
   };
+}
+
+function schedule(w: WireSchedule, m: ModeName) {
+  try {
+    return scheduleFromWire(w, m);
+  } catch (e) {
+    if (e instanceof ScheduleError || e instanceof CronError) throw new SpecError(e.message);
+    throw e;
+  }
 }
 
 function probes(list: WireProbe[]): Probe[] {
@@ -379,5 +393,6 @@ export function specToWire(s: ServiceSpec): WireSpec {
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
     ...networkingToWire(t.networks, s.endpoint),
+    schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };
 }

@@ -46,6 +46,11 @@ export class Tables {
     for (const [k, v] of Object.entries(o.labels)) addMulti(this.byLabel, o.kind + sep + k + '=' + v, o.id);
   }
 
+  /** Puts `o` in place of the object of the same kind and id, whose indexed fields it shares. */
+  replace(o: StoreObject): void {
+    this.byId.get(o.kind)!.set(o.id, o);
+  }
+
   remove(o: StoreObject): void {
     const t = this.byId.get(o.kind);
     if (!t || !t.delete(o.id)) return;

@@ -45,7 +45,13 @@ t.test('create, get, versions and secondary indices', async (t) => {
   t.same(s.list('task', { nodeId: 'n2' }).map((o) => o.id).sort(), ['t1', 't2']);
   t.same(s.list('task', { labels: { app: 'web' } }), []);
 
-  ok(s.applyTxn(7, [{ op: 'delete', kind: 'task', id: 't2', expectVersion: 5 }]));
+  // An update that keeps every indexed field (name, service, node, labels) is found as before.
+  ok(s.applyTxn(7, [{ op: 'update', object: task('t1', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' }, spec: { image: 'other' } }) }]));
+  t.same(s.list('task', { serviceId: 's1', nodeId: 'n2', labels: { tier: 'front' } }).map((o) => [o.id, o.version, (o.spec as { image: string }).image]).sort(), [['t1', 7, 'other'], ['t2', 5, 'busybox']]);
+  t.equal(s.getByName('task', 'task-t1')?.version, 7);
+  t.equal(s.size, 4);
+
+  ok(s.applyTxn(8, [{ op: 'delete', kind: 'task', id: 't2', expectVersion: 5 }]));
   t.equal(s.get('task', 't2'), undefined);
   t.same(s.list('task', { serviceId: 's1' }).map((o) => o.id), ['t1']);
   t.equal(s.getByName('task', 'task-t2'), undefined, 'the name is freed');
@@ -266,4 +272,86 @@ t.test('snapshots are written in chunks (format 2), encoded alike in one go or a
   t.same(c.snapshot(), b.snapshot(), 'same store either way');
   t.throws(() => c.restore(new Packr({ useRecords: false }).pack([2, 5, ['not bytes']])), /chunk is not bytes/);
   t.equal(c.size, 4500, 'a refused snapshot changes nothing');
+});
+
+t.test('status patches: forward only, on the task\'s node, timestamps merged, skipped (not failed) when they do not apply', async (t) => {
+  const s = new ObjectStore();
+  const st = (state: string, ts: Record<string, number>) => ({ state, message: '', err: '', timestamps: ts });
+  ok(s.applyTxn(1, [
+    { op: 'create', object: task('a', { nodeId: 'n1', serviceId: 's', labels: { k: 'v' }, status: st('assigned', { new: 1, assigned: 2 }) }) },
+    { op: 'create', object: task('b', { nodeId: 'n1', status: st('running', { running: 5 }) }) },
+  ]));
+  const events: StoreEvent[] = [];
+  s.watch({ kinds: ['task'] }, (e) => events.push(...e));
+  const before = s.get('task', 'a')!;
+  const r = ok(s.applyTxn(2, [
+    { op: 'status', kind: 'task', id: 'a', nodeId: 'n1', status: { state: 'running', message: 'started', containerId: 'c1', timestamps: { running: 9 } } },
+    { op: 'status', kind: 'task', id: 'b', nodeId: 'n1', status: { state: 'starting', message: 'late', timestamps: { starting: 4 } } },
+    { op: 'status', kind: 'task', id: 'b', nodeId: 'n2', status: { state: 'failed', timestamps: { failed: 6 } } },
+    { op: 'status', kind: 'task', id: 'gone', status: { state: 'running' } },
+  ]));
+  t.same(r.objects.map((o) => o?.id ?? null), ['a', null, null, null], 'a step back, another node\'s report and a missing task are skipped');
+  const a = s.get('task', 'a')!;
+  t.equal(a.version, 2);
+  t.equal(a.createdVersion, 1);
+  t.same(a.status, { state: 'running', message: 'started', err: '', containerId: 'c1', timestamps: { new: 1, assigned: 2, running: 9 } });
+  t.same([a.spec, a.labels, a.nodeId, a.serviceId, a.name], [before.spec, before.labels, before.nodeId, before.serviceId, before.name], 'the rest of the object is kept');
+  t.same(s.list('task', { nodeId: 'n1', serviceId: 's', labels: { k: 'v' } }).map((o) => o.id), ['a'], 'indices kept');
+  t.equal(s.get('task', 'b')!.version, 1, 'skipped patches change nothing');
+  t.same(events.map((e) => [e.type, e.object.id, e.version]), [['update', 'a', 2]]);
+  t.equal(events[0]!.prev, before, 'the update event carries the task as it was (cluster events tell the state change from it)');
+  // Same state again: more detail (a message, health); a later terminal state replaces an earlier one.
+  ok(s.applyTxn(3, [{ op: 'status', kind: 'task', id: 'a', status: { state: 'running', health: 'healthy' } }]));
+  t.equal((s.get('task', 'a')!.status as { health: string }).health, 'healthy');
+  ok(s.applyTxn(4, [{ op: 'status', kind: 'task', id: 'a', status: { state: 'shutdown', timestamps: { shutdown: 10 } } }, { op: 'status', kind: 'task', id: 'a', status: { state: 'failed', err: 'x', timestamps: { failed: 11 } } }]));
+  t.same((s.get('task', 'a')!.status as { state: string; timestamps: object }).timestamps, { new: 1, assigned: 2, running: 9, shutdown: 10, failed: 11 }, 'ops in one transaction see each other');
+  // A patch in the same transaction as a failing op is rolled back with it.
+  const bad = s.applyTxn(5, [{ op: 'status', kind: 'task', id: 'b', status: { state: 'complete' } }, { op: 'delete', kind: 'task', id: 'b', expectVersion: 99 }]);
+  t.equal(bad.ok, false);
+  t.equal((s.get('task', 'b')!.status as { state: string }).state, 'running');
+});
+
+t.test('status patches: bad input is refused as invalid, naming what is wrong', async (t) => {
+  const s = new ObjectStore();
+  ok(s.applyTxn(1, [{ op: 'create', object: task('a', { status: { state: 'assigned', timestamps: {} } }) }]));
+  const bad: [unknown, RegExp][] = [
+    [{ op: 'status', kind: 'node', id: 'a', status: { state: 'running' } }, /tasks only/],
+    [{ op: 'status', kind: 'task', id: '', status: { state: 'running' } }, /task id/],
+    [{ op: 'status', kind: 'task', id: 'a', status: { state: 'flying' } }, /"flying" is not one of the task states/],
+    [{ op: 'status', kind: 'task', id: 'a' }, /needs a status object/],
+    [{ op: 'status', kind: 'task', id: 'a', nodeId: 5, status: { state: 'running' } }, /nodeId must be a string/],
+    [{ op: 'status', kind: 'task', id: 'a', status: { state: 'running', timestamps: { running: 'now' } } }, /must be a number/],
+    [{ op: 'status', kind: 'task', id: 'a', status: { state: 'running', timestamps: { later: 1 } } }, /not a task state/],
+  ];
+  let idx = 2;
+  for (const [op, re] of bad) {
+    const r = s.applyTxn(idx++, [op as never]);
+    t.equal(r.ok, false);
+    if (!r.ok) {
+      t.equal(r.conflict.code, 'invalid');
+      t.match(r.conflict.message, re);
+    }
+  }
+  t.equal(s.get('task', 'a')!.version, 1, 'nothing changed');
+  // Through the log as well: the encoded patch applies alike.
+  const data = encodeCommand({ reqId: 'p', ops: [{ op: 'status', kind: 'task', id: 'a', status: { state: 'running', timestamps: { running: 3 } } }] });
+  const b = new ObjectStore();
+  ok(b.applyTxn(1, [{ op: 'create', object: task('a', { status: { state: 'assigned', timestamps: {} } }) }]));
+  t.same(s.applyEntry(idx, data), b.applyEntry(idx, data));
+  t.same(s.get('task', 'a'), b.get('task', 'a'));
+});
+
+t.test('a command of many ops is written with records (smaller), a small one as maps; both decode to the same ops', async (t) => {
+  const { decodeCommand } = await import('./codec.js');
+  const ops = Array.from({ length: 40 }, (_, i) => ({ op: 'create' as const, object: task(`t${i}`, { serviceId: 's', nodeId: `n${i % 3}`, spec: { image: 'busybox', env: ['A=1'], slot: i } }) }));
+  const big = encodeCommand({ reqId: 'big', ops });
+  const maps = new Packr({ useRecords: false, mapsAsObjects: true, moreTypes: false }).pack([1, 'big', ops]);
+  t.ok(big.length < maps.length * 0.7, `records: ${big.length} bytes, maps: ${maps.length}`);
+  t.same(decodeCommand(big), { reqId: 'big', ops });
+  t.same(decodeCommand(encodeCommand({ reqId: 'small', ops: ops.slice(0, 2) })), { reqId: 'small', ops: ops.slice(0, 2) });
+  const a = new ObjectStore();
+  const b = new ObjectStore();
+  ok(a.applyEntry(1, big)!.result);
+  ok(b.applyEntry(1, maps)!.result);
+  t.same(a.snapshot(), b.snapshot(), 'the same store either way');
 });

@@ -16,6 +16,7 @@ import {
   type TxnResult,
   type WatchFilter,
 } from './types.js';
+import { patchedStatus } from './status-patch.js';
 import { validateOps } from './validate.js';
 
 export interface StoreOptions {
@@ -62,6 +63,16 @@ function build(inp: ObjectInput, version: number, createdVersion: number): Store
   if (inp.serviceId) o.serviceId = inp.serviceId;
   if (inp.nodeId) o.nodeId = inp.nodeId;
   return o;
+}
+
+/** True if `a` and `b` sit at the same places in every index (same name, service, node, labels). */
+function sameIndexKeys(a: StoreObject, b: StoreObject): boolean {
+  if (a.name !== b.name || a.serviceId !== b.serviceId || a.nodeId !== b.nodeId) return false;
+  if (a.labels === b.labels) return true;
+  const ka = Object.keys(a.labels);
+  if (ka.length !== Object.keys(b.labels).length) return false;
+  for (const k of ka) if (a.labels[k] !== b.labels[k]) return false;
+  return true;
 }
 
 export class ObjectStore {
@@ -188,6 +199,19 @@ export class ObjectStore {
         results.push(null);
         continue;
       }
+      if (op.op === 'status') {
+        const old = current('task', op.id);
+        const status = old ? patchedStatus(old, op) : undefined;
+        if (!old || !status) {
+          results.push(null);
+          continue;
+        }
+        const obj: StoreObject = { ...old, version: index, status };
+        staged.set(key('task', op.id), obj);
+        events.push({ version: index, type: 'update', object: obj, prev: old });
+        results.push(obj);
+        continue;
+      }
       const inp = op.object;
       const old = current(inp.kind, inp.id);
       let mode: 'create' | 'update';
@@ -211,18 +235,25 @@ export class ObjectStore {
       if (old && old.name !== inp.name) names.set(inp.kind + '\u0000' + old.name, null);
       names.set(inp.kind + '\u0000' + inp.name, inp.id);
       staged.set(key(inp.kind, inp.id), obj);
-      events.push({ version: index, type: mode, object: obj });
+      events.push(old ? { version: index, type: mode, object: obj, prev: old } : { version: index, type: mode, object: obj });
       results.push(obj);
     }
 
     // Commit: first remove every touched object, then add the survivors, so renames and swaps
-    // inside one transaction keep the indices exact.
-    for (const k of staged.keys()) {
+    // inside one transaction keep the indices exact. An object whose indexed fields (name,
+    // service, node, labels) did not change is only swapped in its table: the common case (a
+    // status written), and its index entries are already right.
+    const added: StoreObject[] = [];
+    for (const [k, o] of staged) {
       const slash = k.indexOf('/');
       const old = this.tables.get(k.slice(0, slash) as Kind, k.slice(slash + 1));
-      if (old) this.tables.remove(old);
+      if (old && o && sameIndexKeys(old, o)) this.tables.replace(o);
+      else {
+        if (old) this.tables.remove(old);
+        if (o) added.push(o);
+      }
     }
-    for (const o of staged.values()) if (o) this.tables.add(o);
+    for (const o of added) this.tables.add(o);
     for (const e of events) this.log.push(e);
     this.publish(events);
     return { ok: true, version: index, objects: results };

@@ -49,12 +49,31 @@ export interface ObjectInput<Spec = unknown, Status = unknown> {
  * - update: replaces the object; fails if it is missing or (when given) its version differs.
  * - put: create-or-update; compares the version only when given (0 = "must not exist").
  * - delete: fails if missing or (when given) its version differs.
+ * - status: patches a task's observed status in place of rewriting the whole object (what
+ *   agents report: tens of bytes in the log, not the task's whole spec). See StatusPatch.
  */
 export type TxnOp =
   | { op: 'create'; object: ObjectInput }
   | { op: 'update'; object: ObjectInput; expectVersion?: number }
   | { op: 'put'; object: ObjectInput; expectVersion?: number }
-  | { op: 'delete'; kind: Kind; id: string; expectVersion?: number };
+  | { op: 'delete'; kind: Kind; id: string; expectVersion?: number }
+  | StatusPatch;
+
+/**
+ * A task's observed status, patched by the store itself, forward only (task-states.ts), so that
+ * every manager applies it alike and no reader has to compare versions: it applies when the task
+ * exists, is on `nodeId` (when given) and `status.state` is the task's state or a later one;
+ * otherwise it is skipped (its result is null) and the rest of the transaction still applies (a
+ * report about a task deleted or moved on meanwhile says nothing any more). The fields of
+ * `status` replace the task's; `status.timestamps` is merged into the task's timestamps.
+ */
+export interface StatusPatch {
+  op: 'status';
+  kind: 'task';
+  id: string;
+  nodeId?: string;
+  status: { state: string; timestamps?: Record<string, number>; [field: string]: unknown };
+}
 
 /** The command one raft entry carries. `reqId` lets the proposer match the applied result. */
 export interface TxnCommand {
@@ -80,6 +99,11 @@ export interface StoreEvent {
   version: number;
   type: EventType;
   object: StoreObject;
+  /**
+   * For an update, the object as it was just before (what changed can be told without a copy of
+   * the store; it is mostly the previous event's object, so the log holds little more).
+   */
+  prev?: StoreObject;
 }
 
 export interface WatchFilter {

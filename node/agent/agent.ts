@@ -179,13 +179,25 @@ export class Agent {
       this.cleanup.push(() => stream.cancel());
       let hb: NodeJS.Timeout | undefined;
       this.cleanup.push(() => clearTimeout(hb));
-      const beat = (period: number) => {
+      // A heartbeat that times out is tried again while the manager still holds the session (it
+      // ends one after 3 periods without a heartbeat): on a busy machine one slow answer would
+      // otherwise end the session, and a new one re-sends every status and assignment.
+      let lastBeat = Date.now();
+      const beat = (period: number, delay = period) => {
         hb = setTimeout(() => {
-          c.Heartbeat({ session_id: this.sessionId }, { deadline: Date.now() + 5000 }, (e: grpc.ServiceError | null, r: { period_ms: number }) => {
-            if (e) return finish(new Error(`heartbeat failed: ${e.details ?? e.message}`));
+          // The session may have ended (and its channel closed) while this timer or the call
+          // before it was pending: a call on a closed channel throws.
+          if (done) return;
+          c.Heartbeat({ session_id: this.sessionId }, { deadline: Date.now() + Math.min(5000, period) }, (e: grpc.ServiceError | null, r: { period_ms: number }) => {
+            if (done) return;
+            if (e) {
+              if (e.code === grpc.status.DEADLINE_EXCEEDED && Date.now() - lastBeat < 3 * period) return beat(period, 0);
+              return finish(new Error(`heartbeat failed: ${e.details ?? e.message}`));
+            }
+            lastBeat = Date.now();
             beat(Number(r.period_ms) || period);
           });
-        }, period);
+        }, delay);
       };
       stream.on('data', (m: any) => {
         const first = !this.sessionId;

@@ -13,6 +13,8 @@ export function alwaysPull(image: string): boolean {
 
 export class ImagePuller {
   private readonly inflight = new Map<string, Promise<string>>();
+  /** ImageStatus calls in flight: the tasks of one assignment batch share one per image. */
+  private readonly checking = new Map<string, Promise<string | undefined>>();
 
   constructor(private readonly cri: CriClient) {}
 
@@ -20,8 +22,13 @@ export class ImagePuller {
    * called if it has to be pulled (the caller shows progress then). */
   async ensure(image: string, pulling: () => void = () => {}): Promise<string> {
     if (!alwaysPull(image) && !this.inflight.has(image)) {
-      const st = await this.cri.image.ImageStatus({ image: { image } });
-      if (st.image?.id) return st.image.id as string;
+      let c = this.checking.get(image);
+      if (!c) {
+        c = this.cri.image.ImageStatus({ image: { image } }).then((st) => st.image?.id as string | undefined).finally(() => this.checking.delete(image));
+        this.checking.set(image, c);
+      }
+      const id = await c;
+      if (id) return id;
     }
     pulling();
     let p = this.inflight.get(image);

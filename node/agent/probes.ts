@@ -61,14 +61,18 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
         [BUSYBOX, 'timeout', secs, BUSYBOX, 'wget', '-q', '-O', '/dev/null', `http://127.0.0.1:${p.port}${p.path ?? '/'}`]
     : [process.execPath, PROBE_NET, p.type, String(p.port), p.path ?? '/', String(p.timeoutMs)];
   return new Promise((resolve) => {
-    execFile('nsenter', [`--net=${netns}`, '--', ...argv], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const child = execFile('nsenter', [`--net=${netns}`, '--', ...argv], { timeout: p.timeoutMs + 5000, encoding: 'utf8' }, (err, stdout, stderr) => {
       if (argv[0] !== BUSYBOX) {
         const line = stdout.trim();
         return resolve({ ok: !err && line.startsWith('ok'), output: line.replace(/^(ok|fail) /, '') || (err ? err.message : '') });
       }
       const what = p.type === 'tcp' ? `tcp port ${p.port}` : `http GET :${p.port}${p.path ?? '/'}`;
-      resolve(err ? { ok: false, output: `${what}: ${(stderr || stdout).trim().replace(/\s+/g, ' ') || (err.killed ? 'timed out' : `exit ${err.code}`)}` } : { ok: true, output: `${what}: ok` });
+      // busybox's timeout ends wget with SIGTERM (the signal, or exit 143 when it reports it).
+      const silent = err && (err.killed || err.signal === 'SIGTERM' || err.code === 143) ? `no answer within ${secs} s` : `exit ${err?.code}`;
+      resolve(err ? { ok: false, output: `${what}: ${(stderr || stdout).trim().replace(/\s+/g, ' ') || silent}` } : { ok: true, output: `${what}: ok` });
     });
+    // nc copies standard input to the socket until it ends: an open pipe would hold it until killed.
+    child.stdin?.end();
   });
 }
 
@@ -100,7 +104,8 @@ async function direct(p: Probe, ip: string): Promise<{ ok: boolean; output: stri
 
 /** Runs a task's probes until stopped; tells the runner each change and when the task must end. */
 export class TaskProbes {
-  private timers: NodeJS.Timeout[] = [];
+  /** Pending ticks: one per running probe (a fired one leaves the set, or it would grow every period). */
+  private timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private started: boolean;
   private readonly verdict: ProbeVerdict;
@@ -156,9 +161,17 @@ export class TaskProbes {
         if (ok >= p.successThreshold) this.set({ ready: true, ...(this.hasLiveness() ? {} : { health: 'healthy', healthMessage: '' }) });
         if (bad >= p.failureThreshold) this.set({ ready: false, ...(this.hasLiveness() ? {} : { health: 'unhealthy', healthMessage: r.output }) });
       }
-      this.timers.push(setTimeout(() => void tick(), p.periodMs));
+      this.later(tick, p.periodMs);
     };
-    this.timers.push(setTimeout(() => void tick(), delay));
+    this.later(tick, delay);
+  }
+
+  private later(tick: () => Promise<void>, ms: number): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      void tick();
+    }, ms);
+    this.timers.add(timer);
   }
 
   private hasLiveness(): boolean {
@@ -182,6 +195,6 @@ export class TaskProbes {
   stop(): void {
     this.stopped = true;
     for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
+    this.timers.clear();
   }
 }

@@ -114,6 +114,20 @@ t.test('lease reads are answered without a heartbeat round', (t) => {
   t.end();
 });
 
+t.test('a new leader answers lease reads, too, only after committing an entry of its own term', (t) => {
+  // Its lease says no other leader exists, not that its commit index is current (§6.4).
+  const net = new Network([1, 2, 3], { config: { readOnly: 'lease' } });
+  net.filter = (m) => m.type === MessageType.AppResp && m.to === 1 && m.from !== 1; // no commit yet
+  elect(net, 1);
+  net.node(1).raw.readIndex(enc('early-lease'));
+  net.stabilize();
+  t.same(net.node(1).readStates, [], 'the read waits');
+  net.heal();
+  net.tickAll(2);
+  t.same(net.node(1).readStates.map((r) => [r.index, dec(r.context)]), [[1, 'early-lease']], "served once the term's entry committed");
+  t.end();
+});
+
 t.test("readOnly 'lease' without checkQuorum is refused at construction", (t) => {
   t.throws(
     () => new RawNode({ id: 1, storage: new MemoryStorage(), random: Math.random, readOnly: 'lease', checkQuorum: false }),

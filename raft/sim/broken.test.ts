@@ -79,7 +79,7 @@ class AckSnapshotWithoutInstall extends Raft {
   }
 }
 
-const SAFETY = ['election safety', 'log matching', 'leader completeness', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
+const SAFETY = ['election safety', 'leader elected by a quorum', 'log matching', 'leader completeness', 'committed entry could be lost', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
 
 type Variant = { name: string; impl: typeof Raft; expect: string[]; options?: Omit<SimOptions, 'seed' | 'impl'>; maxSeeds?: number };
 
@@ -90,11 +90,10 @@ const variants: Variant[] = [
     name: 'leader commits an earlier-term entry by counting replicas',
     impl: CommitOldTerm,
     expect: SAFETY,
-    // Figure 8 of the Raft paper needs three short reigns in a row and an old entry acknowledged
-    // on its own: 3 nodes, one entry per MsgApp, and the leader-churn fault profile that strikes
-    // new leaders. Still rare, hence the larger seed budget.
+    // Figure 8 of the Raft paper: 3 nodes, one entry per MsgApp, the leader-churn profile. The
+    // commit check catches it at the bad commit itself (the entry could still be lost), without
+    // waiting for a later leader to overwrite it, which once needed up to 1,500 seeds.
     options: { nodes: 3, profile: 'leader-churn', tunables: { maxSizePerMsg: 64 } },
-    maxSeeds: 1500,
   },
   { name: 'vote granted without the log up-to-date check', impl: VoteWithoutLogCheck, expect: SAFETY },
   { name: 'vote sent before it is persisted', impl: VoteBeforePersist, expect: ['vote durable before granted'] },

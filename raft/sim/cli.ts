@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W] [--torn-writes|--no-torn-writes] [--verbose]
+// npm run sim -- --seeds N [--from S] [--steps K] [--seed S] [--nodes N] [--workers W]
+//                [--torn-writes|--no-torn-writes] [--disk fast|slow|stalls] [--verbose]
 //
-// --torn-writes lets a crash also leave a snapshot on disk without its hard state (FINDINGS.md #3);
-// --no-torn-writes makes every crash all-or-nothing per Ready (default: torn entry writes only).
+// --torn-writes: a crash may leave any prefix of the write in progress (an etcd-style WAL; also a
+// snapshot without its hard state, FINDINGS.md #3); --no-torn-writes: raft/storage's rule, the
+// write in progress is on disk whole or not at all. Default: the seed chooses (one in four torn).
+// --disk fixes the disks' latency (default: the seed chooses fast, slow or with stalls).
 //
 // Runs the deterministic raft simulation for a range of seeds (or one seed), prints every failed
 // seed with its fault schedule and first broken invariant, then the wall time, and last the line
 // `seeds: N, violations: V`. Exits 1 when V > 0, 2 on bad arguments.
 
-import { formatViolation, runSeed, type TornWrites } from './simulator.js';
+import { formatViolation, runSeed, type DiskSpeed } from './simulator.js';
 import { sweep } from './sweep.js';
 
 interface Args {
@@ -18,14 +21,15 @@ interface Args {
   seed?: number;
   nodes?: number;
   workers?: number;
-  tornWrites: TornWrites;
+  tornWrites?: boolean;
+  disk?: DiskSpeed;
   verbose: boolean;
 }
 
-const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes|--no-torn-writes] | --seed S [--steps K] [--nodes 3|5] [--torn-writes|--no-torn-writes] [--verbose]';
+const USAGE = 'usage: sim --seeds N [--from S] [--steps K] [--nodes 3|5] [--workers W] [--torn-writes|--no-torn-writes] [--disk fast|slow|stalls] | --seed S [--steps K] [--nodes 3|5] [--torn-writes|--no-torn-writes] [--disk D] [--verbose]';
 
 export function parseArgs(argv: string[]): Args {
-  const a: Args = { seeds: 100, from: 1, steps: 2000, tornWrites: 'all', verbose: false };
+  const a: Args = { seeds: 100, from: 1, steps: 2000, verbose: false };
   const int = (flag: string, v: string | undefined, min: number, max: number): number => {
     if (v === undefined) throw new Error(`${flag} needs a value; ${USAGE}`);
     const n = Number(v);
@@ -55,11 +59,17 @@ export function parseArgs(argv: string[]): Args {
         a.workers = int(f, argv[++i], 0, 64);
         break;
       case '--torn-writes':
-        a.tornWrites = 'all';
+        a.tornWrites = true;
         break;
       case '--no-torn-writes':
-        a.tornWrites = 'off';
+        a.tornWrites = false;
         break;
+      case '--disk': {
+        const d = argv[++i];
+        if (d !== 'fast' && d !== 'slow' && d !== 'stalls') throw new Error(`--disk must be fast, slow or stalls; ${USAGE}`);
+        a.disk = d;
+        break;
+      }
       case '--verbose':
       case '-v':
         a.verbose = true;
@@ -94,12 +104,13 @@ async function main(): Promise<number> {
   let count = 0;
   if (args.seed !== undefined) {
     count = 1;
-    const r = runSeed({ seed: args.seed, steps: args.steps, nodes: args.nodes, tornWrites: args.tornWrites, narrate: args.verbose ? (l) => process.stdout.write(`${l}\n`) : undefined });
+    const r = runSeed({ seed: args.seed, steps: args.steps, nodes: args.nodes, tornWrites: args.tornWrites, disk: args.disk, narrate: args.verbose ? (l) => process.stdout.write(`${l}\n`) : undefined });
     const s = r.stats;
     process.stdout.write(
       `seed ${r.seed}: ${s.steps} steps, ${s.virtualMs}ms virtual, ${s.nodes} nodes, ${s.leaders} leaderships (max term ${s.maxTerm}), ` +
         `commit ${s.commitIndex}, ${s.crashes} crashes, ${s.confChanges} conf changes, ${s.snapshotsSent} snapshots sent / ${s.snapshotsInstalled} installed, ` +
-        `${s.opsCompleted} ops answered, ${s.opsOpen} writes left open, ${s.checks} invariant checks, trace ${r.traceHash.toString(16)}\n`,
+        `${s.opsCompleted} ops answered, ${s.opsOpen} writes left open, ${s.lateMessages} late messages, ${s.deferredHardStates} deferred hard states, ` +
+        `${s.slowWrites} slow writes (${s.disk} disks${s.tornWrites ? ', torn writes' : ''}), ${s.calmStages} calm stages, ${s.checks} invariant checks, trace ${r.traceHash.toString(16)}\n`,
     );
     if (!r.ok) {
       violations++;
@@ -114,6 +125,7 @@ async function main(): Promise<number> {
       steps: args.steps,
       nodes: args.nodes,
       tornWrites: args.tornWrites,
+      disk: args.disk,
       workers: args.workers,
       onResult: (it) => {
         done++;

@@ -56,6 +56,8 @@ export class InvariantChecker {
 
   /** How many individual checks ran (reported, and proves the checker is wired in). */
   checks = 0;
+  /** The highest index any node has reported committed. */
+  maxCommitted = 0;
 
   constructor(bootstrapped: NodeId[]) {
     for (const id of bootstrapped) this.addNode(id);
@@ -200,6 +202,7 @@ export class InvariantChecker {
       }
     }
     s.commitRecorded = hs.commit;
+    if (hs.commit > this.maxCommitted) this.maxCommitted = hs.commit;
     if ((this.commitByTerm.get(hs.term) ?? 0) < hs.commit) this.commitByTerm.set(hs.term, hs.commit);
   }
 
@@ -251,6 +254,17 @@ export class InvariantChecker {
         this.recordVote(node, m.term, m.to, 'granted');
         break;
       }
+    }
+  }
+
+  /**
+   * A ReadIndex answer: reading at `index` is linearizable only if it covers every entry that was
+   * committed (anywhere) before the read was asked, when the highest committed index was `before`.
+   */
+  onReadState(node: NodeId, index: number, before: number): void {
+    this.checks++;
+    if (index < before) {
+      throw new Violation('read index covers earlier commits', `node ${node} was told to serve a read at index ${index}, but index ${before} had been committed before the read was asked`);
     }
   }
 

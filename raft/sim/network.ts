@@ -12,9 +12,16 @@ export interface Weather {
   duplicate: number;
   /** Probability of a latency spike (a message arriving long after later ones). */
   spike: number;
+  /**
+   * Probability that a message is held for 1–6 election timeouts before it is delivered: a vote,
+   * append or answer from an old term or round that lands after the next election.
+   */
+  late?: number;
+  /** Probability that a message is also delivered again, 1–6 election timeouts later. */
+  lateDuplicate?: number;
 }
 
-export const CALM: Weather = Object.freeze({ drop: 0, duplicate: 0, spike: 0 });
+export const CALM: Weather = Object.freeze({ drop: 0, duplicate: 0, spike: 0, late: 0, lateDuplicate: 0 });
 
 export class Partition {
   private constructor(
@@ -64,6 +71,8 @@ export class Network {
     /** Base one-way latency range in virtual ms. */
     readonly minLatency = 1,
     readonly maxLatency = 8,
+    /** An election timeout in virtual ms: the unit of late deliveries. */
+    readonly lateUnit = 100,
   ) {}
 
   /**
@@ -79,8 +88,10 @@ export class Network {
       if (w.spike > 0 && this.rng.chance(w.spike)) d += this.rng.float() * 20 * this.maxLatency;
       return d;
     };
-    const out = [one()];
+    const held = (): number => this.lateUnit * (1 + this.rng.float() * 5);
+    const out = [w.late && this.rng.chance(w.late) ? one() + held() : one()];
     if (w.duplicate > 0 && this.rng.chance(w.duplicate)) out.push(one());
+    if (w.lateDuplicate && this.rng.chance(w.lateDuplicate)) out.push(out[0] + held());
     return out;
   }
 

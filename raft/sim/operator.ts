@@ -61,6 +61,16 @@ export function planMembershipChange(r: Prng, v: OperatorView): MembershipPlan |
       what: `remove voter ${victim}${victim === v.leader ? ' (the leader)' : ''}`,
     };
   }
+  // A learner that is not (yet) caught up is removed now and then, and always when the cluster is
+  // full: learners come and go under the same faults as voters.
+  const stale = conf.learners.filter((id) => !caughtUp.includes(id));
+  if (stale.length > 0 && (choice >= 0.9 || v.members >= v.maxMembers)) {
+    const victim = r.pick(stale);
+    return {
+      cc: { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.RemoveNode, nodeId: victim }], context: EMPTY },
+      what: `remove learner ${victim}`,
+    };
+  }
   if (v.members < v.maxMembers && conf.learners.length < 2) {
     return {
       cc: { transition: ConfChangeTransition.Auto, changes: [{ type: ConfChangeType.AddLearner, nodeId: v.nextId }], context: EMPTY },

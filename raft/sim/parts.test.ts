@@ -139,15 +139,17 @@ t.test('operator: membership plans respect the limits and never reuse ids', asyn
     seen.add(kinds);
     const removes = plan.cc.changes.filter((c) => c.type === ConfChangeType.RemoveNode).map((c) => c.nodeId);
     const adds = plan.cc.changes.filter((c) => c.type === ConfChangeType.AddVoter).map((c) => c.nodeId);
-    if (removes.some((id) => !voters.includes(id))) ok = false; // only voters are removed
+    if (removes.some((id) => !voters.includes(id) && !learners.includes(id))) ok = false; // only members are removed
+    if (removes.some((id) => learners.includes(id) && caughtUp.includes(id))) ok = false; // only learners not caught up
     if (adds.some((id) => !caughtUp.includes(id))) ok = false; // only caught-up learners are promoted
-    if (removes.length === 1 && voters.length <= 3) ok = false; // never below three voters
+    if (removes.length === 1 && voters.includes(removes[0]) && voters.length <= 3) ok = false; // never below three voters
     if (plan.newNode !== undefined && (plan.newNode !== 8 || members >= 7 || learners.length >= 2)) ok = false;
     if (plan.cc.changes.length > 1 && (plan.cc.transition !== ConfChangeTransition.JointImplicit || new Set(removes).size !== 2)) ok = false;
   }
   t.ok(ok, 'every plan within the rules');
-  t.same([...seen].sort(), ['add learner', 'joint replace', 'promote learner', 'remove voter']);
-  t.equal(planMembershipChange(new Prng(1), { leader: 1, conf: conf([1, 2, 3], [4, 5]), caughtUp: [], members: 7, maxMembers: 7, nextId: 9 }), null, 'nothing to do');
+  t.same([...seen].sort(), ['add learner', 'joint replace', 'promote learner', 'remove learner', 'remove voter']);
+  t.match(planMembershipChange(new Prng(1), { leader: 1, conf: conf([1, 2, 3], [4, 5]), caughtUp: [], members: 7, maxMembers: 7, nextId: 9 })?.what, /^remove learner [45]$/, 'a full cluster drops a learner that is not caught up');
+  t.equal(planMembershipChange(new Prng(1), { leader: 1, conf: conf([1, 2, 3], []), caughtUp: [], members: 7, maxMembers: 7, nextId: 9 }), null, 'nothing to do');
 });
 
 t.test('partitions: every random partition cuts something and never a node from itself', async (t) => {

@@ -2,15 +2,22 @@
 // files at a time, uses both cores). Each file runs its range of seeds in its own thread.
 
 import type { Test } from 'tap';
-import { formatViolation, runSeed } from './simulator.js';
+import { formatViolation, runSeed, type SimResult } from './simulator.js';
 
 export const CI_STEPS = 4000;
+/** The seeds `npm test` runs (split over sim-sweep-a/b); the mutation harness runs the same. */
+export const CI_SEEDS = { from: 1, count: 2000 };
+
+/** One CI run: the options are the CI sweep's, so the mutation harness measures exactly CI. */
+export function runCiSeed(seed: number): SimResult {
+  return runSeed({ seed, steps: CI_STEPS });
+}
 
 export function sweepTest(t: Test, from: number, count: number): void {
   const failures: string[] = [];
   const total = { leaders: 0, snapshotsInstalled: 0, confChanges: 0, jointConfigs: 0, crashes: 0, opsCompleted: 0, opsOpen: 0, checks: 0, steps: 0 };
   for (let seed = from; seed < from + count; seed++) {
-    const r = runSeed({ seed, steps: CI_STEPS });
+    const r = runCiSeed(seed);
     if (!r.ok) failures.push(formatViolation(r));
     total.leaders += r.stats.leaders;
     total.snapshotsInstalled += r.stats.snapshotsInstalled;

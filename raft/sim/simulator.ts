@@ -1,33 +1,36 @@
 // The deterministic simulation of a shoal raft cluster: real RawNodes (raft/core) driven by a
-// virtual clock, a lossy reordering network, crashes that keep only what was persisted, an
-// operator changing membership and moving leadership, a KV state machine with snapshots and log
-// compaction, and clients whose history is checked for linearizability at the end. Everything is
-// a function of the seed; the invariants in invariants.ts are checked as each step happens.
+// virtual clock, a lossy reordering network (with deliveries held for several election timeouts
+// and late duplicates), hosts that follow raft/storage's rules (sim-disk.ts: mustSync, deferred
+// commit, slow and stalling fsyncs, crashes mid-fsync that keep only what was synced, restart
+// from the snapshot the store persisted), an operator changing membership and moving leadership,
+// a KV state machine applied the way manager/raftnode applies (committed entries while the Ready
+// is written), and clients whose history is checked for linearizability at the end. Everything is
+// a function of the seed; the invariants in invariants.ts and commit-check.ts are checked as each
+// step happens.
 //
-// A run has two phases: `steps` events of faults, then everything heals and the cluster must
-// elect a leader and commit a fresh write within a bounded virtual time (liveness).
+// A run has three phases: `steps` events of faults; then everything heals and a fresh write must
+// commit within a bounded virtual time; then the calm phase (calm.ts) checks what a healthy
+// cluster must do: settle, answer reads, hold still, transfer leadership, survive a rejoining
+// node and check-quorum, each within a bound.
 
 import { MemoryStorage, RawNode, Raft, decodeConfChange, type CoreReady } from '../core/index.js';
-import {
-  EntryType,
-  MessageType,
-  Role,
-  type ConfChange,
-  type ConfState,
-  type Message,
-  type NodeId,
-} from '../types.js';
+import { EntryType, MessageType, Role, type ConfChange, type ConfState, type Message, type NodeId } from '../types.js';
+import { CalmPhase, type CalmHost } from './calm.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
+import { commitCouldBeLost, type NodeLogs } from './commit-check.js';
 import { planMembershipChange } from './operator.js';
 import { randomPartition } from './partitions.js';
+import { SimDisk, type CrashModel, type DiskSpeed } from './sim-disk.js';
 import { SimNode, confMembers, fmtConf } from './sim-node.js';
 import { EventQueue } from './event-queue.js';
 import { hashString, mix } from './hash.js';
 import { InvariantChecker, Violation } from './invariants.js';
 import { KvStateMachine, decodeCommand, encodeCommand } from './kv.js';
 import { checkHistory, type Operation } from './linearizability.js';
-import { CALM, Network, Partition } from './network.js';
+import { CALM, Network, Partition, type Weather } from './network.js';
 import { Prng } from './prng.js';
+
+export type { DiskSpeed, CrashModel } from './sim-disk.js';
 
 export interface SimOptions {
   seed: number;
@@ -38,9 +41,10 @@ export interface SimOptions {
   /** A subclass of Raft to run instead of the real one (the broken variants). */
   impl?: typeof Raft;
   /**
-   * Fault mix: 'mixed' (partitions, crashes, lossy network, transfers, stalls) or 'leader-churn'
-   * (frequent short crashes, mostly of the leader, while entries are in flight: the ground for
-   * Figure-8 style histories). Default: chosen by the seed, one run in five is leader-churn.
+   * Fault mix: 'mixed' (partitions, crashes, lossy and late network, transfers, stalls,
+   * membership changes) or 'leader-churn' (frequent short crashes, mostly of the leader, while
+   * entries are in flight: the ground for Figure-8 style histories). Default: chosen by the seed,
+   * one run in five is leader-churn.
    */
   profile?: 'mixed' | 'leader-churn';
   /**
@@ -50,19 +54,31 @@ export interface SimOptions {
    */
   reads?: 'read-index' | 'local';
   /**
-   * What a crash during an unsynced write may leave on disk: 'off' (all or nothing per Ready),
-   * 'entries' (a prefix of the entries, and the hard state only after all of them), 'all' (also a
-   * snapshot without the entries and hard state behind it; the default since raft/core restarts
-   * from that, FINDINGS.md #3). true = 'all', false = 'off'.
+   * What a crash during a write leaves: false = raft/storage's rule (the write in progress is on
+   * disk whole or not at all), true = also any prefix of it in the Ready's order (an etcd-style
+   * WAL; FINDINGS.md #3). Default: chosen by the seed, one run in four is torn.
    */
-  tornWrites?: boolean | TornWrites;
+  tornWrites?: boolean;
+  /** Disk latency: 'fast' (0.2–2 ms), 'slow' (5–45 ms), 'stalls' (mostly fast, some writes stall for up to a second). Default: chosen by the seed. */
+  disk?: DiskSpeed;
+  /** Messages held for several election timeouts and late duplicates in the network weather (default true). */
+  late?: boolean;
+  /**
+   * 'storage' (default): the host follows raft/storage (a commit-only hard state is not synced).
+   * 'sync-all': every hard state change is written and synced (the old, kinder host).
+   */
+  host?: 'storage' | 'sync-all';
+  /** Run the calm phase's liveness stages after healing (default true). */
+  calm?: boolean;
+  /** Check at every leader commit that the entry could not be lost (commit-check.ts; default true). */
+  commitCheck?: boolean;
+  /** The operator changes membership during the faults (mixed profile; default true). */
+  membership?: boolean;
   /** Override the seed's choice of core settings (e.g. small messages to split appends). */
   tunables?: Partial<Tunables>;
   /** Receives a readable narration of the run. */
   narrate?: (line: string) => void;
 }
-
-export type TornWrites = 'off' | 'entries' | 'all';
 
 export interface SimViolation {
   invariant: string;
@@ -81,11 +97,12 @@ export interface SimResult {
   traceHash: number;
   stats: {
     steps: number;
-    /** The --steps of the fault phase (steps also counts the healing phase). */
+    /** The --steps of the fault phase (steps also counts the healing and calm phases). */
     faultSteps: number;
     /** The --nodes option, when one was given. */
     nodesOption?: number;
-    tornWrites: TornWrites;
+    tornWrites: boolean;
+    disk: DiskSpeed;
     virtualMs: number;
     nodes: number;
     leaders: number;
@@ -99,14 +116,19 @@ export interface SimResult {
     opsCompleted: number;
     opsOpen: number;
     checks: number;
+    lateMessages: number;
+    deferredHardStates: number;
+    slowWrites: number;
+    calmStages: number;
   };
 }
 
 type Ev =
   | { k: 'tick'; node: NodeId; inc: number }
-  | { k: 'deliver'; m: Message; src: NodeId; inc: number }
-  | { k: 'persist'; node: NodeId; inc: number }
+  | { k: 'deliver'; m: Message; src: NodeId; inc: number; late: boolean }
+  | { k: 'disk'; node: NodeId; fn: () => void }
   | { k: 'restart'; node: NodeId }
+  | { k: 'crash'; node: NodeId; inc: number; why: string }
   | { k: 'fault' }
   | { k: 'unpartition'; gen: number }
   | { k: 'unisolate'; node: NodeId; gen: number }
@@ -116,11 +138,12 @@ type Ev =
   | { k: 'clientTimeout'; client: number; reqId: number }
   | { k: 'toNode'; node: NodeId; req: ClientRequest }
   | { k: 'toClient'; rep: ClientReply }
-  | { k: 'strike'; node: NodeId; term: number };
+  | { k: 'strike'; node: NodeId; term: number }
+  | { k: 'calm' };
 
 const EVENT_CODE: Record<Ev['k'], number> = {
-  tick: 1, deliver: 2, persist: 3, restart: 4, fault: 5, unpartition: 6, operator: 7, retire: 8,
-  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, strike: 13, unisolate: 14,
+  tick: 1, deliver: 2, disk: 3, restart: 4, fault: 5, unpartition: 6, operator: 7, retire: 8,
+  clientNext: 9, clientTimeout: 10, toNode: 11, toClient: 12, strike: 13, unisolate: 14, crash: 15, calm: 16,
 };
 
 export interface Tunables {
@@ -136,6 +159,8 @@ export interface Tunables {
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
+/** The state machine's client id for the calm phase's own writes. */
+const CALM_CLIENT = 1000;
 
 function extraTunables(seed: number): Pick<Tunables, 'maxUncommittedBytes' | 'disableProposalForwarding'> {
   const x = new Prng((seed ^ 0x5bd1e995) >>> 0);
@@ -146,6 +171,7 @@ export class Simulation {
   private readonly rng: Prng;
   private readonly netRng: Prng;
   private readonly faultRng: Prng;
+  private readonly diskRng: Prng;
   private readonly q = new EventQueue<Ev>();
   private readonly net: Network;
   private readonly nodes = new Map<NodeId, SimNode>();
@@ -159,6 +185,12 @@ export class Simulation {
   private readonly stepsWanted: number;
   private readonly snapEvery: number;
   private readonly clientTimeoutMs: number;
+  private readonly electionMs: number;
+  private readonly diskSpeed: DiskSpeed;
+  private readonly crashModel: CrashModel;
+  private readonly late: boolean;
+  private readonly syncAll: boolean;
+  private readonly commitCheck: boolean;
   private trace = 0;
   private lastSnapLog = '';
   private steps = 0;
@@ -166,16 +198,23 @@ export class Simulation {
   private healedAt = 0;
   private liveProbe: SimClient | null = null;
   private liveDone = false;
+  private calm: CalmPhase | null = null;
   private partitionGen = 0;
   private readonly churn: boolean;
-  private readonly tornWrites: TornWrites;
   private nextNodeId: number;
   private reqIds = 0;
   private readCtx = 0;
+  private calmSeq = 0;
+  /** When the last raft message sent so far will have been delivered. */
+  private quietAt = 0;
   private readonly maxMembers = 7;
   private opInFlight: { what: string; ids: NodeId[]; until: number } | null = null;
   private readonly joining = new Map<NodeId, number>();
-  private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0, jointConfigs: 0 };
+  /** Reads asked and not answered yet: context -> the highest committed index when asked. */
+  private readonly readAsked = new Map<string, number>();
+  /** Vote grants delivered: "candidate:term" -> voters. */
+  private readonly grants = new Map<string, Set<NodeId>>();
+  private st = { leaders: 0, maxTerm: 0, snapshotsSent: 0, snapshotsInstalled: 0, crashes: 0, confChanges: 0, jointConfigs: 0, lateMessages: 0 };
 
   constructor(private readonly opts: SimOptions) {
     const master = new Prng(opts.seed >>> 0);
@@ -200,10 +239,18 @@ export class Simulation {
       ...opts.tunables,
     };
     this.snapEvery = r.int(4, 40);
-    this.tornWrites = opts.tornWrites === true ? 'all' : opts.tornWrites === false ? 'off' : (opts.tornWrites ?? 'all');
     this.churn = (opts.profile ?? (r.chance(0.2) ? 'leader-churn' : 'mixed')) === 'leader-churn';
-    this.net = new Network(this.netRng);
-    this.clientTimeoutMs = this.tun.electionTick * 10 * 3;
+    // The host's own settings come from a stream of their own.
+    const h = master.fork(4);
+    this.diskRng = master.fork(5);
+    this.diskSpeed = opts.disk ?? h.pick<DiskSpeed>(['fast', 'fast', 'slow', 'stalls', 'stalls']);
+    this.crashModel = (opts.tornWrites ?? h.chance(0.25)) ? 'torn' : 'record';
+    this.late = opts.late ?? true;
+    this.syncAll = opts.host === 'sync-all';
+    this.commitCheck = opts.commitCheck ?? true;
+    this.electionMs = this.tun.electionTick * 10;
+    this.net = new Network(this.netRng, 1, 8, this.electionMs);
+    this.clientTimeoutMs = this.electionMs * 3;
     const voters = Array.from({ length: n }, (_, i) => i + 1);
     this.nextNodeId = n + 1;
     this.inv = new InvariantChecker(voters);
@@ -228,7 +275,8 @@ export class Simulation {
     this.log(
       `seed ${opts.seed}: ${this.churn ? 'leader-churn' : 'mixed'} faults, ${n} voters, electionTick ${this.tun.electionTick}, preVote ${this.tun.preVote}, checkQuorum ${this.tun.checkQuorum}, ` +
         `maxSizePerMsg ${this.tun.maxSizePerMsg}, maxInflight ${this.tun.maxInflightMsgs}, maxUncommittedBytes ${this.tun.maxUncommittedBytes}, ` +
-        `proposal forwarding ${this.tun.disableProposalForwarding ? 'off' : 'on'}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}`,
+        `proposal forwarding ${this.tun.disableProposalForwarding ? 'off' : 'on'}, snapshot every ${this.snapEvery} entries, ${nClients} clients on keys ${keys.join(',')}, ` +
+        `${this.diskSpeed} disks, crashes ${this.crashModel === 'torn' ? 'may tear a write' : 'keep a write whole or lose it'}`,
     );
   }
 
@@ -250,37 +298,46 @@ export class Simulation {
   // ---- nodes ---------------------------------------------------------------------------------------
 
   private addNode(id: NodeId, storage: MemoryStorage): SimNode {
-    const node = new SimNode(id, storage, 10 * (0.9 + 0.2 * this.rng.float()));
+    const disk = new SimDisk(storage, this.diskSpeed, this.diskRng.fork(id), (ms, fn) => this.q.after(ms, { k: 'disk', node: id, fn }), (hs) => this.inv.onPersist(id, hs));
+    const node = new SimNode(id, disk, 10 * (0.9 + 0.2 * this.rng.float()));
     this.nodes.set(id, node);
-    this.start(node);
+    this.start(node, storage.snapshot());
     return node;
   }
 
-  private start(n: SimNode): void {
+  private start(n: SimNode, snap: ReturnType<MemoryStorage['snapshot']>): void {
     n.inc++;
-    const snap = n.storage.snapshot();
     n.sm = KvStateMachine.restore(snap.data, snap.meta.index);
     n.conf = snap.meta.conf;
     n.inflight = null;
     n.crashOnPersist = false;
-    n.lastCommit = n.storage.hardState().commit;
+    n.dueSnapshot = null;
+    n.snapshotting = false;
+    n.snapStarted = snap.meta.index;
+    n.transfer = { to: 0, term: 0, ticks: 0 };
+    n.lastCommit = n.disk.store.hardState().commit;
     n.waitingWrites.clear();
     n.pendingReads.clear();
     n.readyReads = [];
+    // As manager/raftnode: the store restarts from the snapshot storage recovered, and that is
+    // the applied index the core is told (entries after it are applied again).
     n.rn = new RawNode(
-      { id: n.id, storage: n.storage, random: this.rng.fork(n.id * 1000 + n.inc).asFunction(), applied: snap.meta.index, ...this.tun, readOnly: 'safe' },
+      { id: n.id, storage: n.disk.store, random: this.rng.fork(n.id * 1000 + n.inc).asFunction(), applied: snap.meta.index, ...this.tun, readOnly: 'safe' },
       this.impl,
     );
     const st = n.rn.status();
     n.role = st.role;
     n.term = st.term;
     n.lead = st.lead;
-    this.q.after(this.rng.float() * n.tickMs, { k: 'tick', node: n.id, inc: n.inc });
+    n.tickGen++;
+    this.q.after(this.rng.float() * n.tickMs, { k: 'tick', node: n.id, inc: n.tickGen });
   }
 
   private crash(n: SimNode, why: string): void {
+    if (!n.rn) return;
     this.st.crashes++;
-    this.fault(`crash ${n.id}${why}${n.inflight ? ` (loses an unpersisted Ready: ${n.inflight.entries.length} entries${n.inflight.hardState ? ', hard state' : ''}, ${n.inflight.messagesAfterPersist.length} held messages)` : ''}`);
+    const out = n.disk.crash(this.crashModel);
+    this.fault(`crash ${n.id}${why}${out.what ? ` (${out.what})` : ''}`);
     n.rn = null;
     n.inflight = null;
     n.inc++;
@@ -289,15 +346,15 @@ export class Simulation {
 
   private restart(n: SimNode): void {
     if (n.up || n.retired) return;
-    // Only what reached stable storage survives: a fresh copy of it, and a fresh RawNode.
-    n.storage = n.storage.clone();
-    const snap = n.storage.snapshot();
-    const first = n.storage.firstIndex();
-    const last = n.storage.lastIndex();
-    this.inv.onRestart(n.id, { index: first - 1, term: n.storage.term(first - 1) }, last >= first ? n.storage.entries(first, last + 1, Infinity) : [], snap.meta.index);
-    this.start(n);
-    const hs = n.storage.hardState();
-    this.fault(`restart ${n.id} (term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}, log ${first - 1}..${last})`);
+    // Only what reached the disk survives: recovery picks the snapshot, a fresh RawNode starts.
+    const snap = n.disk.recover();
+    const s = n.disk.store;
+    const first = s.firstIndex();
+    const last = s.lastIndex();
+    this.inv.onRestart(n.id, { index: first - 1, term: s.term(first - 1) }, last >= first ? s.entries(first, last + 1, Infinity) : [], snap.meta.index);
+    this.start(n, snap);
+    const hs = s.hardState();
+    this.fault(`restart ${n.id} (term ${hs.term}, vote ${hs.vote}, commit ${hs.commit}, snapshot ${snap.meta.index}, log ${first - 1}..${last})`);
   }
 
   private retire(n: SimNode): void {
@@ -321,7 +378,9 @@ export class Simulation {
     return best;
   }
 
-  /** Hands the node's next Ready to the host pipeline, if it has one and none is in flight. */
+  // ---- the host loop (manager/raftnode's order) -----------------------------------------------------
+
+  /** Takes the node's next Ready, if it has one and none is being handled. */
   private pump(n: SimNode): void {
     const rn = n.rn;
     if (!rn || n.inflight || !rn.hasReady()) return;
@@ -334,41 +393,51 @@ export class Simulation {
       // tell the followers are lost in flight.
       this.isolateNow(n, `leader of term ${st.term} just committed ${rd.hardState.commit}`);
     }
-    if (rd.hardState) n.lastCommit = rd.hardState.commit;
+    if (rd.hardState) {
+      if (st.role === Role.Leader && this.commitCheck && rd.hardState.commit > n.lastCommit) this.checkCommitFinal(n, rn, rd.hardState.commit, st.term);
+      n.lastCommit = rd.hardState.commit;
+    }
+    // 1. messages that do not wait for this Ready's write
     for (const m of rd.messages) this.send(n, m);
     n.inflight = rd;
-    // The write and its fsync take a little while; a crash before then loses the whole Ready.
-    this.q.after(0.2 + this.rng.float() * 2, { k: 'persist', node: n.id, inc: n.inc });
+    // 2. committed entries are applied while the write runs (they are on a quorum of disks
+    // already); a received snapshot only once it is durable
+    if (!rd.snapshot) this.applyReady(n, rn, rd);
+    // 3. persist by raft/storage's rules
+    const inc = n.inc;
+    const save = this.syncAll && rd.hardState && !rd.mustSync ? { ...rd, mustSync: true } : rd;
+    if (n.crashOnPersist && SimDisk.needsWrite(save)) {
+      // Armed: the host dies while this write's fsync is under way.
+      n.crashOnPersist = false;
+      this.q.after(this.diskRng.float() * 0.2, { k: 'crash', node: n.id, inc, why: ' during its fsync' });
+    }
+    n.disk.save(save, () => this.persisted(n, inc));
   }
 
-  private persist(n: SimNode): void {
+  private persisted(n: SimNode, inc: number): void {
     const rd = n.inflight;
     const rn = n.rn;
-    if (!rd || !rn) return;
-    if (n.crashOnPersist) {
-      // The write was under way but not fsynced: nothing was promised, and a prefix of it (in
-      // the contract's order: snapshot, entries, hard state) may have reached the disk.
-      let torn = '';
-      if (this.tornWrites !== 'off' && this.faultRng.chance(0.5)) torn = this.persistPrefix(n, rd);
-      this.crash(n, ` just before its fsync${torn}`);
-      this.q.after(this.faultRng.float() * 300, { k: 'restart', node: n.id });
-      return;
-    }
-    const s = n.storage;
-    if (rd.snapshot) s.applySnapshot(rd.snapshot);
-    s.append(rd.entries);
-    if (rd.hardState) {
-      s.setHardState(rd.hardState);
-      this.inv.onPersist(n.id, rd.hardState);
-    }
+    if (!rd || !rn || n.inc !== inc) return;
+    // 4. messages that promise durability (votes, append acks)
     for (const m of rd.messagesAfterPersist) this.send(n, m);
     if (rd.snapshot) {
       n.sm = KvStateMachine.restore(rd.snapshot.data, rd.snapshot.meta.index);
       n.conf = rd.snapshot.meta.conf;
       this.inv.onApplySnapshot(n.id, rd.snapshot.meta.index, n.sm.chain);
       this.st.snapshotsInstalled++;
+      n.snapStarted = Math.max(n.snapStarted, rd.snapshot.meta.index);
       this.log(`${n.id} installed a snapshot at index ${rd.snapshot.meta.index} (${fmtConf(n.conf)})`);
+      this.applyReady(n, rn, rd);
     }
+    // 5. advance; then the local snapshot captured while applying, if one is due
+    n.inflight = null;
+    rn.advance();
+    this.startSnapshot(n);
+    this.pump(n);
+  }
+
+  /** Applies a Ready's committed entries and hands out its reads and drops (raftnode's applyReady). */
+  private applyReady(n: SimNode, rn: RawNode, rd: CoreReady): void {
     for (const e of rd.committedEntries) {
       if (e.index <= n.sm.appliedIndex) continue; // covered by a snapshot applied in this Ready
       if (e.type === EntryType.ConfChange) {
@@ -394,6 +463,11 @@ export class Simulation {
     }
     for (const rs of rd.readStates) {
       const k = dec.decode(rs.context);
+      const asked = this.readAsked.get(k);
+      if (asked !== undefined) {
+        this.readAsked.delete(k);
+        this.inv.onReadState(n.id, rs.index, asked);
+      }
       const req = n.pendingReads.get(k);
       if (req) {
         n.pendingReads.delete(k);
@@ -418,35 +492,12 @@ export class Simulation {
       const req = n.pendingReads.get(k);
       if (req) {
         n.pendingReads.delete(k);
-        this.reply({ client: req.client, reqId: req.reqId, ok: false, leader: d.leader });
+        if (typeof req === 'function') req(false);
+        else this.reply({ client: req.client, reqId: req.reqId, ok: false, leader: d.leader });
       }
     }
     this.serveReads(n);
-    this.maybeCompact(n);
-    n.inflight = null;
-    rn.advance();
-    this.pump(n);
-  }
-
-  /** Writes a random prefix of a Ready to stable storage (a crash during an unsynced write). */
-  private persistPrefix(n: SimNode, rd: CoreReady): string {
-    const r = this.faultRng;
-    const s = n.storage;
-    const parts: string[] = [];
-    if (rd.snapshot) {
-      if (this.tornWrites !== 'all' || r.chance(0.5)) return '';
-      s.applySnapshot(rd.snapshot);
-      parts.push(`snapshot ${rd.snapshot.meta.index}`);
-    }
-    const k = r.int(0, rd.entries.length);
-    s.append(rd.entries.slice(0, k));
-    if (k > 0) parts.push(`entries ${rd.entries[0].index}..${rd.entries[k - 1].index}`);
-    if (k === rd.entries.length && rd.hardState && r.chance(0.5)) {
-      s.setHardState(rd.hardState);
-      this.inv.onPersist(n.id, rd.hardState);
-      parts.push('hard state');
-    }
-    return parts.length ? ` (torn write: ${parts.join(', ')} reached the disk)` : '';
+    this.captureSnapshot(n);
   }
 
   private applyConfChange(n: SimNode, rn: RawNode, cc: ConfChange, index: number): void {
@@ -465,21 +516,66 @@ export class Simulation {
     if (n.readyReads.length === 0) return;
     const keep: typeof n.readyReads = [];
     for (const r of n.readyReads) {
-      if (r.index <= n.sm.appliedIndex) this.reply({ client: r.req.client, reqId: r.req.reqId, ok: true, value: n.sm.get(r.req.key), leader: n.lead });
-      else keep.push(r);
+      if (r.index > n.sm.appliedIndex) keep.push(r);
+      else if (typeof r.req === 'function') r.req(true);
+      else this.reply({ client: r.req.client, reqId: r.req.reqId, ok: true, value: n.sm.get(r.req.key), leader: n.lead });
     }
     n.readyReads = keep;
   }
 
-  private maybeCompact(n: SimNode): void {
-    const s = n.storage;
+  /**
+   * A local snapshot of the applied state is due every snapEvery entries, and right after a conf
+   * change (a node added later refuses a snapshot whose configuration lacks it). It is captured
+   * now and saved after advance(), one at a time (manager/raftnode's snapshotIfDue/startSnapshot).
+   */
+  private captureSnapshot(n: SimNode): void {
     const applied = n.sm.appliedIndex;
-    const snapIndex = s.snapshot().meta.index;
-    if ((applied - snapIndex < this.snapEvery && !(n.confDirty && applied > snapIndex)) || applied > s.lastIndex()) return;
+    if (n.snapshotting || n.dueSnapshot || applied <= n.snapStarted) return;
+    if (applied - n.snapStarted < this.snapEvery && !n.confDirty) return;
     n.confDirty = false;
-    s.createSnapshot(applied, n.conf, n.sm.snapshot());
-    const to = applied - this.rng.int(0, 3);
-    if (to >= s.firstIndex()) s.compact(to);
+    n.dueSnapshot = { meta: { index: applied, term: 0, conf: n.conf }, data: n.sm.snapshot() };
+  }
+
+  private startSnapshot(n: SimNode): void {
+    const snap = n.dueSnapshot;
+    if (!snap || n.snapshotting) return;
+    n.dueSnapshot = null;
+    const s = n.disk.store;
+    const index = snap.meta.index;
+    // Every applied entry is in the log now that the Ready it came with is written.
+    if (index <= s.snapshot().meta.index || index > s.lastIndex()) return;
+    snap.meta.term = s.term(index);
+    n.snapshotting = true;
+    n.snapStarted = index;
+    const inc = n.inc;
+    n.disk.saveSnapshot(snap, this.diskRng.int(0, 3), n.disk.latency() * 2, () => {
+      if (n.inc === inc) n.snapshotting = false;
+    });
+  }
+
+  /** The "commit is final" check (commit-check.ts) for a leader that just committed `commit`. */
+  private checkCommitFinal(l: SimNode, rn: RawNode, commit: number, term: number): void {
+    const log = rn.raft.raftLog;
+    const termC = log.termOrZero(commit);
+    if (termC === 0) return; // compacted at the leader: older than what was already checked
+    const views: NodeLogs[] = [];
+    for (const n of this.nodes.values()) {
+      if (n.retired) continue;
+      const s = n.disk.store;
+      const sl = s.lastIndex();
+      const durable = { index: sl, term: s.term(sl) };
+      const dHolds = commit <= s.firstIndex() - 1 ? true : commit <= sl && s.term(commit) === termC;
+      let volatile = null;
+      let vHolds = true;
+      if (n.rn) {
+        const v = n.rn.raft.raftLog;
+        volatile = { index: v.lastIndex(), term: v.lastTerm() };
+        vHolds = commit <= v.firstIndex() - 1 || v.termOrZero(commit) === termC;
+      }
+      views.push({ id: n.id, conf: n.conf, durable, volatile, durableHolds: dHolds, volatileHolds: vHolds });
+    }
+    const lost = commitCouldBeLost(views);
+    if (lost) throw new Violation('committed entry could be lost', `leader ${l.id} of term ${term} committed index ${commit} (term ${termC}), but ${lost}`);
   }
 
   // ---- network -------------------------------------------------------------------------------------
@@ -496,8 +592,11 @@ export class Simulation {
     if (m.to === from.id) throw new Violation('message to self', `node ${from.id} handed the host a ${MessageType[m.type]} to itself`);
     this.inv.onSend(from.id, m);
     // An append acknowledgement promises the entries are on this node's disk.
-    if (m.type === MessageType.AppResp && !m.reject && m.index > from.storage.lastIndex()) {
-      throw new Violation('acknowledged before persisted', `node ${from.id} acknowledged index ${m.index} to ${m.to} while its stable log ends at ${from.storage.lastIndex()}`);
+    if (m.type === MessageType.AppResp && !m.reject) {
+      const s = from.disk.store;
+      if (m.index > s.lastIndex()) {
+        throw new Violation('acknowledged before persisted', `node ${from.id} acknowledged index ${m.index} to ${m.to} while its disk's log ends at ${s.lastIndex()}`);
+      }
     }
     if (m.type === MessageType.Snap) {
       this.st.snapshotsSent++;
@@ -507,7 +606,13 @@ export class Simulation {
     }
     const delays = this.net.delays();
     if (delays.length === 0 && m.type === MessageType.Snap) this.snapStatus(from.id, from.inc, m.to, false);
-    for (const d of delays) this.q.after(d, { k: 'deliver', m: { ...m, entries: m.entries.slice() }, src: from.id, inc: from.inc });
+    for (let i = 0; i < delays.length; i++) {
+      const late = delays[i] > this.electionMs;
+      if (late) this.st.lateMessages++;
+      if (!this.healing) this.quietAt = Math.max(this.quietAt, this.q.now + delays[i]);
+      // A late duplicate of a snapshot reports nothing (the original did).
+      this.q.after(delays[i], { k: 'deliver', m: { ...m, entries: m.entries.slice() }, src: from.id, inc: from.inc, late: i > 0 && m.type === MessageType.Snap });
+    }
   }
 
   private snapStatus(from: NodeId, inc: number, to: NodeId, ok: boolean): void {
@@ -518,11 +623,17 @@ export class Simulation {
     }
   }
 
-  private deliver(m: Message, src: NodeId, inc: number): void {
+  private deliver(m: Message, src: NodeId, inc: number, dup: boolean): void {
     const to = this.nodes.get(m.to);
     const lost = !to || !to.rn || this.net.cut(src, m.to);
-    if (m.type === MessageType.Snap) this.snapStatus(src, inc, m.to, !lost);
+    if (m.type === MessageType.Snap && !dup) this.snapStatus(src, inc, m.to, !lost);
     if (lost || !to || !to.rn) return;
+    if (m.type === MessageType.VoteResp && !m.reject) {
+      const k = `${m.to}:${m.term}`;
+      const g = this.grants.get(k);
+      if (g) g.add(m.from);
+      else this.grants.set(k, new Set([m.from]));
+    }
     to.rn.step(m);
     this.observe(to);
     this.pump(to);
@@ -535,8 +646,8 @@ export class Simulation {
 
   private observe(n: SimNode): void {
     if (!n.rn) return;
-    const st = n.rn.status();
-    this.observeRole(n, st.role, st.term, st.lead);
+    const st = n.rn.raft;
+    this.observeRole(n, st.state, st.term, st.lead);
   }
 
   private observeRole(n: SimNode, role: Role, term: number, lead: NodeId): void {
@@ -544,6 +655,7 @@ export class Simulation {
     if (role === Role.Leader && (n.role !== Role.Leader || n.term !== term)) {
       this.st.leaders++;
       this.log(`${n.id} became leader of term ${term}`);
+      this.checkElectedByQuorum(n, term);
       // Leader churn: new leaders are struck soon after taking over, while their first entries
       // are still in flight (Figure 8 of the Raft paper needs three such short reigns in a row).
       if (this.churn && !this.healing) {
@@ -557,6 +669,44 @@ export class Simulation {
     n.role = role;
     n.term = term;
     n.lead = lead;
+  }
+
+  /**
+   * A leader was elected by a quorum of its configuration: grants it received for its term (each
+   * was durable at the voter when sent, see invariants.ts) plus its own vote if that is on its
+   * disk. Catches a vote counted twice, from another term, from a learner, by too small or the
+   * wrong half of a joint quorum, or counted before it was persisted, even when no second leader
+   * of the same term happens to come of it.
+   */
+  private checkElectedByQuorum(n: SimNode, term: number): void {
+    const grants = this.grants.get(`${n.id}:${term}`) ?? new Set<NodeId>();
+    const hs = n.disk.durableHs;
+    const own = hs.term === term && hs.vote === n.id;
+    for (const half of [n.conf.voters, n.conf.votersOutgoing]) {
+      if (half.length === 0) continue;
+      const yes = half.filter((v) => (v === n.id ? own : grants.has(v)));
+      if (yes.length < Math.floor(half.length / 2) + 1) {
+        throw new Violation(
+          'leader elected by a quorum',
+          `node ${n.id} became leader of term ${term} in ${fmtConf(n.conf)} with the votes of {${yes.join(',')}} ` +
+            `(grants received from {${[...grants].join(',')}}; its own vote ${own ? 'is' : 'is not'} on its disk: term ${hs.term} vote ${hs.vote})`,
+        );
+      }
+    }
+  }
+
+  /** A leader's tick: a leadership transfer must complete or abort within an election timeout. */
+  private watchTransfer(n: SimNode, rn: RawNode): void {
+    const r = rn.raft;
+    if (r.state !== Role.Leader || r.leadTransferee === 0) {
+      n.transfer.ticks = 0;
+      return;
+    }
+    if (n.transfer.to !== r.leadTransferee || n.transfer.term !== r.term) n.transfer = { to: r.leadTransferee, term: r.term, ticks: 0 };
+    // The core aborts it after electionTick ticks; one tick of slack.
+    if (++n.transfer.ticks > this.tun.electionTick + 1) {
+      throw new Violation('liveness', `leader ${n.id} of term ${r.term} kept a transfer to ${r.leadTransferee} pending for ${n.transfer.ticks} ticks (it must finish or abort within an election timeout)`);
+    }
   }
 
   // ---- clients -------------------------------------------------------------------------------------
@@ -585,6 +735,7 @@ export class Simulation {
     if (req.op === 'get') {
       const ctx = `${req.client}:${req.reqId}:${++this.readCtx}`;
       n.pendingReads.set(ctx, req);
+      this.readAsked.set(ctx, this.inv.maxCommitted);
       n.rn.readIndex(enc.encode(ctx));
     } else {
       if (n.sm.applied(req.client, req.seq)) {
@@ -616,15 +767,19 @@ export class Simulation {
       const victim = r.chance(0.3) && this.leader() ? (this.leader() as SimNode) : r.pick(up);
       if (r.chance(0.35) && victim.rn) {
         victim.crashOnPersist = true;
-        this.fault(`arm: ${victim.id} crashes at its next fsync`);
+        this.fault(`arm: ${victim.id} crashes during its next fsync`);
       } else {
         this.crash(victim, victim.role === Role.Leader ? ' (leader)' : '');
         this.q.after(1 + r.float() * 600, { k: 'restart', node: victim.id });
       }
     } else if (pick < 0.75) {
-      const w = { drop: r.pick([0, 0, 0.02, 0.1, 0.3]), duplicate: r.pick([0, 0.02, 0.1]), spike: r.pick([0, 0, 0.03]) };
+      const w: Weather = { drop: r.pick([0, 0, 0.02, 0.1, 0.3]), duplicate: r.pick([0, 0.02, 0.1]), spike: r.pick([0, 0, 0.03]) };
+      if (this.late) {
+        w.late = r.pick([0, 0, 0.01, 0.03, 0.1]);
+        w.lateDuplicate = r.pick([0, 0.01, 0.05]);
+      }
       this.net.weather = w;
-      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}, spike ${w.spike}`);
+      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}, spike ${w.spike}, late ${w.late ?? 0}, late duplicate ${w.lateDuplicate ?? 0}`);
     } else if (pick < 0.9) {
       const l = this.leader();
       if (l?.rn) {
@@ -638,16 +793,14 @@ export class Simulation {
       }
     } else {
       // Stall a node's clock for a while (a slow or overloaded host): its timers stop and its
-      // in-flight fsync is delayed; it still steps what arrives. It keeps all its state.
+      // write in progress is delayed; it still steps what arrives. It keeps all its state.
       const n = up.length ? r.pick(up) : null;
       if (n) {
         const pause = r.float() * n.tickMs * this.tun.electionTick * 2;
         this.fault(`stall ${n.id}'s clock and disk for ${pause.toFixed(0)}ms`);
-        n.inc++; // cancels the pending tick; the node keeps running otherwise
-        const inc = n.inc;
-        this.q.after(pause, { k: 'tick', node: n.id, inc });
-        // Persist and deliveries carry the incarnation; re-arm the in-flight persist.
-        if (n.inflight) this.q.after(pause, { k: 'persist', node: n.id, inc });
+        n.tickGen++; // cancels the pending tick; the node keeps running otherwise
+        this.q.after(pause, { k: 'tick', node: n.id, inc: n.tickGen });
+        n.disk.stall(pause);
       }
     }
     this.q.after(r.float() * 250, { k: 'fault' });
@@ -660,18 +813,22 @@ export class Simulation {
     if (victim) {
       if (r.chance(0.5)) {
         victim.crashOnPersist = true;
-        this.fault(`arm: ${victim.id} crashes at its next fsync`);
+        this.fault(`arm: ${victim.id} crashes during its next fsync`);
       } else {
         this.crash(victim, victim.role === Role.Leader ? ' (leader)' : '');
       }
-      this.q.after(1 + r.float() * 8 * this.tun.electionTick * 10, { k: 'restart', node: victim.id });
+      this.q.after(1 + r.float() * 8 * this.electionMs, { k: 'restart', node: victim.id });
     }
     if (r.chance(0.3)) {
-      const w = { drop: r.pick([0, 0.1, 0.3, 0.5]), duplicate: r.pick([0, 0.05]), spike: 0 };
+      const w: Weather = { drop: r.pick([0, 0.1, 0.3, 0.5]), duplicate: r.pick([0, 0.05]), spike: 0 };
+      if (this.late) {
+        w.late = r.pick([0, 0, 0.05]);
+        w.lateDuplicate = r.pick([0, 0.05]);
+      }
       this.net.weather = w;
-      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}`);
+      this.fault(`network: drop ${w.drop}, duplicate ${w.duplicate}, late ${w.late ?? 0}, late duplicate ${w.lateDuplicate ?? 0}`);
     }
-    this.q.after(r.float() * this.tun.electionTick * 10 * 3, { k: 'fault' });
+    this.q.after(r.float() * this.electionMs * 3, { k: 'fault' });
   }
 
   /** Cuts one node off from everyone right now (messages already in flight to or from it are lost too). */
@@ -679,7 +836,7 @@ export class Simulation {
     const gen = ++this.partitionGen;
     this.net.isolated.set(n.id, gen);
     this.fault(`isolate ${n.id} (${why})`);
-    this.q.after(this.faultRng.float() * 4 * this.tun.electionTick * 10, { k: 'unisolate', node: n.id, gen });
+    if (!this.healing) this.q.after(this.faultRng.float() * 4 * this.electionMs, { k: 'unisolate', node: n.id, gen });
   }
 
   private strike(id: NodeId, term: number): void {
@@ -688,7 +845,7 @@ export class Simulation {
     const r = this.faultRng;
     if (r.chance(0.5)) {
       this.crash(n, ` (new leader of term ${term})`);
-      this.q.after(1 + r.float() * 4 * this.tun.electionTick * 10, { k: 'restart', node: id });
+      this.q.after(1 + r.float() * 4 * this.electionMs, { k: 'restart', node: id });
     } else {
       this.isolateNow(n, `struck new leader of term ${term}`);
     }
@@ -705,7 +862,7 @@ export class Simulation {
   }
 
   private onOperator(): void {
-    if (this.healing || this.churn) return; // leader churn runs without membership changes
+    if (this.healing || this.churn || this.opts.membership === false) return; // leader churn runs without membership changes
     const r = this.faultRng;
     this.q.after(50 + r.float() * 550, { k: 'operator' });
     // New nodes whose AddLearner never took effect are shut down.
@@ -752,14 +909,70 @@ export class Simulation {
     this.net.partition = null;
     this.net.isolated.clear();
     this.net.weather = CALM;
-    this.fault('heal: network repaired, crashed nodes restarted, faults stop');
+    this.fault('heal: network repaired, crashed nodes restarted, disks fast, faults stop');
     for (const n of this.nodes.values()) {
       n.crashOnPersist = false;
+      n.disk.speed = 'fast';
       if (!n.up && !n.retired) this.restart(n);
     }
     // The liveness probe: one fresh write that must commit.
     this.liveProbe = new SimClient(0, this.rng.fork(999), ['live'], this.history, () => ++this.reqIds, this.clientTimeoutMs, Infinity);
     this.clientAct(this.liveProbe, this.liveProbe.next(this.q.now, this.members(), { op: 'put', key: 'live', value: `probe-${this.opts.seed}` }));
+  }
+
+  // ---- the calm phase's view of the cluster ---------------------------------------------------------
+
+  private calmHost(): CalmHost {
+    return {
+      now: () => this.q.now,
+      electionMs: this.electionMs,
+      electionTick: this.tun.electionTick,
+      preVote: this.tun.preVote,
+      checkQuorum: this.tun.checkQuorum,
+      quietAt: () => this.quietAt,
+      nodes: () => [...this.nodes.values()].filter((n) => !n.retired).map((n) => ({ id: n.id, up: n.up, role: n.role, term: n.term, lead: n.lead, conf: n.conf, tickMs: n.tickMs })),
+      isolate: (id, why) => this.isolateNow(this.nodes.get(id) as SimNode, why),
+      reconnect: (id) => {
+        this.net.isolated.delete(id);
+        this.fault(`${id} reconnected`);
+      },
+      split: (a, b) => {
+        this.partitionGen++; // a fault phase's pending "partition healed" must not undo this one
+        this.net.partition = Partition.symmetric(a, b);
+        this.fault(`calm: ${this.net.partition.description}`);
+      },
+      heal: () => {
+        this.net.partition = null;
+        this.fault('calm: partition healed');
+      },
+      maxCommitted: () => this.inv.maxCommitted,
+      propose: (id) => {
+        const n = this.nodes.get(id);
+        if (!n?.rn) return;
+        n.rn.propose(encodeCommand({ c: CALM_CLIENT, s: ++this.calmSeq, op: 'put', k: 'calm', v: String(this.calmSeq) }));
+        this.pump(n);
+      },
+      read: (id, done) => {
+        const n = this.nodes.get(id);
+        if (!n?.rn) return done(false);
+        const ctx = `calm:${++this.readCtx}`;
+        n.pendingReads.set(ctx, done);
+        this.readAsked.set(ctx, this.inv.maxCommitted);
+        n.rn.readIndex(enc.encode(ctx));
+        this.pump(n);
+      },
+      transfer: (from, to) => {
+        const n = this.nodes.get(from);
+        if (!n?.rn) return;
+        n.rn.transferLeader(to);
+        this.pump(n);
+      },
+      retireNonMembers: (conf: ConfState) => {
+        const ms = new Set(confMembers(conf));
+        for (const n of this.nodes.values()) if (!n.retired && !ms.has(n.id)) this.retire(n);
+      },
+      log: (line) => this.log(line),
+    };
   }
 
   // ---- the loop ------------------------------------------------------------------------------------------
@@ -768,19 +981,26 @@ export class Simulation {
     switch (ev.k) {
       case 'tick': {
         const n = this.nodes.get(ev.node);
-        if (!n || !n.rn || n.inc !== ev.inc) return;
+        if (!n || !n.rn || n.tickGen !== ev.inc) return;
         n.rn.tick();
-        this.q.after(n.tickMs * (0.95 + 0.1 * this.rng.float()), { k: 'tick', node: n.id, inc: n.inc });
+        this.watchTransfer(n, n.rn);
+        this.q.after(n.tickMs * (0.95 + 0.1 * this.rng.float()), { k: 'tick', node: n.id, inc: n.tickGen });
         this.observe(n);
         this.pump(n);
         return;
       }
       case 'deliver':
-        this.deliver(ev.m, ev.src, ev.inc);
+        this.deliver(ev.m, ev.src, ev.inc, ev.late);
         return;
-      case 'persist': {
+      case 'disk':
+        ev.fn();
+        return;
+      case 'crash': {
         const n = this.nodes.get(ev.node);
-        if (n && n.inc === ev.inc) this.persist(n);
+        if (n && n.inc === ev.inc && !this.healing) {
+          this.crash(n, ev.why);
+          this.q.after(1 + this.faultRng.float() * 600, { k: 'restart', node: n.id });
+        }
         return;
       }
       case 'restart': {
@@ -834,26 +1054,38 @@ export class Simulation {
           const o = [...this.history.slice(0, before)].reverse().find((h) => h.clientId === c.id) as Operation;
           this.log(`client ${c.id}: ${o.op} ${o.key}${o.op === 'get' ? ` → ${JSON.stringify(o.output)}` : ` ${JSON.stringify(o.value)}`} answered after ${(this.q.now - o.call).toFixed(1)}ms`);
         }
-        if (c === this.liveProbe && wasBusy && !c.busy) {
+        if (c === this.liveProbe && wasBusy && !c.busy && !this.liveDone) {
           this.liveDone = true;
           this.log(`liveness: the probe write committed ${(this.q.now - this.healedAt).toFixed(1)}ms after healing`);
+          if (this.opts.calm ?? true) {
+            this.calm = new CalmPhase(this.calmHost(), this.rng.fork(77));
+            this.q.after(1, { k: 'calm' });
+          }
         }
         return;
       }
       case 'strike':
         this.strike(ev.node, ev.term);
         return;
+      case 'calm':
+        this.calm?.poll();
+        if (this.calm && !this.calm.finished) this.q.after(5, { k: 'calm' });
+        return;
     }
+  }
+
+  private get finished(): boolean {
+    return this.liveDone && (this.calm === null || this.calm.finished);
   }
 
   run(): SimResult {
     let violation: SimViolation | undefined;
-    const livenessBoundMs = 200 * this.tun.electionTick * 10;
+    const livenessBoundMs = 200 * this.electionMs;
     try {
       for (;;) {
         if (!this.healing && this.steps >= this.stepsWanted) this.heal();
-        if (this.healing && this.liveDone) break;
-        if (this.healing && this.q.now - this.healedAt > livenessBoundMs) {
+        if (this.healing && this.finished) break;
+        if (this.healing && !this.liveDone && this.q.now - this.healedAt > livenessBoundMs) {
           const l = this.leader();
           throw new Violation(
             'liveness',
@@ -862,6 +1094,7 @@ export class Simulation {
         }
         const ev = this.q.pop();
         if (!ev) throw new Violation('liveness', 'the simulation ran out of events');
+        if (this.steps > this.stepsWanted + 500_000) throw new Violation('liveness', `no end after ${this.steps} events (a node busy without progress?)`);
         this.steps++;
         const node = 'node' in ev.event ? ev.event.node : 'm' in ev.event ? ev.event.m.to : 0;
         this.trace = mix(this.trace, EVENT_CODE[ev.event.k], node, Math.round(ev.time * 1000));
@@ -880,7 +1113,13 @@ export class Simulation {
     }
     this.trace = mix(this.trace, hashString(JSON.stringify(this.history)));
     let commit = 0;
-    for (const n of this.nodes.values()) commit = Math.max(commit, n.sm.appliedIndex);
+    let deferred = 0;
+    let slow = 0;
+    for (const n of this.nodes.values()) {
+      commit = Math.max(commit, n.sm.appliedIndex);
+      deferred += n.disk.stats.deferred;
+      slow += n.disk.stats.slowWrites;
+    }
     return {
       seed: this.opts.seed,
       ok: violation === undefined,
@@ -891,7 +1130,8 @@ export class Simulation {
         steps: this.steps,
         faultSteps: this.stepsWanted,
         nodesOption: this.opts.nodes,
-        tornWrites: this.tornWrites,
+        tornWrites: this.crashModel === 'torn',
+        disk: this.diskSpeed,
         virtualMs: Math.round(this.q.now),
         nodes: this.nodes.size,
         leaders: this.st.leaders,
@@ -905,6 +1145,10 @@ export class Simulation {
         opsCompleted: this.history.filter((o) => o.return !== null && o.return !== undefined).length,
         opsOpen: this.history.filter((o) => o.op !== 'get' && (o.return === null || o.return === undefined)).length,
         checks: this.inv.checks,
+        lateMessages: this.st.lateMessages,
+        deferredHardStates: deferred,
+        slowWrites: slow,
+        calmStages: this.calm?.done.length ?? 0,
       },
     };
   }
@@ -923,6 +1167,6 @@ export function formatViolation(r: SimResult): string {
     `  ${v.detail.split('\n').join('\n  ')}`,
     `  fault schedule (${r.schedule.length} events):`,
     ...r.schedule.map((s) => `    ${s}`),
-    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''}${r.stats.tornWrites === 'all' ? ' --torn-writes' : r.stats.tornWrites === 'off' ? ' --no-torn-writes' : ''} --verbose`,
+    `  replay: node dist/raft/sim/cli.js --seed ${r.seed} --steps ${r.stats.faultSteps}${r.stats.nodesOption ? ` --nodes ${r.stats.nodesOption}` : ''} --verbose`,
   ].join('\n');
 }

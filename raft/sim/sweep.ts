@@ -4,14 +4,15 @@
 
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { formatViolation, runSeed, type SimResult, type TornWrites } from './simulator.js';
+import { formatViolation, runSeed, type DiskSpeed, type SimResult } from './simulator.js';
 
 export interface SweepOptions {
   from: number;
   count: number;
   steps: number;
   nodes?: number;
-  tornWrites?: TornWrites;
+  tornWrites?: boolean;
+  disk?: DiskSpeed;
   /** Worker threads; 0 runs in this thread (default: available cores). */
   workers?: number;
   /** Called for each finished seed (in completion order). */
@@ -31,7 +32,8 @@ export interface WorkerJob {
   seeds: number[];
   steps: number;
   nodes?: number;
-  tornWrites?: TornWrites;
+  tornWrites?: boolean;
+  disk?: DiskSpeed;
 }
 
 export function toItem(r: SimResult): SweepItem {
@@ -46,7 +48,7 @@ export async function sweep(o: SweepOptions): Promise<SweepItem[]> {
   const out: SweepItem[] = [];
   if (workers <= 0) {
     for (const seed of seeds) {
-      const item = toItem(runSeed({ seed, steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites }));
+      const item = toItem(runSeed({ seed, steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites, disk: o.disk }));
       out.push(item);
       o.onResult?.(item);
     }
@@ -55,7 +57,7 @@ export async function sweep(o: SweepOptions): Promise<SweepItem[]> {
   const url = new URL('./worker.js', import.meta.url);
   await Promise.all(
     Array.from({ length: workers }, (_, w) => {
-      const job: WorkerJob = { seeds: seeds.filter((_, i) => i % workers === w), steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites };
+      const job: WorkerJob = { seeds: seeds.filter((_, i) => i % workers === w), steps: o.steps, nodes: o.nodes, tornWrites: o.tornWrites, disk: o.disk };
       return new Promise<void>((resolve, reject) => {
         const worker = new Worker(url, { workerData: job });
         worker.on('message', (item: SweepItem) => {

@@ -5,4 +5,4 @@ import { toItem, type WorkerJob } from './sweep.js';
 
 const job = workerData as WorkerJob;
 if (!parentPort) throw new Error('raft/sim/worker.js must run as a worker thread (see sweep.ts)');
-for (const seed of job.seeds) parentPort.postMessage(toItem(runSeed({ seed, steps: job.steps, nodes: job.nodes, tornWrites: job.tornWrites })));
+for (const seed of job.seeds) parentPort.postMessage(toItem(runSeed({ seed, steps: job.steps, nodes: job.nodes, tornWrites: job.tornWrites, disk: job.disk })));

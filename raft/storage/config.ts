@@ -24,3 +24,6 @@ export const STORAGE_DEFAULTS = {
   segmentSizeBytes: SEGMENT_SIZE_BYTES,
   snapshotsKept: SNAPSHOTS_KEPT,
 } as const;
+
+/** Entry data kept in memory for the newest entries; older data is read back from the WAL. */
+export const ENTRY_CACHE_BYTES = 16 * 1024 * 1024;

@@ -430,3 +430,58 @@ t.test('a local snapshot is written alongside saves; close() waits for one in pr
   t.equal(r.lastIndex(), 15, 'the save made during the snapshot is there');
   await r.close();
 });
+
+t.test("the latest snapshot's data is not held in memory: it is read back from its file when wanted", async (t) => {
+  // A store of hundreds of MiB must not live twice in a manager (its objects and its snapshot).
+  const v8 = await import('node:v8');
+  const vm = await import('node:vm');
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const dir = await tempDir(t, 'lazysnap');
+  const s = await DiskStorage.open(dir, EXACT);
+  t.teardown(() => s.close());
+  await s.save({ entries: makeEntries(1, 10, 1, 10), hardState: { term: 1, vote: 1, commit: 10 } });
+  const big = 32 << 20;
+  const fill = (): Snapshot => ({ meta: { index: 10, term: 1, conf }, data: new Uint8Array(big).fill(7) });
+  await s.saveSnapshot(fill());
+  await new Promise((r) => setImmediate(r));
+  gc();
+  t.ok(process.memoryUsage().arrayBuffers < big, `after the save, less than the snapshot's ${big >> 20} MiB of buffers remain (${(process.memoryUsage().arrayBuffers / 2 ** 20).toFixed(1)} MiB)`);
+  t.same(s.snapshotMeta(), { index: 10, term: 1, conf }, 'the meta is at hand without the data');
+  const back = s.snapshot();
+  t.equal(back.data.length, big, 'the data is read back from the file');
+  t.ok(back.data.every((b) => b === 7), 'intact');
+  t.equal(s.snapshot().data, back.data, 'while one copy is in use, another caller shares it');
+});
+
+t.test('only the newest entries keep their data in memory; older ones are read back from the WAL', async (t) => {
+  const dir = await tempDir(t, 'entrycache');
+  const opts = { ...EXACT, segmentSizeBytes: 4 * 1024, entryCacheBytes: 2000 };
+  const s = await DiskStorage.open(dir, opts);
+  // 60 entries of 200 bytes in saves of 3, over several segments.
+  for (let i = 0; i < 20; i++) await s.save({ entries: makeEntries(1 + i * 3, 3, 2, 200), hardState: { term: 2, vote: 1, commit: Math.min(i * 3, 5) } });
+  t.ok((await segmentFiles(dir)).length >= 3, 'the WAL rolled over several segments');
+  const all = s.entries(1, 61, Infinity);
+  t.equal(all.length, 60);
+  t.ok(all.every(dataMatches), 'every entry comes back with its data, old ones from the WAL');
+  t.same(all.map((e) => e.index), Array.from({ length: 60 }, (_, i) => i + 1));
+  t.same(s.entries(5, 61, 1000).map((e) => e.index), [5, 6, 7, 8], 'the size limit counts the data that is on disk too');
+  // A conflicting append replaces the tail, evicted entries included.
+  await s.save({ entries: makeEntries(10, 5, 3, 300), hardState: { term: 3, vote: 1, commit: 9 } });
+  t.equal(s.lastIndex(), 14);
+  const after = s.entries(1, 15, Infinity);
+  t.ok(after.every(dataMatches), 'after the conflict every entry still reads back');
+  t.same(after.map((e) => e.term), [...Array(9).fill(2), ...Array(5).fill(3)]);
+  await s.close();
+  // Reopened: the replay keeps only the newest data, and reads the rest back the same way.
+  const r = await DiskStorage.open(dir, opts);
+  t.teardown(() => r.close());
+  const back = r.entries(1, 15, Infinity);
+  t.ok(back.every(dataMatches), 'after a reopen too');
+  t.same(back.map((e) => `${e.index}/${e.term}`), after.map((e) => `${e.index}/${e.term}`));
+  // Compaction drops the old segments; the entries left still read back.
+  await r.save({ entries: makeEntries(15, 30, 3, 300), hardState: { term: 3, vote: 1, commit: 40 } });
+  await r.saveSnapshot({ meta: { index: 40, term: 3, conf }, data: new Uint8Array([1]) });
+  await r.compact(35);
+  t.ok(r.entries(36, 45, Infinity).every(dataMatches), 'entries past the compaction point read back');
+});

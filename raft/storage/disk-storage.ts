@@ -18,6 +18,7 @@
 // let recovery check the WAL.
 
 import fs from 'node:fs/promises';
+import { closeSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
 import {
   ConfState,
@@ -29,7 +30,7 @@ import {
   Storage,
 } from '../types.js';
 import { CorruptDataError } from './binary.js';
-import { MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOTS_KEPT } from './config.js';
+import { ENTRY_CACHE_BYTES, MAX_RECORD_BYTES, SEGMENT_SIZE_BYTES, SNAPSHOTS_KEPT } from './config.js';
 import { lockDir } from './dir-lock.js';
 import { ensureDir, syncDir } from './fsutil.js';
 import { MemoryLog } from './memory-log.js';
@@ -38,10 +39,11 @@ import {
   listSnapshotFiles,
   pruneSnapshotFiles,
   readSnapshotFile,
+  readSnapshotFileSync,
   snapshotFileName,
   writeSnapshotFile,
 } from './snapshot-file.js';
-import { TornTail, Wal, WalReplay, WalSyncInfo, type WalSyncMode } from './wal.js';
+import { TornTail, Wal, WalReplay, WalSyncInfo, type EntryLoc, type WalSyncMode } from './wal.js';
 import { Batch, batchSizeBound } from './wal-codec.js';
 
 export interface StorageLogger {
@@ -79,6 +81,11 @@ export interface DiskStorageOptions {
   onSync?: (info: WalSyncInfo) => void;
   /** Where WAL writes are synced: default 'auto' (see WalSyncMode in wal.ts). */
   syncMode?: WalSyncMode;
+  /**
+   * Bytes of entry data kept in memory for the newest entries (default ENTRY_CACHE_BYTES); older
+   * entries' data is read back from the WAL when wanted (see memory-log.ts). Infinity keeps all.
+   */
+  entryCacheBytes?: number;
 }
 
 /** What one Ready asks to persist; a whole Ready can be passed as is. */
@@ -150,12 +157,28 @@ export class DiskStorage implements Storage {
     private readonly wal: Wal,
     private readonly log: MemoryLog,
     private hs: HardState,
-    private latest: Snapshot,
+    latest: Snapshot,
     private readonly confHint: ConfState | undefined,
     private readonly snapshotsKept: number,
     readonly openReport: OpenReport,
     private readonly logger: StorageLogger | undefined,
-  ) {}
+  ) {
+    this.setLatest(latest);
+  }
+
+  /** The latest snapshot's meta; its data is on disk, and in memory only while someone holds it. */
+  private latest!: { meta: Snapshot['meta'] };
+  private latestData: WeakRef<Uint8Array> | undefined;
+
+  /**
+   * Records the latest snapshot. Its data (the whole store, possibly hundreds of MiB) is not held:
+   * whoever needs it (a lagging follower) reads it back from the file, and a WeakRef lets
+   * concurrent readers share one copy while it is in use.
+   */
+  private setLatest(s: Snapshot): void {
+    this.latest = { meta: s.meta };
+    this.latestData = s.meta.index > 0 ? new WeakRef(s.data) : undefined;
+  }
 
   static async open(dir: string, opts: DiskStorageOptions = {}): Promise<DiskStorage> {
     const segmentSizeBytes = opts.segmentSizeBytes ?? SEGMENT_SIZE_BYTES;
@@ -278,8 +301,14 @@ export class DiskStorage implements Storage {
     let d = Math.max(S - retainOnOpen, replay.base);
     if (d < S && d === replay.base && replay.baseTerm === undefined) d++;
     const dTerm = d === S ? T : walTerm(d)!;
-    const log = new MemoryLog(d, dTerm);
-    log.append(replay.log.slice(d - replay.base));
+    const cacheBytes = opts.entryCacheBytes ?? ENTRY_CACHE_BYTES;
+    if (!(cacheBytes >= 0)) throw new RangeError(`entryCacheBytes must be a number >= 0, got ${cacheBytes}`);
+    const log = new MemoryLog(d, dTerm, cacheBytes, readEntryData);
+    const kept = replay.log.slice(d - replay.base);
+    log.append(kept);
+    log.setLocs(kept, replay.locs.slice(d - replay.base));
+    // What stays in memory is copied out of the segment files' buffers, which can then go.
+    log.ownData();
 
     if (hs.commit > log.lastIndex()) {
       throw new Error(
@@ -338,8 +367,24 @@ export class DiskStorage implements Storage {
     return this.log.lastIndex();
   }
 
+  /**
+   * The latest snapshot. Its data is read back from its file (synchronously) unless a copy is
+   * still in use: callers that only need the index or term should use snapshotMeta().
+   */
   snapshot(): Snapshot {
-    return this.latest;
+    const meta = this.latest.meta;
+    if (meta.index === 0) return EMPTY_SNAPSHOT;
+    let data = this.latestData?.deref();
+    if (!data) {
+      data = readSnapshotFileSync(path.join(this.dir, 'snap'), meta.index, meta.term).data;
+      this.latestData = new WeakRef(data);
+    }
+    return { meta, data };
+  }
+
+  /** The latest snapshot's index, term and configuration, without its data. */
+  snapshotMeta(): Snapshot['meta'] {
+    return this.latest.meta;
   }
 
   /** The hard state as of the last completed save (including a deferred commit-only one). */
@@ -402,7 +447,7 @@ export class DiskStorage implements Storage {
         if (index <= this.latest.meta.index) return;
         await this.wal.append({ snapshot: { index, term, reset: false }, entries: [], hardState: this.hs });
         this.pendingHardState = undefined;
-        this.latest = snapshot;
+        this.setLatest(snapshot);
         await this.prune();
       },
     });
@@ -547,6 +592,7 @@ export class DiskStorage implements Storage {
     let entries: Entry[] = [];
     let hardState: HardState | undefined;
     let needsWrite = false;
+    let locs: EntryLoc[] = [];
     for (const op of group) {
       const { input } = op;
       const problem = checkAgainst(input, last, commit, term, this.log.firstIndex() - 1);
@@ -575,7 +621,7 @@ export class DiskStorage implements Storage {
     try {
       if (needsWrite) {
         const batch: Batch = { entries, hardState: hardState ?? this.pendingHardState };
-        await this.wal.append(batch);
+        locs = await this.wal.append(batch);
         this.pendingHardState = undefined;
       } else if (hardState) {
         this.pendingHardState = hardState;
@@ -590,6 +636,7 @@ export class DiskStorage implements Storage {
       this.log.append(op.input.entries);
       if (op.input.hardState) this.hs = { ...op.input.hardState };
     }
+    this.log.setLocs(entries, locs);
     for (const op of accepted) op.resolve();
   }
 
@@ -608,12 +655,13 @@ export class DiskStorage implements Storage {
     // The snapshot is committed by definition; recovery relies on commit >= snapshot index.
     const hardState: HardState = { ...base, commit: Math.max(base.commit, index) };
     await writeSnapshotFile(path.join(this.dir, 'snap'), snap);
-    await this.wal.append({ snapshot: { index, term, reset: true }, entries: input.entries, hardState });
+    const locs = await this.wal.append({ snapshot: { index, term, reset: true }, entries: input.entries, hardState });
     this.pendingHardState = undefined;
     this.log.reset(index, term);
     this.log.append(input.entries);
+    this.log.setLocs(input.entries, locs);
     this.hs = hardState;
-    this.latest = snap;
+    this.setLatest(snap);
     await this.prune();
   }
 
@@ -626,6 +674,22 @@ export class DiskStorage implements Storage {
   static snapshotFileName(index: number, term: number): string {
     return snapshotFileName(index, term);
   }
+}
+
+/** Reads an entry's data back from its WAL segment (an entry no longer held in memory). */
+function readEntryData(loc: EntryLoc): Uint8Array {
+  const out = Buffer.allocUnsafeSlow(loc.len);
+  const fd = openSync(loc.file, 'r');
+  try {
+    for (let off = 0; off < loc.len; ) {
+      const n = readSync(fd, out, off, loc.len - off, loc.pos + off);
+      if (n === 0) throw new Error(`raft storage: ${loc.file} ends before the entry data at byte ${loc.pos} (${loc.len} bytes)`);
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }
 
 /** A save that does not fit the log as it will be when the save's turn comes, or undefined. */

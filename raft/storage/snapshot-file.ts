@@ -9,6 +9,7 @@
 // the old set of files or the new one (plus a .tmp that open() removes).
 
 import fs from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfState, NodeId, Snapshot } from '../types.js';
 import { CorruptDataError, Reader, Writer } from './binary.js';
@@ -107,7 +108,8 @@ export async function encodeSnapshotFileParts(s: Snapshot): Promise<Uint8Array[]
   return [head, s.data, crcTail(crc)];
 }
 
-export function decodeSnapshotFile(buf: Uint8Array): Snapshot {
+/** Decodes a snapshot file; `view` leaves the data a view into `buf` instead of a copy. */
+export function decodeSnapshotFile(buf: Uint8Array, view = false): Snapshot {
   if (buf.length < SNAP_MAGIC.length + 4) throw new CorruptDataError(`file is only ${buf.length} bytes long`);
   const body = buf.length - 4;
   const stored = new Reader(buf, body).u32();
@@ -136,7 +138,8 @@ export function decodeSnapshotFile(buf: Uint8Array): Snapshot {
     conf.removed = [];
     for (let i = 0; i < n; i++) conf.removed.push(r.varint());
   }
-  const data = r.bytesCopy(r.varint());
+  const n = r.varint();
+  const data = view ? r.bytesView(n) : r.bytesCopy(n);
   if (r.remaining !== 0) throw new CorruptDataError(`${r.remaining} unexpected bytes after the snapshot data`);
   return { meta: { index, term, conf }, data };
 }
@@ -177,6 +180,23 @@ export async function readSnapshotFile(dir: string, f: SnapshotFileName): Promis
       `snapshot ${path.join(dir, f.name)} holds index ${s.meta.index} term ${s.meta.term}, which does not match its name`,
     );
   }
+  return s;
+}
+
+/**
+ * Reads one snapshot file synchronously, the data a view into the file's bytes (no copy): for a
+ * snapshot wanted now (a lagging follower) whose data storage does not keep in memory.
+ */
+export function readSnapshotFileSync(dir: string, index: number, term: number): Snapshot {
+  const file = path.join(dir, snapshotFileName(index, term));
+  let s: Snapshot;
+  try {
+    s = decodeSnapshotFile(readFileSync(file), true);
+  } catch (err) {
+    if (err instanceof CorruptDataError) throw new CorruptDataError(`snapshot ${file} is corrupt: ${err.message}`);
+    throw err;
+  }
+  if (s.meta.index !== index || s.meta.term !== term) throw new CorruptDataError(`snapshot ${file} holds index ${s.meta.index} term ${s.meta.term}, not ${index}/${term}`);
   return s;
 }
 

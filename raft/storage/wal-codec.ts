@@ -78,7 +78,11 @@ export function batchSizeBound(b: Batch): number {
   return n;
 }
 
-export function encodeBatch(w: Writer, b: Batch): void {
+/**
+ * Encodes a batch; `dataAt`, when given, receives each entry's data position in the writer's
+ * buffer (where the entry can be read back from the file).
+ */
+export function encodeBatch(w: Writer, b: Batch, dataAt?: number[]): void {
   let flags = 0;
   if (b.snapshot) flags |= F_SNAPSHOT | (b.snapshot.reset ? F_RESET : 0);
   if (b.hardState) flags |= F_HARDSTATE;
@@ -93,6 +97,7 @@ export function encodeBatch(w: Writer, b: Batch): void {
     w.varint(e.term);
     w.u8(e.type);
     w.varint(e.data.length);
+    dataAt?.push(w.pos);
     w.bytes(e.data);
   }
   if (b.hardState) {
@@ -102,7 +107,11 @@ export function encodeBatch(w: Writer, b: Batch): void {
   }
 }
 
-export function decodeBatch(buf: Uint8Array, start: number, end: number): Batch {
+/**
+ * Decodes a batch. With `dataAt`, entry data are views into `buf` (not copies) and `dataAt`
+ * receives each one's position in `buf`: replay keeps only recent entries' data in memory.
+ */
+export function decodeBatch(buf: Uint8Array, start: number, end: number, dataAt?: number[]): Batch {
   const r = new Reader(buf, start, end);
   const flags = r.u8();
   if ((flags & ~F_KNOWN) !== 0) throw new CorruptDataError(`unknown batch flags 0x${flags.toString(16)}`);
@@ -116,7 +125,9 @@ export function decodeBatch(buf: Uint8Array, start: number, end: number): Batch 
     const term = r.varint();
     const type = r.u8();
     if (type !== EntryType.Normal && type !== EntryType.ConfChange) throw new CorruptDataError(`unknown entry type ${type}`);
-    const data = r.bytesCopy(r.varint());
+    const len = r.varint();
+    dataAt?.push(r.pos);
+    const data = dataAt ? r.bytesView(len) : r.bytesCopy(len);
     out.entries.push({ index, term, type, data });
   }
   if (flags & F_HARDSTATE) out.hardState = { term: r.varint(), vote: r.varint(), commit: r.varint() };

@@ -66,12 +66,22 @@ export interface TornTail {
   removedFile: boolean;
 }
 
+/** Where an entry's data lies in the WAL (a segment file, a byte position, a length). */
+export interface EntryLoc {
+  file: string;
+  pos: number;
+  len: number;
+}
+
 /** The log as the WAL describes it: entries base+1 .. base+log.length. */
 export interface WalReplay {
   base: number;
   /** Term of entry `base`, when known (0 for an empty log, or the term of a snapshot that reset the log). */
   baseTerm: number | undefined;
+  /** The entries; their data are views into the segment files' bytes (copy what you keep). */
   log: Entry[];
+  /** Where each entry of `log` lies in the WAL. */
+  locs: EntryLoc[];
   hardState: HardState | undefined;
   marks: SnapshotMark[];
   tornTails: TornTail[];
@@ -124,6 +134,7 @@ class ReplayState {
   base: number;
   baseTerm: number | undefined;
   log: Entry[] = [];
+  locs: EntryLoc[] = [];
   hardState: HardState | undefined;
   marks: SnapshotMark[] = [];
 
@@ -136,13 +147,14 @@ class ReplayState {
     return this.base + this.log.length;
   }
 
-  apply(b: Batch, seg: SegmentState, file: string, offset: number): void {
+  apply(b: Batch, seg: SegmentState, file: string, offset: number, dataAt: number[]): void {
     if (b.snapshot) {
       this.marks.push(b.snapshot);
       if (b.snapshot.reset) {
         this.base = b.snapshot.index;
         this.baseTerm = b.snapshot.term;
         this.log = [];
+        this.locs = [];
       }
     }
     if (b.entries.length > 0) {
@@ -161,10 +173,15 @@ class ReplayState {
         }
         this.base = first - 1;
         this.log = [];
+        this.locs = [];
       } else {
         this.log.length = first - this.base - 1;
+        this.locs.length = this.log.length;
       }
-      for (const e of b.entries) this.log.push(e);
+      b.entries.forEach((e, i) => {
+        this.log.push(e);
+        this.locs.push({ file: seg.file, pos: dataAt[i]!, len: e.data.length });
+      });
       seg.maxIndex = Math.max(seg.maxIndex, b.entries[b.entries.length - 1]!.index);
     }
     if (b.hardState) this.hardState = b.hardState;
@@ -275,7 +292,8 @@ export class Wal {
             }
           } else {
             if (r.type !== RecordType.Batch) throw new CorruptDataError(`record type ${r.type} in the middle of a segment`);
-            st.apply(decodeBatch(buf, r.payloadStart, r.payloadEnd), seg, seg.file, off);
+            const at: number[] = [];
+            st.apply(decodeBatch(buf, r.payloadStart, r.payloadEnd, at), seg, seg.file, off, at);
           }
         } catch (err) {
           if (err instanceof CorruptDataError) throw new WalCorruptError(seg.file, off, err.message);
@@ -321,6 +339,7 @@ export class Wal {
         base: st.base,
         baseTerm: st.baseTerm,
         log: st.log,
+        locs: st.locs,
         hardState: st.hardState,
         marks: st.marks,
         tornTails,
@@ -404,8 +423,11 @@ export class Wal {
     this.fill = { start, end, done };
   }
 
-  /** Writes one batch as one record and fdatasyncs it; rolls to a new segment first when the current one is full. */
-  async append(b: Batch): Promise<void> {
+  /**
+   * Writes one batch as one record and fdatasyncs it; rolls to a new segment first when the
+   * current one is full. Returns where each entry's data now lies.
+   */
+  async append(b: Batch): Promise<EntryLoc[]> {
     if (!this.fh) throw new Error('the WAL is closed');
     if (this.pos >= this.opts.segmentSizeBytes) {
       const cur = this.segments[this.segments.length - 1]!;
@@ -416,7 +438,8 @@ export class Wal {
       throw new RangeError(`a WAL record of up to ${bound} bytes exceeds the limit of ${MAX_RECORD_BYTES} bytes; save fewer entries at a time`);
     }
     const w = recordWriter(bound);
-    encodeBatch(w, b);
+    const dataAt: number[] = [];
+    encodeBatch(w, b, dataAt);
     const rec = frameRecord(w, RecordType.Batch);
     // Never write where a zero fill is still going on: the fill could land after the record.
     if (this.fill && this.pos + rec.length > this.fill.start) await this.fill.done;
@@ -429,6 +452,9 @@ export class Wal {
     else await this.fh.datasync();
     const syncMs = performance.now() - t1;
     if (inline) this.noteInlineSync(syncMs);
+    const file = this.segments[this.segments.length - 1]!.file;
+    const recordAt = this.pos;
+    const locs = b.entries.map((e, i) => ({ file, pos: recordAt + dataAt[i]!, len: e.data.length }));
     this.pos += rec.length;
     this.extent = Math.max(this.extent, this.pos);
     this.maybeFill();
@@ -441,6 +467,7 @@ export class Wal {
       seg.maxIndex = Math.max(seg.maxIndex, last);
     }
     if (b.hardState) this.hardState = b.hardState;
+    return locs;
   }
 
   // 'auto' sync mode: the running average of inline fdatasync times (ms) and the last inline try.

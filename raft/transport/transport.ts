@@ -7,10 +7,10 @@
 // current ones), and `authorize`, asked at the start of every incoming call and again at least
 // once a second on a long-lived stream, so a peer removed or demoted meanwhile is cut off.
 import * as grpc from '@grpc/grpc-js';
+import { GuardedServer, type GuardLimits } from '../../proto/guarded-server.js';
 import { loadProto } from '../../proto/load.js';
 import type { Message, NodeId } from '../types.js';
 import { decodeMessage, WIRE_FORMAT } from './codec.js';
-import { enableNoDelay } from './nodelay.js';
 import { CHANNEL_OPTIONS, Peer, type PeerChannel, type PeerOptions } from './peer.js';
 
 export interface TransportOptions extends Partial<PeerOptions> {
@@ -30,9 +30,32 @@ export interface TransportOptions extends Partial<PeerOptions> {
   channelCredentials?: () => grpc.ChannelCredentials;
   /** Merged over the transport's own channel options (e.g. the TLS target name). */
   channelOptions?: grpc.ChannelOptions;
+  /** Overrides of the listener's bounds (RAFT_LISTENER_LIMITS). */
+  listenerLimits?: Partial<GuardLimits>;
   /** Undefined if the caller of this incoming call may talk raft to us, else the status to refuse it with. */
   authorize?(call: grpc.ServerReadableStream<unknown, unknown>): { code: grpc.status; details: string } | undefined;
 }
+
+/**
+ * Bounds of the raft listener (proto/guarded-server.ts). Its peers are the other managers: each
+ * holds one connection to us (two while a renewed certificate replaces it), and under mTLS a
+ * client without a certificate of the cluster's CA fails the TLS handshake. So: few connections
+ * per host, a handshake (and first call) within 5 s, and the receive budget only ever used by a
+ * call that is not a stream of an authenticated peer (none in this service).
+ */
+export const RAFT_LISTENER_LIMITS: Partial<GuardLimits> = {
+  maxConnections: 256,
+  maxConnectionsPerHost: 16,
+  maxUnauthenticated: 64,
+  maxUnauthenticatedPerHost: 8,
+  firstCallMs: 5_000,
+  unauthenticatedMs: 10_000,
+  maxCallsPerUnauthenticated: 2,
+  maxMessageBytes: 64 << 20,
+  receiveBudgetBytes: 128 << 20,
+  unauthenticatedBudgetBytes: 64 << 20,
+  unauthenticatedBudgetPerHostBytes: 64 << 20,
+};
 
 /** How often a long-lived incoming stream is authorized again (membership and roles change). */
 const REAUTHORIZE_MS = 1000;
@@ -60,7 +83,7 @@ function serviceCtor(): grpc.ServiceClientConstructor {
 }
 
 export class RaftTransport {
-  private server?: grpc.Server;
+  private server?: GuardedServer;
   private readonly peers = new Map<NodeId, Peer>();
   private readonly opts: PeerOptions;
   private readonly channel: PeerChannel;
@@ -80,12 +103,17 @@ export class RaftTransport {
   }
 
   async start(): Promise<number> {
-    const server = new grpc.Server({
-      'grpc.max_receive_message_length': 64 << 20,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 1000,
-    } as grpc.ServerOptions);
-    enableNoDelay(server);
+    // The guard's own listener sets TCP_NODELAY on what it accepts (see nodelay.ts for why).
+    const server = new GuardedServer({
+      name: `raft listener (node ${this.o.id})`,
+      auth: this.o.serverCredentials ? 'client-cert' : 'any-call',
+      limits: { ...RAFT_LISTENER_LIMITS, ...this.o.listenerLimits },
+      options: {
+        'grpc.keepalive_permit_without_calls': 1,
+        'grpc.http2.min_ping_interval_without_data_ms': 1000,
+      } as grpc.ServerOptions,
+      ...(this.o.log ? { log: this.o.log } : {}),
+    });
     server.addService(serviceCtor().service, {
       Stream: (call: grpc.ServerReadableStream<BatchMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveStream(call, cb),
       SendSnapshot: (call: grpc.ServerReadableStream<ChunkMsg, unknown>, cb: grpc.sendUnaryData<unknown>) => this.serveSnapshot(call, cb),

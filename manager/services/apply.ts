@@ -1,0 +1,189 @@
+// Control.Apply: a whole stack of services (what `shoal apply -f` read) made true in one raft
+// transaction, or nothing written at all. Every service is checked first (all problems reported
+// together); then each is compared with what the cluster holds, normalized the same way as a
+// create (defaults filled), so an unchanged manifest changes nothing. Changed services take the
+// path of UpdateService (a new revision; a rolling update when the task template changed); with
+// `prune`, services of the stack the request no longer declares are removed. Only services
+// carrying the stack's label (io.shoal.stack) are ever pruned, and a service of another stack is
+// never taken over. `dry_run` answers the same plan and writes nothing (`shoal diff`).
+//
+// New kinds (secrets, configs) join as further plan steps of the same transaction.
+import type { Manager } from '../control/manager.js';
+import type { MethodSpec } from '../security/authz.js';
+import { RpcError, aborted, invalid } from '../security/errors.js';
+import type { TxnOp } from '../store/types.js';
+import { checkLabels, describeChange, newService, serviceToWire, services, specChange, tasksOf } from './control.js';
+import { stableJson, templateKey, type ServiceObject, type ServiceSpec } from './model.js';
+import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
+import { guardOps, resolveRefs } from '../secrets/refs.js';
+
+/** The label that marks what an apply created, with the stack's name as its value. */
+export const STACK_LABEL = 'io.shoal.stack';
+const STACK_NAME = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
+/** One apply is one raft entry: keep it well under the store's transaction size. */
+const MAX_OBJECTS = 400;
+
+interface ApplyServiceReq {
+  name: string;
+  labels: Record<string, string>;
+  spec: WireSpec;
+}
+
+interface ApplyReq {
+  stack: string;
+  services: ApplyServiceReq[];
+  prune: boolean;
+  dry_run: boolean;
+}
+
+export type Action = 'create' | 'update' | 'unchanged' | 'prune';
+
+export interface PlanStep {
+  kind: 'service';
+  name: string;
+  action: Action;
+  detail: string;
+  rolls: boolean;
+  current?: ServiceObject;
+  spec?: ServiceSpec;
+  labels?: Record<string, string>;
+}
+
+/**
+ * The plan for a request against the services the cluster holds: pure, so the dry run and the
+ * apply decide alike. Throws INVALID_ARGUMENT listing every problem found.
+ */
+export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: ServiceSpec) => ServiceSpec = (spec) => spec): PlanStep[] {
+  const problems: string[] = [];
+  const stack = req.stack ?? '';
+  if (stack && !STACK_NAME.test(stack)) problems.push(`stack name ${JSON.stringify(stack)} is not valid: use 1-63 lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit`);
+  if (req.prune && !stack) problems.push('prune needs a stack name: only services an apply of that stack created are ever removed');
+  const list = req.services ?? [];
+  if (list.length > MAX_OBJECTS) problems.push(`${list.length} services in one apply: at most ${MAX_OBJECTS} (split the manifest into stacks)`);
+  const byName = new Map(existing.map((s) => [s.name, s]));
+  const seen = new Set<string>();
+  const steps: PlanStep[] = [];
+  for (const w of list) {
+    const where = `service ${w.name || '(no name)'}`;
+    try {
+      checkServiceName(w.name);
+      if (seen.has(w.name)) throw new SpecError(`declared twice`);
+      seen.add(w.name);
+      const labels = checkLabels(w.labels);
+      if (STACK_LABEL in labels) throw new SpecError(`label ${STACK_LABEL} is set by apply from the stack name; leave it out`);
+      if (stack) labels[STACK_LABEL] = stack;
+      // Secrets and configs by name, resolved to the objects they name (as create and update do).
+      let spec = resolve(specFromWire(w.spec));
+      const cur = byName.get(w.name);
+      if (!cur) {
+        steps.push({ kind: 'service', name: w.name, action: 'create', detail: `${spec.mode.type}, image ${spec.task.main.image}`, rolls: false, spec, labels });
+        continue;
+      }
+      const owner = cur.labels[STACK_LABEL];
+      if (owner && owner !== stack) throw new SpecError(`exists already and belongs to stack ${JSON.stringify(owner)}: apply that stack, or choose another name`);
+      if (spec.mode.type !== cur.spec.mode.type) throw new SpecError(`is ${cur.spec.mode.type} in the cluster: its mode cannot change to ${spec.mode.type}; remove it first ("shoal service rm ${w.name}") or give it another name`);
+      if (!!spec.schedule !== !!cur.spec.schedule) throw new SpecError(cur.spec.schedule ? 'is a scheduled job in the cluster: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule in the cluster: one cannot be added (create a new scheduled job)');
+      // A forced redeploy (`service update --force`) is not part of any manifest: keep it.
+      if (cur.spec.task.forceUpdate) spec = { ...spec, task: { ...spec.task, forceUpdate: cur.spec.task.forceUpdate } };
+      const sameSpec = stableJson(spec) === stableJson(cur.spec);
+      const sameLabels = stableJson(labels) === stableJson(cur.labels);
+      if (sameSpec && sameLabels) {
+        steps.push({ kind: 'service', name: w.name, action: 'unchanged', detail: '', rolls: false, current: cur });
+        continue;
+      }
+      const what: string[] = [];
+      if (!sameSpec) {
+        // A replica count said as one (describeChange names the whole mode).
+        const a = cur.spec.mode;
+        const b = spec.mode;
+        if (a.type === 'replicated' && b.type === 'replicated' && a.replicas !== b.replicas) {
+          what.push(`replicas ${a.replicas} -> ${b.replicas}`);
+          const rest = describeChange({ ...cur.spec, mode: b }, spec);
+          if (rest !== 'no change') what.push(rest);
+        } else what.push(describeChange(cur.spec, spec));
+      }
+      if (!sameLabels) what.push(owner ? 'labels changed' : stack ? `adopted into stack ${stack}` : 'labels changed');
+      steps.push({ kind: 'service', name: w.name, action: 'update', detail: what.join('; '), rolls: templateKey(spec.task) !== templateKey(cur.spec.task), current: cur, spec: sameSpec ? cur.spec : spec, labels });
+    } catch (e) {
+      if (e instanceof SpecError || e instanceof RpcError) problems.push(`${where}: ${(e as Error).message}`);
+      else throw e;
+    }
+  }
+  if (req.prune && stack) {
+    for (const s of existing) {
+      if (s.labels[STACK_LABEL] === stack && !seen.has(s.name)) steps.push({ kind: 'service', name: s.name, action: 'prune', detail: `no longer declared in stack ${stack}`, rolls: false, current: s });
+    }
+  }
+  if (problems.length > 0) throw invalid(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join('\n')}`);
+  return steps;
+}
+
+export function applyTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
+  return {
+    Apply: {
+      roles: ['manager'],
+      leader: true,
+      unary: async (req: ApplyReq) => {
+        const store = mgr.raft.store;
+        const steps = plan(req, services(mgr), (spec) => resolveRefs(store, spec));
+        const now = Date.now();
+        const ops: TxnOp[] = [];
+        // Each secret or config a service newly refers to must still exist when the transaction
+        // commits (guardOps moves its version); several services may take up the same one: once.
+        const guarded = new Set<string>();
+        const guard = (prev: ServiceSpec | undefined, next: ServiceSpec) => {
+          for (const op of guardOps(store, prev, next)) {
+            const key = op.op === 'update' ? `${op.object.kind}/${op.object.id}` : JSON.stringify(op);
+            if (guarded.has(key)) continue;
+            guarded.add(key);
+            ops.push(op);
+          }
+        };
+        for (const st of steps) {
+          if (st.action === 'create') {
+            ops.push({ op: 'create', object: newService(st.name, st.labels!, st.spec!, now) });
+            guard(undefined, st.spec!);
+          } else if (st.action === 'update') {
+            const c = st.current!;
+            guard(c.spec, st.spec!);
+            const object = stableJson(st.spec) === stableJson(c.spec) ? { kind: 'service' as const, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status } : specChange(c, st.spec!, st.detail, false, st.labels, now);
+            ops.push({ op: 'update', object, expectVersion: c.version });
+          } else if (st.action === 'prune') ops.push({ op: 'delete', kind: 'service', id: st.current!.id, expectVersion: st.current!.version });
+        }
+        let version = mgr.raft.store.applied;
+        const written = new Map<string, ServiceObject>();
+        if (!req.dry_run && ops.length > 0) {
+          try {
+            const r = await mgr.raft.propose(ops);
+            version = r.version;
+            for (const o of r.objects) if (o?.kind === 'service') written.set(o.name, o as ServiceObject);
+          } catch (e) {
+            const code = (e as { conflict?: { code?: string } }).conflict?.code;
+            if (code === 'version-mismatch' || code === 'name-taken' || code === 'exists' || code === 'not-found') throw aborted(`the cluster changed while applying (${(e as Error).message}); nothing was written: apply again`);
+            throw e;
+          }
+          const counts = ['create', 'update', 'prune'].map((a) => `${steps.filter((s) => s.action === a).length} ${a === 'prune' ? 'pruned' : `${a}d`}`).join(', ');
+          log(`control: applied${req.stack ? ` stack ${req.stack}` : ''}: ${counts}`);
+        }
+        const nodes = mgr.nodes();
+        return {
+          applied: !req.dry_run,
+          version,
+          changes: steps.map((st) => {
+            const after = written.get(st.name) ?? st.current;
+            return {
+              kind: st.kind,
+              name: st.name,
+              action: st.action,
+              detail: st.detail,
+              rolls: st.rolls,
+              current: st.current ? { name: st.current.name, labels: st.current.labels, spec: specToWire(st.current.spec) } : null,
+              desired: st.spec ? { name: st.name, labels: st.labels ?? {}, spec: specToWire(st.spec) } : null,
+              service: after && st.action !== 'prune' ? serviceToWire(after, tasksOf(mgr, after.id), nodes) : null,
+            };
+          }),
+        };
+      },
+    },
+  };
+}
