@@ -61,6 +61,9 @@ t.test('malformed manifests: one problem each, at its line and field', async (t)
     ['a file mode written as a bare number', `${WEB}    secrets: [{name: db-password, mode: 0400}]\n`, /:5: services\.web\.secrets\[0\]\.mode: expected permission bits in octal as a string, like "0400" \(a bare 0400 is the number 400 in YAML 1\.2\), got 400$/],
     ['a secret reference without a name', `${WEB}    secrets:\n      - target: /etc/key\n`, /:6: services\.web\.secrets\[0\]\.name: required: the secret's name/],
     ['configs that are a mapping', `${WEB}    configs: {app: x}\n`, /:5: services\.web\.configs: expected a list of config names, or of mappings with name, target, uid, gid, mode, got a mapping$/],
+    ['a published port without its target', `${WEB}    ports: ["8080"]\n`, /:5: services\.web\.ports\[0\]: expected PUBLISHED:TARGET\[\/tcp\|udp\]\[,mode=ingress\|host\], like "8080:80", got "8080"$/],
+    ['a port mapping without a target', `${WEB}    ports:\n      - published: 8080\n`, /:6: services\.web\.ports\[0\]\.target: required: the port in the service's tasks/],
+    ['an unknown endpoint mode', `${WEB}    endpointMode: round-robin\n`, /:5: services\.web\.endpointMode: expected one of vip, dnsrr, got "round-robin"$/],
     ['suspend that is not a boolean', `${WEB}    mode: global-job\n    schedule: {cron: "@daily", suspend: "no"}\n`, /:6: services\.web\.schedule\.suspend: expected true or false, got "no"$/],
   ];
   for (const [what, text, want] of cases) {

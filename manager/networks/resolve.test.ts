@@ -9,7 +9,7 @@ import type { ServiceSpec } from '../services/model.js';
 import { ObjectStore } from '../store/store.js';
 import type { ObjectInput, TxnOp } from '../store/types.js';
 import type { NetworkObject } from './model.js';
-import { NetworkError, resolveServiceNetworking } from './resolve.js';
+import { NetworkError, networkingBatch, resolveServiceNetworking, withNetworkIds } from './resolve.js';
 import { networkingFromWire, NetworkSpecError } from './wire.js';
 
 let index = 1;
@@ -99,4 +99,23 @@ t.test('wire syntax: networks, endpoint mode and ports checked before anything i
     [{ ports: [{ published_port: 8080, target_port: 80 }, { published_port: 8080, target_port: 81 }] }, /port 8080\/tcp is published twice by this service/],
   ];
   for (const [w, re] of bad) t.throws(() => networkingFromWire(w), { constructor: NetworkSpecError, message: re } as never, String(re));
+});
+
+t.test('one batch (an apply of a stack): one IPAM plan, the default network created once, ports checked among the batch', async (t) => {
+  const st = new ObjectStore();
+  const batch = networkingBatch(st);
+  const a = resolveServiceNetworking(st, { serviceId: 'b1', name: 'a', spec: spec(undefined, { mode: 'vip', ports: [{ protocol: 'tcp', targetPort: 80, publishedPort: 8080, mode: 'ingress' }] }), now: 1, newId, batch });
+  const b = resolveServiceNetworking(st, { serviceId: 'b2', name: 'b', spec: spec(undefined), now: 1, newId, batch });
+  t.equal(a.ops.length, 1, 'the first service creates the default network');
+  t.equal(b.ops.length, 0, 'the second joins it, not a second default network');
+  t.same(b.spec.task.networks, a.spec.task.networks, 'both on the same network');
+  t.not(a.vips[0]!.address, b.vips[0]!.address, `distinct VIPs (${a.vips[0]!.address}, ${b.vips[0]!.address})`);
+  refused(t, () => resolveServiceNetworking(st, { serviceId: 'b3', name: 'c', spec: spec(undefined, { mode: 'vip', ports: [{ protocol: 'tcp', targetPort: 81, publishedPort: 8080, mode: 'ingress' }] }), now: 1, newId, batch }), 'in-use', /port 8080\/tcp is published by service a too/, 'a port another service of the batch publishes');
+  // What an apply compares: names as ids, none as the default network once it exists.
+  apply(st, a.ops);
+  const d = st.getByName('network', 'default')!;
+  apply(st, [{ op: 'create', object: net('n-back', 'backend', '10.50.0.0/16', 4200) }]);
+  t.same(withNetworkIds(st, spec(undefined)).task.networks, [d.id], 'none named: the default network');
+  t.same(withNetworkIds(st, spec(['backend'])).task.networks, ['n-back'], 'a name: its id');
+  t.same(withNetworkIds(st, spec(['nope'])).task.networks, ['nope'], 'an unknown name left for the resolution to refuse');
 });

@@ -48,6 +48,37 @@ export interface ServiceNetworking {
   ops: TxnOp[];
 }
 
+/**
+ * Several services resolved for one transaction (Control.Apply): one IPAM plan, so no VIP is
+ * given twice; the default network created once; ports checked among them too.
+ */
+export interface NetworkingBatch {
+  ipam: IpamPlan;
+  created?: NetworkObject;
+  /** Published ports taken in this batch (portKey -> service name). */
+  ports: Map<string, string>;
+}
+
+export function networkingBatch(r: StoreReader): NetworkingBatch {
+  try {
+    return { ipam: plan(r), ports: new Map() };
+  } catch (e) {
+    return ipamFail(e);
+  }
+}
+
+/**
+ * `spec` with its networks as the ids they name (as resolveServiceNetworking stores them; a
+ * name that names none is left for it to refuse) and, naming none, the default network when it
+ * exists: what an apply compares with the stored spec.
+ */
+export function withNetworkIds(r: StoreReader, spec: ServiceSpec): ServiceSpec {
+  const refs = spec.task.networks ?? [];
+  const d = refs.length === 0 ? r.getByName('network', DEFAULT_NETWORK) : undefined;
+  const ids = refs.length > 0 ? refs.map((ref) => findNetwork(r, ref)?.id ?? ref) : d ? [d.id] : [];
+  return { ...spec, endpoint: spec.endpoint ?? DEFAULT_ENDPOINT, task: { ...spec.task, networks: ids } };
+}
+
 function ipamFail(e: unknown): never {
   if (e instanceof IpamError) throw new NetworkError(e.code === 'exhausted' ? 'exhausted' : 'invalid', e.message);
   throw e;
@@ -57,11 +88,12 @@ function ipamFail(e: unknown): never {
  * Resolves `spec`'s networks (as given: names or ids) and endpoint for the service `serviceId`
  * (`current` when it exists), and gives it its VIPs. Throws NetworkError naming what is wrong.
  */
-export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string; name: string; spec: ServiceSpec; current?: ServiceObject; now: number; newId: () => string }): ServiceNetworking {
+export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string; name: string; spec: ServiceSpec; current?: ServiceObject; now: number; newId: () => string; batch?: NetworkingBatch }): ServiceNetworking {
   const endpoint = p.spec.endpoint ?? DEFAULT_ENDPOINT;
   const refs = p.spec.task.networks ?? [];
   if (refs.length > MAX_NETWORKS) throw new NetworkError('invalid', `service ${p.name} names ${refs.length} networks; a pod gets at most ${MAX_NETWORKS} (one interface each)`);
   const ipam = (() => {
+    if (p.batch) return p.batch.ipam;
     try {
       return plan(r);
     } catch (e) {
@@ -77,7 +109,7 @@ export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string;
     nets.push(n);
   }
   if (nets.length === 0) {
-    let d = r.getByName('network', DEFAULT_NETWORK) as NetworkObject | undefined;
+    let d = (r.getByName('network', DEFAULT_NETWORK) as NetworkObject | undefined) ?? p.batch?.created;
     if (!d) {
       const id = p.newId();
       let alloc;
@@ -89,6 +121,7 @@ export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string;
       const status = { subnet: alloc.subnet, vni: alloc.vni, nodeSubnets: [], createdAt: p.now };
       ops.push({ op: 'create', object: { kind: 'network', id, name: DEFAULT_NETWORK, labels: {}, spec: { internal: false }, status } });
       d = { kind: 'network', id, name: DEFAULT_NETWORK, labels: {}, version: 0, createdVersion: 0, spec: { internal: false }, status };
+      if (p.batch) p.batch.created = d;
     }
     nets.push(d);
   }
@@ -102,6 +135,10 @@ export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string;
       if (mine.has(portKey(q))) throw new NetworkError('in-use', `port ${portKey(q)} is already published by service ${other.name}; choose another published port`);
     }
   }
+  for (const k of mine.keys()) {
+    const other = p.batch?.ports.get(k);
+    if (other && other !== p.name) throw new NetworkError('in-use', `port ${k} is published by service ${other} too; choose another published port`);
+  }
   const vips: NetworkAddress[] = [];
   if (endpoint.mode === 'vip') {
     for (const n of nets) {
@@ -113,6 +150,7 @@ export function resolveServiceNetworking(r: StoreReader, p: { serviceId: string;
     }
   }
   const spec: ServiceSpec = { ...p.spec, endpoint, task: { ...p.spec.task, networks: nets.map((n) => n.id) } };
+  for (const k of mine.keys()) p.batch?.ports.set(k, p.name);
   return { spec, vips, ops };
 }
 
