@@ -1,15 +1,17 @@
 // `shoal apply -f`, `shoal diff -f` and `shoal get service -o yaml`: manifests in and out.
 // apply reads every file, reports every problem (file:line: field: what is wrong) and writes
-// nothing unless all of it is valid; the cluster applies the whole stack in one transaction
-// (Control.Apply), then apply follows the services it created or changed until they converge.
+// nothing unless all of it is valid; the cluster applies the whole stack (its secrets and configs
+// first, then its services) in one transaction (Control.Apply), then apply follows the services it
+// created or changed until they converge. A secret's content is sent, never printed.
 import { CliError, call, controlClient, type Target } from './client.js';
 import type { Flags } from './service.js';
 import { duration } from './units.js';
-import { loadManifest } from './manifest/load.js';
+import { loadManifest, type Manifest } from './manifest/load.js';
 import { manifestDocs, manifestDocument } from './manifest/render.js';
 import { unifiedDiff } from './manifest/diff.js';
 import { formatProblem, type Problem } from './manifest/walk.js';
 import type { ManifestService } from './manifest/schema.js';
+import type { ManifestFile } from './manifest/files.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -22,7 +24,7 @@ function readManifest(f: Flags) {
   if (m.problems.length > 0) {
     throw new CliError(`${m.problems.length} problem(s) in ${m.files.join(', ')}; nothing was applied:\n${m.problems.map(formatProblem).join('\n')}`);
   }
-  if (f.has('prune') && !m.stack) throw new CliError(`--prune needs a stack: write "stack: NAME" in the manifest (${m.files.join(', ')}); only services that an apply of that stack created are ever removed`, 2);
+  if (f.has('prune') && !m.stack) throw new CliError(`--prune needs a stack: write "stack: NAME" in the manifest (${m.files.join(', ')}); only services, secrets and configs that an apply of that stack created are ever removed`, 2);
   return m;
 }
 
@@ -58,13 +60,29 @@ function placeField(svc: ManifestService, msg: string): { path: string; line: nu
   return { path: `services.${svc.name}`, line: svc.line };
 }
 
-/** The cluster's refusal, each problem placed at its service's (or field's) line. */
-function placeRefusal(e: Error, services: ManifestService[]): Error {
+/** Where the cluster's answer about a secret or config was written: its content, labels, or name. */
+function placeFile(mf: ManifestFile, msg: string): { path: string; line: number } {
+  const key = /content|data|bytes/.test(msg) ? (mf.lines.has('file') ? 'file' : 'data') : /^label/.test(msg) ? 'labels' : '';
+  const line = key ? mf.lines.get(key) : undefined;
+  return line !== undefined ? { path: `${mf.kind}s.${mf.name}.${key}`, line } : { path: `${mf.kind}s.${mf.name}`, line: mf.line };
+}
+
+/** The cluster's refusal, each problem placed at its service's, secret's or config's (or field's) line. */
+export function placeRefusal(e: Error, m: Manifest): Error {
+  const services = m.services;
   const text = e.message.replace(/^\d+ problems:\n/, '');
   const byName = new Map(services.map((s) => [s.name, s]));
+  const fileByName = new Map([...m.secrets, ...m.configs].map((x) => [`${x.kind} ${x.name}`, x]));
   const placed: Problem[] = [];
   const rest: string[] = [];
   for (const l of text.split('\n')) {
+    const fm = /^(secret|config) ([^:]+): (.*)$/s.exec(l);
+    const mf = fm ? fileByName.get(`${fm[1]} ${fm[2]}`) : undefined;
+    if (mf) {
+      const at = placeFile(mf, fm![3]!);
+      placed.push({ file: mf.file, line: at.line, path: at.path, message: fm![3]! });
+      continue;
+    }
     const m = /^service ([^:]+): (.*)$/s.exec(l);
     const svc = m ? byName.get(m[1]!) : undefined;
     if (!svc) {
@@ -78,20 +96,22 @@ function placeRefusal(e: Error, services: ManifestService[]): Error {
   return new CliError(`the cluster refused the manifest; nothing was applied:\n${[...placed.map(formatProblem), ...rest].join('\n')}`);
 }
 
-function request(m: ReturnType<typeof readManifest>, f: Flags, dryRun: boolean) {
-  return { stack: m.stack, prune: f.has('prune'), dry_run: dryRun, services: m.services.map((s) => ({ name: s.name, labels: s.labels, spec: s.spec })) };
+/** Control.Apply's request for a manifest (secrets' and configs' content included). */
+export function applyRequest(m: Manifest, prune: boolean, dryRun: boolean) {
+  const file = (x: ManifestFile) => ({ name: x.name, labels: x.labels, data: x.data });
+  return { stack: m.stack, prune, dry_run: dryRun, services: m.services.map((s) => ({ name: s.name, labels: s.labels, spec: s.spec })), secrets: m.secrets.map(file), configs: m.configs.map(file) };
 }
 
 async function callApply(t: Target, m: ReturnType<typeof readManifest>, f: Flags, dryRun: boolean): Promise<{ c: any; r: any }> {
   const c = controlClient(t);
   try {
-    return { c, r: await call(c, 'Apply', request(m, f, dryRun), 120_000) };
+    return { c, r: await call(c, 'Apply', applyRequest(m, f.has('prune'), dryRun), 120_000) };
   } catch (e) {
-    throw placeRefusal(e as Error, m.services);
+    throw placeRefusal(e as Error, m);
   }
 }
 
-const verb: Record<string, string> = { create: 'created', update: 'configured', unchanged: 'unchanged', prune: 'pruned' };
+const verb: Record<string, string> = { create: 'created', update: 'configured', unchanged: 'unchanged', prune: 'pruned', kept: 'kept' };
 
 export async function applyCommand(t: Target, f: Flags, json: boolean): Promise<string> {
   const m = readManifest(f);
@@ -99,14 +119,15 @@ export async function applyCommand(t: Target, f: Flags, json: boolean): Promise<
   const { c, r } = await callApply(t, m, f, false);
   const changes: any[] = r.changes ?? [];
   const counts = (a: string) => changes.filter((x) => x.action === a).length;
-  const summary = (['create', 'update', 'unchanged', 'prune'] as const).filter((a) => counts(a) > 0).map((a) => `${counts(a)} ${verb[a]}`).join(', ') || 'nothing declared';
+  const summary = (['create', 'update', 'unchanged', 'prune', 'kept'] as const).filter((a) => counts(a) > 0).map((a) => `${counts(a)} ${verb[a]}`).join(', ') || 'nothing declared';
   const say = (s: string) => {
     if (!json) process.stdout.write(s + '\n');
   };
-  for (const x of changes) say(`service/${x.name} ${verb[x.action] ?? x.action}${x.detail ? `: ${x.detail}` : ''}${x.rolls ? ' (rolling update)' : ''}`);
+  for (const x of changes) say(`${x.kind || 'service'}/${x.name} ${verb[x.action] ?? x.action}${x.detail ? `: ${x.detail}` : ''}${x.rolls ? ' (rolling update)' : ''}`);
   const label = m.stack ? `stack ${m.stack}` : m.files.join(', ');
-  const moved = changes.filter((x) => x.action === 'create' || x.action === 'update');
-  if (moved.length === 0 && counts('prune') === 0) {
+  // Only services are followed; a secret or config is done once written.
+  const moved = changes.filter((x) => (x.kind || 'service') === 'service' && (x.action === 'create' || x.action === 'update'));
+  if (counts('create') + counts('update') + counts('prune') === 0) {
     say(`${label}: no change (${summary})`);
     return json ? out({ applied: true, changed: false, changes: changes.map(changeJson) }) : '';
   }
@@ -191,13 +212,20 @@ export async function diffCommand(t: Target, f: Flags, json: boolean): Promise<s
   let text = '';
   for (const x of changes) {
     if (x.action === 'unchanged') continue;
+    if (x.kind === 'secret' || x.kind === 'config') {
+      // Only the name and size: a secret's content is never shown (nor is a config's compared).
+      const what = x.action === 'create' ? `would be created (${x.detail})` : x.action === 'prune' ? `would be pruned (${x.detail})` : x.action === 'kept' ? x.detail : `would be configured (${x.detail})`;
+      text += `${x.kind}/${x.name}: ${what}\n`;
+      continue;
+    }
     text += `service/${x.name}: ${x.action === 'prune' ? 'would be pruned' : x.action === 'create' ? 'would be created' : 'would be configured'}${x.detail ? ` (${x.detail})` : ''}${x.rolls ? '; its tasks would be replaced (rolling update)' : ''}\n`;
     const a = x.current ? manifestDocument([x.current]) : '';
     const b = x.action === 'prune' ? '' : manifestDocument([x.desired]);
     text += unifiedDiff(a, b, x.current ? `service/${x.name} (cluster)` : '/dev/null', x.action === 'prune' ? '/dev/null' : `service/${x.name} (manifest)`);
   }
-  const n = changes.filter((x) => x.action !== 'unchanged').length;
-  return text + (n === 0 ? `no change: the cluster matches ${m.stack ? `stack ${m.stack}` : m.files.join(', ')} (${changes.length} service(s))\n` : `${n} change(s); nothing was applied ("shoal apply -f ..." applies them)\n`);
+  const n = changes.filter((x) => x.action !== 'unchanged' && x.action !== 'kept').length;
+  const kinds = (['service', 'secret', 'config'] as const).map((k) => [k, changes.filter((x) => (x.kind || 'service') === k).length] as const).filter(([k, c]) => c > 0 || k === 'service').map(([k, c]) => `${c} ${k}(s)`).join(', ');
+  return text + (n === 0 ? `no change: the cluster matches ${m.stack ? `stack ${m.stack}` : m.files.join(', ')} (${kinds})\n` : `${n} change(s); nothing was applied ("shoal apply -f ..." applies them)\n`);
 }
 
 export async function getCommand(t: Target, sub: string | undefined, names: string[], f: Flags): Promise<string> {

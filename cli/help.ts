@@ -58,9 +58,9 @@ export const COMMANDS: Help[] = [
   {
     name: 'join',
     summary: 'join the local shoald to a cluster with a join token',
-    usage: ['shoal join --token-file FILE MANAGER:PORT', 'SHOAL_JOIN_TOKEN=... shoal join MANAGER:PORT'],
+    usage: ['shoal join --token-file FILE MANAGER:PORT', 'SHOAL_JOIN_TOKEN=... shoal join MANAGER:PORT', 'shoal join --token-file FILE    (no address: the local shoald finds a manager on the DHT by the token)'],
     flags: [['--token-file FILE', 'the token from a file (- for stdin); preferred'], ['--token TOKEN', 'works, but every user sees it in ps']],
-    examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242'],
+    examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242', 'shoal join --token-file /root/worker.token'],
   },
   { name: 'join-token', summary: 'print (or rotate) the join token of a role', usage: ['shoal join-token worker|manager [--rotate] [--quiet]'], examples: ['shoal join-token worker --quiet > worker.token'] },
   { name: 'leave', summary: 'leave the cluster (a manager: demote it first, or --force)', usage: ['shoal leave [--force]'] },
@@ -148,11 +148,11 @@ export const COMMANDS: Help[] = [
   },
   {
     name: 'apply',
-    summary: 'make the cluster match a manifest of services (declarative; a second apply changes nothing)',
+    summary: 'make the cluster match a manifest of services, secrets and configs (declarative; a second apply changes nothing)',
     usage: ['shoal apply -f FILE|DIR|- [--prune] [--detach] [--timeout 5m]'],
     flags: [
       ['-f, --file FILE|DIR|-', 'the manifest: a YAML file, a directory of *.yaml/*.yml, or - for standard input'],
-      ['--prune', "remove the stack's services the manifest no longer declares (only those labelled io.shoal.stack=STACK)"],
+      ['--prune', "remove the stack's services, secrets and configs the manifest no longer declares (only those labelled io.shoal.stack=STACK; a secret or config still in use is kept)"],
       ['--detach', 'return once written instead of following the changed services until they converge'],
       ['--timeout 5m', 'how long to follow before giving up'],
     ],

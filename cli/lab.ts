@@ -14,10 +14,11 @@ import { LAB_IMAGE } from '../lab/registry.js';
 import { formatLogLine } from '../proto/log.js';
 
 export const LAB_USAGE = `usage:
-  shoal lab up [--managers N] [--workers N] [--demo N] [--lab-dir DIR]
+  shoal lab up [--managers N] [--workers N] [--demo N] [--discovery address|dht] [--lab-dir DIR]
                                                               create the lab, its registry and cluster (default 3 managers,
                                                               2 workers) and a demo service of N replicas (default 2 per
-                                                              worker; --demo 0: none)
+                                                              worker; --demo 0: none); --discovery dht: the lab runs its own
+                                                              DHT and the other nodes join with the token only
   shoal lab down [--lab-dir DIR]                              remove every process, namespace and file of the lab
   shoal lab status [--lab-dir DIR] [--format json]            the lab's hosts, addresses and daemons
   shoal lab exec NODE [--lab-dir DIR] -- CMD [ARG...]         run CMD on a lab host (e.g. shoal lab exec worker-1 -- ip addr)
@@ -35,7 +36,7 @@ interface Parsed {
   flags: Map<string, string>;
 }
 
-const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal', '--lines', '--demo']);
+const VALUE_FLAGS = new Set(['--managers', '--workers', '--lab-dir', '--format', '--signal', '--lines', '--demo', '--discovery']);
 
 function parse(argv: string[]): Parsed {
   const [cmd, ...args] = argv;
@@ -121,13 +122,15 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
         const managers = count(p, '--managers', 3);
         const workers = count(p, '--workers', 2);
         const demoReplicas = p.flags.has('--demo') ? count(p, '--demo', 0) : undefined;
+        const discovery = p.flags.get('--discovery') ?? 'address';
+        if (discovery !== 'address' && discovery !== 'dht') throw new UsageError(`--discovery must be address or dht (got "${discovery}")`);
         const onSigint = () => {
           err(`\ninterrupted; the half-built lab stays in ${labDir}; remove it with \`shoal lab down --lab-dir ${labDir}\``);
           process.exit(130);
         };
         process.once('SIGINT', onSigint);
         try {
-          const { state } = await labUp({ labDir, managers, workers, demoReplicas, log: out });
+          const { state } = await labUp({ labDir, managers, workers, demoReplicas, discovery, log: out });
           out('');
           out((await cli(state.nodes[0]!, ['node', 'ls'])).trimEnd());
           out('');

@@ -80,7 +80,7 @@ function unknownFlag(flag: string, args: string[]): string {
  * the token in a file or in the environment of the new node.
  */
 function joinHelp(role: string, token: string, addr: string): string {
-  return `To add a ${role} to this cluster, put this token in a file on the new node (readable by root only):\n\n    ${token}\n\nand run there:\n\n    shoal join --token-file TOKEN_FILE ${addr}\n\n(or: SHOAL_JOIN_TOKEN=<token> shoal join ${addr})\n`;
+  return `To add a ${role} to this cluster, put this token in a file on the new node (readable by root only):\n\n    ${token}\n\nand run there:\n\n    shoal join --token-file TOKEN_FILE ${addr}\n\n(or: SHOAL_JOIN_TOKEN=<token> shoal join ${addr}; or without the address, when the managers are on\nthe DHT: shoal join --token-file TOKEN_FILE)\n`;
 }
 
 /**
@@ -154,13 +154,15 @@ async function run(argv: string[]): Promise<string> {
         if (e instanceof TokenInputError) throw new CliError(e.message, 2);
         throw e;
       }
-      if (!input || !addr) throw new CliError(`usage: shoal join (--token-file F | --token TOKEN) MANAGER:PORT, or with the token in $${TOKEN_ENV}`, 2);
+      if (!input) throw new CliError(`usage: shoal join (--token-file F | --token TOKEN) [MANAGER:PORT], or with the token in $${TOKEN_ENV}; without MANAGER:PORT the local shoald finds a manager on the DHT`, 2);
       if (rest.length > 0) throw new CliError(`shoal join takes one MANAGER:PORT, got also ${rest.join(' ')}`, 2);
       if (input.warning) process.stderr.write(`shoal: warning: ${input.warning}\n`);
+      // Without an address the daemon looks the token's topic up on the DHT (node/discovery).
+      if (!addr && !json) process.stderr.write('shoal: no manager address given: looking one up on the DHT with the token (up to ~40 s)...\n');
       // To the daemon over its local socket: the token never appears on a command line there.
-      const r = await call(localClient(t), 'Join', { addr, token: input.token }, 120_000);
+      const r = await call(localClient(t), 'Join', { addr: addr ?? '', token: input.token }, 120_000);
       if (json) return out({ nodeId: r.node_id, role: r.role, clusterId: r.cluster_id });
-      return `This node joined cluster ${r.cluster_id} as a ${r.role} (node ${r.node_id}).\n`;
+      return `This node joined cluster ${r.cluster_id} as a ${r.role} (node ${r.node_id})${addr ? '' : ', through a manager found on the DHT'}.\n`;
     }
     case 'leave': {
       await call(localClient(t), 'Leave', { force: one('force') === 'true' });

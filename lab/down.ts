@@ -42,6 +42,7 @@ function allLabPids(lab: string, state: LabState | undefined): number[] {
   for (const ns of labNetnsList(lab)) for (const p of pidsIn(ns)) pids.add(p);
   // A daemon recorded in the state file whose namespace is already gone still counts.
   for (const n of state?.nodes ?? []) if (n.proc && isAlive(n.proc)) pids.add(n.proc.pid);
+  for (const p of [state?.registry?.proc, state?.dht?.proc]) if (p && isAlive(p)) pids.add(p.pid);
   pids.delete(process.pid);
   return [...pids];
 }

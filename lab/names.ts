@@ -37,7 +37,7 @@ export function hostNetns(name: string, node: string): string {
 export function isLabNetns(name: string, netns: string): boolean {
   const p = `${NETNS_PREFIX}${name}-`;
   if (!netns.startsWith(p)) return false;
-  return /^(br|registry|manager-\d+|worker-\d+)$/.test(netns.slice(p.length));
+  return /^(br|registry|dht|manager-\d+|worker-\d+)$/.test(netns.slice(p.length));
 }
 
 /** The cgroup under which a lab node's runtime puts its pods (all of a lab's under one parent,

@@ -90,7 +90,7 @@ export async function labStart(s: LabState, node: string): Promise<LabNode> {
   // The recorded pid may be stale (a lost update, a hand-started daemon): ask the namespace.
   const live = shoaldIn(n);
   if (live) throw new Error(`${n.name}'s shoald is already running (pid ${live}); stop it first with \`shoal lab stop ${n.name}\``);
-  await startDaemon(n, s.name);
+  await startDaemon(n, s.name, undefined, s.dht?.bootstrap);
   writeState(s);
   return n;
 }

@@ -20,7 +20,9 @@ export const API_PORT = 4242;
 export const RAFT_PORT = 4243;
 export const GOSSIP_PORT = 7946;
 
-export function daemonArgv(n: LabNode, lab: string): string[] {
+/** `dhtBootstrap`: the lab's own DHT (lab/dht.ts); without it the DHT is off: a lab has no
+ * internet, and its nodes must never try Hyperswarm's public bootstrap nodes. */
+export function daemonArgv(n: LabNode, lab: string, dhtBootstrap?: string): string[] {
   return [
     process.execPath, SHOALD_MAIN,
     '--state-dir', n.stateDir,
@@ -31,6 +33,7 @@ export function daemonArgv(n: LabNode, lab: string): string[] {
     '--gossip-port', String(GOSSIP_PORT),
     '--insecure-registry', REGISTRY_HOST,
     '--cgroup-parent', labCgroup(lab, n.name),
+    ...(dhtBootstrap ? ['--dht-bootstrap', dhtBootstrap] : ['--dht=false']),
   ];
 }
 
@@ -68,11 +71,11 @@ export function logTail(file: string, lines = 15): string {
 
 /** Starts (or restarts) a node's shoald and waits for its `{"ready":true}` line; one that does
  * not get there in time is killed (with its process group), never left running half-started. */
-export async function startDaemon(n: LabNode, lab: string, timeoutMs = 60_000): Promise<void> {
+export async function startDaemon(n: LabNode, lab: string, timeoutMs = 60_000, dhtBootstrap?: string): Promise<void> {
   mkdirSync(n.stateDir, { recursive: true, mode: 0o700 });
   mkdirSync(dirname(n.logFile), { recursive: true, mode: 0o700 });
   if (n.proc && isAlive(n.proc)) throw new Error(`${n.name}'s shoald is already running (pid ${n.proc.pid}); stop it first with \`shoal lab stop ${n.name}\``);
-  n.argv = daemonArgv(n, lab);
+  n.argv = daemonArgv(n, lab, dhtBootstrap);
   n.proc = undefined;
   n.proc = await startDetached(n.netns, n.argv, n.logFile, { ready: { pattern: /^\{"ready":true/m, timeoutMs, what: `${n.name}'s shoald` } });
 }
@@ -109,13 +112,14 @@ export async function cli(n: LabNode, args: string[], timeoutMs = 60_000, env: R
   return r.stdout;
 }
 
-/** `shoal join` for a lab node: the token goes in the CLI's environment, not on its command line. */
-export function joinCommand(token: string, addr: string): { args: string[]; env: Record<string, string> } {
-  return { args: ['join', addr], env: { [TOKEN_ENV]: token } };
+/** `shoal join` for a lab node: the token goes in the CLI's environment, not on its command line.
+ * Without `addr` the node's shoald finds a manager on the DHT by the token. */
+export function joinCommand(token: string, addr?: string): { args: string[]; env: Record<string, string> } {
+  return { args: addr ? ['join', addr] : ['join'], env: { [TOKEN_ENV]: token } };
 }
 
-/** Joins node `n` to the cluster at `addr` with `token`. */
-export async function joinNode(n: LabNode, token: string, addr: string, timeoutMs = 120_000): Promise<string> {
+/** Joins node `n` to the cluster at `addr` (undefined: found on the DHT) with `token`. */
+export async function joinNode(n: LabNode, token: string, addr: string | undefined, timeoutMs = 120_000): Promise<string> {
   const j = joinCommand(token, addr);
   return cli(n, j.args, timeoutMs, j.env);
 }

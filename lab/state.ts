@@ -40,6 +40,11 @@ export interface LabState {
   joinAddress?: string;
   /** The lab's image registry (lab/registry.ts). */
   registry?: { netns: string; address: string; port: number; image: string; logFile: string; proc?: ProcRef };
+  /** How nodes find a manager to join: its address (default), or the join token on the lab's
+   * own DHT (`lab up --discovery dht`, lab/dht.ts). */
+  discovery?: 'address' | 'dht';
+  /** The lab's DHT bootstrap nodes (lab/dht.ts), with --discovery dht. */
+  dht?: { netns: string; bootstrap: string; logFile: string; proc?: ProcRef };
 }
 
 export function statePath(labDir: string): string {

@@ -13,6 +13,7 @@ import { isAlive, sleep } from './procs.js';
 import { API_PORT, checkInstalled, cli, joinNode, nodeList, startDaemon, writeShoalWrapper, type NodeRow } from './shoald.js';
 import { MARKER_FILE, STATE_FILE, ensureDir, fsyncDir, readState, writeState, type LabState } from './state.js';
 import { LAB_IMAGE, startLabRegistry } from './registry.js';
+import { startLabDht } from './dht.js';
 
 export interface UpOptions {
   labDir: string;
@@ -23,6 +24,9 @@ export interface UpOptions {
   readyTimeoutMs?: number;
   /** Replicas of the demo service started at the end (0: none). */
   demoReplicas?: number;
+  /** How the other nodes find a manager: by its address (default), or by the join token alone on
+   * the lab's own DHT. */
+  discovery?: 'address' | 'dht';
 }
 
 export const DEMO_SERVICE = 'demo';
@@ -60,6 +64,8 @@ export function preflight(labDir: string): void {
 
 export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: NodeRow[] }> {
   const s = planLab(o.labDir, o.managers, o.workers);
+  const byDht = o.discovery === 'dht';
+  s.discovery = o.discovery ?? 'address';
   preflight(s.labDir);
   checkInstalled();
   const t0 = Date.now();
@@ -70,17 +76,21 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   fsyncDir(s.labDir);
   writeState(s); // the plan first: `lab down` knows every name before anything exists
   writeShoalWrapper(s.labDir);
-  step(`lab "${s.name}" in ${s.labDir}: ${o.managers} manager(s), ${o.workers} worker(s)`);
+  step(`lab "${s.name}" in ${s.labDir}: ${o.managers} manager(s), ${o.workers} worker(s)${byDht ? ', joining by token on the lab DHT' : ''}`);
 
   buildNetwork(s, step);
   await startLabRegistry(s, step);
   writeState(s);
+  if (byDht) {
+    await startLabDht(s, step);
+    writeState(s);
+  }
 
   // Daemons are independent until init/join, so start them all at once.
   step(`starting ${s.nodes.length} shoald daemons`);
   await Promise.all(
     s.nodes.map(async (n) => {
-      await startDaemon(n, s.name);
+      await startDaemon(n, s.name, undefined, s.dht?.bootstrap);
       step(`shoald on ${n.name} ready (pid ${n.proc!.pid}, log ${n.logFile})`);
     }),
   );
@@ -99,19 +109,22 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   writeState(s);
   step(`cluster initialised on ${first.name} (${joinAddress})`);
 
+  // With --discovery dht the others get the token only: their shoald finds a manager on the DHT.
+  const via = byDht ? undefined : joinAddress;
+  const how = byDht ? ' (found on the DHT by the token)' : '';
   // Managers one at a time (each is a raft membership change); workers meanwhile, all together.
   const managersJoin = (async () => {
     for (const n of rest.filter((x) => x.role === 'manager')) {
-      await joinNode(n, manager, joinAddress);
-      step(`${n.name} joined as manager`);
+      await joinNode(n, manager, via);
+      step(`${n.name} joined as manager${how}`);
     }
   })();
   const workersJoin = Promise.all(
     rest
       .filter((x) => x.role === 'worker')
       .map(async (n) => {
-        await joinNode(n, worker, joinAddress);
-        step(`${n.name} joined as worker`);
+        await joinNode(n, worker, via);
+        step(`${n.name} joined as worker${how}`);
       }),
   );
   await Promise.all([managersJoin, workersJoin]);

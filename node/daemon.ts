@@ -39,7 +39,11 @@ import { decodeBackup } from '../proto/backup-file.js';
 import { adoptNewGroup } from '../manager/recovery/adopt.js';
 import { committedState, startNewGroup, type StoreState } from '../manager/recovery/new-group.js';
 import { NodeGossip } from './gossip.js';
-import { JoinError, joinCluster } from './join.js';
+import { JoinError, joinCluster, type JoinResult } from './join.js';
+import { DhtAnnouncer } from './discovery/announcer.js';
+import type { DhtConfig } from './discovery/config.js';
+import { joinThroughDht } from './discovery/dht-join.js';
+import { dhtTopic } from './discovery/topic.js';
 import { apiServer, localServer } from './listeners.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
 import { StateDir, writeDurable, type Identity } from './state.js';
@@ -76,6 +80,10 @@ export interface DaemonOptions {
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
   shutdownGraceMs?: number;
+  /** The DHT (node/discovery): a manager announces itself there for joiners that hold a token
+   * but no address, and `join` without an address looks a manager up there. Undefined: no DHT
+   * (`--dht=false`); joins then need an address. */
+  dht?: DhtConfig;
   log: Log;
 }
 
@@ -92,6 +100,7 @@ export class Daemon {
   private serverTls?: ServerTls;
   private manager?: Manager;
   private dispatcher?: Dispatcher;
+  private announcer?: DhtAnnouncer;
   private agent?: Agent;
   private executor?: Executor;
   private lock?: StateLock;
@@ -363,29 +372,39 @@ export class Daemon {
 
   private async join(addr: string, token: string) {
     if (this.id) throw precondition(`this node is already part of cluster ${this.id.clusterId} as ${this.id.role} ${this.id.nodeId}: run "shoal leave" first`);
-    if (!addr) throw invalid('join needs the address of a manager (HOST:PORT)');
     if (!token) throw invalid('join needs a join token (SHL-1-...)');
+    if (!addr && !this.o.dht) throw invalid('join needs the address of a manager (HOST:PORT): this shoald runs without the DHT (--dht=false, or no --dht-bootstrap where public bootstrap nodes are refused), so it cannot look one up by token');
     if (this.stopped) throw precondition('shoald is stopping');
     this.removeLeftovers(`${this.state.dir} holds files of an earlier failed init/join`);
     const epoch = this.epoch;
     this.phase = 'joining';
-    let id: Identity;
+    let r: JoinResult;
     try {
-      id = await joinCluster({ addr, token, hostname: this.o.hostname, advertise: this.o.advertise });
+      if (addr) {
+        r = await joinCluster({ addr, token, hostname: this.o.hostname, advertise: this.o.advertise });
+        r.managers = [addr];
+      } else {
+        this.log('shoald: joining with the token only: looking up a manager on the DHT');
+        const d = await joinThroughDht({ token, dht: this.o.dht!, hostname: this.o.hostname, advertise: this.o.advertise, log: (m) => this.log(m) });
+        this.log(`shoald: found ${d.via} in ${d.foundMs} ms; it named the managers ${d.managers.join(', ')}`);
+        r = d;
+      }
     } catch (e) {
       this.phase = 'uninitialized';
       if (e instanceof JoinError) throw precondition(e.message);
       throw invalid((e as Error).message);
     }
+    const id: Identity = { nodeId: r.nodeId, clusterId: r.clusterId, role: r.role, caPem: r.caPem, certPem: r.certPem, keyPem: r.keyPem };
     // The cluster knows this node now: keep its identity even if shoald is stopping meanwhile,
     // so the next start comes back as that member instead of leaving a ghost node behind.
     this.state.saveIdentity(id);
-    this.state.writeJson('managers.json', [addr]);
+    this.state.writeJson('managers.json', r.managers);
     this.id = id;
-    // A manager gets the secrets data key from the manager it joined through, over mTLS with its
-    // new certificate; if that fails, its manager role keeps asking the other managers.
+    // A manager gets the secrets data key from the managers it was named (by address: the one it
+    // joined through), over mTLS with its new certificate; if that fails, its manager role keeps
+    // asking the other managers.
     if (id.role === 'manager') {
-      const k = await fetchDataKey([addr], id, (m) => this.log(m));
+      const k = await fetchDataKey(r.managers, id, (m) => this.log(m));
       if (k && this.current(epoch)) saveDataKey(this.state.dir, k);
     }
     this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
@@ -648,7 +667,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, log), ...networksTable(mgr, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
@@ -671,6 +690,7 @@ export class Daemon {
       throw e;
     }
     this.log(`shoald: manager role up: API ${this.o.listen} (advertised ${this.o.advertise}), raft ${raftAdvertise}`);
+    if (this.o.dht) this.announcer = new DhtAnnouncer({ dht: this.o.dht, target: this.apiTarget(), topics: () => this.dhtTopics(mgr), log }).start();
     if (this.recovery) {
       const reason = this.recovery;
       this.recovery = undefined;
@@ -727,10 +747,40 @@ export class Daemon {
     s.forceShutdown();
   }
 
+  /** Where the DHT announcer pipes joiners' streams: this manager's own API port. */
+  private apiTarget(): string {
+    const { host, port } = splitHostPort(this.o.listen);
+    return host === '0.0.0.0' || host === '::' || host === '' ? joinHostPort(this.advertiseHost, port) : this.o.listen;
+  }
+
+  private topicCache = new Map<string, Buffer>();
+
+  /** The DHT topics of the cluster's current worker and manager tokens (from this replica's
+   * cluster object; the tokens are sealed under the CA key every manager holds). A rotation
+   * changes the sealed token, hence the topic: the announcer leaves the old one. */
+  private dhtTopics(mgr: Manager): Buffer[] | undefined {
+    const c = mgr.cluster();
+    if (!c) return undefined;
+    const out: Buffer[] = [];
+    for (const rec of [c.spec.tokens.worker, c.spec.tokens.manager]) {
+      let t = this.topicCache.get(rec.sealed);
+      if (!t) {
+        t = dhtTopic(unseal(c.spec.ca.keyPem, rec.sealed));
+        this.topicCache.set(rec.sealed, t);
+      }
+      out.push(t);
+    }
+    if (this.topicCache.size > 8) for (const k of [...this.topicCache.keys()].slice(0, this.topicCache.size - 2)) this.topicCache.delete(k);
+    return out;
+  }
+
   private async stopManager(): Promise<void> {
     clearTimeout(this.joinRaftTimer);
     this.keeper?.stop();
     this.keeper = undefined;
+    const announcer = this.announcer;
+    this.announcer = undefined;
+    await announcer?.stop();
     this.dispatcher?.stop();
     this.dispatcher = undefined;
     const s = this.server;

@@ -42,7 +42,7 @@ export class TestCluster {
     const node = n;
     // Many nodes share this loopback: each serves its metrics on a port of its own choosing.
     const metrics = extra.includes('--metrics-addr') ? [] : ['--metrics-addr', '127.0.0.1:0'];
-    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--dht=false', ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = p;
     // shoald writes JSON log lines to a pipe: the tests read them as a terminal shows them.
     let partial = '';

@@ -27,7 +27,7 @@ interface Row {
 async function startWith(name: string, extra: string[], env: NodeJS.ProcessEnv): Promise<NodeProc> {
   const node: NodeProc = { name, port: await freePort('127.0.0.1'), stateDir: join(c.dir, name), log: [] };
   c.nodes.set(name, node);
-  const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--log-format', 'text', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--log-format', 'text', '--dht=false', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   node.proc = p;
   p.stderr!.setEncoding('utf8').on('data', (d: string) => node.log.push(d));
   await new Promise<void>((resolve, reject) => {
@@ -156,7 +156,7 @@ t.test('join tokens by file and by environment; a manager with a frozen worker s
 
 t.test('a second shoald on the same state dir fails at once, naming the first; the first keeps working', { buffered: true }, async (t) => {
   const n = await c.start('lk');
-  const second = spawnSync(process.execPath, [SHOALD, '--state-dir', n.stateDir, '--listen', `127.0.0.1:${await freePort('127.0.0.1')}`, '--hostname', 'lk2'], { encoding: 'utf8', timeout: 30_000 });
+  const second = spawnSync(process.execPath, [SHOALD, '--state-dir', n.stateDir, '--listen', `127.0.0.1:${await freePort('127.0.0.1')}`, '--hostname', 'lk2', '--dht=false'], { encoding: 'utf8', timeout: 30_000 });
   t.equal(second.status, 1, 'the second daemon exits 1');
   t.match(second.stderr, new RegExp(`state dir ${n.stateDir} is in use by another shoald \\(pid ${n.proc!.pid}`), `naming the first one's pid: ${second.stderr.trim()}`);
   t.ok(existsSync(join(n.stateDir, 'shoald.sock')), "the first daemon's socket is still there");

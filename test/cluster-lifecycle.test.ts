@@ -226,7 +226,17 @@ t.test('kill -9 a worker: managers mark it down; back when restarted', async (t)
   t.comment(`worker death -> node down: ${ms} ms (gossip LAN preset)`);
   const row = byHost(await ls('w1'), 'w2');
   t.equal(row.status, 'down', 'another manager sees it down too');
+  // Promoting a node that is down must not claim success nor cost fault tolerance: it says the
+  // node is not in raft yet, the voters stay as they were, and the node joins raft when it returns.
+  const voters = async () => (await c.json(asker, 'cluster', 'inspect')).managers.filter((m: { voter: boolean }) => m.voter).length;
+  const before = await voters();
+  const p = await c.cli(asker, 'node', 'promote', 'w2');
+  t.equal(p.code, 0, p.stderr);
+  t.match(p.stdout, /Node w2 \(\S+\) promoted to manager; it is not in raft yet \(is it running\?\): "shoal cluster inspect" shows when it becomes a voter/, 'promote of a down node says it is not in raft yet');
+  t.equal(await voters(), before, 'the voters are unchanged while it is down');
   await c.start('w2');
   await waitFor('w2 ready again', async () => byHost(await ls(asker), 'w2').status === 'ready');
   t.pass('w2 is ready again');
+  await waitFor('w2 a voter once it is back', async () => byHost(await ls(asker), 'w2').managerStatus?.voter === true, 120_000);
+  t.equal(await voters(), before + 1, 'one voter more');
 });

@@ -104,7 +104,7 @@ t.test('a backup taken before `service rm` restores the service; a corrupt backu
   const bad = join(c.dir, 'damaged.backup');
   const buf = readFileSync(file);
   writeFileSync(bad, buf.subarray(0, buf.length - 10));
-  const refused = spawnSync(process.execPath, [SHOALD, '--state-dir', c.state('m1'), '--listen', `127.0.0.1:${c.nodes.get('m1')!.port}`, '--hostname', 'm1', '--restore', bad], { encoding: 'utf8', timeout: 60_000 });
+  const refused = spawnSync(process.execPath, [SHOALD, '--state-dir', c.state('m1'), '--listen', `127.0.0.1:${c.nodes.get('m1')!.port}`, '--hostname', 'm1', '--dht=false', '--restore', bad], { encoding: 'utf8', timeout: 60_000 });
   t.equal(refused.status, 1, 'a truncated backup is refused');
   t.match(refused.stderr, /damaged\.backup is truncated or padded: its header says \d+ bytes of data, it holds \d+/);
   t.notOk(readdirSync(c.state('m1')).some((f) => f.startsWith('raft.before-restore')), 'and nothing was changed');

@@ -49,7 +49,7 @@ function provision(h: (typeof hosts)[number], extra: string[] = []): Promise<{ c
   const args = [script, h.role, '--advertise', h.ip, '--hostname', h.name, '--state-dir', join(dir, h.name), '--token-dir', join(dir, 'tokens'), '--supervisor', 'background', '--no-setup', '--cgroup-parent', `${cgroup}/${h.name}`, '--wait-seconds', '120', ...extra];
   if (h.role !== 'first-manager') args.push('--join', hosts[0]!.ip);
   return new Promise((resolve) => {
-    execFile('nsenter', [`--net=/run/netns/${ns(h.name)}`, '--', 'bash', ...args], { timeout: 600_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile('nsenter', [`--net=/run/netns/${ns(h.name)}`, '--', 'bash', ...args], { timeout: 600_000, encoding: 'utf8', env: { ...process.env, SHOAL_NO_PUBLIC_DHT: '1' } }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr });
     });
   });

@@ -31,7 +31,7 @@ t.test('malformed manifests: one problem each, at its line and field', async (t)
     ['a count that is not a number', `${WEB}    replicas: three\n`, /:5: services\.web\.replicas: expected a non-negative integer, got "three"$/],
     ['a negative count', `${WEB}    replicas: -1\n`, /:5: services\.web\.replicas: expected a non-negative integer, got -1$/],
     ['a misspelt field', `${WEB}    replcas: 3\n`, /:5: services\.web\.replcas: unknown field \(did you mean replicas\?\)$/],
-    ['an unknown top-level key', `${WEB}volumez: {}\n`, /:5: volumez: unknown field; known here: stack, services$/],
+    ['an unknown top-level key', `${WEB}volumez: {}\n`, /:5: volumez: unknown field; known here: stack, services, secrets, configs$/],
     ['no image', 'services:\n  web:\n    replicas: 2\n', /:2: services\.web\.image: required: the container image/],
     ['a service with no fields', 'services:\n  web:\n', /:2: services\.web: expected a mapping of the service's fields/],
     ['a duration without a unit', `${WEB}    stopGracePeriod: 10\n`, /:5: services\.web\.stopGracePeriod: expected a duration like 500ms, 5s, 2m or 1h, got 10$/],
@@ -192,4 +192,92 @@ t.test('unified diff', async (t) => {
   const d = unifiedDiff(long.join('\n'), changed.join('\n'), 'x', 'y');
   t.equal(d.split('\n').filter((l) => l.startsWith('@@')).length, 2, 'changes far apart: two hunks');
   t.equal(unifiedDiff('', 'a\n', 'x', 'y'), '--- x\n+++ y\n@@ -1,0 +1,1 @@\n+a\n');
+});
+
+t.test('secrets and configs: malformed declarations, each at its line and field', async (t) => {
+  writeFileSync(join(dir, 'pw.txt'), 'hunter2\n');
+  writeFileSync(join(dir, 'empty.txt'), '');
+  writeFileSync(join(dir, 'big.bin'), Buffer.alloc(500 * 1024 + 1, 1));
+  const cases: [string, string, RegExp][] = [
+    ['a file that does not exist', `${WEB}secrets:\n  db-password:\n    file: ./nope.txt\n`, /:7: secrets\.db-password\.file: cannot read \.\/nope\.txt \(.*\/nope\.txt\): no such file \(a relative path starts from the manifest's folder\)$/],
+    ['a folder given as the file', `${WEB}configs:\n  conf:\n    file: .\n`, /:7: configs\.conf\.file: \. \(.*\) is not a regular file$/],
+    ['an empty file', `${WEB}secrets:\n  db-password:\n    file: empty.txt\n`, /:7: secrets\.db-password\.file: empty\.txt \(.*\) is empty: a secret needs content$/],
+    ['a file over the size limit', `${WEB}secrets:\n  db-password: {file: big.bin}\n`, /:6: secrets\.db-password\.file: big\.bin \(.*\) is 512001 bytes: a secret holds at most 512000 bytes \(500 KiB\)$/],
+    ['a secret given inline', `${WEB}secrets:\n  db-password:\n    data: hunter2\n`, /:7: secrets\.db-password\.data: a secret comes from a file \(file: PATH\), never inline/],
+    ['a config with file and data', `${WEB}configs:\n  conf:\n    file: pw.txt\n    data: x\n`, /:8: configs\.conf\.data: give file or data, not both$/],
+    ['a config with neither', `${WEB}configs:\n  conf:\n    labels: {a: b}\n`, /:6: configs\.conf: required: file \(a path\) or data \(the content\)$/],
+    ['a secret with no fields', `${WEB}secrets:\n  db-password:\n`, /:6: secrets\.db-password: expected a mapping with file \(and labels\), got nothing \(null\)$/],
+    ['a misspelt field', `${WEB}secrets:\n  db-password:\n    file: pw.txt\n    lables: {a: b}\n`, /:8: secrets\.db-password\.lables: unknown field \(did you mean labels\?\)$/],
+    ['an invalid name', `${WEB}secrets:\n  "db password":\n    file: pw.txt\n`, /:6: secrets\.db password: secret name "db password" is not valid/],
+    ['inline data that is not a string', `${WEB}configs:\n  conf:\n    data: {a: 1}\n`, /:7: configs\.conf\.data: expected the config's content as a string \(a block: data: \|\), got a mapping$/],
+    ['the stack label set by hand', `${WEB}configs:\n  conf:\n    data: x\n    labels: {io.shoal.stack: other}\n`, /:8: configs\.conf\.labels\.io\.shoal\.stack: io\.shoal\.stack is set by apply/],
+    ['secrets as a list', `${WEB}secrets:\n  - db-password\n`, /:6: secrets: expected a mapping of secret names to their file, got a list$/],
+    ['a file path that is a number', `${WEB}secrets:\n  db-password: {file: 42}\n`, /:6: secrets\.db-password\.file: expected a path, got 42$/],
+  ];
+  for (const [what, text, want] of cases) {
+    const p = file(text);
+    const got = problems([p]);
+    t.equal(got.length, 1, `${what}: one problem (${got.join(' | ')})`);
+    t.match(got[0] ?? '', new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}${want.source}`), what);
+  }
+  const twice = problems([file(`${WEB}secrets:\n  db-password: {file: pw.txt}\n`), file('secrets:\n  db-password: {file: pw.txt}\n')]);
+  t.match(twice, [/:2: secrets\.db-password: declared twice \(first at .*:6\)$/], 'the same secret in two files');
+  t.ok(twice.every((l) => !l.includes('hunter2')), "no message quotes a secret's content");
+});
+
+t.test('secrets and configs: files relative to the manifest, the content read, sent with labels', async (t) => {
+  const d = join(dir, 'app');
+  mkdirSync(join(d, 'conf'), { recursive: true });
+  writeFileSync(join(d, 'db-password.txt'), 's3cret\n');
+  writeFileSync(join(d, 'conf', 'nginx.conf'), 'server {}\n');
+  const abs = join(dir, 'absolute.txt');
+  writeFileSync(abs, 'abs');
+  const p = join(d, 'stack.yaml');
+  writeFileSync(p, `stack: shop
+secrets:
+  db-password:
+    file: ./db-password.txt
+    labels: {team: shop}
+  abs-secret:
+    file: ${abs}
+configs:
+  nginx-conf:
+    file: conf/nginx.conf
+  motd:
+    data: |
+      hello
+services:
+  web:
+    image: x:1
+    secrets: [db-password]
+    configs: [{name: nginx-conf, target: /etc/nginx/nginx.conf}]
+`);
+  // From another working folder: the paths still start from the manifest's.
+  const cwd = process.cwd();
+  process.chdir(dir);
+  t.teardown(() => process.chdir(cwd));
+  const m = loadManifest([p]);
+  t.same(m.problems, []);
+  t.same(m.secrets.map((s) => [s.name, s.data.toString(), s.labels, s.source, s.line]), [
+    ['db-password', 's3cret\n', { team: 'shop' }, './db-password.txt', 3],
+    ['abs-secret', 'abs', {}, abs, 6],
+  ]);
+  t.same(m.configs.map((s) => [s.name, s.data.toString(), s.source]), [['nginx-conf', 'server {}\n', 'conf/nginx.conf'], ['motd', 'hello\n', '']]);
+  t.equal(m.secrets[0]!.lines.get('file'), 4, 'where the file was named is kept (to place the cluster\'s answers)');
+  t.same(m.services[0]!.spec.secrets, [{ name: 'db-password', target: '', uid: '', gid: '', mode: null }], 'services refer to them by name');
+  // Standard input: relative to the current folder.
+  writeFileSync(join(dir, 'here.txt'), 'from cwd');
+  const s = loadManifest(['-'], () => 'secrets:\n  here: {file: here.txt}\n');
+  t.same(s.problems, []);
+  t.equal(s.secrets[0]!.data.toString(), 'from cwd');
+  // More data than one apply carries.
+  const big = join(dir, 'big');
+  mkdirSync(big);
+  let text = 'configs:\n';
+  for (let i = 0; i < 4; i++) {
+    writeFileSync(join(big, `c${i}`), Buffer.alloc(900 * 1024, 65));
+    text += `  c${i}: {file: c${i}}\n`;
+  }
+  writeFileSync(join(big, 'm.yaml'), text);
+  t.match(problems([join(big, 'm.yaml')]), [/m\.yaml:2: the secrets and configs hold 3686400 bytes together: one apply carries at most 3145728 bytes/]);
 });

@@ -14,7 +14,7 @@ import { At, Fields, bool, int, list, oneOf, required, shown, str, word, words }
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
 export const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
-export const TOP_FIELDS = ['stack', 'services'] as const;
+export const TOP_FIELDS = ['stack', 'services', 'secrets', 'configs'] as const;
 export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs', 'networks', 'endpointMode', 'ports'] as const;
 export const CONTAINER_FIELDS = ['name', 'image', 'command', 'entrypoint', 'env', 'workdir', 'user'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory'];

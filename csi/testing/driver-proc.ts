@@ -25,12 +25,20 @@ export async function startDriverProc(a: DriverArgs): Promise<DriverProc> {
   let err = '';
   proc.stderr!.on('data', (b: Buffer) => { err += b.toString(); });
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-  const client = new CsiClient(`unix://${a.socket}`, { timeoutMs: 60_000 });
-  const deadline = Date.now() + 20_000;
+  // A channel that failed to connect backs off (1 s, 1.6 s, ... in grpc-js): a fresh client per
+  // failed try asks at once, so a loaded machine only costs the time the driver really needs.
+  const fresh = () => new CsiClient(`unix://${a.socket}`, { timeoutMs: 60_000 });
+  let client = fresh();
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`shoal-csi exited at startup (${proc.exitCode ?? proc.signalCode}): ${err}`);
-    try { if (await client.probe({ timeoutMs: 1000, retry: false })) break; } catch { /* not yet */ }
-    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`shoal-csi did not answer Probe within 20 s: ${err}`); }
+    try {
+      if (await client.probe({ timeoutMs: 5000, retry: false })) break;
+    } catch {
+      client.close();
+      client = fresh();
+    }
+    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`shoal-csi did not answer Probe within 60 s: ${err}`); }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {

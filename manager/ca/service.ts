@@ -60,7 +60,8 @@ export function caTable(mgr: Manager, log: (m: string) => void): Record<string, 
         const cert = await sign(str(req.csr), nodeId, role);
         await mgr.raft.propose([{ op: 'create', object: newNodeObject({ nodeId, role, hostname, addr: String(req.addr ?? ''), certPem: cert.certPem }) }]);
         log(`ca: issued a ${role} certificate to new node ${nodeId} (${hostname})`);
-        return { node_id: nodeId };
+        const managerAddrs = mgr.nodes().filter((n) => n.status.raft && n.status.role === 'manager' && n.status.addr).map((n) => n.status.addr);
+        return { node_id: nodeId, manager_addrs: managerAddrs };
       },
     },
     NodeCertificateStatus: {

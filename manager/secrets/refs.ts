@@ -84,14 +84,17 @@ function refs(t: TaskTemplate, kind: FileKind): FileRef[] {
   return (kind === 'secret' ? t.secrets : t.configs) ?? [];
 }
 
-/** The spec with each reference's id filled in from its name; INVALID_ARGUMENT for a missing one. */
-export function resolveRefs(store: ObjectStore, spec: ServiceSpec): ServiceSpec {
+/**
+ * The spec with each reference's id filled in from its name; INVALID_ARGUMENT for a missing one.
+ * `planned` (KIND/NAME -> id): the ones an apply creates in the same transaction.
+ */
+export function resolveRefs(store: Pick<ObjectStore, 'getByName'>, spec: ServiceSpec, planned?: ReadonlyMap<string, string>): ServiceSpec {
   const task = { ...spec.task };
   for (const kind of ['secret', 'config'] as const) {
     const list = refs(spec.task, kind);
     if (list.length === 0) continue;
     const out = list.map((r) => {
-      const o = store.getByName(kind, r.name);
+      const o = store.getByName(kind, r.name) ?? (planned?.has(`${kind}/${r.name}`) ? { id: planned.get(`${kind}/${r.name}`)! } : undefined);
       if (!o) throw invalid(`${kind} ${JSON.stringify(r.name)} does not exist: create it first ("shoal ${kind} create ${r.name} FILE"), or "shoal ${kind} ls" to see them`);
       return { ...r, id: o.id };
     });
@@ -106,13 +109,14 @@ export function resolveRefs(store: ObjectStore, spec: ServiceSpec): ServiceSpec 
  * (not referred to by the spec it replaces) still exists, and that move those objects' versions:
  * a removal decided before this write (at the old version) then fails and looks again. Throws
  * INVALID_ARGUMENT when one is already gone (a rollback to a revision whose secret was removed).
+ * `created`: ids the same transaction creates (nothing to guard).
  */
-export function guardOps(store: ObjectStore, prev: ServiceSpec | undefined, next: ServiceSpec): TxnOp[] {
+export function guardOps(store: ObjectStore, prev: ServiceSpec | undefined, next: ServiceSpec, created?: ReadonlySet<string>): TxnOp[] {
   const ops: TxnOp[] = [];
   for (const kind of ['secret', 'config'] as const) {
     const had = new Set(prev ? refs(prev.task, kind).map((r) => r.id) : []);
     for (const id of new Set(refs(next.task, kind).map((r) => r.id))) {
-      if (had.has(id)) continue;
+      if (had.has(id) || created?.has(id)) continue; // created in the same transaction
       const o = store.get(kind, id);
       if (!o) {
         const name = refs(next.task, kind).find((r) => r.id === id)!.name;

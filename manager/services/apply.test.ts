@@ -1,12 +1,18 @@
 // The apply plan: what a stack request does against the services the cluster holds (create,
 // unchanged, update with the change in words, prune of the stack's own only), and what it refuses,
-// every problem at once. Pure: the same plan serves the dry run and the apply.
+// every problem at once. Pure: the same plan serves the dry run and the apply. The stack's secrets
+// and configs: created before the services that use them, unchanged with the same content (a
+// secret opened with a real data key to compare), refused with other content, pruned when unused.
 import t from 'tap';
-import { STACK_LABEL, plan } from './apply.js';
+import { STACK_LABEL, plan, type ServiceStep } from './apply.js';
 import { specFromWire, type WireSpec } from './validate.js';
 import type { ServiceObject, ServiceSpec } from './model.js';
 import { resolveRefs } from '../secrets/refs.js';
 import type { ObjectStore } from '../store/store.js';
+import type { StoreObject } from '../store/types.js';
+import { DataKey } from '../secrets/datakey.js';
+import { holdsWith, type FileStep, type FilesView } from '../secrets/apply.js';
+import { secretAad, type SecretObject } from '../secrets/model.js';
 
 const wire = (image: string, extra: Partial<WireSpec> = {}): WireSpec => ({ mode: 'replicated', replicas: 2, main: { name: 'main', image, command: [], args: ['sleep', '1d'], env: [] }, ...extra });
 let n = 0;
@@ -88,9 +94,72 @@ t.test('secrets and configs: resolved by name as create does; a missing one is i
   const withSecret = wire('img:1', { secrets: [{ name: 'db-password', mode: 0o400 }] });
   const [create] = plan(req([{ name: 'web', spec: withSecret }]), [], resolve);
   t.equal(create!.action, 'create');
-  t.same(create!.spec!.task.secrets, [{ id: 'sec-1', name: 'db-password', target: '/run/secrets/db-password', uid: 0, gid: 0, mode: 0o400 }], 'the reference resolved to the secret, target defaulted');
+  t.same((create as ServiceStep).spec!.task.secrets, [{ id: 'sec-1', name: 'db-password', target: '/run/secrets/db-password', uid: 0, gid: 0, mode: 0o400 }], 'the reference resolved to the secret, target defaulted');
   const cur = existing('web', withSecret, { [STACK_LABEL]: 'shop' });
   cur.spec = resolve(cur.spec);
   t.same(plan(req([{ name: 'web', spec: withSecret }]), [cur], resolve).map((s) => s.action), ['unchanged'], 'the same reference again: unchanged');
   t.throws(() => plan(req([{ name: 'web', spec: withSecret }, { name: 'api', spec: wire('img:1', { configs: [{ name: 'nope' }] }) }]), [], resolve), /^service api: config "nope" does not exist: create it first/);
+});
+
+t.test('secrets and configs of the stack: create, unchanged, refused when the content differs, pruned when unused', async (t) => {
+  // The cluster's secrets sealed with a real data key, opened by the plan to compare (as the leader does).
+  const key = DataKey.generate();
+  const objects: StoreObject[] = [];
+  let v = 100;
+  const add = (kind: 'secret' | 'config', name: string, data: string, labels: Record<string, string> = { [STACK_LABEL]: 'shop' }) => {
+    const id = `${kind}-${++v}`;
+    const spec = kind === 'secret' ? { sealed: key.seal(Buffer.from(data), secretAad(id)) } : { data: Buffer.from(data) };
+    const o = { kind, id, name, labels, spec, status: { createdAt: 0 }, version: v, createdVersion: v } as StoreObject;
+    objects.push(o);
+    return o;
+  };
+  let ids = 0;
+  const files: FilesView = { list: (kind) => objects.filter((o) => o.kind === kind), holds: holdsWith((o) => key.open((o as SecretObject).spec.sealed, secretAad(o.id))), newId: () => `new-${++ids}` };
+  const store = { getByName: (kind: string, name: string) => objects.find((o) => o.kind === kind && o.name === name) } as unknown as ObjectStore;
+  const resolve = (spec: ServiceSpec, planned: ReadonlyMap<string, string>) => resolveRefs(store, spec, planned);
+  const file = (name: string, data: string, labels: Record<string, string> = {}) => ({ name, labels, data: Buffer.from(data) });
+  const withRefs = wire('img:1', { secrets: [{ name: 'db-password' }], configs: [{ name: 'nginx-conf' }] });
+
+  // Nothing yet: created first, and the service refers to what this very apply creates.
+  const first = plan({ ...req([{ name: 'web', spec: withRefs }]), secrets: [file('db-password', 's3cret')], configs: [file('nginx-conf', 'server {}', { team: 'shop' })] }, [], resolve, files);
+  t.same(first.map((s) => `${s.kind}/${s.name}:${s.action}`), ['secret/db-password:create', 'config/nginx-conf:create', 'service/web:create'], 'secrets and configs before the services');
+  t.same(first[1]!.labels, { team: 'shop', [STACK_LABEL]: 'shop' }, 'labelled with the stack');
+  t.equal(first[0]!.detail, '6 bytes', 'the size, never the content');
+  t.same((first[2] as ServiceStep).spec!.task.secrets!.map((r) => r.id), [(first[0] as FileStep).id], "the service's reference resolves to the secret created with it");
+
+  // As the cluster holds them after that apply: the same content again is unchanged.
+  const sec = add('secret', 'db-password', 's3cret');
+  const conf = add('config', 'nginx-conf', 'server {}', { team: 'shop', [STACK_LABEL]: 'shop' });
+  const web = existing('web', withRefs, { [STACK_LABEL]: 'shop' });
+  web.spec = resolve(web.spec, new Map());
+  const again = plan({ ...req([{ name: 'web', spec: withRefs }], { prune: true }), secrets: [file('db-password', 's3cret')], configs: [file('nginx-conf', 'server {}', { team: 'shop' })] }, [web], resolve, files);
+  t.same(again.map((s) => s.action), ['unchanged', 'unchanged', 'unchanged'], 'a second apply of the same content: no change');
+
+  // Other content under the same name: refused, with the way to roll it.
+  t.throws(() => plan({ ...req([{ name: 'web', spec: withRefs }]), secrets: [file('db-password', 'n3w')], configs: [file('nginx-conf', 'server { listen 81; }', { team: 'shop' })] }, [web], resolve, files), {
+    message: /^2 problems:\nsecret db-password: exists already with other content, and secrets cannot change: to roll it, declare the new content under a new name \(e\.g\. db-password-v2\) and point the services at it.*\nconfig nginx-conf: exists already with other content, and configs cannot change: .*nginx-conf-v2/s,
+  });
+  t.throws(() => plan({ ...req([]), secrets: [file('db-password-v2', 'x')] }, [], resolve, { ...files, list: () => [{ ...sec, name: 'db-password-v2' }] }), /e\.g\. db-password-v3/, 'a -vN name suggests the next one');
+
+  // The roll: a new name, the service moved to it; with --prune the old one is kept while the
+  // revision a rollback returns to uses it, and pruned once nothing does.
+  const rolled = wire('img:1', { secrets: [{ name: 'db-password-v2' }], configs: [{ name: 'nginx-conf' }] });
+  const roll = plan({ ...req([{ name: 'web', spec: rolled }], { prune: true }), secrets: [file('db-password-v2', 'n3w')], configs: [file('nginx-conf', 'server {}', { team: 'shop' })] }, [web], resolve, files);
+  t.same(roll.map((s) => `${s.kind}/${s.name}:${s.action}`), ['secret/db-password-v2:create', 'config/nginx-conf:unchanged', 'service/web:update', 'secret/db-password:kept']);
+  t.equal((roll[2] as ServiceStep).rolls, true, 'the service rolls to the new secret');
+  t.match(roll[3]!.detail, /kept: the previous revision of service web \(a rollback returns to it\) uses it/);
+  const unused = plan({ ...req([], { prune: true }), configs: [] }, [], resolve, files);
+  t.same(unused.map((s) => `${s.kind}/${s.name}:${s.action}`), ['secret/db-password:prune', 'config/nginx-conf:prune'], 'no service uses them: pruned');
+  t.same(plan({ ...req([]), configs: [] }, [], resolve, files), [], 'without --prune nothing is removed');
+  add('secret', 'blog-key', 'k', { [STACK_LABEL]: 'blog' });
+  add('secret', 'loose', 'l', {});
+  t.same(plan({ ...req([], { prune: true }) }, [], resolve, files).map((s) => s.name), ['db-password', 'nginx-conf'], "another stack's and a CLI-made secret are never pruned");
+
+  // Labels: a loose one with the same content is adopted; another stack's is refused.
+  const adopt = plan({ ...req([]), secrets: [file('loose', 'l')] }, [], resolve, files);
+  t.same([adopt[0]!.action, adopt[0]!.detail], ['update', 'adopted into stack shop']);
+  t.throws(() => plan({ ...req([]), secrets: [file('blog-key', 'k'), file('Bad Name', 'x'), file('empty', ''), file('lab', 'x', { [STACK_LABEL]: 'x' })] }, [], resolve, files), {
+    message: /^4 problems:\nsecret blog-key: exists already and belongs to stack "blog".*\nsecret Bad Name: secret name "Bad Name" is not valid.*\nsecret empty: the data is empty.*\nsecret lab: label io\.shoal\.stack is set by apply/s,
+  });
+  t.throws(() => plan({ ...req([]), configs: [file('big', 'x'.repeat(1000 * 1024 + 1))] }, [], resolve, files), /config big: the data is 1024001 bytes, over the limit of 1024000 bytes/);
 });

@@ -7,7 +7,8 @@
 // carrying the stack's label (io.shoal.stack) are ever pruned, and a service of another stack is
 // never taken over. `dry_run` answers the same plan and writes nothing (`shoal diff`).
 //
-// New kinds (secrets, configs) join as further plan steps of the same transaction.
+// The stack's secrets and configs (manager/secrets/apply.ts) are steps of the same transaction,
+// written before the services that refer to them; a secret is sealed here, on the leader.
 import type { Manager } from '../control/manager.js';
 import type { MethodSpec } from '../security/authz.js';
 import { RpcError, aborted, invalid } from '../security/errors.js';
@@ -18,6 +19,9 @@ import { NetworkError, networkingBatch, resolveServiceNetworking, withNetworkIds
 import { stableJson, templateKey, type ServiceObject, type ServiceSpec } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
+import { holdsWith, planFiles, pruneFiles, type ApplyFileReq, type FileStep, type FilesView } from '../secrets/apply.js';
+import { secretAad, type SecretObject } from '../secrets/model.js';
+import type { DataKeyKeeper } from '../secrets/keeper.js';
 
 /** The label that marks what an apply created, with the stack's name as its value. */
 export const STACK_LABEL = 'io.shoal.stack';
@@ -34,13 +38,15 @@ interface ApplyServiceReq {
 interface ApplyReq {
   stack: string;
   services: ApplyServiceReq[];
+  secrets?: ApplyFileReq[];
+  configs?: ApplyFileReq[];
   prune: boolean;
   dry_run: boolean;
 }
 
 export type Action = 'create' | 'update' | 'unchanged' | 'prune';
 
-export interface PlanStep {
+export interface ServiceStep {
   kind: 'service';
   name: string;
   action: Action;
@@ -51,20 +57,31 @@ export interface PlanStep {
   labels?: Record<string, string>;
 }
 
+/** A step of the plan: a service's, or a secret's or config's. */
+export type PlanStep = ServiceStep | FileStep;
+
+const NO_FILES: FilesView = { list: () => [], holds: () => false };
+
 /**
- * The plan for a request against the services the cluster holds: pure, so the dry run and the
- * apply decide alike. Throws INVALID_ARGUMENT listing every problem found.
+ * The plan for a request against the services (and secrets and configs) the cluster holds: pure
+ * but for the ids of new secrets and configs, so the dry run and the apply decide alike. Throws
+ * INVALID_ARGUMENT listing every problem found. `resolve` fills in the ids of a spec's secret and
+ * config references; `planned` (KIND/NAME -> id) holds those this apply declares.
  */
-export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: ServiceSpec) => ServiceSpec = (spec) => spec): PlanStep[] {
+export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: ServiceSpec, planned: ReadonlyMap<string, string>) => ServiceSpec = (spec) => spec, files: FilesView = NO_FILES): PlanStep[] {
   const problems: string[] = [];
   const stack = req.stack ?? '';
   if (stack && !STACK_NAME.test(stack)) problems.push(`stack name ${JSON.stringify(stack)} is not valid: use 1-63 lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit`);
   if (req.prune && !stack) problems.push('prune needs a stack name: only services an apply of that stack created are ever removed');
   const list = req.services ?? [];
-  if (list.length > MAX_OBJECTS) problems.push(`${list.length} services in one apply: at most ${MAX_OBJECTS} (split the manifest into stacks)`);
+  const count = list.length + (req.secrets?.length ?? 0) + (req.configs?.length ?? 0);
+  if (count > MAX_OBJECTS) problems.push(`${count} services, secrets and configs in one apply: at most ${MAX_OBJECTS} (split the manifest into stacks)`);
+  // Secrets and configs first: the services may refer to those this apply creates.
+  const planned = new Map<string, string>();
+  const fileSteps = planFiles(req, files, checkLabels, STACK_LABEL, problems, planned);
   const byName = new Map(existing.map((s) => [s.name, s]));
   const seen = new Set<string>();
-  const steps: PlanStep[] = [];
+  const steps: ServiceStep[] = [];
   for (const w of list) {
     const where = `service ${w.name || '(no name)'}`;
     try {
@@ -75,7 +92,7 @@ export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: S
       if (STACK_LABEL in labels) throw new SpecError(`label ${STACK_LABEL} is set by apply from the stack name; leave it out`);
       if (stack) labels[STACK_LABEL] = stack;
       // Secrets and configs by name, resolved to the objects they name (as create and update do).
-      let spec = resolve(specFromWire(w.spec));
+      let spec = resolve(specFromWire(w.spec), planned);
       const cur = byName.get(w.name);
       if (!cur) {
         steps.push({ kind: 'service', name: w.name, action: 'create', detail: `${spec.mode.type}, image ${spec.task.main.image}`, rolls: false, spec, labels });
@@ -116,11 +133,34 @@ export function plan(req: ApplyReq, existing: ServiceObject[], resolve: (spec: S
       if (s.labels[STACK_LABEL] === stack && !seen.has(s.name)) steps.push({ kind: 'service', name: s.name, action: 'prune', detail: `no longer declared in stack ${stack}`, rolls: false, current: s });
     }
   }
+  const prunedFiles = req.prune && stack && problems.length === 0 ? pruneFiles(stack, fileSteps, files, STACK_LABEL, servicesAfter(steps, existing)) : [];
   if (problems.length > 0) throw invalid(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join('\n')}`);
-  return steps;
+  return [...fileSteps, ...steps, ...prunedFiles];
 }
 
-export function applyTable(mgr: Manager, log: (m: string) => void): Record<string, MethodSpec> {
+/**
+ * The services as the apply leaves them, with the revisions they keep (what a rollback returns
+ * to): written by the same functions the apply writes with, so "in use" is decided alike.
+ */
+function servicesAfter(steps: ServiceStep[], existing: ServiceObject[]): ServiceObject[] {
+  const byName = new Map(existing.map((s) => [s.name, s]));
+  for (const st of steps) {
+    if (st.action === 'prune') byName.delete(st.name);
+    else if (st.action === 'create') byName.set(st.name, { ...newService(st.name, st.labels!, st.spec!, 0), version: 0, createdVersion: 0 } as ServiceObject);
+    else if (st.action === 'update' && stableJson(st.spec) !== stableJson(st.current!.spec)) byName.set(st.name, { ...specChange(st.current!, st.spec!, '', false, st.labels, 0), version: 0, createdVersion: 0 } as ServiceObject);
+  }
+  return [...byName.values()];
+}
+
+/** The cluster's secrets and configs as the plan sees them; a secret is opened with the data key. */
+export function storeFiles(mgr: Manager, keeper: DataKeyKeeper): FilesView {
+  return {
+    list: (kind) => mgr.raft.store.list(kind),
+    holds: holdsWith((o) => keeper.key().open((o as SecretObject).spec.sealed, secretAad(o.id))),
+  };
+}
+
+export function applyTable(mgr: Manager, keeper: DataKeyKeeper, log: (m: string) => void): Record<string, MethodSpec> {
   return {
     Apply: {
       roles: ['manager'],
@@ -130,7 +170,7 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
         return withNetworkLock(mgr, async () => {
           const store = mgr.raft.store;
           // Networks by name compared as the ids the cluster stores (the default one when none).
-          const steps = plan(req, services(mgr), (spec) => withNetworkIds(store, resolveRefs(store, spec)));
+          const steps = plan(req, services(mgr), (spec, planned) => withNetworkIds(store, resolveRefs(store, spec, planned)), storeFiles(mgr, keeper));
           const now = Date.now();
           const ops: TxnOp[] = [];
           // Every changed service's networking resolved over one IPAM plan: its VIPs, the default
@@ -149,11 +189,27 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
               return undefined;
             }
           };
+          // Secrets and configs first (created, relabelled): the services below may refer to them.
+          const created = new Set<string>();
           // Each secret or config a service newly refers to must still exist when the transaction
           // commits (guardOps moves its version); several services may take up the same one: once.
           const guarded = new Set<string>();
+          for (const st of steps) {
+            if (st.kind === 'service') continue;
+            if (st.action === 'create') {
+              created.add(st.id!);
+              if (req.dry_run) continue; // nothing is proposed: nothing to seal
+              // Sealed here, on the leader: the raft log, the WAL and the snapshots only see ciphertext.
+              const spec = st.kind === 'secret' ? { sealed: keeper.key().seal(st.data!, secretAad(st.id!)) } : { data: st.data! };
+              ops.push({ op: 'create', object: { kind: st.kind, id: st.id!, name: st.name, labels: st.labels!, spec, status: { createdAt: now } } });
+            } else if (st.action === 'update') {
+              const c = st.current!;
+              guarded.add(`${c.kind}/${c.id}`); // this write moves its version already
+              ops.push({ op: 'update', object: { kind: c.kind, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status }, expectVersion: c.version });
+            }
+          }
           const guard = (prev: ServiceSpec | undefined, next: ServiceSpec) => {
-            for (const op of guardOps(store, prev, next)) {
+            for (const op of guardOps(store, prev, next, created)) {
               const key = op.op === 'update' ? `${op.object.kind}/${op.object.id}` : JSON.stringify(op);
               if (guarded.has(key)) continue;
               guarded.add(key);
@@ -161,6 +217,7 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
             }
           };
           for (const st of steps) {
+            if (st.kind !== 'service') continue;
             if (st.action === 'create') {
               const id = newServiceId();
               const n = networking(id, st.name, st.spec!);
@@ -180,7 +237,11 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
               ops.push({ op: 'update', object: specChange(c, n.spec, st.detail, false, st.labels, now, n.vips), expectVersion: c.version });
             } else if (st.action === 'prune') ops.push({ op: 'delete', kind: 'service', id: st.current!.id, expectVersion: st.current!.version });
           }
+          // Pruned secrets and configs last, at the version the plan saw: a service that took one up
+          // meanwhile moved it, and the whole apply is refused (apply again).
+          for (const st of steps) if (st.kind !== 'service' && st.action === 'prune') ops.push({ op: 'delete', kind: st.kind, id: st.current!.id, expectVersion: st.current!.version });
           if (problems.length > 0) throw invalid(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join('\n')}`);
+          // The default network's creation first: the services below join it.
           ops.unshift(...netOps);
           let version = mgr.raft.store.applied;
           const written = new Map<string, ServiceObject>();
@@ -195,13 +256,17 @@ export function applyTable(mgr: Manager, log: (m: string) => void): Record<strin
               throw e;
             }
             const counts = ['create', 'update', 'prune'].map((a) => `${steps.filter((s) => s.action === a).length} ${a === 'prune' ? 'pruned' : `${a}d`}`).join(', ');
-            log(`control: applied${req.stack ? ` stack ${req.stack}` : ''}: ${counts}`);
+            // Names and counts only: a secret's data is never logged.
+            const fileNames = steps.filter((s) => s.kind !== 'service' && s.action !== 'unchanged').map((s) => `${s.kind} ${s.name} ${s.action}`);
+            log(`control: applied${req.stack ? ` stack ${req.stack}` : ''}: ${counts}${fileNames.length ? ` (${fileNames.join(', ')})` : ''}`);
           }
           const nodes = mgr.nodes();
           return {
             applied: !req.dry_run,
             version,
             changes: steps.map((st) => {
+              // A secret's or config's data is never answered: its name, what happens, its size.
+              if (st.kind !== 'service') return { kind: st.kind, name: st.name, action: st.action, detail: st.detail, rolls: false, current: null, desired: null, service: null };
               const after = written.get(st.name) ?? st.current;
               return {
                 kind: st.kind,
