@@ -109,6 +109,37 @@ t.test('the agent keeps the plugin in step with the managers\' view and its task
   t.same(logs.filter((l) => /failed/.test(l)), [], 'a version mismatch is no failure worth a log line');
 });
 
+t.test('a pod nobody will tear down (its runtime killed while creating it) gives its address up to the task the managers gave it to', async (t) => {
+  const h = await lab.addHost('k1', '10.99.0.21');
+  const plugin = h.plugin!.client;
+  const logs: string[] = [];
+  const view: NetworksMessage = { full: true, state: { node_id: 'n1', vip_range: '10.255.0.0/16', networks: [front([['n1', '10.1.1.0/24']])], nodes: [{ id: 'n1', underlay_addr: h.address }], services: [] }, removed_networks: [], removed_nodes: [], removed_services: [] };
+  const add = (task: string, ns: string) => plugin.add({ pod: { container_id: `ctr-${task}`, netns: nsPath(ns), ifname: 'eth0', args: {}, pod_annotations: { 'shoal.io/task-id': task } } });
+  // The agent's first run: task x's pod gets 10.1.1.7 (CNI ADD done).
+  const first = new NetworkSync({ socket: h.socket, nodeId: 'n1', log: (m) => logs.push(m), attachTimeoutMs: 60_000 });
+  first.onView(view);
+  await first.attach(webTask('x', '10.1.1.7'), () => {});
+  const podX = lab.makePodNs('x');
+  await add('x', podX);
+  // shoald SIGKILLed with its runtime before the runtime recorded x's pod: the restarted agent
+  // finds no pod of x (no hold, no attachment), the managers gave x up and 10.1.1.7 to task y.
+  first.stop();
+  const second = new NetworkSync({ socket: h.socket, nodeId: 'n1', log: (m) => logs.push(m), attachTimeoutMs: 60_000 });
+  t.teardown(() => second.stop());
+  second.onView(view);
+  await second.attach(webTask('y', '10.1.1.7'), () => {});
+  const podY = lab.makePodNs('y');
+  const got = await add('y', podY).then((r) => r.result.ips[0]!.address, (e: { details?: string; message: string }) => `refused: ${e.details ?? e.message}`);
+  t.equal(got, '10.1.1.7/24', "y's pod gets the address x's lost pod held (not refused as used by task x)");
+  t.match(inNs(podY, ['ip', '-4', 'addr', 'show', 'eth0']).stdout, /10\.1\.1\.7\/24/, "y's pod has it");
+  t.notMatch(inNs(podX, ['ip', '-4', 'addr']).stdout, /10\.1\.1\.7/, "x's lost pod no longer has it (its interface was removed)");
+  const saved = JSON.parse(readFileSync(join(h.stateDir, 'network-state.json'), 'utf8')) as { endpoints: { taskId: string }[] };
+  t.same(saved.endpoints.map((e) => e.taskId), ['y'], 'the plugin holds only y\'s pod');
+  await plugin.del({ pod: { container_id: 'ctr-x', netns: nsPath(podX), ifname: 'eth0', args: {}, pod_annotations: {} } });
+  t.pass("a late DEL of x's pod (the runtime removing it after all) succeeds");
+  t.match(inNs(podY, ['ip', '-4', 'addr', 'show', 'eth0']).stdout, /10\.1\.1\.7\/24/, "and leaves y's pod its address");
+});
+
 t.test('nothing of the plugin is left in the machine\'s own namespace', async (t) => {
   await lab.close();
   t.same(shoalKernelObjects(), rootBefore, 'no shoal interface or nft table in the root namespace');
