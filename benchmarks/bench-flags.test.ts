@@ -27,7 +27,7 @@ const cases: [string, string[], RegExp][] = [
 
 for (const [script, args, msg] of cases) {
   t.test(`${script} ${args.join(' ')}`, async (t) => {
-    const r = spawnSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [join(here, script), ...args], { encoding: 'utf8', timeout: 90_000 });
     t.equal(r.status, 2, 'exit status 2');
     t.match(r.stderr, msg);
     t.same(madeBy(r.pid), [], 'nothing was built');

@@ -34,5 +34,8 @@ export function nodeJson(n: any) {
     runningTasks: Number(n.running_tasks ?? 0),
     tasks: numbers(n.tasks_by_state),
     gossip: n.gossip_state || null,
+    // Registered through the node's plugins_registry/ (CSI drivers: their node id and topology).
+    plugins: (n.plugins ?? []).map((p: any) => ({ kind: p.kind, name: p.name, endpoint: p.endpoint, version: p.version, registeredAt: p.registered_at, ...(p.csi_node_id ? { csi: { nodeId: p.csi_node_id, topology: p.csi_topology ?? {}, maxVolumes: Number(p.csi_max_volumes ?? 0) } } : {}) })),
+    pluginRefusals: n.plugin_refusals ?? [],
   };
 }

@@ -42,6 +42,7 @@ const SERVICE_CREATE_FLAGS: [string, string][] = [
   ['--network NAME', 'join a network (repeatable; none named: the default network)'],
   ['--endpoint-mode vip|dnsrr', 'SERVICE resolves to a virtual IP (default) or to the tasks\' addresses'],
   ['--publish P:T[/tcp|udp][,mode=ingress|host]', 'published port P on every node (ingress) or on nodes with a task (host) to target port T (repeatable)'],
+  ['--mount type=volume,source=VOL,target=/PATH[,readonly]', 'a volume in the main container (repeatable); class=CLASS,size=1G instead of source: a volume per slot (SERVICE.SLOT-NAME); update: --mount-add/--mount-rm TARGET'],
   ['--schedule "CRON"', 'a job run at each tick (five-field cron, as Kubernetes\' CronJob): --schedule-timezone ZONE (default UTC), --schedule-concurrency allow|forbid|replace, --schedule-starting-deadline 30s, --schedule-keep-succeeded 3, --schedule-keep-failed 1, --schedule-suspend'],
   ['--detach', 'return at once instead of following the tasks until the service converges'],
   ['--timeout 2m', 'how long to follow before giving up (default 2m)'],
@@ -122,6 +123,30 @@ export const COMMANDS: Help[] = [
       { name: 'ls', summary: 'secrets with their size and the services using them', usage: ['shoal secret ls [--format json]'] },
       { name: 'inspect', summary: 'a secret\'s metadata (its data is never shown)', usage: ['shoal secret inspect NAME...'] },
       { name: 'rm', summary: 'remove secrets (refused while a service uses them)', usage: ['shoal secret rm NAME...'] },
+    ],
+  },
+  {
+    name: 'volume',
+    summary: 'persistent volumes through CSI: provisioned, attached where their task runs, and moved with it',
+    usage: ['shoal volume create NAME [--size 1G] | ls | inspect VOLUME... | rm VOLUME... | snapshot VOLUME [NAME] | expand VOLUME --size SIZE'],
+    subcommands: [
+      { name: 'create', summary: 'create a volume and wait until its driver provisioned it', usage: ['shoal volume create NAME [--size 1G] [--driver NAME | --class NAME] [--access single-node-writer|single-node-reader-only|multi-node-reader-only] [--param k=v]... [--from-snapshot VOLUME@SNAPSHOT] [--label k=v]... [--detach]'], examples: ['shoal volume create data --size 1G', 'shoal service create --name db --mount type=volume,source=data,target=/data IMAGE'] },
+      { name: 'ls', summary: 'volumes: size, access, state, where attached and which tasks use them', usage: ['shoal volume ls [--quiet] [--format json]'] },
+      { name: 'inspect', summary: 'a volume in full: its CSI id, topology, attachments, waits, snapshots', usage: ['shoal volume inspect VOLUME...'] },
+      { name: 'rm', summary: 'remove volumes and their data (refused while a task or a service uses them, naming them)', usage: ['shoal volume rm VOLUME...'] },
+      { name: 'snapshot', summary: 'a copy of the volume taken through its driver', usage: ['shoal volume snapshot VOLUME [NAME]'] },
+      { name: 'expand', summary: 'grow a volume (never shrinks)', usage: ['shoal volume expand VOLUME --size SIZE'] },
+    ],
+  },
+  {
+    name: 'volume-class',
+    summary: 'volume classes: a driver and parameters for volumes made per slot (--mount class=CLASS,size=SIZE)',
+    usage: ['shoal volume-class create NAME [--driver D] [--param k=v]... [--reclaim delete|retain] [--access MODE] | ls | inspect CLASS... | rm CLASS...'],
+    subcommands: [
+      { name: 'create', summary: 'create a class', usage: ['shoal volume-class create NAME [--driver D] [--param k=v]... [--reclaim delete|retain] [--access MODE]'] },
+      { name: 'ls', summary: 'classes with their volumes and services', usage: ['shoal volume-class ls [--format json]'] },
+      { name: 'inspect', summary: 'a class in full', usage: ['shoal volume-class inspect CLASS...'] },
+      { name: 'rm', summary: 'remove classes (refused while used)', usage: ['shoal volume-class rm CLASS...'] },
     ],
   },
   {

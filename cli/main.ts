@@ -15,6 +15,7 @@ import { protoDir } from '../proto/load.js';
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FILE_FLAGS, fileCommand } from './secret.js';
+import { VOLUME_FLAGS, volumeClassCommand, volumeCommand } from './volume.js';
 
 interface Parsed {
   args: string[];
@@ -22,7 +23,7 @@ interface Parsed {
 }
 
 const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL, ...NETWORK_BOOL]);
-const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS]);
+const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS, ...VOLUME_FLAGS]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -212,6 +213,10 @@ async function run(argv: string[]): Promise<string> {
       return fileCommand(t, cmd, sub, rest, flags(p), json);
     case 'network':
       return networkCommand(t, sub, rest, flags(p), json);
+    case 'volume':
+      return volumeCommand(t, sub, rest, flags(p), json);
+    case 'volume-class':
+      return volumeClassCommand(t, sub, rest, flags(p), json);
     case 'apply':
       return applyCommand(t, flags(p), json);
     case 'diff':

@@ -7,6 +7,7 @@ import { table } from './format.js';
 import { subcommandsOf, unknownWord } from './help.js';
 import { refsForCreate, updateRefs } from './secret.js';
 import { networkingFromFlags, updateNetworking } from './network.js';
+import { mountsForCreate, updateMounts } from './volume.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -324,7 +325,7 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       const [image, ...cmd] = rest;
       if (!name || !image) throw new CliError('usage: shoal service create --name NAME [--replicas N] [flags] IMAGE [COMMAND ARG...]', 2);
       const labels = kv(f.all('label'), 'label');
-      const spec = { ...specFromFlags(f, image, cmd), ...refsForCreate(f) };
+      const spec = { ...specFromFlags(f, image, cmd), ...refsForCreate(f), ...mountsForCreate(f) };
       const wait = waitOptions(f);
       const s = serviceJson(await call(c(), 'CreateService', { name, labels, spec }));
       if (f.has('detach')) return json ? out(s) : `${s.id}\n`;
@@ -383,6 +384,7 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       const spec = updateSpecFromFlags(f, cur.spec);
       updateRefs(f, spec);
       await updateNetworking(f, spec, async (ref) => (await call(c(), 'GetNetwork', { id: ref })).id);
+      updateMounts(f, spec);
       const labels = { ...(cur.labels ?? {}) };
       for (const k of f.all('label-rm')) delete labels[k];
       Object.assign(labels, kv(f.all('label-add'), 'label-add'));

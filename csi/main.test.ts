@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { driverMain, startDriverProc } from './testing/driver-proc.js';
 import { leftovers, sweep, testDir } from './testing/leaks.js';
 
-const run = (...args: string[]) => spawnSync(process.execPath, [driverMain(), ...args], { encoding: 'utf8', timeout: 20000 });
+const run = (...args: string[]) => spawnSync(process.execPath, [driverMain(), ...args], { encoding: 'utf8', timeout: 90_000 });
 const ok = ['--endpoint', 'unix:///tmp/x.sock', '--pool', '/tmp/p', '--node-id', 'n1'];
 
 for (const [args, msg] of [

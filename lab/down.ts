@@ -1,6 +1,7 @@
 // `shoal lab down`: removes every process, namespace, mount and file a lab made. It works from
 // the names alone (the lab's name derives from its directory), so it also cleans up after a
 // `lab up` that crashed half-way or a lost state file.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bridgeNetns, labName } from './names.js';
@@ -86,6 +87,13 @@ export async function labDown(labDir: string, log: (s: string) => void = () => {
     else report.leftovers.push(`mount ${m}`);
   }
 
+  // 3b. Loop devices of the lab's CSI pool (volumes staged on lab hosts): their backing files
+  // are under the lab directory.
+  for (const l of loopDevicesUnder(dir)) {
+    if (tryRun(['losetup', '-d', l]).ok) report.unmounted.push(l);
+    else report.leftovers.push(`loop device ${l}`);
+  }
+
   // 4. Namespaces: hosts first (their veths go with them), the bridge's last.
   const br = bridgeNetns(lab);
   const nss = labNetnsList(lab).sort((a, b) => (a === br ? 1 : b === br ? -1 : a.localeCompare(b)));
@@ -136,4 +144,12 @@ function tryKill(pid: number, sig: NodeJS.Signals): void {
   } catch {
     /* already gone */
   }
+}
+
+/** Loop devices whose backing file is under `dir`. */
+function loopDevicesUnder(dir: string): string[] {
+  const r = spawnSync('losetup', ['--list', '--noheadings', '--raw', '--output', 'NAME,BACK-FILE'], { encoding: 'utf8' });
+  if (r.status !== 0) return [];
+  const root = dir.endsWith('/') ? dir : `${dir}/`;
+  return r.stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 2 && f[1]!.replace(/ \(deleted\)$/, '').startsWith(root)).map((f) => f[0]!);
 }

@@ -33,6 +33,9 @@ export function daemonArgv(n: LabNode, lab: string, dhtBootstrap?: string): stri
     '--gossip-port', String(GOSSIP_PORT),
     '--insecure-registry', REGISTRY_HOST,
     '--cgroup-parent', labCgroup(lab, n.name),
+    // One CSI pool for every host (<lab>/csi-pool; a node's state dir is <lab>/nodes/NAME): a
+    // volume can move between hosts as a network disk would.
+    '--csi-pool', join(dirname(dirname(n.stateDir)), 'csi-pool'),
     ...(dhtBootstrap ? ['--dht-bootstrap', dhtBootstrap] : ['--dht=false']),
   ];
 }

@@ -20,6 +20,7 @@ import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '.
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
 import { networksTable } from '../manager/networks/control.js';
+import { volumesTable } from '../manager/volumes/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { ApplyTimes, eventsTable } from '../manager/services/events.js';
 import { applyTable } from '../manager/services/apply.js';
@@ -53,6 +54,12 @@ import { dataKeyTable } from '../manager/secrets/keyservice.js';
 import { secretsTable } from '../manager/secrets/control.js';
 import { NodeFiles } from '../manager/secrets/dispatch.js';
 import { TaskFiles } from './agent/secrets.js';
+import { NodeVolumes } from './agent/volumes.js';
+import { PluginRegistry, type RegisteredPlugin } from './plugins/registry.js';
+import { startDriver, type RunningDriver } from '../csi/index.js';
+import { shareMountRoot } from '../csi/mount-root.js';
+import { pluginToWire } from '../manager/control/plugins.js';
+import type { TaskVolumesAnswer } from '../manager/volumes/dispatch.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -80,6 +87,9 @@ export interface DaemonOptions {
    * streams stay open until the agent cancels them, and a hung agent never does) before closing
    * them; default 3 s. */
   shutdownGraceMs?: number;
+  /** Start the built-in CSI driver (block.csi.shoal.io) on this pool directory; nodes sharing one
+   * pool can move volumes between them (the lab gives every host the same one). */
+  csiPool?: string;
   /** The DHT (node/discovery): a manager announces itself there for joiners that hold a token
    * but no address, and `join` without an address looks a manager up there. Undefined: no DHT
    * (`--dht=false`); joins then need an address. */
@@ -107,6 +117,10 @@ export class Daemon {
   /** Set by prepareRecovery: the manager role adopts the new raft group when it starts. */
   private recovery?: string;
   private files?: TaskFiles;
+  private plugins?: PluginRegistry;
+  private csiDriver?: RunningDriver;
+  private volumes?: NodeVolumes;
+  private volumesSession = '';
   private keeper?: DataKeyKeeper;
   private runtime?: RuntimeChild;
   private netChild?: NetworkChild;
@@ -427,6 +441,7 @@ export class Daemon {
     // A node that leaves runs nothing of the cluster any more (as `docker swarm leave`).
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     this.files?.removeAll();
+    await this.volumes?.releaseAll().catch((e) => this.log(`shoald: releasing the node's volumes on leave: ${(e as Error).message}`));
     // Its pods are gone: so are its bridges, VXLAN devices, routes and nft tables.
     await this.stopNetwork(true);
     await this.stopMember();
@@ -454,14 +469,26 @@ export class Daemon {
     this.check(epoch);
     const cri = await this.startRuntime(epoch);
     const nodeId = this.id!.nodeId;
+    await this.startPlugins(nodeId, epoch);
     const logRoot = this.state.path('logs');
     const network = this.startNetwork(nodeId);
     let agent!: Agent;
     const files = new TaskFiles({ stateDir: this.state.dir, log: (m) => this.log(m) });
     this.files = files;
+    const volumes = new NodeVolumes({
+      stateDir: this.state.dir,
+      csi: (driver) => this.plugins?.get('CSIPlugin', driver)?.endpoint,
+      dispatcher: {
+        taskVolumes: (taskId, waitMs) => agent.call<TaskVolumesAnswer>('TaskVolumes', { task_id: taskId, wait_ms: waitMs }, waitMs + 10_000),
+        volumeStatus: (held) => agent.call<void>('UpdateVolumeStatus', { held }, 10_000),
+      },
+      log: (m) => this.log(m),
+    });
+    this.volumes = volumes;
     const executor = new Executor({
       files,
       network,
+      volumes,
       cri,
       nodeId,
       hostname: this.o.hostname,
@@ -487,7 +514,7 @@ export class Daemon {
         load: () => this.state.readJson<[string, unknown][]>('assignments.json', []),
         save: (tasks) => this.state.writeJson('assignments.json', tasks),
       },
-      description: () => describeNode(cri),
+      description: () => describeNode(cri, this.plugins),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
       onNetworks: (m) => network.onView(m),
@@ -495,6 +522,8 @@ export class Daemon {
     });
     this.agent = agent;
     this.executor = executor;
+    volumes.setActive(() => new Set(agent.tasks.keys()));
+    this.plugins?.on('change', () => void agent.describeAgain().catch((e) => this.log(`agent: sending the node's plugins failed: ${(e as Error).message}`)));
     // The saved assignments first: containers still assigned keep running while no manager answers.
     void executor.assign(agent.tasks).catch((e) => this.log(`agent: applying the saved assignments failed: ${(e as Error).message}`));
     this.agent.start();
@@ -592,6 +621,11 @@ export class Daemon {
 
   private onSession(s: SessionInfo, _from: string): void {
     if (!this.id || this.stopped || this.phase !== 'member') return;
+    if (s.sessionId !== this.volumesSession) {
+      // Each new session hears what volumes the node holds (released ones may be detached).
+      this.volumesSession = s.sessionId;
+      void this.volumes?.report();
+    }
     const epoch = this.epoch;
     const addrs = s.managers.map((m) => m.addr).filter(Boolean);
     if (addrs.length > 0) {
@@ -642,6 +676,8 @@ export class Daemon {
       tls: () => this.id!,
       gossip: (nodeId) => this.gossip?.state(nodeId),
       bootstrap,
+      csi: (driver) => this.plugins?.get('CSIPlugin', driver)?.endpoint,
+      hostname: this.o.hostname,
       log: (m, f) => this.log(m, f),
     });
     mgr.onRemoved = () => void this.renew();
@@ -667,7 +703,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
@@ -885,6 +921,38 @@ export class Daemon {
     }
   }
 
+  /** The plugin registry (plugins_registry/) and, with --csi-pool, the built-in CSI driver registered there. */
+  private async startPlugins(nodeId: string, epoch: number): Promise<void> {
+    if (this.plugins) return;
+    const registryDir = this.state.path('plugins_registry');
+    const registry = new PluginRegistry({ dir: registryDir, log: (m) => this.log(`plugins: ${m}`) });
+    this.plugins = registry;
+    if (this.o.csiPool) {
+      try {
+        // Staging and target paths live under DIR/csi, which must be a shared mount (csi/mount-root.ts).
+        await shareMountRoot(this.state.path('csi'));
+        this.csiDriver = await startDriver({ socket: this.state.path('csi.sock'), poolDir: this.o.csiPool, nodeId, registryDir, log: (m) => this.log(`shoal-csi: ${m}`) });
+        this.log(`shoald: built-in CSI driver serving on ${this.state.path('csi.sock')}, pool ${this.o.csiPool}`);
+      } catch (e) {
+        this.log(`shoald: the built-in CSI driver did not start: ${(e as Error).message}; tasks with volumes wait until a CSI driver registers`);
+      }
+    }
+    this.check(epoch);
+    await registry.start();
+  }
+
+  private async stopPlugins(): Promise<void> {
+    this.volumes?.stop();
+    this.volumes = undefined;
+    this.volumesSession = '';
+    const r = this.plugins;
+    this.plugins = undefined;
+    await r?.stop();
+    const d = this.csiDriver;
+    this.csiDriver = undefined;
+    await d?.close().catch((e) => this.log(`shoald: stopping the CSI driver: ${(e as Error).message}`));
+  }
+
   private async stopMember(): Promise<void> {
     clearTimeout(this.renewTimer);
     this.agent?.stop();
@@ -896,6 +964,7 @@ export class Daemon {
     await this.stopNetwork();
     await this.stopRuntime();
     await this.stopManager();
+    await this.stopPlugins();
     const g = this.gossip;
     this.gossip = undefined;
     await g?.stop();
@@ -918,7 +987,19 @@ function randId(): string {
 }
 
 /** What the node has, for the scheduler: its CPUs, memory and the CRI runtime's name. */
-async function describeNode(cri: CriClient): Promise<WireDescription> {
+async function describeNode(cri: CriClient, plugins: PluginRegistry | undefined): Promise<WireDescription> {
   const v = await cri.runtime.Version({ version: 'v1' }, 10_000);
-  return { cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch };
+  return {
+    cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch,
+    plugins: (plugins?.list() ?? []).map(pluginWire),
+    plugin_refusals: plugins?.refused() ?? [],
+  };
+}
+
+/** A registered plugin as the managers take it (control/plugins.ts). */
+function pluginWire(p: RegisteredPlugin) {
+  return pluginToWire({
+    kind: p.kind, name: p.name, endpoint: p.endpoint, versions: p.versions, version: p.version, registeredAt: p.registeredAt,
+    ...(p.csi ? { csi: { nodeId: p.csi.nodeId, topology: p.csi.topology, maxVolumes: p.csi.maxVolumesPerNode, vendorVersion: p.csi.vendorVersion } } : {}),
+  });
 }

@@ -18,14 +18,14 @@ for (const [name, rel] of Object.entries(pkg.bin)) {
   t.test(`${name} (${rel})`, async (t) => {
     t.doesNotThrow(() => accessSync(file, constants.X_OK), 'executable');
     t.match(readFileSync(file, 'utf8').split('\n')[0]!, /^#!\/usr\/bin\/env (-S )?node\b/, 'starts with a node shebang');
-    const r = spawnSync(file, ['--no-such-flag'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(file, ['--no-such-flag'], { encoding: 'utf8', timeout: 90_000 });
     t.equal(r.error, undefined, `runs directly (${r.error?.message ?? 'ok'})`);
     t.match(r.stderr + r.stdout, /usage|unknown/i, 'and answers a bad flag with its usage');
   });
 }
 
 t.test('shoal --version names the version and the checkout it runs from (npm link points the PATH at one clone)', async (t) => {
-  const r = spawnSync(process.execPath, [join(dist, 'cli', 'main.js'), '--version'], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [join(dist, 'cli', 'main.js'), '--version'], { encoding: 'utf8', timeout: 90_000 });
   t.equal(r.status, 0);
   const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
   t.equal(r.stdout, `shoal ${version} (${dirname(protoDir())})\n`);

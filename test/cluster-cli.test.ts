@@ -20,7 +20,7 @@ const env = { ...process.env };
 delete env.SHOAL_JOIN_TOKEN;
 
 function run(bin: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], { timeout: 30_000, env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })));
+  return new Promise((resolve) => execFile(process.execPath, [bin, ...args], { timeout: 90_000, env }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })));
 }
 
 /**

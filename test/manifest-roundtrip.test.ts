@@ -64,6 +64,7 @@ services:
     sidecars: [{name: proxy, image: "proxy:2", entrypoint: [/proxy], user: nobody, workdir: /}]
     secrets: [db-password, {name: tls-key, target: /etc/tls/key.pem, uid: 1000, gid: 1000, mode: "0400"}]
     configs: [{name: app-conf, target: app.conf, mode: 0o640}, nginx-conf]
+    mounts: [{source: web-data, target: /srv/data}, {source: shared, target: /srv/shared, readonly: true}, {class: fast, size: 1G, target: /var/cache/web}]
 `],
   ['jobs and schedules', `stack: jobs
 services:

@@ -64,6 +64,8 @@ t.test('malformed manifests: one problem each, at its line and field', async (t)
     ['a published port without its target', `${WEB}    ports: ["8080"]\n`, /:5: services\.web\.ports\[0\]: expected PUBLISHED:TARGET\[\/tcp\|udp\]\[,mode=ingress\|host\], like "8080:80", got "8080"$/],
     ['a port mapping without a target', `${WEB}    ports:\n      - published: 8080\n`, /:6: services\.web\.ports\[0\]\.target: required: the port in the service's tasks/],
     ['an unknown endpoint mode', `${WEB}    endpointMode: round-robin\n`, /:5: services\.web\.endpointMode: expected one of vip, dnsrr, got "round-robin"$/],
+    ['a mount without a target', `${WEB}    mounts:\n      - source: data\n`, /:6: services\.web\.mounts\[0\]\.target: required: the absolute path in the container/],
+    ['a mount size that is not a size', `${WEB}    mounts: [{class: fast, size: big, target: /data}]\n`, /:5: services\.web\.mounts\[0\]\.size: expected a size like 64M, 1G or 512Mi \(or a number of bytes\), got "big"$/],
     ['suspend that is not a boolean', `${WEB}    mode: global-job\n    schedule: {cron: "@daily", suspend: "no"}\n`, /:6: services\.web\.schedule\.suspend: expected true or false, got "no"$/],
   ];
   for (const [what, text, want] of cases) {

@@ -14,7 +14,7 @@ const STACK_LABEL = 'io.shoal.stack';
  * test compares this list with the .proto. force_update is the one left out on purpose (a
  * `service update --force` counter, not part of a declared spec; apply keeps it).
  */
-export const MANIFEST_SPEC_FIELDS = ['mode', 'replicas', 'completions', 'max_concurrent', 'main', 'sidecars', 'init', 'reservations', 'limits', 'constraints', 'spread', 'restart', 'stop_grace_period_ms', 'stop_signal', 'update', 'rollback', 'probes', 'schedule', 'secrets', 'configs', 'networks', 'endpoint_mode', 'ports', 'force_update'];
+export const MANIFEST_SPEC_FIELDS = ['mode', 'replicas', 'completions', 'max_concurrent', 'main', 'sidecars', 'init', 'reservations', 'limits', 'constraints', 'spread', 'restart', 'stop_grace_period_ms', 'stop_signal', 'update', 'rollback', 'probes', 'schedule', 'secrets', 'configs', 'mounts', 'networks', 'endpoint_mode', 'ports', 'force_update'];
 
 const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
@@ -99,6 +99,19 @@ function fileRefOut(r: any): Record<string, unknown> {
   return { name: r.name, target: r.target, uid: Number(r.uid || 0), gid: Number(r.gid || 0), mode: `0${(num(r.mode) ?? 0o444).toString(8).padStart(3, '0')}` };
 }
 
+/** A mount: a named volume's source, or a class mount's class, size and claim name (source). */
+function mountOut(m: any): Record<string, unknown> {
+  const o: Record<string, unknown> = {};
+  if (m.class) {
+    o.class = m.class;
+    o.size = sizeText(num(m.size_bytes) ?? 0);
+  }
+  o.source = m.source;
+  o.target = m.target;
+  o.readonly = !!m.readonly;
+  return o;
+}
+
 /** One service's manifest fields, from its wire spec and labels (the stack label left out). */
 export function serviceManifest(spec: any, labels: Record<string, string> = {}): Record<string, unknown> {
   const o: Record<string, unknown> = containerOut(spec.main ?? {}, false);
@@ -134,6 +147,7 @@ export function serviceManifest(spec: any, labels: Record<string, string> = {}):
   if (spec.networks?.length) o.networks = [...spec.networks];
   if (spec.endpoint_mode) o.endpointMode = spec.endpoint_mode;
   if (spec.ports?.length) o.ports = spec.ports.map((p: any) => ({ published: num(p.published_port), target: num(p.target_port), protocol: p.protocol || 'tcp', mode: p.publish_mode || 'ingress' }));
+  if (spec.mounts?.length) o.mounts = spec.mounts.map(mountOut);
   return o;
 }
 

@@ -15,7 +15,7 @@ import { At, Fields, bool, int, list, oneOf, required, shown, str, word, words }
 
 export const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
 export const TOP_FIELDS = ['stack', 'services', 'secrets', 'configs'] as const;
-export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs', 'networks', 'endpointMode', 'ports'] as const;
+export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs', 'networks', 'endpointMode', 'ports', 'mounts'] as const;
 export const CONTAINER_FIELDS = ['name', 'image', 'command', 'entrypoint', 'env', 'workdir', 'user'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory'];
 const RESTART_FIELDS = ['condition', 'delay', 'maxAttempts', 'window'];
@@ -23,6 +23,7 @@ const UPDATE_FIELDS = ['parallelism', 'delay', 'order', 'failureAction', 'monito
 const PROBE_FIELDS = ['exec', 'http', 'tcp', 'delay', 'period', 'timeout', 'successes', 'failures'];
 const FILE_REF_FIELDS = ['name', 'target', 'uid', 'gid', 'mode'];
 const PORT_FIELDS = ['published', 'target', 'protocol', 'mode'];
+const MOUNT_FIELDS = ['type', 'source', 'target', 'readonly', 'class', 'size'];
 const SCHEDULE_FIELDS = ['cron', 'timezone', 'concurrency', 'startingDeadline', 'keepSucceeded', 'keepFailed', 'suspend'];
 export const PROBE_KINDS = ['liveness', 'readiness', 'startup'] as const;
 
@@ -263,6 +264,30 @@ function ports(at: At): any[] {
   return out;
 }
 
+/**
+ * mounts: a list of {source, target, readonly} (a named volume) or {class, size, source, target}
+ * (a volume per slot), as --mount's fields. The cluster checks the rest (a source or a class, the
+ * volume or class exists): its answer is placed on the line by apply.ts.
+ */
+function mounts(at: At): any[] {
+  const items = list(at, 'a list of mappings with source (or class and size), target, readonly') ?? [];
+  const out: any[] = [];
+  for (const x of items) {
+    const f = Fields.of(x.at, MOUNT_FIELDS, 'a mount: a mapping with source (or class and size), target, readonly');
+    if (!f) continue;
+    if (!required(f.get('target'), 'the absolute path in the container, e.g. /data')) continue;
+    out.push({
+      type: oneOf(f.get('type'), ['volume'] as const) ?? 'volume',
+      source: str(f.get('source')) ?? '',
+      target: str(f.get('target')) ?? '',
+      readonly: bool(f.get('readonly')) ?? false,
+      class: str(f.get('class')) ?? '',
+      size_bytes: sizeBytes(f.get('size')) ?? 0,
+    });
+  }
+  return out;
+}
+
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /** One service of `services:`; problems go to the document's list. */
@@ -320,6 +345,7 @@ export function serviceOf(name: string, at: At): ManifestService | undefined {
     networks: words(f.get('networks'), 'a list of network names') ?? [],
     endpoint_mode: oneOf(f.get('endpointMode'), ['vip', 'dnsrr'] as const) ?? '',
     ports: ports(f.get('ports')),
+    mounts: mounts(f.get('mounts')),
   };
   if (at.doc.problems.length > start) return undefined;
   return { name, labels: labels(f.get('labels')), spec, file: at.doc.file, line: at.keyLine, lines };

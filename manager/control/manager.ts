@@ -16,6 +16,7 @@ import { raftChannel, raftServerCredentials, refuseRaftPeer } from '../security/
 import { LeaderForwarder } from '../security/forward.js';
 import { LeaderComponents } from '../leader/components.js';
 import { raftLeaderChanges, raftProposals, raftSave, raftSnapshot, sources } from '../metrics.js';
+import { VolumeController } from '../volumes/controller.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 
 export type GossipView = (nodeId: string) => 'alive' | 'suspect' | 'dead' | 'left' | undefined;
@@ -35,6 +36,10 @@ export interface ManagerOptions {
   /** This membership's raft id (a fresh one per promotion); default: derived from the node id. */
   raftId?: number;
   tickMs?: number;
+  /** The endpoint of a CSI driver registered on this node, by name: the volume controller's CSI controller calls run there while this manager leads. */
+  csi?(driver: string): string | undefined;
+  /** This node's hostname (for the volume controller's messages). */
+  hostname?: string;
   /** How often the leader reconciles node health with gossip besides on gossip's events (1 s). */
   healthIntervalMs?: number;
   log: Log;
@@ -51,6 +56,8 @@ export class Manager {
   private raftTls?: ServerTls;
   /** Orchestrators, allocator and scheduler: running while this manager leads. */
   leaderComponents?: LeaderComponents;
+  /** Volumes: provision, attach, detach, delete (CSI), while this manager leads. */
+  volumes?: VolumeController;
 
   constructor(readonly o: ManagerOptions) {
     this.raftId = o.raftId ?? raftIdOf(o.nodeId);
@@ -97,11 +104,13 @@ export class Manager {
       process.exit(1);
     };
     this.leaderComponents = new LeaderComponents(this.raft, log);
+    this.volumes = new VolumeController({ raft: this.raft, csi: (d) => this.o.csi?.(d), hostname: this.o.hostname ?? this.o.nodeId, log });
     let lastLead = -1;
     this.raft.onLeaderChange = (lead) => {
       if (lead !== lastLead) raftLeaderChanges.inc();
       lastLead = lead;
       this.leaderComponents?.leadershipChanged(lead === this.raftId);
+      this.volumes?.leadershipChanged(lead === this.raftId);
     };
     this.observe();
     await this.raft.start();
@@ -333,6 +342,7 @@ export class Manager {
     delete sources.raft;
     delete sources.store;
     delete sources.scheduler;
+    this.volumes?.stop();
     this.peersWatch?.cancel();
     this.forwarder.reset();
     await this.raft?.stop();

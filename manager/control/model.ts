@@ -64,6 +64,21 @@ export interface NodeDescription {
   runtimeVersion: string;
   os: string;
   arch: string;
+  /** Plugins registered through the node's plugins_registry/ (kubelet-style registration). */
+  plugins?: NodePlugin[];
+  /** Sockets the node refused to register, and why. */
+  pluginRefusals?: { socket: string; reason: string; at: string }[];
+}
+
+export interface NodePlugin {
+  kind: string;
+  name: string;
+  endpoint: string;
+  versions: string[];
+  version: string;
+  registeredAt: string;
+  /** CSI plugins: the node id and topology NodeGetInfo gave (what ControllerPublishVolume and placement need). */
+  csi?: { nodeId: string; topology: Record<string, string>; maxVolumes: number; vendorVersion: string };
 }
 
 export type NodeObject = StoreObject<NodeSpec, NodeStatus>;

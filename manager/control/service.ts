@@ -9,6 +9,7 @@ import { caDigest } from '../ca/tokens.js';
 import { updateNode, type Manager } from './manager.js';
 import { AVAILABILITIES, clusterInput, nodeInput, type Availability, type NodeObject } from './model.js';
 import { quorumCheck } from './quorum.js';
+import { nodePluginsToWire } from './plugins.js';
 import { controlDef } from '../../proto/services.js';
 // Servers and older callers take the contracts from here; clients import proto/services.js.
 export { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../../proto/services.js';
@@ -39,6 +40,7 @@ export function nodeToWire(mgr: Manager, n: NodeObject) {
     created_version: n.createdVersion,
     version: n.version,
     ...nodeLoad(mgr, n),
+    ...nodePluginsToWire(n.status.description),
   };
 }
 

@@ -14,6 +14,8 @@ import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
 import { NetworkViews, serveNetworks } from './network-view.js';
+import { pluginsFromWire } from '../control/plugins.js';
+import { volumeDispatchTable } from '../volumes/dispatch.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 import type { Log } from '../../proto/log.js';
@@ -188,6 +190,18 @@ export class Dispatcher {
           return this.logs?.publish(nodeId, req) ?? { cancelled: true };
         },
       },
+      // What the node has, again (its plugins changed).
+      UpdateDescription: {
+        roles: both,
+        unary: async (req: { session_id: string; description?: WireDescription | null }, ctx) => {
+          const nodeId = ctx.identity!.nodeId;
+          this.session(req.session_id, nodeId);
+          const d = describe(req.description);
+          if (d) await updateNode(this.mgr, nodeId, (n) => (JSON.stringify(d) === JSON.stringify(n.status.description) ? undefined : nodeInput(n, { status: { description: d } })));
+          return {};
+        },
+      },
+      ...volumeDispatchTable(this.mgr, (sid, nodeId) => void this.session(sid, nodeId)),
     };
   }
 
@@ -512,7 +526,7 @@ function describe(d: WireDescription | null | undefined): NodeDescription | unde
   if (!d) return undefined;
   const n = (x: unknown) => (Number.isFinite(Number(x)) && Number(x) > 0 ? Math.floor(Number(x)) : 0);
   const str = (x: unknown) => String(x ?? '').slice(0, 128);
-  return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch) };
+  return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch), ...pluginsFromWire(d) };
 }
 
 interface SessionSender {

@@ -13,6 +13,7 @@ import type { ReplicatedNode } from '../raftnode/node.js';
 import { needsPlacement } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
 import type { StoreEvent } from '../store/types.js';
+import type { VolumeObject } from '../volumes/model.js';
 import { OutcomeGate } from './outcome-gate.js';
 import { ReconcileLoop } from './loop.js';
 import { decidePass } from './pipeline.js';
@@ -39,9 +40,10 @@ export class LeaderComponents {
       new ReconcileLoop({
         name: 'leader pass',
         store,
-        kinds: ['service', 'task', 'node'],
+        // Volumes too: a task with mounts is placed only where its volumes can be attached.
+        kinds: ['service', 'task', 'node', 'volume'],
         relevant: (e) => {
-          if (!taskEvent(e) || e.type !== 'update') return true; // services, nodes; tasks created or deleted
+          if (!taskEvent(e) || e.type !== 'update') return true; // services, nodes, volumes; tasks created or deleted
           // Task progress (accepted .. running) changes no decision; endings, and tasks not yet
           // placed (new, pending), do.
           const st = (e.object as TaskObject).status.state;
@@ -50,7 +52,7 @@ export class LeaderComponents {
         log,
         pass: async () => {
           await gate.settled();
-          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), networks: store.list('network') as NetworkObject[], newId: newTaskId });
+          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), networks: store.list('network') as NetworkObject[], volumes: store.list('volume') as VolumeObject[], newId: newTaskId });
           // The node subnets first: a task's address is never written (nor dispatched) before the
           // subnet it comes from is committed; if that write fails, the pass writes nothing and
           // the next one decides again from the store.

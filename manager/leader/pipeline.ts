@@ -15,6 +15,7 @@ import type { Decisions, View } from '../orchestrator/view.js';
 import { schedule, type Schedule } from '../scheduler/scheduler.js';
 import type { TaskObject } from '../services/model.js';
 import type { ObjectInput, TxnOp } from '../store/types.js';
+import type { VolumeObject } from '../volumes/model.js';
 import { allocatorOps, orchestratorOps, schedulerOps } from './ops.js';
 
 export interface Pass {
@@ -36,6 +37,8 @@ export interface Pass {
  */
 export interface PassView extends View {
   networks?: NetworkObject[];
+  /** The volumes the scheduler places tasks with mounts by. */
+  volumes?: VolumeObject[];
 }
 
 /**
@@ -96,7 +99,7 @@ export function decidePass(v: PassView): Pass {
   const allocations = allocate([...tasks.values()]);
   fold(allocatorOps(allocations, v.now));
   const all = [...tasks.values()];
-  const placed = schedule({ nodes: v.nodes, tasks: all });
+  const placed = schedule({ nodes: v.nodes, tasks: all, ...(v.volumes ? { volumes: v.volumes } : {}) });
   let s = placed;
   let networkOps: TxnOp[] = [];
   if (v.networks) {

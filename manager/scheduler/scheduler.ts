@@ -7,11 +7,15 @@ import type { NodeObject } from '../control/model.js';
 import type { NetworkAddress } from '../networks/model.js';
 import { isTerminal, type TaskObject, type TaskTemplate } from '../services/model.js';
 import { constraintHolds, constraintText, parseConstraint, type Constraint } from './constraints.js';
+import { mountsOf, type VolumeObject } from '../volumes/model.js';
+import { describeVolumeRefusals, noteAssigned, volumePlacementView, volumeRefusal, volumeWait } from '../volumes/placement.js';
 
 export interface ScheduleView {
   nodes: NodeObject[];
   /** Every task (placed ones count against their node's resources and spread). */
   tasks: TaskObject[];
+  /** The volumes: tasks with mounts go only where their volumes can be attached (volumes/placement.ts). */
+  volumes?: VolumeObject[];
 }
 
 export interface Schedule {
@@ -75,6 +79,7 @@ interface Group {
 
 export function schedule(v: ScheduleView): Schedule {
   const out: Schedule = { assign: [], unplaceable: [] };
+  const vv = v.volumes ? volumePlacementView(v.volumes, v.nodes, v.tasks) : undefined;
   const slots = new Map<string, NodeSlot>();
   for (const n of v.nodes) {
     const d = n.status.description;
@@ -124,7 +129,31 @@ export function schedule(v: ScheduleView): Schedule {
     // Tasks placed by their orchestrator (global, slot 0) first, then by slot.
     g.tasks.sort((a, b) => a.spec.slot - b.spec.slot || a.createdVersion - b.createdVersion);
     let tree: SpreadTree | undefined;
+    const withVolumes = !!vv && mountsOf(g.template).length > 0;
     for (const t of g.tasks) {
+      if (withVolumes) {
+        // Volumes narrow the nodes per task (each slot may have its own volume): filtered and
+        // spread per task over the nodes that fit.
+        const wait = volumeWait(t, vv!);
+        const fit: NodeSlot[] = [];
+        const why = new Map<string, number>();
+        const count = (w: string) => why.set(w, (why.get(w) ?? 0) + 1);
+        for (const s of slots.values()) {
+          if (t.nodeId && s.n.id !== t.nodeId) continue;
+          const r = staticWhy.get(s.n.id) ?? (s.freeCpu < cpu ? 'cpu' : s.freeMem < mem ? 'memory' : undefined);
+          const vr = r === undefined ? volumeRefusal(t, s.n, vv!) : undefined;
+          if (r !== undefined) count(nodeReason(r).replace(/^it is /, ''));
+          else if (vr) count(vr);
+          else fit.push(s);
+        }
+        if (wait || fit.length === 0) {
+          out.unplaceable.push({ task: t, reason: wait ?? describeVolumeRefusals(why) });
+          continue;
+        }
+        placeOne(buildTree(fit, prefs, counts), counts, () => true, (x) => take(x, t));
+        noteAssigned(vv!, t, out.assign[out.assign.length - 1]!.nodeId);
+        continue;
+      }
       if (t.nodeId) {
         // Placed by its orchestrator (global): only that node is checked.
         const s = slots.get(t.nodeId);

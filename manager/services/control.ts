@@ -18,6 +18,7 @@ import type { LogBroker } from './logs.js';
 import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
+import { checkServiceMounts } from '../volumes/control.js';
 import { latestRunTasks, scheduleStatusToWire } from './schedule.js';
 
 const M: 'manager'[] = ['manager'];
@@ -151,6 +152,7 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
   cmp('configs', a.task.configs?.map((r) => r.name), b.task.configs?.map((r) => r.name));
   cmp('sidecars', a.task.sidecars, b.task.sidecars);
   cmp('init', a.task.init, b.task.init);
+  cmp('mounts', a.task.mounts, b.task.mounts);
   cmp('update config', a.update, b.update);
   cmp('rollback config', a.rollback, b.rollback);
   if ((a.task.forceUpdate ?? 0) !== (b.task.forceUpdate ?? 0)) out.push('forced redeploy');
@@ -241,6 +243,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
           throw e;
         }
         const labels = checkLabels(req.labels);
+        checkServiceMounts(mgr, req.name, spec);
         // Networks, ports and VIPs are decided under the network lock and written with the service.
         return withNetworkLock(mgr, async () => {
           if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
@@ -326,6 +329,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
           if (e instanceof SpecError) throw invalid(e.message);
           throw e;
         }
+        checkServiceMounts(mgr, s0.name, spec);
         if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
         if (!!spec.schedule !== !!s0.spec.schedule) throw invalid(`service ${s0.name} ${s0.spec.schedule ? 'is a scheduled job: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule: one cannot be added (create a new scheduled job)'}`);
         const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;

@@ -8,6 +8,7 @@ import type { EndpointSpec, NetworkAddress } from '../networks/model.js';
 import { TASK_STATE_ORDER, isTaskState, type TaskState } from '../store/task-states.js';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
+import type { Mount } from '../volumes/model.js';
 import type { JobSchedule, ScheduleStatus } from './schedule.js';
 
 /** One container of a task's pod. */
@@ -75,6 +76,8 @@ export interface TaskTemplate {
   configs?: FileRef[];
   /** The networks (ids, in order: the first gets eth0) the pod joins (manager/networks). */
   networks?: string[];
+  /** Volumes mounted in the main container (manager/volumes). */
+  mounts?: Mount[];
 }
 
 /** A health probe, as Kubernetes defines them. */

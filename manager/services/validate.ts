@@ -22,6 +22,7 @@ import {
   type ServiceSpec,
 } from './model.js';
 import { refToWire, refsFromWire, type WireFileRef } from '../secrets/refs.js';
+import { VolumeSpecError, mountsFromWire, mountsToWire, type WireMount } from '../volumes/validate.js';
 
 export class SpecError extends Error {
   override name = 'SpecError';
@@ -132,6 +133,7 @@ export interface WireSpec extends WireNetworking {
   probes?: WireProbe[];
   secrets?: WireFileRef[];
   configs?: WireFileRef[];
+  mounts?: WireMount[];
   schedule?: WireSchedule | null;
 }
 
@@ -308,6 +310,13 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
     if (e instanceof NetworkSpecError) throw new SpecError(e.message);
     throw e;
   }
+  let mounts;
+  try {
+    mounts = mountsFromWire(w.mounts);
+  } catch (e) {
+    if (e instanceof VolumeSpecError) throw new SpecError(e.message);
+    throw e;
+  }
   const m = mode(w);
   return {
     mode: m,
@@ -330,6 +339,7 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
       ...refsFromWire(w.secrets, w.configs),
       // As written (names or ids): the control API resolves them (manager/networks/resolve.ts).
       ...(net.networks.length ? { networks: net.networks } : {}),
+      ...(mounts.length ? { mounts } : {}),
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
@@ -393,6 +403,7 @@ export function specToWire(s: ServiceSpec): WireSpec {
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
     ...networkingToWire(t.networks, s.endpoint),
+    mounts: mountsToWire(t.mounts),
     schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };
 }

@@ -2,7 +2,7 @@
 // their results, and the change events watchers receive. Everything here is plain data so that it
 // encodes with msgpackr and applies identically on every manager.
 
-export const KINDS = ['node', 'service', 'task', 'network', 'volume', 'secret', 'config', 'cluster'] as const;
+export const KINDS = ['node', 'service', 'task', 'network', 'volume', 'volume-class', 'secret', 'config', 'cluster'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export function isKind(k: unknown): k is Kind {

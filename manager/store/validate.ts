@@ -9,7 +9,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.\-/:]{0,252}$/;
 function checkObject(o: unknown): string | null {
   if (!o || typeof o !== 'object') return 'object is missing';
   const x = o as Partial<ObjectInput>;
-  if (!isKind(x.kind)) return `kind ${JSON.stringify(x.kind)} is not one of node, service, task, network, volume, secret, config, cluster`;
+  if (!isKind(x.kind)) return `kind ${JSON.stringify(x.kind)} is not one of node, service, task, network, volume, volume-class, secret, config, cluster`;
   if (typeof x.id !== 'string' || x.id.length === 0 || x.id.length > 128) return 'id must be a non-empty string of at most 128 characters';
   if (typeof x.name !== 'string' || !NAME_RE.test(x.name)) return `name ${JSON.stringify(x.name)} must be 1-253 characters of letters, digits and _.-/: starting with a letter or digit`;
   if (x.labels !== undefined) {

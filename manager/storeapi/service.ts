@@ -38,7 +38,7 @@ function fail(cb: grpc.sendUnaryData<unknown>, e: unknown): void {
 }
 
 function kindOf(k: string): Kind {
-  if (!isKind(k)) throw new BadRequest(`kind ${JSON.stringify(k)} is not one of node, service, task, network, volume, secret, config, cluster`);
+  if (!isKind(k)) throw new BadRequest(`kind ${JSON.stringify(k)} is not one of node, service, task, network, volume, volume-class, secret, config, cluster`);
   return k;
 }
 

@@ -88,6 +88,21 @@ export class Agent {
     if (!this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
   }
 
+  /** A unary Dispatcher call on the current session (volumes); refused while there is none. */
+  call<T>(method: string, req: object, timeoutMs: number): Promise<T> {
+    const c = this.client;
+    if (!c || !this.sessionId || !this.connected) return Promise.reject(new Error('no session with a manager yet'));
+    return new Promise<T>((res, rej) => c[method]!({ session_id: this.sessionId, ...req }, { deadline: Date.now() + timeoutMs }, (e: grpc.ServiceError | null, r: T) => (e ? rej(new Error(e.details || e.message)) : res(r))));
+  }
+
+  /** The node's description changed (a plugin registered or left): tell the managers. */
+  async describeAgain(): Promise<void> {
+    if (!this.connected) return; // the next session sends it
+    const description = await this.o.description?.();
+    if (!description) return;
+    await this.call('UpdateDescription', { description }, 10_000);
+  }
+
   /** The task left this node: its status is no longer sent. */
   forget(taskId: string): void {
     this.statuses.delete(taskId);

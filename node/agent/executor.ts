@@ -15,6 +15,7 @@ import type { NetworkSync } from './network.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
 import type { CriMount, TaskFiles } from './secrets.js';
 import type { Log } from '../../proto/log.js';
+import type { NodeVolumes } from './volumes.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -37,6 +38,8 @@ export interface ExecutorOptions {
   files?: TaskFiles;
   /** The network plugin's side: a task's attachment before its pod runs, gone after (network.ts). */
   network?: Pick<NetworkSync, 'attach' | 'detach' | 'dnsServers' | 'hold'>;
+  /** The tasks' volumes: staged and published through the node's CSI drivers (node/agent/volumes.ts). */
+  volumes?: NodeVolumes;
 }
 
 interface Found {
@@ -141,11 +144,15 @@ export class Executor {
     }
     // Files of tasks this agent no longer runs (it stopped before it could remove them).
     this.o.files?.sweep(new Set(this.runners.keys()));
+    this.o.volumes?.sweep(new Set(this.runners.keys()));
     // Pods of tasks this node is no longer assigned (removed while the agent was away).
     if (this.found) {
       for (const [tid, f] of this.found) {
         this.o.log(`agent: removing pod ${f.podId.slice(0, 12)} of task ${tid}: no longer assigned to this node`, { taskId: tid });
-        void this.removePod(f.podId, tid, 10).finally(() => this.o.files?.release(tid));
+        void this.removePod(f.podId, tid, 10).finally(() => {
+          this.o.files?.release(tid);
+          void this.o.volumes?.release(tid);
+        });
       }
       this.found.clear();
     }
@@ -320,6 +327,7 @@ class Runner {
         this.o.network?.detach(this.task.id);
       }
       this.o.files?.release(this.task.id);
+      await this.o.volumes?.release(this.task.id);
       this.o.forget(this.task.id);
       return;
     }
@@ -418,6 +426,16 @@ class Runner {
         this.phase = 'ended';
         this.report('rejected', { message: 'its secrets and configs could not be provided', err: (e as Error).message });
         this.o.files?.release(t.id);
+        return;
+      }
+      try {
+        mounts = [...mounts, ...((await this.o.volumes?.prepare(t, () => this.check(), (m) => this.report('preparing', { message: m }))) ?? [])];
+      } catch (e) {
+        if (e instanceof StopRequested) throw e;
+        this.phase = 'ended';
+        this.report('rejected', { message: 'its volumes could not be mounted', err: (e as Error).message });
+        this.o.files?.release(t.id);
+        await this.o.volumes?.release(t.id);
         return;
       }
       const net = this.o.network;
@@ -528,8 +546,10 @@ class Runner {
         await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: this.podId });
       }
     } finally {
-      // The task has ended: its secrets and configs leave the node with it.
+      // The task has ended: its secrets and configs leave the node with it, and its volumes
+      // are let go (once its containers are stopped: a running one keeps the mount busy).
       this.o.files?.release(this.task.id);
+      await this.o.volumes?.release(this.task.id);
     }
     // The pod's network is torn down (or was never made): its addresses may go to another pod.
     this.o.network?.detach(this.task.id);

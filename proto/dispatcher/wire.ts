@@ -9,4 +9,20 @@ export interface WireDescription {
   runtime_version: string;
   os: string;
   arch: string;
+  plugins?: WirePlugin[];
+  plugin_refusals?: { socket: string; reason: string; at: string }[];
+}
+
+/** Plugin: a plugin registered on the node. */
+export interface WirePlugin {
+  kind: string;
+  name: string;
+  endpoint: string;
+  versions: string[];
+  version: string;
+  registered_at: string;
+  csi_node_id: string;
+  csi_topology: Record<string, string>;
+  csi_max_volumes: number;
+  vendor_version: string;
 }

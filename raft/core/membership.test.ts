@@ -3,7 +3,10 @@
 // stepping down, and removed ids that can never come back.
 import t from 'tap';
 import { ConfChangeTransition, ConfChangeType, EntryType, MessageType, Role, type ConfChange } from '../types.js';
+import { encodeConfChange } from './confchange-codec.js';
 import { ConfChangeError } from './errors.js';
+import { MemoryStorage } from './memory-storage.js';
+import { RawNode } from './rawnode.js';
 import { newMessage } from './raft.js';
 import { Network, elect, enc, single } from './test-network.js';
 
@@ -259,5 +262,47 @@ t.test('a removed node holding the only copy of entries the voters need can stil
   t.same(net.node(nl!).appliedData(), ['X'], 'X, which only node 3 had, is committed');
   net.propose(nl!, 'after');
   t.same(net.node(4).appliedData(), ['X', 'after']);
+  t.end();
+});
+
+t.test('a node campaigns only once its committed conf changes are applied, then in the new config (apply-time rule; raft/sim FINDINGS #4)', (t) => {
+  // Node 3 holds the joint entry {3,4,5}&{1,2,3} (2) and its leave (3), knows both committed and
+  // has applied neither: its tracker still says {1,2,3}. Campaigning now would ask 1 and 2 (both
+  // removed) for votes. It must wait until the host has applied them, then ask 4 and 5 only.
+  const storage = new MemoryStorage();
+  storage.applySnapshot({ meta: { index: 1, term: 1, conf: { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } }, data: new Uint8Array(0) });
+  const joint = cc(ConfChangeTransition.Auto, [[AddVoter, 4], [AddVoter, 5], [RemoveNode, 1], [RemoveNode, 2]]);
+  const leave = cc(ConfChangeTransition.Auto, []);
+  storage.append([
+    { term: 1, index: 2, type: EntryType.ConfChange, data: encodeConfChange(joint) },
+    { term: 1, index: 3, type: EntryType.ConfChange, data: encodeConfChange(leave) },
+  ]);
+  storage.setHardState({ term: 1, vote: 0, commit: 3 });
+  let seed = 7;
+  const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+  const rn = new RawNode({ id: 3, storage, random, applied: 1, electionTick: 5, preVote: false });
+  const campaignTo = (): number[] => {
+    const to: number[] = [];
+    while (rn.hasReady()) {
+      const rd = rn.ready();
+      for (const m of rd.messages) if (m.type === MessageType.Vote) to.push(m.to);
+      rn.advance();
+    }
+    return to.sort((a, b) => a - b);
+  };
+  // Take the Ready that hands out entries 2 and 3, but do not apply them yet.
+  const rd = rn.ready();
+  t.same(rd.committedEntries.map((e) => e.index), [2, 3], 'the conf changes are handed out for applying');
+  for (let i = 0; i < 20; i++) rn.tick();
+  rn.step(newMessage({ type: MessageType.TimeoutNow, from: 4, to: 3, term: 1 }));
+  t.equal(rn.status().role, Role.Follower, 'no campaign on election timeout or MsgTimeoutNow while they are unapplied');
+  t.same(rn.raft.msgs.filter((m) => m.type === MessageType.Vote || m.type === MessageType.PreVote), [], 'no vote request waits to be sent');
+  t.same(rn.applyConfChange(joint).votersOutgoing, [1, 2, 3], 'joint applied');
+  t.same(rn.applyConfChange(leave).voters, [3, 4, 5], 'leave applied');
+  rn.advance();
+  t.same(campaignTo(), [], 'nothing sent before the next timeout');
+  for (let i = 0; i < 20 && rn.status().role !== Role.Candidate; i++) rn.tick();
+  t.equal(rn.status().role, Role.Candidate, 'campaigns once they are applied');
+  t.same(campaignTo(), [4, 5], 'asks the voters of {3,4,5} only, never removed 1 and 2');
   t.end();
 });

@@ -367,6 +367,12 @@ export const MUTANTS: Mutant[] = [
     patches: [{ file: RAFT, find: 'if (this.promotable()) return true;\n    return (', replace: 'if (this.promotable()) return true;\n    return false && (' }],
   },
   {
+    id: 'campaign-unapplied-conf',
+    rule: 'membership: a node campaigns only once every committed conf change is applied (apply-time configuration)',
+    what: 'a node campaigns in its applied configuration while committed conf changes are still unapplied (raft/sim FINDINGS #4)',
+    patches: [{ file: RAFT, find: 'if (this.hasUnappliedConfChanges()) {', replace: 'if (this.hasUnappliedConfChanges() && false) {' }],
+  },
+  {
     id: 'leave-joint-drops-learners-next',
     rule: 'joint consensus: demoted voters become learners when the joint config is left',
     what: 'leaving a joint config forgets the voters that were to become learners',

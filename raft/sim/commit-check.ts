@@ -8,7 +8,9 @@
 // from voters whose logs are no more up to date than N's, taking each voter's least up-to-date
 // log (what it may restart with, or what it holds now). If N could, c could be lost: a leader
 // that committed by counting an old-term entry, its own unpersisted entries, a stale ack, a
-// learner or too small a quorum is caught right there.
+// learner or too small a quorum is caught right there. Each log is paired with the configuration
+// the node would campaign with when running that log (campaign-conf.ts): the one of its commit
+// index, in memory or on disk, since the core applies committed conf changes before campaigning.
 import type { ConfState, NodeId } from '../types.js';
 
 /** A (term, index) position at the end of a log. */
@@ -19,14 +21,21 @@ export interface LogEnd {
 
 export interface NodeLogs {
   id: NodeId;
-  /** The configuration the node would campaign with (its applied one). */
-  conf: ConfState;
+  /** The configuration it would campaign with from its log on disk (of its durable commit index). */
+  durableConf: ConfState;
+  /** The configuration it would campaign with from its log in memory (of its commit index; unused if down). */
+  volatileConf: ConfState;
   durable: LogEnd;
   /** Its log in memory (null if the node is down). */
   volatile: LogEnd | null;
   /** Whether each of its logs holds the committed entry (a snapshot at or past it counts). */
   durableHolds: boolean;
   volatileHolds: boolean;
+}
+
+function fmt(c: ConfState): string {
+  const v = `{${c.voters.join(',')}}`;
+  return c.votersOutgoing.length > 0 ? `${v} & {${c.votersOutgoing.join(',')}}` : v;
 }
 
 function le(a: LogEnd, b: LogEnd): boolean {
@@ -38,9 +47,9 @@ function minEnd(n: NodeLogs): LogEnd {
 }
 
 /** Could `cand` (a log ending at `end`) win an election in its configuration? Returns the voters it would win with. */
-function couldWin(cand: NodeLogs, end: LogEnd, byId: Map<NodeId, NodeLogs>): NodeId[] | null {
-  const halves = [cand.conf.voters, cand.conf.votersOutgoing].filter((h) => h.length > 0);
-  if (cand.conf.voters.length === 0) return null;
+function couldWin(cand: NodeLogs, conf: ConfState, end: LogEnd, byId: Map<NodeId, NodeLogs>): NodeId[] | null {
+  const halves = [conf.voters, conf.votersOutgoing].filter((h) => h.length > 0);
+  if (conf.voters.length === 0) return null;
   const grants = new Set<NodeId>();
   for (const half of halves) {
     let yes = 0;
@@ -64,12 +73,12 @@ function couldWin(cand: NodeLogs, end: LogEnd, byId: Map<NodeId, NodeLogs>): Nod
 export function commitCouldBeLost(nodes: NodeLogs[]): string | undefined {
   const byId = new Map(nodes.map((n) => [n.id, n]));
   for (const n of nodes) {
-    const candidates: [string, LogEnd][] = [];
-    if (!n.durableHolds) candidates.push(['its durable log', n.durable]);
-    if (n.volatile && !n.volatileHolds) candidates.push(['its log in memory', n.volatile]);
-    for (const [which, end] of candidates) {
-      const q = couldWin(n, end, byId);
-      if (q) return `node ${n.id} lacks it (${which} ends at ${end.index}/${end.term}) and could be elected by {${q.join(',')}}`;
+    const candidates: [string, LogEnd, ConfState][] = [];
+    if (!n.durableHolds) candidates.push(['its durable log', n.durable, n.durableConf]);
+    if (n.volatile && !n.volatileHolds) candidates.push(['its log in memory', n.volatile, n.volatileConf]);
+    for (const [which, end, conf] of candidates) {
+      const q = couldWin(n, conf, end, byId);
+      if (q) return `node ${n.id} lacks it (${which} ends at ${end.index}/${end.term}) and could be elected by {${q.join(',')}} in ${fmt(conf)}`;
     }
   }
   return undefined;

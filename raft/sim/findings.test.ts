@@ -119,3 +119,9 @@ t.test('restart after a torn, unsynced snapshot write (FINDINGS.md #3)', async (
   storage.setHardState({ term: 3, vote: 1, commit: 17 });
   t.doesNotThrow(() => new RawNode({ id: 1, storage, random: () => 0.5, applied: 24 }));
 });
+
+t.test('the commit check judges a node in the configuration of its commit index (FINDINGS.md #4)', async (t) => {
+  // Each failed "committed entry could be lost" before the check paired a log with the applied
+  // configuration; commit-check.test.ts rebuilds seed 2134's state and shows both judgements.
+  for (const seed of [2134, 2820, 2997, 4240, 5235]) replay(t, seed, 4000);
+});

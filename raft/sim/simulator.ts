@@ -14,9 +14,11 @@
 // node and check-quorum, each within a bound.
 
 import { MemoryStorage, RawNode, Raft, decodeConfChange, type CoreReady } from '../core/index.js';
+import { toConfState } from '../core/tracker.js';
 import { EntryType, MessageType, Role, type ConfChange, type ConfState, type Message, type NodeId } from '../types.js';
 import { CalmPhase, type CalmHost } from './calm.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
+import { confAfter } from './campaign-conf.js';
 import { commitCouldBeLost, type NodeLogs } from './commit-check.js';
 import { planMembershipChange } from './operator.js';
 import { randomPartition } from './partitions.js';
@@ -565,14 +567,24 @@ export class Simulation {
       const sl = s.lastIndex();
       const durable = { index: sl, term: s.term(sl) };
       const dHolds = commit <= s.firstIndex() - 1 ? true : commit <= sl && s.term(commit) === termC;
+      // After a crash the node restarts from its snapshot and applies up to the commit index on
+      // its disk before it may campaign (the store may keep entries below its snapshot).
+      const snap = s.snapshot().meta;
+      const dCommit = Math.min(Math.max(n.disk.durableHs.commit, snap.index), sl);
+      const durableConf = confAfter(snap.conf, dCommit > snap.index ? s.entries(snap.index + 1, dCommit + 1, Infinity) : []);
       let volatile = null;
       let vHolds = true;
+      let volatileConf = durableConf;
       if (n.rn) {
         const v = n.rn.raft.raftLog;
         volatile = { index: v.lastIndex(), term: v.lastTerm() };
         vHolds = commit <= v.firstIndex() - 1 || v.termOrZero(commit) === termC;
+        // The core's configuration now (a snapshot it restored included), plus the committed conf
+        // changes it must apply before it may campaign.
+        const from = Math.max(n.sm.appliedIndex, v.unstable.snapshot?.meta.index ?? 0);
+        volatileConf = confAfter(toConfState(n.rn.raft.trk.config), v.committed > from ? v.slice(from + 1, v.committed + 1, Infinity) : []);
       }
-      views.push({ id: n.id, conf: n.conf, durable, volatile, durableHolds: dHolds, volatileHolds: vHolds });
+      views.push({ id: n.id, durableConf, volatileConf, durable, volatile, durableHolds: dHolds, volatileHolds: vHolds });
     }
     const lost = commitCouldBeLost(views);
     if (lost) throw new Violation('committed entry could be lost', `leader ${l.id} of term ${term} committed index ${commit} (term ${termC}), but ${lost}`);
@@ -647,7 +659,24 @@ export class Simulation {
   private observe(n: SimNode): void {
     if (!n.rn) return;
     const st = n.rn.raft;
+    if ((st.state === Role.Candidate || st.state === Role.PreCandidate) && (st.state !== n.role || st.term !== n.term)) this.checkCampaignConf(n, n.rn);
     this.observeRole(n, st.state, st.term, st.lead);
+  }
+
+  /**
+   * A node campaigns only once it has applied every committed conf change (and installed any
+   * snapshot it restored): it then campaigns in the configuration of its commit index. The
+   * "commit is final" check relies on this (campaign-conf.ts), so it is checked on its own.
+   */
+  private checkCampaignConf(n: SimNode, rn: RawNode): void {
+    const log = rn.raft.raftLog;
+    const snapIdx = log.unstable.snapshot?.meta.index;
+    const from = Math.max(n.sm.appliedIndex, snapIdx ?? 0);
+    const pending = log.committed > from ? log.slice(from + 1, log.committed + 1, Infinity).filter((e) => e.type === EntryType.ConfChange) : [];
+    if (snapIdx !== undefined || pending.length > 0) {
+      const what = snapIdx !== undefined ? `a snapshot at ${snapIdx} not yet installed` : `committed conf changes at ${pending.map((e) => e.index).join(',')} not yet applied`;
+      throw new Violation('campaign with an unapplied configuration', `node ${n.id} became ${rn.raft.state} at term ${rn.raft.term} with ${what} (commit ${log.committed}, applied ${n.sm.appliedIndex})`);
+    }
   }
 
   private observeRole(n: SimNode, role: Role, term: number, lead: NodeId): void {
