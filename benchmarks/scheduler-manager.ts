@@ -21,6 +21,7 @@ import { raftMembershipTable } from '../manager/control/membership.js';
 import { caDef, controlDef, controlTable, dispatcherDef, raftMembershipDef } from '../manager/control/service.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
+import { networksTable } from '../manager/networks/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { TASK_STATE_ORDER, type ServiceObject, type TaskObject } from '../manager/services/model.js';
 import { secureService } from '../manager/security/authz.js';
@@ -83,7 +84,7 @@ const common = { policy: mgr.policy, forwarder: mgr.forwarder };
 // The listener shoald uses (node/listeners.ts), so the benchmark runs through its bounds too.
 const server = apiServer((m) => process.stderr.write(`${m}\n`));
 server.addService(caDef(), secureService(caDef(), { ...caTable(mgr, log), ...dataKeyTable(keeper, log) }, { name: 'CA', ...common }));
-server.addService(controlDef(), secureService(controlDef(), { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log) }, { name: 'Control', ...common }));
+server.addService(controlDef(), secureService(controlDef(), { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...networksTable(mgr, log) }, { name: 'Control', ...common }));
 server.addService(raftMembershipDef(), secureService(raftMembershipDef(), raftMembershipTable(mgr, log), { name: 'RaftMembership', ...common }));
 server.addService(dispatcherDef(), secureService(dispatcherDef(), dispatcher.table(), { name: 'Dispatcher', ...common }));
 server.addService(logBrokerDef(), secureService(logBrokerDef(), logBrokerTable(broker), { name: 'LogBroker', ...common }));

@@ -8,7 +8,7 @@ import { STATE_FILE } from '../lab/state.js';
 import { LAB_DIR_ENV, labExec, labStart, labStatus, labStop, labTarget as findLabTarget, loadLab, type LabTarget } from '../lab/ops.js';
 import { findNode } from '../lab/plan.js';
 import { cli, logTail } from '../lab/shoald.js';
-import { DEMO_SERVICE, LabPreflightError, labUp } from '../lab/up.js';
+import { DEMO_PORT, DEMO_SERVICE, LabPreflightError, labUp } from '../lab/up.js';
 import { withLock } from '../node/state-lock.js';
 import { LAB_IMAGE } from '../lab/registry.js';
 import { formatLogLine } from '../proto/log.js';
@@ -146,6 +146,8 @@ export async function labMain(argv: string[], out = (s: string) => process.stdou
             [`${envHint}shoal --lab node ls`, 'the cluster, from any shell'],
             [`${envHint}shoal --lab service logs ${DEMO_SERVICE}`, "the demo tasks' output, from their nodes"],
             [`${envHint}shoal --lab service create --name web --replicas 3 ${LAB_IMAGE} sleep 1d`, 'a service of your own'],
+            [`${envHint}shoal --lab service create --name client ${LAB_IMAGE} sh -c 'while :; do wget -qO- http://${DEMO_SERVICE}/; sleep 5; done'`, 'a task that reaches the demo by name (see its logs)'],
+            [`shoal lab exec${dirFlag} ${host} -- busybox wget -qO- http://${state.nodes[0]!.address}:${DEMO_PORT}/`, `the demo on port ${DEMO_PORT} of any node`],
             [`shoal lab exec${dirFlag} ${host} -- ip addr`, 'a command on a lab host'],
             [`shoal lab down${dirFlag}`, 'remove every process, namespace and file of the lab'],
           ];

@@ -5,6 +5,7 @@ import { CliError, call, controlClient, localClient, type Target } from './clien
 import { nodeJson, numbers, table } from './format.js';
 import { labMain, labTarget } from './lab.js';
 import { SERVICE_BOOL, SERVICE_FLAGS, serviceCommand, taskCommand, type Flags } from './service.js';
+import { NETWORK_BOOL, NETWORK_FLAGS, networkCommand } from './network.js';
 import { closest, commandNames, helpFor, overview, subcommandsOf, unknownWord } from './help.js';
 import { applyCommand, diffCommand, getCommand } from './apply.js';
 import { eventsCommand } from './events.js';
@@ -21,8 +22,8 @@ interface Parsed {
   flags: Map<string, string[]>;
 }
 
-const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL]);
-const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...VOLUME_FLAGS]);
+const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL, ...NETWORK_BOOL]);
+const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS, ...VOLUME_FLAGS]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -210,6 +211,8 @@ async function run(argv: string[]): Promise<string> {
     case 'secret':
     case 'config':
       return fileCommand(t, cmd, sub, rest, flags(p), json);
+    case 'network':
+      return networkCommand(t, sub, rest, flags(p), json);
     case 'volume':
       return volumeCommand(t, sub, rest, flags(p), json);
     case 'volume-class':

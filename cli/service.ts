@@ -6,6 +6,7 @@ import { duration, bytes, cpus, splitWords } from './units.js';
 import { table } from './format.js';
 import { subcommandsOf, unknownWord } from './help.js';
 import { refsForCreate, updateRefs } from './secret.js';
+import { networkingFromFlags, updateNetworking } from './network.js';
 import { mountsForCreate, updateMounts } from './volume.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -92,6 +93,7 @@ export function taskJson(t: any) {
     healthMessage: t.health_message || null,
     ready: t.ready === null || t.ready === undefined ? null : !!t.ready,
     upToDate: !!t.up_to_date,
+    networks: (t.networks ?? []).map((a: any) => ({ networkId: a.network_id, address: a.address })),
     run: Number(t.job_iteration) || null,
   };
 }
@@ -117,6 +119,7 @@ function serviceJson(s: any) {
     desiredTasks: Number(s.desired_tasks),
     runningTasks: Number(s.running_tasks),
     completedTasks: Number(s.completed_tasks),
+    virtualIps: (s.virtual_ips ?? []).map((a: any) => ({ networkId: a.network_id, address: a.address })),
     schedule: scheduleJson(s.schedule_status),
   };
 }
@@ -231,6 +234,7 @@ export function specFromFlags(f: Flags, image: string, cmd: string[]): any {
     update: updateFromFlags(f, 'update', null),
     rollback: updateFromFlags(f, 'rollback', null),
     probes: probesFromFlags(f, []),
+    ...networkingFromFlags(f),
     schedule: scheduleFromFlags(f, null),
   };
 }
@@ -379,6 +383,7 @@ export async function serviceCommand(t: Target, sub: string | undefined, rest: s
       const cur = await call(c(), 'GetService', { id: rest[0] });
       const spec = updateSpecFromFlags(f, cur.spec);
       updateRefs(f, spec);
+      await updateNetworking(f, spec, async (ref) => (await call(c(), 'GetNetwork', { id: ref })).id);
       updateMounts(f, spec);
       const labels = { ...(cur.labels ?? {}) };
       for (const k of f.all('label-rm')) delete labels[k];

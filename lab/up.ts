@@ -30,6 +30,8 @@ export interface UpOptions {
 }
 
 export const DEMO_SERVICE = 'demo';
+/** The demo's published port, on every node (the routing mesh). */
+export const DEMO_PORT = 8080;
 
 /** `lab up` refused before it made anything: nothing half-built to point at. */
 export class LabPreflightError extends Error {}
@@ -135,7 +137,8 @@ export async function labUp(o: UpOptions): Promise<{ state: LabState; nodes: Nod
   const demo = o.demoReplicas ?? Math.max(2, 2 * o.workers);
   if (demo > 0) {
     step(`starting the demo service: ${demo} replicas of ${LAB_IMAGE}${o.workers > 0 ? ' on the workers' : ''}`);
-    const args = ['service', 'create', '--name', DEMO_SERVICE, '--replicas', String(demo), '--timeout', '2m'];
+    // Published through the routing mesh: port 8080 of every node answers; tasks reach it as `demo`.
+    const args = ['service', 'create', '--name', DEMO_SERVICE, '--replicas', String(demo), '--publish', `${DEMO_PORT}:80`, '--timeout', '2m'];
     if (o.workers > 0) args.push('--constraint', 'node.role==worker');
     args.push(LAB_IMAGE, 'sh', '-c', 'echo "demo task $SHOAL_TASK_NAME on $SHOAL_NODE_HOSTNAME"; exec httpd -f -p 80 -h /www');
     const outText = await cli(first, args, 180_000);

@@ -19,6 +19,7 @@ import { controlTable } from '../manager/control/service.js';
 import { caDef, controlDef, dispatcherDef, localDef, raftMembershipDef } from '../proto/services.js';
 import { Dispatcher } from '../manager/dispatcher/service.js';
 import { servicesTable } from '../manager/services/control.js';
+import { networksTable } from '../manager/networks/control.js';
 import { volumesTable } from '../manager/volumes/control.js';
 import { LogBroker, logBrokerDef, logBrokerTable } from '../manager/services/logs.js';
 import { ApplyTimes, eventsTable } from '../manager/services/events.js';
@@ -32,6 +33,8 @@ import { LogPublisher } from './agent/logs.js';
 import type { Log, LogFields } from '../proto/log.js';
 import { criClient, type CriClient } from './cri/client.js';
 import { RuntimeChild } from './runtime-child.js';
+import { NetworkChild, writeCniFiles } from './network-child.js';
+import { NetworkSync } from './agent/network.js';
 import { StateLock } from './state-lock.js';
 import { decodeBackup } from '../proto/backup-file.js';
 import { adoptNewGroup } from '../manager/recovery/adopt.js';
@@ -69,6 +72,9 @@ export interface DaemonOptions {
   /** The CRI runtime to drive (`unix:///run/containerd/containerd.sock`); default: start the
    * built-in shoal-runtime as a child on DIR/cri.sock. */
   criEndpoint?: string;
+  /** The network plugin to use (`unix:///PATH.sock`, speaking proto/network); default: start the
+   * built-in shoal-net as a child on DIR/plugins/network.sock. */
+  networkEndpoint?: string;
   /** Registries the built-in runtime reaches over plain HTTP. */
   insecureRegistries?: string[];
   /** Cgroup under which the built-in runtime puts pods (default /shoal). */
@@ -117,6 +123,8 @@ export class Daemon {
   private volumesSession = '';
   private keeper?: DataKeyKeeper;
   private runtime?: RuntimeChild;
+  private netChild?: NetworkChild;
+  private network?: NetworkSync;
   private cri?: CriClient;
   private gossip?: NodeGossip;
   private gossipStarting = false;
@@ -434,6 +442,8 @@ export class Daemon {
     await this.executor?.removeAll().catch((e) => this.log(`shoald: removing the tasks' pods on leave: ${(e as Error).message}`));
     this.files?.removeAll();
     await this.volumes?.releaseAll().catch((e) => this.log(`shoald: releasing the node's volumes on leave: ${(e as Error).message}`));
+    // Its pods are gone: so are its bridges, VXLAN devices, routes and nft tables.
+    await this.stopNetwork(true);
     await this.stopMember();
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
@@ -461,6 +471,7 @@ export class Daemon {
     const nodeId = this.id!.nodeId;
     await this.startPlugins(nodeId, epoch);
     const logRoot = this.state.path('logs');
+    const network = this.startNetwork(nodeId);
     let agent!: Agent;
     const files = new TaskFiles({ stateDir: this.state.dir, log: (m) => this.log(m) });
     this.files = files;
@@ -476,6 +487,7 @@ export class Daemon {
     this.volumes = volumes;
     const executor = new Executor({
       files,
+      network,
       volumes,
       cri,
       nodeId,
@@ -505,6 +517,7 @@ export class Daemon {
       description: () => describeNode(cri, this.plugins),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
+      onNetworks: (m) => network.onView(m),
       log: (m, f) => this.log(m, f),
     });
     this.agent = agent;
@@ -538,6 +551,44 @@ export class Daemon {
     this.cri = criClient(rt.endpoint);
     this.log(`shoald: built-in runtime (shoal-runtime) serving CRI on ${rt.endpoint}`);
     return this.cri;
+  }
+
+  /**
+   * The node's network plugin: the built-in shoal-net as a child (or --network-endpoint), the
+   * runtime's CNI files pointing at it, and the agent's side of its contract.
+   */
+  private startNetwork(nodeId: string): NetworkSync {
+    let socket: string;
+    let ready: Promise<void> | undefined;
+    if (this.o.networkEndpoint) {
+      socket = this.o.networkEndpoint.slice('unix://'.length);
+      this.log(`shoald: pods get their networks from the network plugin at ${this.o.networkEndpoint}`);
+    } else {
+      const child = new NetworkChild({ stateDir: this.state.dir, underlayAddr: this.advertiseHost, log: (m) => this.log(m) });
+      this.netChild = child;
+      socket = child.socket;
+      if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(this.advertiseHost)) {
+        this.log(`shoald: the advertise address ${this.advertiseHost} is not an IPv4 address: the built-in network plugin needs one (VXLAN peers); tasks on this node cannot get a network. Start shoald with --advertise IPV4:PORT`);
+      } else {
+        ready = child.start().then(
+          () => this.log(`shoald: built-in network plugin (shoal-net) serving on unix://${child.socket}`),
+          (e) => this.log(`shoald: the built-in network plugin did not start: ${(e as Error).message}; tasks on this node wait for it`),
+        );
+      }
+    }
+    writeCniFiles(this.state.dir, socket);
+    const net = new NetworkSync({ socket, nodeId, ready, log: (m) => this.log(m) });
+    this.network = net;
+    return net;
+  }
+
+  private async stopNetwork(teardown = false): Promise<void> {
+    this.network?.stop();
+    this.network = undefined;
+    const c = this.netChild;
+    this.netChild = undefined;
+    await c?.stop();
+    if (teardown) c?.teardown();
   }
 
   private async stopRuntime(): Promise<void> {
@@ -652,7 +703,7 @@ export class Daemon {
       dispatcher.logs = broker;
       keeper.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
@@ -909,6 +960,8 @@ export class Daemon {
     // The containers keep running: a restarted shoald finds them again.
     this.executor?.stop();
     this.executor = undefined;
+    // The data path stays: pods keep their network while shoald and its plugin are away.
+    await this.stopNetwork();
     await this.stopRuntime();
     await this.stopManager();
     await this.stopPlugins();

@@ -12,12 +12,12 @@ import { joinHostPort, splitHostPort } from './ports.js';
 import { DhtConfigError, parseDhtFlag, resolveDht } from './discovery/config.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T] | --join-dht [--token-file F | --token T]] [--dht=true|false] [--dht-bootstrap HOST:PORT[,...]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--csi-pool DIR] [--metrics-addr HOST:PORT|off] [--log-level debug|info|warn|error] [--log-format json|text] [--force-new-cluster | --restore BACKUP]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T] | --join-dht [--token-file F | --token T]] [--dht=true|false] [--dht-bootstrap HOST:PORT[,...]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--network-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--csi-pool DIR] [--metrics-addr HOST:PORT|off] [--log-level debug|info|warn|error] [--log-format json|text] [--force-new-cluster | --restore BACKUP]\n`);
   process.exit(2);
 }
 
 function parse(argv: string[]) {
-  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined, metricsAddr: '127.0.0.1:9323', logLevel: 'info' as LogLevel, logFormat: defaultFormat(process.stderr.isTTY) as LogFormat, joinDht: false, dht: true, dhtBootstrap: undefined as string | undefined, csiPool: undefined as string | undefined };
+  const a = { stateDir: '/var/lib/shoal', listen: '0.0.0.0:4242', advertise: '', hostname: hostname(), init: false, join: '', token: undefined as string | undefined, tokenFile: undefined as string | undefined, raftPort: undefined as number | undefined, gossipPort: undefined as number | undefined, gossipPreset: 'lan' as PresetName, criEndpoint: undefined as string | undefined, networkEndpoint: undefined as string | undefined, insecureRegistries: [] as string[], cgroupParent: '/shoal', forceNewCluster: false, restore: undefined as string | undefined, metricsAddr: '127.0.0.1:9323', logLevel: 'info' as LogLevel, logFormat: defaultFormat(process.stderr.isTTY) as LogFormat, joinDht: false, dht: true, dhtBootstrap: undefined as string | undefined, csiPool: undefined as string | undefined };
   for (let i = 0; i < argv.length; i++) {
     let f = argv[i]!;
     // --dht=false and --dht-bootstrap=LIST read as --dht false, --dht-bootstrap LIST
@@ -53,6 +53,12 @@ function parse(argv: string[]) {
         const e = v();
         if (!/^unix:\/\/\/\S+$/.test(e)) usage(`--cri-endpoint must be unix:///absolute/path.sock, got ${e}`);
         a.criEndpoint = e;
+        break;
+      }
+      case '--network-endpoint': {
+        const e = v();
+        if (!/^unix:\/\/\/\S+$/.test(e)) usage(`--network-endpoint must be unix:///absolute/path.sock, got ${e}`);
+        a.networkEndpoint = e;
         break;
       }
       case '--insecure-registry': a.insecureRegistries.push(v()); break;
@@ -171,7 +177,7 @@ async function main(): Promise<void> {
   if (a.dhtWarning) log(`shoald: warning: ${a.dhtWarning}`);
   else if (!a.dhtConfig) log('shoald: the DHT is off (--dht=false): this node neither announces nor looks up managers by token');
   else log(`shoald: DHT bootstrap ${a.dhtConfig.public ? "Hyperswarm's public nodes" : a.dhtConfig.bootstrap.join(',')}`);
-  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, forceNewCluster: a.forceNewCluster, restore: a.restore, dht: a.dhtConfig, csiPool: a.csiPool, log });
+  const d = new Daemon({ stateDir: a.stateDir, listen: a.listen, advertise: a.advertise, hostname: a.hostname, raftPort: a.raftPort, gossipPort: a.gossipPort, gossipPreset: a.gossipPreset, criEndpoint: a.criEndpoint, networkEndpoint: a.networkEndpoint, insecureRegistries: a.insecureRegistries, cgroupParent: a.cgroupParent, forceNewCluster: a.forceNewCluster, restore: a.restore, dht: a.dhtConfig, csiPool: a.csiPool, log });
   await d.start();
   // Stopping is bounded (open streams get a grace period, then are closed); a second signal
   // exits at once.

@@ -208,8 +208,11 @@ export class NetworkPlugin {
       if (!att) throw new PluginError(CNI.TRY_AGAIN_LATER, `no network attachment for ${this.podId(pod)} on node ${this.state.node_id}: the agent pushes a task's attachment before it runs the pod; try again later`);
       const nets = new Map(localNets(this.state).map((n) => [n.net.id, n]));
       const names = podIfnames(pod.ifname, att.networks.length);
-      const used = new Map<string, string>();
-      for (const e of this.endpoints.values()) for (const i of e.ifaces) used.set(i.address, e.taskId);
+      const used = new Map<string, [string, Endpoint]>();
+      for (const [k, e] of this.endpoints) for (const i of e.ifaces) used.set(i.address, [k, e]);
+      const wanted = new Set(this.state.attachments.map((a) => a.task_id));
+      // Pods holding one of this task's addresses whose own task the agent no longer attaches.
+      const stale = new Map<string, Endpoint>();
       const mtu = overlayMtu(this.underlay!);
       const ifaces: EndpointIface[] = att.networks.map((na, idx) => {
         const n = nets.get(na.network_id);
@@ -219,12 +222,32 @@ export class NetworkPlugin {
         if (!contains(n.nodeSubnet, ip) || ip === n.nodeSubnet.base || ip === n.nodeSubnet.base + 1 || ip === last) {
           throw new PluginError(CNI.INVALID_CONFIG, `task ${att.task_id}: address ${na.address} is not a task address of this node's subnet ${fmtIp(n.nodeSubnet.base)}/${n.nodeSubnet.bits} of network ${n.net.name || n.net.id}`);
         }
-        const other = used.get(na.address);
-        if (other) throw new PluginError(CNI.INVALID_CONFIG, `task ${att.task_id}: address ${na.address} is already used by task ${other} on this node`);
+        const holder = used.get(na.address);
+        if (holder) {
+          const [hk, other] = holder;
+          // The agent still attaches the other task: its pod is live; the agent waits for it to go
+          // before it pushes another task with the address, so this is a caller's mistake.
+          if (wanted.has(other.taskId)) throw new PluginError(CNI.INVALID_CONFIG, `task ${att.task_id}: address ${na.address} is still used by task ${other.taskId}'s pod (container ${other.containerId}) on this node, whose attachment the agent still holds; DEL that pod first`);
+          stale.set(hk, other);
+        }
         const podIfname = names[idx]!;
         const hostVeth = vethName(pod.container_id, podIfname);
         return { networkId: n.net.id, vni: n.net.vni, podIfname, hostVeth, address: na.address, prefix: n.nodeSubnet.bits, gateway: n.gateway, podMac: podMac(na.address), hostMac: hostMac(hostVeth) };
       });
+      // A pod of a task the agent no longer attaches (it gave the address to this task: it knows
+      // of no pod of its own holding it) is one nobody will DEL: e.g. its runtime was killed
+      // between this ADD and recording the pod. Its interfaces go and the address is this task's.
+      for (const [hk, old] of stale) {
+        try {
+          await unplumb(old);
+        } catch (e) {
+          throw new PluginError(CNI.DATAPATH_FAILURE, `task ${att.task_id}: address ${old.ifaces.map((i) => i.address).join(', ')} is held by the stale pod ${old.containerId} of task ${old.taskId} (no longer attached by the agent), whose interfaces could not be removed: ${(e as Error).message}`);
+        }
+        this.endpoints.delete(hk);
+        this.podRules.delete(hk);
+        this.hostLinksSig = '';
+        this.log(`pod ${old.containerId} (task ${old.taskId}) held ${old.ifaces.map((i) => i.address).join(', ')}, but the agent no longer attaches task ${old.taskId} and gave the address to task ${att.task_id}: removed its interfaces (a pod nobody tears down, e.g. its runtime was killed while creating it)`);
+      }
       const ep: Endpoint = { containerId: pod.container_id, ifname: pod.ifname, netns: pod.netns, taskId: att.task_id, ifaces, mtu };
       // Recorded before anything is made: a crash half-way leaves a record the next reconcile or
       // DEL cleans up, never an interface nobody knows.

@@ -85,6 +85,17 @@ services:
     image: agent:1
     mode: global
 `],
+  ['networks, endpoint modes and published ports', `stack: net
+services:
+  api:
+    image: api:1
+    networks: [backend, front]
+    ports: ["8080:80", "53:5353/udp,mode=host", {published: 9090, target: 90}]
+  db:
+    image: db:1
+    networks: [backend]
+    endpointMode: dnsrr
+`],
 ];
 
 t.test('every ServiceSpec field of the API is a manifest field', async (t) => {

@@ -14,7 +14,7 @@ const STACK_LABEL = 'io.shoal.stack';
  * test compares this list with the .proto. force_update is the one left out on purpose (a
  * `service update --force` counter, not part of a declared spec; apply keeps it).
  */
-export const MANIFEST_SPEC_FIELDS = ['mode', 'replicas', 'completions', 'max_concurrent', 'main', 'sidecars', 'init', 'reservations', 'limits', 'constraints', 'spread', 'restart', 'stop_grace_period_ms', 'stop_signal', 'update', 'rollback', 'probes', 'schedule', 'secrets', 'configs', 'mounts', 'force_update'];
+export const MANIFEST_SPEC_FIELDS = ['mode', 'replicas', 'completions', 'max_concurrent', 'main', 'sidecars', 'init', 'reservations', 'limits', 'constraints', 'spread', 'restart', 'stop_grace_period_ms', 'stop_signal', 'update', 'rollback', 'probes', 'schedule', 'secrets', 'configs', 'mounts', 'networks', 'endpoint_mode', 'ports', 'force_update'];
 
 const num = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : Number(v));
 
@@ -144,6 +144,9 @@ export function serviceManifest(spec: any, labels: Record<string, string> = {}):
   if (spec.sidecars?.length) o.sidecars = spec.sidecars.map((c: any) => containerOut(c, true));
   if (spec.secrets?.length) o.secrets = spec.secrets.map(fileRefOut);
   if (spec.configs?.length) o.configs = spec.configs.map(fileRefOut);
+  if (spec.networks?.length) o.networks = [...spec.networks];
+  if (spec.endpoint_mode) o.endpointMode = spec.endpoint_mode;
+  if (spec.ports?.length) o.ports = spec.ports.map((p: any) => ({ published: num(p.published_port), target: num(p.target_port), protocol: p.protocol || 'tcp', mode: p.publish_mode || 'ingress' }));
   if (spec.mounts?.length) o.mounts = spec.mounts.map(mountOut);
   return o;
 }

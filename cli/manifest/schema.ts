@@ -8,19 +8,21 @@
 import { isScalar, isSeq } from 'yaml';
 import { CliError } from '../client.js';
 import { bytes, cpus, duration, splitWords } from '../units.js';
+import { parsePublish } from '../network.js';
 import { At, Fields, bool, int, list, oneOf, required, shown, str, word, words } from './walk.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
 export const MODES = ['replicated', 'global', 'replicated-job', 'global-job'] as const;
 export const TOP_FIELDS = ['stack', 'services', 'secrets', 'configs'] as const;
-export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs', 'mounts'] as const;
+export const SERVICE_FIELDS = ['image', 'command', 'entrypoint', 'env', 'workdir', 'user', 'labels', 'mode', 'replicas', 'completions', 'maxConcurrent', 'constraints', 'spread', 'reserve', 'limit', 'restart', 'stopGracePeriod', 'stopSignal', 'liveness', 'readiness', 'startup', 'update', 'rollback', 'init', 'sidecars', 'schedule', 'secrets', 'configs', 'networks', 'endpointMode', 'ports', 'mounts'] as const;
 export const CONTAINER_FIELDS = ['name', 'image', 'command', 'entrypoint', 'env', 'workdir', 'user'] as const;
 const RESOURCE_FIELDS = ['cpu', 'memory'];
 const RESTART_FIELDS = ['condition', 'delay', 'maxAttempts', 'window'];
 const UPDATE_FIELDS = ['parallelism', 'delay', 'order', 'failureAction', 'monitor', 'maxFailureRatio'];
 const PROBE_FIELDS = ['exec', 'http', 'tcp', 'delay', 'period', 'timeout', 'successes', 'failures'];
 const FILE_REF_FIELDS = ['name', 'target', 'uid', 'gid', 'mode'];
+const PORT_FIELDS = ['published', 'target', 'protocol', 'mode'];
 const MOUNT_FIELDS = ['type', 'source', 'target', 'readonly', 'class', 'size'];
 const SCHEDULE_FIELDS = ['cron', 'timezone', 'concurrency', 'startingDeadline', 'keepSucceeded', 'keepFailed', 'suspend'];
 export const PROBE_KINDS = ['liveness', 'readiness', 'startup'] as const;
@@ -236,6 +238,33 @@ function fileRefs(at: At, kind: 'secret' | 'config'): any[] {
 }
 
 /**
+ * ports: a list of --publish values (`8080:80`, `53:53/udp,mode=host`), or of mappings with
+ * published, target, protocol (tcp|udp) and mode (ingress|host), as render.ts writes them.
+ */
+function ports(at: At): any[] {
+  const items = list(at, 'a list of published ports: "PUBLISHED:TARGET[/udp][,mode=host]", or mappings with published, target, protocol, mode') ?? [];
+  const out: any[] = [];
+  for (const x of items) {
+    if (isScalar(x.at.node)) {
+      const v = str(x.at, 'a published port like "8080:80"');
+      if (v === undefined) continue;
+      try {
+        out.push(parsePublish(v));
+      } catch (e) {
+        if (!(e instanceof CliError)) throw e;
+        x.at.problem(`expected PUBLISHED:TARGET[/tcp|udp][,mode=ingress|host], like "8080:80", got ${JSON.stringify(v)}`);
+      }
+      continue;
+    }
+    const f = Fields.of(x.at, PORT_FIELDS, 'a published port: "PUBLISHED:TARGET", or a mapping with published, target, protocol, mode');
+    if (!f) continue;
+    if (!required(f.get('published'), 'the port published on the nodes') || !required(f.get('target'), "the port in the service's tasks")) continue;
+    out.push({ protocol: oneOf(f.get('protocol'), ['tcp', 'udp'] as const) ?? 'tcp', target_port: int(f.get('target'), 1) ?? 0, published_port: int(f.get('published'), 1) ?? 0, publish_mode: oneOf(f.get('mode'), ['ingress', 'host'] as const) ?? 'ingress' });
+  }
+  return out;
+}
+
+/**
  * mounts: a list of {source, target, readonly} (a named volume) or {class, size, source, target}
  * (a volume per slot), as --mount's fields. The cluster checks the rest (a source or a class, the
  * volume or class exists): its answer is placed on the line by apply.ts.
@@ -313,6 +342,9 @@ export function serviceOf(name: string, at: At): ManifestService | undefined {
     schedule: schedule(f.get('schedule')),
     secrets: fileRefs(f.get('secrets'), 'secret'),
     configs: fileRefs(f.get('configs'), 'config'),
+    networks: words(f.get('networks'), 'a list of network names') ?? [],
+    endpoint_mode: oneOf(f.get('endpointMode'), ['vip', 'dnsrr'] as const) ?? '',
+    ports: ports(f.get('ports')),
     mounts: mounts(f.get('mounts')),
   };
   if (at.doc.problems.length > start) return undefined;

@@ -1,7 +1,6 @@
-// The allocator's decision: a new task gets what it needs from the cluster's pools before the
-// scheduler sees it, and moves NEW -> PENDING. Today a task needs nothing from a pool yet (the
-// network issue adds addresses here), so it only moves tasks on; a task let go before it was
-// placed ends as shutdown here, since no agent will ever report on it.
+// The allocator's first decision: a new task moves NEW -> PENDING; a task let go before it was
+// placed ends as shutdown here, since no agent will ever report on it. Its addresses are decided
+// with its placement (placement.ts), since they come from its node's subnet of each network.
 import { TASK_STATE_ORDER, type TaskObject } from '../services/model.js';
 
 export interface AllocUpdate {

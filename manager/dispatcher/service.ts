@@ -13,6 +13,7 @@ import { heartbeatsMissed, sources } from '../metrics.js';
 import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
+import { NetworkViews, serveNetworks } from './network-view.js';
 import { pluginsFromWire } from '../control/plugins.js';
 import { volumeDispatchTable } from '../volumes/dispatch.js';
 import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
@@ -69,9 +70,12 @@ export class Dispatcher {
   files?: (nodeId: string) => NodeFiles;
   private flushTimer?: NodeJS.Timeout;
   private readonly expiry: NodeJS.Timeout;
+  /** What each node's network plugin needs (network-view.ts). */
+  private readonly networkViews: NetworkViews;
 
   constructor(private readonly mgr: Manager, private readonly log: Log, readonly heartbeatMs = HEARTBEAT_MS) {
     sources.dispatcher = () => ({ sessions: this.sessions.size });
+    this.networkViews = new NetworkViews(mgr.raft.store);
     this.expiry = setInterval(() => {
       const now = Date.now();
       for (const s of this.sessions.values()) {
@@ -86,6 +90,7 @@ export class Dispatcher {
     clearInterval(this.expiry);
     delete sources.dispatcher;
     clearTimeout(this.flushTimer);
+    this.networkViews.stop();
     for (const s of this.sessions.values()) s.end('the manager is stopping');
     for (const end of [...this.streamEnders]) end();
     this.taskWatch?.cancel();
@@ -155,6 +160,14 @@ export class Dispatcher {
           for (const u of mine) this.queue(u.task_id, nodeId, u);
           this.scheduleFlush();
           return {};
+        },
+      },
+      Networks: {
+        roles: both,
+        stream: (call, ctx) => {
+          const nodeId = ctx.identity!.nodeId;
+          const s = this.session((call.request as { session_id: string }).session_id, nodeId);
+          return serveNetworks(this.networkViews, call, nodeId, s.ended);
         },
       },
       LogSubscriptions: {

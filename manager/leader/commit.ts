@@ -4,6 +4,7 @@
 import type { ReplicatedNode } from '../raftnode/node.js';
 import type { TxnOp } from '../store/types.js';
 import { decisions } from '../metrics.js';
+import { UnknownOutcomeError } from '../raftnode/errors.js';
 
 /** Ops per transaction: well under the store's limit, and a few hundred KiB per raft entry. */
 export const CHUNK = 500;
@@ -23,7 +24,15 @@ export function chunkGroups(groups: TxnOp[][], chunk = CHUNK): TxnOp[][] {
   return parts;
 }
 
-export async function commitOps(raft: ReplicatedNode, ops: TxnOp[] | TxnOp[][], chunk = CHUNK): Promise<void> {
+/** Some transactions of a pass failed; `unknownOutcome`: some may still commit (raft's timeout). */
+export class CommitError extends Error {
+  constructor(msg: string, readonly unknownOutcome: boolean) {
+    super(msg);
+    this.name = 'CommitError';
+  }
+}
+
+export async function commitOps(raft: Pick<ReplicatedNode, 'propose'>, ops: TxnOp[] | TxnOp[][], chunk = CHUNK): Promise<void> {
   if (ops.length === 0) return;
   const groups = Array.isArray(ops[0]) ? (ops as TxnOp[][]) : (ops as TxnOp[]).map((op) => [op]);
   const parts = chunkGroups(groups, chunk);
@@ -33,6 +42,6 @@ export async function commitOps(raft: ReplicatedNode, ops: TxnOp[] | TxnOp[][], 
   });
   const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed.length > 0) {
-    throw new Error(`${failed.length} of ${parts.length} transaction(s) failed, first: ${(failed[0]!.reason as Error).message}`);
+    throw new CommitError(`${failed.length} of ${parts.length} transaction(s) failed, first: ${(failed[0]!.reason as Error).message}`, failed.some((r) => r.reason instanceof UnknownOutcomeError));
   }
 }

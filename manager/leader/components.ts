@@ -6,6 +6,7 @@
 // moves.
 import { randomBytes } from 'node:crypto';
 import type { NodeObject } from '../control/model.js';
+import type { NetworkObject } from '../networks/model.js';
 import { cronLoop } from '../orchestrator/cron.js';
 import { recordLeadership } from './leadership.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
@@ -13,7 +14,7 @@ import { needsPlacement } from '../scheduler/scheduler.js';
 import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
 import type { StoreEvent } from '../store/types.js';
 import type { VolumeObject } from '../volumes/model.js';
-import { commitOps } from './commit.js';
+import { OutcomeGate } from './outcome-gate.js';
 import { ReconcileLoop } from './loop.js';
 import { decidePass } from './pipeline.js';
 
@@ -33,6 +34,8 @@ export class LeaderComponents {
     const taskEvent = (e: StoreEvent) => e.object.kind === 'task';
     // One loop, one pass at a time: orchestrate, allocate and schedule over one view, one write
     // per task (pipeline.ts). It runs on any change that can alter one of the three decisions.
+    // No pass decides while a write of an earlier one may still commit (outcome-gate.ts).
+    const gate = new OutcomeGate(raft);
     this.loops = [
       new ReconcileLoop({
         name: 'leader pass',
@@ -48,8 +51,13 @@ export class LeaderComponents {
         },
         log,
         pass: async () => {
-          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), volumes: store.list('volume') as VolumeObject[], newId: newTaskId });
-          await commitOps(raft, p.groups);
+          await gate.settled();
+          const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), networks: store.list('network') as NetworkObject[], volumes: store.list('volume') as VolumeObject[], newId: newTaskId });
+          // The node subnets first: a task's address is never written (nor dispatched) before the
+          // subnet it comes from is committed; if that write fails, the pass writes nothing and
+          // the next one decides again from the store.
+          await gate.commit(p.networkOps);
+          await gate.commit(p.groups);
           const d = p.orchestrator;
           if (d.notes.length > 0) log(`orchestrator: ${d.notes.length <= 5 ? d.notes.join('; ') : `${d.notes.slice(0, 5).join('; ')}; and ${d.notes.length - 5} more`}`);
           const s = p.schedule;

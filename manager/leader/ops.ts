@@ -41,7 +41,9 @@ export function allocatorOps(updates: AllocUpdate[], now: number): TxnOp[] {
 export function schedulerOps(s: Schedule, now: number): TxnOp[] {
   const ops: TxnOp[] = [];
   for (const a of s.assign) {
-    ops.push({ op: 'update', object: taskInput(a.task, { nodeId: a.nodeId, status: statusAt(a.task, 'assigned', now, 'assigned to a node') }), expectVersion: a.task.version });
+    // Its addresses go in the same write as its placement: never dispatched without them.
+    const spec = a.networks ? { networks: a.networks } : undefined;
+    ops.push({ op: 'update', object: taskInput(a.task, { spec, nodeId: a.nodeId, status: statusAt(a.task, 'assigned', now, 'assigned to a node') }), expectVersion: a.task.version });
   }
   for (const u of s.unplaceable) {
     if (u.task.status.message === u.reason) continue; // say it once, not on every pass

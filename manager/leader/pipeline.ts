@@ -4,7 +4,12 @@
 // of 10,000 replicas costs 10,000 task writes in the raft log, not 30,000 (create, then pending,
 // then assigned, each rewriting the whole task). Each stage is still its own pure function
 // (orchestrate, allocate, schedule) with its own ops (ops.ts); this only composes them.
+// Addresses come with the placement (allocator/placement.ts): each placed task's addresses are
+// in the same write as its node, and the node subnets they come from are in `networkOps`, which
+// the leader commits before the tasks (a failed network write leaves the tasks unwritten).
 import { allocate, type AllocUpdate } from '../allocator/allocator.js';
+import { placeNetworks, withAddresses } from '../allocator/placement.js';
+import type { NetworkObject } from '../networks/model.js';
 import { orchestrate } from '../orchestrator/orchestrate.js';
 import type { Decisions, View } from '../orchestrator/view.js';
 import { schedule, type Schedule } from '../scheduler/scheduler.js';
@@ -22,6 +27,18 @@ export interface Pass {
    * most one op per task. An update carries the version the task had in the view.
    */
   groups: TxnOp[][];
+  /** Node subnets the addresses in `groups` come from: commit these first, and `groups` only if they commit. */
+  networkOps: TxnOp[];
+}
+
+/**
+ * The leader's view with its networks. Without `networks` (the stages' own tests, which have no
+ * network part) no addresses are decided; the leader always passes them.
+ */
+export interface PassView extends View {
+  networks?: NetworkObject[];
+  /** The volumes the scheduler places tasks with mounts by. */
+  volumes?: VolumeObject[];
 }
 
 /**
@@ -45,11 +62,6 @@ function asTask(inp: ObjectInput, prev: TaskObject | undefined): TaskObject {
   if (inp.serviceId) t.serviceId = inp.serviceId;
   if (inp.nodeId) t.nodeId = inp.nodeId;
   return t;
-}
-
-/** The pass's view: the orchestrator's, and the volumes the scheduler places tasks with mounts by. */
-export interface PassView extends View {
-  volumes?: VolumeObject[];
 }
 
 export function decidePass(v: PassView): Pass {
@@ -86,7 +98,18 @@ export function decidePass(v: PassView): Pass {
   };
   const allocations = allocate([...tasks.values()]);
   fold(allocatorOps(allocations, v.now));
-  const s = schedule({ nodes: v.nodes, tasks: [...tasks.values()], ...(v.volumes ? { volumes: v.volumes } : {}) });
+  const all = [...tasks.values()];
+  const placed = schedule({ nodes: v.nodes, tasks: all, ...(v.volumes ? { volumes: v.volumes } : {}) });
+  let s = placed;
+  let networkOps: TxnOp[] = [];
+  if (v.networks) {
+    // The services as the orchestrator leaves them (a rollback restores a spec with its ports).
+    const changed = new Map(d.services.filter((c) => c.spec).map((c) => [c.service.id, { ...c.service, spec: c.spec! }]));
+    const services = v.services.map((x) => changed.get(x.id) ?? x);
+    const net = placeNetworks({ networks: v.networks, services, nodes: v.nodes, tasks: all }, placed.assign);
+    networkOps = net.networkOps;
+    s = withAddresses(placed, net);
+  }
   fold(schedulerOps(s, v.now));
-  return { orchestrator: d, allocations, schedule: s, groups };
+  return { orchestrator: d, allocations, schedule: s, groups, networkOps };
 }

@@ -4,6 +4,7 @@
 // the fewest tasks of the service, then the fewest tasks overall. A task that fits nowhere stays
 // pending with a reason an operator can act on. Pure: the leader's loop commits the result.
 import type { NodeObject } from '../control/model.js';
+import type { NetworkAddress } from '../networks/model.js';
 import { isTerminal, type TaskObject, type TaskTemplate } from '../services/model.js';
 import { constraintHolds, constraintText, parseConstraint, type Constraint } from './constraints.js';
 import { mountsOf, type VolumeObject } from '../volumes/model.js';
@@ -18,7 +19,8 @@ export interface ScheduleView {
 }
 
 export interface Schedule {
-  assign: { task: TaskObject; nodeId: string }[];
+  /** `networks`: the task's addresses, set by the allocator (allocator/placement.ts) before the commit. */
+  assign: { task: TaskObject; nodeId: string; networks?: NetworkAddress[] }[];
   /** Tasks that fit nowhere now, with why (written to the task's status message). */
   unplaceable: { task: TaskObject; reason: string }[];
 }

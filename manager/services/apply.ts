@@ -13,7 +13,9 @@ import type { Manager } from '../control/manager.js';
 import type { MethodSpec } from '../security/authz.js';
 import { RpcError, aborted, invalid } from '../security/errors.js';
 import type { TxnOp } from '../store/types.js';
-import { checkLabels, describeChange, newService, serviceToWire, services, specChange, tasksOf } from './control.js';
+import { checkLabels, describeChange, newService, newServiceId, serviceToWire, services, specChange, tasksOf } from './control.js';
+import { withNetworkLock } from '../networks/control.js';
+import { NetworkError, networkingBatch, resolveServiceNetworking, withNetworkIds } from '../networks/resolve.js';
 import { stableJson, templateKey, type ServiceObject, type ServiceSpec } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
 import { guardOps, resolveRefs } from '../secrets/refs.js';
@@ -164,89 +166,121 @@ export function applyTable(mgr: Manager, keeper: DataKeyKeeper, log: (m: string)
       roles: ['manager'],
       leader: true,
       unary: async (req: ApplyReq) => {
-        const store = mgr.raft.store;
-        const steps = plan(req, services(mgr), (spec, planned) => resolveRefs(store, spec, planned), storeFiles(mgr, keeper));
-        const now = Date.now();
-        const ops: TxnOp[] = [];
-        // Secrets and configs first (created, relabelled): the services below may refer to them.
-        const created = new Set<string>();
-        // Each secret or config a service newly refers to must still exist when the transaction
-        // commits (guardOps moves its version); several services may take up the same one: once.
-        const guarded = new Set<string>();
-        for (const st of steps) {
-          if (st.kind === 'service') continue;
-          if (st.action === 'create') {
-            created.add(st.id!);
-            if (req.dry_run) continue; // nothing is proposed: nothing to seal
-            // Sealed here, on the leader: the raft log, the WAL and the snapshots only see ciphertext.
-            const spec = st.kind === 'secret' ? { sealed: keeper.key().seal(st.data!, secretAad(st.id!)) } : { data: st.data! };
-            ops.push({ op: 'create', object: { kind: st.kind, id: st.id!, name: st.name, labels: st.labels!, spec, status: { createdAt: now } } });
-          } else if (st.action === 'update') {
-            const c = st.current!;
-            guarded.add(`${c.kind}/${c.id}`); // this write moves its version already
-            ops.push({ op: 'update', object: { kind: c.kind, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status }, expectVersion: c.version });
+        // Networks, ports and VIPs are decided under the network lock (as create and update).
+        return withNetworkLock(mgr, async () => {
+          const store = mgr.raft.store;
+          // Networks by name compared as the ids the cluster stores (the default one when none).
+          const steps = plan(req, services(mgr), (spec, planned) => withNetworkIds(store, resolveRefs(store, spec, planned)), storeFiles(mgr, keeper));
+          const now = Date.now();
+          const ops: TxnOp[] = [];
+          // Every changed service's networking resolved over one IPAM plan: its VIPs, the default
+          // network created once (first in the transaction), ports checked among the stack too.
+          const batch = networkingBatch(store);
+          const netOps: TxnOp[] = [];
+          const problems: string[] = [];
+          const networking = (id: string, name: string, spec: ServiceSpec, current?: ServiceObject) => {
+            try {
+              const n = resolveServiceNetworking(store, { serviceId: id, name, spec, current, now, newId: newServiceId, batch });
+              netOps.push(...n.ops);
+              return n;
+            } catch (e) {
+              if (!(e instanceof NetworkError)) throw e;
+              problems.push(`service ${name}: ${e.message}`);
+              return undefined;
+            }
+          };
+          // Secrets and configs first (created, relabelled): the services below may refer to them.
+          const created = new Set<string>();
+          // Each secret or config a service newly refers to must still exist when the transaction
+          // commits (guardOps moves its version); several services may take up the same one: once.
+          const guarded = new Set<string>();
+          for (const st of steps) {
+            if (st.kind === 'service') continue;
+            if (st.action === 'create') {
+              created.add(st.id!);
+              if (req.dry_run) continue; // nothing is proposed: nothing to seal
+              // Sealed here, on the leader: the raft log, the WAL and the snapshots only see ciphertext.
+              const spec = st.kind === 'secret' ? { sealed: keeper.key().seal(st.data!, secretAad(st.id!)) } : { data: st.data! };
+              ops.push({ op: 'create', object: { kind: st.kind, id: st.id!, name: st.name, labels: st.labels!, spec, status: { createdAt: now } } });
+            } else if (st.action === 'update') {
+              const c = st.current!;
+              guarded.add(`${c.kind}/${c.id}`); // this write moves its version already
+              ops.push({ op: 'update', object: { kind: c.kind, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status }, expectVersion: c.version });
+            }
           }
-        }
-        const guard = (prev: ServiceSpec | undefined, next: ServiceSpec) => {
-          for (const op of guardOps(store, prev, next, created)) {
-            const key = op.op === 'update' ? `${op.object.kind}/${op.object.id}` : JSON.stringify(op);
-            if (guarded.has(key)) continue;
-            guarded.add(key);
-            ops.push(op);
+          const guard = (prev: ServiceSpec | undefined, next: ServiceSpec) => {
+            for (const op of guardOps(store, prev, next, created)) {
+              const key = op.op === 'update' ? `${op.object.kind}/${op.object.id}` : JSON.stringify(op);
+              if (guarded.has(key)) continue;
+              guarded.add(key);
+              ops.push(op);
+            }
+          };
+          for (const st of steps) {
+            if (st.kind !== 'service') continue;
+            if (st.action === 'create') {
+              const id = newServiceId();
+              const n = networking(id, st.name, st.spec!);
+              if (!n) continue;
+              ops.push({ op: 'create', object: newService(st.name, st.labels!, n.spec, now, { id, vips: n.vips }) });
+              guard(undefined, n.spec);
+            } else if (st.action === 'update') {
+              const c = st.current!;
+              if (stableJson(st.spec) === stableJson(c.spec)) {
+                guard(c.spec, st.spec!);
+                ops.push({ op: 'update', object: { kind: 'service' as const, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status }, expectVersion: c.version });
+                continue;
+              }
+              const n = networking(c.id, c.name, st.spec!, c);
+              if (!n) continue;
+              guard(c.spec, n.spec);
+              ops.push({ op: 'update', object: specChange(c, n.spec, st.detail, false, st.labels, now, n.vips), expectVersion: c.version });
+            } else if (st.action === 'prune') ops.push({ op: 'delete', kind: 'service', id: st.current!.id, expectVersion: st.current!.version });
           }
-        };
-        for (const st of steps) {
-          if (st.kind !== 'service') continue;
-          if (st.action === 'create') {
-            ops.push({ op: 'create', object: newService(st.name, st.labels!, st.spec!, now) });
-            guard(undefined, st.spec!);
-          } else if (st.action === 'update') {
-            const c = st.current!;
-            guard(c.spec, st.spec!);
-            const object = stableJson(st.spec) === stableJson(c.spec) ? { kind: 'service' as const, id: c.id, name: c.name, labels: st.labels!, spec: c.spec, status: c.status } : specChange(c, st.spec!, st.detail, false, st.labels, now);
-            ops.push({ op: 'update', object, expectVersion: c.version });
-          } else if (st.action === 'prune') ops.push({ op: 'delete', kind: 'service', id: st.current!.id, expectVersion: st.current!.version });
-        }
-        // Pruned secrets and configs last, at the version the plan saw: a service that took one up
-        // meanwhile moved it, and the whole apply is refused (apply again).
-        for (const st of steps) if (st.kind !== 'service' && st.action === 'prune') ops.push({ op: 'delete', kind: st.kind, id: st.current!.id, expectVersion: st.current!.version });
-        let version = mgr.raft.store.applied;
-        const written = new Map<string, ServiceObject>();
-        if (!req.dry_run && ops.length > 0) {
-          try {
-            const r = await mgr.raft.propose(ops);
-            version = r.version;
-            for (const o of r.objects) if (o?.kind === 'service') written.set(o.name, o as ServiceObject);
-          } catch (e) {
-            const code = (e as { conflict?: { code?: string } }).conflict?.code;
-            if (code === 'version-mismatch' || code === 'name-taken' || code === 'exists' || code === 'not-found') throw aborted(`the cluster changed while applying (${(e as Error).message}); nothing was written: apply again`);
-            throw e;
+          // Pruned secrets and configs last, at the version the plan saw: a service that took one up
+          // meanwhile moved it, and the whole apply is refused (apply again).
+          for (const st of steps) if (st.kind !== 'service' && st.action === 'prune') ops.push({ op: 'delete', kind: st.kind, id: st.current!.id, expectVersion: st.current!.version });
+          if (problems.length > 0) throw invalid(problems.length === 1 ? problems[0]! : `${problems.length} problems:\n${problems.join('\n')}`);
+          // The default network's creation first: the services below join it.
+          ops.unshift(...netOps);
+          let version = mgr.raft.store.applied;
+          const written = new Map<string, ServiceObject>();
+          if (!req.dry_run && ops.length > 0) {
+            try {
+              const r = await mgr.raft.propose(ops);
+              version = r.version;
+              for (const o of r.objects) if (o?.kind === 'service') written.set(o.name, o as ServiceObject);
+            } catch (e) {
+              const code = (e as { conflict?: { code?: string } }).conflict?.code;
+              if (code === 'version-mismatch' || code === 'name-taken' || code === 'exists' || code === 'not-found') throw aborted(`the cluster changed while applying (${(e as Error).message}); nothing was written: apply again`);
+              throw e;
+            }
+            const counts = ['create', 'update', 'prune'].map((a) => `${steps.filter((s) => s.action === a).length} ${a === 'prune' ? 'pruned' : `${a}d`}`).join(', ');
+            // Names and counts only: a secret's data is never logged.
+            const fileNames = steps.filter((s) => s.kind !== 'service' && s.action !== 'unchanged').map((s) => `${s.kind} ${s.name} ${s.action}`);
+            log(`control: applied${req.stack ? ` stack ${req.stack}` : ''}: ${counts}${fileNames.length ? ` (${fileNames.join(', ')})` : ''}`);
           }
-          const counts = ['create', 'update', 'prune'].map((a) => `${steps.filter((s) => s.action === a).length} ${a === 'prune' ? 'pruned' : `${a}d`}`).join(', ');
-          // Names and counts only: a secret's data is never logged.
-          const fileNames = steps.filter((s) => s.kind !== 'service' && s.action !== 'unchanged').map((s) => `${s.kind} ${s.name} ${s.action}`);
-          log(`control: applied${req.stack ? ` stack ${req.stack}` : ''}: ${counts}${fileNames.length ? ` (${fileNames.join(', ')})` : ''}`);
-        }
-        const nodes = mgr.nodes();
-        return {
-          applied: !req.dry_run,
-          version,
-          changes: steps.map((st) => {
-            // A secret's or config's data is never answered: its name, what happens, its size.
-            if (st.kind !== 'service') return { kind: st.kind, name: st.name, action: st.action, detail: st.detail, rolls: false, current: null, desired: null, service: null };
-            const after = written.get(st.name) ?? st.current;
-            return {
-              kind: st.kind,
-              name: st.name,
-              action: st.action,
-              detail: st.detail,
-              rolls: st.rolls,
-              current: st.current ? { name: st.current.name, labels: st.current.labels, spec: specToWire(st.current.spec) } : null,
-              desired: st.spec ? { name: st.name, labels: st.labels ?? {}, spec: specToWire(st.spec) } : null,
-              service: after && st.action !== 'prune' ? serviceToWire(after, tasksOf(mgr, after.id), nodes) : null,
-            };
-          }),
-        };
+          const nodes = mgr.nodes();
+          return {
+            applied: !req.dry_run,
+            version,
+            changes: steps.map((st) => {
+              // A secret's or config's data is never answered: its name, what happens, its size.
+              if (st.kind !== 'service') return { kind: st.kind, name: st.name, action: st.action, detail: st.detail, rolls: false, current: null, desired: null, service: null };
+              const after = written.get(st.name) ?? st.current;
+              return {
+                kind: st.kind,
+                name: st.name,
+                action: st.action,
+                detail: st.detail,
+                rolls: st.rolls,
+                current: st.current ? { name: st.current.name, labels: st.current.labels, spec: specToWire(st.current.spec) } : null,
+                desired: st.spec ? { name: st.name, labels: st.labels ?? {}, spec: specToWire(st.spec) } : null,
+                service: after && st.action !== 'prune' ? serviceToWire(after, tasksOf(mgr, after.id), nodes) : null,
+              };
+            }),
+          };
+        });
       },
     },
   };

@@ -11,6 +11,9 @@ import { jobProgress } from '../orchestrator/jobs.js';
 import { MAX_REVISIONS } from '../orchestrator/updater.js';
 import type { MethodSpec } from '../security/authz.js';
 import { aborted, alreadyExists, invalid, notFound, precondition } from '../security/errors.js';
+import { networkRpcError, withNetworkLock } from '../networks/control.js';
+import { resolveServiceNetworking } from '../networks/resolve.js';
+import type { NetworkAddress } from '../networks/model.js';
 import type { LogBroker } from './logs.js';
 import { isRunnable, isTerminal, stableJson, taskDisplayName, templateKey, type ServiceObject, type ServiceSpec, type ServiceStatus, type TaskObject } from './model.js';
 import { SpecError, checkServiceName, specFromWire, specToWire, type WireSpec } from './validate.js';
@@ -92,6 +95,7 @@ export function serviceToWire(s: ServiceObject, tasks: TaskObject[], nodes: Node
       ? { state: s.status.update.state, started_at_ms: s.status.update.startedAt, completed_at_ms: s.status.update.completedAt ?? 0, message: s.status.update.message }
       : null,
     revision: s.status?.revision ?? 1,
+    virtual_ips: (s.status?.vips ?? []).map((v) => ({ network_id: v.networkId, address: v.address })),
     schedule_status: s.spec.schedule ? scheduleStatusToWire(s.status?.schedule, s.spec.schedule, Date.now()) : null,
   };
 }
@@ -122,6 +126,7 @@ export function taskToWire(t: TaskObject, nodes: Map<string, NodeObject>, curren
     health_message: t.status.healthMessage ?? '',
     ready: t.status.ready ?? null,
     up_to_date: !!current && t.spec.templateKey === templateKey(current.spec.task),
+    networks: (t.spec.networks ?? []).map((a) => ({ network_id: a.networkId, address: a.address })),
     job_iteration: t.spec.iteration ?? 0,
   };
 }
@@ -156,21 +161,27 @@ export function describeChange(a: ServiceSpec, b: ServiceSpec): string {
 }
 
 /** A new service object: revision 1 of its spec. */
-export function newService(name: string, labels: Record<string, string>, spec: ServiceSpec, now: number): ObjectInput {
-  const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }] };
-  return { kind: 'service', id: randId(), name, labels, spec, status };
+export function newService(name: string, labels: Record<string, string>, spec: ServiceSpec, now: number, net?: { id: string; vips: NetworkAddress[] }): ObjectInput {
+  const status: ServiceStatus = { createdAt: now, updatedAt: now, revision: 1, revisions: [{ revision: 1, spec, at: now, change: 'created' }], ...(net ? { vips: net.vips } : {}) };
+  return { kind: 'service', id: net?.id ?? randId(), name, labels, spec, status };
+}
+
+/** A new id for a service (its VIPs are allocated for it before it is written). */
+export function newServiceId(): string {
+  return randId();
 }
 
 /**
  * The service with a new spec (an update, a rollback, an apply): a new revision in the kept
  * history, and a rolling update started when the task template changed.
  */
-export function specChange(s: ServiceObject, spec: ServiceSpec, change: string, rollback: boolean, labels: Record<string, string> | undefined, now: number): ObjectInput {
+export function specChange(s: ServiceObject, spec: ServiceSpec, change: string, rollback: boolean, labels: Record<string, string> | undefined, now: number, vips?: NetworkAddress[]): ObjectInput {
   const revision = (s.status?.revision ?? 1) + 1;
   const revisions = [...(s.status?.revisions ?? [{ revision: s.status?.revision ?? 1, spec: s.spec, at: s.status?.createdAt ?? now, change: 'created' }]), { revision, spec, at: now, change }].slice(-MAX_REVISIONS);
   const rolls = templateKey(spec.task) !== templateKey(s.spec.task);
   const status: ServiceStatus = {
     ...s.status,
+    ...(vips ? { vips } : {}),
     updatedAt: now,
     revision,
     revisions,
@@ -189,9 +200,17 @@ async function writeSpec(mgr: Manager, s0: ServiceObject, next: (s: ServiceObjec
     const s = attempt === 0 ? s0 : resolveService(mgr, s0.id);
     if (expect && s.version !== expect) throw aborted(`service ${s.name} changed meanwhile (version ${s.version}, not ${expect}): read it again and retry`);
     const n = next(s);
+    const now = Date.now();
+    // Its networks resolved and VIPs given (the caller holds the network lock).
+    let net;
     try {
-      const r = await mgr.raft.propose([{ op: 'update', object: specChange(s, n.spec, n.change, n.rollback, labels, Date.now()), expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, n.spec)]);
-      return r.objects[0] as ServiceObject;
+      net = resolveServiceNetworking(mgr.raft.store, { serviceId: s.id, name: s.name, spec: n.spec, current: s, now, newId: randId });
+    } catch (e) {
+      throw networkRpcError(e);
+    }
+    try {
+      const r = await mgr.raft.propose([...net.ops, { op: 'update', object: specChange(s, net.spec, n.change, n.rollback, labels, now, net.vips), expectVersion: s.version }, ...guardOps(mgr.raft.store, s.spec, net.spec)]);
+      return r.objects[net.ops.length] as ServiceObject;
     } catch (e) {
       if (expect || (e as { conflict?: { code?: string } }).conflict?.code !== 'version-mismatch' || attempt >= 5) throw e;
     }
@@ -225,17 +244,27 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         }
         const labels = checkLabels(req.labels);
         checkServiceMounts(mgr, req.name, spec);
-        if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
-        const now = Date.now();
-        try {
-          const r = await mgr.raft.propose([{ op: 'create', object: newService(req.name, labels, spec, now) }, ...guardOps(mgr.raft.store, undefined, spec)]);
-          const s = r.objects[0] as ServiceObject;
-          log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}`);
-          return serviceToWire(s, [], mgr.nodes());
-        } catch (e) {
-          if ((e as { conflict?: { code?: string } }).conflict?.code === 'name-taken') throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already`);
-          throw e;
-        }
+        // Networks, ports and VIPs are decided under the network lock and written with the service.
+        return withNetworkLock(mgr, async () => {
+          if (mgr.raft.store.getByName('service', req.name)) throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already: choose another name, or "shoal service rm ${req.name}" first`);
+          const now = Date.now();
+          const id = randId();
+          let net;
+          try {
+            net = resolveServiceNetworking(mgr.raft.store, { serviceId: id, name: req.name, spec: spec!, now, newId: randId });
+          } catch (e) {
+            throw networkRpcError(e);
+          }
+          try {
+            const r = await mgr.raft.propose([...net.ops, { op: 'create', object: newService(req.name, labels, net.spec, now, { id, vips: net.vips }) }, ...guardOps(mgr.raft.store, undefined, net.spec)]);
+            const s = r.objects[net.ops.length] as ServiceObject;
+            log(`control: created service ${s.name} (${s.id}), ${s.spec.mode.type}${net.vips.length ? `, VIP ${net.vips.map((v) => v.address).join(', ')}` : ''}`);
+            return serviceToWire(s, [], mgr.nodes());
+          } catch (e) {
+            if ((e as { conflict?: { code?: string } }).conflict?.code === 'name-taken') throw alreadyExists(`a service named ${JSON.stringify(req.name)} exists already`);
+            throw e;
+          }
+        });
       },
     },
     ListServices: {
@@ -304,13 +333,13 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
         if (spec.mode.type !== s0.spec.mode.type) throw invalid(`service ${s0.name} is ${s0.spec.mode.type}: its mode cannot change to ${spec.mode.type}; create a new service`);
         if (!!spec.schedule !== !!s0.spec.schedule) throw invalid(`service ${s0.name} ${s0.spec.schedule ? 'is a scheduled job: its schedule cannot be removed (suspend it, or remove the service)' : 'has no schedule: one cannot be added (create a new scheduled job)'}`);
         const labels = req.labels && Object.keys(req.labels).length > 0 ? checkLabels(req.labels) : undefined;
-        const s = await writeSpec(mgr, s0, (cur) => {
+        const s = await withNetworkLock(mgr, () => writeSpec(mgr, s0, (cur) => {
           const next: ServiceSpec = { ...spec, task: { ...spec.task } };
           const force = (cur.spec.task.forceUpdate ?? 0) + (req.force ? 1 : 0);
           if (force > 0) next.task.forceUpdate = force;
           else delete next.task.forceUpdate;
           return { spec: next, change: describeChange(cur.spec, next), rollback: false };
-        }, Number(req.version) || undefined, labels);
+        }, Number(req.version) || undefined, labels));
         log(`control: updated service ${s.name} to revision ${s.status.revision}${s.status.update?.state === 'updating' && s.status.update.startedAt === s.status.updatedAt ? ' (rolling update)' : ''}`);
         return serviceToWire(s, tasksOf(mgr, s.id), mgr.nodes());
       },
@@ -321,7 +350,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
       unary: async (req: { id: string; to_revision: number }) => {
         const s0 = resolveService(mgr, req.id);
         const want = Number(req.to_revision) || 0;
-        const s = await writeSpec(mgr, s0, (cur) => {
+        const s = await withNetworkLock(mgr, () => writeSpec(mgr, s0, (cur) => {
           const revs = cur.status?.revisions ?? [];
           const target = want ? revs.find((r) => r.revision === want) : revs.length >= 2 ? revs[revs.length - 2] : undefined;
           if (!target) {
@@ -330,7 +359,7 @@ export function servicesTable(mgr: Manager, broker: LogBroker, log: (m: string) 
               : precondition(`service ${cur.name} has no previous revision to roll back to`);
           }
           return { spec: target.spec, change: `rollback to revision ${target.revision}`, rollback: true };
-        });
+        }));
         log(`control: rolling back service ${s.name}: ${s.status.revisions?.at(-1)?.change}`);
         return serviceToWire(s, tasksOf(mgr, s.id), mgr.nodes());
       },

@@ -4,6 +4,7 @@
 // created, with a desired state the managers write and an observed state the agent reports.
 // Everything here is plain data (msgpack in the raft log) so every manager applies it alike.
 import { createHash } from 'node:crypto';
+import type { EndpointSpec, NetworkAddress } from '../networks/model.js';
 import { TASK_STATE_ORDER, isTaskState, type TaskState } from '../store/task-states.js';
 import type { ObjectInput, StoreObject } from '../store/types.js';
 import type { FileRef } from '../secrets/model.js';
@@ -73,6 +74,8 @@ export interface TaskTemplate {
   /** Secrets and configs, as files in the main container (manager/secrets). */
   secrets?: FileRef[];
   configs?: FileRef[];
+  /** The networks (ids, in order: the first gets eth0) the pod joins (manager/networks). */
+  networks?: string[];
   /** Volumes mounted in the main container (manager/volumes). */
   mounts?: Mount[];
 }
@@ -123,6 +126,8 @@ export interface ServiceSpec {
   /** Absent on services created before rolling updates existed: the defaults apply. */
   update?: UpdateConfig;
   rollback?: UpdateConfig;
+  /** How the service is reached: a VIP or DNS round robin, and its published ports. */
+  endpoint?: EndpointSpec;
   /** Jobs only: start a run of the job at each tick (schedule.ts). */
   schedule?: JobSchedule;
 }
@@ -154,6 +159,8 @@ export interface ServiceStatus {
   revisions?: Revision[];
   /** The rollout of the latest template change, if any. */
   update?: UpdateStatus;
+  /** Its virtual IPs, one per network (VIP mode), allocated with each spec change. */
+  vips?: NetworkAddress[];
   /** Scheduled jobs: the runs started, going and kept (schedule.ts). */
   schedule?: ScheduleStatus;
 }
@@ -204,6 +211,8 @@ export interface TaskSpec {
    * counts them the same.
    */
   restarts: number[];
+  /** Its address on each network of the template, decided with its placement (the allocator). */
+  networks?: NetworkAddress[];
   /** Scheduled jobs: the run (iteration) this task belongs to. */
   iteration?: number;
 }

@@ -3,6 +3,7 @@
 // and what to write instead. Nothing is written unless this passes.
 import { constants as osConstants } from 'node:os';
 import { ConstraintError, parseConstraint } from '../scheduler/constraints.js';
+import { NetworkSpecError, networkingFromWire, networkingToWire, type WireNetworking } from '../networks/wire.js';
 import { CronError } from '../orchestrator/cron-expr.js';
 import { ScheduleError, scheduleFromWire, scheduleToWire, type WireSchedule } from './schedule.js';
 import {
@@ -111,7 +112,7 @@ export interface WireProbe {
   success_threshold?: number | null;
   failure_threshold?: number | null;
 }
-export interface WireSpec {
+export interface WireSpec extends WireNetworking {
   mode?: string;
   replicas?: number | null;
   completions?: number | null;
@@ -302,6 +303,13 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
   if (limits.memoryBytes && reservations.memoryBytes && reservations.memoryBytes > limits.memoryBytes) throw new SpecError(`reservations.memory (${reservations.memoryBytes}) is above limits.memory (${limits.memoryBytes})`);
   if (limits.cpuMillis && reservations.cpuMillis && reservations.cpuMillis > limits.cpuMillis) throw new SpecError(`reservations.cpu (${reservations.cpuMillis}m) is above limits.cpu (${limits.cpuMillis}m)`);
   const stopSignal = signalName(w.stop_signal);
+  let net;
+  try {
+    net = networkingFromWire(w);
+  } catch (e) {
+    if (e instanceof NetworkSpecError) throw new SpecError(e.message);
+    throw e;
+  }
   let mounts;
   try {
     mounts = mountsFromWire(w.mounts);
@@ -329,10 +337,13 @@ export function specFromWire(w: WireSpec | null | undefined): ServiceSpec {
       ...(w.force_update ? { forceUpdate: count(w.force_update, 'force update', 0) } : {}),
       ...(w.probes?.length ? { probes: probes(w.probes) } : {}),
       ...refsFromWire(w.secrets, w.configs),
+      // As written (names or ids): the control API resolves them (manager/networks/resolve.ts).
+      ...(net.networks.length ? { networks: net.networks } : {}),
       ...(mounts.length ? { mounts } : {}),
     },
     update: updateConfig(w.update, 'update', DEFAULT_UPDATE),
     rollback: updateConfig(w.rollback, 'rollback', DEFAULT_ROLLBACK),
+    endpoint: net.endpoint,
     ...(w.schedule ? { schedule: schedule(w.schedule, m.type) } : {}),
   };
 }
@@ -391,6 +402,7 @@ export function specToWire(s: ServiceSpec): WireSpec {
     probes: (t.probes ?? []).map(probeToWire),
     secrets: (t.secrets ?? []).map(refToWire),
     configs: (t.configs ?? []).map(refToWire),
+    ...networkingToWire(t.networks, s.endpoint),
     mounts: mountsToWire(t.mounts),
     schedule: s.schedule ? scheduleToWire(s.schedule) : null,
   };

@@ -10,6 +10,7 @@ import type { TaskReport } from './executor.js';
 import type { LogPublisher, Subscription } from './logs.js';
 import type { TaskFiles, WireFileData } from './secrets.js';
 import type { Log } from '../../proto/log.js';
+import type { NetworksMessage } from '../../manager/dispatcher/network-view.js';
 
 export interface ManagerRef {
   node_id: string;
@@ -44,6 +45,8 @@ export interface AgentOptions {
   logs?: LogPublisher;
   /** Holds the secrets and configs sent with the assignments (in memory only, never saved). */
   files?: Pick<TaskFiles, 'reset' | 'apply'>;
+  /** Gets the Networks stream: what this node's network plugin must know (network.ts). */
+  onNetworks?(m: NetworksMessage): void;
   log: Log;
 }
 
@@ -220,6 +223,7 @@ export class Agent {
           this.o.log(`agent: session ${m.session_id} with manager ${addr}`);
           beat(info.heartbeatMs);
           this.openAssignments(c, finish);
+          if (this.o.onNetworks) this.openNetworks(c, this.o.onNetworks);
           if (this.o.logs) this.openLogSubscriptions(c, this.o.logs);
           for (const id of this.statuses.keys()) this.unsent.add(id);
           if (this.unsent.size > 0 && !this.flushTimer) this.flushTimer = setTimeout(() => void this.flush(), 100);
@@ -257,6 +261,17 @@ export class Agent {
     s.on('error', (e: grpc.ServiceError) => finish(new Error(`assignments: ${e.details ?? e.message}`)));
     // The manager ends the stream when its store is replaced by a snapshot: start a new session.
     s.on('end', () => finish(new Error('assignments: the manager ended the stream')));
+  }
+
+  /** The view of the cluster this node's network plugin needs: full, then changes. */
+  private openNetworks(c: Client, onView: (m: NetworksMessage) => void): void {
+    const s = c.Networks({ session_id: this.sessionId });
+    this.cleanup.push(() => s.cancel());
+    s.on('data', (m: NetworksMessage) => onView(m));
+    // The session goes on without it (a manager of an older version); the next session asks again.
+    s.on('error', (e: grpc.ServiceError) => {
+      if (e.code !== grpc.status.CANCELLED) this.o.log(`agent: the managers' network view: ${e.details ?? e.message}`);
+    });
   }
 
   /** The manager's log subscriptions for this node's tasks; lines go back with PublishLogs. */

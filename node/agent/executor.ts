@@ -11,6 +11,7 @@ import { CONTAINER_STATE, type CriClient } from '../cri/client.js';
 import { sources } from '../../manager/metrics.js';
 import { ImagePuller } from './images.js';
 import { containerConfig, podConfig } from './pod.js';
+import type { NetworkSync } from './network.js';
 import { TaskProbes, type ProbeVerdict } from './probes.js';
 import type { CriMount, TaskFiles } from './secrets.js';
 import type { Log } from '../../proto/log.js';
@@ -35,6 +36,8 @@ export interface ExecutorOptions {
   pollMs?: number;
   /** The tasks' secrets and configs as files (node/agent/secrets.ts). */
   files?: TaskFiles;
+  /** The network plugin's side: a task's attachment before its pod runs, gone after (network.ts). */
+  network?: Pick<NetworkSync, 'attach' | 'detach' | 'dnsServers' | 'hold'>;
   /** The tasks' volumes: staged and published through the node's CSI drivers (node/agent/volumes.ts). */
   volumes?: NodeVolumes;
 }
@@ -93,6 +96,19 @@ export class Executor {
           const f = found.get(c.labels?.[LABELS.taskId]);
           if (f && c.pod_sandbox_id === f.podId) f.containers.set(c.labels[LABELS.container] ?? c.metadata?.name, { id: c.id, state: c.state });
         }
+        // Their addresses stay theirs until their pods are gone: the managers may have released
+        // them (the task ended or was given up while the agent was away) for another task here.
+        if (this.o.network) {
+          for (const [tid, f] of found) {
+            try {
+              // The pod's IPs (its first interface's; assign() adds the task's others).
+              const st = (await this.o.cri.runtime.PodSandboxStatus({ pod_sandbox_id: f.podId })).status;
+              this.o.network.hold(tid, [st?.network?.ip, ...(st?.network?.additional_ips ?? []).map((x: any) => x.ip)].filter((x): x is string => !!x));
+            } catch {
+              /* gone meanwhile */
+            }
+          }
+        }
         this.found = found;
         if (found.size > 0) this.o.log(`agent: found ${found.size} pod(s) of earlier tasks in the runtime`);
         break;
@@ -113,7 +129,9 @@ export class Executor {
       const t = raw as TaskObject;
       let r = this.runners.get(id);
       if (!r) {
-        r = new Runner(this, t, this.found?.get(id));
+        const f = this.found?.get(id);
+        if (f && t.spec.networks?.length) this.o.network?.hold(id, t.spec.networks.map((a) => a.address));
+        r = new Runner(this, t, f);
         this.found?.delete(id);
         this.runners.set(id, r);
       }
@@ -169,8 +187,10 @@ export class Executor {
       await Promise.all(ctrs.filter((c: any) => c.state === CONTAINER_STATE.running).map((c: any) => this.o.cri.runtime.StopContainer({ container_id: c.id, timeout: graceSec }, (graceSec + 30) * 1000)));
       await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: podId });
       await this.o.cri.runtime.RemovePodSandbox({ pod_sandbox_id: podId });
+      if (taskId) this.o.network?.detach(taskId);
     } catch (e) {
       if ((e as { code?: number }).code !== 5) this.o.log(`agent: removing pod ${podId.slice(0, 12)} failed: ${(e as Error).message}`);
+      else if (taskId) this.o.network?.detach(taskId);
     }
     if (taskId) rmSync(join(this.o.logRoot, taskId), { recursive: true, force: true });
   }
@@ -302,7 +322,10 @@ class Runner {
     if (this.detached) return;
     if (this.gone) {
       if (this.podId) await this.ex.removePod(this.podId, this.task.id, this.graceSec());
-      else this.removeLogs();
+      else {
+        this.removeLogs();
+        this.o.network?.detach(this.task.id);
+      }
       this.o.files?.release(this.task.id);
       await this.o.volumes?.release(this.task.id);
       this.o.forget(this.task.id);
@@ -415,9 +438,14 @@ class Runner {
         await this.o.volumes?.release(t.id);
         return;
       }
+      const net = this.o.network;
+      if (net && t.spec.networks?.length) {
+        this.report('starting', { message: 'attaching its networks' });
+        await net.attach(t, () => this.check());
+      }
       this.report('starting', { message: 'creating the pod' });
       const node = { id: this.o.nodeId, hostname: this.o.hostname };
-      const sandbox = podConfig(t, this.o.nodeId, this.o.logRoot);
+      const sandbox = podConfig(t, this.o.nodeId, this.o.logRoot, net && t.spec.networks?.length ? net.dnsServers() : undefined);
       this.podId = (await this.o.cri.runtime.RunPodSandbox({ config: sandbox })).pod_sandbox_id;
       for (const c of tpl.init) {
         this.check();
@@ -523,6 +551,8 @@ class Runner {
       this.o.files?.release(this.task.id);
       await this.o.volumes?.release(this.task.id);
     }
+    // The pod's network is torn down (or was never made): its addresses may go to another pod.
+    this.o.network?.detach(this.task.id);
     if (why && !isTerminal(this.reported)) this.report('shutdown', { message: wasRunning ? `stopped (${why})` : `${why} before it ran` });
   }
 

@@ -17,14 +17,21 @@ export function podLabels(t: TaskObject, nodeId: string): Record<string, string>
   };
 }
 
-export function podConfig(t: TaskObject, nodeId: string, logRoot: string): any {
+/** The pod annotation the network plugin finds a pod's task by (runtimes pass pod annotations to
+ * CNI plugins that declare io.kubernetes.cri.pod-annotations; K8S_POD_UID = metadata.uid is the
+ * other way it finds it). */
+export const TASK_ANNOTATION = 'shoal.io/task-id';
+
+/** `dns`: the resolver of the network plugin (pods on a network resolve services by name). */
+export function podConfig(t: TaskObject, nodeId: string, logRoot: string, dns?: string[]): any {
   return {
     // Kubernetes' pod identity fields: the name people see, the task id as the unique id.
     metadata: { name: taskDisplayName(t).replace(/\./g, '-'), uid: t.id, namespace: 'shoal', attempt: 0 },
     hostname: t.id.slice(0, 12),
     log_directory: join(logRoot, t.id),
     labels: podLabels(t, nodeId),
-    annotations: {},
+    annotations: { [TASK_ANNOTATION]: t.id },
+    ...(dns?.length ? { dns_config: { servers: dns, searches: [], options: [] } } : {}),
     linux: { cgroup_parent: '', security_context: { namespace_options: { network: 0, pid: 1, ipc: 0 } } },
   };
 }
