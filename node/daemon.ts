@@ -992,8 +992,11 @@ export class Daemon {
       rmSync(this.state.path('raft-members.json'), { force: true });
       rmSync(this.state.path('raft-id'), { force: true }); // a new membership: a fresh raft id
       await this.startManager(false, epoch);
-    } else if (role === 'worker' && this.manager) {
-      this.log('shoald: demoted: stopping the manager role');
+    } else if (role === 'worker' && (this.manager || this.locked)) {
+      // A locked manager demoted meanwhile has no role to stop: it is simply no longer locked.
+      this.log(`shoald: demoted: ${this.locked ? 'no longer locked (a worker holds no data key)' : 'stopping the manager role'}`);
+      this.locked = undefined;
+      this.unlocked = undefined;
       await this.stopManager();
       // A worker never holds the secrets data key.
       removeDataKey(this.state.dir);
