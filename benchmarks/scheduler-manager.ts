@@ -76,6 +76,7 @@ await mgr.start();
 if (cfg.seed) saveDataKey(cfg.stateDir, DataKey.generate());
 const keeper = new DataKeyKeeper({ stateDir: cfg.stateDir, managers: () => cfg.members.map(([, m]) => m.api).filter((a) => a !== cfg.apiAddr), tls: () => cfg.identity, log });
 keeper.start();
+mgr.dataKey = () => keeper.key();
 const dispatcher = new Dispatcher(mgr, log);
 const broker = new LogBroker(mgr, log);
 dispatcher.logs = broker;

@@ -42,6 +42,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import { DataKey } from '../manager/secrets/datakey.js';
 import { newClusterObject, newNodeObject } from '../manager/ca/cluster-init.js';
 import { createKeyAndCSR, createRootCA, issueNodeCertificate, type RootCA } from '../manager/ca/pki.js';
 import { raftIdOf } from '../manager/control/model.js';
@@ -209,7 +210,7 @@ async function run(o: Opts, n: number, ca: RootCA, mgrIds: TlsIdentity[], agentI
     const raft = await Promise.all(names.map(() => freePort('127.0.0.1')));
     const api = await Promise.all(names.map(() => freePort('127.0.0.1')));
     const members: ManagerConfig['members'] = names.map((m, i) => [raftIdOf(m), { raft: `127.0.0.1:${raft[i]}`, api: `127.0.0.1:${api[i]}` }]);
-    const seed: ObjectInput[] = [newClusterObject('bench', ca)];
+    const seed: ObjectInput[] = [newClusterObject('bench', ca, DataKey.generate() /* the bench issues its certificates itself: its managers never open the CA key */)];
     names.forEach((m, i) => {
       const obj = newNodeObject({ nodeId: m, role: 'manager', hostname: m, addr: `127.0.0.1:${api[i]}`, certPem: mgrIds[i]!.certPem, raft: { id: raftIdOf(m), addr: `127.0.0.1:${raft[i]}` } });
       // Managers take no tasks here (no agent runs beside them): drained, as large clusters run them.

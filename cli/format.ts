@@ -22,7 +22,7 @@ export function nodeJson(n: any) {
     availability: n.availability,
     addr: n.addr,
     labels: n.labels ?? {},
-    managerStatus: n.manager_status ? { raftId: Number(n.manager_status.raft_id), addr: n.manager_status.addr, leader: n.manager_status.leader, reachability: n.manager_status.reachability, voter: n.manager_status.voter } : null,
+    managerStatus: n.manager_status ? { raftId: Number(n.manager_status.raft_id), addr: n.manager_status.addr, leader: n.manager_status.leader, reachability: n.manager_status.reachability, voter: n.manager_status.voter, locked: !!n.manager_status.locked } : null,
     gossipAddr: n.gossip_addr,
     certSerial: n.cert_serial,
     certNotAfter: n.cert_not_after_ms ? new Date(Number(n.cert_not_after_ms)).toISOString() : null,

@@ -64,6 +64,8 @@ export const COMMANDS: Help[] = [
     examples: ['shoal join --token-file /root/worker.token 10.0.0.11:4242', 'shoal join --token-file /root/worker.token'],
   },
   { name: 'join-token', summary: 'print (or rotate) the join token of a role', usage: ['shoal join-token worker|manager [--rotate] [--quiet]'], examples: ['shoal join-token worker --quiet > worker.token'] },
+  { name: 'unlock', summary: 'unlock a manager restarted under autolock (the key from a prompt, stdin or a file)', usage: ['shoal unlock [--key-file FILE|-]'], examples: ['shoal unlock < /root/unlock.key'] },
+  { name: 'unlock-key', summary: 'print (or rotate) the cluster\'s unlock key (autolock)', usage: ['shoal unlock-key [--rotate] [--quiet]'] },
   { name: 'leave', summary: 'leave the cluster (a manager: demote it first, or --force)', usage: ['shoal leave [--force]'] },
   {
     name: 'node',
@@ -81,8 +83,9 @@ export const COMMANDS: Help[] = [
   {
     name: 'cluster',
     summary: 'the cluster as a whole',
-    usage: ['shoal cluster inspect | backup FILE'],
+    usage: ['shoal cluster inspect | backup FILE | update --autolock=true|false'],
     subcommands: [
+      { name: 'update', summary: 'autolock on (prints the unlock key once) or off', usage: ['shoal cluster update --autolock=true|false'] },
       { name: 'inspect', summary: 'managers, leader, raft indexes, CA digest (the leader\'s view)', usage: ['shoal cluster inspect [--format json]'] },
       { name: 'backup', summary: 'a consistent snapshot of the whole store into FILE (restore with shoald --restore FILE)', usage: ['shoal cluster backup FILE'] },
     ],

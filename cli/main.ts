@@ -16,6 +16,7 @@ import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } f
 import { dirname, join, resolve } from 'node:path';
 import { FILE_FLAGS, fileCommand } from './secret.js';
 import { VOLUME_FLAGS, volumeClassCommand, volumeCommand } from './volume.js';
+import { clusterUpdate, unlock, unlockKey } from './autolock.js';
 
 interface Parsed {
   args: string[];
@@ -23,7 +24,7 @@ interface Parsed {
 }
 
 const BOOL = new Set(['rotate', 'quiet', 'force', 'help', 'lab', 'version', 'prune', ...SERVICE_BOOL, ...NETWORK_BOOL]);
-const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS, ...VOLUME_FLAGS]);
+const KNOWN = new Set(['cert-expiry', 'lab', 'lab-dir', 'state-dir', 'host', 'format', 'token', 'token-file', 'rotate', 'quiet', 'force', 'availability', 'label-add', 'label-rm', 'help', 'version', 'file', 'output', 'prune', 'stack', 'since', 'filter', 'autolock', 'key-file', ...SERVICE_FLAGS, ...FILE_FLAGS, ...NETWORK_FLAGS, ...VOLUME_FLAGS]);
 
 function parse(argv: string[]): Parsed {
   const p: Parsed = { args: [], flags: new Map() };
@@ -181,6 +182,7 @@ async function run(argv: string[]): Promise<string> {
     }
     case 'cluster': {
       if (sub === 'backup') return backup(t, rest, json, out);
+      if (sub === 'update') return clusterUpdate(t, flags(p), json);
       if (sub !== 'inspect') throw new CliError(`${unknownWord('cluster command', sub ?? '', subcommandsOf('cluster')!)}\n(shoal cluster --help)`, 2);
       const c = await call(controlClient(t), 'GetCluster', {});
       const v = {
@@ -194,14 +196,19 @@ async function run(argv: string[]): Promise<string> {
         members: numbers(c.members_by_state),
         nodes: Number(c.node_count),
         caDigest: c.ca_digest,
+        autolock: !!c.autolock,
         certValidityHours: Number(c.cert_validity_hours),
         certValiditySeconds: Number(c.cert_validity_seconds),
         answeredBy: c.answered_by,
       };
       if (json) return out(v);
-      return `Cluster ${v.id}\nLeader: ${v.leader.hostname || '?'} (${v.leader.nodeId}, raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes} (${counts(v.members)})\nServices: ${v.services}, tasks: ${counts(v.tasks)}\nCA digest: ${v.caDigest}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
+      return `Cluster ${v.id}\nLeader: ${v.leader.hostname || '?'} (${v.leader.nodeId}, raft ${v.leader.raftId})\nRaft: term ${v.raft.term}, commit ${v.raft.commit}, applied ${v.raft.applied} (on ${v.answeredBy})\nNodes: ${v.nodes} (${counts(v.members)})\nServices: ${v.services}, tasks: ${counts(v.tasks)}\nCA digest: ${v.caDigest}\nAutolock: ${v.autolock ? 'on' : 'off'}\nCertificates: ${v.certValiditySeconds % 3600 === 0 ? `${v.certValidityHours} h` : `${v.certValiditySeconds} s`}\n\n` +
         table(['MANAGER', 'HOSTNAME', 'RAFT ID', 'RAFT ADDR', 'VOTER', 'LEADER', 'REACHABILITY', 'MATCH', 'LAG'], v.managers.map((m: any) => [m.nodeId, m.hostname, String(m.raftId), m.addr, m.voter ? 'yes' : 'learner', m.leader ? 'yes' : '', m.reachability, String(m.match), String(m.lag)]));
     }
+    case 'unlock':
+      return unlock(t, flags(p));
+    case 'unlock-key':
+      return unlockKey(t, flags(p), json);
     case 'node':
       return node(t, sub, rest, p, json, out);
     case 'service':
@@ -354,9 +361,10 @@ run(process.argv.slice(2)).then(
 );
 
 /** The MANAGER STATUS column, as `docker node ls` shows it. */
-function managerStatusCell(m: { leader: boolean; voter: boolean; reachability: string } | undefined): string {
+function managerStatusCell(m: { leader: boolean; voter: boolean; reachability: string; locked?: boolean } | undefined): string {
   if (!m) return '';
   if (m.leader) return 'Leader';
+  if (m.locked) return 'Locked (run shoal unlock on it)';
   if (!m.voter) return 'Learner';
   return m.reachability === 'reachable' ? 'Reachable' : 'Unreachable';
 }

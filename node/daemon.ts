@@ -48,7 +48,10 @@ import { dhtTopic } from './discovery/topic.js';
 import { apiServer, localServer } from './listeners.js';
 import { freePort, joinHostPort, splitHostPort } from './ports.js';
 import { StateDir, writeDurable, type Identity } from './state.js';
-import { DataKey, removeDataKey, saveDataKey } from '../manager/secrets/datakey.js';
+import { DataKey, readDataKeyFile, removeDataKey, saveDataKey } from '../manager/secrets/datakey.js';
+import { AutolockFollower, syncDataKeyFile } from '../manager/secrets/autolock.js';
+import { autolockTable } from '../manager/secrets/autolock-control.js';
+import { UnlockKey, UnlockKeyError } from '../manager/secrets/unlock-key.js';
 import { DataKeyKeeper, fetchDataKey } from '../manager/secrets/keeper.js';
 import { dataKeyTable } from '../manager/secrets/keyservice.js';
 import { secretsTable } from '../manager/secrets/control.js';
@@ -122,6 +125,13 @@ export class Daemon {
   private volumes?: NodeVolumes;
   private volumesSession = '';
   private keeper?: DataKeyKeeper;
+  private autolock?: AutolockFollower;
+  /** Autolock: this manager restarted with its data key file sealed and waits for `shoal unlock`. */
+  private locked?: { unlockKeyId: string };
+  /** What `shoal unlock` opened: the manager role starts with this key in memory. */
+  private unlocked?: DataKey;
+  /** The data key a manager fetched when it joined: kept on disk once the cluster object says how. */
+  private joinedDataKey?: DataKey;
   private runtime?: RuntimeChild;
   private netChild?: NetworkChild;
   private network?: NetworkSync;
@@ -239,6 +249,7 @@ export class Daemon {
       Init: { roles: ['manager'], unary: (req: { cert_expiry_seconds: number }) => this.exclusive(() => this.init(Number(req.cert_expiry_seconds) || undefined)) },
       Join: { roles: ['manager'], unary: (req: { addr: string; token: string }) => this.exclusive(() => this.join(req.addr, req.token)) },
       Leave: { roles: ['manager'], unary: (req: { force: boolean }) => this.exclusive(() => this.leave(req.force)) },
+      Unlock: { roles: ['manager'], unary: (req: { unlock_key: string }) => this.exclusive(() => this.unlock(String(req.unlock_key ?? ''))) },
       Info: {
         roles: ['manager'],
         unary: async () => ({
@@ -246,7 +257,7 @@ export class Daemon {
           role: this.id?.role ?? '',
           cluster_id: this.id?.clusterId ?? '',
           addr: this.o.advertise,
-          state: this.phase,
+          state: this.locked ? 'locked' : this.phase,
           managers: this.managerAddrs(),
           session_manager: this.agent?.manager ?? '',
         }),
@@ -256,7 +267,7 @@ export class Daemon {
     server.addService(localDef(), secureService(localDef(), localTable, { name: 'Local', policy, localIdentity: self }));
     // The control API on the socket: served by this node's manager role, with a local identity.
     const proxy: Record<string, MethodSpec> = {};
-    const notManager = () => precondition(this.id ? `this node (${this.id.nodeId}) is a worker: run the command on a manager, or point --host at one` : 'this node is not part of a cluster: run "shoal init" or "shoal join" first');
+    const notManager = () => precondition(this.locked ? this.lockedMessage() : this.id ? `this node (${this.id.nodeId}) is a worker: run the command on a manager, or point --host at one` : 'this node is not part of a cluster: run "shoal init" or "shoal join" first');
     for (const [m, def] of Object.entries(controlDef())) {
       proxy[m] = def.responseStream
         ? {
@@ -335,7 +346,10 @@ export class Daemon {
     const ca = await createRootCA(clusterId);
     const { keyPem, csrPem } = await createKeyAndCSR();
     const cert = await issueNodeCertificate({ ca, csrPem, nodeId, role: 'manager', clusterId, seconds: certSeconds });
-    const cluster = newClusterObject(clusterId, ca, certSeconds);
+    // The secrets data key: in the managers' state dirs only, never in the replicated store; the
+    // CA key goes into the store sealed under it.
+    const dataKey = DataKey.generate();
+    const cluster = newClusterObject(clusterId, ca, dataKey, certSeconds);
     const spec = cluster.spec as ClusterSpec;
     const id: Identity = { nodeId, clusterId, role: 'manager', caPem: ca.certPem, certPem: cert.certPem, keyPem };
     // In memory only until the cluster object is committed: the identity on disk (node.json last)
@@ -345,8 +359,7 @@ export class Daemon {
     try {
       this.check(epoch);
       writeDurable(this.state.path('gossip.key'), spec.gossipKey);
-      // The secrets data key: in the managers' state dirs only, never in the replicated store.
-      saveDataKey(this.state.dir, DataKey.generate());
+      saveDataKey(this.state.dir, dataKey);
       const ports = await this.ports(epoch);
       await this.startManager(true, epoch);
       await this.manager!.waitLeader(15_000);
@@ -419,7 +432,9 @@ export class Daemon {
     // asking the other managers.
     if (id.role === 'manager') {
       const k = await fetchDataKey(r.managers, id, (m) => this.log(m));
-      if (k && this.current(epoch)) saveDataKey(this.state.dir, k);
+      // Written to disk by the manager role once its replica holds the cluster object, which says
+      // whether autolock wants it sealed: never in clear in a cluster that is locked.
+      if (k && this.current(epoch)) this.joinedDataKey = k;
     }
     this.log(`shoald: joined cluster ${id.clusterId} as ${id.role} ${id.nodeId}`);
     if (!this.current(epoch)) throw precondition('shoald stopped during the join; the identity is kept and the node comes back as a member at its next start');
@@ -448,8 +463,45 @@ export class Daemon {
     this.state.wipe();
     this.log(`shoald: left cluster ${clusterId}`);
     this.id = undefined;
+    this.locked = undefined;
+    this.unlocked = undefined;
     this.phase = 'left';
     return {};
+  }
+
+  private lockedMessage(): string {
+    return `this manager is locked (autolock is on and shoald restarted): its manager role stays stopped until you run "shoal unlock" on this host with the cluster's unlock key (SHL-UNLOCK-1-...; "shoal unlock-key" on an unlocked manager shows it)`;
+  }
+
+  /** `shoal unlock`: opens the sealed data key file with the key and starts the manager role. A
+   * wrong key is refused and changes nothing. */
+  private async unlock(text: string) {
+    if (!this.id) throw precondition('this node is not part of a cluster: there is nothing to unlock');
+    if (!this.locked) throw precondition(`this node (${this.id.nodeId}) is not locked${this.id.role === 'manager' ? '' : ': it is a worker'}`);
+    let dk: DataKey;
+    try {
+      const uk = UnlockKey.parse(text);
+      const f = readDataKeyFile(this.state.dir);
+      if (f.state !== 'locked') throw new UnlockKeyError(`${this.state.path('data.key')} is no longer sealed; restart shoald`);
+      dk = new DataKey(uk.openDataKey(f.text));
+    } catch (e) {
+      if (e instanceof UnlockKeyError) throw invalid(e.message);
+      throw e;
+    }
+    const epoch = this.epoch;
+    const wasLocked = this.locked;
+    this.unlocked = dk;
+    this.locked = undefined;
+    this.log(`shoald: unlocked (data key ${dk.id}); starting the manager role`);
+    try {
+      await this.startManager(false, epoch);
+    } catch (e) {
+      this.unlocked = undefined;
+      this.locked = wasLocked;
+      throw e;
+    }
+    void this.agent?.describeAgain().catch((e) => this.log(`agent: telling the managers this one is unlocked failed: ${(e as Error).message}`));
+    return { node_id: this.id.nodeId };
   }
 
   // ---- member runtime ----
@@ -465,7 +517,15 @@ export class Daemon {
     this.phase = 'member';
     const ports = await this.ports(epoch);
     if (existsSync(this.state.path('gossip.key'))) await this.startGossip(Buffer.from(readFileSync(this.state.path('gossip.key'), 'utf8'), 'base64'), epoch);
-    if (this.id!.role === 'manager' && !this.manager) await this.startManager(false, epoch);
+    if (this.id!.role === 'manager' && !this.manager) {
+      const f = readDataKeyFile(this.state.dir);
+      if (f.state === 'locked' && !this.unlocked) {
+        // Autolock: nothing of the manager role runs until "shoal unlock"; the agent does (its
+        // session tells the other managers this one is locked).
+        this.locked = { unlockKeyId: f.unlockKeyId };
+        this.log(`shoald: ${this.lockedMessage()}`);
+      } else await this.startManager(false, epoch);
+    }
     this.check(epoch);
     const cri = await this.startRuntime(epoch);
     const nodeId = this.id!.nodeId;
@@ -514,7 +574,7 @@ export class Daemon {
         load: () => this.state.readJson<[string, unknown][]>('assignments.json', []),
         save: (tasks) => this.state.writeJson('assignments.json', tasks),
       },
-      description: () => describeNode(cri, this.plugins),
+      description: () => describeNode(cri, this.plugins, !!this.locked),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
       onNetworks: (m) => network.onView(m),
@@ -684,13 +744,24 @@ export class Daemon {
     const log: Log = (m, f) => this.log(m, f);
     // The secrets data key: from the state dir, or fetched from another manager (after a join or
     // a promotion) over mTLS with this manager's certificate.
-    const keeper = new DataKeyKeeper({ stateDir: this.state.dir, managers: () => this.managerAddrs().filter((a) => a !== this.o.advertise), tls: () => this.id!, log });
+    const keeper = new DataKeyKeeper({
+      stateDir: this.state.dir,
+      managers: () => this.managerAddrs().filter((a) => a !== this.o.advertise),
+      tls: () => this.id!,
+      log,
+      initial: this.unlocked ?? this.joinedDataKey,
+      // A fetched key goes to disk only as the cluster object wants it (sealed under autolock).
+      persist: (k) => void syncDataKeyFile(this.state.dir, k, mgr.cluster(), log),
+    });
+    mgr.dataKey = () => keeper.key();
+    const autolock = new AutolockFollower(mgr, { stateDir: this.state.dir, dataKey: () => keeper.peek(), log });
     let server: grpc.Server | undefined;
     let dispatcher: Dispatcher | undefined;
     // A half-started role (raft up, API port taken; or a leave/stop meanwhile) is taken down
     // again, so no raft replica or server outlives the failure.
     const undo = async () => {
       keeper.stop();
+      autolock.stop();
       dispatcher?.stop();
       if (server) await this.shutdownServer(server);
       await mgr.stop().catch((e) => this.log(`shoald: stopping the half-started manager role: ${(e as Error).message}`));
@@ -702,8 +773,9 @@ export class Daemon {
       const broker = new LogBroker(mgr, log);
       dispatcher.logs = broker;
       keeper.start();
+      autolock.start();
       dispatcher.files = (nodeId) => new NodeFiles(mgr.raft.store, keeper, nodeId, log);
-      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log) };
+      const table = { ...controlTable(mgr, log), ...servicesTable(mgr, broker, log), ...secretsTable(mgr, keeper, log), ...volumesTable(mgr, log), ...eventsTable(mgr, new ApplyTimes(mgr.raft.store)), ...applyTable(mgr, keeper, log), ...networksTable(mgr, log), ...autolockTable(mgr, keeper, log) };
       const common = { policy: mgr.policy, forwarder: mgr.forwarder };
       const serverTls = new ServerTls(id);
       server = apiServer(log);
@@ -717,6 +789,8 @@ export class Daemon {
       this.check(epoch);
       this.manager = mgr;
       this.keeper = keeper;
+      this.autolock = autolock;
+      this.joinedDataKey = undefined;
       this.dispatcher = dispatcher;
       this.controlTable = table;
       this.serverTls = serverTls;
@@ -801,7 +875,13 @@ export class Daemon {
     for (const rec of [c.spec.tokens.worker, c.spec.tokens.manager]) {
       let t = this.topicCache.get(rec.sealed);
       if (!t) {
-        t = dhtTopic(unseal(c.spec.ca.keyPem, rec.sealed));
+        let key: string;
+        try {
+          key = mgr.rootCA(c).keyPem;
+        } catch {
+          return undefined; // no data key yet (just joined): announced once it is held
+        }
+        t = dhtTopic(unseal(key, rec.sealed));
         this.topicCache.set(rec.sealed, t);
       }
       out.push(t);
@@ -814,6 +894,8 @@ export class Daemon {
     clearTimeout(this.joinRaftTimer);
     this.keeper?.stop();
     this.keeper = undefined;
+    this.autolock?.stop();
+    this.autolock = undefined;
     const announcer = this.announcer;
     this.announcer = undefined;
     await announcer?.stop();
@@ -910,8 +992,11 @@ export class Daemon {
       rmSync(this.state.path('raft-members.json'), { force: true });
       rmSync(this.state.path('raft-id'), { force: true }); // a new membership: a fresh raft id
       await this.startManager(false, epoch);
-    } else if (role === 'worker' && this.manager) {
-      this.log('shoald: demoted: stopping the manager role');
+    } else if (role === 'worker' && (this.manager || this.locked)) {
+      // A locked manager demoted meanwhile has no role to stop: it is simply no longer locked.
+      this.log(`shoald: demoted: ${this.locked ? 'no longer locked (a worker holds no data key)' : 'stopping the manager role'}`);
+      this.locked = undefined;
+      this.unlocked = undefined;
       await this.stopManager();
       // A worker never holds the secrets data key.
       removeDataKey(this.state.dir);
@@ -987,9 +1072,10 @@ function randId(): string {
 }
 
 /** What the node has, for the scheduler: its CPUs, memory and the CRI runtime's name. */
-async function describeNode(cri: CriClient, plugins: PluginRegistry | undefined): Promise<WireDescription> {
+async function describeNode(cri: CriClient, plugins: PluginRegistry | undefined, locked: boolean): Promise<WireDescription> {
   const v = await cri.runtime.Version({ version: 'v1' }, 10_000);
   return {
+    locked,
     cpu_millis: cpus().length * 1000, memory_bytes: totalmem(), runtime_name: v.runtime_name, runtime_version: v.runtime_version, os: 'linux', arch: process.arch === 'x64' ? 'amd64' : process.arch,
     plugins: (plugins?.list() ?? []).map(pluginWire),
     plugin_refusals: plugins?.refused() ?? [],

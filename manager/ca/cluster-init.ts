@@ -5,6 +5,8 @@ import type { ObjectInput } from '../store/types.js';
 import type { ClusterSpec, NodeSpec, NodeStatus, TokenRecord } from '../control/model.js';
 import { certInfo, type RootCA } from './pki.js';
 import { seal } from './seal.js';
+import { sealCAKey } from './ca-key.js';
+import type { DataKey } from '../secrets/datakey.js';
 import { hashSecret, makeToken, newSecret } from './tokens.js';
 
 export function tokenRecord(ca: RootCA): { token: string; record: TokenRecord } {
@@ -13,9 +15,10 @@ export function tokenRecord(ca: RootCA): { token: string; record: TokenRecord } 
   return { token, record: { hash: hashSecret(secret), sealed: seal(ca.keyPem, token) } };
 }
 
-export function newClusterObject(clusterId: string, ca: RootCA, certSeconds?: number): ObjectInput {
+/** The CA key goes into the store sealed under the data key, never in clear. */
+export function newClusterObject(clusterId: string, ca: RootCA, dataKey: DataKey, certSeconds?: number): ObjectInput {
   const spec: ClusterSpec = {
-    ca: { certPem: ca.certPem, keyPem: ca.keyPem },
+    ca: { certPem: ca.certPem, keySealed: sealCAKey(dataKey, clusterId, ca.keyPem) },
     tokens: { worker: tokenRecord(ca).record, manager: tokenRecord(ca).record },
     gossipKey: randomBytes(32).toString('base64'),
     certDays: 90,

@@ -26,7 +26,7 @@ export function caTable(mgr: Manager, log: (m: string) => void): Record<string, 
   const sign = async (csr: string, nodeId: string, role: Role) => {
     const c = cluster();
     try {
-      return await issueNodeCertificate({ ca: c.spec.ca, csrPem: csr, nodeId, role, clusterId: c.id, days: c.spec.certDays, seconds: c.spec.certSeconds });
+      return await issueNodeCertificate({ ca: mgr.rootCA(c), csrPem: csr, nodeId, role, clusterId: c.id, days: c.spec.certDays, seconds: c.spec.certSeconds });
     } catch (e) {
       if (e instanceof BadCSRError) throw invalid(e.message);
       throw e;

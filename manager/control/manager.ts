@@ -18,6 +18,10 @@ import { LeaderComponents } from '../leader/components.js';
 import { raftLeaderChanges, raftProposals, raftSave, raftSnapshot, sources } from '../metrics.js';
 import { VolumeController } from '../volumes/controller.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
+import type { DataKey } from '../secrets/datakey.js';
+import type { RootCA } from '../ca/pki.js';
+import { rootCA } from '../ca/ca-key.js';
+import { unavailable } from '../security/errors.js';
 
 export type GossipView = (nodeId: string) => 'alive' | 'suspect' | 'dead' | 'left' | undefined;
 
@@ -58,6 +62,10 @@ export class Manager {
   leaderComponents?: LeaderComponents;
   /** Volumes: provision, attach, detach, delete (CSI), while this manager leads. */
   volumes?: VolumeController;
+  /** The secrets data key (the daemon points this at its keeper); throws UNAVAILABLE until held. */
+  dataKey: () => DataKey = () => {
+    throw unavailable('this manager does not hold the secrets data key; retry, or ask another manager');
+  };
 
   constructor(readonly o: ManagerOptions) {
     this.raftId = o.raftId ?? raftIdOf(o.nodeId);
@@ -187,6 +195,11 @@ export class Manager {
 
   cluster(): ClusterObject | undefined {
     return this.raft.store.list('cluster')[0] as ClusterObject | undefined;
+  }
+
+  /** The cluster's CA with its key, opened with the data key (the store keeps it sealed). */
+  rootCA(c: ClusterObject): RootCA {
+    return rootCA(c, this.dataKey);
   }
 
   node(id: string): NodeObject | undefined {

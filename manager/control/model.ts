@@ -17,7 +17,11 @@ export interface TokenRecord {
 }
 
 export interface ClusterSpec {
-  ca: { certPem: string; keyPem: string };
+  /** The CA key sealed under the data key (ca/ca-key.ts); `keyPem`: in clear, clusters from before. */
+  ca: { certPem: string; keySealed?: string; keyPem?: string };
+  /** Autolock on: the unlock key sealed under the data key, so every manager can seal its data key
+   * file under it (secrets/autolock.ts); its id says which key that is. */
+  autolock?: { sealedKey: string; keyId: string };
   tokens: { worker: TokenRecord; manager: TokenRecord };
   /** base64 AES key handed to nodes for gossip. */
   gossipKey: string;
@@ -64,6 +68,8 @@ export interface NodeDescription {
   runtimeVersion: string;
   os: string;
   arch: string;
+  /** A manager restarted under autolock and waiting for `shoal unlock`. */
+  locked?: boolean;
   /** Plugins registered through the node's plugins_registry/ (kubelet-style registration). */
   plugins?: NodePlugin[];
   /** Sockets the node refused to register, and why. */

@@ -33,7 +33,7 @@ export function nodeToWire(mgr: Manager, n: NodeObject) {
     availability: n.spec.availability,
     addr: n.status.addr,
     labels: n.labels,
-    manager_status: r ? { raft_id: r.id, addr: r.addr, leader: mgr.raft.leader() === r.id, reachability: mgr.reachability(r.id), voter: voters.includes(r.id) } : null,
+    manager_status: r ? { raft_id: r.id, addr: r.addr, leader: mgr.raft.leader() === r.id, reachability: mgr.reachability(r.id), voter: voters.includes(r.id), locked: !!n.status.description?.locked } : null,
     gossip_addr: n.status.gossipAddr,
     cert_serial: n.status.certSerial,
     cert_not_after_ms: n.status.certNotAfter,
@@ -307,6 +307,7 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
           cert_validity_hours: c.spec.certSeconds ? Math.floor(c.spec.certSeconds / 3600) : c.spec.certDays * 24,
           cert_validity_seconds: c.spec.certSeconds ?? c.spec.certDays * 86400,
           answered_by: mgr.o.nodeId,
+          autolock: !!c.spec.autolock,
           ...clusterFigures(mgr),
         };
       },
@@ -337,14 +338,16 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
         let c = cluster();
         if (req.rotate_worker || req.rotate_manager) {
           const tokens = { ...c.spec.tokens };
-          if (req.rotate_worker) tokens.worker = tokenRecord(c.spec.ca).record;
-          if (req.rotate_manager) tokens.manager = tokenRecord(c.spec.ca).record;
+          const ca = mgr.rootCA(c);
+          if (req.rotate_worker) tokens.worker = tokenRecord(ca).record;
+          if (req.rotate_manager) tokens.manager = tokenRecord(ca).record;
           const res = await mgr.raft.propose([{ op: 'update', object: clusterInput(c, { tokens }), expectVersion: c.version }]);
           c = res.objects[0] as typeof c;
           log(`control: rotated the ${[req.rotate_worker && 'worker', req.rotate_manager && 'manager'].filter(Boolean).join(' and ')} join token`);
         }
         const addrs = mgr.nodes().filter((n) => n.status.raft).map((n) => n.status.addr);
-        return { worker: unseal(c.spec.ca.keyPem, c.spec.tokens.worker.sealed), manager: unseal(c.spec.ca.keyPem, c.spec.tokens.manager.sealed), manager_addrs: addrs };
+        const key = mgr.rootCA(c).keyPem;
+        return { worker: unseal(key, c.spec.tokens.worker.sealed), manager: unseal(key, c.spec.tokens.manager.sealed), manager_addrs: addrs };
       },
     },
   };

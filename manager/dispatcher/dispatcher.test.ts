@@ -12,6 +12,7 @@ import t from 'tap';
 import { Agent } from '../../node/agent/agent.js';
 import { freePort } from '../../node/ports.js';
 import { writeDurable } from '../../node/state.js';
+import { DataKey } from '../secrets/datakey.js';
 import { newClusterObject, newNodeObject } from '../ca/cluster-init.js';
 import { createKeyAndCSR, createRootCA, issueNodeCertificate, type Role } from '../ca/pki.js';
 import { Manager } from '../control/manager.js';
@@ -90,7 +91,7 @@ const taskState = (id: string) => (any().raft.store.get('task', id)?.status as {
 
 t.test('set up: a leader, the cluster and node objects', async (t) => {
   await any().waitLeader(15_000);
-  const cluster = newClusterObject('cl', ca);
+  const cluster = newClusterObject('cl', ca, DataKey.generate());
   const objs = [cluster, ...names.map((n) => newNodeObject({ nodeId: n, role: 'manager', hostname: n, addr: running.get(n)!.addr, certPem: ids.get(n)!.certPem, raft: { id: raftIdOf(n), addr: `127.0.0.1:${raftPorts.get(n)}` } })), newNodeObject({ nodeId: 'w1', role: 'worker', hostname: 'w1', addr: '', certPem: ids.get('w1')!.certPem }), newNodeObject({ nodeId: 'w2', role: 'worker', hostname: 'w2', addr: '', certPem: ids.get('w2')!.certPem })];
   const leader = [...running.values()].find((r) => r.mgr.isLeader())!.mgr;
   await leader.raft.propose(objs.map((object) => ({ op: 'create' as const, object })));

@@ -526,7 +526,7 @@ function describe(d: WireDescription | null | undefined): NodeDescription | unde
   if (!d) return undefined;
   const n = (x: unknown) => (Number.isFinite(Number(x)) && Number(x) > 0 ? Math.floor(Number(x)) : 0);
   const str = (x: unknown) => String(x ?? '').slice(0, 128);
-  return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch), ...pluginsFromWire(d) };
+  return { cpuMillis: n(d.cpu_millis), memoryBytes: n(d.memory_bytes), runtimeName: str(d.runtime_name), runtimeVersion: str(d.runtime_version), os: str(d.os), arch: str(d.arch), ...(d.locked ? { locked: true } : {}), ...pluginsFromWire(d) };
 }
 
 interface SessionSender {

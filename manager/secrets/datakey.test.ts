@@ -46,3 +46,30 @@ t.test('the key file', async (t) => {
   removeDataKey(dir);
   t.equal(loadDataKey(dir), undefined, 'removed');
 });
+
+t.test('a key file sealed under an unlock key (autolock)', async (t) => {
+  const { UnlockKey } = await import('./unlock-key.js');
+  const { DataKeyLockedError, readDataKeyFile } = await import('./datakey.js');
+  const { readFileSync } = await import('node:fs');
+  const k = DataKey.generate();
+  const uk = UnlockKey.generate();
+  saveDataKey(dir, k, uk);
+  t.equal(statSync(keyPath(dir)).mode & 0o777, 0o600, 'written 0600');
+  const raw = readFileSync(keyPath(dir));
+  t.notOk(raw.includes(k.key) || raw.includes(Buffer.from(k.key.toString('base64'))), 'the file does not hold the data key in clear');
+  t.same(readDataKeyFile(dir), { state: 'locked', text: raw.toString('utf8'), unlockKeyId: uk.id }, 'read as locked, naming the unlock key');
+  let locked: unknown;
+  try {
+    loadDataKey(dir);
+  } catch (e) {
+    locked = e;
+  }
+  t.ok(locked instanceof DataKeyLockedError && (locked as InstanceType<typeof DataKeyLockedError>).unlockKeyId === uk.id, 'without the unlock key: locked, naming the key');
+  t.throws(() => loadDataKey(dir), /this manager is locked \(autolock\).*run "shoal unlock"/, 'saying what to do');
+  t.throws(() => loadDataKey(dir, UnlockKey.generate()), /wrong unlock key/, 'a wrong key is refused');
+  t.same(readFileSync(keyPath(dir)), raw, 'and the file is unchanged');
+  t.same(loadDataKey(dir, uk)!.key, k.key, 'the right key opens it');
+  saveDataKey(dir, k);
+  t.same(loadDataKey(dir)!.key, k.key, 'saved unsealed again (autolock off): read without a key');
+  removeDataKey(dir);
+});

@@ -7,6 +7,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDurable } from '../durable-file.js';
+import { isLocked, parseLocked, type UnlockKey } from './unlock-key.js';
 
 export const DATA_KEY_FILE = 'data.key';
 const VERSION = 1;
@@ -15,6 +16,13 @@ const TAG = 16;
 const ID = 8;
 
 export class DataKeyError extends Error {}
+
+/** The key file is sealed under the unlock key (autolock) and no key was given to open it. */
+export class DataKeyLockedError extends DataKeyError {
+  constructor(readonly path: string, readonly unlockKeyId: string) {
+    super(`this manager is locked (autolock): ${path} is sealed under unlock key ${unlockKeyId}; run "shoal unlock" on this host with the cluster's unlock key`);
+  }
+}
 
 export class DataKey {
   /** A short public name of the key (a hash of it): says which key sealed a blob, reveals nothing. */
@@ -68,20 +76,34 @@ export function keyPath(stateDir: string): string {
   return join(stateDir, DATA_KEY_FILE);
 }
 
-export function loadDataKey(stateDir: string): DataKey | undefined {
+/** What DIR/data.key holds: nothing, the key in clear (autolock off), or the key sealed under an unlock key. */
+export type DataKeyFile = { state: 'absent' } | { state: 'plain'; key: DataKey } | { state: 'locked'; text: string; unlockKeyId: string };
+
+export function readDataKeyFile(stateDir: string): DataKeyFile {
   const p = keyPath(stateDir);
-  if (!existsSync(p)) return undefined;
+  if (!existsSync(p)) return { state: 'absent' };
   const mode = statSync(p).mode & 0o777;
   if (mode & 0o077) throw new DataKeyError(`${p} is readable by others (mode ${mode.toString(8)}): it holds the key to every secret; chmod 600 it`);
-  const text = readFileSync(p, 'utf8').trim();
-  const key = Buffer.from(text, 'base64');
-  if (key.length !== 32 || key.toString('base64') !== text) throw new DataKeyError(`${p} does not hold a data key (32 bytes in base64)`);
-  return new DataKey(key);
+  const text = readFileSync(p, 'utf8');
+  if (isLocked(text)) return { state: 'locked', text, unlockKeyId: parseLocked(text).keyId };
+  const t = text.trim();
+  const key = Buffer.from(t, 'base64');
+  if (key.length !== 32 || key.toString('base64') !== t) throw new DataKeyError(`${p} does not hold a data key (32 bytes in base64, or sealed: SHL-LOCKED-1:...)`);
+  return { state: 'plain', key: new DataKey(key) };
 }
 
-/** Durable (fsynced) and mode 0600 from its creation on. */
-export function saveDataKey(stateDir: string, k: DataKey): void {
-  writeDurable(keyPath(stateDir), k.key.toString('base64'), 0o600);
+/** The key from the file; a sealed file needs `unlock` (else DataKeyLockedError; a wrong one: UnlockKeyError). */
+export function loadDataKey(stateDir: string, unlock?: UnlockKey): DataKey | undefined {
+  const f = readDataKeyFile(stateDir);
+  if (f.state === 'absent') return undefined;
+  if (f.state === 'plain') return f.key;
+  if (!unlock) throw new DataKeyLockedError(keyPath(stateDir), f.unlockKeyId);
+  return new DataKey(unlock.openDataKey(f.text));
+}
+
+/** Durable (fsynced) and mode 0600 from its creation on; sealed under `unlock` when autolock is on. */
+export function saveDataKey(stateDir: string, k: DataKey, unlock?: UnlockKey): void {
+  writeDurable(keyPath(stateDir), unlock ? unlock.sealDataKey(k.key) : k.key.toString('base64'), 0o600);
 }
 
 export function removeDataKey(stateDir: string): void {

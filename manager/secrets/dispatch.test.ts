@@ -151,7 +151,7 @@ function walContains(marker: Buffer): { files: number; found: string[] } {
 t.test('set up: the cluster, managers (one demoted) and workers, a secret and a config', async (t) => {
   await mgr.waitLeader(15_000);
   const objs = [
-    newClusterObject('cl', ca),
+    newClusterObject('cl', ca, keeper.key()),
     newNodeObject({ nodeId: 'ma', role: 'manager', hostname: 'ma', addr: withKey.addr, certPem: ids.get('ma')!.certPem }),
     newNodeObject({ nodeId: 'mb', role: 'manager', hostname: 'mb', addr: '', certPem: ids.get('mb')!.certPem }),
     newNodeObject({ nodeId: 'w1', role: 'worker', hostname: 'w1', addr: '', certPem: ids.get('w1')!.certPem }),

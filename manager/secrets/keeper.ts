@@ -7,6 +7,7 @@ import { caDef } from '../../proto/services.js';
 import { CHANNEL_OPTIONS, clientCredentials, type TlsIdentity } from '../security/credentials.js';
 import { unavailable } from '../security/errors.js';
 import { DataKey, DataKeyError, loadDataKey, saveDataKey } from './datakey.js';
+import type { UnlockKey } from './unlock-key.js';
 
 export interface KeeperOptions {
   stateDir: string;
@@ -15,6 +16,12 @@ export interface KeeperOptions {
   tls(): TlsIdentity;
   log(m: string): void;
   retryMs?: number;
+  /** The key already in memory (opened by `shoal unlock`, or fetched during the join). */
+  initial?: DataKey;
+  /** Opens a key file sealed under it (autolock). */
+  unlockKey?: UnlockKey;
+  /** Keeps a fetched key on disk (default: in clear; shoald: as the cluster's autolock wants it). */
+  persist?(k: DataKey): void;
 }
 
 export class DataKeyKeeper {
@@ -29,6 +36,11 @@ export class DataKeyKeeper {
     return !!this.k;
   }
 
+  /** The key if held, else undefined (key() throws instead). */
+  peek(): DataKey | undefined {
+    return this.k;
+  }
+
   /** The key, or UNAVAILABLE naming what is missing. */
   key(): DataKey {
     if (this.k) return this.k;
@@ -38,7 +50,7 @@ export class DataKeyKeeper {
   /** Loads the key file; without one, fetches the key from another manager in the background. */
   start(): void {
     try {
-      this.k = loadDataKey(this.o.stateDir);
+      this.k = this.o.initial ?? loadDataKey(this.o.stateDir, this.o.unlockKey);
     } catch (e) {
       this.o.log(`secrets: ${(e as Error).message}`);
       return;
@@ -58,7 +70,8 @@ export class DataKeyKeeper {
       if (this.stopped) return undefined;
       if (got) {
         this.k = got;
-        saveDataKey(this.o.stateDir, got);
+        if (this.o.persist) this.o.persist(got);
+        else saveDataKey(this.o.stateDir, got);
         this.o.log(`secrets: holding data key ${got.id} (fetched from another manager)`);
       } else {
         this.timer = setTimeout(() => void this.fetch(), this.o.retryMs ?? 2000);

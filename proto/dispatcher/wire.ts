@@ -9,6 +9,7 @@ export interface WireDescription {
   runtime_version: string;
   os: string;
   arch: string;
+  locked?: boolean;
   plugins?: WirePlugin[];
   plugin_refusals?: { socket: string; reason: string; at: string }[];
 }
