@@ -1,0 +1,45 @@
+// A node's health from gossip, with a grace period before "down". Gossip finds a silent node
+// dead in a few seconds, faster than a shoald restart takes on a loaded machine; marking it down
+// at once made the orchestrator replace the tasks of a node that was only restarting. So, as
+// Swarm (a node is down after its heartbeat period x 3, ~15 s) and Kubernetes (40 s, then
+// eviction) do, a node gossip reports dead or left is first `unknown` (no new tasks go there; its
+// tasks stay), and `down` (its tasks orphaned and replaced elsewhere) only once it has stayed
+// gone for the grace. Back within the grace, it is ready again and nothing moved.
+
+import type { NodeObject, NodeState } from './model.js';
+
+/**
+ * How long a node gossip reports gone stays `unknown` before it is `down`: SwarmKit's
+ * dispatcher heartbeat period (5 s) x its grace multiplier (3). Manager option nodeDownGraceMs.
+ */
+export const NODE_DOWN_GRACE_MS = 15_000;
+
+export type GossipState = 'alive' | 'suspect' | 'dead' | 'left' | undefined;
+
+export interface HealthVerdict {
+  /** The state to write (undefined: leave the node as it is). */
+  state?: NodeState;
+  message?: string;
+  /** Decide again at this time (the grace runs out). */
+  recheckAt?: number;
+}
+
+/**
+ * What the leader writes for a node: `goneSince` is when this manager first saw gossip report
+ * it dead or left (kept by the caller; undefined while it is alive).
+ */
+export function nodeHealth(n: NodeObject, g: GossipState, goneSince: number | undefined, now: number, graceMs: number): HealthVerdict {
+  if (g === 'alive' || g === 'suspect') return n.status.state === 'ready' ? {} : { state: 'ready', message: '' };
+  if ((g !== 'dead' && g !== 'left') || n.status.state === 'down') return {};
+  const since = goneSince ?? now;
+  const at = since + graceMs;
+  const when = new Date(since).toISOString();
+  if (now >= at) return { state: 'down', message: `gossip reports the node ${g} since ${when} (down after a ${graceMs / 1000} s grace)` };
+  const verdict: HealthVerdict = { recheckAt: at };
+  // Written once when it goes; the message says when its tasks move unless it returns.
+  if (n.status.state !== 'unknown' || !n.status.message.startsWith('gossip reports')) {
+    verdict.state = 'unknown';
+    verdict.message = `gossip reports the node ${g} since ${when}; its tasks are replaced elsewhere at ${new Date(at).toISOString()} unless it returns`;
+  }
+  return verdict;
+}
