@@ -17,7 +17,7 @@ import { LeaderForwarder } from '../security/forward.js';
 import { LeaderComponents } from '../leader/components.js';
 import { raftLeaderChanges, raftProposals, raftSave, raftSnapshot, sources } from '../metrics.js';
 import { VolumeController } from '../volumes/controller.js';
-import { NODE_DOWN_GRACE_MS, nodeHealth } from './node-health.js';
+import { NODE_DOWN_GRACE_MS, isGone, nodeHealth } from './node-health.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 import type { DataKey } from '../secrets/datakey.js';
 import type { RootCA } from '../ca/pki.js';
@@ -335,10 +335,9 @@ export class Manager {
     const now = Date.now();
     const nodes = this.nodes();
     for (const n of nodes) {
-      const g = this.o.gossip(n.id);
-      if (g === 'dead' || g === 'left') {
+      if (isGone(n, this.o.gossip(n.id))) {
         if (!this.goneSince.has(n.id)) this.goneSince.set(n.id, now);
-      } else if (g) this.goneSince.delete(n.id);
+      } else this.goneSince.delete(n.id);
     }
     if (!this.raft.isLeader()) return;
     const grace = this.o.nodeDownGraceMs ?? NODE_DOWN_GRACE_MS;

@@ -25,21 +25,34 @@ export interface HealthVerdict {
 }
 
 /**
- * What the leader writes for a node: `goneSince` is when this manager first saw gossip report
- * it dead or left (kept by the caller; undefined while it is alive).
+ * True if the node counts as gone: gossip reports it dead or left, or this manager's gossip does
+ * not know it while the node is `unknown` because an earlier leader's gossip saw it go (a new
+ * leader whose gossip has not heard of a dead member must not keep its tasks waiting forever).
+ */
+export function isGone(n: NodeObject, g: GossipState): boolean {
+  if (g === 'dead' || g === 'left') return true;
+  return g === undefined && n.status.state === 'unknown' && n.status.message.startsWith(GONE_PREFIX);
+}
+
+const GONE_PREFIX = 'gossip reports the node';
+
+/**
+ * What the leader writes for a node: `goneSince` is when this manager first saw it gone (kept by
+ * the caller; undefined while it is alive).
  */
 export function nodeHealth(n: NodeObject, g: GossipState, goneSince: number | undefined, now: number, graceMs: number): HealthVerdict {
   if (g === 'alive' || g === 'suspect') return n.status.state === 'ready' ? {} : { state: 'ready', message: '' };
-  if ((g !== 'dead' && g !== 'left') || n.status.state === 'down') return {};
+  if (!isGone(n, g) || n.status.state === 'down') return {};
   const since = goneSince ?? now;
   const at = since + graceMs;
+  const how = g ?? 'gone (this manager\'s gossip does not know it)';
   const when = new Date(since).toISOString();
-  if (now >= at) return { state: 'down', message: `gossip reports the node ${g} since ${when} (down after a ${graceMs / 1000} s grace)` };
+  if (now >= at) return { state: 'down', message: `${GONE_PREFIX} ${how} since ${when} (down after a ${graceMs / 1000} s grace)` };
   const verdict: HealthVerdict = { recheckAt: at };
   // Written once when it goes; the message says when its tasks move unless it returns.
-  if (n.status.state !== 'unknown' || !n.status.message.startsWith('gossip reports')) {
+  if (n.status.state !== 'unknown' || !n.status.message.startsWith(GONE_PREFIX)) {
     verdict.state = 'unknown';
-    verdict.message = `gossip reports the node ${g} since ${when}; its tasks are replaced elsewhere at ${new Date(at).toISOString()} unless it returns`;
+    verdict.message = `${GONE_PREFIX} ${how} since ${when}; its tasks are replaced elsewhere at ${new Date(at).toISOString()} unless it returns`;
   }
   return verdict;
 }
