@@ -93,28 +93,29 @@ t.test('a worker killed with SIGKILL: its tasks run elsewhere; back, its old con
 });
 
 t.test('shoald restarted on a worker with tasks: the same containers, no duplicates', async (t) => {
-  await lab.ok(['--lab', 'service', 'create', '--name', 'rs', '--replicas', '4', ...W, LAB_IMAGE, 'sleep', '1000000']);
-  const sid = await serviceId('rs');
   for (const sig of ['TERM', 'KILL']) {
-    await eventually('rs converged before the restart', async (saw) => settled(saw, await containersConverged('rs', sid, 4)));
-    const before = (await lab.criContainers('worker-2', sid)).map((c) => c.id);
-    const tasksBefore = (await lab.live('rs')).filter((x) => x.node === 'worker-2');
-    // None there (the first round's restart outlasted the node-down grace and its tasks moved):
-    // this round would prove nothing.
-    if (!t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of rs`)) break;
+    // A service per round, spread over both workers: a first round whose restart outlasted the
+    // grace leaves nothing of its own service on worker-2.
+    const rs = `rs${sig.toLowerCase()}`;
+    await lab.ok(['--lab', 'service', 'create', '--name', rs, '--replicas', '4', ...W, LAB_IMAGE, 'sleep', '1000000']);
+    const sid = await serviceId(rs);
+    await eventually(`${rs} converged before the restart`, async (saw) => settled(saw, await containersConverged(rs, sid, 4)));
+    const before = (await lab.criContainers('worker-2', sid)).map((c) => c.id).sort();
+    const tasksBefore = (await lab.live(rs)).filter((x) => x.node === 'worker-2');
+    t.ok(before.length > 0, `worker-2 runs ${before.length} container(s) of ${rs}`);
     t.equal((await lab.shoal(['lab', 'stop', 'worker-2', '--signal', sig])).code, 0, `stop worker-2's shoald with SIG${sig}`);
     t.same(lab.runcRunning('worker-2').filter((c) => before.includes(c)).sort(), before, 'its containers keep running while shoald is away');
     t.equal((await lab.shoal(['lab', 'start', 'worker-2'])).code, 0, 'start it again');
     await eventually('worker-2 ready again', async (saw) => saw(JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json']))).some((n: any) => n.hostname === 'worker-2' && n.status === 'ready'));
     // Whether or not the restart outlasted the managers' grace, the cluster converges to exactly
     // 4 containers, one per slot, each its live task's: never a duplicate, never an orphan.
-    await eventually(`after SIG${sig}: exactly 4 containers, one per slot, each its live task's`, async (saw) => settled(saw, await containersConverged('rs', sid, 4)));
+    await eventually(`after SIG${sig}: exactly 4 containers, one per slot, each its live task's`, async (saw) => settled(saw, await containersConverged(rs, sid, 4)));
     t.pass(`after SIG${sig}: exactly 4 containers in the cluster, one per slot, each its live task's`);
-    const all = await lab.tasks('rs');
+    const all = await lab.tasks(rs);
     const kept = tasksBefore.filter((b) => all.some((x) => x.id === b.id && x.desiredState === 'running'));
     if (kept.length === tasksBefore.length) {
       // Back within the grace: nothing moved, and the agent adopted what ran.
-      t.same((await lab.criContainers('worker-2', sid)).map((c) => c.id), before, `after SIG${sig}: back within the grace, worker-2's tasks kept, the same containers run, none added`);
+      t.same((await lab.criContainers('worker-2', sid)).map((c) => c.id).sort(), before, `after SIG${sig}: back within the grace, worker-2's tasks kept, the same containers run, none added`);
     } else {
       // The restart outlasted the grace (a loaded machine): the tasks were replaced, and the
       // returning agent stopped the containers of those it lost.
@@ -122,8 +123,8 @@ t.test('shoald restarted on a worker with tasks: the same containers, no duplica
       t.comment(`after SIG${sig}: worker-2's restart outlasted the node-down grace; ${moved.length} task(s) replaced: ${describeTasks(all.filter((x) => moved.some((m) => m.id === x.id)))}`);
       t.same(lab.runcRunning('worker-2').filter((c) => before.includes(c) && !kept.some((k) => k.containerId === c)), [], `after SIG${sig}: the containers of its replaced tasks were stopped on worker-2`);
     }
+    await lab.ok(['--lab', 'service', 'rm', rs]);
   }
-  await lab.ok(['--lab', 'service', 'rm', 'rs']);
 });
 
 t.test('the leader killed during a create and during a scale: exactly N tasks and containers', async (t) => {
