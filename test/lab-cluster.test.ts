@@ -110,7 +110,7 @@ t.test('3 managers + 2 workers: up, node ls, leader killed and back, worker kill
   await until('worker-1 shown down', (rs) => row(rs, 'worker-1')?.status === 'down');
   const downMs = Date.now() - tKill;
   t.pass('worker-1 is shown down after kill -9');
-  console.log(`lab-cluster: worker-1 killed with SIGKILL; shown down by \`shoal --lab node ls\` after ${(downMs / 1000).toFixed(2)} s (polled: a CLI run every ~0.5 s)`);
+  console.log(`lab-cluster: worker-1 killed with SIGKILL; shown down by \`shoal --lab node ls\` after ${(downMs / 1000).toFixed(2)} s (the node-down grace included; polled: a CLI run every ~0.5 s)`);
   t.equal(shoal(['lab', 'start', 'worker-1']).status, 0, 'lab start worker-1');
   await until('worker-1 back', (rs) => row(rs, 'worker-1')?.status === 'ready');
   t.pass('worker-1 is ready again after its restart');

@@ -1,11 +1,12 @@
 // Shared by the lab tests: run the lab CLI, snapshot the root namespace's network, make unique
 // lab directories that are removed (with their lab) even when a test fails.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { labDown } from '../lab/down.js';
+import { readState } from '../lab/state.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const LAB_MAIN = join(here, '..', 'cli', 'lab-main.js');
@@ -53,8 +54,24 @@ export function labDirFor(t: { teardown: (fn: () => unknown) => void }, tag: str
   const parent = mkdtempSync(join(tmpdir(), `shoal-lab-${tag}-${process.pid}-`));
   const dir = join(parent, `${tag}${process.pid}`);
   t.teardown(async () => {
+    keepLogs(dir);
     await labDown(dir).catch(() => undefined);
     rmSync(parent, { recursive: true, force: true });
   });
   return dir;
+}
+
+/**
+ * SHOAL_KEEP_LAB_LOGS=DIR keeps each lab host's daemon log (DIR/<lab>-<host>.log) before the lab
+ * directory is removed: what a failed lab test's managers and agents did is otherwise lost.
+ */
+function keepLogs(dir: string): void {
+  const to = process.env.SHOAL_KEEP_LAB_LOGS;
+  if (!to) return;
+  try {
+    mkdirSync(to, { recursive: true });
+    for (const n of readState(dir)?.nodes ?? []) copyFileSync(n.logFile, join(to, `${basename(dir)}-${n.name}.log`));
+  } catch (e) {
+    process.stderr.write(`keeping the lab's logs in ${to} failed: ${(e as Error).message}\n`);
+  }
 }

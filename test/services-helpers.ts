@@ -100,6 +100,25 @@ export class Lab {
     }
   }
 
+  /**
+   * Running containers of a service on a host with the task and slot each belongs to (their CRI
+   * labels), through the host's CRI socket. Unlike criRunning, a runtime that does not answer is
+   * an error, not "none": a count that silently left out a busy host would be wrong.
+   */
+  async criContainers(node: string, serviceId: string): Promise<{ id: string; taskId: string; slot: number; node: string }[]> {
+    const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
+    try {
+      const r = await c.runtime.ListContainers({ filter: { label_selector: { 'io.shoal.managed': 'true', 'io.shoal.service.id': serviceId }, state: { state: 1 } } });
+      return ((r.containers ?? []) as { id: string; labels?: Record<string, string> }[])
+        .map((x) => ({ id: x.id, taskId: x.labels?.['io.shoal.task.id'] ?? '', slot: Number(x.labels?.['io.shoal.task.slot'] ?? 0), node }))
+        .sort((a, b) => a.slot - b.slot || (a.id < b.id ? -1 : 1));
+    } catch (e) {
+      throw new Error(`${node}'s runtime did not list its containers: ${(e as Error).message}`);
+    } finally {
+      c.close();
+    }
+  }
+
   /** Running containers of a service on a host, through the host's CRI socket. */
   async criRunning(node: string, serviceId?: string): Promise<string[]> {
     const c = criClient(join(this.node(node).stateDir, 'cri.sock'), 10_000);
@@ -128,7 +147,8 @@ export function describeTasks(ts: TaskRow[]): string {
 
 function describe(v: unknown): string {
   if (Array.isArray(v) && v.every((x) => x && typeof x === 'object' && 'slot' in x && 'state' in x)) return `${v.length} task(s): ${describeTasks(v as TaskRow[])}`;
-  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  // JSON.stringify gives undefined (not a string) for undefined and functions.
+  const s = typeof v === 'string' ? v : (JSON.stringify(v) ?? String(v));
   return s.length > 2000 ? `${s.slice(0, 2000)}...` : s;
 }
 

@@ -17,6 +17,7 @@ import { LeaderForwarder } from '../security/forward.js';
 import { LeaderComponents } from '../leader/components.js';
 import { raftLeaderChanges, raftProposals, raftSave, raftSnapshot, sources } from '../metrics.js';
 import { VolumeController } from '../volumes/controller.js';
+import { NODE_DOWN_GRACE_MS, isGone, nodeHealth } from './node-health.js';
 import { nodeInput, raftIdOf, type ClusterObject, type NodeObject, type NodeState } from './model.js';
 import type { DataKey } from '../secrets/datakey.js';
 import type { RootCA } from '../ca/pki.js';
@@ -46,6 +47,8 @@ export interface ManagerOptions {
   hostname?: string;
   /** How often the leader reconciles node health with gossip besides on gossip's events (1 s). */
   healthIntervalMs?: number;
+  /** How long a node gossip reports gone stays `unknown` before it is `down` (node-health.ts). */
+  nodeDownGraceMs?: number;
   log: Log;
 }
 
@@ -299,7 +302,7 @@ export class Manager {
     return this.reconcileHealth();
   }
 
-  /** Leader: node status follows gossip (alive/suspect = ready, dead/left = down). */
+  /** Leader: node status follows gossip (alive/suspect = ready; dead/left = unknown, then down after the grace: node-health.ts). */
   async reconcileHealth(): Promise<void> {
     if (this.stopped) return;
     if (this.healthRunning) {
@@ -323,24 +326,38 @@ export class Manager {
 
   private readonly healthWaiters: (() => void)[] = [];
 
+  /** When this manager's gossip first reported each node dead or left (every manager keeps it, so a new leader counts from its own sighting). */
+  private readonly goneSince = new Map<string, number>();
+  private graceTimer?: NodeJS.Timeout;
+
   private async reconcileHealthOnce(): Promise<void> {
-    if (this.stopped || !this.raft.isLeader()) return;
-    const ops: TxnOp[] = [];
-    for (const n of this.nodes()) {
-      const g = this.o.gossip(n.id);
-      let want: NodeState | undefined;
-      if (g === 'alive' || g === 'suspect') want = 'ready';
-      else if (g === 'dead' || g === 'left') want = 'down';
-      if (!want || n.status.state === want) continue;
-      const message = want === 'down' ? `gossip reports the node ${g} since ${new Date().toISOString()}` : '';
-      ops.push({ op: 'update', object: nodeInput(n, { status: { state: want, message } }), expectVersion: n.version });
+    if (this.stopped) return;
+    const now = Date.now();
+    const nodes = this.nodes();
+    for (const n of nodes) {
+      if (isGone(n, this.o.gossip(n.id))) {
+        if (!this.goneSince.has(n.id)) this.goneSince.set(n.id, now);
+      } else this.goneSince.delete(n.id);
     }
+    if (!this.raft.isLeader()) return;
+    const grace = this.o.nodeDownGraceMs ?? NODE_DOWN_GRACE_MS;
+    const ops: TxnOp[] = [];
+    let recheckAt = Infinity;
+    for (const n of nodes) {
+      const v = nodeHealth(n, this.o.gossip(n.id), this.goneSince.get(n.id), now, grace);
+      if (v.recheckAt !== undefined) recheckAt = Math.min(recheckAt, v.recheckAt);
+      if (!v.state) continue;
+      ops.push({ op: 'update', object: nodeInput(n, { status: { state: v.state, message: v.message ?? '' } }), expectVersion: n.version });
+    }
+    // A grace that runs out is acted on then, not at the next periodic round.
+    clearTimeout(this.graceTimer);
+    if (recheckAt !== Infinity && !this.stopped) this.graceTimer = setTimeout(() => void this.reconcileHealth(), Math.max(0, recheckAt - Date.now()) + 5);
     // Proposed together (raft batches them into one append): the nodes are independent.
     await Promise.all(ops.map(async (op) => {
       try {
         await this.raft.propose([op]);
-        const o = (op as { object: { id: string; status: { state: string } } }).object;
-        this.o.log(`manager: node ${o.id} is now ${o.status.state}`);
+        const o = (op as { object: { id: string; status: { state: string; message: string } } }).object;
+        this.o.log(`manager: node ${o.id} is now ${o.status.state}${o.status.message ? ` (${o.status.message})` : ''}`);
       } catch {
         // a concurrent update or a leadership change: the next round retries
       }
@@ -351,6 +368,7 @@ export class Manager {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.healthTimer);
+    clearTimeout(this.graceTimer);
     this.leaderComponents?.stop();
     delete sources.raft;
     delete sources.store;

@@ -220,7 +220,9 @@ export function controlTable(mgr: Manager, log: (m: string) => void): Record<str
           throw precondition(`node ${n.status.hostname} (${n.id}) is a manager: demote it first ("shoal node demote ${n.id}"), then remove it`);
         }
         if (n.status.state !== 'down' && !req.force) {
-          throw precondition(`node ${n.status.hostname} (${n.id}) is ${n.status.state}, not down: stop it (or run "shoal leave" on it) first, or use --force`);
+          // Gone but within the node-down grace, it says when it will be down.
+          const why = n.status.state === 'unknown' && n.status.message ? ` (${n.status.message})` : '';
+          throw precondition(`node ${n.status.hostname} (${n.id}) is ${n.status.state}${why}, not down: stop it (or run "shoal leave" on it) first and wait until it is down, or use --force`);
         }
         const c = cluster();
         const removed = { ...c.spec.removed };

@@ -29,13 +29,14 @@ export function taskReady(t: TaskObject): boolean {
   return t.status.state === 'running' && t.status.ready !== false;
 }
 
-function updating(s: ServiceObject): boolean {
-  const st = s.status?.update?.state;
+/** True if the service is rolling out a spec (an update or a rollback). */
+export function rollingOut(s: ServiceObject | undefined): boolean {
+  const st = s?.status?.update?.state;
   return st === 'updating' || st === 'rollback_started';
 }
 
 export function reconcileUpdate(v: View, d: Decisions, s: ServiceObject, tasks: TaskObject[]): void {
-  if (!updating(s)) return;
+  if (!rollingOut(s)) return;
   const rollingBack = s.status.update!.state === 'rollback_started';
   const cfg: UpdateConfig = (rollingBack ? s.spec.rollback : s.spec.update) ?? (rollingBack ? DEFAULT_ROLLBACK : DEFAULT_UPDATE);
   const startedAt = s.status.update!.startedAt;
