@@ -9,13 +9,12 @@ import type { NodeObject } from '../control/model.js';
 import { cronLoop } from '../orchestrator/cron.js';
 import { recordLeadership } from './leadership.js';
 import type { ReplicatedNode } from '../raftnode/node.js';
-import { needsPlacement } from '../scheduler/scheduler.js';
-import { isTerminal, type ServiceObject, type TaskObject } from '../services/model.js';
-import type { StoreEvent } from '../store/types.js';
+import type { ServiceObject, TaskObject } from '../services/model.js';
 import type { VolumeObject } from '../volumes/model.js';
 import { commitOps } from './commit.js';
 import { ReconcileLoop } from './loop.js';
 import { decidePass } from './pipeline.js';
+import { passRelevant } from './relevant.js';
 
 export function newTaskId(): string {
   return BigInt('0x' + randomBytes(16).toString('hex')).toString(36).padStart(25, '0');
@@ -30,7 +29,6 @@ export class LeaderComponents {
     const store = raft.store;
     const tasks = () => store.list('task') as TaskObject[];
     const nodes = () => store.list('node') as NodeObject[];
-    const taskEvent = (e: StoreEvent) => e.object.kind === 'task';
     // One loop, one pass at a time: orchestrate, allocate and schedule over one view, one write
     // per task (pipeline.ts). It runs on any change that can alter one of the three decisions.
     this.loops = [
@@ -39,13 +37,8 @@ export class LeaderComponents {
         store,
         // Volumes too: a task with mounts is placed only where its volumes can be attached.
         kinds: ['service', 'task', 'node', 'volume'],
-        relevant: (e) => {
-          if (!taskEvent(e) || e.type !== 'update') return true; // services, nodes, volumes; tasks created or deleted
-          // Task progress (accepted .. running) changes no decision; endings, and tasks not yet
-          // placed (new, pending), do.
-          const st = (e.object as TaskObject).status.state;
-          return isTerminal(st) || st === 'new' || needsPlacement(e.object as TaskObject);
-        },
+        // Endings, unplaced tasks, and tasks running while their service rolls out (relevant.ts).
+        relevant: (e) => passRelevant(e, (id) => store.get('service', id) as ServiceObject | undefined),
         log,
         pass: async () => {
           const p = decidePass({ now: Date.now(), nodes: nodes(), services: store.list('service') as ServiceObject[], tasks: tasks(), volumes: store.list('volume') as VolumeObject[], newId: newTaskId });
