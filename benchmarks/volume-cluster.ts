@@ -61,7 +61,16 @@ export class ClusterVolumes {
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     await this.lab.api('RemoveService', { id: name });
     await this.until(`volume ${name} detached`, 120_000, 50, async () => ((await this.lab.api('GetVolume', { id: created.id })).attachments ?? []).length === 0 || undefined);
-    await this.lab.api('RemoveVolume', { id: created.id });
+    // The service's tasks are still being removed a moment after the detach: refused as in use until then.
+    await this.until(`volume ${name} removable`, 120_000, 100, async () => {
+      try {
+        await this.lab.api('RemoveVolume', { id: created.id });
+        return true;
+      } catch (e) {
+        if ((e as { grpcCode?: number }).grpcCode === 9) return undefined; // FAILED_PRECONDITION: in use
+        throw e;
+      }
+    });
     await this.until(`volume ${name} deleted`, 120_000, 50, async () => ((await this.lab.api('ListVolumes', {})).volumes ?? []).some((x: { id: string }) => x.id === created.id) ? undefined : true);
     return ms;
   }
