@@ -138,6 +138,11 @@ export class ShoalLab {
     return this.client;
   }
 
+  /** A control-API call on the manager `shoal --lab` would use (no CLI process per call). */
+  api(method: string, req: object, timeoutMs = 30_000): Promise<any> {
+    return call(this.ctl(), method, req, timeoutMs);
+  }
+
   /** What `shoal --lab service ps NAME --format json` prints. */
   async tasks(service: string): Promise<ShoalTask[]> {
     return ((await call(this.ctl(), 'ListTasks', { service, node: '' }, 10_000)).tasks ?? []).map(taskJson);

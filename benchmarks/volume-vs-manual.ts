@@ -3,10 +3,11 @@
 // NodePublishVolume), against the same steps by hand in one shell (truncate, losetup,
 // mkfs.ext4, mount, bind mount) with the same options; then sequential write throughput (dd
 // oflag=direct) inside a runc container through a published volume, against dd on a loop
-// device directly. Alternating rounds, medians.
-//   flock /tmp/shoal-bench.lock nice -n 10 npm run bench:volume -- --rounds 7
-// This is the driver on its own; the through-the-cluster variant (shoal volume create, a
-// service mounting it) comes when volumes are wired into the cluster.
+// device directly. Then the same through a cluster (volume-cluster.ts: a lab of 1 manager and
+// 1 worker; CreateVolume and a service mounting it, until the worker shows the publish mount)
+// against the same steps by hand again. Alternating rounds, medians.
+//   flock /tmp/shoal-lab.lock flock /tmp/shoal-bench.lock nice -n 10 npm run bench:volume -- --rounds 7
+// (--cluster-rounds 0 leaves the cluster out; it is the last line, volume-vs-manual.)
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -17,12 +18,14 @@ import { shareMountRoot } from '../csi/mount-root.js';
 import { startDriverProc, type DriverProc } from '../csi/testing/driver-proc.js';
 import { sweep } from '../csi/testing/leaks.js';
 import { runcBundleSpec } from './container-runc-spec.js';
+import { downActiveLabs } from './shoal-lab-peer.js';
+import { ClusterVolumes } from './volume-cluster.js';
 
-function arg(name: string, def: number): number {
+function arg(name: string, def: number, min = 1): number {
   const i = process.argv.indexOf(name);
   if (i < 0) return def;
   const v = Number(process.argv[i + 1]);
-  if (!Number.isInteger(v) || v <= 0) { process.stderr.write(`${name} needs a positive integer\n`); process.exit(2); }
+  if (!Number.isInteger(v) || v < min) { process.stderr.write(`${name} needs an integer of at least ${min}\n`); process.exit(2); }
   return v;
 }
 
@@ -42,6 +45,7 @@ async function main(): Promise<void> {
   const sizeMiB = arg('--size-mib', 1024);
   const ddMiB = arg('--dd-mib', 256);
   const ddRounds = arg('--dd-rounds', 3);
+  const clusterRounds = arg('--cluster-rounds', 5, 0);
   const size = sizeMiB * 1024 * 1024;
   const base = join(tmpdir(), `shoal-bench-volume-${process.pid}`);
   const runcRoot = join(base, 'runc');
@@ -55,6 +59,7 @@ async function main(): Promise<void> {
     const ids = spawnSync('runc', ['--root', runcRoot, 'list', '-q'], { encoding: 'utf8' }).stdout?.split('\n').filter(Boolean) ?? [];
     for (const id of ids) spawnSync('runc', ['--root', runcRoot, 'delete', '-f', id]);
     await driver?.kill();
+    for (const left of await downActiveLabs()) process.stderr.write(`volume-vs-manual: could not remove ${left}\n`);
     sweep(base); // mounts, loop devices and files under base
   })();
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -200,8 +205,33 @@ echo $dev`).trim();
     process.stdout.write(`| on the host, into a file on a published volume (the same, without the container) | ${median(host).toFixed(0)} |\n`);
     process.stdout.write(`| on the host, onto a loop device directly (same image setup, no filesystem) | ${median(raw).toFixed(0)} |\n\n`);
     process.stdout.write(`volume-dd: container ${median(cont).toFixed(0)} MB/s, loop device ${median(raw).toFixed(0)} MB/s, ratio ${(median(cont) / median(raw)).toFixed(2)}\n`);
-    process.stdout.write(`load average at the end: ${load()}\n`);
-    process.stdout.write(`volume-vs-manual: shoal ${s.toFixed(3)} s, manual ${m.toFixed(3)} s, ratio ${(s / m).toFixed(2)}\n`);
+    process.stdout.write(`volume-driver-vs-manual: shoal-csi ${s.toFixed(3)} s, manual ${m.toFixed(3)} s, ratio ${(s / m).toFixed(2)}\n`);
+
+    if (clusterRounds > 0) {
+      process.stdout.write(`\nthrough a cluster: lab up (1 manager, 1 worker); load ${load()}\n`);
+      const cluster = await ClusterVolumes.up((l) => process.stdout.write(`  ${l}\n`));
+      try {
+        await cluster.round(size); // warm-up, not counted: the image pull, first use of each path
+        manualDown(manualUp());
+        const cT: number[] = [];
+        const mT: number[] = [];
+        for (let r = 0; r < clusterRounds; r++) {
+          const sides = [async () => cT.push(await cluster.round(size)), async () => { const x = manualUp(); mT.push(x.total); manualDown(x); }];
+          if (r % 2) sides.reverse();
+          for (const f of sides) await f();
+          process.stdout.write(`  cluster round ${r + 1}: shoal ${cT[r]!.toFixed(0)} ms, manual ${mT[r]!.toFixed(0)} ms; load ${load()}\n`);
+        }
+        const cs = median(cT) / 1000;
+        const cm = median(mT) / 1000;
+        process.stdout.write(`\n| ${sizeMiB} MiB volume through the cluster, median of ${clusterRounds} | time |\n|---|---|\n`);
+        process.stdout.write(`| shoal: CreateVolume (control API) until provisioned, CreateService with the mount, until the worker shows the publish mount | ${(cs * 1000).toFixed(0)} ms |\n`);
+        process.stdout.write(`| by hand, one shell: truncate, losetup, mkfs.ext4, mount, mount --bind | ${(cm * 1000).toFixed(0)} ms |\n\n`);
+        process.stdout.write(`load average at the end: ${load()}\n`);
+        process.stdout.write(`volume-vs-manual: shoal ${cs.toFixed(3)} s, manual ${cm.toFixed(3)} s, ratio ${(cs / cm).toFixed(2)}\n`);
+      } finally {
+        for (const left of await cluster.down()) process.stderr.write(`volume-vs-manual: could not remove ${left}\n`);
+      }
+    } else process.stdout.write(`load average at the end: ${load()}\n`);
   } finally {
     await cleanup();
   }

@@ -2,7 +2,7 @@
 // (as two lab hosts sharing the pool directory). A single-node-writer volume is never writable
 // on two nodes: it moves only after the first node let go, or fenced itself, or went silent
 // past the fence grace; a node that comes back to a volume taken from it shuts its filesystem
-// down before anything else.
+// down before anything else; given the volume again, it stages it afresh, never the fenced mount.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { closeSync, fsyncSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
@@ -127,6 +127,34 @@ t.test('a node that died holding a volume: it moves after the fence grace, and t
   await unmountOn(A, na, id);
   t.same(leftovers(join(dir, na)), { loops: [], mounts: [] }, 'and its agent can remove its loop device and mounts');
   await unmountOn(B, nb, id);
+  await call(B, 'controller', 'ControllerUnpublishVolume', { volume_id: id, node_id: '' });
+  await call(B, 'controller', 'DeleteVolume', { volume_id: id });
+});
+
+t.test('a node that died between stage and publish, fenced, then given the volume again: the new stage is a fresh mount, never the fenced one', async (t) => {
+  const id = (await call(B, 'controller', 'CreateVolume', { name: `again-${process.pid}`, volume_capabilities: [SNW], capacity_range: { required_bytes: 32 << 20 } })).volume.volume_id;
+  const { staging, target } = paths(na, id);
+  const ctx1 = (await call(A, 'controller', 'ControllerPublishVolume', { volume_id: id, node_id: na, volume_capability: SNW })).publish_context;
+  await call(A, 'node', 'NodeStageVolume', { volume_id: id, publish_context: ctx1, staging_target_path: staging, volume_capability: SNW });
+  writeFileSync(join(staging, 'f'), 'staged on a');
+  spawnSync('sync');
+  // a's node dies before NodePublishVolume; the CO takes the volume back from it meanwhile.
+  await A.kill('SIGKILL');
+  await call(B, 'controller', 'ControllerUnpublishVolume', { volume_id: id, node_id: na });
+  A = await start(na);
+  await until(() => errCode(() => writeFileSync(join(staging, 'g'), 'late')) === 'EIO', 'the returning a to fence its stale staging mount');
+  // The CO places the volume's next task on a again: published there under a new attachment.
+  let ctx2: Record<string, string> = {};
+  await until(async () => {
+    try { ctx2 = (await call(B, 'controller', 'ControllerPublishVolume', { volume_id: id, node_id: na, volume_capability: SNW })).publish_context; return true; } catch { return false; }
+  }, 'the volume to be published to a again');
+  t.not(ctx2['shoal.io/generation'], ctx1['shoal.io/generation'], `a new attachment (generation ${ctx1['shoal.io/generation']} -> ${ctx2['shoal.io/generation']})`);
+  await A.client.mountVolume({ volumeId: id, staging, target, capability: SNW, publishContext: ctx2 }, { retry: false });
+  t.equal(errCode(() => writeFileSync(join(target, 'h'), 'new task')), 'ok', 'the new task can write: its stage is a fresh mount of the volume');
+  t.equal(readFileSync(join(target, 'f'), 'utf8'), 'staged on a', 'with the data a had synced');
+  t.equal((await A.client.volumeStats(id, target)).condition?.abnormal ?? false, false, 'NodeGetVolumeStats: healthy');
+  await unmountOn(A, na, id);
+  t.same(leftovers(join(dir, na)), { loops: [], mounts: [] }, 'unpublished and unstaged: no loop device or mount left');
   await call(B, 'controller', 'ControllerUnpublishVolume', { volume_id: id, node_id: '' });
   await call(B, 'controller', 'DeleteVolume', { volume_id: id });
 });

@@ -94,6 +94,47 @@ export function nodeHandlers(d: Driver) {
   // Whether the volume exists: its image is there (a volume is renamed into place whole).
   const exists = (vid: string) => { if (!validId(vid)) return false; try { statSync(pool.image(vid)); return true; } catch { return false; } };
 
+  /**
+   * NodeUnstageVolume's work, under the volume's node lock: unmount the staging path (refused
+   * while a publish or a container still uses it), detach this node's loop devices of the volume
+   * that nothing mounts, and record that the node let go. Returns whether it did anything.
+   */
+  const unstage = async (vid: string, staging: string): Promise<boolean> => {
+    const at = mountAt(staging);
+    const st = pool.nodeState(vid, me);
+    let did = false;
+    if (at) {
+      const loop = loopOf(vid, at);
+      if (!loop) throw precondition(`${staging} holds a filesystem that is not volume ${vid} (${at.source}); not touching it`);
+      const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
+      if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
+      const held = await realUsers(loop.dev, staging);
+      if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)} (a container still running with it?); stop it first`);
+      if (st?.frozen) await thaw(staging);
+      await umountAll(staging);
+      did = true;
+      crashPoint('unstage:after-umount');
+    }
+    // Detach every loop device of the image that nothing mounts any more (also one a crash
+    // left between losetup and mount).
+    const all = mounts();
+    const atLoop = at ? loopOf(vid, at) : undefined;
+    const loops = mine(vid);
+    if (atLoop && !loops.some((l) => l.dev === atLoop.dev)) loops.push(atLoop);
+    for (const loop of loops) {
+      if (all.some((m) => m.dev === loop.dev)) continue;
+      // Our own mounts are gone, so no new copies can appear: release the old ones.
+      const held = await releaseCopies(loop.dev, staging);
+      if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)}; stop it first`);
+      if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
+      did = true;
+    }
+    if (exists(vid)) dropLink(vid);
+    // Only now, with no loop device left, does the node stop counting as a writer.
+    if (st && st.state !== 'released') setState(vid, st.generation, st.state === 'fenced' ? 'fenced' : 'released');
+    return did;
+  };
+
   return {
     async NodeStageVolume(req: Req) {
       const vid = required(req.volume_id, 'volume_id');
@@ -112,6 +153,15 @@ export function nodeHandlers(d: Driver) {
         if (!att) throw precondition(`volume ${vid} is not published to node ${me}${ctx[CTX.generation] ? ` (attachment ${ctx[CTX.generation]})` : ''}; ControllerPublishVolume it to this node first`);
         const readonly = att.readonly || isReadOnlyMode(mode);
 
+        // Staged here under an earlier attachment: the volume was taken from this node meanwhile
+        // (its filesystem fenced, or about to be: it may have been written elsewhere since), so
+        // that mount is never handed out again. Undone first (refused while a publish or a
+        // container still holds it), then staged afresh.
+        const prev = pool.nodeState(vid, me);
+        if (mountAt(staging) && prev && (prev.state === 'fenced' || prev.generation < att.generation)) {
+          await unstage(vid, staging);
+          tr.step('stale stage undone');
+        }
         // Already staged here (a repeated call, or one that finished before a crash)?
         const all = mounts();
         const at = mountAt(staging, all);
@@ -187,39 +237,7 @@ export function nodeHandlers(d: Driver) {
       const vid = required(req.volume_id, 'volume_id');
       const staging = path(req.staging_target_path, 'staging_target_path');
       return d.locks.run(`n:${vid}`, async () => {
-        const at = mountAt(staging);
-        const st = pool.nodeState(vid, me);
-        let did = false;
-        if (at) {
-          const loop = loopOf(vid, at);
-          if (!loop) throw precondition(`${staging} holds a filesystem that is not volume ${vid} (${at.source}); not touching it`);
-          const published = mounts().filter((m) => m.dev === loop.dev && m.mountPoint !== staging);
-          if (published.length > 0) throw precondition(`volume ${vid} is still published at ${published.map((m) => m.mountPoint).join(', ')}; NodeUnpublishVolume first`);
-          const held = await realUsers(loop.dev, staging);
-          if (held.length > 0) throw precondition(`volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)} (a container still running with it?); stop it first`);
-          if (st?.frozen) await thaw(staging);
-          await umountAll(staging);
-          did = true;
-          crashPoint('unstage:after-umount');
-        }
-        // Detach every loop device of the image that nothing mounts any more (also one a crash
-        // left between losetup and mount).
-        const all = mounts();
-        const atLoop = at ? loopOf(vid, at) : undefined;
-        const loops = mine(vid);
-        if (atLoop && !loops.some((l) => l.dev === atLoop.dev)) loops.push(atLoop);
-        for (const loop of loops) {
-          if (all.some((m) => m.dev === loop.dev)) continue;
-          // Our own mounts are gone, so no new copies can appear: release the old ones.
-          const held = await releaseCopies(loop.dev, staging);
-          if (held.length > 0) throw precondition(`the loop device ${loop.path} of volume ${vid} is still mounted in the mount namespace of process ${describeHolders(held)}; stop it first`);
-          if (!(await detachLoop(loop))) throw precondition(`the loop device ${loop.path} of volume ${vid} is still held open by a process; it detaches when that closes it`);
-          did = true;
-        }
-        if (!did && !exists(vid)) throw notFound(`volume ${vid} does not exist and nothing of it is staged at ${staging}`);
-        if (exists(vid)) dropLink(vid);
-        // Only now, with no loop device left, does the node stop counting as a writer.
-        if (st && st.state !== 'released') setState(vid, st.generation, st.state === 'fenced' ? 'fenced' : 'released');
+        if (!(await unstage(vid, staging)) && !exists(vid)) throw notFound(`volume ${vid} does not exist and nothing of it is staged at ${staging}`);
         return {};
       });
     },

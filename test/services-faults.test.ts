@@ -3,10 +3,15 @@
 // stopped), shoald restarted on a worker with tasks (back within the grace: the same containers;
 // either way exactly one container per slot), and the leader killed right after a
 // service create and right after a scale (the service converges to exactly N tasks, N containers)
-// and in the middle of a rolling update (it finishes with exactly N tasks on the new spec).
+// and in the middle of a rolling update (it finishes with exactly N tasks on the new spec); and
+// the leader killed while a volume moves between workers (a drain): the new leader's volume
+// controller finishes the move, the volume is never published or staged twice, its data intact.
 import t from 'tap';
 import { LAB_IMAGE, LAB_IMAGE_2 } from '../lab/registry.js';
 import { Lab, converged, describeTasks, eventually } from './services-helpers.js';
+import { csiMounts, loopsOf, poolOf, readOnVolume, sampleMounts, volumesOf } from './volumes-helpers.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 const lab = new Lab(t, 'svcf');
 const W = ['--constraint', 'node.role==worker'];
@@ -175,4 +180,39 @@ t.test('the leader killed in the middle of a rolling update: it finishes, exactl
   }, 120_000);
   t.pass('exactly 6 tasks, all on the new spec, 6 containers');
   await lab.ok(['--lab', 'service', 'rm', 'lu']);
+});
+
+t.test('the leader killed while a volume moves between workers: the new leader finishes the move, one attachment, data intact', async (t) => {
+  const t0 = Date.now();
+  const c = await lab.shoal(['--lab', 'volume', 'create', 'hav', '--size', '32M'], 180_000);
+  t.equal(c.code, 0, `volume create (${c.stderr.trim()})`);
+  const csiId = (await volumesOf(lab)).find((x) => x.name === 'hav')!.csiId as string;
+  const token = `moved-${process.pid}-${Date.now()}`;
+  const s = await lab.shoal(['--lab', 'service', 'create', '--name', 'hv', '--replicas', '1', ...W, '--stop-grace-period', '1s', '--mount', 'type=volume,source=hav,target=/data',
+    LAB_IMAGE, 'sh', '-c', `[ -f /data/f ] || { echo ${token} > /data/f; sync; }; exec sleep 1000000`], 300_000);
+  t.equal(s.code, 0, `service create converges (${s.stderr.trim().split('\n').slice(-2).join(' | ')})`);
+  const first = (await lab.live('hv'))[0]!;
+  const from = first.node!;
+  const to = from === 'worker-1' ? 'worker-2' : 'worker-1';
+  const fromId = (JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])) as { id: string; hostname: string }[]).find((n) => n.hostname === from)!.id;
+  const sampler = sampleMounts(lab, csiId);
+  const old = await leader();
+  t.equal((await lab.shoal(['--lab', 'node', 'update', '--availability', 'drain', from])).code, 0, `drain ${from}: hv.1 and its volume must move to ${to}`);
+  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  const moved = await eventually(`hv.1 running on ${to}`, async (saw) => saw(await lab.live('hv')).find((x) => x.node === to && x.state === 'running'), 300_000);
+  t.equal(readOnVolume(lab, moved, csiId, 'f'), token, `the file written on ${from} is read on ${to}`);
+  const v = (await volumesOf(lab)).find((x) => x.name === 'hav');
+  t.match(v.attachments, [{ node: to, state: 'in-use', tasks: ['hv.1'] }], `hav is attached to ${to}`);
+  t.equal(v.attachments.length, 1, 'and nowhere else');
+  await eventually(`${from} let go of it: no loop device, no mount`, async () => loopsOf(lab, fromId).length === 0 && csiMounts(lab, from).length === 0, 120_000, 500);
+  const { worst, samples } = sampler.stop();
+  t.ok(worst.targets.length <= 1 && worst.staged.length <= 1, `over ${samples} looks at the mount table, never published for two tasks or staged on two hosts at once (worst: ${JSON.stringify(worst)})`);
+  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  await lab.ok(['--lab', 'node', 'update', '--availability', 'active', from]);
+  await lab.ok(['--lab', 'service', 'rm', 'hv']);
+  await eventually('hav detached once the service is gone', async () => (await volumesOf(lab)).find((x) => x.name === 'hav')?.attachments.length === 0, 120_000, 500);
+  t.equal((await lab.shoal(['--lab', 'volume', 'rm', 'hav'], 60_000)).code, 0, 'volume rm');
+  const images = () => (existsSync(join(poolOf(lab), 'volumes')) ? readdirSync(join(poolOf(lab), 'volumes')) : []);
+  await eventually('hav and its image deleted', async () => !(await volumesOf(lab)).some((x) => x.name === 'hav') && !images().includes(csiId), 120_000, 500);
+  t.comment(`services-faults: volume moved across a leader failover ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 });
