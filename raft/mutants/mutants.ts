@@ -37,7 +37,7 @@ export const MUTANTS: Mutant[] = [
     id: 'vote-stale-resp',
     rule: 'election: only votes of the current term count',
     what: 'a candidate counts a vote response from an earlier term',
-    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if ((this.cfg.checkQuorum', replace: '} else if (m.term < this.term && m.type !== MessageType.VoteResp) {\n      if ((this.cfg.checkQuorum' }],
+    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if (m.type === MessageType.App', replace: '} else if (m.term < this.term && m.type !== MessageType.VoteResp) {\n      if (m.type === MessageType.App' }],
   },
   {
     id: 'vote-twice',
