@@ -82,10 +82,13 @@ function isTransfer(ctx: Uint8Array | undefined): boolean {
 const EMPTY = new Uint8Array(0);
 
 /**
- * A forwarded read neither answered nor failed is failed after this many election timeouts: more
- * than the two a check-quorum leader may take to notice it lost its quorum (and reject its reads).
+ * A forwarded read neither answered nor failed is failed after this many election timeouts. It
+ * bounds what lost messages can leave here, and is a backstop for hosts without a read timeout.
+ * It is long on purpose: a slow answer (a check-quorum leader takes up to two election timeouts to
+ * give up; the asker's own disk may stall its Readys) must not turn into a failure and a retry
+ * that takes longer still (raft/sim seed 464 with 3).
  */
-export const FORWARDED_READ_TICKS = 3;
+export const FORWARDED_READ_TICKS = 10;
 
 /** A read context as a map key (contexts are short byte strings chosen by the host). */
 function contextKey(ctx: Uint8Array): string {
