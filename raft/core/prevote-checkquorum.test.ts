@@ -134,3 +134,28 @@ t.test('a pre-candidate that hears from the leader goes back to follower', (t) =
   t.equal(net.node(3).status().lead, 1);
   t.end();
 });
+
+// raft/sim FINDINGS #4b (seed 5354): etcd answers a stale leader only under pre-vote or
+// check-quorum; without them a node whose own votes reach nobody (it campaigns in a configuration
+// the cluster has left) would be ignored by the leader, and ignore it, for good.
+t.test('with neither pre-vote nor check-quorum, a stale leader is answered with the newer term and steps down', (t) => {
+  const net = new Network([1, 2, 3], { config: { preVote: false, checkQuorum: false } });
+  elect(net, 1);
+  net.isolate(3);
+  net.tick(3, 50);
+  const t3 = net.node(3).status().term;
+  t.ok(t3 > 1, `node 3 campaigned alone up to term ${t3}`);
+  net.heal();
+  net.filter = (m) => m.type === MessageType.Vote && m.from === 3; // its campaigns reach nobody
+  net.log = [];
+  net.tick(1); // the leader's heartbeat
+  t.ok(net.log.some((m) => m.type === MessageType.AppResp && m.from === 3 && m.to === 1 && m.term === t3), 'node 3 answers the stale heartbeat with its term');
+  t.equal(net.node(1).status().role, Role.Follower, 'the stale leader stepped down');
+  t.equal(net.node(1).status().term, t3, 'to the newer term');
+  net.tickAll(60);
+  const l = net.leader();
+  t.ok(l && l.id !== 3 && l.status().term > 1, `a leader of a newer term (${l?.status().term}) is elected`);
+  net.propose(l!.id, 'after');
+  t.same(net.node(3).appliedData(), ['after'], 'and node 3 follows it');
+  t.end();
+});

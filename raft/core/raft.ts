@@ -81,6 +81,22 @@ function isTransfer(ctx: Uint8Array | undefined): boolean {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * A forwarded read neither answered nor failed is failed after this many election timeouts. It
+ * bounds what lost messages can leave here, and is a backstop for hosts without a read timeout.
+ * It is long on purpose: a slow answer (a check-quorum leader takes up to two election timeouts to
+ * give up; the asker's own disk may stall its Readys) must not turn into a failure and a retry
+ * that takes longer still (raft/sim seed 464 with 3).
+ */
+export const FORWARDED_READ_TICKS = 10;
+
+/** A read context as a map key (contexts are short byte strings chosen by the host). */
+function contextKey(ctx: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < ctx.length; i++) s += String.fromCharCode(ctx[i]);
+  return s;
+}
+
 export function newMessage(p: Partial<Message> & { type: MessageType }): Message {
   return {
     to: NONE,
@@ -121,6 +137,15 @@ export class Raft {
   private readOnly = new ReadOnlyQueue();
   /** ReadIndex requests waiting for the leader's first commit in its term. */
   private pendingReadIndex: Message[] = [];
+  /**
+   * This node's own reads that it forwarded to its leader and that are not answered yet, by
+   * context, with the tick they left at. Each ends in a ReadState or a DroppedRead: the answer,
+   * a rejection, the leader changing here (an answer from the old leader would carry an older
+   * term and be ignored), or no answer within FORWARDED_READ_TICKS election timeouts (lost).
+   */
+  private forwardedReads = new Map<string, { context: Uint8Array; at: number }>();
+  /** Ticks since start; ages forwarded reads. */
+  private ticks = 0;
 
   electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -226,6 +251,36 @@ export class Raft {
     this.droppedReads.push({ context: m.context ?? EMPTY, reason, leader: this.lead });
   }
 
+  /** Forwards one of this node's own reads to the leader and remembers it until it is settled. */
+  private forwardOwnRead(m: Message): void {
+    const ctx = m.context ?? EMPTY;
+    const k = contextKey(ctx);
+    if (this.forwardedReads.has(k)) {
+      // Its answer could not be told from the first one's: refuse it, as the leader would.
+      this.dropRead(m, 'a read with the same context is already pending here; use contexts unique across the cluster');
+      return;
+    }
+    this.forwardedReads.set(k, { context: ctx, at: this.ticks });
+    this.send({ ...m, to: this.lead, term: 0 });
+  }
+
+  /** Settles every forwarded read still waiting: its answer can no longer arrive (or count). */
+  private failForwardedReads(reason: string): void {
+    if (this.forwardedReads.size === 0) return;
+    for (const r of this.forwardedReads.values()) this.droppedReads.push({ context: r.context, reason, leader: this.lead });
+    this.forwardedReads.clear();
+  }
+
+  /** Forwarded reads unanswered for too long were lost in flight (or with a crashed leader). */
+  private expireForwardedReads(): void {
+    const limit = FORWARDED_READ_TICKS * this.electionTimeout;
+    for (const [k, r] of this.forwardedReads) {
+      if (this.ticks - r.at < limit) break; // insertion order is age order
+      this.forwardedReads.delete(k);
+      this.droppedReads.push({ context: r.context, reason: `no answer from the leader within ${FORWARDED_READ_TICKS} election timeouts (the request or its answer was lost); retry`, leader: this.lead });
+    }
+  }
+
   // ---- role changes -----------------------------------------------------------------------------
 
   private resetRandomizedElectionTimeout(): void {
@@ -256,6 +311,7 @@ export class Raft {
     this.pendingConfIndex = 0;
     this.uncommittedSize = 0;
     this.failPendingReads('the leader changed role before the read was confirmed');
+    this.failForwardedReads('the leader changed before it answered the forwarded read; retry');
   }
 
   /** Reads waiting on this (former) leader are reported, locally or back to the follower that asked. */
@@ -314,6 +370,8 @@ export class Raft {
   // ---- ticks ------------------------------------------------------------------------------------
 
   tick(): void {
+    this.ticks++;
+    if (this.forwardedReads.size > 0) this.expireForwardedReads();
     if (this.state === Role.Leader) this.tickHeartbeat();
     else this.tickElection();
   }
@@ -488,9 +546,13 @@ export class Raft {
         this.becomeFollower(m.term, NONE);
       }
     } else if (m.term < this.term) {
-      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === MessageType.App || m.type === MessageType.Heartbeat)) {
-        // A leader cut off by a partition keeps its old term (pre-vote stops others' terms from
-        // reaching it); tell it the current term so it steps down.
+      if (m.type === MessageType.App || m.type === MessageType.Heartbeat) {
+        // A leader of an older term must learn ours and step down (Raft §5.1), in every mode.
+        // etcd answers only under CheckQuorum or PreVote and otherwise counts on our higher-term
+        // MsgVote reaching the leader's voters; it does not when we campaign in a configuration
+        // the cluster has left (we never learnt a joint change): our votes go only to removed
+        // nodes and, unanswered, the leader would keep its term and never bring us up to date
+        // (raft/sim FINDINGS #4b, seed 5354).
         this.send({ type: MessageType.AppResp, to: m.from });
       } else {
         this.cfg.logger.info(`raft ${this.id} ignores stale ${MessageType[m.type]} from ${m.from} (term ${m.term} < ${this.term})`);
@@ -502,11 +564,19 @@ export class Raft {
       case MessageType.Hup:
         this.hup(this.cfg.preVote ? 'pre-election' : 'election');
         return;
-      case MessageType.ReadIndexResp:
+      case MessageType.ReadIndexResp: {
+        // Only the answer to a read this node forwarded and still waits for counts; anything else
+        // was settled here already (failed when the leader changed, or expired).
+        const k = contextKey(m.context ?? EMPTY);
+        if (!this.forwardedReads.delete(k)) {
+          this.cfg.logger.info(`raft ${this.id} ignores MsgReadIndexResp from ${m.from}: no forwarded read with that context is waiting`);
+          return;
+        }
         // Valid in any role: the index was confirmed by the leader that answered.
-        if (m.reject) this.dropRead(m, `the leader (node ${m.from}) dropped the read (it lost leadership before confirming it, or the context was already pending); retry`);
+        if (m.reject) this.dropRead(m, `node ${m.from} dropped the read (no leader known there, an election in progress, leadership lost before confirming it, or the context was already pending); retry`);
         else this.readStates.push({ index: m.index, context: m.context ?? EMPTY });
         return;
+      }
     }
     switch (this.state) {
       case Role.Leader:
@@ -701,7 +771,8 @@ export class Raft {
         this.dropProposal(m.entries, 'no leader: an election is in progress');
         return;
       case MessageType.ReadIndex:
-        this.dropRead(m, 'no leader: an election is in progress');
+        // A read forwarded to us is answered to its asker, whose host alone knows the context.
+        this.rejectRead(m, 'no leader: an election is in progress');
         return;
       case MessageType.App:
         this.becomeFollower(m.term, m.from);
@@ -772,10 +843,13 @@ export class Raft {
         return;
       case MessageType.ReadIndex:
         if (this.lead === NONE) {
-          this.dropRead(m, 'no leader is known');
+          // A read forwarded here (our leader just stepped down, or a stale leader hint) goes
+          // back to its asker, whose host alone knows the context (raft/sim FINDINGS #4b).
+          this.rejectRead(m, 'no leader is known');
           return;
         }
-        this.send({ ...m, to: this.lead, term: 0 });
+        if (m.from === this.id) this.forwardOwnRead(m);
+        else this.send({ ...m, to: this.lead, term: 0 }); // its asker tracks it
         return;
     }
   }

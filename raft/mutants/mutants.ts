@@ -37,7 +37,7 @@ export const MUTANTS: Mutant[] = [
     id: 'vote-stale-resp',
     rule: 'election: only votes of the current term count',
     what: 'a candidate counts a vote response from an earlier term',
-    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if ((this.cfg.checkQuorum', replace: '} else if (m.term < this.term && m.type !== MessageType.VoteResp) {\n      if ((this.cfg.checkQuorum' }],
+    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if (m.type === MessageType.App', replace: '} else if (m.term < this.term && m.type !== MessageType.VoteResp) {\n      if (m.type === MessageType.App' }],
   },
   {
     id: 'vote-twice',
@@ -113,7 +113,13 @@ export const MUTANTS: Mutant[] = [
     id: 'stale-term-append',
     rule: 'terms: messages of an older term are refused',
     what: 'a follower accepts MsgApp from a leader of an older term',
-    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if ((this.cfg.checkQuorum', replace: '} else if (m.term < this.term && m.type !== MessageType.App) {\n      if ((this.cfg.checkQuorum' }],
+    patches: [{ file: RAFT, find: '} else if (m.term < this.term) {\n      if (m.type === MessageType.App', replace: '} else if (m.term < this.term && m.type !== MessageType.App) {\n      if (m.type === MessageType.App' }],
+  },
+  {
+    id: 'stale-leader-unanswered',
+    rule: 'terms: a leader of an older term is told the newer term',
+    what: 'as etcd, a stale MsgApp/heartbeat is answered only under pre-vote or check-quorum (raft/sim FINDINGS #4b)',
+    patches: [{ file: RAFT, find: '      if (m.type === MessageType.App || m.type === MessageType.Heartbeat) {\n        // A leader of an older term', replace: '      if ((this.cfg.checkQuorum || this.cfg.preVote) && (m.type === MessageType.App || m.type === MessageType.Heartbeat)) {\n        // A leader of an older term' }],
   },
   {
     id: 'higher-term-ignored-by-leader',
@@ -301,6 +307,19 @@ export const MUTANTS: Mutant[] = [
     rule: 'reads: lease reads, too, wait for the leader\'s first commit in its term',
     what: 'in lease mode a new leader answers reads before committing an entry of its term',
     patches: [{ file: RAFT, find: 'if (!this.committedEntryInCurrentTerm()) {\n          this.pendingReadIndex.push(m);', replace: "if (!this.committedEntryInCurrentTerm() && this.cfg.readOnly === 'safe') {\n          this.pendingReadIndex.push(m);" }],
+  },
+
+  {
+    id: 'forwarded-read-dropped-here',
+    rule: 'reads: every read ends in an answer or a drop report at the node that asked it',
+    what: 'a node without a leader reports a read forwarded to it to its own host instead of the asker (raft/sim FINDINGS #4b)',
+    patches: [{ file: RAFT, find: "this.rejectRead(m, 'no leader is known');", replace: "this.dropRead(m, 'no leader is known');" }],
+  },
+  {
+    id: 'forwarded-read-kept-on-leader-change',
+    rule: 'reads: every read ends in an answer or a drop report at the node that asked it',
+    what: 'a follower keeps waiting for its forwarded reads when its leader changes (the old leader\'s answer would be ignored)',
+    patches: [{ file: RAFT, find: "    this.failForwardedReads('the leader changed before it answered the forwarded read; retry');\n", replace: '' }],
   },
 
   // ---- check-quorum, transfer -------------------------------------------------------------------

@@ -137,6 +137,23 @@ t.test('many lost writes that nobody observed do not blow up the search', async 
   t.ok(checkHistory(withCas).ok, 'the unanswered put explains the failed cas');
 });
 
+t.test('a lost put counts as seen only by a read that starts with its value (raft/sim seed 1806)', async (t) => {
+  // Seed 1806's shape: lost puts "c.1" whose values occur inside appended values ("3.13;") of the
+  // one read, beside lost appends the read does show. Taken as seen, the puts multiply the orders
+  // to try and the search gave up; a read shows a put only as its prefix (appends only extend it).
+  const ops: Operation[] = [];
+  for (let c = 1; c <= 9; c++) ops.push(put(c, 'x', `${c}.1`, c, null));
+  const shown = ['3.3;', '2.9;', '4.7;', '2.13;', '3.13;', '5.14;', '1.19;', '5.19;', '6.15;', '7.16;', '8.17;', '9.18;'];
+  shown.forEach((v, i) => ops.push(app(20 + i, 'x', v, 20 + i, null)));
+  ops.push(get(99, 'x', shown.join(''), 100, 101));
+  t.same(checkHistory(ops, { maxStepsPerKey: 200_000 }), { ok: true }, 'decided within a small budget');
+  // Sound: a lost put a read does start with is kept and must fit.
+  const kept = [put(1, 'y', 'p', 0, null), app(2, 'y', 'a;', 10, 11), get(3, 'y', 'pa;', 20, 21)];
+  t.ok(checkHistory(kept).ok, 'the put explains the read');
+  t.equal(checkHistory([...kept, get(4, 'y', 'a;', 30, 31)]).ok, false, 'and a later read without it is caught');
+  t.equal(checkHistory([put(1, 'y', 'p', 0, null), get(3, 'y', 'xp', 20, 21)]).ok, false, 'a read holding the value only inside is not explained by the put');
+});
+
 t.test('search budget exhausted reports unknown, never ok', async (t) => {
   const ops: Operation[] = [];
   for (let i = 0; i < 30; i++) ops.push(app(i, 'k', `${i};`, 0, 100));

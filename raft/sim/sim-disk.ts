@@ -26,6 +26,11 @@ interface WriteOp {
   rd: Pick<Ready, 'entries' | 'hardState' | 'snapshot' | 'mustSync'>;
   /** No record: a commit-only hard state (deferred) or nothing at all. */
   noop: boolean;
+  /**
+   * The hard state the record carries, taken when the write starts: the Ready's, else the one in
+   * memory with any deferred commit (DiskStorage writes `hardState ?? pendingHardState`).
+   */
+  hs?: HardState;
   done: () => void;
 }
 
@@ -127,6 +132,7 @@ export class SimDisk {
     const op = this.queue[0];
     this.busy = true;
     if (op.kind === 'marker') op.hs = this.store.hardState();
+    else if (!op.noop) op.hs = op.rd.hardState ?? this.store.hardState();
     const noop = op.kind === 'write' && op.noop;
     // Nothing to write still takes a moment (a turn of the host's event loop).
     const ms = noop ? 0.01 : this.latency();
@@ -170,7 +176,9 @@ export class SimDisk {
       return;
     }
     const s = this.store;
-    let hs = rd.hardState ?? s.hardState();
+    // Not s.hardState() now: after a crash that is the durable one, without the deferred commit the
+    // record did carry (raft/sim FINDINGS #4b, seed 10319).
+    let hs = op.hs ?? rd.hardState ?? s.hardState();
     if (rd.snapshot) {
       s.applySnapshot(rd.snapshot);
       // The snapshot is committed by definition (DiskStorage raises the commit to it).
