@@ -193,15 +193,23 @@ static void op_infra(const char *id, char **a, int n) {
   if (p < 0) { answer(id, 1, "fork: %s", strerror(errno)); return; }
   if (p == 0) {
     if (unshare(CLONE_NEWPID) < 0) { answer(id, 1, "unshare pid namespace: %s", strerror(errno)); _exit(1); }
+    // The pid is answered only once the infra process is named and in its directory: the
+    // runtime recognises it by both, and a CreateContainer right after RunPodSandbox found a
+    // process still named after the shim ("the infra process ... is gone").
+    int ready[2];
+    if (pipe(ready) < 0) { answer(id, 1, "pipe: %s", strerror(errno)); _exit(1); }
     pid_t b = fork();
     if (b < 0) { answer(id, 1, "fork: %s", strerror(errno)); _exit(1); }
     if (b == 0) {
+      close(ready[0]);
       setsid();
       prctl(PR_SET_NAME, "shoal-pause");
       for (int i = 0; i < 3; i++) if (host_ns[i] >= 0) close(host_ns[i]);
       int null = open("/dev/null", O_RDWR);
       if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); if (null > 2) close(null); }
       if (chdir(a[0]) < 0) _exit(1);
+      if (write(ready[1], "1", 1) != 1) _exit(1);
+      close(ready[1]);
       struct sigaction sa;
       memset(&sa, 0, sizeof sa);
       sa.sa_handler = infra_term;
@@ -219,6 +227,11 @@ static void op_infra(const char *id, char **a, int n) {
       }
       _exit(0);
     }
+    close(ready[1]);
+    char c;
+    ssize_t r;
+    while ((r = read(ready[0], &c, 1)) < 0 && errno == EINTR) {}
+    if (r != 1) { answer(id, 1, "the infra process did not start in %s (chdir failed?)", a[0]); _exit(1); }
     answer(id, 0, "%d", (int)b);
     _exit(0);
   }
