@@ -15,7 +15,7 @@
 
 import { MemoryStorage, RawNode, Raft, decodeConfChange, type CoreReady } from '../core/index.js';
 import { toConfState } from '../core/tracker.js';
-import { EntryType, MessageType, Role, type ConfChange, type ConfState, type Message, type NodeId } from '../types.js';
+import { EntryType, MessageType, Role, type ConfChange, type ConfState, type Entry, type Message, type NodeId } from '../types.js';
 import { CalmPhase, type CalmHost } from './calm.js';
 import { SimClient, type ClientReply, type ClientRequest } from './clients.js';
 import { confAfter } from './campaign-conf.js';
@@ -663,6 +663,24 @@ export class Simulation {
     this.observeRole(n, st.state, st.term, st.lead);
   }
 
+  /** Committed conf changes the host has not applied yet (beyond a snapshot restored but not installed). */
+  private unappliedConfChanges(n: SimNode, rn: RawNode): Entry[] {
+    const log = rn.raft.raftLog;
+    const from = Math.max(n.sm.appliedIndex, log.unstable.snapshot?.meta.index ?? 0);
+    return log.committed > from ? log.slice(from + 1, log.committed + 1, Infinity).filter((e) => e.type === EntryType.ConfChange) : [];
+  }
+
+  /**
+   * A leader's configuration is final once an entry of its own term is committed (so is every
+   * conf change of an earlier term in its log; nobody proposes new ones after the faults) and it
+   * has applied every committed conf change. Until then its configuration may still drop a
+   * member (seed 59513: the calm phase asked a node that a committed entry had already removed).
+   */
+  private confFinal(n: SimNode, rn: RawNode): boolean {
+    const log = rn.raft.raftLog;
+    return log.termOrZero(log.committed) === rn.raft.term && log.unstable.snapshot === undefined && this.unappliedConfChanges(n, rn).length === 0;
+  }
+
   /**
    * A node campaigns only once it has applied every committed conf change (and installed any
    * snapshot it restored): it then campaigns in the configuration of its commit index. The
@@ -671,8 +689,7 @@ export class Simulation {
   private checkCampaignConf(n: SimNode, rn: RawNode): void {
     const log = rn.raft.raftLog;
     const snapIdx = log.unstable.snapshot?.meta.index;
-    const from = Math.max(n.sm.appliedIndex, snapIdx ?? 0);
-    const pending = log.committed > from ? log.slice(from + 1, log.committed + 1, Infinity).filter((e) => e.type === EntryType.ConfChange) : [];
+    const pending = this.unappliedConfChanges(n, rn);
     if (snapIdx !== undefined || pending.length > 0) {
       const what = snapIdx !== undefined ? `a snapshot at ${snapIdx} not yet installed` : `committed conf changes at ${pending.map((e) => e.index).join(',')} not yet applied`;
       throw new Violation('campaign with an unapplied configuration', `node ${n.id} became ${rn.raft.state} at term ${rn.raft.term} with ${what} (commit ${log.committed}, applied ${n.sm.appliedIndex})`);
@@ -959,7 +976,10 @@ export class Simulation {
       preVote: this.tun.preVote,
       checkQuorum: this.tun.checkQuorum,
       quietAt: () => this.quietAt,
-      nodes: () => [...this.nodes.values()].filter((n) => !n.retired).map((n) => ({ id: n.id, up: n.up, role: n.role, term: n.term, lead: n.lead, conf: n.conf, tickMs: n.tickMs })),
+      nodes: () =>
+        [...this.nodes.values()]
+          .filter((n) => !n.retired)
+          .map((n) => ({ id: n.id, up: n.up, role: n.role, term: n.term, lead: n.lead, conf: n.conf, tickMs: n.tickMs, confFinal: n.rn !== null && n.role === Role.Leader && this.confFinal(n, n.rn) })),
       isolate: (id, why) => this.isolateNow(this.nodes.get(id) as SimNode, why),
       reconnect: (id) => {
         this.net.isolated.delete(id);
