@@ -79,7 +79,7 @@ class AckSnapshotWithoutInstall extends Raft {
   }
 }
 
-const SAFETY = ['election safety', 'leader elected by a quorum', 'log matching', 'leader completeness', 'committed entry could be lost', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
+const SAFETY = ['election safety', 'leader elected by a quorum', 'log matching', 'leader completeness', 'committed entry could be lost', 'commit of an earlier term', 'one committed entry per index', 'state machine safety', 'linearizability', 'leader append-only', 'apply only committed'];
 
 type Variant = { name: string; impl: typeof Raft; expect: string[]; options?: Omit<SimOptions, 'seed' | 'impl'>; maxSeeds?: number };
 
@@ -91,8 +91,9 @@ const variants: Variant[] = [
     impl: CommitOldTerm,
     expect: SAFETY,
     // Figure 8 of the Raft paper: 3 nodes, one entry per MsgApp, the leader-churn profile. The
-    // commit check catches it at the bad commit itself (the entry could still be lost), without
-    // waiting for a later leader to overwrite it, which once needed up to 1,500 seeds.
+    // own-term rule (checked after every step) catches it at the bad commit itself, as the commit
+    // check does when the entry could still be lost, without waiting for a later leader to
+    // overwrite it, which once needed up to 1,500 seeds.
     options: { nodes: 3, profile: 'leader-churn', tunables: { maxSizePerMsg: 64 } },
   },
   { name: 'vote granted without the log up-to-date check', impl: VoteWithoutLogCheck, expect: SAFETY },

@@ -22,6 +22,11 @@ export interface CalmNode {
   lead: NodeId;
   conf: ConfState;
   tickMs: number;
+  /**
+   * Leader only: its configuration can no longer change (an entry of its term is committed and
+   * every committed conf change applied). Until then a committed entry may still remove a member.
+   */
+  confFinal: boolean;
 }
 
 /** What the calm phase needs from the simulator. */
@@ -166,7 +171,10 @@ export class CalmPhase {
           this.h.retireNonMembers(newest.conf);
           retiredFor = key;
         }
-        return this.settledLeader() !== null;
+        // Settled only in the leader's final configuration: a new leader that has not yet
+        // applied a committed removal still lists the removed node, which the next stages
+        // would then ask for a read it can never serve (the leader stops replicating to it).
+        return this.settledLeader()?.confFinal === true;
       },
     };
   }

@@ -174,3 +174,9 @@ t.test('liveness: a read forwarded to a leader that then stepped down is answere
   // The mechanism, by hand, is in raft/core/read-index.test.ts (the read at a node whose leader
   // role just ended; the answer of a replaced leader; a lost forward).
 });
+
+t.test('seed 59513: a read at a node removed by a committed entry the new leader had not applied (FINDINGS.md #4c, the checker)', async (t) => {
+  // Failed before the calm phase waited for the leader's final configuration; calm.test.ts
+  // replays the end state with the exact timing.
+  replay(t, 59513, 4000);
+});

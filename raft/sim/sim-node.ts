@@ -30,6 +30,8 @@ export class SimNode {
   lastCommit = 0;
   /** Highest commit index checked by the "commit is final" check, per leader term. */
   checkedCommit = { term: 0, index: 0 };
+  /** A leader's commit index as last observed, per term (the commit-own-term check). */
+  leaderCommit = { term: 0, index: 0 };
   /** Leader ticks a leadership transfer has been pending (liveness bound). */
   transfer = { to: 0, term: 0, ticks: 0 };
   retired = false;
