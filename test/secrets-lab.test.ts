@@ -101,6 +101,9 @@ t.before(async () => {
 
 t.test('the data key: on both managers (manager-2 got it when it joined), on no worker', async (t) => {
   const key = (n: string) => join(lab.node(n).stateDir, 'data.key');
+  // A joining manager writes the key it fetched once it has the cluster object (and so knows
+  // whether autolock seals it): a moment after lab up may be before that.
+  await eventually('manager-2 writes its data key', async () => existsSync(key('manager-2')));
   for (const m of ['manager-1', 'manager-2']) {
     t.ok(existsSync(key(m)), `${m} holds a data key`);
     t.equal(statSync(key(m)).mode & 0o777, 0o600, `${m}: mode 0600`);
@@ -203,7 +206,8 @@ t.test('secret rm refused while used; a reference change rolls the service; file
   await lab.ok(['--lab', 'secret', 'create', 'db-pw2', f2]);
   const before = await running('app');
   const sdir = join(lab.node('worker-1').stateDir, 'secrets');
-  t.same(readdirSync(sdir), [before.id], "the secrets tmpfs holds the running task's files");
+  // The redeployed task's predecessor leaves its files as its shutdown completes.
+  t.same(await eventually("the secrets tmpfs holds only the running task's files", async (saw) => { const l = saw(readdirSync(sdir)); return l.length === 1 && l; }), [before.id], "the secrets tmpfs holds the running task's files");
   const up = await lab.shoal(['--lab', 'service', 'update', '--secret-rm', 'db-pw', '--secret-add', 'db-pw2,target=/run/secrets/db,mode=0400', '--update-monitor', '1s', 'app']);
   t.equal(up.code, 0, `update exits 0 (${up.stderr})`);
   t.match(up.stdout, /service app converged \(update completed/, 'a rolling update, to completion');
