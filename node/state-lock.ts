@@ -7,10 +7,14 @@ import { join } from 'node:path';
 
 export class StateDirLocked extends Error {}
 
+/** The start time of a live `pid`; undefined when it is gone or a zombie (dead, not yet reaped by
+ * its parent: a SIGKILLed daemon is one for a while when its reaper is busy, and it holds nothing). */
 function startTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return fields[19];
   } catch {
     return undefined;
   }
