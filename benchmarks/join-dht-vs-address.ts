@@ -26,7 +26,7 @@ let boot: BootstrapNodes | undefined;
 
 async function daemon(name: string, dht: DhtConfig | undefined): Promise<Daemon> {
   const port = await freePort('127.0.0.1');
-  const d = new Daemon({ stateDir: join(dir, name), listen: `127.0.0.1:${port}`, advertise: `127.0.0.1:${port}`, hostname: name, gossipPreset: 'local', dht, log: () => undefined });
+  const d = new Daemon({ stateDir: join(dir, name), listen: `127.0.0.1:${port}`, advertise: `127.0.0.1:${port}`, hostname: name, gossipPreset: 'local', networkEndpoint: 'none', dht, log: () => undefined });
   daemons.push(d);
   await d.start();
   return d;

@@ -89,6 +89,7 @@ function daemon(name: string, listen: number, advertise = listen, onLog?: (m: st
     advertise: `127.0.0.1:${advertise}`,
     hostname: name,
     gossipPreset: 'local',
+    networkEndpoint: 'none', // in the machine's own namespace: no bridge or VXLAN device here
     log: (m) => {
       lines.push(m);
       onLog?.(m);

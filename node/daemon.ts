@@ -76,7 +76,9 @@ export interface DaemonOptions {
    * built-in shoal-runtime as a child on DIR/cri.sock. */
   criEndpoint?: string;
   /** The network plugin to use (`unix:///PATH.sock`, speaking proto/network); default: start the
-   * built-in shoal-net as a child on DIR/plugins/network.sock. */
+   * built-in shoal-net as a child on DIR/plugins/network.sock. `none`: no network plugin, pods
+   * get loopback only (a node that must create no bridge or VXLAN device where it runs, such as
+   * the tests' daemons in the machine's own namespace). */
   networkEndpoint?: string;
   /** Registries the built-in runtime reaches over plain HTTP. */
   insecureRegistries?: string[];
@@ -577,7 +579,7 @@ export class Daemon {
       description: () => describeNode(cri, this.plugins, !!this.locked),
       logs: new LogPublisher(logRoot, (m) => this.log(m)),
       files,
-      onNetworks: (m) => network.onView(m),
+      onNetworks: (m) => network?.onView(m),
       log: (m, f) => this.log(m, f),
     });
     this.agent = agent;
@@ -617,7 +619,11 @@ export class Daemon {
    * The node's network plugin: the built-in shoal-net as a child (or --network-endpoint), the
    * runtime's CNI files pointing at it, and the agent's side of its contract.
    */
-  private startNetwork(nodeId: string): NetworkSync {
+  private startNetwork(nodeId: string): NetworkSync | undefined {
+    if (this.o.networkEndpoint === 'none') {
+      this.log('shoald: no network plugin (--network-endpoint none): pods on this node get loopback only');
+      return undefined;
+    }
     let socket: string;
     let ready: Promise<void> | undefined;
     if (this.o.networkEndpoint) {

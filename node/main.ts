@@ -12,7 +12,7 @@ import { joinHostPort, splitHostPort } from './ports.js';
 import { DhtConfigError, parseDhtFlag, resolveDht } from './discovery/config.js';
 
 function usage(msg: string): never {
-  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T] | --join-dht [--token-file F | --token T]] [--dht=true|false] [--dht-bootstrap HOST:PORT[,...]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--network-endpoint unix:///PATH.sock] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--csi-pool DIR] [--metrics-addr HOST:PORT|off] [--log-level debug|info|warn|error] [--log-format json|text] [--force-new-cluster | --restore BACKUP]\n`);
+  process.stderr.write(`shoald: ${msg}\nusage: shoald --state-dir DIR [--listen HOST:PORT] [--advertise HOST:PORT] [--hostname NAME] [--init | --join ADDR [--token-file F | --token T] | --join-dht [--token-file F | --token T]] [--dht=true|false] [--dht-bootstrap HOST:PORT[,...]] [--raft-port N] [--gossip-port N] [--gossip-preset lan|local] [--cri-endpoint unix:///PATH.sock] [--network-endpoint unix:///PATH.sock|none] [--insecure-registry HOST:PORT]... [--cgroup-parent /PATH] [--csi-pool DIR] [--metrics-addr HOST:PORT|off] [--log-level debug|info|warn|error] [--log-format json|text] [--force-new-cluster | --restore BACKUP]\n`);
   process.exit(2);
 }
 
@@ -57,7 +57,7 @@ function parse(argv: string[]) {
       }
       case '--network-endpoint': {
         const e = v();
-        if (!/^unix:\/\/\/\S+$/.test(e)) usage(`--network-endpoint must be unix:///absolute/path.sock, got ${e}`);
+        if (e !== 'none' && !/^unix:\/\/\/\S+$/.test(e)) usage(`--network-endpoint must be unix:///absolute/path.sock or none, got ${e}`);
         a.networkEndpoint = e;
         break;
       }

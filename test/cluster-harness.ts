@@ -11,6 +11,9 @@ import { freePort } from '../node/ports.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const SHOALD = join(here, '..', 'node', 'main.js');
+/** These daemons run in the machine's own network namespace: no network plugin, so no bridge,
+ * VXLAN device or nft table of theirs is ever made there (the lab tests cover the overlay). */
+export const NO_NETWORK = ['--network-endpoint', 'none'];
 export const SHOAL = join(here, '..', 'cli', 'main.js');
 
 export interface NodeProc {
@@ -42,7 +45,7 @@ export class TestCluster {
     const node = n;
     // Many nodes share this loopback: each serves its metrics on a port of its own choosing.
     const metrics = extra.includes('--metrics-addr') ? [] : ['--metrics-addr', '127.0.0.1:0'];
-    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--dht=false', ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--dht=false', ...NO_NETWORK, ...metrics, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
     node.proc = p;
     // shoald writes JSON log lines to a pipe: the tests read them as a terminal shows them.
     let partial = '';

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { freePort } from '../node/ports.js';
-import { SHOALD, TestCluster, waitFor, type NodeProc } from './cluster-harness.js';
+import { NO_NETWORK, SHOALD, TestCluster, waitFor, type NodeProc } from './cluster-harness.js';
 
 const c = new TestCluster();
 t.teardown(async () => {
@@ -27,7 +27,7 @@ interface Row {
 async function startWith(name: string, extra: string[], env: NodeJS.ProcessEnv): Promise<NodeProc> {
   const node: NodeProc = { name, port: await freePort('127.0.0.1'), stateDir: join(c.dir, name), log: [] };
   c.nodes.set(name, node);
-  const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--log-format', 'text', '--dht=false', ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const p = spawn(process.execPath, [SHOALD, '--state-dir', node.stateDir, '--listen', `127.0.0.1:${node.port}`, '--hostname', name, '--log-format', 'text', '--dht=false', ...NO_NETWORK, ...extra], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   node.proc = p;
   p.stderr!.setEncoding('utf8').on('data', (d: string) => node.log.push(d));
   await new Promise<void>((resolve, reject) => {

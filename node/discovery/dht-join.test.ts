@@ -58,6 +58,7 @@ async function daemon(name: string, dht: DhtConfig | undefined): Promise<Daemon>
     advertise: `127.0.0.1:${port}`,
     hostname: name,
     gossipPreset: 'local',
+    networkEndpoint: 'none', // in the machine's own namespace: no bridge or VXLAN device here
     dht,
     log: (m) => {
       lines.push(m);
