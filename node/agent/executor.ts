@@ -185,7 +185,7 @@ export class Executor {
     try {
       const ctrs = (await this.o.cri.runtime.ListContainers({ filter: { pod_sandbox_id: podId } })).containers ?? [];
       await Promise.all(ctrs.filter((c: any) => c.state === CONTAINER_STATE.running).map((c: any) => this.o.cri.runtime.StopContainer({ container_id: c.id, timeout: graceSec }, (graceSec + 30) * 1000)));
-      await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: podId });
+      await stopPodSandbox(this.o.cri, podId, () => this.o.log(`agent: pod ${podId.slice(0, 12)} of task ${taskId}: stopping it failed; retrying`));
       await this.o.cri.runtime.RemovePodSandbox({ pod_sandbox_id: podId });
       if (taskId) this.o.network?.detach(taskId);
     } catch (e) {
@@ -543,7 +543,7 @@ class Runner {
         await Promise.all([...this.containers.values()].map((id) => this.o.cri.runtime.StopContainer({ container_id: id, timeout: grace }, (grace + 30) * 1000).catch((e: any) => {
           if (e.code !== 5) throw e;
         })));
-        await this.o.cri.runtime.StopPodSandbox({ pod_sandbox_id: this.podId });
+        await stopPodSandbox(this.o.cri, this.podId, () => this.o.log(`agent: task ${this.task.id}: stopping its pod failed; retrying until it is torn down (its addresses stay held meanwhile)`));
       }
     } finally {
       // The task has ended: its secrets and configs leave the node with it, and its volumes
@@ -571,4 +571,26 @@ class Runner {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * StopPodSandbox, retried while it fails for a reason that passes (a pod stopped while shoald
+ * starts, before its network plugin serves: the CNI DEL fails). Giving up left the pod and its
+ * addresses held for ever, and a new task given one of them waited and failed (services-faults).
+ * NOT_FOUND is success: the pod is gone. Bounded (10 minutes), then the last error is thrown.
+ */
+export async function stopPodSandbox(cri: CriClient, podId: string, onRetry: () => void, delayMs = 2000, limitMs = 600_000): Promise<void> {
+  const end = Date.now() + limitMs;
+  for (let said = false; ; ) {
+    try {
+      await cri.runtime.StopPodSandbox({ pod_sandbox_id: podId });
+      return;
+    } catch (e) {
+      if ((e as { code?: number }).code === 5) return;
+      if (Date.now() + delayMs > end) throw e;
+      if (!said) onRetry();
+      said = true;
+      await new Promise((r) => setTimeout(r, delayMs));
+    }
+  }
 }
