@@ -48,9 +48,12 @@ export async function startRegistry(auth?: RegistryAuthConfig, opts: { netns?: s
     ...(auth ? ['auth:', auth.authYaml] : []),
   ].join('\n') + '\n';
   writeFileSync(join(dir, 'config.yml'), cfg);
+  // setpriv --pdeathsig: the registry dies with the test process, even when tap SIGKILLs a
+  // timed-out test or is stopped itself (it outlived its test before).
+  const serve = ['setpriv', '--pdeathsig', 'KILL', '--', 'docker-registry', 'serve', join(dir, 'config.yml')];
   const proc = opts.netns
-    ? spawn('nsenter', [`--net=${opts.netns}`, '--', 'docker-registry', 'serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] })
-    : spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ? spawn('nsenter', [`--net=${opts.netns}`, '--', ...serve], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn(serve[0]!, serve.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (b: Buffer) => { stderr += b.toString(); });
   const host = `127.0.0.1:${port}`;
