@@ -5,11 +5,12 @@
 // points them at another implementation instead. The data path outlives the plugin: pods keep
 // their network while it is stopped or restarted (a parent-death signal stops it with shoald,
 // the next shoald starts a new one, which re-attaches to what it holds).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { networkPluginClient } from '../proto/network/types.js';
+import { ChildDaemon } from './child-daemon.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const SHOAL_NET_MAIN = join(here, '..', 'overlay-net', 'main.js');
@@ -74,124 +75,44 @@ export interface NetworkChildOptions {
 export class NetworkChild {
   readonly socket: string;
   readonly dir: string;
-  private proc?: ChildProcess;
-  private stopped = false;
-  private restarts = 0;
-  private readonly pidFile: string;
+  private readonly child: ChildDaemon;
 
   constructor(private readonly o: NetworkChildOptions) {
     this.socket = join(o.stateDir, 'plugins', 'network.sock');
     this.dir = join(o.stateDir, 'network');
-    this.pidFile = join(o.stateDir, 'network.pid');
-  }
-
-  private args(extra: string[] = []): string[] {
-    return [SHOAL_NET_MAIN, '--listen', `unix://${this.socket}`, '--state', this.dir, '--underlay-addr', this.o.underlayAddr, ...extra];
+    const listen = `unix://${this.socket}`;
+    this.child = new ChildDaemon({
+      logName: 'network',
+      program: 'shoal-net',
+      args: [SHOAL_NET_MAIN, '--listen', listen, '--state', this.dir, '--underlay-addr', o.underlayAddr],
+      socket: this.socket,
+      pidFile: join(o.stateDir, 'network.pid'),
+      probe: () => {
+        const c = networkPluginClient(this.socket, 2000);
+        return { ready: () => c.status(), close: () => c.close() };
+      },
+      isOurs: (cmd) => cmd.some((a) => a.endsWith('overlay-net/main.js')) && cmd.includes(listen),
+      prepare: () => {
+        mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+        mkdirSync(dirname(this.socket), { recursive: true, mode: 0o700 });
+      },
+      stderrPrefix: 'shoal-net: ',
+      // The data path is not the plugin's: it stays while the plugin is away.
+      staleNote: 'pods keep their network',
+      exitNote: 'pods keep their network',
+      pollMs: 100,
+      log: o.log,
+    });
   }
 
   /** Starts the plugin; resolves once it answers Status (its start-up reconcile can take a while on a busy machine). */
   async start(timeoutMs = 120_000): Promise<void> {
-    await this.stopStale();
-    this.spawn();
-    await this.waitReady(timeoutMs);
-  }
-
-  /** A plugin a killed shoald left running holds our socket and state: stop it first. */
-  private async stopStale(): Promise<void> {
-    let pid = 0;
-    try {
-      pid = Number(readFileSync(this.pidFile, 'utf8').trim());
-    } catch {
-      return;
-    }
-    if (!pid || !isOurPlugin(pid, this.socket)) return;
-    this.o.log(`network: stopping the shoal-net (pid ${pid}) an earlier shoald left running; pods keep their network`);
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const end = Date.now() + 5000;
-    while (isOurPlugin(pid, this.socket) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    if (isOurPlugin(pid, this.socket)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  }
-
-  private spawn(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    mkdirSync(dirname(this.socket), { recursive: true, mode: 0o700 });
-    // setpriv --pdeathsig: stopped when shoald dies, even by SIGKILL; the data path stays.
-    const p = spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, ...this.args()], { stdio: ['ignore', 'ignore', 'pipe'] });
-    this.proc = p;
-    writeFileSync(this.pidFile, String(p.pid));
-    let buf = '';
-    p.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        if (line) this.o.log(`network: ${line.replace(/^shoal-net: /, '')}`);
-      }
-    });
-    p.on('exit', (code, sig) => {
-      if (this.proc !== p) return;
-      this.proc = undefined;
-      if (this.stopped) return;
-      const delay = Math.min(500 * 2 ** this.restarts++, 10_000);
-      this.o.log(`network: shoal-net exited (${sig ?? `code ${code}`}); pods keep their network; starting it again in ${delay} ms`);
-      setTimeout(() => {
-        if (!this.stopped) this.spawn();
-      }, delay).unref();
-    });
-  }
-
-  private async waitReady(timeoutMs: number): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    const c = networkPluginClient(this.socket, 2000);
-    try {
-      for (;;) {
-        if (existsSync(this.socket)) {
-          try {
-            await c.status();
-            this.restarts = 0;
-            return;
-          } catch {
-            /* not serving yet */
-          }
-        }
-        if (this.stopped) throw new Error('shoald is stopping');
-        if (Date.now() > end) throw new Error(`shoal-net did not answer on ${this.socket} within ${timeoutMs / 1000} s; see the network lines in shoald's log`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    } finally {
-      c.close();
-    }
+    await this.child.start(timeoutMs);
   }
 
   /** Stops the plugin with SIGTERM (pods keep their network, as across a restart). */
   async stop(): Promise<void> {
-    this.stopped = true;
-    const p = this.proc;
-    this.proc = undefined;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        p.kill('SIGKILL');
-        resolve();
-      }, 5000);
-      p.once('exit', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      p.kill('SIGTERM');
-    });
-    rmSync(this.pidFile, { force: true });
+    await this.child.stop();
   }
 
   /** Removes everything the plugin made on this node (the node leaves the cluster). Call after stop(). */
@@ -200,14 +121,5 @@ export class NetworkChild {
     if (r.status !== 0) this.o.log(`network: removing the node's network failed: ${(r.stderr || r.error?.message || '').trim()}`);
     rmSync(this.dir, { recursive: true, force: true });
     rmSync(join(this.o.stateDir, 'cni', 'net.d', CNI_CONFLIST), { force: true });
-  }
-}
-
-function isOurPlugin(pid: number, socket: string): boolean {
-  try {
-    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return cmd.some((a) => a.endsWith('overlay-net/main.js')) && cmd.includes(`unix://${socket}`);
-  } catch {
-    return false;
   }
 }
