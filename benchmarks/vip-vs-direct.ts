@@ -5,8 +5,10 @@
 // addresses (no DNAT), tells the cost of the DNAT apart from the cost of 4 backends instead of 1.
 // The arms take turns in half-second slices within each round (vip-client.ts), each round under
 // the machine-wide benchmark lock; medians of the rounds are reported. Progress goes to stderr,
-// the figures and the verdict to stdout.
+// the figures and the verdict to stdout. The backends run accept-server.c (accept, close: see
+// there why not node), compiled into the run's directory.
 //   npm run bench:vip -- [--seconds 5] [--rounds 3] [--concurrency 16]
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Service } from '../proto/network/types.js';
@@ -19,7 +21,7 @@ const GOAL = 0.9;
 const CLIENT = join(dirname(fileURLToPath(import.meta.url)), 'vip-client.js');
 const VIP = '10.255.0.2';
 const BACKENDS = ['10.1.2.2', '10.1.2.3', '10.1.2.4', '10.1.2.5'];
-const ACCEPT_SERVER = `require('net').createServer((s) => { s.on('error', () => {}); s.destroy(); }).listen(80, '0.0.0.0', () => process.stdout.write('ready\\n'))`;
+const ACCEPT_SERVER_C = fileURLToPath(new URL('../../benchmarks/accept-server.c', import.meta.url));
 const ARMS = [['vip', VIP], ['direct', BACKENDS[0]!], ['spread', BACKENDS.join('+')]] as const;
 type ArmName = (typeof ARMS)[number][0];
 
@@ -53,9 +55,13 @@ async function main(): Promise<void> {
   const b = await benchLab(PROG, 'sobv', [['client', 'n1', '10.1.1.2'], ...BACKENDS.map((a, i): [string, 'n2', string] => [`b${i + 1}`, 'n2', a])], [web]);
   let result: string[] | undefined;
   try {
+    const acceptServer = join(b.lab.dir, 'accept-server');
+    progress(PROG, 'compiling the backends\' accept server (gcc)');
+    const cc = spawnSync('gcc', ['-O2', '-o', acceptServer, ACCEPT_SERVER_C], { encoding: 'utf8', timeout: 120_000 });
+    if (cc.status !== 0) throw new Error(`gcc could not build ${ACCEPT_SERVER_C} (is gcc installed? scripts/setup.sh installs it): ${cc.stderr}${cc.error?.message ?? ''}`);
     for (let i = 1; i <= 4; i++) {
       progress(PROG, `backend b${i}: starting its accept server on port 80`);
-      const p = spawnServer(b.pods.get(`b${i}`)!, [process.execPath, '-e', ACCEPT_SERVER]);
+      const p = spawnServer(b.pods.get(`b${i}`)!, [acceptServer]);
       await waitReady(p, `the accept server of backend b${i}`, 60_000);
     }
     const client = b.pods.get('client')!;
@@ -75,10 +81,14 @@ async function main(): Promise<void> {
     progress(PROG, `accept queue overflows (SYNs dropped) in backends b1..b4: ${overflows.join(', ')}`);
     const rate = (n: ArmName) => median(got[n].map((x) => x.rate));
     const p99 = (n: ArmName) => median(got[n].map((x) => x.p99ms));
+    const pairs = (n: ArmName) => got.vip.map((v, i) => v.rate / got[n][i]!.rate);
     const ratio = rate('vip') / rate('direct');
     result = [
       `medians of ${rounds} rounds of ${seconds} s per arm, arms interleaved in 0.5 s slices, ${concurrency} connections in flight; load average ${load0} at the start, ${loadavg()} at the end`,
       `  the client spreading over the 4 backends itself (no DNAT): ${Math.round(rate('spread'))} c/s p99 ${p99('spread').toFixed(2)} ms; vip / spread ${(rate('vip') / rate('spread')).toFixed(2)}`,
+      // Each round's arms ran interleaved under the same load, so their ratio within a round is
+      // the paired comparison; its spread says how far to trust the ratio of the medians.
+      `  vip / direct per round: ${pairs('direct').map((x) => x.toFixed(2)).join(' ')} (median ${median(pairs('direct')).toFixed(2)}); vip / spread per round: ${pairs('spread').map((x) => x.toFixed(2)).join(' ')} (median ${median(pairs('spread')).toFixed(2)})`,
       `vip-vs-direct: vip ${Math.round(rate('vip'))} c/s p99 ${p99('vip').toFixed(2)} ms, direct ${Math.round(rate('direct'))} c/s p99 ${p99('direct').toFixed(2)} ms, ratio ${ratio.toFixed(2)}`,
       `${PROG}: goal ratio >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}`,
     ];
