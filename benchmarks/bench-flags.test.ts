@@ -11,7 +11,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** A benchmark's lab and swarm directories carry its pid; none may exist for a refused run. */
 function madeBy(pid: number | undefined): string[] {
-  return readdirSync(tmpdir()).filter((f) => f.startsWith(`shoal-bench-lab-${pid}-`) || f.startsWith(`shoal-swarm-${pid}-`));
+  return readdirSync(tmpdir()).filter((f) => f.startsWith(`shoal-bench-lab-${pid}-`) || f.startsWith(`shoal-swarm-${pid}-`) || f.startsWith(`shoal-sobv${pid}-`) || f.startsWith(`shoal-sobo${pid}-`));
 }
 
 const cases: [string, string[], RegExp][] = [
@@ -23,6 +23,11 @@ const cases: [string, string[], RegExp][] = [
   ['failover-vs-swarm.js', ['--replicas', '2.5'], /--replicas needs a whole number of at least 1, got "2.5"/],
   ['failover-vs-swarm.js', ['50'], /unknown argument "50"\nusage: npm run bench:failover/],
   ['swarm-peer.js', ['--replicas', 'x'], /--replicas needs a positive integer, got "x"/],
+  ['vip-vs-direct.js', ['--rounds', '0'], /bench:vip: --rounds needs a positive number, got "0"/],
+  ['vip-vs-direct.js', ['--concurrency'], /bench:vip: --concurrency needs a positive number, got ""/],
+  ['vip-vs-direct.js', ['--round', '3'], /bench:vip: unknown argument "--round"\nusage: npm run bench:vip/],
+  ['overlay-vs-vxlan.js', ['--seconds', 'five'], /bench:overlay: --seconds needs a positive number, got "five"/],
+  ['overlay-vs-vxlan.js', ['3'], /bench:overlay: unknown argument "3"\nusage: npm run bench:overlay/],
 ];
 
 for (const [script, args, msg] of cases) {

@@ -4,28 +4,34 @@
 // underlay veth path (no encapsulation). The three alternate, each measurement under the
 // machine-wide benchmark lock; medians are reported.
 //   npm run bench:overlay -- [--seconds 5] [--rounds 3]
-import { spawn, type ChildProcess } from 'node:child_process';
-import { arg, benchLab, loadavg, lockedIn, median } from './overlay-bench-lab.js';
+import { arg, benchLab, loadavg, lockedIn, median, progress, spawnServer, waitReady } from './overlay-bench-lab.js';
+import { checkFlags } from './bench-util.js';
 import { inNs } from '../test/overlay-harness.js';
+
+const PROG = 'bench:overlay';
+const GOAL = 0.95;
 
 interface Path { name: string; from: string; to: string; server: string }
 
 async function iperf(from: string, target: string, seconds: number, port: number): Promise<number> {
-  const r = await lockedIn(from, ['iperf3', '-c', target, '-p', String(port), '-t', String(seconds), '-J'], (seconds + 60) * 1000);
+  const r = await lockedIn(PROG, from, ['iperf3', '-c', target, '-p', String(port), '-t', String(seconds), '--connect-timeout', '10000', '-J'], (seconds + 60) * 1000);
   if (r.status !== 0) throw new Error(`iperf3 to ${target} failed: ${r.stdout.slice(0, 400)}${r.stderr}`);
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
 }
 
 async function main(): Promise<void> {
-  const seconds = arg('--seconds', 5);
-  const rounds = arg('--rounds', 3);
-  process.stdout.write(`bench:overlay: building two netns hosts with shoal-net, two pods (load ${loadavg()})\n`);
-  const b = await benchLab('sobo', [['p1', 'n1', '10.1.1.2'], ['p2', 'n2', '10.1.2.2']]);
-  const servers: ChildProcess[] = [];
+  checkFlags(PROG, process.argv.slice(2), ['--seconds', '--rounds'], 'usage: npm run bench:overlay -- [--seconds 5] [--rounds 3]');
+  const seconds = arg(PROG, '--seconds', 5);
+  const rounds = arg(PROG, '--rounds', 3);
+  const load0 = loadavg();
+  progress(PROG, `${rounds} rounds of ${seconds} s per path (shoal, vxlan by hand, raw); load ${load0}`);
+  const b = await benchLab(PROG, 'sobo', [['p1', 'n1', '10.1.1.2'], ['p2', 'n2', '10.1.2.2']]);
+  let result: string[] | undefined;
   try {
     const n1 = b.lab.host('n1');
     const n2 = b.lab.host('n2');
+    progress(PROG, 'the VXLAN path by hand between the two host namespaces');
     // The VXLAN path by hand: one device per host (its own VNI, same port, learning off, MTU for
     // the overhead), a static FDB entry to the other host, addresses of their own.
     for (const [h, peer, addr] of [[n1, n2, '192.168.250.1'], [n2, n1, '192.168.250.2']] as const) {
@@ -45,9 +51,12 @@ async function main(): Promise<void> {
       { name: 'raw', from: n1.netns, to: n2.address, server: n2.netns },
     ];
     for (const [i, p] of paths.entries()) {
-      servers.push(spawn('nsenter', [`--net=/run/netns/${p.server}`, '--', 'iperf3', '-s', '-p', String(5301 + i)], { stdio: 'ignore' }));
+      progress(PROG, `iperf3 server for ${p.name} on port ${5301 + i}`);
+      // --forceflush: its "Server listening" line reaches the pipe at once, and is the ready signal.
+      const s = spawnServer(p.server, ['iperf3', '-s', '--forceflush', '-p', String(5301 + i)]);
+      await waitReady(s, `the iperf3 server for ${p.name}`, 60_000);
+      s.stdout!.resume();
     }
-    await new Promise((r) => setTimeout(r, 500));
     const got = new Map<string, number[]>(paths.map((p) => [p.name, []]));
     for (let round = 1; round <= rounds; round++) {
       // Alternate the order each round so no path always runs first.
@@ -55,22 +64,31 @@ async function main(): Promise<void> {
       for (const p of order) {
         const g = await iperf(p.from, p.to, seconds, 5301 + paths.indexOf(p));
         got.get(p.name)!.push(g);
-        process.stdout.write(`  round ${round}/${rounds} ${p.name.padEnd(13)} ${g.toFixed(2)} Gbit/s  (load ${loadavg()})\n`);
+        progress(PROG, `round ${round}/${rounds} ${p.name.padEnd(13)} ${g.toFixed(2)} Gbit/s (load ${loadavg()})`);
       }
     }
     const m = (n: string) => median(got.get(n)!);
     const shoal = m('shoal');
     const hand = m('vxlan by hand');
     const raw = m('raw');
-    process.stdout.write(`medians of ${rounds} rounds of ${seconds} s; load average at the end ${loadavg()}\n`);
-    process.stdout.write(`overlay-vs-vxlan: shoal ${shoal.toFixed(2)} Gbit/s, vxlan by hand ${hand.toFixed(2)} Gbit/s, raw ${raw.toFixed(2)} Gbit/s, ratio ${(shoal / hand).toFixed(2)}\n`);
+    const ratio = shoal / hand;
+    result = [
+      `medians of ${rounds} rounds of ${seconds} s; load average ${load0} at the start, ${loadavg()} at the end`,
+      `overlay-vs-vxlan: shoal ${shoal.toFixed(2)} Gbit/s, vxlan by hand ${hand.toFixed(2)} Gbit/s, raw ${raw.toFixed(2)} Gbit/s, ratio ${ratio.toFixed(2)}`,
+      `${PROG}: goal ratio >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}`,
+    ];
   } finally {
-    for (const s of servers) s.kill('SIGKILL');
-    await b.close();
+    progress(PROG, 'removing the namespaces and processes');
+    const left = await b.close();
+    if (left.length) {
+      process.stderr.write(`${PROG}: could not remove: ${left.join(', ')}\n`);
+      process.exitCode = 1;
+    } else progress(PROG, 'everything the run made is removed');
   }
+  if (result) process.stdout.write(result.join('\n') + '\n');
 }
 
 main().catch((e) => {
-  process.stderr.write(`bench:overlay: ${(e as Error).message}\n`);
+  process.stderr.write(`${PROG}: ${(e as Error).message}\n`);
   process.exit(1);
 });
