@@ -138,6 +138,38 @@ t.test('at the cap, held connections that sent nothing go before a client whose 
   client.destroy();
 });
 
+t.test('a Unix connection gets its HTTP/2 session only when its client speaks', async (t) => {
+  // grpc-js's HTTP/2 session (and nghttp2's) is freed only when V8 collects it: handed every held
+  // connection of a flood, the local socket grew RSS by tens of MiB of garbage. A session starts
+  // by sending the server's SETTINGS frame, so a held connection that receives nothing has none.
+  const dir = mkdtempSync(join(tmpdir(), `guard-lazy-${process.pid}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { s, target } = await serve(t, {}, `unix:${join(dir, 's.sock')}`);
+  const held = await new Promise<net.Socket>((r) => { const c = net.connect(join(dir, 's.sock'), () => r(c)); });
+  let got = 0;
+  held.on('data', (d: Buffer) => { got += d.length; });
+  // A whole call on another connection, accepted after the held one: the held one's session, had
+  // it one, would have written its SETTINGS by now.
+  t.equal((await echo(target)).ok, 'hi');
+  t.equal(s.stats.open, 2, 'the held connection is open and counted');
+  t.equal(got, 0, 'the held connection got no HTTP/2 session (no SETTINGS frame)');
+  // The same socket, once it speaks, is served: what it sent first is not lost.
+  const session = http2.connect('http://localhost', { createConnection: () => held });
+  session.on('error', () => {});
+  const st = session.request({ ':path': '/t.T/Echo', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' });
+  const body = Buffer.from('late');
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  body.copy(frame, 5);
+  st.end(frame);
+  const chunks: Buffer[] = [];
+  st.on('data', (d: Buffer) => chunks.push(d));
+  const status = await new Promise<string>((r) => { st.on('trailers', (h) => r(String(h['grpc-status']))); st.on('close', () => r(`closed (rst ${st.rstCode})`)); });
+  t.equal(status, '0', 'its call succeeds');
+  t.equal(Buffer.concat(chunks).subarray(5).toString(), 'late', 'and echoes the request');
+  session.destroy();
+});
+
 t.test('per-host caps (loopback not exempt here)', async (t) => {
   const { s, target } = await serve(t, { maxConnectionsPerHost: 2, exemptLoopback: false });
   const [host, port] = [target.split(':')[0]!, Number(target.split(':')[1])];
@@ -188,6 +220,87 @@ t.test('waiting calls are capped; a connection with many waiting gives way to on
   t.equal(s.stats.waiting, 4, 'a call of another connection took the place of one of the hog\'s');
   t.equal(s.stats.dropped.waiting, 2);
   t.equal((await good).ok, 'hi', 'and is served when the reading call is cut');
+  hog.session.destroy();
+});
+
+/**
+ * One call on a connection of its own that announces `size` bytes and, once its status has come,
+ * sends `push` more (only as fast as HTTP/2 flow control lets it). Resolves when the stream
+ * closes or everything was sent, with the status and the request bytes the client got to send.
+ */
+function refusedPush(target: string, size: number, push: number): Promise<{ status: string; rst: number | undefined; sent: number }> {
+  const session = http2.connect(`http://${target}`);
+  session.on('error', () => {});
+  const st = session.request({ ':path': '/t.T/Echo', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' });
+  st.on('error', () => {});
+  st.resume();
+  const hdr = Buffer.alloc(5);
+  hdr.writeUInt32BE(size, 1);
+  st.write(Buffer.concat([hdr, Buffer.alloc(1000, 1)]));
+  let sent = 1005;
+  let status = '';
+  return new Promise((resolve) => {
+    const done = () => {
+      session.destroy();
+      resolve({ status, rst: st.rstCode, sent });
+    };
+    st.on('close', done);
+    const onStatus = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] === undefined || status) return;
+      status = `${h['grpc-status']} ${decodeURIComponent(String(h['grpc-message'] ?? ''))}`;
+      const piece = Buffer.alloc(16 << 10, 2);
+      let left = push;
+      const go = (): void => {
+        while (left > 0 && !st.destroyed) {
+          left -= piece.length;
+          // Counted when HTTP/2 has taken it: the write's callback.
+          const ok = st.write(piece, (e) => { if (!e) sent += piece.length; });
+          if (!ok) return void st.once('drain', go);
+        }
+        if (left <= 0) st.end(done);
+      };
+      go();
+    };
+    st.on('response', onStatus);
+    st.on('trailers', onStatus);
+  });
+}
+
+t.test('a call that ends before its request is read gets its stream reset: the client cannot push the rest through', async (t) => {
+  // grpc-js answers a refused call with its status, then reads and drops whatever the client
+  // goes on sending: a 4 MiB request refused passed all its bytes through the server (the local
+  // socket's flood: hundreds of MiB of garbage, RSS far past the bound). With the reset (NO_ERROR,
+  // after the status) the client can send at most one stream window (64 KiB) more.
+  const M = 64 << 10;
+  const PUSH = 8 << 20;
+  const { s, target } = await serve(t, { maxMessageBytes: 4 << 20, receiveBudgetBytes: 4 << 20, maxWaiting: 1, waitMs: 500, readMs: 60_000 });
+  // One call reads (the budget is one message), one waits, a third is refused at once.
+  const reader = halfSent(target, 1, (4 << 20) - 10, 10);
+  const waiter = halfSent(target, 1, (4 << 20) - 10, 10);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(s.stats.waiting, 1, 'one call waits');
+  const refused = await refusedPush(target, (4 << 20) - 10, PUSH);
+  t.match(refused.status, /^8 test API is busy: 1 calls are waiting/, `refused while the waiting calls are full (${refused.status})`);
+  t.equal(refused.rst, http2.constants.NGHTTP2_NO_ERROR, 'its stream is reset without an error');
+  t.ok(refused.sent < 4 * M, `the client sent ${refused.sent} bytes of its request, not ${PUSH}`);
+  // The waiting call, refused at waitMs.
+  const [waited] = await Promise.all(waiter.statuses);
+  t.match(waited!, /^8 test API is busy: no turn to receive the request within 500 ms/, `${waited}`);
+  reader.session.destroy();
+  waiter.session.destroy();
+  // grpc-js's own refusal of a message over the limit: the guard resets that stream too.
+  const small = await serve(t, { maxMessageBytes: 1000 });
+  const big = await refusedPush(small.target, 50_000, PUSH);
+  t.match(big.status, /^8 /, `over the limit: RESOURCE_EXHAUSTED (${big.status})`);
+  t.equal(big.rst, http2.constants.NGHTTP2_NO_ERROR, 'reset without an error');
+  t.ok(big.sent < 4 * M, `the client sent ${big.sent} bytes of its request, not ${PUSH}`);
+  // A grpc-js client refused gets the status, not the reset.
+  const busy = await serve(t, { maxMessageBytes: 1 << 20, receiveBudgetBytes: 1 << 20, maxWaiting: 0 });
+  const hog = halfSent(busy.target, 1, (1 << 20) - 10, 10);
+  await new Promise((r) => setTimeout(r, 200));
+  const r = await echo(busy.target);
+  t.equal(r.err?.code, grpc.status.RESOURCE_EXHAUSTED, `a grpc-js client sees RESOURCE_EXHAUSTED (${r.err?.details})`);
+  t.match(r.err?.details ?? '', /calls are waiting to send their requests/);
   hog.session.destroy();
 });
 

@@ -22,6 +22,11 @@
 //     per-host part of it, so an unauthenticated host cannot starve members. Client- and
 //     bidi-streaming calls of authenticated clients (raft streams, log publishing) read freely:
 //     their peers are members;
+//   - stop a call that ends before its whole request arrived (refused, timed out waiting, over
+//     the message limit) from sending the rest: grpc-js answers such a call with its status but
+//     then reads and discards what the client goes on sending, so each refused 4 MiB request
+//     passed all of its bytes through the server as garbage, hundreds of MiB in a flood, held
+//     until the next GC; its stream is reset (NO_ERROR, after the status, as HTTP/2 8.1 allows);
 //   - count everything it refuses and log it, rate-limited.
 // Unix sockets have no source address: there the per-host and authentication rules do not apply
 // (their callers are root on the host anyway); the rest does.
@@ -286,7 +291,17 @@ export class GuardedServer extends grpc.Server {
       }, L.unauthenticatedMs));
     }
     sock.once('close', () => this.forget(c));
-    injector.injectConnection(sock);
+    if (!unix) return injector.injectConnection(sock);
+    // A Unix socket's connection reaches grpc-js only once its client has sent something (an
+    // HTTP/2 client speaks first: its preface). A held connection that sends nothing then costs
+    // a socket, not an HTTP/2 session: grpc-js's session and nghttp2's are freed only when V8
+    // collects the session's wrapper, so the local socket's flood of held connections (tens of
+    // thousands a minute, each closed to make room) grew RSS by 60-80 MiB of such garbage.
+    // Node's HTTP/2 session takes the bytes already read into the socket's buffer. (TLS
+    // listeners hand the socket over at once: a TLS socket reads the handle itself.)
+    sock.once('readable', () => {
+      if (!sock.destroyed) injector.injectConnection(sock);
+    });
   }
 
   /**
@@ -353,7 +368,7 @@ export class GuardedServer extends grpc.Server {
     const unauth = !!c && !c.authenticated;
     const from = info.remoteAddress ? `${normHost(info.remoteAddress)}:${info.remotePort}` : 'the local socket';
     const gated = !method.requestStream || unauth;
-    return new GuardedCall(call, this, { unauth, conn: c, gated, what: `${method.path} from ${from}`, reset: () => resetStream(call, c) });
+    return new GuardedCall(call, this, { unauth, conn: c, gated, what: `${method.path} from ${from}`, reset: (code) => resetStream(call, c, code) });
   }
 
   /** Asks for a turn to read one request message; `grant` runs once it may read. */
@@ -491,6 +506,12 @@ export class GuardedServer extends grpc.Server {
 class GuardedCall extends grpc.ServerInterceptingCall {
   private ended = false;
   private admitted = false;
+  /** The client's half-close came through: its whole request was read. */
+  private halfClosed = false;
+  /** Metadata or a message went out: the status will come as trailers after them. */
+  private responded = false;
+  /** Its request was cut at readMs. */
+  private cut = false;
   private reading: Waiter | undefined;
   private waiting: Waiter | undefined;
   private readTimer: NodeJS.Timeout | undefined;
@@ -498,7 +519,7 @@ class GuardedCall extends grpc.ServerInterceptingCall {
   constructor(
     next: grpc.ServerInterceptingCallInterface,
     private readonly guard: GuardedServer,
-    private readonly o: { unauth: boolean; conn: Conn | undefined; gated: boolean; what: string; reset(): void },
+    private readonly o: { unauth: boolean; conn: Conn | undefined; gated: boolean; what: string; reset(code: number): void },
   ) {
     super(next, {
       start: (nextStart) => {
@@ -515,17 +536,44 @@ class GuardedCall extends grpc.ServerInterceptingCall {
             n(msg);
           },
           onReceiveHalfClose: (n) => {
+            this.halfClosed = true;
             this.readFinished();
             n();
           },
-          onCancel: () => this.end(),
+          // Also where grpc-js's own status (a message over the limit) ends the call.
+          onCancel: () => {
+            this.end();
+            this.stopRequest();
+          },
         });
+      },
+      sendMetadata: (md, n) => {
+        this.responded = true;
+        n(md);
+      },
+      sendMessage: (msg, n) => {
+        this.responded = true;
+        n(msg);
       },
       sendStatus: (status, n) => {
         this.end();
         n(status);
+        this.stopRequest();
       },
     });
+  }
+
+  /**
+   * After a status that ended the call before the client's half-close: reset the stream, else
+   * grpc-js reads and drops the rest of the request however large (see the top of the file).
+   * Only after a trailers-only status, which grpc-js has handed to HTTP/2 by now, so the client
+   * gets the status before the reset (Node sends a NO_ERROR reset after the stream's end); a
+   * call that already responded is a handler's (past the guard), and its trailers go out later.
+   */
+  private stopRequest(): void {
+    if (this.cut) return this.o.reset(http2.constants.NGHTTP2_CANCEL);
+    if (this.halfClosed || this.responded) return;
+    this.o.reset(http2.constants.NGHTTP2_NO_ERROR);
   }
 
   override startRead(): void {
@@ -541,12 +589,13 @@ class GuardedCall extends grpc.ServerInterceptingCall {
         this.readTimer = setTimeout(() => {
           if (this.reading !== w) return;
           const why = this.guard.readTimedOut(this.o.what);
-          this.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: why });
           // The status alone leaves the client's half of the stream open, and grpc-js keeps the
-          // partial message as long as the stream lives: reset it. A connection without a
-          // certificate that stalls mid-message is closed altogether.
+          // partial message as long as the stream lives: the status resets it (CANCEL: the
+          // request was cut). A connection without a certificate that stalls mid-message is
+          // closed altogether.
+          this.cut = true;
+          this.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: why });
           if (this.o.unauth) this.o.conn?.sock.destroy();
-          else this.o.reset();
         }, this.guard.readMs);
         super.startRead();
       },
@@ -620,15 +669,17 @@ class RateLimitedLog {
 }
 
 /**
- * Resets a call's HTTP/2 stream (RST_STREAM CANCEL), so grpc-js lets go of what it received of
- * its request. grpc-js keeps the stream in a private field of its base call, which is the call
- * our interceptor (first in the chain) wraps; if it is not there (another grpc-js version:
- * guarded-server.test.ts checks), the whole connection is closed instead.
+ * Resets a call's HTTP/2 stream (RST_STREAM `code`, CANCEL unless given), so grpc-js lets go of
+ * what it received of its request and the client stops sending it. grpc-js keeps the stream in a
+ * private field of its base call, which is the call our interceptor (first in the chain) wraps;
+ * if it is not there (another grpc-js version: guarded-server.test.ts checks), the whole
+ * connection is closed instead. With NO_ERROR Node sends the reset once the stream's own end
+ * (the status) is out.
  */
-export function resetStream(call: grpc.ServerInterceptingCallInterface, c: Conn | undefined): boolean {
+export function resetStream(call: grpc.ServerInterceptingCallInterface, c: Conn | undefined, code: number = http2.constants.NGHTTP2_CANCEL): boolean {
   const stream = (call as unknown as { stream?: http2.ServerHttp2Stream }).stream;
   if (stream && typeof stream.close === 'function') {
-    if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    if (!stream.closed) stream.close(code);
     return true;
   }
   c?.sock.destroy();

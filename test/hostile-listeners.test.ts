@@ -176,7 +176,7 @@ t.test('listeners of a manager under a flood from a lab host', async (t) => {
       what: 'local socket', pid: shoald, netns: m1.netns, logFile: m1.logFile,
       args: ['grpc', `unix:${join(m1.stateDir, 'shoald.sock')}`, '--path', '/shoal.local.v1.Local/Info', '--held', '300', '--conns', '8', '--streams', '16', '--msg', String(4 * MiB - 16)],
       boundMiB: CHURN_MiB + 48,
-      why: '64 connections, the idlest closed to make room; requests of at most 4 MiB are read four at a time (16 MiB) and cut 5 s after their turn; the 256 calls that may wait are paused at one 64 KiB window each (16 MiB): 32 MiB held; plus churn',
+      why: '64 connections, the idlest closed to make room (a held one that sends nothing never gets an HTTP/2 session); requests of at most 4 MiB are read four at a time (16 MiB) and cut 5 s after their turn; the 256 calls that may wait are paused at one 64 KiB window each (16 MiB), and one refused has its stream reset, so the rest of its request is never sent: 32 MiB held; plus churn',
       logs: /local socket: .*closed a local client's connection idle for \d+ ms to make room: 64 connections open \(limit 64\)/,
     });
   });
@@ -186,7 +186,7 @@ t.test('listeners of a manager under a flood from a lab host', async (t) => {
       what: 'CRI socket', pid: runtime, netns: m1.netns, logFile: m1.logFile,
       args: ['grpc', `unix:${join(m1.stateDir, 'cri.sock')}`, '--path', '/runtime.v1.RuntimeService/Version', '--held', '300', '--conns', '4', '--streams', '8', '--msg', String(16 * MiB - 16)],
       boundMiB: CHURN_MiB + 64,
-      why: '64 connections, the idlest closed to make room; requests of at most 16 MiB are read two at a time (32 MiB) and cut 5 s after their turn; the 256 calls that may wait are paused at one 64 KiB window each (16 MiB): 48 MiB held; plus churn',
+      why: '64 connections, the idlest closed to make room (a held one that sends nothing never gets an HTTP/2 session); requests of at most 16 MiB are read two at a time (32 MiB) and cut 5 s after their turn; the 256 calls that may wait are paused at one 64 KiB window each (16 MiB), and one refused has its stream reset: 48 MiB held; plus churn',
       logs: /runtime: shoal-runtime: CRI socket: .*closed a local client's connection idle for \d+ ms to make room: 64 connections open \(limit 64\)/,
     });
   });
