@@ -44,13 +44,29 @@ export function controlClient(t: Target): Client {
   return new Ctor(`unix://${p}`, grpc.credentials.createInsecure()) as Client;
 }
 
-export function call<T = any>(c: Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
-  return new Promise((resolve, reject) =>
-    c[method]!(req, { deadline: Date.now() + timeoutMs }, (e: grpc.ServiceError | null, r: T) => {
-      if (e) reject(new CliError(explain(c, e), 1, e.code));
-      else resolve(r);
-    }),
-  );
+/** Attempts at a call whose local-socket connection was closed before it spoke (see call). */
+const LOCAL_CONNECT_ATTEMPTS = 5;
+
+export async function call<T = any>(c: Client, method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await new Promise<T>((resolve, reject) =>
+        c[method]!(req, { deadline }, (e: grpc.ServiceError | null, r: T) => (e ? reject(e) : resolve(r))),
+      );
+    } catch (err) {
+      const e = err as grpc.ServiceError;
+      // shoald's local socket closes the connection idle longest when it is full (a local client
+      // holding connections); a CLI descheduled between connecting and speaking can be that one.
+      // The request was never sent (no connection was established), so it is safe to try again.
+      // A refused or missing socket (shoald not running) fails at once.
+      const closedBeforeSpeaking = e.code === grpc.status.UNAVAILABLE && c.getChannel().getTarget().startsWith('unix:')
+        && /No connection established/.test(e.details ?? '') && !/ECONNREFUSED|ENOENT/.test(e.details ?? '');
+      const pause = 100 * 2 ** attempt;
+      if (!closedBeforeSpeaking || attempt >= LOCAL_CONNECT_ATTEMPTS || Date.now() + pause >= deadline) throw new CliError(explain(c, e), 1, e.code);
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
 }
 
 /** A gRPC failure as an operator should read it: what could not be reached, and what to check. */
@@ -59,7 +75,7 @@ export function explain(c: grpc.Client, e: grpc.ServiceError): string {
   const target = c.getChannel().getTarget().replace(/^dns:/, '');
   const why = /ECONNREFUSED/.test(e.details) ? 'connection refused' : /ENOENT/.test(e.details) ? 'no such socket' : /UNREACH/.test(e.details) ? 'no route to it' : /ETIMEDOUT/.test(e.details) ? 'timed out' : 'no connection';
   return target.startsWith('unix:')
-    ? `cannot reach shoald on ${target.slice(5)} (${why}): is it running with that --state-dir?`
+    ? `cannot reach shoald on ${target.replace(/^unix:(\/\/)?/, '')} (${why}): is it running with that --state-dir?`
     : `cannot reach the manager at ${target} (${why}): is shoald running there, and is the address right? (--host HOST:PORT, or --state-dir of a manager host)`;
 }
 
