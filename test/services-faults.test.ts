@@ -79,13 +79,25 @@ interface ClusterView {
  * left. Each leader kill below waits for this first, so what it tests is a failover the cluster
  * must survive.
  */
-async function leaderWithQuorum(): Promise<string> {
-  return eventually('a leader that sees all 3 managers as reachable voters', async (saw) => {
+async function leaderWithQuorum(t: Test): Promise<string> {
+  const t0 = Date.now();
+  const l = await eventually('a leader that sees all 3 managers as reachable voters', async (saw) => {
     const c = JSON.parse(await lab.ok(['--lab', 'cluster', 'inspect', '--format', 'json'])) as ClusterView;
     saw({ leader: c.leader.hostname, managers: c.managers.map((m) => `${m.hostname} ${m.voter ? 'voter' : 'learner'} ${m.reachability} match ${m.match} lag ${m.lag}`) });
     const ok = c.leader.hostname && c.managers.length === 3 && c.managers.every((m) => m.voter && m.reachability === 'reachable' && m.match > 0);
     return ok ? c.leader.hostname : undefined;
   });
+  t.comment(`services-faults: ${l} leads, all 3 managers reachable voters (waited ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  return l;
+}
+
+/** Where a subtest's time goes: each call comments the seconds since the previous one. */
+function phases(t: Test): (what: string) => void {
+  let last = Date.now();
+  return (what) => {
+    t.comment(`services-faults: ${what}: ${((Date.now() - last) / 1000).toFixed(1)} s`);
+    last = Date.now();
+  };
 }
 
 /** Managers this file has stopped and not yet started again. */
@@ -170,28 +182,38 @@ t.test('shoald restarted on a worker with tasks: the same containers, no duplica
 });
 
 t.test('the leader killed during a create and during a scale: exactly N tasks and containers', async (t) => {
-  let old = await leaderWithQuorum();
+  const phase = phases(t);
+  let old = await leaderWithQuorum(t);
   const c = await lab.shoal(['--lab', 'service', 'create', '--name', 'lk', '--replicas', '6', '--detach', LAB_IMAGE, 'sleep', '1000000']);
   t.equal(c.code, 0, 'create acknowledged (committed)');
   await kill(t, old, `the leader ${old} right away`);
   const sid = await serviceId('lk');
+  phase('quorum wait, create and kill');
   await eventually('6 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 6));
   // The dead manager's own containers (if it ran any) stop once it is back: count after that.
+  phase('6 running tasks');
   t.equal(await start(old), 0, `${old} back`);
+  phase(`${old} started`);
   await eventually('6 containers, one per slot, each its live task\'s', async (saw) => settled(saw, await containersConverged('lk', sid, 6)));
   t.pass('converged to exactly 6 tasks and 6 containers after the leader died mid-orchestration');
+  phase('6 containers');
 
-  old = await leaderWithQuorum();
+  old = await leaderWithQuorum(t);
   const s = await lab.shoal(['--lab', 'service', 'scale', 'lk=11', '--detach']);
   t.equal(s.code, 0, 'scale acknowledged');
   await kill(t, old, `the leader ${old} right away`);
+  phase('quorum wait, scale and kill');
   await eventually('11 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 11));
+  phase('11 running tasks');
   t.equal(await start(old), 0, `${old} back`);
+  phase(`${old} started`);
   await eventually('11 containers, one per slot, each its live task\'s', async (saw) => settled(saw, await containersConverged('lk', sid, 11)));
+  phase('11 containers');
   const live = await lab.live('lk');
   t.same(live.map((x) => x.slot).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'slots 1..11, each once');
   await lab.ok(['--lab', 'service', 'rm', 'lk']);
   await eventually('every container of lk stopped', async (saw) => saw(await containersEverywhere(sid)) === 0);
+  phase('service rm, containers stopped');
 });
 
 t.test('the leader killed in the middle of a rolling update: it finishes, exactly N tasks on the new spec', async (t) => {
@@ -200,7 +222,7 @@ t.test('the leader killed in the middle of a rolling update: it finishes, exactl
   const u = await lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, '--detach', 'lu']);
   t.equal(u.code, 0, 'update started');
   await eventually('a first task updated', async (saw) => saw(await lab.tasks('lu')).some((x) => (x as any).upToDate && x.state === 'running'));
-  const old = await leaderWithQuorum();
+  const old = await leaderWithQuorum(t);
   await kill(t, old, `the leader ${old} mid-update`);
   const done = await eventually('the update completed', async (saw) => {
     const s = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'lu', '--format', 'json']))[0];
@@ -233,7 +255,7 @@ t.test('the leader killed while a volume moves between workers: the new leader f
   const to = from === 'worker-1' ? 'worker-2' : 'worker-1';
   const fromId = (JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])) as { id: string; hostname: string }[]).find((n) => n.hostname === from)!.id;
   const sampler = sampleMounts(lab, csiId);
-  const old = await leaderWithQuorum();
+  const old = await leaderWithQuorum(t);
   t.equal((await lab.shoal(['--lab', 'node', 'update', '--availability', 'drain', from])).code, 0, `drain ${from}: hv.1 and its volume must move to ${to}`);
   await kill(t, old, `the leader ${old} right away`);
   const moved = await eventually(`hv.1 running on ${to}`, async (saw) => saw(await lab.live('hv')).find((x) => x.node === to && x.state === 'running'), 300_000);
