@@ -17,7 +17,7 @@ import { NetworkViews, serveNetworks } from './network-view.js';
 import { StatusQueue, type QueuedStatus } from './status-queue.js';
 import { pluginsFromWire } from '../control/plugins.js';
 import { volumeDispatchTable } from '../volumes/dispatch.js';
-import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
+import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 import type { Log } from '../../proto/log.js';
 
