@@ -6,7 +6,7 @@
 // and in the middle of a rolling update (it finishes with exactly N tasks on the new spec); and
 // the leader killed while a volume moves between workers (a drain): the new leader's volume
 // controller finishes the move, the volume is never published or staged twice, its data intact.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { LAB_IMAGE, LAB_IMAGE_2 } from '../lab/registry.js';
 import { Lab, converged, describeTasks, eventually } from './services-helpers.js';
 import { csiMounts, loopsOf, poolOf, readOnVolume, sampleMounts, volumesOf } from './volumes-helpers.js';
@@ -67,9 +67,58 @@ async function containersConverged(service: string, sid: string, n: number): Pro
   return undefined;
 }
 
-async function leader(): Promise<string> {
-  const rows = JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])) as { hostname: string; managerStatus: { leader: boolean } | null }[];
-  return rows.find((r) => r.managerStatus?.leader)!.hostname;
+interface ClusterView {
+  leader: { hostname: string };
+  managers: { hostname: string; voter: boolean; reachability: string; match: number; lag: number }[];
+}
+
+/**
+ * The leader, once it sees all three managers as voters that answer it. A manager restarted just
+ * before (lab start returns when shoald runs, not when its raft has rejoined) may not answer yet:
+ * killing the leader then takes two of three managers down, and no Raft system has a quorum
+ * left. Each leader kill below waits for this first, so what it tests is a failover the cluster
+ * must survive.
+ */
+async function leaderWithQuorum(t: Test): Promise<string> {
+  const t0 = Date.now();
+  const l = await eventually('a leader that sees all 3 managers as reachable voters', async (saw) => {
+    const c = JSON.parse(await lab.ok(['--lab', 'cluster', 'inspect', '--format', 'json'])) as ClusterView;
+    saw({ leader: c.leader.hostname, managers: c.managers.map((m) => `${m.hostname} ${m.voter ? 'voter' : 'learner'} ${m.reachability} match ${m.match} lag ${m.lag}`) });
+    const ok = c.leader.hostname && c.managers.length === 3 && c.managers.every((m) => m.voter && m.reachability === 'reachable' && m.match > 0);
+    return ok ? c.leader.hostname : undefined;
+  });
+  t.comment(`services-faults: ${l} leads, all 3 managers reachable voters (waited ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  return l;
+}
+
+/** Where a subtest's time goes: each call comments the seconds since the previous one. */
+function phases(t: Test): (what: string) => void {
+  let last = Date.now();
+  return (what) => {
+    t.comment(`services-faults: ${what}: ${((Date.now() - last) / 1000).toFixed(1)} s`);
+    last = Date.now();
+  };
+}
+
+/** Managers this file has stopped and not yet started again. */
+const down = new Set<string>();
+
+/**
+ * SIGKILLs a lab node; the subtest's teardown starts it again if the subtest ends (passes or
+ * fails) before it does, so a failed subtest never leaves the next one without a quorum.
+ */
+async function kill(t: Test, node: string, why: string): Promise<void> {
+  t.teardown(async () => {
+    if (down.has(node)) await start(node);
+  });
+  t.equal((await lab.shoal(['lab', 'stop', node, '--signal', 'KILL'])).code, 0, `SIGKILL ${why}`);
+  down.add(node);
+}
+
+async function start(node: string): Promise<number> {
+  const code = (await lab.shoal(['lab', 'start', node])).code;
+  if (code === 0) down.delete(node);
+  return code;
 }
 
 t.test('a worker killed with SIGKILL: its tasks run elsewhere; back, its old containers stop', async (t) => {
@@ -133,28 +182,38 @@ t.test('shoald restarted on a worker with tasks: the same containers, no duplica
 });
 
 t.test('the leader killed during a create and during a scale: exactly N tasks and containers', async (t) => {
-  let old = await leader();
+  const phase = phases(t);
+  let old = await leaderWithQuorum(t);
   const c = await lab.shoal(['--lab', 'service', 'create', '--name', 'lk', '--replicas', '6', '--detach', LAB_IMAGE, 'sleep', '1000000']);
   t.equal(c.code, 0, 'create acknowledged (committed)');
-  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  await kill(t, old, `the leader ${old} right away`);
   const sid = await serviceId('lk');
+  phase('quorum wait, create and kill');
   await eventually('6 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 6));
   // The dead manager's own containers (if it ran any) stop once it is back: count after that.
-  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  phase('6 running tasks');
+  t.equal(await start(old), 0, `${old} back`);
+  phase(`${old} started`);
   await eventually('6 containers, one per slot, each its live task\'s', async (saw) => settled(saw, await containersConverged('lk', sid, 6)));
   t.pass('converged to exactly 6 tasks and 6 containers after the leader died mid-orchestration');
+  phase('6 containers');
 
-  old = await leader();
+  old = await leaderWithQuorum(t);
   const s = await lab.shoal(['--lab', 'service', 'scale', 'lk=11', '--detach']);
   t.equal(s.code, 0, 'scale acknowledged');
-  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  await kill(t, old, `the leader ${old} right away`);
+  phase('quorum wait, scale and kill');
   await eventually('11 running tasks', async (saw) => converged(saw(await lab.tasks('lk')), 11));
-  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  phase('11 running tasks');
+  t.equal(await start(old), 0, `${old} back`);
+  phase(`${old} started`);
   await eventually('11 containers, one per slot, each its live task\'s', async (saw) => settled(saw, await containersConverged('lk', sid, 11)));
+  phase('11 containers');
   const live = await lab.live('lk');
   t.same(live.map((x) => x.slot).sort((a, b) => a - b), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], 'slots 1..11, each once');
   await lab.ok(['--lab', 'service', 'rm', 'lk']);
   await eventually('every container of lk stopped', async (saw) => saw(await containersEverywhere(sid)) === 0);
+  phase('service rm, containers stopped');
 });
 
 t.test('the leader killed in the middle of a rolling update: it finishes, exactly N tasks on the new spec', async (t) => {
@@ -163,15 +222,15 @@ t.test('the leader killed in the middle of a rolling update: it finishes, exactl
   const u = await lab.shoal(['--lab', 'service', 'update', '--image', LAB_IMAGE_2, '--detach', 'lu']);
   t.equal(u.code, 0, 'update started');
   await eventually('a first task updated', async (saw) => saw(await lab.tasks('lu')).some((x) => (x as any).upToDate && x.state === 'running'));
-  const old = await leader();
-  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} mid-update`);
+  const old = await leaderWithQuorum(t);
+  await kill(t, old, `the leader ${old} mid-update`);
   const done = await eventually('the update completed', async (saw) => {
     const s = JSON.parse(await lab.ok(['--lab', 'service', 'inspect', 'lu', '--format', 'json']))[0];
     saw({ updateStatus: s.updateStatus, tasks: describeTasks(await lab.live('lu')) });
     return s.updateStatus?.state === 'completed' && s;
   }, 240_000);
   t.match(done.updateStatus.message, /update completed/, 'the new leader finished the rollout');
-  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  t.equal(await start(old), 0, `${old} back`);
   await eventually('6 tasks on the new image and 6 containers', async (saw) => {
     const live = (await lab.tasks('lu')).filter((x) => x.desiredState === 'running') as any[];
     const containers = await containersEverywhere(sid);
@@ -196,9 +255,9 @@ t.test('the leader killed while a volume moves between workers: the new leader f
   const to = from === 'worker-1' ? 'worker-2' : 'worker-1';
   const fromId = (JSON.parse(await lab.ok(['--lab', 'node', 'ls', '--format', 'json'])) as { id: string; hostname: string }[]).find((n) => n.hostname === from)!.id;
   const sampler = sampleMounts(lab, csiId);
-  const old = await leader();
+  const old = await leaderWithQuorum(t);
   t.equal((await lab.shoal(['--lab', 'node', 'update', '--availability', 'drain', from])).code, 0, `drain ${from}: hv.1 and its volume must move to ${to}`);
-  t.equal((await lab.shoal(['lab', 'stop', old, '--signal', 'KILL'])).code, 0, `SIGKILL the leader ${old} right away`);
+  await kill(t, old, `the leader ${old} right away`);
   const moved = await eventually(`hv.1 running on ${to}`, async (saw) => saw(await lab.live('hv')).find((x) => x.node === to && x.state === 'running'), 300_000);
   t.equal(readOnVolume(lab, moved, csiId, 'f'), token, `the file written on ${from} is read on ${to}`);
   const v = (await volumesOf(lab)).find((x) => x.name === 'hav');
@@ -207,7 +266,7 @@ t.test('the leader killed while a volume moves between workers: the new leader f
   await eventually(`${from} let go of it: no loop device, no mount`, async () => loopsOf(lab, fromId).length === 0 && csiMounts(lab, from).length === 0, 120_000, 500);
   const { worst, samples } = sampler.stop();
   t.ok(worst.targets.length <= 1 && worst.staged.length <= 1, `over ${samples} looks at the mount table, never published for two tasks or staged on two hosts at once (worst: ${JSON.stringify(worst)})`);
-  t.equal((await lab.shoal(['lab', 'start', old])).code, 0, `${old} back`);
+  t.equal(await start(old), 0, `${old} back`);
   await lab.ok(['--lab', 'node', 'update', '--availability', 'active', from]);
   await lab.ok(['--lab', 'service', 'rm', 'hv']);
   await eventually('hav detached once the service is gone', async () => (await volumesOf(lab)).find((x) => x.name === 'hav')?.attachments.length === 0, 120_000, 500);

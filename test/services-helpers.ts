@@ -140,7 +140,7 @@ export function describeTasks(ts: TaskRow[]): string {
   return ts
     .map((x) => {
       const r = x as TaskRow & { ready?: boolean | null; upToDate?: boolean };
-      return `${x.name}@${x.node ?? '-'} ${x.state}/${x.desiredState}${r.ready === false ? ' not-ready' : ''}${r.upToDate === false ? ' old-spec' : ''}${x.error ? ` (${x.error.slice(0, 120)})` : x.state === 'orphaned' && x.message ? ` (${x.message.slice(0, 120)})` : ''}`;
+      return `${x.name}@${x.node ?? '-'} ${x.state}/${x.desiredState}${r.ready === false ? ' not-ready' : ''}${r.upToDate === false ? ' old-spec' : ''}${x.error ? ` (${x.error.slice(0, 120)})` : ['orphaned', 'preparing', 'starting'].includes(x.state) && x.message ? ` (${x.message.slice(0, 160)})` : ''}`;
     })
     .join('; ');
 }

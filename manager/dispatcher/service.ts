@@ -14,9 +14,10 @@ import { peerHost } from '../security/peer.js';
 import type { LogBroker } from '../services/logs.js';
 import type { NodeFiles } from '../secrets/dispatch.js';
 import { NetworkViews, serveNetworks } from './network-view.js';
+import { StatusQueue, type QueuedStatus } from './status-queue.js';
 import { pluginsFromWire } from '../control/plugins.js';
 import { volumeDispatchTable } from '../volumes/dispatch.js';
-import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState, type TaskStatus } from '../services/model.js';
+import { TASK_STATE_ORDER, isTaskState, movesForward, type TaskObject, type TaskState } from '../services/model.js';
 import type { StoreEvent, StoreObject, TxnOp } from '../store/types.js';
 import type { Log } from '../../proto/log.js';
 
@@ -50,17 +51,11 @@ interface WireStatus {
   ready?: boolean | null;
 }
 
-interface QueuedStatus {
-  nodeId: string;
-  status: Partial<TaskStatus> & { state: TaskState };
-  timestamps: Partial<Record<TaskState, number>>;
-}
-
 export class Dispatcher {
   private readonly sessions = new Map<string, Session>();
   /** Ends each open Assignments stream (so stop() releases agents at once, not at the grace timeout). */
   private readonly streamEnders = new Set<() => void>();
-  private readonly queued = new Map<string, QueuedStatus>();
+  private readonly queued = new StatusQueue();
   /** Open Assignments streams by node, fed by one store watch. */
   private readonly streams = new Map<string, Set<AssignStream>>();
   private taskWatch?: { cancel(): void };
@@ -208,9 +203,7 @@ export class Dispatcher {
   /** Keeps the latest status per task for the next batch, and every state's timestamp. */
   private queue(taskId: string, nodeId: string, u: WireStatus): void {
     const state = u.state as TaskState;
-    const prev = this.queued.get(taskId);
     const ts = Number(u.timestamp_ms) || Date.now();
-    const timestamps = { ...(prev?.timestamps ?? {}), [state]: ts };
     const status: QueuedStatus['status'] = { state, message: u.message ?? '', err: u.err ?? '' };
     if (u.container_id) status.containerId = u.container_id;
     if (u.pod_id) status.podId = u.pod_id;
@@ -221,12 +214,8 @@ export class Dispatcher {
       status.healthMessage = String(u.health_message ?? '').slice(0, 1024);
     }
     if (u.ready !== undefined && u.ready !== null) status.ready = !!u.ready;
-    // An older report arriving after a newer one in the same batch does not win.
-    if (prev && !movesForward(prev.status.state!, state) && prev.status.state !== state) {
-      this.queued.set(taskId, { ...prev, timestamps });
-      return;
-    }
-    this.queued.set(taskId, { nodeId, status: { ...prev?.status, ...status }, timestamps });
+    // An older report arriving after a newer one does not win (status-queue.ts).
+    this.queued.add(taskId, { nodeId, status, timestamps: { [state]: ts }, at: ts });
   }
 
   private openSession(call: grpc.ServerWritableStream<any, any>, nodeId: string): Promise<void> {
@@ -469,8 +458,7 @@ export class Dispatcher {
 
   private async flush(): Promise<void> {
     this.flushTimer = undefined;
-    const batch = [...this.queued.entries()];
-    this.queued.clear();
+    const batch = this.queued.take();
     // Status patches (store/types.ts StatusPatch), not whole tasks: the store applies each one
     // forward only on the task's current status, so a patch needs no version check and a batch
     // never fails because another write touched one of its tasks meanwhile.
@@ -494,12 +482,12 @@ export class Dispatcher {
       if (r.status === 'fulfilled') return;
       failed += parts[i]!.length;
       why ||= (r.reason as Error).message;
-      for (const op of parts[i]!) {
+      // Back in the queue, where a later report of the same task (queued while this write was in
+      // flight, or put back by another failed write) stands over it.
+      this.queued.putBack(parts[i]!.map((op) => {
         const id = (op as { id: string }).id;
-        const u = queuedById.get(id)!;
-        const newer = this.queued.get(id);
-        this.queued.set(id, newer ? { ...newer, timestamps: { ...u.timestamps, ...newer.timestamps } } : u);
-      }
+        return [id, queuedById.get(id)!];
+      }));
     });
     if (failed > 0) {
       this.log(`dispatcher: writing ${failed} task status update(s) failed: ${why}; retrying`);

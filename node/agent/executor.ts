@@ -441,7 +441,10 @@ class Runner {
       const net = this.o.network;
       if (net && t.spec.networks?.length) {
         this.report('starting', { message: 'attaching its networks' });
-        await net.attach(t, () => this.check());
+        await net.attach(t, () => this.check(), (m) => {
+          this.o.log(`agent: task ${t.id}: ${m}`, this.ids());
+          this.report('starting', { message: m });
+        });
       }
       this.report('starting', { message: 'creating the pod' });
       const node = { id: this.o.nodeId, hostname: this.o.hostname };

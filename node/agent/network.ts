@@ -9,6 +9,7 @@
 // view arrives: an empty full state would take down the networks of the pods still running.
 import type { NetworksMessage, ViewNetwork, ViewNode, ViewService } from '../../manager/dispatcher/network-view.js';
 import type { TaskObject } from '../../manager/services/model.js';
+import type { NetworkAddress } from '../../manager/networks/model.js';
 import { networkPluginClient, type Attachment, type NetworkPluginClient } from '../../proto/network/types.js';
 import { contains, parseCidr, parseIp } from '../../manager/allocator/ipv4.js';
 
@@ -26,6 +27,12 @@ export interface NetworkSyncOptions {
 }
 
 type Kind = 'networks' | 'nodes' | 'services' | 'attachments';
+
+/** What a task's attachment waits for: the network address it is about, and why. */
+interface Waiting {
+  on: NetworkAddress;
+  why: string;
+}
 
 export class NetworkSync {
   private client?: NetworkPluginClient;
@@ -102,27 +109,32 @@ export class NetworkSync {
     void this.sync();
   }
 
+  /** A network's name as the managers' view gives it (its id until the view names it). */
+  private nameOf(networkId: string): string {
+    return this.networks.get(networkId)?.name || networkId;
+  }
+
   /** Why the task cannot be attached yet (its networks have not reached this node), or undefined. */
-  private notReady(t: TaskObject): string | undefined {
-    if (!this.haveView) return 'no view of the cluster from the managers yet';
+  private notReady(t: TaskObject): Waiting | undefined {
     for (const a of t.spec.networks ?? []) {
+      if (!this.haveView) return { on: a, why: 'no view of the cluster from the managers yet' };
       const n = this.networks.get(a.networkId);
-      if (!n) return `network ${a.networkId} has not reached this node yet`;
+      if (!n) return { on: a, why: `network ${a.networkId} has not reached this node yet` };
       const mine = n.node_subnets.find((s) => s.node_id === this.o.nodeId);
-      if (!mine || !contains(parseCidr(mine.subnet), parseIp(a.address))) return `this node's subnet of network ${n.name} (holding ${a.address}) has not reached it yet`;
+      if (!mine || !contains(parseCidr(mine.subnet), parseIp(a.address))) return { on: a, why: `this node's subnet of network ${n.name} (holding ${a.address}) has not reached it yet` };
     }
     return undefined;
   }
 
   /** Another task of this node whose pod may still hold one of `t`'s addresses. */
-  private conflict(t: TaskObject): string | undefined {
+  private conflict(t: TaskObject): Waiting | undefined {
     for (const a of t.spec.networks ?? []) {
       for (const [id, other] of this.attachments) {
         if (id === t.id) continue;
-        if (other.networks.some((n) => n.network_id === a.networkId && n.address === a.address)) return `address ${a.address} is still held by task ${id}'s pod on this node`;
+        if (other.networks.some((n) => n.network_id === a.networkId && n.address === a.address)) return { on: a, why: `address ${a.address} is still held by task ${id}'s pod on this node` };
       }
       // Networks' subnets never overlap: an address alone names the pod's interface.
-      for (const [id, ips] of this.held) if (id !== t.id && ips.has(a.address)) return `address ${a.address} is still held by task ${id}'s pod (found after the agent's restart) on this node`;
+      for (const [id, ips] of this.held) if (id !== t.id && ips.has(a.address)) return { on: a, why: `address ${a.address} is still held by task ${id}'s pod (found after the agent's restart) on this node` };
     }
     return undefined;
   }
@@ -139,28 +151,45 @@ export class NetworkSync {
    * Pushes the task's attachment before its pod runs; resolves once the plugin holds it. Waits
    * (at most attachTimeoutMs) for its networks to reach this node and for an earlier pod with one
    * of its addresses (a task that ended, whose address the managers released) to be torn down.
-   * `check` throws to abandon the wait (the task was stopped meanwhile).
+   * `check` throws to abandon the wait (the task was stopped meanwhile). `say` gets what the task
+   * waits for, when that changes and every 10 s while it lasts (the task's status message).
    */
-  async attach(t: TaskObject, check: () => void): Promise<void> {
+  async attach(t: TaskObject, check: () => void, say: (message: string) => void = () => {}): Promise<void> {
     const nets = t.spec.networks ?? [];
     if (nets.length === 0) throw new Error('the task has no network address (its placement gave it none); it cannot get a network');
-    const end = Date.now() + (this.o.attachTimeoutMs ?? 120_000);
+    const limit = this.o.attachTimeoutMs ?? 120_000;
+    const start = Date.now();
+    const end = start + limit;
+    let said = '';
+    let saidAt = 0;
+    const waiting = (m: string) => {
+      const secs = Math.floor((Date.now() - start) / 1000);
+      if (m === said && Date.now() - saidAt < 10_000) return;
+      said = m;
+      saidAt = Date.now();
+      say(`${m}${secs >= 1 ? ` (${secs} s of at most ${limit / 1000} s)` : ''}`);
+    };
     for (;;) {
       check();
       if (this.stopped) throw new Error('the agent is stopping');
-      const why = this.notReady(t) ?? this.conflict(t);
-      if (!why) break;
-      if (Date.now() > end) throw new Error(`its network attachment could not be made within ${(this.o.attachTimeoutMs ?? 120_000) / 1000} s: ${why}`);
+      const w = this.notReady(t) ?? this.conflict(t);
+      if (!w) break;
+      const what = `network attachment ${this.nameOf(w.on.networkId)} (address ${w.on.address})`;
+      if (Date.now() > end) throw new Error(`its ${what} could not be made within ${limit / 1000} s: ${w.why}`);
+      waiting(`waiting for ${what}: ${w.why}`);
       await this.nextChange(1000);
     }
     this.attachments.set(t.id, { task_id: t.id, pod_namespace: '', pod_name: '', networks: nets.map((n) => ({ network_id: n.networkId, address: n.address })) });
     this.dirty.attachments.add(t.id);
     this.changed();
     const mine = this.seq;
+    const pushed = Date.now();
     while (this.synced < mine) {
       check();
       if (this.stopped) throw new Error('the agent is stopping');
-      if (Date.now() > end) throw new Error(`the network plugin did not take the task's attachment within ${(this.o.attachTimeoutMs ?? 120_000) / 1000} s (see the network lines in shoald's log)`);
+      if (Date.now() > end) throw new Error(`the network plugin did not take the task's attachment within ${limit / 1000} s (see the network lines in shoald's log)`);
+      // The plugin usually takes it at once: only a wait worth telling is told.
+      if (Date.now() - pushed >= 1000) waiting(`waiting for the network plugin to take its attachment (${nets.map((n) => `${this.nameOf(n.networkId)} ${n.address}`).join(', ')})`);
       await this.nextChange(1000);
     }
   }
