@@ -112,18 +112,16 @@ export interface WalSyncInfo {
  * - 'auto' (default): inline while the average inline fdatasync time stays under
  *   INLINE_SYNC_MAX_MS, else the threadpool, re-measuring inline to notice a disk that became
  *   fast again: after 1 s, then twice as long after each slow try (up to a minute), so a slow
- *   disk blocks the loop for one sync per minute once it has been slow for a while. Each sample
- *   counts at most INLINE_SAMPLE_CAP_MS: on a busy machine an fdatasync that took 0.2 ms of
- *   disk time is now and then measured at 10 ms because the thread lost its CPU meanwhile, and
- *   one such sample must not send the WAL to the threadpool (that cost 35 % of the one-client
- *   throughput: auto ran 99 % of its records in the threadpool on a disk syncing in 0.2 ms).
+ *   disk blocks the loop for one sync per minute once it has been slow for a while.
+ *   Measured at load 10-19 on 2 cores (bench:raft, 2026-12-06): raising the bound to 2 ms (with
+ *   each sample capped at 4 ms) kept more records inline and did not help at one client
+ *   (ratio to etcd 0.43/0.39 against 0.42/0.36) but cost at 64 clients (0.75/0.64 against
+ *   0.99/0.81), where the loop's CPU work overlaps a threadpool fdatasync.
  */
 export type WalSyncMode = 'auto' | 'inline' | 'threadpool';
 
 /** 'auto' writes inline while the average inline fdatasync time stays under this (ms). */
-export const INLINE_SYNC_MAX_MS = 2;
-/** One inline sample counts at most this much in the average (ms); see WalSyncMode. */
-const INLINE_SAMPLE_CAP_MS = 2 * INLINE_SYNC_MAX_MS;
+export const INLINE_SYNC_MAX_MS = 0.5;
 
 export interface WalOptions {
   segmentSizeBytes: number;
@@ -498,8 +496,7 @@ export class Wal {
 
   private noteInlineSync(ms: number): void {
     this.lastInlineAt = performance.now();
-    const sample = Math.min(ms, INLINE_SAMPLE_CAP_MS);
-    this.syncAvgMs = this.syncAvgMs < 0 ? sample : this.syncAvgMs * 0.75 + sample * 0.25;
+    this.syncAvgMs = this.syncAvgMs < 0 ? ms : this.syncAvgMs * 0.75 + ms * 0.25;
     // A slow disk blocks the event loop once per probe: probe ever less often while it stays slow.
     this.probeEveryMs = ms < INLINE_SYNC_MAX_MS ? 1000 : Math.min(60_000, this.probeEveryMs * 2);
   }
