@@ -29,12 +29,15 @@ import { decodeCommand, encodeCommand, encodeSnapshotAsync, type SnapshotBody } 
 import { ObjectStore } from '../store/store.js';
 import { ConflictError, type TxnOp, type TxnResult } from '../store/types.js';
 import { validateOps } from '../store/validate.js';
+import { WriteTrace } from './write-trace.js';
 import { NotLeaderError, ProposalDroppedError, ReadTimeoutError, StoppedError, UnknownOutcomeError } from './errors.js';
 
 /** The durable storage the node needs: raft's read interface plus the writes the host does. */
 export interface HostStorage extends Storage {
   /** The latest snapshot without its data (DiskStorage keeps the data on disk only). */
   snapshotMeta?(): Snapshot['meta'];
+  /** True if the next save blocks the event loop while it writes and syncs (DiskStorage's inline WAL mode). */
+  syncsInline?(): boolean;
   save(batch: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot; mustSync?: boolean }): Promise<void>;
   saveSnapshot(s: Snapshot): Promise<void>;
   compact(index: number): Promise<void>;
@@ -148,6 +151,10 @@ export class ReplicatedNode {
   readonly metrics = { readies: 0, saves: 0, saveMs: 0, entries: 0, applied: 0, appliedEarly: 0, proposals: 0, snapshots: 0 };
   /** Optional observer of timings and outcomes (the process's Prometheus metrics). */
   observer?: { save?(ms: number): void; snapshot?(ms: number): void; proposal?(ok: boolean): void };
+  /** Stage timings of writes (SHOAL_RAFT_TRACE only). */
+  private readonly trace = process.env.SHOAL_RAFT_TRACE ? new WriteTrace() : undefined;
+  /** When the oldest proposal in propBatch was made (trace only). */
+  private firstProposedAt = 0;
 
   constructor(opts: NodeOptions) {
     this.id = opts.id;
@@ -235,6 +242,7 @@ export class ReplicatedNode {
         const d = (k: keyof typeof m) => m[k] - last[k];
         if (d('readies') > 0) this.log(`trace: readies ${d('readies')} saves ${d('saves')} save ms avg ${(d('saveMs') / Math.max(1, d('saves'))).toFixed(2)} entries ${d('entries')} applied ${d('applied')} proposals ${d('proposals')} early applies ${d('appliedEarly')}`);
         last = { ...m };
+        this.trace?.report(this.log);
       }, 1000);
       t.unref();
     }
@@ -276,6 +284,8 @@ export class ReplicatedNode {
 
   private receive(m: Message): void {
     if (this.stopped) return;
+    if (this.trace && m.entries.length > 0 && m.type === MessageType.App) this.trace.follower.stamp(m.entries[0]!.index, m.entries[m.entries.length - 1]!.index, 'received');
+    if (this.trace && m.type === MessageType.AppResp && !m.reject) this.trace.leader.stampUpTo(m.index, 'handed', 'acked');
     try {
       this.node.step(m);
     } catch (e) {
@@ -380,6 +390,11 @@ export class ReplicatedNode {
     const entries = this.propBatch;
     this.propBatch = [];
     this.node.step({ type: MessageType.Prop, to: this.id, from: this.id, term: 0, logTerm: 0, index: 0, entries, commit: 0, reject: false, rejectHint: 0 });
+    if (this.trace && this.role === Role.Leader) {
+      const last = this.node.raft.raftLog.lastIndex();
+      this.trace.leader.stamp(last - entries.length + 1, last, 'called', this.firstProposedAt);
+      this.trace.leader.stamp(last - entries.length + 1, last, 'proposed');
+    }
   }
 
   /** Rejects the proposals whose time is up (checked every tick rather than a timer each). */
@@ -397,6 +412,8 @@ export class ReplicatedNode {
     if (rd.softState) this.setSoftState(rd.softState.lead, rd.softState.role);
     // 1. messages that do not depend on this batch being durable
     if (rd.messages.length > 0) this.transport.send(rd.messages);
+    const traced = this.trace && rd.entries.length > 0 ? { from: rd.entries[0]!.index, to: rd.entries[rd.entries.length - 1]!.index, table: this.role === Role.Leader ? this.trace.leader : this.trace.follower } : undefined;
+    traced?.table.stamp(traced.from, traced.to, 'handed');
     // 2. committed entries, while this Ready's own entries are written: they are committed, so
     // on a quorum of fsynced disks already, and this store lives in memory (a crash rebuilds it
     // from snapshot + log), so nothing depends on our copy being durable first. A Ready with a
@@ -411,7 +428,15 @@ export class ReplicatedNode {
       snap = this.snapshotIfDue();
     }
     this.trackLeaderLog(rd);
-    // 3. persist, one fsync
+    // 3. persist, one fsync. A leader's appends must be on the wire first, so the followers'
+    // fsyncs run while ours does (etcd's pipeline): gRPC hands a message to the socket only on a
+    // later turn of the event loop, which an fsync done on the loop (the WAL's inline mode, on a
+    // fast disk) would hold until it finished. Our own ack still counts only after the save
+    // (the core steps it in advance()).
+    if (rd.entries.length > 0 && this.storage.syncsInline?.() && rd.messages.some((m) => m.type === MessageType.App)) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (this.stopped) return;
+    }
     if (rd.snapshot || rd.entries.length > 0 || rd.hardState) {
       this.metrics.entries += rd.entries.length;
       const t0 = performance.now();
@@ -421,8 +446,10 @@ export class ReplicatedNode {
       this.observer?.save?.(performance.now() - t0);
     }
     if (this.stopped) return;
+    traced?.table.stamp(traced.from, traced.to, 'saved');
     // 4. messages that promise durability (votes, append acks)
     if (rd.messagesAfterPersist.length > 0) this.transport.send(rd.messagesAfterPersist);
+    if (traced && traced.table === this.trace!.follower) this.trace!.follower.stamp(traced.from, traced.to, 'acked');
     if (!applyNow) {
       if (rd.snapshot && rd.snapshot.meta.index > this.store.applied) this.applySnapshot(rd.snapshot);
       this.applyReady(rd);
@@ -536,6 +563,7 @@ export class ReplicatedNode {
       return;
     }
     const r = this.store.applyEntry(e.index, e.data);
+    this.trace?.leader.stamp(e.index, e.index, 'applied');
     if (!r) return;
     const p = this.pending.get(r.reqId);
     if (!p) return;
@@ -617,6 +645,7 @@ export class ReplicatedNode {
     return new Promise((resolve, reject) => {
       this.pending.set(reqId, { resolve, reject, deadline: performance.now() + this.o.proposalTimeoutMs, lead: this.lead });
       this.metrics.proposals++;
+      if (this.propBatch.length === 0 && this.trace) this.firstProposedAt = performance.now();
       this.propBatch.push({ term: 0, index: 0, type: EntryType.Normal, data });
       this.kick();
     });

@@ -383,6 +383,14 @@ export class DiskStorage implements Storage {
   }
 
   /** The latest snapshot's index, term and configuration, without its data. */
+  /**
+   * True if the next save will write and fdatasync on the event loop, blocking it until done
+   * (WalSyncMode): a host that has just handed messages to a transport lets them go out first.
+   */
+  syncsInline(): boolean {
+    return this.wal.syncInline();
+  }
+
   snapshotMeta(): Snapshot['meta'] {
     return this.latest.meta;
   }

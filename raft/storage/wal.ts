@@ -101,19 +101,26 @@ export interface WalSyncInfo {
 
 /**
  * Where a WAL record is written and fdatasynced:
- * - 'threadpool': two libuv threadpool jobs (write, fdatasync); the event loop runs meanwhile.
+ * - 'threadpool': the record is written on the event loop (into the page cache), the fdatasync
+ *   is one libuv threadpool job; the event loop runs meanwhile.
  * - 'inline': writeSync + fdatasyncSync on the event loop. On a disk that acknowledges a flush
- *   in tens of microseconds this is cheaper than the two thread hand-offs it replaces (each a
- *   wake-up that waits for a CPU on a busy machine), and the raft loop is as blocked as it would
- *   be awaiting the result anyway. On a slow disk it would stall everything else, so:
- * - 'auto' (default): inline while the measured fdatasync time stays under inlineSyncMaxMs,
- *   else the threadpool, re-measuring inline to notice a disk that became fast again: after 1 s,
- *   then twice as long after each slow try (up to a minute), so a slow disk blocks the loop for
- *   one sync per minute once it has been slow for a while.
+ *   in well under a millisecond this is cheaper than the thread hand-off it replaces (two
+ *   wake-ups, each waiting for a CPU on a busy machine: measured 1-7 ms per fdatasync job at load
+ *   8-10 on 2 cores, against 0.1-0.5 ms for the same fdatasync inline), and the raft loop is as
+ *   blocked as it would be awaiting the result anyway. On a slow disk it would stall everything
+ *   else, so:
+ * - 'auto' (default): inline while the average inline fdatasync time stays under
+ *   INLINE_SYNC_MAX_MS, else the threadpool, re-measuring inline to notice a disk that became
+ *   fast again: after 1 s, then twice as long after each slow try (up to a minute), so a slow
+ *   disk blocks the loop for one sync per minute once it has been slow for a while.
+ *   Measured at load 10-19 on 2 cores (bench:raft, 2026-12-06): raising the bound to 2 ms (with
+ *   each sample capped at 4 ms) kept more records inline and did not help at one client
+ *   (ratio to etcd 0.43/0.39 against 0.42/0.36) but cost at 64 clients (0.75/0.64 against
+ *   0.99/0.81), where the loop's CPU work overlaps a threadpool fdatasync.
  */
 export type WalSyncMode = 'auto' | 'inline' | 'threadpool';
 
-/** 'auto' writes inline while the fdatasync average stays under this (ms). */
+/** 'auto' writes inline while the average inline fdatasync time stays under this (ms). */
 export const INLINE_SYNC_MAX_MS = 0.5;
 
 export interface WalOptions {
@@ -445,8 +452,11 @@ export class Wal {
     if (this.fill && this.pos + rec.length > this.fill.start) await this.fill.done;
     const inline = this.syncInline();
     const t0 = performance.now();
-    if (inline) writeAllSync(this.fh.fd, rec, this.pos);
-    else await writeAll(this.fh, rec, this.pos);
+    // The write itself is a copy into the page cache (tens of microseconds for a record): done
+    // here in every mode, so the threadpool is asked for the fdatasync only. A threadpool job
+    // costs two wake-ups (a pool thread's, then the loop's), which on a busy machine wait for a
+    // CPU each: measured 1-4 ms per job at load 8 on 2 cores, more than the write.
+    writeAllSync(this.fh.fd, rec, this.pos);
     const t1 = performance.now();
     if (inline) fsSync.fdatasyncSync(this.fh.fd);
     else await this.fh.datasync();
@@ -476,7 +486,8 @@ export class Wal {
   /** How long 'auto' waits before trying inline again; doubles (up to a minute) while tries are slow. */
   private probeEveryMs = 1000;
 
-  private syncInline(): boolean {
+  /** True if the next record will be written and synced on the event loop (blocking it). */
+  syncInline(): boolean {
     const mode = this.opts.syncMode ?? 'auto';
     if (mode !== 'auto') return mode === 'inline';
     if (this.syncAvgMs < INLINE_SYNC_MAX_MS) return true;
