@@ -64,7 +64,7 @@ async function untilAnswers(socket: string, what: string): Promise<void> {
 
 const alive = (pid: number) => existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== '';
 
-function daemon(name: string, mode: string, logs: string[]): { d: ChildDaemon; socket: string; pidFile: string } {
+function daemon(name: string, mode: string, logs: string[], stableMs?: number): { d: ChildDaemon; socket: string; pidFile: string } {
   const socket = join(dir, `${name}.sock`);
   const pidFile = join(dir, `${name}.pid`);
   const d = new ChildDaemon({
@@ -83,6 +83,7 @@ function daemon(name: string, mode: string, logs: string[]): { d: ChildDaemon; s
     stderrPrefix: 'test-child: ',
     staleNote: 'it keeps nothing',
     exitNote: 'nothing lost',
+    stableMs,
     log: (m) => logs.push(m),
   });
   return { d, socket, pidFile };
@@ -113,6 +114,36 @@ t.test('a child that dies is started again; stop() ends it with SIGTERM and it s
   t.notOk(existsSync(pidFile), 'the pid file is removed');
   t.equal(d.pid, undefined, 'no child runs');
   t.equal(logs.filter((l) => l.includes('exited')).length, 1, 'a child stopped on purpose is not started again');
+});
+
+t.test('the restart delay grows while a child keeps failing, and starts afresh after a stable run', async (t) => {
+  const logs: string[] = [];
+  const { d, socket } = daemon('backoff', 'serve', logs, 3000);
+  t.teardown(() => d.stop());
+  await d.start(30_000);
+  const delays = (): string[] => logs.filter((l) => l.includes('exited')).map((l) => /again in (\d+) ms/.exec(l)![1]!);
+  // Killed as soon as it is spawned: it lives milliseconds, far less than stableMs.
+  let last = d.pid;
+  const killAtSpawn = async (n: number): Promise<void> => {
+    const pid = await until(() => (d.pid !== last ? d.pid : undefined), 'a new child', 30_000);
+    last = pid;
+    process.kill(pid, 'SIGKILL');
+    await until(() => delays().length === n, `exit ${n} logged`, 30_000);
+  };
+  process.kill(last!, 'SIGKILL');
+  last = undefined;
+  await until(() => delays().length === 1, 'exit 1 logged', 30_000);
+  await killAtSpawn(2);
+  await killAtSpawn(3);
+  t.same(delays(), ['500', '1000', '2000'], 'quick failures: 500, 1000, 2000 ms');
+  // This one runs past stableMs (3 s here) before it dies.
+  const pid = await until(() => d.pid, 'a child', 30_000);
+  await untilAnswers(socket, 'the child');
+  const born = Date.now();
+  await until(() => Date.now() - born > 3500 || undefined, 'the child ran past the stable time', 30_000);
+  process.kill(pid, 'SIGKILL');
+  await until(() => delays().length === 4, 'exit 4 logged', 30_000);
+  t.equal(delays()[3], '500', 'after a stable run: 500 ms again');
 });
 
 t.test('a child that ignores SIGTERM is killed after the grace', async (t) => {

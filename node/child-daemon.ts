@@ -35,11 +35,17 @@ export interface ChildDaemonOptions {
   exitNote?: string;
   /** How often readiness is checked. */
   pollMs?: number;
+  /** A child that ran this long before it exited starts the back-off afresh (default 60 s). */
+  stableMs?: number;
   log(m: string): void;
 }
 
 /** Grace between SIGTERM and SIGKILL, for the child and for a stale one. */
 const STOP_GRACE_MS = 5000;
+/** The restart delay grows only while a child keeps failing: one that ran this long before it
+ * exited is started again after the first delay (as Kubernetes resets its crash-loop back-off),
+ * not after the 10 s that a few crashes spread over weeks would otherwise have built up. */
+const STABLE_RUN_MS = 60_000;
 
 export class ChildDaemon {
   private proc?: ChildProcess;
@@ -101,6 +107,7 @@ export class ChildDaemon {
     // setpriv --pdeathsig: the child is stopped when shoald dies, even by SIGKILL; what it
     // manages (containers, the data path) is not its children and stays.
     const p = spawn('setpriv', ['--pdeathsig', 'TERM', '--', process.execPath, ...this.o.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const startedAt = Date.now();
     this.proc = p;
     writeFileSync(this.o.pidFile, String(p.pid));
     const strip = this.o.stderrPrefix;
@@ -119,6 +126,7 @@ export class ChildDaemon {
       if (this.proc !== p) return;
       this.proc = undefined;
       if (this.stopped) return;
+      if (Date.now() - startedAt >= (this.o.stableMs ?? STABLE_RUN_MS)) this.restarts = 0;
       const delay = Math.min(500 * 2 ** this.restarts++, 10_000);
       const note = this.o.exitNote ? `${this.o.exitNote}; ` : '';
       this.o.log(`${this.o.logName}: ${this.o.program} exited (${sig ?? `code ${code}`}); ${note}starting it again in ${delay} ms`);
