@@ -37,6 +37,16 @@ export function progress(prog: string, msg: string): void {
   process.stderr.write(`${prog}: [${((Date.now() - started) / 1000).toFixed(1)} s] ${msg}\n`);
 }
 
+/** Removes what the run made (the lab's close), says so, and fails the run when something is left. */
+export async function closeBench(prog: string, b: { close(): Promise<string[]> }): Promise<void> {
+  progress(prog, 'removing the namespaces and processes');
+  const left = await b.close();
+  if (left.length) {
+    process.stderr.write(`${prog}: could not remove: ${left.join(', ')}\n`);
+    process.exitCode = 1;
+  } else progress(prog, 'everything the run made is removed');
+}
+
 /** True when a process we descend from holds BENCH_LOCK: the whole benchmark was started as
  * `flock /tmp/shoal-bench.lock ...`. Taking the lock again from a child would wait for ever
  * (flock(1) opens the file anew, and a lock on another open file description conflicts), which is

@@ -4,7 +4,7 @@
 // underlay veth path (no encapsulation). The three alternate, each measurement under the
 // machine-wide benchmark lock; medians are reported.
 //   npm run bench:overlay -- [--seconds 5] [--rounds 3]
-import { arg, benchLab, loadavg, lockedIn, median, progress, spawnServer, waitReady } from './overlay-bench-lab.js';
+import { arg, benchLab, loadavg, lockedIn, median, progress, closeBench, spawnServer, waitReady } from './overlay-bench-lab.js';
 import { checkFlags } from './bench-util.js';
 import { inNs } from '../test/overlay-harness.js';
 
@@ -78,12 +78,7 @@ async function main(): Promise<void> {
       `${PROG}: goal ratio >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}`,
     ];
   } finally {
-    progress(PROG, 'removing the namespaces and processes');
-    const left = await b.close();
-    if (left.length) {
-      process.stderr.write(`${PROG}: could not remove: ${left.join(', ')}\n`);
-      process.exitCode = 1;
-    } else progress(PROG, 'everything the run made is removed');
+    await closeBench(PROG, b);
   }
   if (result) process.stdout.write(result.join('\n') + '\n');
 }

@@ -13,7 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Service } from '../proto/network/types.js';
 import { inNs } from '../test/overlay-harness.js';
-import { arg, benchLab, loadavg, lockHeldByAncestor, lockedIn, median, progress, spawnServer, waitReady, BENCH_LOCK } from './overlay-bench-lab.js';
+import { arg, benchLab, loadavg, lockHeldByAncestor, lockedIn, median, progress, closeBench, spawnServer, waitReady, BENCH_LOCK } from './overlay-bench-lab.js';
 import { checkFlags } from './bench-util.js';
 
 const PROG = 'bench:vip';
@@ -93,12 +93,7 @@ async function main(): Promise<void> {
       `${PROG}: goal ratio >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}`,
     ];
   } finally {
-    progress(PROG, 'removing the namespaces and processes');
-    const left = await b.close();
-    if (left.length) {
-      process.stderr.write(`${PROG}: could not remove: ${left.join(', ')}\n`);
-      process.exitCode = 1;
-    } else progress(PROG, 'everything the run made is removed');
+    await closeBench(PROG, b);
   }
   if (result) process.stdout.write(result.join('\n') + '\n');
 }
