@@ -73,8 +73,13 @@ t.test('a majority of managers lost for good: --force-new-cluster on the survivo
     return r.find((x: any) => x.hostname === 'm1')?.managerStatus?.leader && r;
   }, 120_000);
   t.same(rows.filter((r: any) => r.managerStatus?.voter).map((r: any) => r.hostname), ['m1'], 'the survivor is the only voter');
-  const lost = rows.filter((r: any) => r.hostname === 'm2' || r.hostname === 'm3');
-  t.ok(lost.every((r: any) => r.desiredRole === 'worker' && !r.managerStatus), 'the lost managers are no longer raft members (they would come back as workers)');
+  // The new leader turns the lost managers into workers once it leads (manager/recovery/adopt.ts),
+  // a few writes after it first answers: wait for it rather than read the first answer.
+  const lost = await waitFor('the lost managers turned into workers', async () => {
+    const l = (await json('m1', 'node', 'ls')).filter((r: any) => r.hostname === 'm2' || r.hostname === 'm3');
+    return l.length === 2 && l.every((r: any) => r.desiredRole === 'worker' && !r.managerStatus) && l;
+  }, 120_000);
+  t.equal(lost.length, 2, 'the lost managers are no longer raft members (they would come back as workers)');
   await waitFor('the worker back with the new cluster', async () => (await json('m1', 'node', 'ls')).find((r: any) => r.hostname === 'w1')?.status === 'ready', 120_000);
   const after = await waitFor('the service still running', async () => (await json('m1', 'service', 'ps', 'web')).find((x: any) => x.desiredState === 'running' && x.state === 'running'), 120_000);
   t.equal(after.containerId, before.containerId, 'the same container kept running through it all');
