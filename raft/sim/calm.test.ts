@@ -9,6 +9,27 @@ import { Prng } from './prng.js';
 
 const conf = (voters: NodeId[]): ConfState => ({ voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false });
 
+/** A scripted host: no faults to inject, nothing to propose or transfer; each test gives its clock,
+ * its nodes and what else it scripts. */
+function scriptedHost(h: Pick<CalmHost, 'now' | 'nodes' | 'maxCommitted' | 'read'> & Partial<CalmHost>): CalmHost {
+  return {
+    electionMs: 80,
+    electionTick: 8,
+    preVote: false,
+    checkQuorum: false,
+    quietAt: () => 0,
+    isolate: () => {},
+    reconnect: () => {},
+    split: () => {},
+    heal: () => {},
+    propose: () => {},
+    transfer: () => {},
+    retireNonMembers: () => {},
+    log: () => {},
+    ...h,
+  };
+}
+
 t.test('seed 59513: the reads stage does not ask a member a committed entry already removed (the alarm was the checker)', async (t) => {
   // The end state of seed 59513 (FINDINGS.md #4c): node 1, leader of term 9, committed and applied
   // entry 19 (remove voter 1) and stepped down. Node 4 won term 10 with 19 in its log but applies
@@ -21,31 +42,19 @@ t.test('seed 59513: the reads stage does not ask a member a committed entry alre
   const retired = new Set<NodeId>();
   const asked: NodeId[] = [];
   const node = (id: NodeId, role: Role): CalmNode => ({ id, up: true, role, term: 10, lead: 4, conf: role === Role.Leader ? leaderConf : conf([1, 3, 4, 5]), tickMs: 10, confFinal: role === Role.Leader && confFinal });
-  const host: CalmHost = {
+  const host = scriptedHost({
     now: () => now,
-    electionMs: 80,
-    electionTick: 8,
-    preVote: false,
-    checkQuorum: false,
     nodes: () => [1, 3, 4, 5].filter((id) => !retired.has(id)).map((id) => node(id, id === 4 ? Role.Leader : Role.Follower)),
-    quietAt: () => 0,
-    isolate: () => {},
-    reconnect: () => {},
-    split: () => {},
-    heal: () => {},
     maxCommitted: () => 21,
-    propose: () => {},
     read: (id, done) => {
       asked.push(id);
       if (id !== 1) done(true); // served at once; node 1 never reaches the read's index
     },
-    transfer: () => {},
     retireNonMembers: (c) => {
       const ms = new Set([...c.voters, ...c.votersOutgoing, ...c.learners, ...c.learnersNext]);
       for (const id of [1, 3, 4, 5]) if (!ms.has(id)) retired.add(id);
     },
-    log: () => {},
-  };
+  });
   const calm = new CalmPhase(host, new Prng(59513));
   const readsStage = 'a linearizable read answered at every member';
   let violation: Violation | null = null;
@@ -70,25 +79,12 @@ t.test('seed 59513: the reads stage does not ask a member a committed entry alre
 
 t.test('the settled stage still waits for a leader whose configuration is final', async (t) => {
   // A leader that never gets an entry of its term committed (confFinal stays false) is not settled.
-  const host: CalmHost = {
+  const host = scriptedHost({
     now: () => now,
-    electionMs: 80,
-    electionTick: 8,
-    preVote: false,
-    checkQuorum: false,
     nodes: () => [1, 2, 3].map((id) => ({ id, up: true, role: id === 1 ? Role.Leader : Role.Follower, term: 3, lead: 1, conf: conf([1, 2, 3]), tickMs: 10, confFinal: false })),
-    quietAt: () => 0,
-    isolate: () => {},
-    reconnect: () => {},
-    split: () => {},
-    heal: () => {},
     maxCommitted: () => 5,
-    propose: () => {},
     read: (_id, done) => done(true),
-    transfer: () => {},
-    retireNonMembers: () => {},
-    log: () => {},
-  };
+  });
   let now = 0;
   const calm = new CalmPhase(host, new Prng(1));
   t.throws(
