@@ -36,26 +36,34 @@ const READY = ['--readiness', 'http:80/', '--readiness-period', '1s', '--readine
 // readiness probe failed), and the test must say so then, not after 15 minutes per update.
 const WAIT = ['--timeout', '4m'];
 
-/** Samples the ready count every ~half second while `run` goes on; returns the lowest seen. */
-async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ min: number; samples: number; lowest: string }> {
+/** Calls `f` with the service's tasks every ~half second while `run` goes on. */
+async function everySample(service: string, run: Promise<unknown>, f: (r: Row[]) => void): Promise<void> {
   let done = false;
   void run.finally(() => (done = true));
-  let min = Infinity;
-  let samples = 0;
-  let lowest = '';
   while (!done) {
     try {
-      const r = await rows(service);
-      const n = readyNow(r);
-      // The lowest sample's tasks, to say why when a bound is missed (states, readiness, image).
-      if (n < min) lowest = r.map((x) => `${x.name} ${x.desiredState}/${x.state} ready=${x.ready} ${x.image.split('/').pop()}`).join('; ');
-      min = Math.min(min, n);
-      samples++;
+      f(await rows(service));
     } catch {
       /* a sample lost to a busy manager: the next one counts */
     }
     await new Promise((r) => setTimeout(r, 400));
   }
+}
+
+/** A sample's tasks, to say why when a bound is missed (states, readiness, image). */
+const describe = (r: Row[]): string => r.map((x) => `${x.name} ${x.desiredState}/${x.state} ready=${x.ready} ${x.image.split('/').pop()}`).join('; ');
+
+/** Samples the ready count while `run` goes on; returns the lowest seen. */
+async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ min: number; samples: number; lowest: string }> {
+  let min = Infinity;
+  let samples = 0;
+  let lowest = '';
+  await everySample(service, run, (r) => {
+    const n = readyNow(r);
+    if (n < min) lowest = describe(r);
+    min = Math.min(min, n);
+    samples++;
+  });
   return { min, samples, lowest };
 }
 
@@ -83,29 +91,21 @@ t.test('rolling update, stop-first, parallelism 2: never fewer than 4 ready; new
  * while on their own: reported, not the updater's doing.)
  */
 async function sampleStartFirst(service: string, image: string, run: Promise<unknown>): Promise<{ early: string[]; minRunning: number; minReady: number; lowest: string }> {
-  let done = false;
-  void run.finally(() => (done = true));
   const seenReady = new Set<string>();
   const early = new Set<string>();
   let minRunning = Infinity;
   let minReady = Infinity;
   let lowest = '';
-  while (!done) {
-    try {
-      const r = await rows(service);
-      for (const x of r) if (x.image === image && x.desiredState === 'running' && x.state === 'running' && x.ready === true) seenReady.add(x.name);
-      for (const x of r) {
-        if (x.image !== image && x.desiredState !== 'running' && !seenReady.has(x.name)) early.add(`${x.name} (${x.desiredState}/${x.state})`);
-      }
-      const running = r.filter((x) => x.desiredState === 'running' && x.state === 'running').length;
-      if (running < minRunning) lowest = r.map((x) => `${x.name} ${x.desiredState}/${x.state} ready=${x.ready} ${x.image.split('/').pop()}`).join('; ');
-      minRunning = Math.min(minRunning, running);
-      minReady = Math.min(minReady, readyNow(r));
-    } catch {
-      /* a sample lost to a busy manager: the next one counts */
+  await everySample(service, run, (r) => {
+    for (const x of r) if (x.image === image && x.desiredState === 'running' && x.state === 'running' && x.ready === true) seenReady.add(x.name);
+    for (const x of r) {
+      if (x.image !== image && x.desiredState !== 'running' && !seenReady.has(x.name)) early.add(`${x.name} (${x.desiredState}/${x.state})`);
     }
-    await new Promise((r) => setTimeout(r, 400));
-  }
+    const running = r.filter((x) => x.desiredState === 'running' && x.state === 'running').length;
+    if (running < minRunning) lowest = describe(r);
+    minRunning = Math.min(minRunning, running);
+    minReady = Math.min(minReady, readyNow(r));
+  });
   return { early: [...early], minRunning, minReady, lowest };
 }
 
