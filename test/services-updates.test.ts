@@ -24,6 +24,7 @@ interface Row extends TaskRow {
   ready: boolean | null;
   upToDate: boolean;
   health: string | null;
+  healthMessage: string | null;
 }
 
 const rows = async (s: string) => (await lab.tasks(s)) as Row[];
@@ -51,7 +52,7 @@ async function everySample(service: string, run: Promise<unknown>, f: (r: Row[])
 }
 
 /** A sample's tasks, to say why when a bound is missed (states, readiness, image). */
-const describe = (r: Row[]): string => r.map((x) => `${x.name} ${x.desiredState}/${x.state} ready=${x.ready} ${x.image.split('/').pop()}`).join('; ');
+const describe = (r: Row[]): string => r.map((x) => `${x.name} ${x.desiredState}/${x.state} ready=${x.ready} ${x.image.split('/').pop()} on ${x.node}${x.ready === false && x.healthMessage ? ` (${x.healthMessage})` : ''}`).join('; ');
 
 /** Samples the ready count while `run` goes on; returns the lowest seen. */
 async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ min: number; samples: number; lowest: string }> {

@@ -234,6 +234,8 @@ class Runner {
   private gone = false;
   private detached = false;
   private probes?: TaskProbes;
+  /** Its readiness probe passed once: a later pass is "ready again" in the log. */
+  private wasReady = false;
   /** The probes' latest verdict, sent with every report of the task. */
   private health?: ProbeVerdict;
 
@@ -272,6 +274,11 @@ class Runner {
     const main = this.containers.get(this.task.spec.template.main.name);
     if (probes.length === 0 || !main || this.probes) return;
     this.probes = new TaskProbes(probes, { cri: this.o.cri, containerId: main, podId: this.podId }, (v) => {
+      // A task that was ready and is no longer is what an operator looks for when a service
+      // loses capacity: say it, with the failing probe's output.
+      if (this.health?.ready === true && v.ready === false) this.o.log(`agent: task ${this.task.id} is no longer ready: ${v.healthMessage || 'readiness probe failed'}`, this.ids());
+      if (this.health?.ready === false && v.ready === true && this.wasReady) this.o.log(`agent: task ${this.task.id} is ready again`, this.ids());
+      if (v.ready === true) this.wasReady = true;
       this.health = v;
       this.report('running', {}, true);
     }, (why) => {

@@ -68,3 +68,24 @@ t.test('http: 200 passes; 404, a closed port and a server that never answers fai
   t.equal(mute.ok, false, 'a server that never answers fails');
   t.match(mute.output, /http GET :8082\/: no answer within 2 s/, `saying so: ${mute.output}`);
 });
+
+t.test("the pod's network is asked for once, not on every probe; a failed lookup is retried", async (t) => {
+  let asked = 0;
+  let fail = true;
+  const counting = {
+    runtime: {
+      PodSandboxStatus: async () => {
+        asked++;
+        if (fail) throw new Error('Deadline exceeded');
+        return { status: { network: { ip: '' } }, info: { info: JSON.stringify({ netns: `/run/netns/${NS}` }) } };
+      },
+    },
+  } as unknown as CriClient;
+  const tgt = { cri: counting, containerId: 'c', podId: 'p' };
+  const first = await runProbe(probe('tcp', 8080), tgt);
+  t.equal(first.ok, false, 'a lookup that fails fails the probe');
+  t.match(first.output, /cannot find the pod's network: Deadline exceeded/);
+  fail = false;
+  for (let i = 0; i < 3; i++) t.same(await runProbe(probe('tcp', 8080), tgt), { ok: true, output: 'tcp port 8080: ok' });
+  t.equal(asked, 2, 'one failed lookup, then one for the three probes that passed');
+});

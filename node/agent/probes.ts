@@ -24,6 +24,14 @@ export interface ProbeTarget {
   cri: CriClient;
   containerId: string;
   podId: string;
+  /**
+   * The pod's address and network namespace, found on the first http/tcp probe and kept: they
+   * do not change while the pod lives. Asked for on every probe, they cost a verbose
+   * PodSandboxStatus per probe, which runs the pod's CNI CHECK (plugin processes): six tasks
+   * probed every second kept a node's runtime so busy at load 20 that the status calls, not the
+   * servers, timed out and ready tasks were reported unready.
+   */
+  network?: { ip: string; netns: string };
 }
 
 /** Runs one probe once: success and what it said. */
@@ -38,16 +46,16 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
     }
   }
   // http / tcp: the pod's own address when it has one, else from inside its network namespace.
-  let netns = '';
-  let ip = '';
-  try {
-    const st = await t.cri.runtime.PodSandboxStatus({ pod_sandbox_id: t.podId, verbose: true }, 5000);
-    ip = st.status?.network?.ip ?? '';
-    const info = st.info?.info ? JSON.parse(st.info.info) : {};
-    netns = info.netns ?? info.netNamespacePath ?? '';
-  } catch (e) {
-    return { ok: false, output: `cannot find the pod's network: ${(e as Error).message}` };
+  if (!t.network) {
+    try {
+      const st = await t.cri.runtime.PodSandboxStatus({ pod_sandbox_id: t.podId, verbose: true }, Math.max(5000, p.timeoutMs));
+      const info = st.info?.info ? JSON.parse(st.info.info) : {};
+      t.network = { ip: st.status?.network?.ip ?? '', netns: info.netns ?? info.netNamespacePath ?? '' };
+    } catch (e) {
+      return { ok: false, output: `cannot find the pod's network: ${(e as Error).message}` };
+    }
   }
+  const { ip, netns } = t.network;
   if (ip && ip !== '127.0.0.1') return direct(p, ip);
   if (!netns) return { ok: false, output: 'the pod has no address and the runtime names no network namespace for it' };
   // Debian's busybox-static (a dependency of the node, see scripts/setup.sh) is a few hundred
