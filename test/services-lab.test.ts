@@ -23,12 +23,16 @@ t.before(async () => {
   if (up.code !== 0) throw new Error(`lab up failed: ${up.stderr}\n${up.stdout}`);
 });
 
+// sleep as the container's PID 1 has no SIGTERM handler: the kernel drops the stop signal and each
+// scale-down or rm would wait out the default 10 s grace. The grace itself is not tested here.
+const QUICK_STOP = ['--stop-grace-period', '1s'];
+
 async function serviceId(name: string): Promise<string> {
   return (JSON.parse(await lab.ok(['--lab', 'service', 'inspect', name, '--format', 'json'])) as { id: string }[])[0]!.id;
 }
 
 t.test('replicated: spread over the workers, scaled, removed without a trace', async (t) => {
-  const r = await lab.shoal(['--lab', 'service', 'create', '--name', 'web', '--replicas', '6', ...W, LAB_IMAGE, 'sleep', '1000000']);
+  const r = await lab.shoal(['--lab', 'service', 'create', '--name', 'web', '--replicas', '6', ...W, ...QUICK_STOP, LAB_IMAGE, 'sleep', '1000000']);
   t.equal(r.code, 0, `service create exits 0 once converged (${r.stderr})`);
   t.match(r.stdout, /1\/6: running/, 'it shows each slot reaching running');
   t.match(r.stdout, /service web converged \(6\/6 running\)/, 'and ends with the verdict');
@@ -66,7 +70,7 @@ t.test('replicated: spread over the workers, scaled, removed without a trace', a
 });
 
 t.test('global: one task per node; follows a drain and a node that joins', async (t) => {
-  const r = await lab.shoal(['--lab', 'service', 'create', '--name', 'agent', '--mode', 'global', LAB_IMAGE, 'sleep', '1000000']);
+  const r = await lab.shoal(['--lab', 'service', 'create', '--name', 'agent', '--mode', 'global', ...QUICK_STOP, LAB_IMAGE, 'sleep', '1000000']);
   t.equal(r.code, 0, `global service created and converged (${r.stderr})`);
   let live = await lab.live('agent');
   t.same(live.map((x) => x.node).sort(), ['manager-1', 'worker-1', 'worker-2'], 'one task on each node');

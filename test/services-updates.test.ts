@@ -36,6 +36,10 @@ const READY = ['--readiness', 'http:80/', '--readiness-period', '1s', '--readine
 // on a machine loaded 20-30 deep; one that has not ended in 4 minutes is stuck (as when every
 // readiness probe failed), and the test must say so then, not after 15 minutes per update.
 const WAIT = ['--timeout', '4m'];
+// busybox httpd and sleep run as the container's PID 1 with no SIGTERM handler, so the kernel
+// drops the stop signal and every stop waited out the default 10 s grace before SIGKILL (three
+// 10 s waits per rollout). What is tested is the order of stops and starts, not the grace.
+const QUICK_STOP = ['--stop-grace-period', '1s'];
 
 /** Calls `f` with the service's tasks every ~half second while `run` goes on. */
 async function everySample(service: string, run: Promise<unknown>, f: (r: Row[]) => void): Promise<void> {
@@ -69,7 +73,7 @@ async function sampleDuring(service: string, run: Promise<unknown>): Promise<{ m
 }
 
 t.test('rolling update, stop-first, parallelism 2: never fewer than 4 ready; new image everywhere', async (t) => {
-  const c = await lab.shoal(['--lab', 'service', 'create', ...WAIT, '--name', 'ru', '--replicas', '6', '--update-parallelism', '2', '--update-monitor', '1s', ...READY, LAB_IMAGE, ...HTTPD]);
+  const c = await lab.shoal(['--lab', 'service', 'create', ...WAIT, ...QUICK_STOP, '--name', 'ru', '--replicas', '6', '--update-parallelism', '2', '--update-monitor', '1s', ...READY, LAB_IMAGE, ...HTTPD]);
   t.equal(c.code, 0, `created (${c.stderr})`);
   await eventually('6 ready', async (saw) => readyNow(saw(await rows('ru'))) === 6);
   const upd = lab.shoal(['--lab', 'service', 'update', ...WAIT, '--image', LAB_IMAGE_2, 'ru']);
@@ -143,7 +147,7 @@ t.test('a broken update: rollback brings the old spec back; pause stops and says
 });
 
 t.test('history and rollback --to-revision', async (t) => {
-  await lab.ok(['--lab', 'service', 'create', '--name', 'hist', '--replicas', '2', '--update-monitor', '0s', LAB_IMAGE, 'sleep', '1000000']);
+  await lab.ok(['--lab', 'service', 'create', ...QUICK_STOP, '--name', 'hist', '--replicas', '2', '--update-monitor', '0s', LAB_IMAGE, 'sleep', '1000000']);
   for (const v of ['1', '2', '3']) await lab.ok(['--lab', 'service', 'update', ...WAIT, '--env-add', `V=${v}`, 'hist']);
   const h = JSON.parse(await lab.ok(['--lab', 'service', 'history', 'hist', '--format', 'json'])) as { revision: number; change: string; current: boolean }[];
   t.same(h.map((x) => x.revision), [1, 2, 3, 4], 'four revisions after three updates');
@@ -163,7 +167,7 @@ t.test('history and rollback --to-revision', async (t) => {
 });
 
 t.test('probes: a failing liveness probe restarts the task; a readiness probe that never passes holds the update', async (t) => {
-  await lab.ok(['--lab', 'service', 'create', '--name', 'live', '--replicas', '1', '--restart-delay', '1s', '--liveness', 'exec:test -f /tmp/alive', '--liveness-period', '1s', '--liveness-failures', '2', LAB_IMAGE, 'sh', '-c', 'touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 1000000']);
+  await lab.ok(['--lab', 'service', 'create', ...QUICK_STOP, '--name', 'live', '--replicas', '1', '--restart-delay', '1s', '--liveness', 'exec:test -f /tmp/alive', '--liveness-period', '1s', '--liveness-failures', '2', LAB_IMAGE, 'sh', '-c', 'touch /tmp/alive; sleep 3; rm /tmp/alive; exec sleep 1000000']);
   const dead = await eventually('the unhealthy task replaced', async (saw) => saw(await rows('live')).find((x) => x.state === 'failed'));
   t.match(dead.error, /unhealthy: liveness probe failed 2 time\(s\)/, `the reason is the probe: ${dead.error}`);
   t.equal(dead.health, 'unhealthy');
@@ -171,7 +175,7 @@ t.test('probes: a failing liveness probe restarts the task; a readiness probe th
   await lab.ok(['--lab', 'service', 'rm', 'live']);
 
   // A fresh service of its own, so nothing of the earlier rollouts is in the way.
-  await lab.ok(['--lab', 'service', 'create', ...WAIT, '--name', 'rd', '--replicas', '3', ...READY, LAB_IMAGE, ...HTTPD]);
+  await lab.ok(['--lab', 'service', 'create', ...WAIT, ...QUICK_STOP, '--name', 'rd', '--replicas', '3', ...READY, LAB_IMAGE, ...HTTPD]);
   const up = await lab.shoal(['--lab', 'service', 'update', '--readiness', 'http:81/', '--readiness-period', '1s', '--update-monitor', '1s', '--update-parallelism', '1', '--timeout', '30s', 'rd']);
   t.equal(up.code, 1, 'the update does not finish');
   t.match(up.stdout, /updated, running, not ready/, 'the new task runs but is not ready');
