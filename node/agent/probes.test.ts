@@ -89,3 +89,20 @@ t.test("the pod's network is asked for once, not on every probe; a failed lookup
   for (let i = 0; i < 3; i++) t.same(await runProbe(probe('tcp', 8080), tgt), { ok: true, output: 'tcp port 8080: ok' });
   t.equal(asked, 2, 'one failed lookup, then one for the three probes that passed');
 });
+
+t.test("an answer naming neither an address nor a namespace is not kept: the next probe asks again", async (t) => {
+  let asked = 0;
+  const blank = {
+    runtime: {
+      PodSandboxStatus: async () => {
+        asked++;
+        return asked === 1 ? { status: { network: { ip: '' } }, info: { info: '{}' } } : { status: { network: { ip: '' } }, info: { info: JSON.stringify({ netns: `/run/netns/${NS}` }) } };
+      },
+    },
+  } as unknown as CriClient;
+  const tgt = { cri: blank, containerId: 'c', podId: 'p' };
+  const first = await runProbe(probe('tcp', 8080), tgt);
+  t.match(first, { ok: false, output: /names no network namespace/ }, 'fails, saying why');
+  t.same(await runProbe(probe('tcp', 8080), tgt), { ok: true, output: 'tcp port 8080: ok' }, 'then passes once the runtime names it');
+  t.equal(asked, 2);
+});

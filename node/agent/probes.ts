@@ -46,16 +46,19 @@ export async function runProbe(p: Probe, t: ProbeTarget): Promise<{ ok: boolean;
     }
   }
   // http / tcp: the pod's own address when it has one, else from inside its network namespace.
-  if (!t.network) {
+  let net = t.network;
+  if (!net) {
     try {
       const st = await t.cri.runtime.PodSandboxStatus({ pod_sandbox_id: t.podId, verbose: true }, Math.max(5000, p.timeoutMs));
       const info = st.info?.info ? JSON.parse(st.info.info) : {};
-      t.network = { ip: st.status?.network?.ip ?? '', netns: info.netns ?? info.netNamespacePath ?? '' };
+      net = { ip: st.status?.network?.ip ?? '', netns: info.netns ?? info.netNamespacePath ?? '' };
     } catch (e) {
       return { ok: false, output: `cannot find the pod's network: ${(e as Error).message}` };
     }
+    // Kept only when it says where to probe: an answer naming neither is asked again next time.
+    if ((net.ip && net.ip !== '127.0.0.1') || net.netns) t.network = net;
   }
-  const { ip, netns } = t.network;
+  const { ip, netns } = net;
   if (ip && ip !== '127.0.0.1') return direct(p, ip);
   if (!netns) return { ok: false, output: 'the pod has no address and the runtime names no network namespace for it' };
   // Debian's busybox-static (a dependency of the node, see scripts/setup.sh) is a few hundred
