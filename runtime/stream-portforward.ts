@@ -20,7 +20,10 @@ class PassThroughDuplex extends DuplexBase {
     r.on('data', (b: Buffer) => { if (!this.push(b)) r.pause(); });
   }
   override _read(): void { this.r.resume(); }
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void { this.w.write(chunk, cb); }
+  // A write the shim can no longer take (it exited: the connection was refused or closed) is
+  // dropped, not an error: the shim's exit status and message say what happened (connectPod),
+  // and an EPIPE raced ahead of them and hid "Connection refused" from the client.
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void { this.w.write(chunk, () => cb()); }
   override _final(cb: () => void): void { this.w.end(); cb(); }
   override _destroy(e: Error | null, cb: (e: Error | null) => void): void { this.w.destroy(); this.r.destroy(); cb(e); }
 }
