@@ -1,7 +1,7 @@
 // A node's health from gossip, with a grace period before "down". Gossip finds a silent node
 // dead in a few seconds, faster than a shoald restart takes on a loaded machine; marking it down
 // at once made the orchestrator replace the tasks of a node that was only restarting. So, as
-// Swarm (a node is down after missed heartbeats, ~11 s here) and Kubernetes (40 s, then
+// Swarm (a node is down after its heartbeat period x 3, ~15 s) and Kubernetes (40 s, then
 // eviction) do, a node gossip reports dead or left is first `unknown` (no new tasks go there; its
 // tasks stay), and `down` (its tasks orphaned and replaced elsewhere) only once it has stayed
 // gone for the grace. Back within the grace, it is ready again and nothing moved.
@@ -9,13 +9,10 @@
 import type { NodeObject, NodeState } from './model.js';
 
 /**
- * How long a node gossip reports gone stays `unknown` before it is `down`. Gossip takes ~2 s to
- * call a killed node dead, so it is down ~7 s after it died, and a shoald restart (2-4 s here)
- * fits inside. Swarm marked a killed worker down after 10.4-11.5 s on this machine (heartbeat 5 s
- * with its grace); 15 s here made a worker's failover 25 s against Swarm's 19 s
- * (bench:failover). Manager option nodeDownGraceMs.
+ * How long a node gossip reports gone stays `unknown` before it is `down`: SwarmKit's
+ * dispatcher heartbeat period (5 s) x its grace multiplier (3). Manager option nodeDownGraceMs.
  */
-export const NODE_DOWN_GRACE_MS = 5_000;
+export const NODE_DOWN_GRACE_MS = 15_000;
 
 export type GossipState = 'alive' | 'suspect' | 'dead' | 'left' | undefined;
 
