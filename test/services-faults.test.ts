@@ -67,11 +67,6 @@ async function containersConverged(service: string, sid: string, n: number): Pro
   return undefined;
 }
 
-interface ClusterView {
-  leader: { hostname: string };
-  managers: { hostname: string; voter: boolean; reachability: string; match: number; lag: number }[];
-}
-
 /**
  * The leader, once it sees all three managers as voters that answer it. A manager restarted just
  * before (lab start returns when shoald runs, not when its raft has rejoined) may not answer yet:
@@ -80,15 +75,9 @@ interface ClusterView {
  * must survive.
  */
 async function leaderWithQuorum(t: Test): Promise<string> {
-  const t0 = Date.now();
-  const l = await eventually('a leader that sees all 3 managers as reachable voters', async (saw) => {
-    const c = JSON.parse(await lab.ok(['--lab', 'cluster', 'inspect', '--format', 'json'])) as ClusterView;
-    saw({ leader: c.leader.hostname, managers: c.managers.map((m) => `${m.hostname} ${m.voter ? 'voter' : 'learner'} ${m.reachability} match ${m.match} lag ${m.lag}`) });
-    const ok = c.leader.hostname && c.managers.length === 3 && c.managers.every((m) => m.voter && m.reachability === 'reachable' && m.match > 0);
-    return ok ? c.leader.hostname : undefined;
-  });
-  t.comment(`services-faults: ${l} leads, all 3 managers reachable voters (waited ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  return l;
+  const { leader, waitedMs } = await lab.leaderWithReachableVoters(3);
+  t.comment(`services-faults: ${leader} leads, all 3 managers reachable voters (waited ${(waitedMs / 1000).toFixed(1)} s)`);
+  return leader;
 }
 
 /** Where a subtest's time goes: each call comments the seconds since the previous one. */

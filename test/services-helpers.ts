@@ -31,6 +31,11 @@ export interface TaskRow {
   timestamps: Record<string, string>;
 }
 
+interface ClusterView {
+  leader: { hostname: string };
+  managers: { hostname: string; voter: boolean; reachability: string; match: number; lag: number }[];
+}
+
 export class Lab {
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
@@ -66,6 +71,22 @@ export class Lab {
   /** The tasks that should run now: the newest of each slot (or node), wanted running. */
   async live(service: string): Promise<TaskRow[]> {
     return (await this.tasks(service)).filter((t) => t.desiredState === 'running');
+  }
+
+  /**
+   * The leader's name once it sees `n` managers as voters that answer it (raft reachability
+   * is the leader's recent contact: a manager restarted, or one slow for an election timeout on
+   * a loaded machine, is briefly unreachable, and membership changes are refused meanwhile).
+   */
+  async leaderWithReachableVoters(n: number): Promise<{ leader: string; waitedMs: number }> {
+    const t0 = Date.now();
+    const leader = await eventually(`a leader that sees all ${n} managers as reachable voters`, async (saw) => {
+      const c = JSON.parse(await this.ok(['--lab', 'cluster', 'inspect', '--format', 'json'])) as ClusterView;
+      saw({ leader: c.leader.hostname, managers: c.managers.map((m) => `${m.hostname} ${m.voter ? 'voter' : 'learner'} ${m.reachability} match ${m.match} lag ${m.lag}`) });
+      const ok = c.leader.hostname && c.managers.length === n && c.managers.every((m) => m.voter && m.reachability === 'reachable' && m.match > 0);
+      return ok ? c.leader.hostname : undefined;
+    });
+    return { leader, waitedMs: Date.now() - t0 };
   }
 
   node(name: string): LabNode {
