@@ -125,7 +125,11 @@ t.test('listeners of a manager under a flood from a lab host', async (t) => {
     const fig = `RSS baseline ${(baseline / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB (+${grew.toFixed(0)}), after ${(end / MiB).toFixed(0)} MiB; flooder's last counts ${last}`;
     console.log(`hostile: ${f.what}: ${fig}`);
     t.ok(grew <= f.boundMiB, `${f.what}: ${fig}; bound +${f.boundMiB} MiB: ${f.why}`);
-    t.match(readFileSync(f.logFile, 'utf8').slice(logStart), f.logs, `${f.what}: the drops are logged`);
+    // Drops after the first of a reason are summed and logged once per 10 s (gossip/drop-log.ts):
+    // a reason the flood before this one logged first may show here only when that interval ends.
+    const logged = () => readFileSync(f.logFile, 'utf8').slice(logStart);
+    for (const until = Date.now() + 12_000; !f.logs.test(logged()) && Date.now() < until;) await sleep(250);
+    t.match(logged(), f.logs, `${f.what}: the drops are logged`);
     t.notMatch(readFileSync(m2.logFile, 'utf8').slice(m2LogStart), new RegExp(`gossip: ${m1Id} dead`), `${f.what}: manager-2's gossip never declared manager-1 dead`);
   };
 
