@@ -12,7 +12,8 @@ apt-get -o DPkg::Lock::Timeout=600 update
 # namespaces, veth, VXLAN, partitions; e2fsprogs/util-linux: volumes (ext4, loop devices);
 # xfsprogs: xfs_io, whose `shutdown` the CSI driver uses to fence a volume's ext4 on a node that
 # lost its attachment;
-# attr: opaque-directory xattrs in image layers; openssl: the registry token-auth test's certificate;
+# psmisc: fuser, with which wait-dpkg-lock.sh names the process holding the dpkg lock (and its test
+# checks that it does); attr: opaque-directory xattrs in image layers; openssl: the registry token-auth test's certificate;
 # serf/etcd-server: the real peers the benchmarks measure against; vagrant: CI checks the
 # multi-VM lab's Vagrantfile with `vagrant validate` (this machine cannot boot VMs); gcc/libc6-dev: the runtime
 # compiles its small C shim (runtime/shim/) on first use; containernetworking-plugins +
@@ -22,7 +23,7 @@ apt-get -o DPkg::Lock::Timeout=600 update
 # root and network namespace), and shoal-cni's test runs a pod through it (portmap chained after
 # shoal-cni); iperf3: bench:overlay's throughput tool (its debconf default starts no daemon).
 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
-  ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux xfsprogs kmod attr openssl \
+  ca-certificates runc busybox-static docker-registry iproute2 nftables e2fsprogs util-linux xfsprogs kmod psmisc attr openssl \
   serf etcd-server gcc libc6-dev containernetworking-plugins iptables containerd iperf3 vagrant
 # docker.io: Docker Swarm, the peer bench:replicas and bench:failover measure against
 # (benchmarks/swarm-peer.ts runs its own dockerd and containerd inside network namespaces of its
